@@ -1,0 +1,245 @@
+//! The policy model: what an admin writes (TOML) and what the helper enforces.
+//!
+//! A document is read in two steps. `raw` mirrors the TOML loosely (integers as `i64`, names as
+//! strings) and refuses unknown fields; `validate` turns it into the typed model below, collecting
+//! every problem with its path rather than stopping at the first. Past `Policy::parse` no value can
+//! be invalid, so the compiler and the QEMU supervisor never check again.
+
+pub mod destination;
+pub mod names;
+pub mod ports;
+mod raw;
+mod shadow;
+mod validate;
+
+use crate::types::Finding;
+pub use destination::{Destination, Family};
+pub use names::{AccountName, DiskName, HostName, ShortName, VmName};
+pub use ports::{PortRange, PortSet};
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// Largest policy document the helper reads (a million-entry blocklist fits in this).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Longest comment on a rule.
+pub const MAX_COMMENT_CHARS: usize = 256;
+
+/// A whole, valid policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Policy {
+    /// The virtual machines, each with its egress rules.
+    pub vms: Vec<Vm>,
+    /// Rules for every local process, VMs included, checked before any VM's own rules.
+    pub host_rules: Vec<Rule>,
+    /// Spice endpoints on other hosts, and who may reach them (console client role).
+    pub remote_consoles: Vec<RemoteConsole>,
+    /// Named address sets rules can refer to.
+    pub blocklists: Vec<Blocklist>,
+}
+
+/// One virtual machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vm {
+    /// Its name, which also names its system user and firewall chain.
+    pub name: VmName,
+    /// Its disk image, a file in the VM's own image folder.
+    pub disk: DiskName,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u8,
+    /// How the guest reaches the network.
+    pub network: NetworkMode,
+    /// Who may start, stop and attach devices.
+    pub operators: Access,
+    /// Who may open its console.
+    pub console: Access,
+    /// What happens to traffic no rule matched. Always logged.
+    pub default_action: Verdict,
+    /// Egress rules, first match wins.
+    pub rules: Vec<Rule>,
+}
+
+/// Users and groups granted something.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Access {
+    /// Local user names.
+    pub users: Vec<AccountName>,
+    /// Local group names; every member is granted.
+    pub groups: Vec<AccountName>,
+}
+
+impl Access {
+    /// Whether nobody is granted.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// How a guest reaches the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// QEMU user-mode networking (slirp): guest traffic leaves as the VM's own UID.
+    User,
+    /// No network device at all.
+    None,
+}
+
+/// What a rule does with the traffic it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Let it through (as far as this table is concerned).
+    Accept,
+    /// Discard it silently.
+    Drop,
+    /// Refuse it: TCP reset or ICMP unreachable, so programs fail fast.
+    Reject,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+            Verdict::Reject => "reject",
+        })
+    }
+}
+
+/// Which transport a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// Every protocol.
+    Any,
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP (IPv4).
+    Icmp,
+    /// ICMPv6.
+    Icmpv6,
+}
+
+impl Protocol {
+    /// Whether the protocol has ports.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Udp)
+    }
+
+    /// The nftables name of the protocol, `None` for any.
+    pub fn nft_name(self) -> Option<&'static str> {
+        match self {
+            Protocol::Any => None,
+            Protocol::Tcp => Some("tcp"),
+            Protocol::Udp => Some("udp"),
+            Protocol::Icmp => Some("icmp"),
+            Protocol::Icmpv6 => Some("icmpv6"),
+        }
+    }
+}
+
+/// One egress rule, in the Qubes firewall's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// What happens to matching traffic.
+    pub action: Verdict,
+    /// Where the traffic goes.
+    pub destination: Destination,
+    /// Which transport.
+    pub protocol: Protocol,
+    /// Destination ports (TCP/UDP only); `None` for every port.
+    pub ports: Option<PortSet>,
+    /// ICMP type (ICMP/ICMPv6 only); `None` for every type.
+    pub icmp_type: Option<u8>,
+    /// When the rule stops existing; `None` for never.
+    pub expires: Option<SystemTime>,
+    /// Log matching traffic.
+    pub log: bool,
+    /// The admin's note.
+    pub comment: String,
+}
+
+impl Rule {
+    /// Whether the rule has expired at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|t| t <= now)
+    }
+
+    /// Whether every packet `later` matches is matched by `self` too, so `later` never fires.
+    pub fn covers(&self, later: &Rule) -> bool {
+        let proto = self.protocol == Protocol::Any || self.protocol == later.protocol;
+        let ports = match (&self.ports, &later.ports) {
+            (None, _) => true,
+            (Some(a), Some(b)) => a.contains(b),
+            (Some(a), None) => a.is_all(),
+        };
+        let icmp = self.icmp_type.is_none() || self.icmp_type == later.icmp_type;
+        self.expires.is_none()
+            && proto
+            && ports
+            && icmp
+            && self.destination.covers(&later.destination)
+    }
+}
+
+/// A Spice endpoint on another host, for the console client role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteConsole {
+    /// Its name in lists and on the command line.
+    pub name: ShortName,
+    /// The server's address (a host name is resolved when the policy is applied).
+    pub host: Destination,
+    /// The Spice port (or TLS port when `tls`).
+    pub port: u16,
+    /// Whether the server speaks Spice over TLS.
+    pub tls: bool,
+    /// Who may connect.
+    pub access: Access,
+}
+
+/// A named set of networks, matched in one lookup however large.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocklist {
+    /// Its name, used by rules as `blocklist = "name"`.
+    pub name: ShortName,
+    /// The networks.
+    pub entries: Vec<ipnet::IpNet>,
+}
+
+/// A policy that passed validation, with what validation still had to say.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The policy.
+    pub policy: Policy,
+    /// Warnings (shadowed rules, empty assignments, ...).
+    pub warnings: Vec<Finding>,
+}
+
+impl Policy {
+    /// Parses and validates a policy document. On failure every error is returned, each with
+    /// its path; warnings come along with errors too, so one report shows everything.
+    pub fn parse(document: &[u8]) -> Result<Parsed, Vec<Finding>> {
+        validate::parse_document(document)
+    }
+
+    /// The VM with this name.
+    pub fn vm(&self, name: &str) -> Option<&Vm> {
+        self.vms.iter().find(|v| v.name.as_str() == name)
+    }
+
+    /// Number of rules, VMs and host together.
+    pub fn rule_count(&self) -> usize {
+        self.host_rules.len() + self.vms.iter().map(|v| v.rules.len()).sum::<usize>()
+    }
+
+    /// The earliest expiry still in the future, when the ruleset must be recompiled.
+    pub fn next_expiry(&self, now: SystemTime) -> Option<SystemTime> {
+        self.host_rules
+            .iter()
+            .chain(self.vms.iter().flat_map(|v| v.rules.iter()))
+            .filter_map(|r| r.expires)
+            .filter(|t| *t > now)
+            .min()
+    }
+}

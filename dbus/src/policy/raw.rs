@@ -1,0 +1,120 @@
+//! The policy document as written, before validation.
+//!
+//! Numbers are `i64` and names are `String` so that an out-of-range port or a malformed name
+//! reaches `validate`, which reports it with its path and a sentence, instead of failing inside
+//! serde with a type error. Unknown fields are refused: a typo must not silently disable a rule.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    #[serde(default)]
+    pub vm: Vec<RawVm>,
+    #[serde(default)]
+    pub host_rule: Vec<RawRule>,
+    #[serde(default)]
+    pub remote_console: Vec<RawRemoteConsole>,
+    #[serde(default)]
+    pub blocklist: Vec<RawBlocklist>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVm {
+    pub name: String,
+    pub disk: Option<String>,
+    pub memory: Option<RawSize>,
+    pub cpus: Option<i64>,
+    pub network: Option<String>,
+    #[serde(default)]
+    pub operators: RawAccess,
+    #[serde(default)]
+    pub console: RawAccess,
+    pub default: Option<String>,
+    #[serde(default)]
+    pub rule: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSize {
+    Mib(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub action: String,
+    pub destination: Option<String>,
+    pub special_target: Option<String>,
+    pub blocklist: Option<String>,
+    pub proto: Option<String>,
+    pub ports: Option<RawPorts>,
+    pub icmp_type: Option<RawIcmpType>,
+    pub expires: Option<RawTime>,
+    pub log: Option<bool>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPorts {
+    One(i64),
+    Text(String),
+    List(Vec<RawPortItem>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPortItem {
+    One(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawIcmpType {
+    Number(i64),
+    Name(String),
+}
+
+/// TOML has a native date-time; people also write strings. Both are accepted.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTime {
+    Toml(toml::value::Datetime),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRemoteConsole {
+    pub name: String,
+    pub host: String,
+    pub port: i64,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBlocklist {
+    pub name: String,
+    #[serde(default)]
+    pub entries: Vec<String>,
+}

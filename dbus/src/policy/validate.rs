@@ -1,0 +1,604 @@
+//! From a raw document to a typed `Policy`, collecting every problem with its path.
+//!
+//! Paths read like the document: `vm[work].rule[3].ports`, rules counted from 1 as the list
+//! view shows them. A VM whose name is itself invalid is addressed by position (`vm#2`).
+
+use super::names::quote;
+use super::ports::{self, PortSet, MAX_RANGES};
+use super::raw::*;
+use super::*;
+use crate::types::Severity;
+use std::collections::HashSet;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Most VMs a policy may declare.
+const MAX_VMS: usize = 512;
+/// Most users or groups in one access list.
+const MAX_ACCOUNTS: usize = 1024;
+/// Most memory a VM may ask for (1 TiB), in MiB.
+const MAX_MEMORY_MIB: i64 = 1024 * 1024;
+/// Most virtual CPUs.
+const MAX_CPUS: i64 = 64;
+
+pub(super) fn parse_document(document: &[u8]) -> Result<Parsed, Vec<Finding>> {
+    if document.len() > MAX_DOCUMENT_BYTES {
+        return Err(vec![error(
+            "policy",
+            format!(
+                "the document is {} bytes; the most Palisade reads is {MAX_DOCUMENT_BYTES}",
+                document.len()
+            ),
+        )]);
+    }
+    let text = std::str::from_utf8(document).map_err(|e| {
+        vec![error(
+            "policy",
+            format!(
+                "the document is not valid UTF-8 (first bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )]
+    })?;
+    let raw = read_toml(text).map_err(|f| vec![f])?;
+    let mut v = Validator::default();
+    let policy = v.policy(raw);
+    if v.errors.is_empty() {
+        Ok(Parsed {
+            policy,
+            warnings: v.warnings,
+        })
+    } else {
+        let mut all = v.errors;
+        all.extend(v.warnings);
+        Err(all)
+    }
+}
+
+fn read_toml(text: &str) -> Result<RawPolicy, Finding> {
+    let located = |e: &toml::de::Error| {
+        e.span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default()
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| error("policy", format!("{}{}", e.message().trim(), located(&e))))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "policy".to_owned()
+        } else {
+            path
+        };
+        let inner = e.into_inner();
+        error(
+            &path,
+            format!("{}{}", inner.message().trim(), located(&inner)),
+        )
+    })
+}
+
+fn error(path: &str, message: String) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        path: path.to_owned(),
+        message,
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Validator {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(error(path, message.into()));
+    }
+
+    fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Finding {
+            severity: Severity::Warning,
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Runs a parser, recording its sentence at `path` on failure.
+    fn check<T>(&mut self, path: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.error(path, e)).ok()
+    }
+
+    fn policy(&mut self, raw: RawPolicy) -> Policy {
+        let blocklists = self.blocklists(raw.blocklist);
+        let known: HashSet<String> = blocklists.iter().map(|b| b.name.to_string()).collect();
+        if raw.vm.len() > MAX_VMS {
+            self.error(
+                "vm",
+                format!("{} VMs declared; the most is {MAX_VMS}", raw.vm.len()),
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut vms = Vec::new();
+        for (i, rv) in raw.vm.into_iter().enumerate() {
+            let path = match VmName::parse(&rv.name) {
+                Ok(n) => format!("vm[{n}]"),
+                Err(_) => format!("vm#{}", i + 1),
+            };
+            if !seen.insert(rv.name.clone()) {
+                self.error(
+                    &path,
+                    format!("the VM name {} is used twice", quote(&rv.name)),
+                );
+            }
+            if let Some(vm) = self.vm(&path, rv, &known) {
+                vms.push(vm);
+            }
+        }
+        let host_rules = self.rules("host_rule", raw.host_rule, &known);
+        let remote_consoles = self.remote_consoles(raw.remote_console);
+        Policy {
+            vms,
+            host_rules,
+            remote_consoles,
+            blocklists,
+        }
+    }
+
+    fn vm(&mut self, path: &str, rv: RawVm, blocklists: &HashSet<String>) -> Option<Vm> {
+        let name = self.check(&format!("{path}.name"), VmName::parse(&rv.name));
+        let disk = match rv.disk {
+            Some(d) => self.check(&format!("{path}.disk"), DiskName::parse(&d)),
+            None => name
+                .as_ref()
+                .and_then(|n| DiskName::parse(&format!("{n}.qcow2")).ok()),
+        };
+        let memory_mib = self.memory(&format!("{path}.memory"), rv.memory);
+        let cpus = match rv.cpus.unwrap_or(1) {
+            n @ 1..=MAX_CPUS => u8::try_from(n).ok(),
+            n => {
+                self.error(
+                    &format!("{path}.cpus"),
+                    format!("{n} CPUs: give 1 to {MAX_CPUS}"),
+                );
+                None
+            }
+        };
+        let network = match rv.network.as_deref().unwrap_or("user") {
+            "user" => Some(NetworkMode::User),
+            "none" => Some(NetworkMode::None),
+            other => {
+                self.error(
+                    &format!("{path}.network"),
+                    format!(
+                        "{} is not a network mode: use \"user\" or \"none\"",
+                        quote(other)
+                    ),
+                );
+                None
+            }
+        };
+        let operators = self.access(&format!("{path}.operators"), rv.operators);
+        let console = self.access(&format!("{path}.console"), rv.console);
+        let default_action = match rv.default.as_deref() {
+            None => Some(Verdict::Drop),
+            Some(s) => self.check(&format!("{path}.default"), verdict(s)),
+        };
+        let rules = self.rules(&format!("{path}.rule"), rv.rule, blocklists);
+        if operators.is_empty() && console.is_empty() {
+            self.warn(
+                path,
+                "nobody but administrators may operate this VM or open its console",
+            );
+        }
+        Some(Vm {
+            name: name?,
+            disk: disk?,
+            memory_mib: memory_mib?,
+            cpus: cpus?,
+            network: network?,
+            operators,
+            console,
+            default_action: default_action?,
+            rules,
+        })
+    }
+
+    fn memory(&mut self, path: &str, raw: Option<RawSize>) -> Option<u32> {
+        let mib = match raw {
+            None => Some(1024),
+            Some(RawSize::Mib(n)) => Some(n),
+            Some(RawSize::Text(t)) => parse_size_mib(&t),
+        };
+        match mib {
+            Some(n @ 16..=MAX_MEMORY_MIB) => u32::try_from(n).ok(),
+            Some(n) => {
+                self.error(path, format!("{n} MiB of memory: give 16 MiB to 1 TiB"));
+                None
+            }
+            None => {
+                self.error(
+                    path,
+                    "write memory in MiB (2048) or with a unit (\"2G\", \"512M\")",
+                );
+                None
+            }
+        }
+    }
+
+    fn access(&mut self, path: &str, raw: RawAccess) -> Access {
+        let mut list = |what: &str, names: Vec<String>| -> Vec<AccountName> {
+            if names.len() > MAX_ACCOUNTS {
+                self.error(
+                    &format!("{path}.{what}"),
+                    format!("the most is {MAX_ACCOUNTS} names"),
+                );
+                return Vec::new();
+            }
+            names
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    self.check(&format!("{path}.{what}[{}]", i + 1), AccountName::parse(n))
+                })
+                .collect()
+        };
+        let users = list("users", raw.users);
+        let groups = list("groups", raw.groups);
+        Access { users, groups }
+    }
+
+    fn rules(&mut self, path: &str, raw: Vec<RawRule>, blocklists: &HashSet<String>) -> Vec<Rule> {
+        let rules: Vec<(usize, Rule)> = raw
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let p = format!("{path}[{}]", i + 1);
+                self.rule(&p, r, blocklists).map(|r| (i + 1, r))
+            })
+            .collect();
+        for (later, earlier) in super::shadow::shadowed(&rules) {
+            self.warn(
+                &format!("{path}[{later}]"),
+                format!(
+                    "this rule can never match: rule {earlier} above it already matches \
+                     everything it does"
+                ),
+            );
+        }
+        rules.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn rule(&mut self, path: &str, r: RawRule, blocklists: &HashSet<String>) -> Option<Rule> {
+        let action = self.check(&format!("{path}.action"), verdict(&r.action));
+        let targets = [
+            r.destination.is_some(),
+            r.special_target.is_some(),
+            r.blocklist.is_some(),
+        ];
+        if targets.iter().filter(|t| **t).count() > 1 {
+            self.error(
+                path,
+                "give only one of destination, special_target and blocklist",
+            );
+            return None;
+        }
+        let destination = if let Some(d) = &r.destination {
+            self.check(&format!("{path}.destination"), Destination::parse(d))
+        } else if let Some(s) = &r.special_target {
+            match s.as_str() {
+                "dns" => Some(Destination::Dns),
+                other => {
+                    self.error(
+                        &format!("{path}.special_target"),
+                        format!(
+                            "{} is not a special target: the only one is \"dns\"",
+                            quote(other)
+                        ),
+                    );
+                    None
+                }
+            }
+        } else if let Some(b) = &r.blocklist {
+            let p = format!("{path}.blocklist");
+            match self.check(&p, ShortName::parse(b)) {
+                Some(n) if blocklists.contains(n.as_str()) => Some(Destination::Blocklist(n)),
+                Some(n) => {
+                    self.error(
+                        &p,
+                        format!("no [[blocklist]] is named {}", quote(n.as_str())),
+                    );
+                    None
+                }
+                None => None,
+            }
+        } else {
+            Some(Destination::Any)
+        };
+        let protocol = self.check(&format!("{path}.proto"), protocol(r.proto.as_deref()));
+        let ports = r
+            .ports
+            .and_then(|p| self.check(&format!("{path}.ports"), port_set(p)));
+        let icmp_type = r
+            .icmp_type
+            .and_then(|t| self.check(&format!("{path}.icmp_type"), icmp_type(t)));
+        let expires = r
+            .expires
+            .and_then(|t| self.check(&format!("{path}.expires"), time(t)));
+        let comment = r.comment.unwrap_or_default();
+        let comment_ok =
+            comment.chars().count() <= MAX_COMMENT_CHARS && !comment.chars().any(char::is_control);
+        if !comment_ok {
+            self.error(
+                &format!("{path}.comment"),
+                format!(
+                    "a comment is one line of at most {MAX_COMMENT_CHARS} characters \
+                     (this one has {} bytes)",
+                    comment.len()
+                ),
+            );
+        }
+        let (protocol, destination) = (protocol?, destination?);
+        if ports.is_some() && !protocol.has_ports() {
+            self.error(
+                &format!("{path}.ports"),
+                "ports need proto = \"tcp\" or \"udp\"",
+            );
+        }
+        if icmp_type.is_some() && !matches!(protocol, Protocol::Icmp | Protocol::Icmpv6) {
+            self.error(
+                &format!("{path}.icmp_type"),
+                "icmp_type needs proto = \"icmp\" or \"icmpv6\"",
+            );
+        }
+        match (protocol, destination.family()) {
+            (Protocol::Icmp, Some(Family::V6)) => self.error(
+                &format!("{path}.proto"),
+                "ICMP is IPv4; use \"icmpv6\" for an IPv6 destination",
+            ),
+            (Protocol::Icmpv6, Some(Family::V4)) => self.error(
+                &format!("{path}.proto"),
+                "ICMPv6 is IPv6; use \"icmp\" for an IPv4 destination",
+            ),
+            _ => {}
+        }
+        if matches!(destination, Destination::Dns)
+            && !matches!(protocol, Protocol::Any | Protocol::Tcp | Protocol::Udp)
+        {
+            self.error(
+                &format!("{path}.proto"),
+                "the dns target is reached over tcp or udp",
+            );
+        }
+        Some(Rule {
+            action: action?,
+            destination,
+            protocol,
+            ports,
+            icmp_type,
+            expires,
+            log: r.log.unwrap_or(false),
+            comment: comment_ok.then_some(comment)?,
+        })
+    }
+
+    fn remote_consoles(&mut self, raw: Vec<RawRemoteConsole>) -> Vec<RemoteConsole> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, rc) in raw.into_iter().enumerate() {
+            let path = match ShortName::parse(&rc.name) {
+                Ok(n) => format!("remote_console[{n}]"),
+                Err(_) => format!("remote_console#{}", i + 1),
+            };
+            if !seen.insert(rc.name.clone()) {
+                self.error(&path, format!("the name {} is used twice", quote(&rc.name)));
+            }
+            let name = self.check(&format!("{path}.name"), ShortName::parse(&rc.name));
+            let host = match Destination::parse(&rc.host) {
+                Ok(d @ (Destination::Host(_) | Destination::Net(_))) if !is_network(&d) => Some(d),
+                _ => {
+                    self.error(
+                        &format!("{path}.host"),
+                        format!("{} is not one address or host name", quote(&rc.host)),
+                    );
+                    None
+                }
+            };
+            let port = self.check(&format!("{path}.port"), ports::port_from_int(rc.port));
+            let access = self.access(
+                &path,
+                RawAccess {
+                    users: rc.users,
+                    groups: rc.groups,
+                },
+            );
+            if let (Some(name), Some(host), Some(port)) = (name, host, port) {
+                out.push(RemoteConsole {
+                    name,
+                    host,
+                    port,
+                    tls: rc.tls,
+                    access,
+                });
+            }
+        }
+        out
+    }
+
+    fn blocklists(&mut self, raw: Vec<RawBlocklist>) -> Vec<Blocklist> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, b) in raw.into_iter().enumerate() {
+            let path = match ShortName::parse(&b.name) {
+                Ok(n) => format!("blocklist[{n}]"),
+                Err(_) => format!("blocklist#{}", i + 1),
+            };
+            if !seen.insert(b.name.clone()) {
+                self.error(&path, format!("the name {} is used twice", quote(&b.name)));
+            }
+            let name = self.check(&format!("{path}.name"), ShortName::parse(&b.name));
+            let mut entries = Vec::with_capacity(b.entries.len());
+            let mut bad = 0usize;
+            for (j, e) in b.entries.iter().enumerate() {
+                match Destination::parse(e) {
+                    Ok(Destination::Net(n)) => entries.push(n),
+                    _ => {
+                        bad += 1;
+                        // One line per bad entry up to a point; a million-line report helps nobody.
+                        if bad <= 20 {
+                            self.error(
+                                &format!("{path}.entries[{}]", j + 1),
+                                format!("{} is not an address or network", quote(e)),
+                            );
+                        }
+                    }
+                }
+            }
+            if bad > 20 {
+                self.error(
+                    &format!("{path}.entries"),
+                    format!("{} more bad entries", bad - 20),
+                );
+            }
+            if let Some(name) = name {
+                out.push(Blocklist { name, entries });
+            }
+        }
+        out
+    }
+}
+
+fn is_network(d: &Destination) -> bool {
+    matches!(d, Destination::Net(n) if n.prefix_len() != n.max_prefix_len())
+}
+
+fn verdict(s: &str) -> Result<Verdict, String> {
+    match s {
+        "accept" => Ok(Verdict::Accept),
+        "drop" => Ok(Verdict::Drop),
+        "reject" => Ok(Verdict::Reject),
+        other => Err(format!(
+            "{} is not an action: use \"accept\", \"drop\" or \"reject\"",
+            quote(other)
+        )),
+    }
+}
+
+fn protocol(s: Option<&str>) -> Result<Protocol, String> {
+    match s.unwrap_or("any") {
+        "any" => Ok(Protocol::Any),
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        "icmp" => Ok(Protocol::Icmp),
+        "icmpv6" => Ok(Protocol::Icmpv6),
+        other => Err(format!(
+            "{} is not a protocol: use tcp, udp, icmp, icmpv6 or any",
+            quote(other)
+        )),
+    }
+}
+
+fn port_set(raw: RawPorts) -> Result<PortSet, String> {
+    let one = |n: i64| {
+        ports::port_from_int(n).map(|p| {
+            vec![PortRange::new(p, p)]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+    };
+    let ranges = match raw {
+        RawPorts::One(n) => one(n)?,
+        RawPorts::Text(t) => ports::ranges_from_str(&t)?,
+        RawPorts::List(items) => {
+            let mut all = Vec::new();
+            for item in items {
+                all.extend(match item {
+                    RawPortItem::One(n) => one(n)?,
+                    RawPortItem::Text(t) => ports::ranges_from_str(&t)?,
+                });
+            }
+            all
+        }
+    };
+    if ranges.len() > MAX_RANGES {
+        return Err(format!(
+            "{} port ranges; the most one rule takes is {MAX_RANGES}",
+            ranges.len()
+        ));
+    }
+    PortSet::from_ranges(ranges).ok_or_else(|| "the port list is empty".to_owned())
+}
+
+/// ICMP types by the names nftables and the Qubes firewall use.
+const ICMP_NAMES: [(&str, u8); 12] = [
+    ("echo-reply", 0),
+    ("destination-unreachable", 3),
+    ("redirect", 5),
+    ("echo-request", 8),
+    ("router-advertisement", 9),
+    ("router-solicitation", 10),
+    ("time-exceeded", 11),
+    ("parameter-problem", 12),
+    ("timestamp-request", 13),
+    ("timestamp-reply", 14),
+    ("packet-too-big", 2),
+    ("nd-neighbor-solicit", 135),
+];
+
+fn icmp_type(raw: RawIcmpType) -> Result<u8, String> {
+    match raw {
+        RawIcmpType::Number(n) => {
+            u8::try_from(n).map_err(|_| format!("ICMP type {n} is out of range 0 to 255"))
+        }
+        RawIcmpType::Name(s) => ICMP_NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                format!(
+                    "{} is not an ICMP type name; give a number 0-255",
+                    quote(&s)
+                )
+            }),
+    }
+}
+
+fn time(raw: RawTime) -> Result<SystemTime, String> {
+    let text = match raw {
+        RawTime::Toml(d) => d.to_string(),
+        RawTime::Text(t) => t,
+    };
+    let bad = || {
+        format!(
+            "{} is not a time: write it like 2026-12-31T18:00:00Z",
+            quote(&text)
+        )
+    };
+    let t = humantime::parse_rfc3339_weak(&text).map_err(|_| bad())?;
+    // Years past 9999 or before 1970 are typos, not policies.
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) if d < Duration::from_secs(253_402_300_799) => Ok(t),
+        _ => Err(bad()),
+    }
+}
+
+/// `"2G"`, `"512M"`, `"2048"` (MiB) to MiB.
+fn parse_size_mib(t: &str) -> Option<i64> {
+    let t = t.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = digits.parse().ok()?;
+    let factor = match unit.trim().trim_end_matches(['i', 'B']) {
+        "" | "M" => 1,
+        "G" => 1024,
+        "T" => 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests;

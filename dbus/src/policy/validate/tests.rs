@@ -1,0 +1,166 @@
+use super::*;
+
+fn problems(doc: &str) -> Vec<Finding> {
+    match Policy::parse(doc.as_bytes()) {
+        Ok(p) => panic!("accepted: {:?}", p.policy),
+        Err(f) => f,
+    }
+}
+
+fn has(findings: &[Finding], path: &str, needle: &str) -> bool {
+    findings
+        .iter()
+        .any(|f| f.path == path && f.message.contains(needle))
+}
+
+const GOOD: &str = r#"
+[[blocklist]]
+name = "bad-nets"
+entries = ["192.0.2.0/24", "2001:db8:dead::/48"]
+
+[[vm]]
+name = "work"
+disk = "work.qcow2"
+memory = "2G"
+cpus = 2
+operators = { users = ["alice"] }
+console = { users = ["alice"], groups = ["staff"] }
+default = "drop"
+
+[[vm.rule]]
+action = "accept"
+destination = "127.0.0.1"
+proto = "tcp"
+ports = 8443
+comment = "the mail server"
+
+[[vm.rule]]
+action = "accept"
+special_target = "dns"
+
+[[vm.rule]]
+action = "reject"
+blocklist = "bad-nets"
+log = true
+
+[[vm.rule]]
+action = "accept"
+destination = "*.example.com"
+proto = "tcp"
+ports = ["80", 443, "8000-8100"]
+expires = 2030-01-01T00:00:00Z
+
+[[remote_console]]
+name = "server-work"
+host = "192.0.2.10"
+port = 5901
+users = ["alice"]
+"#;
+
+#[test]
+fn accepts_a_full_policy() {
+    let parsed = Policy::parse(GOOD.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+    let vm = &parsed.policy.vms[0];
+    assert_eq!(vm.memory_mib, 2048);
+    assert_eq!(vm.rules.len(), 4);
+    assert_eq!(
+        vm.rules[3].ports.as_ref().map(ToString::to_string),
+        Some("80,443,8000-8100".into())
+    );
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+}
+
+#[test]
+fn bad_names_and_paths() {
+    let f = problems("[[vm]]\nname = \"work; flush ruleset\"\n");
+    assert!(has(&f, "vm#1.name", "not a valid VM name"), "{f:?}");
+    let f = problems("[[vm]]\nname = \"work\"\ndisk = \"../../etc/passwd\"\n");
+    assert!(has(&f, "vm[work].disk", "not a valid disk name"), "{f:?}");
+}
+
+#[test]
+fn bad_ports_and_networks() {
+    let doc = "[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\nproto = \"tcp\"\nports = 70000\n\
+               [[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.0/33\"\n";
+    let f = problems(doc);
+    assert!(has(&f, "vm[work].rule[1].ports", "70000"), "{f:?}");
+    assert!(
+        has(&f, "vm[work].rule[2].destination", "prefix length"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn huge_comment() {
+    let doc = format!(
+        "[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"drop\"\ncomment = \"{}\"\n",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let f = problems(&doc);
+    assert!(has(&f, "vm[work].rule[1].comment", "at most 256"), "{f:?}");
+    assert!(f.iter().all(|x| x.message.len() < 200));
+}
+
+#[test]
+fn invalid_utf8_duplicates_unknown_fields() {
+    let f = Policy::parse(b"[[vm]]\nname = \"w\xffork\"\n")
+        .err()
+        .unwrap_or_default();
+    assert!(has(&f, "policy", "not valid UTF-8"), "{f:?}");
+    let f = problems("[[vm]]\nname = \"work\"\n[[vm]]\nname = \"work\"\n");
+    assert!(has(&f, "vm[work]", "used twice"), "{f:?}");
+    let f = problems("[[vm]]\nname = \"work\"\nfirewall = \"off\"\n");
+    assert!(
+        f.iter()
+            .any(|x| x.path.starts_with("vm") && x.message.contains("unknown field")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn memory_and_cpus() {
+    let f = problems("[[vm]]\nname = \"work\"\nmemory = 0\ncpus = 0\n");
+    assert!(has(&f, "vm[work].memory", "0 MiB"), "{f:?}");
+    assert!(has(&f, "vm[work].cpus", "0 CPUs"), "{f:?}");
+}
+
+#[test]
+fn protocol_consistency() {
+    let doc = "[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\nports = 80\n\
+               [[vm.rule]]\naction = \"accept\"\nproto = \"icmp\"\ndestination = \"::1\"\n";
+    let f = problems(doc);
+    assert!(has(&f, "vm[work].rule[1].ports", "tcp"), "{f:?}");
+    assert!(has(&f, "vm[work].rule[2].proto", "IPv4"), "{f:?}");
+}
+
+#[test]
+fn warns_about_shadowed_rules() {
+    let doc = "[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n\
+               [[vm.rule]]\naction = \"drop\"\ndestination = \"10.0.0.0/8\"\n\
+               [[vm.rule]]\naction = \"accept\"\ndestination = \"10.1.2.3\"\nproto = \"tcp\"\nports = 443\n\
+               [[vm.rule]]\naction = \"accept\"\ndestination = \"*.example.com\"\n\
+               [[vm.rule]]\naction = \"accept\"\ndestination = \"mail.example.com\"\n\
+               [[vm.rule]]\naction = \"accept\"\ndestination = \"example.com\"\n";
+    let parsed = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+    let w: Vec<_> = parsed.warnings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(w, ["vm[work].rule[2]", "vm[work].rule[4]"]);
+    assert!(parsed.warnings[0].message.contains("rule 1"));
+}
+
+#[test]
+fn expired_rules_do_not_shadow() {
+    let doc = "[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n\
+               [[vm.rule]]\naction = \"accept\"\nexpires = \"2020-01-01T00:00:00Z\"\n\
+               [[vm.rule]]\naction = \"drop\"\n";
+    let parsed = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+    assert!(parsed.warnings.is_empty());
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size_mib("2G"), Some(2048));
+    assert_eq!(parse_size_mib("512M"), Some(512));
+    assert_eq!(parse_size_mib("1GiB"), Some(1024));
+    assert_eq!(parse_size_mib("-1G"), None);
+    assert_eq!(parse_size_mib("1E"), None);
+}

@@ -1,0 +1,91 @@
+//! Plain data that crosses the bus. Every type here derives serde and `zbus::Type`; none carries
+//! behaviour beyond formatting, so both sides read them the same way.
+
+use serde::{Deserialize, Serialize};
+use zbus::Type;
+
+/// What `Status()` returns: is the helper healthy, and which generation is live.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct Status {
+    /// The helper's version.
+    pub version: String,
+    /// The live policy generation (0 before the first apply).
+    pub generation: u64,
+    /// Unix time (seconds) until which the live generation waits for `Confirm`; 0 when confirmed.
+    pub pending_until: u64,
+    /// Number of VMs in the live policy.
+    pub vms: u32,
+    /// Number of rules in the live ruleset, all VMs together.
+    pub rules: u32,
+    /// Whether our table is present in the kernel right now.
+    pub table_present: bool,
+    /// A problem the admin should know about (corrupt policy file, ...), or empty.
+    pub problem: String,
+}
+
+/// One entry of the generation history.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct GenerationInfo {
+    /// The generation number, counting from 1.
+    pub generation: u64,
+    /// Unix time (seconds) it was applied.
+    pub applied_at: u64,
+    /// Uid of the caller who applied it (0 for the helper itself).
+    pub author_uid: u32,
+    /// `live`, `confirmed`, `pending`, `reverted` or `superseded`.
+    pub state: String,
+    /// Why it exists: `apply`, `rollback to N`, `boot`, ...
+    pub origin: String,
+}
+
+/// Severity of a validation finding.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq)]
+#[zbus(signature = "s")]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The policy cannot be applied.
+    Error,
+    /// The policy can be applied, but probably does not do what its author meant.
+    Warning,
+}
+
+/// One finding of validation: where, how bad, and what to do about it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct Finding {
+    /// How bad it is.
+    pub severity: Severity,
+    /// Where in the policy, e.g. `vm[work].rule[3].ports`.
+    pub path: String,
+    /// The sentence for the user.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// What `Preview()` returns.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct Preview {
+    /// The ruleset that would be applied, in nft syntax.
+    pub ruleset: String,
+    /// A unified diff of the live ruleset against `ruleset`.
+    pub diff: String,
+    /// Warnings found while validating (errors make `Preview` fail instead).
+    pub warnings: Vec<Finding>,
+}
+
+/// What `Apply()` and `Rollback()` return.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct Applied {
+    /// The generation now live.
+    pub generation: u64,
+    /// Unix time until which it waits for `Confirm`; 0 when it needs none.
+    pub pending_until: u64,
+    /// Open connections cut because the new ruleset refuses them.
+    pub connections_cut: u32,
+    /// Warnings found while validating.
+    pub warnings: Vec<Finding>,
+}

@@ -1,1 +1,123 @@
-fn main() {}
+//! palisade-helper: the root side of Palisade.
+//!
+//! Owns table `inet palisade` and (later) the QEMU processes; serves `io.palisade.Helper1` on the
+//! system bus with a polkit check before every method. With `--apply-only` it loads the last
+//! confirmed policy into the kernel and exits, which is what the boot unit runs before the
+//! network comes up.
+
+mod authz;
+mod bus;
+mod firewall;
+mod store;
+mod vm;
+
+use anyhow::Context;
+use clap::Parser;
+use palisade_dbus::names::{BUS_NAME, OBJECT_PATH};
+use std::path::PathBuf;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-helper",
+    version,
+    about = "Palisade's privileged helper"
+)]
+struct Args {
+    /// Connect to this bus address instead of the system bus (tests).
+    #[arg(long, value_name = "ADDRESS")]
+    bus_address: Option<String>,
+    /// Where generations and state are kept.
+    #[arg(long, default_value = "/var/lib/palisade")]
+    state_dir: PathBuf,
+    /// Where the policy file lives.
+    #[arg(long, default_value = "/etc/palisade")]
+    config_dir: PathBuf,
+    /// Load the last confirmed policy into the kernel and exit (boot).
+    #[arg(long)]
+    apply_only: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Two worker threads: the helper waits on the bus, polkit and nft; it never computes much.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let store = store::Store::open(&args.state_dir, &args.config_dir)
+        .with_context(|| format!("cannot open {}", args.state_dir.display()))?;
+    let firewall = firewall::Firewall::start(store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.apply_only {
+        return Ok(());
+    }
+
+    let builder = match &args.bus_address {
+        Some(address) => zbus::connection::Builder::address(address.as_str()),
+        None => zbus::connection::Builder::system(),
+    };
+    let connection = builder.build().await.context("cannot connect to the bus")?;
+    let authority = authz::Authority::new(connection.clone());
+    // Serve the object first, then take the name, so a client activated by the name never
+    // finds an empty object.
+    let server = connection.object_server();
+    server
+        .at(
+            OBJECT_PATH,
+            bus::HelperIface {
+                firewall: firewall.clone(),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::PolicyIface {
+                firewall: firewall.clone(),
+                authority,
+            },
+        )
+        .await?;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .context("cannot own the bus name")?;
+    tracing::info!("serving {BUS_NAME}");
+
+    tokio::spawn(firewall.clone().run_expiry());
+    let mut changes = firewall.subscribe();
+    let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)?.into_owned();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let generation = *changes.borrow_and_update();
+            if let Err(e) = bus::PolicyIface::generation_changed(&emitter, generation).await {
+                tracing::warn!("cannot announce generation {generation}: {e}");
+            }
+        }
+    });
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    // The kernel keeps enforcing the live ruleset after we are gone.
+    tracing::info!("stopping; the live ruleset stays in the kernel");
+    Ok(())
+}

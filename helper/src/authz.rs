@@ -1,0 +1,135 @@
+//! Authorization, first layer: asks polkit whether the caller may perform an action.
+//!
+//! The subject is the caller's unique bus name taken from the incoming message's header — never
+//! our own pid, and never anything the caller claims in its arguments. polkit unreachable, slow
+//! or erroring means "no": the helper fails closed. Interactive authentication (a password
+//! dialog) is requested only when the call itself carries ALLOW_INTERACTIVE_AUTH, which the app
+//! sets for button presses and scripts do not.
+
+use palisade_dbus::{Action, Error};
+use std::collections::HashMap;
+use std::time::Duration;
+use zbus::message::{Flags, Header};
+use zbus::names::BusName;
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
+
+/// How long polkit may take to answer a non-interactive check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a person may take to type a password.
+const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Who called, as established by the bus (not by the caller).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The caller's uid, from the bus daemon.
+    pub uid: u32,
+}
+
+/// The polkit client.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    connection: zbus::Connection,
+}
+
+impl Authority {
+    /// A client on `connection` (the bus polkitd is on: the system bus).
+    pub fn new(connection: zbus::Connection) -> Self {
+        Self { connection }
+    }
+
+    /// Succeeds only if polkit says the caller of the message with `header` may do `action`.
+    pub async fn check(&self, header: &Header<'_>, action: Action) -> Result<Caller, Error> {
+        let sender = header
+            .sender()
+            .ok_or_else(|| Error::NotAuthorized("the call carries no sender; refused".into()))?;
+        let subject = Subject::new_for_message_header(header)
+            .map_err(|e| Error::NotAuthorized(format!("cannot identify the caller: {e}")))?;
+        let interactive = header
+            .primary()
+            .flags()
+            .contains(Flags::ALLOW_INTERACTIVE_AUTH);
+        let (flags, limit) = if interactive {
+            (
+                CheckAuthorizationFlags::ALLOW_USER_INTERACTION,
+                INTERACTIVE_TIMEOUT,
+            )
+        } else {
+            (CheckAuthorizationFlags::empty(), CHECK_TIMEOUT)
+        };
+        let unreachable = |why: String| {
+            tracing::warn!("polkit check for {action} failed closed: {why}");
+            Error::NotAuthorized(format!(
+                "the authorization service (polkit) could not be asked whether you may do this \
+                 ({why}); refused"
+            ))
+        };
+        let ask = async {
+            let proxy = AuthorityProxy::builder(&self.connection)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?;
+            proxy
+                .check_authorization(&subject, action.id(), &HashMap::new(), flags, "")
+                .await
+        };
+        let result = match tokio::time::timeout(limit, ask).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} s",
+                    limit.as_secs()
+                )))
+            }
+        };
+        if !result.is_authorized {
+            tracing::info!(
+                "{sender} refused {action} (challenge: {})",
+                result.is_challenge
+            );
+            return Err(Error::NotAuthorized(if result.is_challenge {
+                format!(
+                    "{} needs an administrator's password; use the Palisade app, or run this as a \
+                     member of the {} group",
+                    describe(action),
+                    palisade_dbus::names::ADMIN_GROUP
+                )
+            } else {
+                format!(
+                    "you are not allowed to {} (polkit action {action})",
+                    describe_verb(action)
+                )
+            }));
+        }
+        let uid = zbus::fdo::DBusProxy::new(&self.connection)
+            .await
+            .and_then(|p| Ok(p))
+            .map_err(|e| Error::Internal(format!("cannot ask the bus who called: {e}")))?
+            .get_connection_unix_user(BusName::Unique(sender.clone()))
+            .await
+            .map_err(|e| Error::NotAuthorized(format!("cannot identify the caller: {e}")))?;
+        Ok(Caller { uid })
+    }
+}
+
+fn describe(action: Action) -> &'static str {
+    match action {
+        Action::PolicyRead => "Reading the firewall policy",
+        Action::PolicyManage => "Changing the firewall policy",
+        Action::VmManage => "Managing virtual machines",
+        Action::VmOperate => "Operating this virtual machine",
+        Action::ConsoleOpen => "Opening this console",
+        Action::LogRead => "Reading the firewall log",
+    }
+}
+
+fn describe_verb(action: Action) -> &'static str {
+    match action {
+        Action::PolicyRead => "read the firewall policy",
+        Action::PolicyManage => "change the firewall policy",
+        Action::VmManage => "manage virtual machines",
+        Action::VmOperate => "operate this virtual machine",
+        Action::ConsoleOpen => "open this console",
+        Action::LogRead => "read the firewall log",
+    }
+}

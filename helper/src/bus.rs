@@ -1,0 +1,126 @@
+//! The D-Bus face of the helper: one struct per interface, each method a polkit check followed by
+//! a call into the service that owns the behaviour. Nothing here decides policy.
+//!
+//! Every method authorizes first, with the subject from the message header, before reading or
+//! changing anything; the end-to-end tests introspect these interfaces and call every method as
+//! a refused user, so a method added without a check fails them.
+
+use crate::authz::Authority;
+use crate::firewall::{Firewall, Origin};
+use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Status};
+use palisade_dbus::{Action, Error};
+use std::sync::Arc;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+
+/// `io.palisade.Helper1`.
+pub struct HelperIface {
+    /// The firewall service.
+    pub firewall: Arc<Firewall>,
+    /// polkit.
+    pub authority: Authority,
+}
+
+#[zbus::interface(name = "io.palisade.Helper1")]
+impl HelperIface {
+    /// Health, version and live generation.
+    async fn status(&self, #[zbus(header)] header: Header<'_>) -> Result<Status, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        Ok(self.firewall.status().await)
+    }
+}
+
+/// `io.palisade.Helper1.Policy`.
+pub struct PolicyIface {
+    /// The firewall service.
+    pub firewall: Arc<Firewall>,
+    /// polkit.
+    pub authority: Authority,
+}
+
+#[zbus::interface(name = "io.palisade.Helper1.Policy")]
+impl PolicyIface {
+    /// The live generation and its document.
+    async fn get(&self, #[zbus(header)] header: Header<'_>) -> Result<(u64, String), Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        Ok(self.firewall.get().await)
+    }
+
+    /// Every problem of a document.
+    async fn validate(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        document: Vec<u8>,
+    ) -> Result<Vec<Finding>, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        Ok(
+            tokio::task::spawn_blocking(move || Firewall::validate(&document))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        )
+    }
+
+    /// The ruleset a document compiles to and its diff against the live one.
+    async fn preview(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        document: Vec<u8>,
+    ) -> Result<Preview, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        self.firewall.preview(&document).await
+    }
+
+    /// Applies a document atomically if `base_generation` is still live.
+    async fn apply(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        document: Vec<u8>,
+        base_generation: u64,
+        confirm_seconds: u32,
+    ) -> Result<Applied, Error> {
+        let caller = self.authority.check(&header, Action::PolicyManage).await?;
+        let origin = Origin {
+            author_uid: caller.uid,
+            reason: "apply".into(),
+        };
+        self.firewall
+            .apply(document, base_generation, confirm_seconds, origin)
+            .await
+    }
+
+    /// Keeps a pending generation.
+    async fn confirm(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        generation: u64,
+    ) -> Result<(), Error> {
+        self.authority.check(&header, Action::PolicyManage).await?;
+        self.firewall.confirm(generation).await
+    }
+
+    /// Applies an earlier generation's document again, as a new generation.
+    async fn rollback(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        generation: u64,
+    ) -> Result<Applied, Error> {
+        let caller = self.authority.check(&header, Action::PolicyManage).await?;
+        self.firewall.rollback(generation, caller.uid).await
+    }
+
+    /// Every generation, newest first.
+    async fn history(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<GenerationInfo>, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        self.firewall.history().await
+    }
+
+    /// A new generation became live.
+    #[zbus(signal)]
+    pub async fn generation_changed(
+        emitter: &SignalEmitter<'_>,
+        generation: u64,
+    ) -> zbus::Result<()>;
+}

@@ -1,0 +1,588 @@
+//! The firewall: policy in → validate → compile → apply → observe.
+//!
+//! `compile` is pure; `kernel` sends one batch; this module owns the live state and the order of
+//! events. Applies are serialized behind one lock, and the in-memory picture of what is live is
+//! changed only after the kernel accepted the batch and the generation is on disk.
+//!
+//! Generations: every apply gets the next number and is kept forever. A generation applied with a
+//! confirmation window is *pending*: unless `confirm` arrives in time, the last *confirmed*
+//! generation is installed again and the pending one is marked reverted. Boot and restarts load
+//! the last confirmed generation, never a pending one.
+
+pub mod compile;
+pub mod conntrack;
+pub mod facts;
+pub mod json;
+pub mod kernel;
+pub mod render;
+pub mod ruleset;
+
+use crate::store::{GenerationRecord, LiveState, Outcome, Store};
+use compile::compile_ruleset;
+use palisade_dbus::policy::Policy;
+use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
+use palisade_dbus::Error;
+use ruleset::Ruleset;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{watch, Mutex, Notify};
+use tokio::task::JoinHandle;
+
+/// Longest confirmation window: a day. Longer is a typo, not a safety net.
+pub const MAX_CONFIRM_SECONDS: u32 = 86_400;
+/// Most problems listed in one error sentence; the rest are counted.
+const MAX_LISTED_PROBLEMS: usize = 50;
+
+/// What is in the kernel now.
+struct Live {
+    generation: u64,
+    document: Vec<u8>,
+    policy: Policy,
+    ruleset: Ruleset,
+    text: String,
+}
+
+struct State {
+    live: Live,
+    pointers: LiveState,
+    /// Something the admin should know (corrupt policy file, ...).
+    problem: String,
+    revert: Option<JoinHandle<()>>,
+}
+
+/// The firewall service.
+pub struct Firewall {
+    store: Store,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    rearm_expiry: Notify,
+}
+
+impl std::fmt::Debug for Firewall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Firewall").finish_non_exhaustive()
+    }
+}
+
+/// Where a new generation came from.
+pub struct Origin {
+    /// Uid of whoever asked.
+    pub author_uid: u32,
+    /// Why: `apply`, `rollback to 3`, ...
+    pub reason: String,
+}
+
+impl Firewall {
+    /// Loads the last confirmed generation into the kernel (adopting a policy file an admin
+    /// edited by hand, refusing a corrupt one) and returns the running service.
+    pub async fn start(store: Store) -> Result<Arc<Self>, Error> {
+        let mut pointers = store
+            .live_state()
+            .map_err(|e| internal("read the live state", e))?;
+        let mut problem = String::new();
+        if pointers.live != pointers.confirmed {
+            // The helper stopped during a confirmation window: nobody confirmed, so revert.
+            if let Ok(mut rec) = store.record(pointers.live) {
+                rec.outcome = Outcome::Reverted;
+                let _ = store.save_record(&rec);
+            }
+            tracing::warn!(
+                "generation {} was never confirmed; generation {} comes back",
+                pointers.live,
+                pointers.confirmed
+            );
+        }
+        let confirmed_doc = match pointers.confirmed {
+            0 => Vec::new(),
+            g => store
+                .document(g)
+                .map_err(|e| internal("read the confirmed generation", e))?,
+        };
+        let mut generation = pointers.confirmed;
+        let mut document = confirmed_doc.clone();
+        match store.read_policy_file() {
+            Ok(Some(file)) if file != confirmed_doc => match Policy::parse(&file) {
+                Ok(_) => {
+                    let owner = std::fs::metadata(store.policy_file())
+                        .map(|m| m.uid())
+                        .unwrap_or(0);
+                    generation = store
+                        .next_generation()
+                        .map_err(|e| internal("number generations", e))?;
+                    store
+                        .save_generation(
+                            &record(
+                                generation,
+                                owner,
+                                "policy file edited on disk",
+                                Outcome::Confirmed,
+                            ),
+                            &file,
+                        )
+                        .map_err(|e| internal("store the generation", e))?;
+                    tracing::info!("adopted the edited policy file as generation {generation}");
+                    document = file;
+                }
+                Err(findings) => {
+                    problem = format!(
+                        "{} is not a valid policy and was not loaded ({}); generation {} stays live",
+                        store.policy_file().display(),
+                        findings.first().map(ToString::to_string).unwrap_or_default(),
+                        pointers.confirmed
+                    );
+                    tracing::error!("{problem}");
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                problem = format!("cannot read {}: {e}", store.policy_file().display());
+                tracing::error!("{problem}");
+            }
+        }
+        let policy = Policy::parse(&document)
+            .map_err(|f| {
+                Error::Internal(format!(
+                    "stored generation {generation} no longer validates: {}",
+                    list(&f)
+                ))
+            })?
+            .policy;
+        let (ruleset, text, _) = install(&store, &policy, &Ruleset::default()).await?;
+        pointers = LiveState {
+            live: generation,
+            confirmed: generation,
+            pending_until: 0,
+        };
+        store
+            .save_live_state(&pointers)
+            .map_err(|e| internal("save the live state", e))?;
+        if generation > 0
+            && store.read_policy_file().ok().flatten().as_deref() != Some(&document[..])
+            && problem.is_empty()
+        {
+            store
+                .write_policy_file(&document)
+                .map_err(|e| internal("write the policy file", e))?;
+        }
+        tracing::info!(
+            "generation {generation} is live ({} rules)",
+            ruleset.rule_count()
+        );
+        let (changed, _) = watch::channel(generation);
+        let fw = Arc::new(Self {
+            store,
+            state: Mutex::new(State {
+                live: Live {
+                    generation,
+                    document,
+                    policy,
+                    ruleset,
+                    text,
+                },
+                pointers,
+                problem,
+                revert: None,
+            }),
+            changed,
+            rearm_expiry: Notify::new(),
+        });
+        Ok(fw)
+    }
+
+    /// Receives the live generation number whenever it changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Health and live generation.
+    pub async fn status(&self) -> Status {
+        let st = self.state.lock().await;
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            generation: st.live.generation,
+            pending_until: st.pointers.pending_until,
+            vms: u32::try_from(st.live.policy.vms.len()).unwrap_or(u32::MAX),
+            rules: u32::try_from(st.live.policy.rule_count()).unwrap_or(u32::MAX),
+            table_present: kernel::list_table().await.is_some(),
+            problem: st.problem.clone(),
+        }
+    }
+
+    /// The live generation and its document.
+    pub async fn get(&self) -> (u64, String) {
+        let st = self.state.lock().await;
+        (
+            st.live.generation,
+            String::from_utf8_lossy(&st.live.document).into_owned(),
+        )
+    }
+
+    /// Every finding about a document; never fails for an invalid one.
+    pub fn validate(document: &[u8]) -> Vec<Finding> {
+        match Policy::parse(document) {
+            Ok(p) => p.warnings,
+            Err(f) => f,
+        }
+    }
+
+    /// What applying `document` would install, and how it differs from what is live.
+    pub async fn preview(&self, document: &[u8]) -> Result<Preview, Error> {
+        let parsed = Policy::parse(document).map_err(invalid)?;
+        let facts = facts::gather(&parsed.policy, facts::Users::LookUp).await?;
+        let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
+        let st = self.state.lock().await;
+        let diff = similar::TextDiff::from_lines(&st.live.text, &text)
+            .unified_diff()
+            .header(&format!("generation {}", st.live.generation), "preview")
+            .to_string();
+        Ok(Preview {
+            ruleset: text,
+            diff,
+            warnings: parsed.warnings,
+        })
+    }
+
+    /// Applies `document` as a new generation if `base` is still live.
+    pub async fn apply(
+        self: &Arc<Self>,
+        document: Vec<u8>,
+        base: u64,
+        confirm_seconds: u32,
+        origin: Origin,
+    ) -> Result<Applied, Error> {
+        if confirm_seconds > MAX_CONFIRM_SECONDS {
+            return Err(Error::InvalidArgument(format!(
+                "a confirmation window of {confirm_seconds} s is too long: the most is {MAX_CONFIRM_SECONDS} s"
+            )));
+        }
+        let parsed = Policy::parse(&document).map_err(invalid)?;
+        let mut st = self.state.lock().await;
+        if st.live.generation != base {
+            return Err(Error::Conflict(format!(
+                "generation {} is live now, not {base}: someone applied a change since you read the \
+                 policy; reload it, redo your edit and apply again",
+                st.live.generation
+            )));
+        }
+        let generation = self
+            .store
+            .next_generation()
+            .map_err(|e| internal("number generations", e))?;
+        let (ruleset, text, cut) = install(&self.store, &parsed.policy, &st.live.ruleset).await?;
+        let outcome = if confirm_seconds > 0 {
+            Outcome::Pending
+        } else {
+            Outcome::Confirmed
+        };
+        let saved = self.store.save_generation(
+            &record(generation, origin.author_uid, &origin.reason, outcome),
+            &document,
+        );
+        if let Err(e) = saved {
+            // Keep disk and kernel in agreement: put the previous ruleset back.
+            let _ = install(&self.store, &st.live.policy, &ruleset).await;
+            return Err(internal("store the new generation", e));
+        }
+        let pending_until = if confirm_seconds > 0 {
+            unix_now() + u64::from(confirm_seconds)
+        } else {
+            0
+        };
+        let confirmed = if confirm_seconds > 0 {
+            st.pointers.confirmed
+        } else {
+            generation
+        };
+        st.pointers = LiveState {
+            live: generation,
+            confirmed,
+            pending_until,
+        };
+        self.store
+            .save_live_state(&st.pointers)
+            .map_err(|e| internal("save the live state", e))?;
+        if confirm_seconds == 0 {
+            self.store
+                .write_policy_file(&document)
+                .map_err(|e| internal("write the policy file", e))?;
+            st.problem.clear();
+        }
+        st.live = Live {
+            generation,
+            document,
+            policy: parsed.policy,
+            ruleset,
+            text,
+        };
+        if let Some(task) = st.revert.take() {
+            task.abort();
+        }
+        if confirm_seconds > 0 {
+            let fw = Arc::clone(self);
+            st.revert = Some(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(confirm_seconds))).await;
+                fw.revert_if_pending(generation).await;
+            }));
+        }
+        drop(st);
+        tracing::info!(
+            "generation {generation} applied by uid {} ({})",
+            origin.author_uid,
+            origin.reason
+        );
+        self.announce(generation);
+        Ok(Applied {
+            generation,
+            pending_until,
+            connections_cut: cut,
+            warnings: parsed.warnings,
+        })
+    }
+
+    /// Keeps a pending generation.
+    pub async fn confirm(&self, generation: u64) -> Result<(), Error> {
+        let mut st = self.state.lock().await;
+        if st.live.generation == generation && st.pointers.pending_until == 0 {
+            return Ok(()); // already confirmed: confirming twice is harmless
+        }
+        if st.live.generation != generation {
+            return Err(Error::NotFound(format!(
+                "generation {generation} is not waiting for confirmation (generation {} is live)",
+                st.live.generation
+            )));
+        }
+        let mut rec = self
+            .store
+            .record(generation)
+            .map_err(|e| internal("read the generation", e))?;
+        rec.outcome = Outcome::Confirmed;
+        self.store
+            .save_record(&rec)
+            .map_err(|e| internal("save the generation", e))?;
+        self.store
+            .write_policy_file(&st.live.document)
+            .map_err(|e| internal("write the policy file", e))?;
+        st.pointers.confirmed = generation;
+        st.pointers.pending_until = 0;
+        self.store
+            .save_live_state(&st.pointers)
+            .map_err(|e| internal("save the live state", e))?;
+        if let Some(task) = st.revert.take() {
+            task.abort();
+        }
+        tracing::info!("generation {generation} confirmed");
+        Ok(())
+    }
+
+    /// Applies an earlier generation's document again, as a new generation.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        generation: u64,
+        author_uid: u32,
+    ) -> Result<Applied, Error> {
+        let document = self.store.document(generation).map_err(|_| {
+            Error::NotFound(format!(
+                "there is no generation {generation}; `palisadectl history` lists them"
+            ))
+        })?;
+        let base = self.state.lock().await.live.generation;
+        let origin = Origin {
+            author_uid,
+            reason: format!("rollback to {generation}"),
+        };
+        self.apply(document, base, 0, origin).await
+    }
+
+    /// Every generation, newest first.
+    pub async fn history(&self) -> Result<Vec<GenerationInfo>, Error> {
+        let st = self.state.lock().await;
+        let records = self
+            .store
+            .history()
+            .map_err(|e| internal("read the history", e))?;
+        Ok(records
+            .into_iter()
+            .map(|r| GenerationInfo {
+                generation: r.generation,
+                applied_at: r.applied_at,
+                author_uid: r.author_uid,
+                state: match (r.generation == st.live.generation, r.outcome) {
+                    (true, Outcome::Pending) => "pending",
+                    (true, _) => "live",
+                    (false, Outcome::Confirmed) => "confirmed",
+                    (false, Outcome::Reverted) => "reverted",
+                    (false, Outcome::Pending) => "superseded",
+                }
+                .into(),
+                origin: r.origin,
+            })
+            .collect())
+    }
+
+    /// The confirmation window of `generation` ran out: the last confirmed generation returns.
+    async fn revert_if_pending(&self, generation: u64) {
+        let mut st = self.state.lock().await;
+        if st.live.generation != generation || st.pointers.pending_until == 0 {
+            return;
+        }
+        let back = st.pointers.confirmed;
+        let document = match back {
+            0 => Ok(Vec::new()),
+            g => self.store.document(g),
+        };
+        let policy = document
+            .as_ref()
+            .ok()
+            .and_then(|d| Policy::parse(d).ok())
+            .map(|p| p.policy);
+        let (Ok(document), Some(policy)) = (document, policy) else {
+            tracing::error!(
+                "cannot read generation {back} to revert to; generation {generation} stays"
+            );
+            return;
+        };
+        match install(&self.store, &policy, &st.live.ruleset).await {
+            Ok((ruleset, text, _)) => {
+                if let Ok(mut rec) = self.store.record(generation) {
+                    rec.outcome = Outcome::Reverted;
+                    let _ = self.store.save_record(&rec);
+                }
+                st.pointers = LiveState {
+                    live: back,
+                    confirmed: back,
+                    pending_until: 0,
+                };
+                let _ = self.store.save_live_state(&st.pointers);
+                st.live = Live {
+                    generation: back,
+                    document,
+                    policy,
+                    ruleset,
+                    text,
+                };
+                st.revert = None;
+                drop(st);
+                tracing::warn!(
+                    "generation {generation} was not confirmed in time; generation {back} is back"
+                );
+                self.announce(back);
+            }
+            Err(e) => tracing::error!("reverting generation {generation} failed: {e}"),
+        }
+    }
+
+    /// Recompiles the live policy whenever one of its rules expires, so expired rules vanish
+    /// from the kernel at their time without anyone calling.
+    pub async fn run_expiry(self: Arc<Self>) {
+        loop {
+            let next = self
+                .state
+                .lock()
+                .await
+                .live
+                .policy
+                .next_expiry(SystemTime::now());
+            let wait = next
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.rearm_expiry.notified() => continue,
+            }
+            if next.is_none() {
+                continue;
+            }
+            let mut st = self.state.lock().await;
+            match install(&self.store, &st.live.policy, &st.live.ruleset).await {
+                Ok((ruleset, text, cut)) => {
+                    st.live.ruleset = ruleset;
+                    st.live.text = text;
+                    let generation = st.live.generation;
+                    drop(st);
+                    tracing::info!("expired rules removed from generation {generation} ({cut} connections cut)");
+                    self.announce(generation);
+                }
+                Err(e) => tracing::error!("removing expired rules failed: {e}"),
+            }
+        }
+    }
+
+    fn announce(&self, generation: u64) {
+        self.changed.send_replace(generation);
+        self.rearm_expiry.notify_one();
+    }
+}
+
+/// Gathers facts, compiles and sends the ruleset, then cuts connections the new ruleset no longer
+/// allows. Returns the ruleset, its text, and how many connections were cut.
+async fn install(
+    store: &Store,
+    policy: &Policy,
+    previous: &Ruleset,
+) -> Result<(Ruleset, String, u32), Error> {
+    let facts = facts::gather(policy, facts::Users::Create).await?;
+    let ruleset = compile_ruleset(policy, &facts);
+    kernel::apply_batch(
+        &json::ruleset_batch(&ruleset),
+        &store.refused_payload_file(),
+    )
+    .await?;
+    let gone = previous
+        .live_marks
+        .difference(&ruleset.live_marks)
+        .copied()
+        .collect();
+    let cut = conntrack::cut_connections(&gone).await;
+    let text = render::render_ruleset(&ruleset);
+    Ok((ruleset, text, cut))
+}
+
+fn record(generation: u64, author_uid: u32, origin: &str, outcome: Outcome) -> GenerationRecord {
+    GenerationRecord {
+        generation,
+        applied_at: unix_now(),
+        author_uid,
+        origin: origin.into(),
+        outcome,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    tracing::error!("cannot {what}: {e}");
+    Error::Internal(format!("the helper could not {what}: {e}"))
+}
+
+/// The error for a document with problems: every error line, then the warnings.
+fn invalid(findings: Vec<Finding>) -> Error {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    Error::InvalidPolicy(format!(
+        "the policy has {errors} problem{}; nothing was changed:\n{}",
+        if errors == 1 { "" } else { "s" },
+        list(&findings)
+    ))
+}
+
+fn list(findings: &[Finding]) -> String {
+    let mut lines: Vec<String> = findings
+        .iter()
+        .take(MAX_LISTED_PROBLEMS)
+        .map(ToString::to_string)
+        .collect();
+    if findings.len() > MAX_LISTED_PROBLEMS {
+        lines.push(format!(
+            "... and {} more",
+            findings.len() - MAX_LISTED_PROBLEMS
+        ));
+    }
+    lines.join("\n")
+}

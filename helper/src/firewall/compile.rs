@@ -1,0 +1,346 @@
+//! Policy in, ruleset out: the pure heart of the firewall.
+//!
+//! `compile_ruleset` has no side effects and reads nothing but its arguments; everything it needs
+//! from the machine (VM uids, resolvers, answers for host names, the time) arrives in `Facts`.
+//! That is what lets its tests and golden files run without root.
+//!
+//! Shape of the output, in evaluation order for a packet leaving the host:
+//! `output` → `host` (host-wide rules; accept means "no objection", i.e. return) → by socket owner
+//! `meta skuid vmap { uid : jump vm_<name> }` → the VM's chain: connections still covered by a
+//! live accepting rule pass, then the VM's rules in order, then its default action, logged.
+//! Accepting rules mark the connection with the rule's id; when a rule disappears its id leaves
+//! `live_marks`, so the connections it let in are judged again by the new rules.
+
+use super::ruleset::*;
+use ipnet::IpNet;
+use palisade_dbus::policy::{
+    Destination, HostName, Policy, PortRange, PortSet, Protocol, Rule, Verdict, VmName,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+/// What the compiler needs to know about the machine.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Uid of each VM's system user. A VM missing here (its user does not exist yet, in a
+    /// preview) is left out of the uid map.
+    pub vm_uids: BTreeMap<VmName, u32>,
+    /// The resolvers this host uses; the "dns" target means these.
+    pub dns_servers: Vec<IpAddr>,
+    /// Current addresses of host names the policy mentions.
+    pub resolved: HashMap<HostName, Vec<IpAddr>>,
+    /// The time against which expiry is judged.
+    pub now: Option<SystemTime>,
+}
+
+/// Longest comment the kernel keeps with a rule (nft's user data is 256 bytes, shared).
+const MAX_NFT_COMMENT: usize = 120;
+
+/// Compiles a validated policy into the one table Palisade owns.
+pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
+    let now = facts.now.unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut out = Ruleset::default();
+
+    for b in &policy.blocklists {
+        let (v4, v6) = split_families(b.entries.iter().copied());
+        out.sets.push(net_set(
+            &blocklist_set(b.name.as_str(), IpFamily::V4),
+            SetKind::Ipv4Nets,
+            v4,
+        ));
+        out.sets.push(net_set(
+            &blocklist_set(b.name.as_str(), IpFamily::V6),
+            SetKind::Ipv6Nets,
+            v6,
+        ));
+    }
+
+    let mut output = ChainDef {
+        name: "output".into(),
+        hook: Some(Hook::Output),
+        rules: Vec::new(),
+    };
+    let mut jump_host = RuleDef::new(Vec::new(), RuleVerdict::Jump("host".into()));
+    jump_host.comment = Some(MANAGED_BY.into());
+    output.rules.push(jump_host);
+    let uid_map: Vec<(u32, String)> = policy
+        .vms
+        .iter()
+        .filter_map(|vm| {
+            facts
+                .vm_uids
+                .get(&vm.name)
+                .map(|uid| (*uid, vm.name.chain()))
+        })
+        .collect();
+    if !uid_map.is_empty() {
+        output
+            .rules
+            .push(RuleDef::new(Vec::new(), RuleVerdict::UidMap(uid_map)));
+    }
+
+    let mut chains = vec![output];
+    let host = Owner {
+        chain: "host".into(),
+        label: "host".into(),
+        vm: None,
+    };
+    chains.push(ChainDef {
+        name: "host".into(),
+        hook: None,
+        rules: compile_rules(&host, &policy.host_rules, facts, now, &mut out),
+    });
+
+    for vm in &policy.vms {
+        let owner = Owner {
+            chain: vm.name.chain(),
+            label: format!("vm={}", vm.name),
+            vm: Some(&vm.name),
+        };
+        let mut rules = vec![RuleDef::new(
+            vec![Match::CtEstablished, Match::CtMarkInSet(LIVE_MARKS.into())],
+            RuleVerdict::Policy(Verdict::Accept),
+        )];
+        rules.extend(compile_rules(&owner, &vm.rules, facts, now, &mut out));
+        let mut default = RuleDef::new(Vec::new(), RuleVerdict::Policy(vm.default_action));
+        default.counter = true;
+        default.log = Some(format!(
+            "palisade {} default {}: ",
+            owner.label, vm.default_action
+        ));
+        default.comment = Some("default action".into());
+        rules.push(default);
+        chains.push(ChainDef {
+            name: owner.chain,
+            hook: None,
+            rules,
+        });
+    }
+
+    chains.push(ChainDef {
+        name: REJECT_CHAIN.into(),
+        hook: None,
+        rules: vec![
+            RuleDef::new(vec![Match::L4Proto("tcp")], RuleVerdict::TcpReset),
+            RuleDef::new(Vec::new(), RuleVerdict::IcmpxUnreachable),
+        ],
+    });
+
+    out.sets.insert(
+        0,
+        SetDef {
+            name: LIVE_MARKS.into(),
+            kind: SetKind::Marks,
+            nets: Vec::new(),
+            marks: out.live_marks.iter().copied().collect(),
+        },
+    );
+    out.chains = chains;
+    out
+}
+
+/// Whose rules are being compiled.
+struct Owner<'a> {
+    chain: String,
+    label: String,
+    vm: Option<&'a VmName>,
+}
+
+fn compile_rules(
+    owner: &Owner<'_>,
+    rules: &[Rule],
+    facts: &Facts,
+    now: SystemTime,
+    out: &mut Ruleset,
+) -> Vec<RuleDef> {
+    let mut compiled = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.is_expired(now) {
+            continue;
+        }
+        let number = i + 1;
+        let mark = match (owner.vm, rule.action) {
+            (Some(vm), Verdict::Accept) => Some(connection_mark(vm, rule)),
+            _ => None,
+        };
+        if let Some(m) = mark {
+            out.live_marks.insert(m);
+        }
+        let verdict = match (owner.vm, rule.action) {
+            // A host-wide accept only means "no objection": the VM's own rules still apply.
+            (None, Verdict::Accept) => RuleVerdict::Return,
+            (_, v) => RuleVerdict::Policy(v),
+        };
+        for matches in rule_matches(owner, number, rule, facts, out) {
+            compiled.push(RuleDef {
+                matches,
+                counter: true,
+                log: rule
+                    .log
+                    .then(|| format!("palisade {} rule={number} {}: ", owner.label, rule.action)),
+                set_mark: mark,
+                verdict: verdict.clone(),
+                comment: (!rule.comment.is_empty()).then(|| shorten(&rule.comment)),
+            });
+        }
+    }
+    compiled
+}
+
+/// The alternatives (one nft rule each) that together match what `rule` matches.
+fn rule_matches(
+    owner: &Owner<'_>,
+    number: usize,
+    rule: &Rule,
+    facts: &Facts,
+    out: &mut Ruleset,
+) -> Vec<Vec<Match>> {
+    let pinned = match rule.protocol {
+        Protocol::Icmp => Some(IpFamily::V4),
+        Protocol::Icmpv6 => Some(IpFamily::V6),
+        _ => None,
+    };
+    let families: Vec<IpFamily> = match pinned {
+        Some(f) => vec![f],
+        None => vec![IpFamily::V4, IpFamily::V6],
+    };
+    let destinations: Vec<Vec<Match>> = match &rule.destination {
+        Destination::Any => vec![pinned.map(Match::Family).into_iter().collect()],
+        Destination::Net(n) => vec![vec![Match::Daddr(*n)]],
+        Destination::Host(_) | Destination::Wildcard(_) => {
+            let learned = match &rule.destination {
+                Destination::Host(h) => facts.resolved.get(h).cloned().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let (v4, v6) = split_families(learned.into_iter().map(IpNet::from));
+            let mut alternatives = Vec::new();
+            for (family, nets, kind) in [
+                (IpFamily::V4, v4, SetKind::Ipv4Learned),
+                (IpFamily::V6, v6, SetKind::Ipv6Learned),
+            ] {
+                if families.contains(&family) {
+                    let name = format!("{}_r{number}_{}", owner.chain, family_suffix(family));
+                    out.sets.push(net_set(&name, kind, nets));
+                    alternatives.push(vec![Match::DaddrInSet(family, name)]);
+                }
+            }
+            alternatives
+        }
+        Destination::Blocklist(b) => families
+            .iter()
+            .map(|f| vec![Match::DaddrInSet(*f, blocklist_set(b.as_str(), *f))])
+            .collect(),
+        Destination::Dns => {
+            let (v4, v6) = split_families(facts.dns_servers.iter().copied().map(IpNet::from));
+            [(IpFamily::V4, v4), (IpFamily::V6, v6)]
+                .into_iter()
+                .filter(|(_, nets)| !nets.is_empty())
+                .map(|(f, nets)| vec![Match::DaddrAnyOf(f, nets)])
+                .collect()
+        }
+    };
+    let dns_port = PortSet::from_ranges(PortRange::new(53, 53).into_iter().collect());
+    let transports: Vec<Vec<Match>> = match (&rule.destination, rule.protocol) {
+        (Destination::Dns, Protocol::Any) => ["udp", "tcp"]
+            .iter()
+            .map(|p| transport(p, rule.ports.as_ref().or(dns_port.as_ref()), None))
+            .collect(),
+        (Destination::Dns, p) => vec![transport(
+            p.nft_name().unwrap_or("udp"),
+            rule.ports.as_ref().or(dns_port.as_ref()),
+            None,
+        )],
+        (_, Protocol::Any) => vec![Vec::new()],
+        (_, p) => vec![transport(
+            p.nft_name().unwrap_or_default(),
+            rule.ports.as_ref(),
+            rule.icmp_type,
+        )],
+    };
+    let mut alternatives = Vec::new();
+    for d in &destinations {
+        for t in &transports {
+            alternatives.push(d.iter().chain(t.iter()).cloned().collect());
+        }
+    }
+    alternatives
+}
+
+fn transport(proto: &'static str, ports: Option<&PortSet>, icmp_type: Option<u8>) -> Vec<Match> {
+    let mut m = vec![Match::L4Proto(proto)];
+    if let Some(p) = ports {
+        m.push(Match::Dport(proto, p.clone()));
+    }
+    if let Some(t) = icmp_type {
+        m.push(Match::IcmpType(proto, t));
+    }
+    m
+}
+
+fn split_families(nets: impl Iterator<Item = IpNet>) -> (Vec<IpNet>, Vec<IpNet>) {
+    let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = nets.partition(|n| matches!(n, IpNet::V4(_)));
+    // Interval sets refuse overlapping elements, so overlaps are merged first.
+    (IpNet::aggregate(&v4), IpNet::aggregate(&v6))
+}
+
+fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
+    SetDef {
+        name: name.into(),
+        kind,
+        nets,
+        marks: Vec::new(),
+    }
+}
+
+fn family_suffix(f: IpFamily) -> &'static str {
+    match f {
+        IpFamily::V4 => "v4",
+        IpFamily::V6 => "v6",
+    }
+}
+
+/// The set holding one family of a blocklist.
+pub fn blocklist_set(name: &str, f: IpFamily) -> String {
+    format!("bl_{}_{}", name.replace('-', "_"), family_suffix(f))
+}
+
+/// The connection mark of an accepting rule: a stable hash of what it matches (not of its
+/// comment or position), so editing a comment or inserting a rule above keeps connections open.
+pub fn connection_mark(vm: &VmName, rule: &Rule) -> u32 {
+    let key = format!(
+        "{vm}|{}|{:?}|{}|{:?}",
+        rule.destination,
+        rule.protocol,
+        rule.ports
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        rule.icmp_type
+    );
+    // FNV-1a: tiny, stable across releases and platforms, good enough spread for ids.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
+}
+
+/// The copy of an admin's comment the kernel keeps: shortened to fit, with quotes and
+/// backslashes replaced, which nft's own syntax cannot carry in a comment (the policy keeps
+/// the original).
+fn shorten(s: &str) -> String {
+    let s = s.replace('"', "'").replace('\\', "/");
+    if s.len() <= MAX_NFT_COMMENT {
+        return s;
+    }
+    let mut end = MAX_NFT_COMMENT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests;

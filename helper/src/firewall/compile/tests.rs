@@ -1,0 +1,190 @@
+//! Compiler tests: golden files of the generated ruleset (reviewed like code), plus a check that
+//! the kernel's nft accepts both renderings of every golden policy.
+//!
+//! Set `PALISADE_BLESS=1` to rewrite the golden files after an intended change, then review the
+//! diff in git like any other code change.
+
+use super::*;
+use crate::firewall::{json::ruleset_batch, render::render_ruleset};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn facts() -> Facts {
+    let work = VmName::parse("work").unwrap_or_else(|e| panic!("{e}"));
+    let bank = VmName::parse("banking").unwrap_or_else(|e| panic!("{e}"));
+    let mail = HostName::parse("mail.example.com").unwrap_or_else(|e| panic!("{e}"));
+    Facts {
+        vm_uids: BTreeMap::from([(work, 990), (bank, 991)]),
+        dns_servers: vec!["192.0.2.53".parse().unwrap_or_else(|e| panic!("{e}"))],
+        resolved: HashMap::from([(
+            mail,
+            vec!["198.51.100.7".parse().unwrap_or_else(|e| panic!("{e}"))],
+        )]),
+        now: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+    }
+}
+
+fn policy(doc: &str) -> Policy {
+    Policy::parse(doc.as_bytes())
+        .unwrap_or_else(|f| panic!("{f:?}"))
+        .policy
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/firewall/compile/golden")
+        .join(format!("{name}.nft"));
+    if std::env::var_os("PALISADE_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        expected,
+        actual,
+        "golden file {} differs; PALISADE_BLESS=1 rewrites it",
+        path.display()
+    );
+}
+
+const WORK: &str = r#"
+[[blocklist]]
+name = "bad-nets"
+entries = ["192.0.2.0/25", "192.0.2.128/25", "2001:db8::/32"]
+
+[[host_rule]]
+action = "drop"
+blocklist = "bad-nets"
+log = true
+
+[[vm]]
+name = "work"
+console = { users = ["alice"] }
+[[vm.rule]]
+action = "accept"
+destination = "127.0.0.1"
+proto = "tcp"
+ports = 8443
+comment = "the \"mail\" gateway"
+[[vm.rule]]
+action = "accept"
+special_target = "dns"
+[[vm.rule]]
+action = "accept"
+destination = "mail.example.com"
+proto = "tcp"
+ports = "25,465,587,993"
+[[vm.rule]]
+action = "reject"
+destination = "*.ads.example.net"
+[[vm.rule]]
+action = "accept"
+proto = "icmp"
+icmp_type = "echo-request"
+[[vm.rule]]
+action = "accept"
+destination = "10.9.9.9"
+expires = 2020-01-01T00:00:00Z
+
+[[vm]]
+name = "banking"
+default = "reject"
+console = { users = ["alice"] }
+[[vm.rule]]
+action = "accept"
+destination = "2001:db8:1::/48"
+proto = "tcp"
+ports = [443, "8000-8100"]
+"#;
+
+#[test]
+fn golden_work_and_banking() {
+    golden(
+        "work_and_banking",
+        &render_ruleset(&compile_ruleset(&policy(WORK), &facts())),
+    );
+}
+
+#[test]
+fn golden_empty_policy() {
+    golden(
+        "empty",
+        &render_ruleset(&compile_ruleset(&Policy::default(), &Facts::default())),
+    );
+}
+
+#[test]
+fn expired_rules_are_left_out_and_their_marks_are_not_live() {
+    let p = policy(WORK);
+    let r = compile_ruleset(&p, &facts());
+    let expired = connection_mark(&p.vms[0].name, &p.vms[0].rules[5]);
+    assert!(!r.live_marks.contains(&expired));
+    assert!(!render_ruleset(&r).contains("10.9.9.9"));
+    let mut early = facts();
+    early.now = Some(SystemTime::UNIX_EPOCH);
+    assert!(render_ruleset(&compile_ruleset(&p, &early)).contains("10.9.9.9"));
+}
+
+#[test]
+fn marks_ignore_comments_and_position() {
+    let a = policy("[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.1\"\ncomment = \"x\"\n");
+    let b = policy("[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"drop\"\ndestination = \"10.0.0.2\"\n[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.1\"\n");
+    assert_eq!(
+        connection_mark(&a.vms[0].name, &a.vms[0].rules[0]),
+        connection_mark(&b.vms[0].name, &b.vms[0].rules[1])
+    );
+}
+
+#[test]
+fn vms_without_a_user_yet_are_not_in_the_uid_map() {
+    let r = compile_ruleset(&policy(WORK), &Facts::default());
+    assert!(!render_ruleset(&r).contains("vmap"));
+}
+
+#[test]
+fn ten_thousand_rules_compile() {
+    let mut doc = String::from("[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n");
+    for i in 0..10_000u32 {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.{}.{}.{}\"\nproto = \"tcp\"\nports = 443\n",
+            i >> 16, (i >> 8) & 255, i & 255
+        ));
+    }
+    let parsed = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{:?}", &f[..1]));
+    assert!(parsed.warnings.is_empty());
+    let r = compile_ruleset(&parsed.policy, &facts());
+    assert_eq!(r.rule_count(), 10_000 + 2 + 2 + 2);
+}
+
+/// Both renderings go through the real nft in check mode inside a throwaway network namespace.
+#[test]
+fn nft_accepts_both_renderings() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: nft --check needs root (make test runs as root)");
+        return;
+    }
+    let r = compile_ruleset(&policy(WORK), &facts());
+    let json = serde_json::to_string(&ruleset_batch(&r)).unwrap_or_else(|e| panic!("{e}"));
+    for (flags, input) in [
+        (vec!["-j", "-c", "-f", "-"], json),
+        (vec!["-c", "-f", "-"], render_ruleset(&r)),
+    ] {
+        let mut child = std::process::Command::new("unshare")
+            .args(["-n", "nft"])
+            .args(&flags)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .map(|mut s| s.write_all(input.as_bytes()));
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "nft {flags:?} refused:\n{}\n{input}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Gathers what the pure compiler needs to know about this machine.
+//!
+//! VM uids come from the user database (users are created on demand only when applying, never
+//! in a preview); resolvers from /etc/resolv.conf (slirp forwards guests' DNS to these); host
+//! names are resolved with a short deadline so a dead resolver cannot stall an apply.
+
+use super::compile::Facts;
+use crate::vm::account;
+use palisade_dbus::policy::{Destination, HostName, Policy};
+use palisade_dbus::Error;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// How long one host name may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether missing VM users are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Users {
+    /// Create them (apply).
+    Create,
+    /// Only look them up (preview).
+    LookUp,
+}
+
+/// Collects the facts for `policy`.
+pub async fn gather(policy: &Policy, users: Users) -> Result<Facts, Error> {
+    let mut facts = Facts {
+        now: Some(SystemTime::now()),
+        ..Facts::default()
+    };
+    for vm in &policy.vms {
+        let uid = match users {
+            Users::Create => Some(account::ensure_vm_user(&vm.name).await?),
+            Users::LookUp => account::vm_uid(&vm.name),
+        };
+        if let Some(uid) = uid {
+            facts.vm_uids.insert(vm.name.clone(), uid);
+        }
+    }
+    facts.dns_servers =
+        dns_servers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let names: BTreeSet<&HostName> = policy
+        .vms
+        .iter()
+        .flat_map(|v| v.rules.iter())
+        .chain(policy.host_rules.iter())
+        .filter_map(|r| match &r.destination {
+            Destination::Host(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    facts.resolved = resolve_all(names).await;
+    Ok(facts)
+}
+
+/// `nameserver` lines of a resolv.conf.
+pub fn dns_servers(resolv_conf: &str) -> Vec<IpAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse().ok())
+        .collect()
+}
+
+async fn resolve_all(names: BTreeSet<&HostName>) -> HashMap<HostName, Vec<IpAddr>> {
+    // All names at once, so the whole lookup takes at most one timeout.
+    let mut lookups = tokio::task::JoinSet::new();
+    for name in names {
+        let name = name.clone();
+        lookups.spawn(async move {
+            let query = format!("{name}:0");
+            let addrs = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(query))
+                .await
+            {
+                Ok(Ok(it)) => it
+                    .map(|sa| sa.ip())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                _ => {
+                    tracing::info!("{name}: no addresses yet; its rule matches once DNS answers");
+                    Vec::new()
+                }
+            };
+            (name, addrs)
+        });
+    }
+    let mut out = HashMap::new();
+    while let Some(joined) = lookups.join_next().await {
+        if let Ok((name, addrs)) = joined {
+            out.insert(name, addrs);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_resolv_conf() {
+        let conf = "# comment\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch example.com\nnameserver bogus\n";
+        assert_eq!(dns_servers(conf).len(), 2);
+    }
+}

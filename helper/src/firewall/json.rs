@@ -1,0 +1,253 @@
+//! The ruleset as the nftables JSON batch the kernel receives, in one transaction.
+//!
+//! The batch first adds then deletes our table (so the delete never fails on a fresh host) and
+//! then recreates it whole. nft applies a batch atomically: either the new table replaces the old
+//! one completely or, on any error, the old one stays untouched. No other table is named.
+
+use super::render::family_of;
+use super::ruleset::*;
+use nftables::batch::Batch;
+use nftables::expr::{self, Expression, NamedExpression, SetItem};
+use nftables::schema::{self, NfListObject, Nftables, SetFlag, SetType, SetTypeValue};
+use nftables::stmt::{self, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use palisade_dbus::policy::Verdict;
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+/// The batch replacing our table with `r`.
+pub fn ruleset_batch(r: &Ruleset) -> Nftables<'static> {
+    let mut batch = Batch::new();
+    batch.add(NfListObject::Table(table()));
+    batch.delete(NfListObject::Table(table()));
+    batch.add(NfListObject::Table(table()));
+    for set in &r.sets {
+        batch.add(NfListObject::Set(Box::new(set_object(set))));
+    }
+    for chain in &r.chains {
+        batch.add(NfListObject::Chain(chain_object(chain)));
+    }
+    for chain in &r.chains {
+        for rule in &chain.rules {
+            batch.add(NfListObject::Rule(rule_object(&chain.name, rule)));
+        }
+    }
+    batch.to_nftables()
+}
+
+fn table() -> schema::Table<'static> {
+    schema::Table {
+        family: NfFamily::INet,
+        name: TABLE.into(),
+        handle: None,
+    }
+}
+
+fn set_object(set: &SetDef) -> schema::Set<'static> {
+    let (ty, flag) = match set.kind {
+        SetKind::Ipv4Nets => (SetType::Ipv4Addr, Some(SetFlag::Interval)),
+        SetKind::Ipv6Nets => (SetType::Ipv6Addr, Some(SetFlag::Interval)),
+        SetKind::Ipv4Learned => (SetType::Ipv4Addr, Some(SetFlag::Timeout)),
+        SetKind::Ipv6Learned => (SetType::Ipv6Addr, Some(SetFlag::Timeout)),
+        SetKind::Marks => (SetType::Mark, None),
+    };
+    let elements: Vec<Expression<'static>> = if set.kind == SetKind::Marks {
+        set.marks.iter().map(|m| Expression::Number(*m)).collect()
+    } else {
+        set.nets.iter().map(net).collect()
+    };
+    schema::Set {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        name: set.name.clone().into(),
+        set_type: SetTypeValue::Single(ty),
+        flags: flag.map(|f| HashSet::from([f])),
+        elem: (!elements.is_empty()).then(|| Cow::Owned(elements)),
+        ..schema::Set::default()
+    }
+}
+
+fn chain_object(chain: &ChainDef) -> schema::Chain<'static> {
+    let mut c = schema::Chain {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        name: chain.name.clone().into(),
+        ..schema::Chain::default()
+    };
+    if let Some(Hook::Output) = chain.hook {
+        c._type = Some(NfChainType::Filter);
+        c.hook = Some(NfHook::Output);
+        c.prio = Some(0);
+        c.policy = Some(NfChainPolicy::Accept);
+    }
+    c
+}
+
+fn rule_object(chain: &str, rule: &RuleDef) -> schema::Rule<'static> {
+    let mut expr: Vec<Statement<'static>> = rule.matches.iter().map(match_statement).collect();
+    if rule.counter {
+        expr.push(Statement::Counter(stmt::Counter::Anonymous(None)));
+    }
+    if let Some(prefix) = &rule.log {
+        expr.push(Statement::Log(Some(stmt::Log {
+            prefix: Some(prefix.clone().into()),
+            group: None,
+            snaplen: None,
+            queue_threshold: None,
+            level: None,
+            flags: None,
+        })));
+    }
+    if let Some(m) = rule.set_mark {
+        expr.push(Statement::Mangle(stmt::Mangle {
+            key: ct("mark"),
+            value: Expression::Number(m),
+        }));
+    }
+    expr.push(match &rule.verdict {
+        RuleVerdict::Policy(Verdict::Accept) => Statement::Accept(None),
+        RuleVerdict::Policy(Verdict::Drop) => Statement::Drop(None),
+        RuleVerdict::Policy(Verdict::Reject) => jump(REJECT_CHAIN),
+        RuleVerdict::Return => Statement::Return(None),
+        RuleVerdict::TcpReset => Statement::Reject(Some(stmt::Reject::new(
+            Some(stmt::RejectType::TCPReset),
+            None,
+        ))),
+        RuleVerdict::IcmpxUnreachable => Statement::Reject(Some(stmt::Reject::new(
+            Some(stmt::RejectType::ICMPX),
+            Some(nftables::types::RejectCode::PortUnreach),
+        ))),
+        RuleVerdict::Jump(c) => jump(c),
+        RuleVerdict::UidMap(map) => Statement::VerdictMap(stmt::VerdictMap {
+            key: meta(expr::MetaKey::Skuid),
+            data: Expression::Named(NamedExpression::Set(
+                map.iter()
+                    .map(|(uid, c)| {
+                        SetItem::Mapping(
+                            Expression::Number(*uid),
+                            Expression::Verdict(expr::Verdict::Jump(stmt::JumpTarget {
+                                target: c.clone().into(),
+                            })),
+                        )
+                    })
+                    .collect(),
+            )),
+        }),
+    });
+    schema::Rule {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        chain: chain.to_owned().into(),
+        expr: Cow::Owned(expr),
+        comment: rule.comment.clone().map(Cow::Owned),
+        ..schema::Rule::default()
+    }
+}
+
+fn jump(chain: &str) -> Statement<'static> {
+    Statement::Jump(stmt::JumpTarget {
+        target: chain.to_owned().into(),
+    })
+}
+
+fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(stmt::Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
+}
+
+fn meta(key: expr::MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(expr::Meta { key }))
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(expr::CT {
+        key: key.into(),
+        family: None,
+        dir: None,
+    }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
+        expr::PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
+}
+
+fn net(n: &ipnet::IpNet) -> Expression<'static> {
+    if n.prefix_len() == n.max_prefix_len() {
+        Expression::String(n.addr().to_string().into())
+    } else {
+        Expression::Named(NamedExpression::Prefix(expr::Prefix {
+            addr: Box::new(Expression::String(n.addr().to_string().into())),
+            len: u32::from(n.prefix_len()),
+        }))
+    }
+}
+
+fn ports(p: &palisade_dbus::policy::PortSet) -> Expression<'static> {
+    let one = |r: &palisade_dbus::policy::PortRange| {
+        if r.first() == r.last() {
+            Expression::Number(u32::from(r.first()))
+        } else {
+            Expression::Range(Box::new(expr::Range {
+                range: [
+                    Expression::Number(u32::from(r.first())),
+                    Expression::Number(u32::from(r.last())),
+                ],
+            }))
+        }
+    };
+    match p.ranges() {
+        [r] => one(r),
+        many => Expression::Named(NamedExpression::Set(
+            many.iter().map(|r| SetItem::Element(one(r))).collect(),
+        )),
+    }
+}
+
+fn match_statement(m: &Match) -> Statement<'static> {
+    match m {
+        Match::Family(f) => eq(
+            meta(expr::MetaKey::Nfproto),
+            Expression::String(
+                match f {
+                    IpFamily::V4 => "ipv4",
+                    IpFamily::V6 => "ipv6",
+                }
+                .into(),
+            ),
+        ),
+        Match::L4Proto(p) => eq(
+            meta(expr::MetaKey::L4proto),
+            Expression::String((*p).into()),
+        ),
+        Match::Daddr(n) => eq(payload(family_of(n).nft(), "daddr"), net(n)),
+        Match::DaddrAnyOf(f, nets) => eq(
+            payload(f.nft(), "daddr"),
+            Expression::Named(NamedExpression::Set(
+                nets.iter().map(|n| SetItem::Element(net(n))).collect(),
+            )),
+        ),
+        Match::DaddrInSet(f, set) => eq(
+            payload(f.nft(), "daddr"),
+            Expression::String(format!("@{set}").into()),
+        ),
+        Match::Dport(p, set) => eq(payload(p, "dport"), ports(set)),
+        Match::IcmpType(p, t) => eq(payload(p, "type"), Expression::Number(u32::from(*t))),
+        Match::CtEstablished => Statement::Match(stmt::Match {
+            left: ct("state"),
+            right: Expression::List(vec![
+                Expression::String("established".into()),
+                Expression::String("related".into()),
+            ]),
+            op: Operator::IN,
+        }),
+        Match::CtMarkInSet(set) => eq(ct("mark"), Expression::String(format!("@{set}").into())),
+    }
+}

@@ -1,0 +1,76 @@
+//! The thin layer that talks to the kernel: one `nft -j -f -` per ruleset, nothing else.
+//!
+//! The batch arrives on stdin, never on a command line, and carries only values the compiler
+//! built from validated types. When the kernel refuses it, the whole payload is kept on disk
+//! (root only) and logged by path, so the failure can be reproduced exactly.
+
+use nftables::schema::Nftables;
+use palisade_dbus::Error;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// Longest an nft run may take before it is treated as failed (a 1M-entry set takes ~20 s).
+const NFT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Sends one batch; it lands whole or not at all.
+pub async fn apply_batch(batch: &Nftables<'_>, refused_file: &Path) -> Result<(), Error> {
+    let payload = serde_json::to_string(batch)
+        .map_err(|e| Error::Internal(format!("cannot encode the ruleset: {e}")))?;
+    match run_nft(&["-j", "-f", "-"], Some(payload.as_bytes())).await {
+        Ok(_) => Ok(()),
+        Err(reason) => {
+            let kept = crate::store::write_atomic(refused_file, payload.as_bytes(), 0o600);
+            tracing::error!(
+                "the kernel refused the ruleset ({reason}); payload kept in {} ({:?})",
+                refused_file.display(),
+                kept.err()
+            );
+            Err(Error::ApplyFailed(format!(
+                "the kernel refused the new ruleset, nothing was changed: {reason}"
+            )))
+        }
+    }
+}
+
+/// Our table as the kernel lists it (JSON), or `None` if it does not exist.
+pub async fn list_table() -> Option<String> {
+    run_nft(
+        &["-j", "list", "table", "inet", super::ruleset::TABLE],
+        None,
+    )
+    .await
+    .ok()
+}
+
+async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(bytes)
+            .await
+            .map_err(|e| format!("cannot write to nft: {e}"))?;
+    }
+    let out = tokio::time::timeout(NFT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("nft did not finish within {} s", NFT_TIMEOUT.as_secs()))?
+        .map_err(|e| format!("nft failed: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.lines().take(5).collect::<Vec<_>>().join(" / "))
+    }
+}

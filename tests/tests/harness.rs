@@ -1,8 +1,9 @@
 //! Tests of the harness itself: the private bus, the real polkitd with the repo's and the test
 //! users' rules, the netns and the teardown. Needs root; run with `--test-threads=1`.
 //!
-//! All but the last test run without the helper, so the harness can be trusted before the
-//! helper is; the last one starts the real helper and fails if it has not been built.
+//! Most tests run without the helper, so the harness can be trusted before the helper is; the
+//! last two start the real helper and run the real palisadectl, and fail if those have not been
+//! built (`cargo build --workspace` first, as `make test` does).
 
 use std::path::Path;
 use std::process::Command;
@@ -244,5 +245,25 @@ fn commands_never_hang_and_failures_have_an_output() -> Result<()> {
     let out = env.run_as(Some("pal-nobody-here"), &["true"]);
     ensure!(out.status.code() == Some(127), "{}", describe(&out));
     ensure!(String::from_utf8_lossy(&out.stderr).contains("pal-nobody-here"));
+    Ok(())
+}
+
+/// The whole chain a user's machine has: palisadectl as a real user → private bus → helper →
+/// polkitd deciding by the caller's bus name → the user's rules.
+#[test]
+fn palisadectl_runs_as_each_user() -> Result<()> {
+    let env = TestEnv::start()?;
+    for user in [Some(ADMIN), Some(ALICE), None] {
+        let out = env.palisadectl(user, &["status"]);
+        ensure!(out.status.success(), "{user:?}: {}", describe(&out));
+    }
+    let out = env.palisadectl(Some(BOB), &["status"]);
+    let refused = palisade_dbus::error::Error::NotAuthorized(String::new()).exit_code();
+    ensure!(out.status.code() == Some(refused), "{}", describe(&out));
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains(Action::PolicyRead.id()),
+        "{}",
+        describe(&out)
+    );
     Ok(())
 }

@@ -1,0 +1,370 @@
+//! Acceptance tests of the Foundation issue: the firewall engine, on the real kernel, driven
+//! through the real bus and polkit as the real users.
+
+mod common;
+
+use common::*;
+use palisade_tests::{Signal, TestEnv, ADMIN, ALICE, BOB};
+use std::time::{Duration, Instant};
+
+fn start() -> TestEnv {
+    TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"))
+}
+
+#[test]
+fn admin_applies_and_every_user_sees_the_result_per_polkit() {
+    let env = start();
+    let generation = apply(&env, &work_policy(8443), &[]);
+    assert_eq!(generation, 1);
+    assert_eq!(common::generation(&env), 1);
+    // Alice may read (test rule), Bob may not, and Alice may not change it.
+    ok(&env, env.palisadectl(Some(ALICE), &["policy", "show"]));
+    let bob = env.palisadectl(Some(BOB), &["policy", "show"]);
+    assert_eq!(bob.status.code(), Some(77), "{}", text(&bob));
+    assert!(
+        String::from_utf8_lossy(&bob.stderr).contains("not allowed"),
+        "{}",
+        text(&bob)
+    );
+    let file = env
+        .write_file("p.toml", work_policy(9000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alice = env.palisadectl(Some(ALICE), &["policy", "apply", &file.to_string_lossy()]);
+    assert_eq!(alice.status.code(), Some(77), "{}", text(&alice));
+    assert_eq!(common::generation(&env), 1);
+    // The history records who applied it.
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "policy", "history"]),
+    );
+    let h: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let admin_uid = env.uid_of(ADMIN).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h[0]["author_uid"].as_u64(), Some(u64::from(admin_uid)));
+    assert_eq!(h[0]["state"], "live");
+}
+
+/// Introspects the helper and calls every method of every Palisade interface as pal-bob: each
+/// must answer NotAuthorized. A method added later without a polkit check fails this test.
+#[test]
+fn every_method_is_refused_to_an_unauthorized_user() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let before = table_raw(&env);
+    let xml = env.introspect().unwrap_or_else(|e| panic!("{e:#}"));
+    let methods = methods_of(&xml);
+    assert!(methods.len() >= 8, "too few methods found: {methods:?}");
+    for (interface, method, args) in &methods {
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let out = env.call_helper_as(Some(BOB), interface, method, &arg_refs);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("io.palisade.Error.NotAuthorized"),
+            "{interface}.{method} was not refused to pal-bob: {}",
+            text(&out)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{interface}.{method} took too long"
+        );
+    }
+    assert_eq!(
+        table_raw(&env),
+        before,
+        "a refused call changed the ruleset"
+    );
+}
+
+/// (interface, method, dbus-send arguments) for every method of the io.palisade.* interfaces.
+fn methods_of(xml: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut interface = String::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in xml.lines().map(str::trim) {
+        if let Some(name) = attr(line, "<interface ", "name") {
+            interface = name;
+        } else if let Some(name) = attr(line, "<method ", "name") {
+            current = Some((name, Vec::new()));
+            if line.ends_with("/>") {
+                if let Some((m, a)) = current.take() {
+                    out.push((interface.clone(), m, a));
+                }
+            }
+        } else if line.starts_with("<arg ")
+            && interface.starts_with("io.palisade.")
+            && attr(line, "<arg ", "direction").as_deref() != Some("out")
+        {
+            if let (Some((_, args)), Some(ty)) = (current.as_mut(), attr(line, "<arg ", "type")) {
+                args.push(match ty.as_str() {
+                    "ay" => "array:byte:0".into(),
+                    "t" => "uint64:1".into(),
+                    "u" => "uint32:0".into(),
+                    "s" => "string:x".into(),
+                    other => panic!("no dbus-send value for type {other}: keep arguments basic"),
+                });
+            }
+        } else if line.starts_with("</method>") {
+            if let Some((m, a)) = current.take() {
+                out.push((interface.clone(), m, a));
+            }
+        }
+    }
+    out.retain(|(i, _, _)| i.starts_with("io.palisade."));
+    out
+}
+
+fn attr(line: &str, tag: &str, name: &str) -> Option<String> {
+    if !line.starts_with(tag) {
+        return None;
+    }
+    let key = format!("{name}=\"");
+    let start = line.find(&key)? + key.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_owned())
+}
+
+#[test]
+fn vm_egress_obeys_its_allow_list_and_counts_drops() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let _listener = listen(&env, &[8443, 8444]);
+    let vm_user = "palisade-vm-work";
+    let before = counter(&env, "vm_work", "default action");
+    assert!(
+        connects(&env, vm_user, 8443),
+        "work's UID must reach 127.0.0.1:8443"
+    );
+    assert!(
+        !connects(&env, vm_user, 8444),
+        "work's UID must not reach 127.0.0.1:8444"
+    );
+    assert!(
+        counter(&env, "vm_work", "default action") > before,
+        "the default drop rule did not count"
+    );
+    // Only the VM's UID is restricted: another user reaches both ports.
+    assert!(connects(&env, ALICE, 8444));
+}
+
+#[test]
+fn unconfirmed_apply_reverts_to_the_previous_ruleset() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let confirmed = table_normalised(&env);
+    let pending = apply(&env, &work_policy(9443), &["--confirm", "2"]);
+    assert_eq!(pending, 2);
+    assert_ne!(
+        table_normalised(&env),
+        confirmed,
+        "the pending ruleset is not live"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        table_normalised(&env),
+        confirmed,
+        "the previous ruleset did not come back"
+    );
+    assert_eq!(common::generation(&env), 1);
+    let out = ok(
+        &env,
+        env.palisadectl(None, &["--json", "policy", "history"]),
+    );
+    let h: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h[0]["generation"], 2);
+    assert_eq!(h[0]["state"], "reverted");
+}
+
+#[test]
+fn confirmed_apply_stays_and_conflicts_are_refused() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let pending = apply(&env, &work_policy(9443), &["--confirm", "2"]);
+    ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["policy", "confirm", &pending.to_string()]),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(common::generation(&env), pending);
+    // Someone editing from generation 1 is told that generation 2 is live now.
+    let file = env
+        .write_file("stale.toml", work_policy(7000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = env.palisadectl(
+        Some(ADMIN),
+        &["policy", "apply", &file.to_string_lossy(), "--base", "1"],
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("generation 2 is live"),
+        "{}",
+        text(&out)
+    );
+    // Rollback makes generation 1's policy live again, as generation 3.
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "policy", "rollback", "1"]),
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["generation"], 3);
+    let shown = ok(&env, env.palisadectl(None, &["policy", "show"]));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("ports = 8443"));
+}
+
+#[test]
+fn other_managers_tables_do_not_touch_ours() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let before = table_raw(&env);
+    for cmd in [
+        "add table inet othermgr",
+        "add chain inet othermgr output { type filter hook output priority 10; policy accept; }",
+        "add rule inet othermgr output tcp dport 22 accept",
+        "flush table inet othermgr",
+        "delete table inet othermgr",
+        "add table ip filter",
+        "flush table ip filter",
+        "delete table ip filter",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        let out = env.nft(&args);
+        assert!(out.status.success(), "nft {cmd}: {}", text(&out));
+    }
+    assert_eq!(table_raw(&env), before);
+}
+
+#[test]
+fn bad_input_is_refused_with_path_and_sentence_and_changes_nothing() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let before = table_raw(&env);
+    let big_comment = format!(
+        "[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"drop\"\ncomment = \"{}\"\n",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("injection", b"[[vm]]\nname = \"work; flush ruleset\"\n".to_vec(), "vm#1.name", "not a valid VM name"),
+        ("traversal", b"[[vm]]\nname = \"work\"\ndisk = \"../../etc/passwd\"\n".to_vec(), "vm[work].disk", "not a valid disk name"),
+        (
+            "port",
+            b"[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\nproto = \"tcp\"\nports = 70000\n".to_vec(),
+            "vm[work].rule[1].ports",
+            "out of range",
+        ),
+        (
+            "cidr",
+            b"[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.0/33\"\n".to_vec(),
+            "vm[work].rule[1].destination",
+            "prefix length",
+        ),
+        ("comment", big_comment.into_bytes(), "vm[work].rule[1].comment", "at most 256"),
+        ("utf8", b"[[vm]]\nname = \"w\xff\xfeork\"\n".to_vec(), "policy", "not valid UTF-8"),
+        ("duplicate", b"[[vm]]\nname = \"work\"\n[[vm]]\nname = \"work\"\n".to_vec(), "vm[work]", "used twice"),
+        ("unknown", b"[[vm]]\nname = \"work\"\nfirewal = \"off\"\n".to_vec(), "vm", "unknown field"),
+    ];
+    for (label, doc, path, sentence) in cases {
+        let file = env
+            .write_file(&format!("bad-{label}.toml"), &doc)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = env.palisadectl(Some(ADMIN), &["policy", "apply", &file.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "{label}: {}", text(&out));
+        assert!(
+            err.contains(path) && err.contains(sentence),
+            "{label}: wanted {path}: {sentence}\n{}",
+            text(&out)
+        );
+        assert!(
+            err.len() < 4096,
+            "{label}: the error echoes too much input ({} bytes)",
+            err.len()
+        );
+        assert_eq!(table_raw(&env), before, "{label}: the ruleset changed");
+    }
+    assert_eq!(common::generation(&env), 1);
+}
+
+#[test]
+fn a_killed_helper_leaves_the_rules_and_comes_back_with_the_same_generation() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let generation = common::generation(&env);
+    let before = table_raw(&env);
+    env.kill_helper(Signal::SIGKILL)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        table_raw(&env),
+        before,
+        "the kernel lost the ruleset with the helper"
+    );
+    let _listener = listen(&env, &[8444]);
+    assert!(
+        !connects(&env, "palisade-vm-work", 8444),
+        "enforcement stopped with the helper"
+    );
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(common::generation(&env), generation);
+}
+
+#[test]
+fn with_polkit_stopped_every_method_is_refused_quickly() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    env.stop_polkit();
+    for (user, args) in [
+        (Some(ADMIN), vec!["status"]),
+        (Some(ADMIN), vec!["policy", "show"]),
+        (Some(ADMIN), vec!["policy", "history"]),
+        (None, vec!["policy", "confirm", "1"]),
+        (None, vec!["policy", "rollback", "1"]),
+    ] {
+        let started = Instant::now();
+        let out = env.palisadectl(user, &args);
+        assert_eq!(out.status.code(), Some(77), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("polkit"),
+            "{}",
+            text(&out)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} hung");
+    }
+    env.start_polkit().unwrap_or_else(|e| panic!("{e:#}"));
+    ok(&env, env.palisadectl(Some(ADMIN), &["status"]));
+}
+
+#[test]
+fn removing_an_allowance_cuts_an_open_connection() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let _listener = listen(&env, &[8443]);
+    let go = env.dir().join("go");
+    let argv = vec![
+        "python3".to_owned(),
+        netcheck(),
+        "session".into(),
+        "127.0.0.1".into(),
+        "8443".into(),
+        go.to_string_lossy().into_owned(),
+    ];
+    let mut session = env
+        .spawn_as(Some("palisade-vm-work"), &argv)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        session.stdout.take().unwrap_or_else(|| panic!("no stdout")),
+    ));
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "one: echoed", "the allowed connection did not work");
+    // Same VM, same default, but the allowance is gone.
+    let closed = work_policy(8443).replace("ports = 8443", "ports = 9999");
+    apply(&env, &closed, &[]);
+    std::fs::write(&go, b"").unwrap_or_else(|e| panic!("{e}"));
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        second.starts_with("two: cut"),
+        "the open connection survived: {second}"
+    );
+    let _ = session.wait();
+}

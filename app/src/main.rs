@@ -1,1 +1,29 @@
-fn main() {}
+//! Palisade's desktop app: shows the helper's status and the live firewall policy.
+//!
+//! The window talks to the root helper only through the proxies of the `palisade-dbus` contract
+//! crate, on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` selects a private bus for tests and
+//! `make demo`).
+
+mod a11y;
+mod app;
+mod config;
+mod console_row;
+mod format;
+mod i18n;
+mod info_row;
+mod policy_view;
+mod rule_row;
+mod status_view;
+mod vm_row;
+
+use relm4::gtk::glib;
+use relm4::RelmApp;
+
+fn main() {
+    i18n::init();
+    glib::set_prgname(Some("palisade"));
+    // Initialises GTK, which sets the locale; translate only after this.
+    let app = RelmApp::new(config::APP_ID);
+    glib::set_application_name(&i18n::gettext("Palisade"));
+    app.run::<app::App>(());
+}

@@ -1,0 +1,77 @@
+//! One remote console (console client role) as a row: its name, the Spice server it reaches,
+//! whether over TLS, and which local users and groups may connect to it.
+
+use crate::format;
+use crate::i18n::{gettext, i18n_f};
+use palisade_dbus::policy::RemoteConsole;
+use relm4::adw::prelude::*;
+use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
+use relm4::{adw, gtk};
+
+/// A read-only remote console row.
+#[derive(Debug)]
+pub struct ConsoleRow {
+    /// The console's name.
+    name: String,
+    /// Server, port and TLS.
+    endpoint: String,
+    /// Who may connect.
+    access: String,
+}
+
+/// Messages to a console row; it is read-only and takes none yet.
+#[derive(Debug)]
+pub enum ConsoleRowInput {}
+
+#[relm4::factory(pub)]
+impl FactoryComponent for ConsoleRow {
+    type Init = RemoteConsole;
+    type Input = ConsoleRowInput;
+    type Output = ();
+    type CommandOutput = ();
+    type ParentWidget = adw::PreferencesGroup;
+
+    view! {
+        adw::ActionRow {
+            set_use_markup: false,
+            set_title: &self.name,
+            set_subtitle: &i18n_f(
+                "{endpoint} · may connect: {access}",
+                &[("endpoint", &self.endpoint), ("access", &self.access)],
+            ),
+            add_prefix = &gtk::Image {
+                set_icon_name: Some("network-server-symbolic"),
+            },
+        }
+    }
+
+    fn init_model(
+        console: Self::Init,
+        _index: &DynamicIndex,
+        _sender: FactorySender<Self>,
+    ) -> Self {
+        let host = format::destination(&console.host);
+        let address = if host.contains(':') {
+            format!("[{host}]:{}", console.port)
+        } else {
+            format!("{host}:{}", console.port)
+        };
+        let endpoint = if console.tls {
+            i18n_f("{address}, TLS", &[("address", &address)])
+        } else {
+            i18n_f(
+                "{address}, {plain}",
+                &[("address", &address), ("plain", &gettext("no TLS"))],
+            )
+        };
+        ConsoleRow {
+            name: console.name.to_string(),
+            endpoint,
+            access: format::access(&console.access),
+        }
+    }
+
+    fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
+        match message {}
+    }
+}

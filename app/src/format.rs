@@ -1,0 +1,253 @@
+//! Words for the policy model: how a verdict, a destination, a rule or an assignment reads in
+//! the window. Pure functions of the model (and the clock, passed in), translated with gettext.
+
+use crate::i18n::{gettext, i18n_f, ni18n_f};
+use palisade_dbus::policy::{Access, Destination, NetworkMode, PortSet, Protocol, Rule, Verdict};
+use relm4::gtk::glib;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Separator between the parts of a row's subtitle.
+const SEP: &str = " · ";
+
+/// The name of a verdict, as on the coloured badge in front of a rule.
+pub fn verdict(v: Verdict) -> String {
+    match v {
+        // Translators: what a firewall rule does with matching traffic: let it through.
+        Verdict::Accept => gettext("Accept"),
+        // Translators: what a firewall rule does with matching traffic: discard it silently.
+        Verdict::Drop => gettext("Drop"),
+        // Translators: what a firewall rule does with matching traffic: refuse it (TCP reset).
+        Verdict::Reject => gettext("Reject"),
+    }
+}
+
+/// What happens to traffic no rule matched, for a VM's summary line.
+pub fn otherwise(v: Verdict) -> String {
+    match v {
+        Verdict::Accept => gettext("anything else accepted"),
+        Verdict::Drop => gettext("anything else dropped"),
+        Verdict::Reject => gettext("anything else rejected"),
+    }
+}
+
+/// The style class of a verdict's badge.
+pub fn verdict_css(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "success",
+        Verdict::Drop => "error",
+        Verdict::Reject => "warning",
+    }
+}
+
+/// Where a rule points.
+pub fn destination(d: &Destination) -> String {
+    match d {
+        Destination::Any => gettext("Any destination"),
+        Destination::Net(_) | Destination::Host(_) | Destination::Wildcard(_) => d.to_string(),
+        Destination::Blocklist(name) => i18n_f("Blocklist {name}", &[("name", name.as_str())]),
+        // Translators: the special destination "dns" of a rule: the DNS servers the host uses.
+        Destination::Dns => gettext("DNS servers"),
+    }
+}
+
+/// The protocol a rule matches.
+pub fn protocol(p: Protocol) -> String {
+    match p {
+        Protocol::Any => gettext("any protocol"),
+        Protocol::Tcp => "TCP".to_owned(),
+        Protocol::Udp => "UDP".to_owned(),
+        Protocol::Icmp => "ICMP".to_owned(),
+        Protocol::Icmpv6 => "ICMPv6".to_owned(),
+    }
+}
+
+/// The ports of a rule, with the right plural.
+pub fn ports(p: &PortSet) -> String {
+    let single = matches!(p.ranges(), [r] if r.first() == r.last());
+    let text = p.to_string();
+    ni18n_f(
+        "port {ports}",
+        "ports {ports}",
+        if single { 1 } else { 2 },
+        &[("ports", &text)],
+    )
+}
+
+/// Everything about a rule except its verdict and destination: protocol, ports or ICMP type,
+/// expiry, logging and comment.
+pub fn rule_details(rule: &Rule, now: SystemTime) -> String {
+    let mut parts = vec![protocol(rule.protocol)];
+    if let Some(p) = &rule.ports {
+        parts.push(ports(p));
+    } else if rule.protocol.has_ports() {
+        parts.push(gettext("all ports"));
+    }
+    if let Some(t) = rule.icmp_type {
+        parts.push(i18n_f("ICMP type {type}", &[("type", &t.to_string())]));
+    }
+    if let Some(when) = rule.expires {
+        let at = time(when);
+        parts.push(if when <= now {
+            i18n_f("expired {time}", &[("time", &at)])
+        } else {
+            i18n_f("expires {time}", &[("time", &at)])
+        });
+    }
+    if rule.log {
+        // Translators: a firewall rule writes what it matches to the log.
+        parts.push(gettext("logged"));
+    }
+    if !rule.comment.is_empty() {
+        parts.push(i18n_f("“{comment}”", &[("comment", &rule.comment)]));
+    }
+    parts.join(SEP)
+}
+
+/// A VM's memory, in GiB when it is a whole number of them.
+pub fn memory(mib: u32) -> String {
+    let gib = mib / 1024;
+    if gib > 0 && gib * 1024 == mib {
+        i18n_f("{size} GiB", &[("size", &gib.to_string())])
+    } else {
+        i18n_f("{size} MiB", &[("size", &mib.to_string())])
+    }
+}
+
+/// How a VM reaches the network.
+pub fn network(mode: NetworkMode) -> String {
+    match mode {
+        NetworkMode::User => gettext("User-mode networking"),
+        NetworkMode::None => gettext("No network"),
+    }
+}
+
+/// Users and groups granted something; "Nobody" when empty.
+pub fn access(a: &Access) -> String {
+    if a.is_empty() {
+        // Translators: no user and no group may operate this VM or open its console.
+        return gettext("Nobody");
+    }
+    let mut parts = Vec::new();
+    if !a.users.is_empty() {
+        let users = join(a.users.iter().map(|u| u.as_str()));
+        parts.push(ni18n_f(
+            "user {users}",
+            "users {users}",
+            count(a.users.len()),
+            &[("users", &users)],
+        ));
+    }
+    if !a.groups.is_empty() {
+        let groups = join(a.groups.iter().map(|g| g.as_str()));
+        parts.push(ni18n_f(
+            "group {groups}",
+            "groups {groups}",
+            count(a.groups.len()),
+            &[("groups", &groups)],
+        ));
+    }
+    parts.join(SEP)
+}
+
+/// A point in time as local date and time, `2026-12-31 18:00:00`.
+pub fn time(t: SystemTime) -> String {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => unix_time(d.as_secs()),
+        Err(_) => gettext("before 1970"),
+    }
+}
+
+/// Unix seconds as local date and time.
+pub fn unix_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| glib::DateTime::from_unix_local(s).ok())
+        .and_then(|dt| dt.format("%Y-%m-%d %H:%M:%S").ok())
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// A count for `ngettext`, saturating rather than wrapping.
+pub fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Names joined for a sentence.
+fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_dbus::policy::Policy;
+    use std::time::Duration;
+
+    fn policy(doc: &str) -> Policy {
+        match Policy::parse(doc.as_bytes()) {
+            Ok(p) => p.policy,
+            Err(findings) => panic!("{findings:?}"),
+        }
+    }
+
+    const DOC: &str = r#"
+[[vm]]
+name = "work"
+disk = "work.qcow2"
+memory = "2G"
+cpus = 2
+network = "user"
+operators = { users = ["alice"], groups = [] }
+console = { users = ["alice", "bob"], groups = ["staff"] }
+default = "drop"
+[[vm.rule]]
+action = "accept"
+destination = "127.0.0.1"
+proto = "tcp"
+ports = "443,8000-8100"
+expires = 2030-01-01T00:00:00Z
+log = true
+comment = "mail"
+[[vm.rule]]
+action = "reject"
+destination = "*.example.com"
+proto = "udp"
+ports = 53
+"#;
+
+    #[test]
+    fn describes_rules() {
+        let p = policy(DOC);
+        let vm = &p.vms[0];
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let first = rule_details(&vm.rules[0], now);
+        assert!(
+            first.starts_with("TCP · ports 443,8000-8100 · expires 20"),
+            "{first}"
+        );
+        assert!(first.ends_with(" · logged · “mail”"), "{first}");
+        let later = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        assert!(rule_details(&vm.rules[0], later).contains("expired "));
+        assert_eq!(rule_details(&vm.rules[1], now), "UDP · port 53");
+        assert_eq!(destination(&vm.rules[1].destination), "*.example.com");
+        assert_eq!(destination(&vm.rules[0].destination), "127.0.0.1");
+    }
+
+    #[test]
+    fn describes_vm_settings() {
+        let p = policy(DOC);
+        let vm = &p.vms[0];
+        assert_eq!(memory(vm.memory_mib), "2 GiB");
+        assert_eq!(memory(1536), "1536 MiB");
+        assert_eq!(access(&vm.operators), "user alice");
+        assert_eq!(access(&vm.console), "users alice, bob · group staff");
+        assert_eq!(access(&Access::default()), "Nobody");
+        assert_eq!(verdict(vm.default_action), "Drop");
+    }
+
+    #[test]
+    fn formats_times() {
+        assert!(unix_time(1_700_000_000).starts_with("2023-11-1"));
+        assert_eq!(time(UNIX_EPOCH - Duration::from_secs(1)), "before 1970");
+    }
+}

@@ -1,0 +1,176 @@
+//! One virtual machine of the live policy as an expander row: a summary line, its settings
+//! (disk, memory, CPUs, network, operators, console users), then its rules in order and its
+//! default action.
+
+use crate::format;
+use crate::i18n::{gettext, ni18n_f};
+use crate::rule_row::{RuleRow, RuleRowInit};
+use palisade_dbus::policy::Vm;
+use relm4::adw::prelude::*;
+use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
+use relm4::{adw, gtk};
+
+/// What a VM row starts with.
+#[derive(Debug)]
+pub struct VmRowInit {
+    /// The VM.
+    pub vm: Vm,
+    /// Whether the row starts expanded (it was open before a refresh).
+    pub expanded: bool,
+}
+
+/// A read-only VM row.
+#[derive(Debug)]
+pub struct VmRow {
+    /// The VM shown.
+    vm: Vm,
+    /// Whether the row starts expanded.
+    expanded: bool,
+    /// The rule rows; made once the expander row exists.
+    rules: Option<FactoryVecDeque<RuleRow>>,
+}
+
+/// Messages to a VM row; it is read-only and takes none yet.
+#[derive(Debug)]
+pub enum VmRowInput {}
+
+/// What a VM row tells the policy view.
+#[derive(Debug)]
+pub enum VmRowOutput {
+    /// The user opened or closed the row; remembered across refreshes.
+    Expanded {
+        /// The VM's name.
+        name: String,
+        /// Whether it is open now.
+        expanded: bool,
+    },
+}
+
+impl VmRow {
+    /// The line under the VM's name.
+    fn summary(&self) -> String {
+        let vm = &self.vm;
+        let rules = ni18n_f(
+            "{count} rule",
+            "{count} rules",
+            format::count(vm.rules.len()),
+            &[("count", &vm.rules.len().to_string())],
+        );
+        let cpus = ni18n_f(
+            "{count} CPU",
+            "{count} CPUs",
+            u32::from(vm.cpus),
+            &[("count", &vm.cpus.to_string())],
+        );
+        let default = format::otherwise(vm.default_action);
+        [format::memory(vm.memory_mib), cpus, rules, default].join(" · ")
+    }
+}
+
+#[relm4::factory(pub)]
+impl FactoryComponent for VmRow {
+    type Init = VmRowInit;
+    type Input = VmRowInput;
+    type Output = VmRowOutput;
+    type CommandOutput = ();
+    type ParentWidget = adw::PreferencesGroup;
+
+    view! {
+        #[root]
+        adw::ExpanderRow {
+            set_use_markup: false,
+            set_title: self.vm.name.as_str(),
+            set_subtitle: &self.summary(),
+            set_expanded: self.expanded,
+            add_prefix = &gtk::Image {
+                set_icon_name: Some("computer-symbolic"),
+            },
+            connect_expanded_notify[sender, name = self.vm.name.to_string()] => move |row| {
+                sender.output_sender().emit(VmRowOutput::Expanded {
+                    name: name.clone(),
+                    expanded: row.is_expanded(),
+                });
+            },
+
+            add_row = &adw::ActionRow {
+                set_title: &gettext("Disk image"),
+                add_suffix = &gtk::Label {
+                    set_label: self.vm.disk.as_str(),
+                    set_selectable: true,
+                    add_css_class: "dim-label",
+                },
+            },
+            add_row = &adw::ActionRow {
+                set_title: &gettext("Memory"),
+                add_suffix = &gtk::Label {
+                    set_label: &format::memory(self.vm.memory_mib),
+                    add_css_class: "dim-label",
+                },
+            },
+            add_row = &adw::ActionRow {
+                set_title: &gettext("CPUs"),
+                add_suffix = &gtk::Label {
+                    set_label: &self.vm.cpus.to_string(),
+                    add_css_class: "dim-label",
+                },
+            },
+            add_row = &adw::ActionRow {
+                set_title: &gettext("Network"),
+                add_suffix = &gtk::Label {
+                    set_label: &format::network(self.vm.network),
+                    add_css_class: "dim-label",
+                },
+            },
+            add_row = &adw::ActionRow {
+                set_title: &gettext("May start and stop it"),
+                set_use_markup: false,
+                set_subtitle: &format::access(&self.vm.operators),
+            },
+            add_row = &adw::ActionRow {
+                set_title: &gettext("May open its console"),
+                set_use_markup: false,
+                set_subtitle: &format::access(&self.vm.console),
+            },
+            add_row = &adw::ActionRow {
+                set_title: &gettext("Rules"),
+                set_subtitle: &gettext("In order: the first rule that matches decides"),
+            },
+        }
+    }
+
+    fn init_model(init: Self::Init, _index: &DynamicIndex, _sender: FactorySender<Self>) -> Self {
+        VmRow {
+            vm: init.vm,
+            expanded: init.expanded,
+            rules: None,
+        }
+    }
+
+    fn init_widgets(
+        &mut self,
+        _index: &DynamicIndex,
+        root: Self::Root,
+        _returned_widget: &gtk::Widget,
+        sender: FactorySender<Self>,
+    ) -> Self::Widgets {
+        let widgets = view_output!();
+        // The rules follow the settings inside the same expander row, in their matching order.
+        let mut rules = FactoryVecDeque::builder().launch(root.clone()).detach();
+        {
+            let mut guard = rules.guard();
+            for (i, rule) in self.vm.rules.iter().enumerate() {
+                guard.push_back(RuleRowInit::Rule {
+                    position: i + 1,
+                    rule: rule.clone(),
+                });
+            }
+            guard.push_back(RuleRowInit::Default(self.vm.default_action));
+        }
+        self.rules = Some(rules);
+        widgets
+    }
+
+    fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
+        match message {}
+    }
+}

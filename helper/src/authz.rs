@@ -103,7 +103,6 @@ impl Authority {
         }
         let uid = zbus::fdo::DBusProxy::new(&self.connection)
             .await
-            .and_then(|p| Ok(p))
             .map_err(|e| Error::Internal(format!("cannot ask the bus who called: {e}")))?
             .get_connection_unix_user(BusName::Unique(sender.clone()))
             .await

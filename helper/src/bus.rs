@@ -53,11 +53,9 @@ impl PolicyIface {
         document: Vec<u8>,
     ) -> Result<Vec<Finding>, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        Ok(
-            tokio::task::spawn_blocking(move || Firewall::validate(&document))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        )
+        tokio::task::spawn_blocking(move || Firewall::validate(&document))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// The ruleset a document compiles to and its diff against the live one.

@@ -22,7 +22,7 @@ use compile::compile_ruleset;
 use palisade_dbus::policy::Policy;
 use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
 use palisade_dbus::Error;
-use ruleset::Ruleset;
+use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,8 +39,17 @@ struct Live {
     generation: u64,
     document: Vec<u8>,
     policy: Policy,
-    ruleset: Ruleset,
+    installed: Installed,
+}
+
+/// What is kept of an installed ruleset: the text (for previews' diffs) and the connection
+/// marks (to know which connections a later ruleset cuts). The full ruleset is not kept: at
+/// 10,000 rules it would be most of the idle helper's memory.
+#[derive(Default)]
+struct Installed {
+    marks: BTreeSet<u32>,
     text: String,
+    rules: usize,
 }
 
 struct State {
@@ -148,7 +157,7 @@ impl Firewall {
                 ))
             })?
             .policy;
-        let (ruleset, text, _) = install(&store, &policy, &Ruleset::default()).await?;
+        let (installed, _) = install(&store, &policy, &BTreeSet::new()).await?;
         pointers = LiveState {
             live: generation,
             confirmed: generation,
@@ -167,7 +176,7 @@ impl Firewall {
         }
         tracing::info!(
             "generation {generation} is live ({} rules)",
-            ruleset.rule_count()
+            installed.rules
         );
         let (changed, _) = watch::channel(generation);
         let fw = Arc::new(Self {
@@ -177,8 +186,7 @@ impl Firewall {
                     generation,
                     document,
                     policy,
-                    ruleset,
-                    text,
+                    installed,
                 },
                 pointers,
                 problem,
@@ -232,7 +240,7 @@ impl Firewall {
         let facts = facts::gather(&parsed.policy, facts::Users::LookUp).await?;
         let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
         let st = self.state.lock().await;
-        let diff = similar::TextDiff::from_lines(&st.live.text, &text)
+        let diff = similar::TextDiff::from_lines(&st.live.installed.text, &text)
             .unified_diff()
             .header(&format!("generation {}", st.live.generation), "preview")
             .to_string();
@@ -269,7 +277,8 @@ impl Firewall {
             .store
             .next_generation()
             .map_err(|e| internal("number generations", e))?;
-        let (ruleset, text, cut) = install(&self.store, &parsed.policy, &st.live.ruleset).await?;
+        let (installed, cut) =
+            install(&self.store, &parsed.policy, &st.live.installed.marks).await?;
         let outcome = if confirm_seconds > 0 {
             Outcome::Pending
         } else {
@@ -281,7 +290,7 @@ impl Firewall {
         );
         if let Err(e) = saved {
             // Keep disk and kernel in agreement: put the previous ruleset back.
-            let _ = install(&self.store, &st.live.policy, &ruleset).await;
+            let _ = install(&self.store, &st.live.policy, &installed.marks).await;
             return Err(internal("store the new generation", e));
         }
         let pending_until = if confirm_seconds > 0 {
@@ -312,8 +321,7 @@ impl Firewall {
             generation,
             document,
             policy: parsed.policy,
-            ruleset,
-            text,
+            installed,
         };
         if let Some(task) = st.revert.take() {
             task.abort();
@@ -442,8 +450,8 @@ impl Firewall {
             );
             return;
         };
-        match install(&self.store, &policy, &st.live.ruleset).await {
-            Ok((ruleset, text, _)) => {
+        match install(&self.store, &policy, &st.live.installed.marks).await {
+            Ok((installed, _)) => {
                 if let Ok(mut rec) = self.store.record(generation) {
                     rec.outcome = Outcome::Reverted;
                     let _ = self.store.save_record(&rec);
@@ -458,8 +466,7 @@ impl Firewall {
                     generation: back,
                     document,
                     policy,
-                    ruleset,
-                    text,
+                    installed,
                 };
                 st.revert = None;
                 drop(st);
@@ -494,10 +501,9 @@ impl Firewall {
                 continue;
             }
             let mut st = self.state.lock().await;
-            match install(&self.store, &st.live.policy, &st.live.ruleset).await {
-                Ok((ruleset, text, cut)) => {
-                    st.live.ruleset = ruleset;
-                    st.live.text = text;
+            match install(&self.store, &st.live.policy, &st.live.installed.marks).await {
+                Ok((installed, cut)) => {
+                    st.live.installed = installed;
                     let generation = st.live.generation;
                     drop(st);
                     tracing::info!("expired rules removed from generation {generation} ({cut} connections cut)");
@@ -511,16 +517,22 @@ impl Firewall {
     fn announce(&self, generation: u64) {
         self.changed.send_replace(generation);
         self.rearm_expiry.notify_one();
+        // Once the call that caused this has replied and dropped its buffers, hand the peak back.
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            crate::memory::release_free_memory();
+        });
     }
 }
 
 /// Gathers facts, compiles and sends the ruleset, then cuts connections the new ruleset no longer
-/// allows. Returns the ruleset, its text, and how many connections were cut.
+/// allows (those carrying a mark in `previous` that the new ruleset does not have). Returns what
+/// is kept of the ruleset and how many connections were cut.
 async fn install(
     store: &Store,
     policy: &Policy,
-    previous: &Ruleset,
-) -> Result<(Ruleset, String, u32), Error> {
+    previous: &BTreeSet<u32>,
+) -> Result<(Installed, u32), Error> {
     let facts = facts::gather(policy, facts::Users::Create).await?;
     let ruleset = compile_ruleset(policy, &facts);
     kernel::apply_batch(
@@ -528,14 +540,14 @@ async fn install(
         &store.refused_payload_file(),
     )
     .await?;
-    let gone = previous
-        .live_marks
-        .difference(&ruleset.live_marks)
-        .copied()
-        .collect();
+    let gone = previous.difference(&ruleset.live_marks).copied().collect();
     let cut = conntrack::cut_connections(&gone).await;
-    let text = render::render_ruleset(&ruleset);
-    Ok((ruleset, text, cut))
+    let installed = Installed {
+        text: render::render_ruleset(&ruleset),
+        rules: ruleset.rule_count(),
+        marks: ruleset.live_marks,
+    };
+    Ok((installed, cut))
 }
 
 fn record(generation: u64, author_uid: u32, origin: &str, outcome: Outcome) -> GenerationRecord {

@@ -8,6 +8,7 @@
 mod authz;
 mod bus;
 mod firewall;
+mod memory;
 mod store;
 mod vm;
 
@@ -40,6 +41,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    memory::use_one_arena();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

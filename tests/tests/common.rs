@@ -113,8 +113,18 @@ pub fn netcheck() -> String {
         .into_owned()
 }
 
+/// Echo listeners; killed and reaped when dropped.
+pub struct Listener(std::process::Child);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts echo listeners on 127.0.0.1 for `ports`, as root, and waits until they accept.
-pub fn listen(env: &TestEnv, ports: &[u16]) -> std::process::Child {
+pub fn listen(env: &TestEnv, ports: &[u16]) -> Listener {
     let mut argv = vec!["python3".to_owned(), netcheck(), "listen".to_owned()];
     argv.extend(ports.iter().map(u16::to_string));
     let mut child = env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}"));
@@ -123,8 +133,9 @@ pub fn listen(env: &TestEnv, ports: &[u16]) -> std::process::Child {
         use std::io::BufRead;
         let _ = std::io::BufReader::new(out).read_line(&mut line);
     }
+    let listener = Listener(child);
     assert_eq!(line.trim(), "ready", "listener did not start");
-    child
+    listener
 }
 
 /// Connects to 127.0.0.1:`port` as `user`; true if the connection was established.

@@ -154,14 +154,26 @@ fn compile_rules(
     now: SystemTime,
     out: &mut Ruleset,
 ) -> Vec<RuleDef> {
+    let live: Vec<(usize, &Rule)> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_expired(now))
+        .map(|(i, r)| (i + 1, r))
+        .collect();
     let mut compiled = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        if rule.is_expired(now) {
-            continue;
-        }
-        let number = i + 1;
+    // Neighbours that differ only in their destination network become one rule with a set of
+    // networks: one lookup per packet instead of one rule each, and first-match order is kept
+    // because only adjacent rules merge.
+    for group in live.chunk_by(|(_, a), (_, b)| mergeable(a, b)) {
+        let (first_number, rule) = group[0];
+        let last_number = group[group.len() - 1].0;
+        let numbers = if group.len() == 1 {
+            first_number.to_string()
+        } else {
+            format!("{first_number}-{last_number}")
+        };
         let mark = match (owner.vm, rule.action) {
-            (Some(vm), Verdict::Accept) => Some(connection_mark(vm, rule)),
+            (Some(vm), Verdict::Accept) => Some(group_mark(vm, group)),
             _ => None,
         };
         if let Some(m) = mark {
@@ -172,24 +184,73 @@ fn compile_rules(
             (None, Verdict::Accept) => RuleVerdict::Return,
             (_, v) => RuleVerdict::Policy(v),
         };
-        for matches in rule_matches(owner, number, rule, facts, out) {
-            compiled.push(RuleDef {
-                matches,
-                counter: true,
-                log: rule
-                    .log
-                    .then(|| format!("palisade {} rule={number} {}: ", owner.label, rule.action)),
-                set_mark: mark,
-                verdict: verdict.clone(),
-                comment: (!rule.comment.is_empty()).then(|| shorten(&rule.comment)),
-            });
+        let destinations = if group.len() == 1 {
+            destination_matches(owner, first_number, rule, facts, out)
+        } else {
+            merged_destinations(group)
+        };
+        let comment = if group.len() == 1 {
+            (!rule.comment.is_empty()).then(|| shorten(&rule.comment))
+        } else {
+            Some(format!("rules {numbers}"))
+        };
+        for d in &destinations {
+            for t in &transport_matches(rule) {
+                compiled.push(RuleDef {
+                    matches: d.iter().chain(t.iter()).cloned().collect(),
+                    counter: true,
+                    log: rule.log.then(|| {
+                        format!("palisade {} rule={numbers} {}: ", owner.label, rule.action)
+                    }),
+                    set_mark: mark,
+                    verdict: verdict.clone(),
+                    comment: comment.clone(),
+                });
+            }
         }
     }
     compiled
 }
 
-/// The alternatives (one nft rule each) that together match what `rule` matches.
-fn rule_matches(
+/// Whether two adjacent rules may share one nft rule: same everything but their networks.
+fn mergeable(a: &Rule, b: &Rule) -> bool {
+    matches!(
+        (&a.destination, &b.destination),
+        (Destination::Net(_), Destination::Net(_))
+    ) && a.action == b.action
+        && a.protocol == b.protocol
+        && a.ports == b.ports
+        && a.icmp_type == b.icmp_type
+        && a.log == b.log
+}
+
+fn merged_destinations(group: &[(usize, &Rule)]) -> Vec<Vec<Match>> {
+    let nets = group.iter().filter_map(|(_, r)| match r.destination {
+        Destination::Net(n) => Some(n),
+        _ => None,
+    });
+    let (v4, v6) = split_families(nets);
+    [(IpFamily::V4, v4), (IpFamily::V6, v6)]
+        .into_iter()
+        .filter(|(_, nets)| !nets.is_empty())
+        .map(|(f, nets)| vec![Match::DaddrAnyOf(f, nets)])
+        .collect()
+}
+
+/// The mark of a group: its one rule's mark, or a hash over all members' marks, so that
+/// removing any member changes the mark and the group's connections are judged again.
+fn group_mark(vm: &VmName, group: &[(usize, &Rule)]) -> u32 {
+    match group {
+        [(_, rule)] => connection_mark(vm, rule),
+        many => fnv1a(
+            many.iter()
+                .flat_map(|(_, r)| connection_mark(vm, r).to_le_bytes()),
+        ),
+    }
+}
+
+/// The destination alternatives (one nft rule each) that together match `rule`'s destination.
+fn destination_matches(
     owner: &Owner<'_>,
     number: usize,
     rule: &Rule,
@@ -205,7 +266,7 @@ fn rule_matches(
         Some(f) => vec![f],
         None => vec![IpFamily::V4, IpFamily::V6],
     };
-    let destinations: Vec<Vec<Match>> = match &rule.destination {
+    match &rule.destination {
         Destination::Any => vec![pinned.map(Match::Family).into_iter().collect()],
         Destination::Net(n) => vec![vec![Match::Daddr(*n)]],
         Destination::Host(_) | Destination::Wildcard(_) => {
@@ -239,9 +300,13 @@ fn rule_matches(
                 .map(|(f, nets)| vec![Match::DaddrAnyOf(f, nets)])
                 .collect()
         }
-    };
+    }
+}
+
+/// The transport alternatives of `rule` (the "dns" target means udp and tcp port 53).
+fn transport_matches(rule: &Rule) -> Vec<Vec<Match>> {
     let dns_port = PortSet::from_ranges(PortRange::new(53, 53).into_iter().collect());
-    let transports: Vec<Vec<Match>> = match (&rule.destination, rule.protocol) {
+    match (&rule.destination, rule.protocol) {
         (Destination::Dns, Protocol::Any) => ["udp", "tcp"]
             .iter()
             .map(|p| transport(p, rule.ports.as_ref().or(dns_port.as_ref()), None))
@@ -257,14 +322,7 @@ fn rule_matches(
             rule.ports.as_ref(),
             rule.icmp_type,
         )],
-    };
-    let mut alternatives = Vec::new();
-    for d in &destinations {
-        for t in &transports {
-            alternatives.push(d.iter().chain(t.iter()).cloned().collect());
-        }
     }
-    alternatives
 }
 
 fn transport(proto: &'static str, ports: Option<&PortSet>, icmp_type: Option<u8>) -> Vec<Match> {
@@ -318,9 +376,14 @@ pub fn connection_mark(vm: &VmName, rule: &Rule) -> u32 {
             .unwrap_or_default(),
         rule.icmp_type
     );
-    // FNV-1a: tiny, stable across releases and platforms, good enough spread for ids.
+    fnv1a(key.bytes())
+}
+
+/// FNV-1a: tiny, stable across releases and platforms, good enough spread for ids. Never 0,
+/// which is the mark of connections nobody marked.
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in key.bytes() {
+    for b in bytes {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }

@@ -140,19 +140,60 @@ fn vms_without_a_user_yet_are_not_in_the_uid_map() {
     assert!(!render_ruleset(&r).contains("vmap"));
 }
 
-#[test]
-fn ten_thousand_rules_compile() {
+fn many_rules(n: u32, port: impl Fn(u32) -> u32) -> Policy {
     let mut doc = String::from("[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n");
-    for i in 0..10_000u32 {
+    for i in 0..n {
         doc.push_str(&format!(
-            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.{}.{}.{}\"\nproto = \"tcp\"\nports = 443\n",
-            i >> 16, (i >> 8) & 255, i & 255
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.{}.{}.{}\"\nproto = \"tcp\"\nports = {}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            port(i)
         ));
     }
     let parsed = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{:?}", &f[..1]));
     assert!(parsed.warnings.is_empty());
-    let r = compile_ruleset(&parsed.policy, &facts());
-    assert_eq!(r.rule_count(), 10_000 + 2 + 2 + 2);
+    parsed.policy
+}
+
+/// Fixed rules around the VM's own: output (2), vm chain established + default (2), do_reject (2).
+const FIXED_RULES: usize = 6;
+
+#[test]
+fn adjacent_rules_differing_only_in_network_share_one_set_lookup() {
+    let r = compile_ruleset(&many_rules(10_000, |_| 443), &facts());
+    assert_eq!(r.rule_count(), FIXED_RULES + 1);
+    let text = render_ruleset(&r);
+    assert!(
+        text.contains("comment \"rules 1-10000\""),
+        "{}",
+        &text[..2000.min(text.len())]
+    );
+}
+
+#[test]
+fn rules_that_differ_otherwise_stay_separate_and_in_order() {
+    let r = compile_ruleset(&many_rules(10_000, |i| 1000 + i % 2), &facts());
+    assert_eq!(r.rule_count(), FIXED_RULES + 10_000);
+    let p = policy(
+        "[[vm]]\nname = \"work\"\n\
+         [[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.1\"\n\
+         [[vm.rule]]\naction = \"drop\"\ndestination = \"10.0.0.2\"\n\
+         [[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.3\"\n\
+         [[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.4\"\n",
+    );
+    let text = render_ruleset(&compile_ruleset(&p, &facts()));
+    let one = text.find("10.0.0.1 ").unwrap_or(usize::MAX);
+    let two = text.find("10.0.0.2 ").unwrap_or(usize::MAX);
+    let merged = text.find("{ 10.0.0.3, 10.0.0.4 }").unwrap_or(usize::MAX);
+    assert!(one < two && two < merged && merged < usize::MAX, "{text}");
+}
+
+#[test]
+fn removing_a_member_changes_the_group_mark() {
+    let all = compile_ruleset(&many_rules(3, |_| 443), &facts());
+    let fewer = compile_ruleset(&many_rules(2, |_| 443), &facts());
+    assert!(all.live_marks.is_disjoint(&fewer.live_marks));
 }
 
 /// Both renderings go through the real nft in check mode inside a throwaway network namespace.

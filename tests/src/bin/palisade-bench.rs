@@ -1,0 +1,165 @@
+//! `make bench`: measures Palisade on the real stack and prints a table, each figure next to an
+//! anchor measured in the same run on the same machine. Never asserts on time: these machines
+//! are noisy, so numbers are reported, not judged.
+//!
+//! Apply latency is the D-Bus `Apply` call until its reply, which the helper sends only after
+//! the kernel committed the batch and the generation is on disk. The anchor is `nft -j -f` of the
+//! very batch the helper sends (the kernel's own share of the work), taken from the helper's
+//! preview of the same policy.
+
+use anyhow::{Context, Result};
+use palisade_dbus::proxy::PolicyProxy;
+use palisade_tests::TestEnv;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+
+fn main() -> Result<()> {
+    let env = TestEnv::start().context("starting the bench environment")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let start_rss = env.helper_pid().map(rss_kib).unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    rt.block_on(async {
+        let conn = zbus::connection::Builder::address(env.bus_address())
+            .build()
+            .await?;
+        let proxy = PolicyProxy::new(&conn).await?;
+        let cases = [
+            (10usize, true),
+            (1_000, true),
+            (10_000, true),
+            (10_000, false),
+        ];
+        for (rules, mergeable) in cases {
+            let doc = policy_with_rules(rules, mergeable);
+            let mut times = Vec::new();
+            for _ in 0..RUNS {
+                let base = proxy.get().await?.0;
+                let started = Instant::now();
+                proxy.apply(doc.as_bytes(), base, 0).await?;
+                times.push(started.elapsed());
+            }
+            let anchor = nft_anchor(&env, &proxy, &doc).await?;
+            rows.push((
+                format!(
+                    "apply, {rules} rules{} (median of {RUNS})",
+                    if mergeable {
+                        ""
+                    } else {
+                        ", every neighbour different (no merging)"
+                    }
+                ),
+                ms(median(&mut times)),
+                format!("nft -f of the same ruleset: {}", ms(anchor)),
+                if rules == 10_000 {
+                    "< 500 ms".into()
+                } else {
+                    "-".into()
+                },
+            ));
+        }
+        anyhow::Ok(())
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    rows.insert(
+        0,
+        (
+            "helper idle RSS (fresh start)".into(),
+            mib(start_rss),
+            "-".into(),
+            "< 15 MB".into(),
+        ),
+    );
+    let helper_rss = env.helper_pid().map(rss_kib).unwrap_or(0);
+    let polkit_rss = pid_of_comm(&env, "polkitd").map(rss_kib).unwrap_or(0);
+    let bus_rss = pid_of_comm(&env, "dbus-daemon").map(rss_kib).unwrap_or(0);
+    rows.push((
+        "helper idle RSS (after the 10,000-rule apply)".into(),
+        mib(helper_rss),
+        format!("polkitd {} / dbus-daemon {}", mib(polkit_rss), mib(bus_rss)),
+        "< 15 MB".into(),
+    ));
+    print_table(&rows);
+    Ok(())
+}
+
+/// `n` accepting rules to distinct addresses. Mergeable rules share port 443, so the compiler
+/// folds them into one set lookup; otherwise ports alternate and every rule stays a rule.
+fn policy_with_rules(n: usize, mergeable: bool) -> String {
+    let mut doc = String::from("[[vm]]\nname = \"work\"\nconsole = { users = [\"pal-alice\"] }\n");
+    for i in 0..n {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.{}.{}.{}\"\nproto = \"tcp\"\nports = {}\n",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            if mergeable { 443 } else { 1000 + i % 2 }
+        ));
+    }
+    doc
+}
+
+/// Median time of `nft -f` loading the same ruleset (text form from the helper's preview), run
+/// in the same namespace, replacing our table just like the helper's batch does.
+async fn nft_anchor(env: &TestEnv, proxy: &PolicyProxy<'_>, doc: &str) -> Result<Duration> {
+    let preview = proxy.preview(doc.as_bytes()).await?;
+    let script = format!(
+        "add table inet palisade\ndelete table inet palisade\n{}",
+        preview.ruleset
+    );
+    let path = env.write_file("anchor.nft", script)?;
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let out = env.nft(&["-f", &path.to_string_lossy()]);
+        times.push(started.elapsed());
+        anyhow::ensure!(
+            out.status.success(),
+            "anchor nft failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(median(&mut times))
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pid_of_comm(env: &TestEnv, comm: &str) -> Option<u32> {
+    env.netns_pids().into_iter().find_map(|pid| {
+        let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (c.trim() == comm)
+            .then(|| u32::try_from(pid).ok())
+            .flatten()
+    })
+}
+
+fn print_table(rows: &[(String, String, String, String)]) {
+    println!("\n| measurement | Palisade | anchor (same run) | target |");
+    println!("|---|---|---|---|");
+    for (what, value, anchor, target) in rows {
+        println!("| {what} | {value} | {anchor} | {target} |");
+    }
+}

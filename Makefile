@@ -27,15 +27,16 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit: build
-	$(CARGO) test --workspace --exclude palisade-tests
+	$(CARGO) test --workspace --exclude palisade-tests --lib --bins --tests
 
 # End-to-end tests share machine-wide things (test users, per-VM users), so they run one at a time.
 e2e: build
 	@set -e; trap 'bash tests/scripts/cleanup.sh >/dev/null 2>&1 || true' EXIT; \
-	$(CARGO) test -p palisade-tests -- --test-threads=1
+	$(CARGO) test -p palisade-tests --tests -- --test-threads=1
 
 data: deps
 	bash tests/scripts/validate-data.sh
+	bash po/check.sh
 
 test: lint unit data e2e
 

@@ -1,0 +1,142 @@
+//! Acceptance tests of the firewall's life over time: expiring rules, previews, the policy file
+//! on disk (hand-edited, corrupt), and boot-time loading with `--apply-only`.
+
+mod common;
+
+use common::*;
+use palisade_tests::{TestEnv, ADMIN};
+use std::time::{Duration, SystemTime};
+
+fn start() -> TestEnv {
+    TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"))
+}
+
+#[test]
+fn an_expiring_rule_disappears_by_itself() {
+    let env = start();
+    let expires = humantime_in(Duration::from_secs(4));
+    let doc = format!(
+        "{}\n[[vm.rule]]\naction = \"accept\"\ndestination = \"127.0.0.1\"\nproto = \"tcp\"\nports = 8444\nexpires = \"{expires}\"\ncomment = \"temporary\"\n",
+        work_policy(8443)
+    );
+    apply(&env, &doc, &[]);
+    let _listener = listen(&env, &[8444]);
+    assert!(
+        connects(&env, "palisade-vm-work", 8444),
+        "the temporary rule does not work"
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        !connects(&env, "palisade-vm-work", 8444),
+        "the expired rule still lets traffic through"
+    );
+    assert!(
+        !table_raw(&env).contains("temporary"),
+        "the expired rule is still in the kernel"
+    );
+    assert_eq!(generation(&env), 1, "expiry is not a new generation");
+}
+
+fn humantime_in(d: Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() + d).to_string()
+}
+
+#[test]
+fn preview_shows_the_ruleset_and_diff_and_changes_nothing() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let before = table_raw(&env);
+    let file = env
+        .write_file("next.toml", work_policy(9443))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = ok(
+        &env,
+        env.palisadectl(
+            Some(ADMIN),
+            &["--json", "policy", "preview", &file.to_string_lossy()],
+        ),
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let ruleset = v["ruleset"].as_str().unwrap_or_default();
+    let diff = v["diff"].as_str().unwrap_or_default();
+    assert!(
+        ruleset.contains("table inet palisade") && ruleset.contains("tcp dport 9443"),
+        "{ruleset}"
+    );
+    assert!(
+        diff.contains("-") && diff.contains("+") && diff.contains("9443") && diff.contains("8443"),
+        "{diff}"
+    );
+    assert_eq!(table_raw(&env), before, "a preview changed the kernel");
+    assert_eq!(generation(&env), 1);
+}
+
+#[test]
+fn a_corrupt_policy_file_is_refused_and_the_last_good_generation_stays() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let good = table_normalised(&env);
+    env.stop_helper();
+    let file = env.config_dir().join("policy.toml");
+    std::fs::write(&file, b"[[vm]]\nname = \"work\"\nports = [unclosed\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let out = ok(&env, env.palisadectl(None, &["--json", "status"]));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["generation"], 1);
+    let problem = v["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("policy.toml") && problem.contains("not a valid policy"),
+        "{problem}"
+    );
+    assert_eq!(table_normalised(&env), good);
+}
+
+#[test]
+fn a_hand_edited_policy_file_becomes_a_new_generation_at_start() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    env.stop_helper();
+    std::fs::write(env.config_dir().join("policy.toml"), work_policy(9443))
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(generation(&env), 2);
+    assert!(table_raw(&env).contains("9443"));
+    let out = ok(&env, env.palisadectl(None, &["policy", "history"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("policy file edited on disk"));
+}
+
+#[test]
+fn apply_only_loads_the_confirmed_generation_at_boot() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let confirmed = table_normalised(&env);
+    // A pending change that nobody confirms must not be what boot loads.
+    apply(&env, &work_policy(9443), &["--confirm", "600"]);
+    env.stop_helper();
+    ok(&env, env.nft(&["delete", "table", "inet", "palisade"]));
+    let helper = env.bin_dir().join("palisade-helper");
+    let state = env.state_dir().to_string_lossy().into_owned();
+    let config = env.config_dir().to_string_lossy().into_owned();
+    ok(
+        &env,
+        env.run_as(
+            None,
+            &[
+                helper.to_string_lossy().as_ref(),
+                "--apply-only",
+                "--state-dir",
+                &state,
+                "--config-dir",
+                &config,
+            ],
+        ),
+    );
+    assert_eq!(
+        table_normalised(&env),
+        confirmed,
+        "boot did not load the last confirmed generation"
+    );
+}

@@ -243,9 +243,33 @@ impl TestEnv {
             .with_context(|| format!("starting {:?}", argv.first().map(AsRef::as_ref)))
     }
 
+    /// `path` if every user can read and run it where it is; otherwise a copy in the
+    /// environment's dir (made once). A checkout under a private home (CI may clone anywhere)
+    /// would otherwise keep the test users from running the binaries and tools under test.
+    pub fn user_path(&self, path: &Path) -> PathBuf {
+        if crate::paths::reachable_by_everyone(path) {
+            return path.to_owned();
+        }
+        let shared = self.dir.path.join("shared");
+        let copy = shared.join(path.file_name().unwrap_or_default());
+        if !copy.exists() {
+            let copied = make_dir(&shared, 0o755).and_then(|()| {
+                std::fs::copy(path, &copy)
+                    .with_context(|| format!("copying {} for the test users", path.display()))?;
+                std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+                Ok(())
+            });
+            if let Err(e) = copied {
+                eprintln!("palisade-tests: {e:#}");
+            }
+        }
+        copy
+    }
+
     /// Runs `palisadectl ARGS` as `user`.
     pub fn palisadectl(&self, user: Option<&str>, args: &[&str]) -> Output {
-        let mut argv: Vec<OsString> = vec![self.bin_dir.join("palisadectl").into_os_string()];
+        let ctl = self.user_path(&self.bin_dir.join("palisadectl"));
+        let mut argv: Vec<OsString> = vec![ctl.into_os_string()];
         argv.extend(args.iter().map(OsString::from));
         self.run_as(user, &argv)
     }

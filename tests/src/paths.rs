@@ -1,6 +1,7 @@
 //! Where the harness finds the repository and the binaries under test.
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 
 /// The workspace root (the parent of this crate), fixed at compile time so tests work from any
 /// current directory.
@@ -20,4 +21,20 @@ pub fn bin_dir() -> PathBuf {
         None => workspace_dir().join("target"),
     };
     target.join("debug")
+}
+
+/// Whether any user can reach `path` (every folder above it searchable by others) and read and
+/// run it (readable and executable by others).
+pub fn reachable_by_everyone(path: &Path) -> bool {
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
+    mode(path) & 0o005 == 0o005
+        && path
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .all(|a| mode(a) & 0o001 != 0)
 }

@@ -105,12 +105,10 @@ pub fn table_normalised(env: &TestEnv) -> serde_json::Value {
     v
 }
 
-/// The path of the connection tool (see tests/tools/netcheck.py).
-pub fn netcheck() -> String {
-    palisade_tests::workspace_dir()
-        .join("tests/tools/netcheck.py")
-        .to_string_lossy()
-        .into_owned()
+/// The path of the connection tool (see tests/tools/netcheck.py), where every user can run it.
+pub fn netcheck(env: &TestEnv) -> String {
+    let tool = palisade_tests::workspace_dir().join("tests/tools/netcheck.py");
+    env.user_path(&tool).to_string_lossy().into_owned()
 }
 
 /// Echo listeners; killed and reaped when dropped.
@@ -125,7 +123,7 @@ impl Drop for Listener {
 
 /// Starts echo listeners on 127.0.0.1 for `ports`, as root, and waits until they accept.
 pub fn listen(env: &TestEnv, ports: &[u16]) -> Listener {
-    let mut argv = vec!["python3".to_owned(), netcheck(), "listen".to_owned()];
+    let mut argv = vec!["python3".to_owned(), netcheck(env), "listen".to_owned()];
     argv.extend(ports.iter().map(u16::to_string));
     let mut child = env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}"));
     let mut line = String::new();
@@ -144,7 +142,7 @@ pub fn connects(env: &TestEnv, user: &str, port: u16) -> bool {
         Some(user),
         &[
             "python3".to_owned(),
-            netcheck(),
+            netcheck(env),
             "connect".into(),
             "127.0.0.1".into(),
             port.to_string(),

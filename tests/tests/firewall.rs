@@ -343,7 +343,7 @@ fn removing_an_allowance_cuts_an_open_connection() {
     let go = env.dir().join("go");
     let argv = vec![
         "python3".to_owned(),
-        netcheck(),
+        netcheck(&env),
         "session".into(),
         "127.0.0.1".into(),
         "8443".into(),

@@ -35,6 +35,43 @@ pub struct Policy {
     pub remote_consoles: Vec<RemoteConsole>,
     /// Named address sets rules can refer to.
     pub blocklists: Vec<Blocklist>,
+    /// Machine-wide settings.
+    pub settings: Settings,
+}
+
+/// Machine-wide settings (`[settings]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// How guests are run: KVM when it works, TCG otherwise, or forced.
+    pub accel: Accel,
+    /// Local TCP ports Spice displays are given from.
+    pub spice_ports: PortRange,
+    /// Earlier disk image versions kept after an update is promoted.
+    pub versions_kept: u8,
+    /// How long a console ticket (one-time Spice password) stays valid.
+    pub console_ticket_seconds: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            accel: Accel::Auto,
+            spice_ports: PortRange::new(5900, 5999).unwrap_or_else(|| unreachable!("5900 <= 5999")),
+            versions_kept: 3,
+            console_ticket_seconds: 60,
+        }
+    }
+}
+
+/// Which accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Accel {
+    /// KVM if a probe shows it works here, else TCG.
+    Auto,
+    /// Always KVM.
+    Kvm,
+    /// Always TCG (software emulation).
+    Tcg,
 }
 
 /// One virtual machine.
@@ -58,6 +95,43 @@ pub struct Vm {
     pub default_action: Verdict,
     /// Egress rules, first match wins.
     pub rules: Vec<Rule>,
+    /// Whether the guest may resolve names through this host's resolvers.
+    pub dns: bool,
+    /// The host's SOCKS5 proxy port, which the guest reaches at 10.0.2.2; allowed by itself.
+    pub socks_proxy: Option<u16>,
+    /// The Spice display.
+    pub display: Display,
+    /// Boot a kernel directly instead of from the disk.
+    pub kernel_boot: Option<KernelBoot>,
+}
+
+/// The Spice display of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Display {
+    /// The emulated graphics card.
+    pub video: Video,
+    /// Copy and paste between guest and viewer (through the Spice agent).
+    pub clipboard: bool,
+}
+
+/// The emulated graphics card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Video {
+    /// QXL, the classic Spice card.
+    Qxl,
+    /// virtio-gpu.
+    Virtio,
+}
+
+/// Direct kernel boot: files in the VM's image folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelBoot {
+    /// The kernel image.
+    pub kernel: DiskName,
+    /// The initial ramdisk, if any.
+    pub initrd: Option<DiskName>,
+    /// The kernel command line.
+    pub cmdline: String,
 }
 
 /// Users and groups granted something.

@@ -17,6 +17,17 @@ pub(super) struct RawPolicy {
     pub remote_console: Vec<RawRemoteConsole>,
     #[serde(default)]
     pub blocklist: Vec<RawBlocklist>,
+    #[serde(default)]
+    pub settings: RawSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSettings {
+    pub accel: Option<String>,
+    pub spice_ports: Option<String>,
+    pub versions_kept: Option<i64>,
+    pub console_ticket_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +45,20 @@ pub(super) struct RawVm {
     pub default: Option<String>,
     #[serde(default)]
     pub rule: Vec<RawRule>,
+    pub dns: Option<bool>,
+    pub socks_proxy: Option<i64>,
+    #[serde(default)]
+    pub display: RawDisplay,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisplay {
+    pub video: Option<String>,
+    pub clipboard: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

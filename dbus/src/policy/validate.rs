@@ -140,11 +140,13 @@ impl Validator {
         }
         let host_rules = self.rules("host_rule", raw.host_rule, &known);
         let remote_consoles = self.remote_consoles(raw.remote_console);
+        let settings = self.settings(raw.settings);
         Policy {
             vms,
             host_rules,
             remote_consoles,
             blocklists,
+            settings,
         }
     }
 
@@ -188,6 +190,24 @@ impl Validator {
             Some(s) => self.check(&format!("{path}.default"), verdict(s)),
         };
         let rules = self.rules(&format!("{path}.rule"), rv.rule, blocklists);
+        let socks_proxy = rv
+            .socks_proxy
+            .and_then(|p| self.check(&format!("{path}.socks_proxy"), ports::port_from_int(p)));
+        let video = match rv.display.video.as_deref().unwrap_or("qxl") {
+            "qxl" => Some(Video::Qxl),
+            "virtio" => Some(Video::Virtio),
+            other => {
+                self.error(
+                    &format!("{path}.display.video"),
+                    format!(
+                        "{} is not a video card: use \"qxl\" or \"virtio\"",
+                        quote(other)
+                    ),
+                );
+                None
+            }
+        };
+        let kernel_boot = self.kernel_boot(path, rv.kernel, rv.initrd, rv.cmdline);
         if operators.is_empty() && console.is_empty() {
             self.warn(
                 path,
@@ -204,7 +224,92 @@ impl Validator {
             console,
             default_action: default_action?,
             rules,
+            dns: rv.dns.unwrap_or(false),
+            socks_proxy,
+            display: Display {
+                video: video?,
+                clipboard: rv.display.clipboard.unwrap_or(false),
+            },
+            kernel_boot: kernel_boot?,
         })
+    }
+
+    /// `Some(None)` for no kernel boot, `None` when there was an error.
+    fn kernel_boot(
+        &mut self,
+        path: &str,
+        kernel: Option<String>,
+        initrd: Option<String>,
+        cmdline: Option<String>,
+    ) -> Option<Option<KernelBoot>> {
+        let Some(kernel) = kernel else {
+            if initrd.is_some() || cmdline.is_some() {
+                self.error(path, "initrd and cmdline need a kernel");
+                return None;
+            }
+            return Some(None);
+        };
+        let kernel = self.check(&format!("{path}.kernel"), DiskName::parse(&kernel));
+        let initrd = match initrd {
+            Some(i) => Some(self.check(&format!("{path}.initrd"), DiskName::parse(&i))?),
+            None => None,
+        };
+        let cmdline = cmdline.unwrap_or_default();
+        if cmdline.len() > 1024 || !cmdline.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            self.error(
+                &format!("{path}.cmdline"),
+                "a kernel command line is printable ASCII, at most 1024 characters",
+            );
+            return None;
+        }
+        Some(Some(KernelBoot {
+            kernel: kernel?,
+            initrd,
+            cmdline,
+        }))
+    }
+
+    fn settings(&mut self, raw: RawSettings) -> Settings {
+        let mut s = Settings::default();
+        match raw.accel.as_deref() {
+            None | Some("auto") => {}
+            Some("kvm") => s.accel = Accel::Kvm,
+            Some("tcg") => s.accel = Accel::Tcg,
+            Some(other) => self.error(
+                "settings.accel",
+                format!(
+                    "{} is not an accelerator: use \"auto\", \"kvm\" or \"tcg\"",
+                    quote(other)
+                ),
+            ),
+        }
+        if let Some(r) = raw.spice_ports {
+            match ports::ranges_from_str(&r).as_deref() {
+                Ok([one]) if one.last() - one.first() < 4096 => s.spice_ports = *one,
+                Ok(_) => self.error(
+                    "settings.spice_ports",
+                    "give one range of at most 4096 ports, like \"5900-5999\"",
+                ),
+                Err(e) => self.error("settings.spice_ports", e.clone()),
+            }
+        }
+        match raw.versions_kept {
+            None => {}
+            Some(n @ 1..=100) => s.versions_kept = u8::try_from(n).unwrap_or(3),
+            Some(n) => self.error(
+                "settings.versions_kept",
+                format!("{n}: keep 1 to 100 earlier versions"),
+            ),
+        }
+        match raw.console_ticket_seconds {
+            None => {}
+            Some(n @ 5..=3600) => s.console_ticket_seconds = u32::try_from(n).unwrap_or(60),
+            Some(n) => self.error(
+                "settings.console_ticket_seconds",
+                format!("{n} s: a console ticket lasts 5 to 3600 seconds"),
+            ),
+        }
+        s
     }
 
     fn memory(&mut self, path: &str, raw: Option<RawSize>) -> Option<u32> {

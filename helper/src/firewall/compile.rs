@@ -14,7 +14,7 @@
 use super::ruleset::*;
 use ipnet::IpNet;
 use palisade_dbus::policy::{
-    Destination, HostName, Policy, PortRange, PortSet, Protocol, Rule, Verdict, VmName,
+    Destination, HostName, Policy, PortRange, PortSet, Protocol, Rule, Verdict, Vm, VmName,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -102,6 +102,13 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             vec![Match::CtEstablished, Match::CtMarkInSet(LIVE_MARKS.into())],
             RuleVerdict::Policy(Verdict::Accept),
         )];
+        rules.extend(compile_rules(
+            &owner,
+            &implicit_rules(vm),
+            facts,
+            now,
+            &mut out,
+        ));
         rules.extend(compile_rules(&owner, &vm.rules, facts, now, &mut out));
         let mut default = RuleDef::new(Vec::new(), RuleVerdict::Policy(vm.default_action));
         default.counter = true;
@@ -138,6 +145,40 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     );
     out.chains = chains;
     out
+}
+
+/// What a VM's settings allow before its own rules: its SOCKS5 proxy on the host (which the
+/// guest reaches at 10.0.2.2 and the host sees on loopback) and, if enabled, its DNS.
+fn implicit_rules(vm: &Vm) -> Vec<Rule> {
+    let accept = |destination, protocol, ports: Option<PortSet>, comment: &str| Rule {
+        action: Verdict::Accept,
+        destination,
+        protocol,
+        ports,
+        icmp_type: None,
+        expires: None,
+        log: false,
+        comment: comment.into(),
+    };
+    let mut rules = Vec::new();
+    if let Some(port) = vm.socks_proxy {
+        let ports = PortSet::from_ranges(PortRange::new(port, port).into_iter().collect());
+        for loopback in [
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ] {
+            rules.push(accept(
+                Destination::Net(IpNet::from(loopback)),
+                Protocol::Tcp,
+                ports.clone(),
+                "SOCKS5 proxy",
+            ));
+        }
+    }
+    if vm.dns {
+        rules.push(accept(Destination::Dns, Protocol::Any, None, "guest DNS"));
+    }
+    rules
 }
 
 /// Whose rules are being compiled.
@@ -189,7 +230,8 @@ fn compile_rules(
         } else {
             merged_destinations(group)
         };
-        let comment = if group.len() == 1 {
+        let shared_comment = group.iter().all(|(_, r)| r.comment == rule.comment);
+        let comment = if group.len() == 1 || (shared_comment && !rule.comment.is_empty()) {
             (!rule.comment.is_empty()).then(|| shorten(&rule.comment))
         } else {
             Some(format!("rules {numbers}"))

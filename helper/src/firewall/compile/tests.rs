@@ -88,6 +88,8 @@ expires = 2020-01-01T00:00:00Z
 [[vm]]
 name = "banking"
 default = "reject"
+dns = true
+socks_proxy = 1080
 console = { users = ["alice"] }
 [[vm.rule]]
 action = "accept"

@@ -3,7 +3,8 @@
 set -euo pipefail
 PKGS=(nftables qemu-system-x86 qemu-utils libgtk-4-dev libadwaita-1-dev virt-viewer xvfb dbus polkitd pkexec
       conntrack iproute2 busybox-static linux-image-amd64 cpio desktop-file-utils appstream libxml2-utils gettext
-      pkg-config util-linux passwd procps psmisc python3 at-spi2-core)
+      pkg-config util-linux passwd procps psmisc python3 at-spi2-core
+      python3-gi gir1.2-atspi-2.0 imagemagick)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

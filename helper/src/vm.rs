@@ -2,3 +2,4 @@
 //! the firewall matches (`meta skuid`).
 
 pub mod account;
+pub mod usb;

@@ -3,3 +3,4 @@
 
 pub mod account;
 pub mod usb;
+pub mod guest_firewall;

@@ -11,6 +11,8 @@ pub const OBJECT_PATH: &str = "/io/palisade/Helper1";
 pub const STATUS_INTERFACE: &str = "io.palisade.Helper1";
 /// The firewall policy: read, validate, preview, apply, confirm, roll back, history.
 pub const POLICY_INTERFACE: &str = "io.palisade.Helper1.Policy";
+/// Virtual machines: create, run, update, devices.
+pub const VMS_INTERFACE: &str = "io.palisade.Helper1.Vms";
 /// Prefix of every error name the helper returns.
 pub const ERROR_PREFIX: &str = "io.palisade.Error";
 /// The application id of the desktop app (also its D-Bus name on the session bus).

@@ -6,7 +6,10 @@
 //! call them too.
 
 use crate::error::Error;
-use crate::types::{Applied, Finding, GenerationInfo, Preview, Status};
+use crate::types::{
+    Applied, AttachedDevice, Finding, GenerationInfo, ImageVersion, Preview, Status, UsbDevice,
+    VmDetails, VmInfo,
+};
 
 /// `io.palisade.Helper1`: status of the helper.
 #[zbus::proxy(
@@ -57,4 +60,71 @@ pub trait Policy {
     /// A new generation became live (apply, confirm timeout, rollback, expiry).
     #[zbus(signal)]
     fn generation_changed(&self, generation: u64) -> zbus::Result<()>;
+}
+
+/// `io.palisade.Helper1.Vms`: virtual machines. Operating a VM needs polkit
+/// `io.palisade.vm.operate` and an assignment in the policy (or `vm.manage`); changing images
+/// needs `io.palisade.vm.manage`.
+#[zbus::proxy(
+    interface = "io.palisade.Helper1.Vms",
+    default_service = "io.palisade.Helper1",
+    default_path = "/io/palisade/Helper1"
+)]
+pub trait Vms {
+    /// The VMs the caller may operate or open, with their state.
+    fn list(&self) -> Result<Vec<VmInfo>, Error>;
+
+    /// Creates a VM: its image folder, an empty disk of `disk_size` ("20G"), and its entry in
+    /// the policy (a new generation). Returns the generation. polkit: `vm.manage`.
+    fn create(&self, name: &str, disk_size: &str, memory: &str, cpus: u32) -> Result<u64, Error>;
+
+    /// Starts a VM: `mode` is `ephemeral` (the default: nothing survives) or `update` (writes a
+    /// new image version). polkit: `vm.operate` (`vm.manage` for update).
+    fn start(&self, name: &str, mode: &str) -> Result<VmInfo, Error>;
+
+    /// Starts a VM from an installer ISO (opened by the caller, passed as a descriptor) with a
+    /// new writable image version. polkit: `vm.manage`.
+    fn install(&self, name: &str, iso: zbus::Fd<'_>) -> Result<VmInfo, Error>;
+
+    /// Asks the guest to power down (ACPI), forcing it off after `timeout_seconds`; `force`
+    /// pulls the plug at once.
+    fn stop(&self, name: &str, force: bool, timeout_seconds: u32) -> Result<(), Error>;
+
+    /// Resets the VM like a reset button.
+    fn reset(&self, name: &str) -> Result<(), Error>;
+
+    /// Makes the finished update the new base image. polkit: `vm.manage`.
+    fn promote(&self, name: &str) -> Result<u32, Error>;
+
+    /// Throws the finished update away. polkit: `vm.manage`.
+    fn discard(&self, name: &str) -> Result<(), Error>;
+
+    /// The VM's image versions.
+    fn versions(&self, name: &str) -> Result<Vec<ImageVersion>, Error>;
+
+    /// Makes an earlier version the base again. polkit: `vm.manage`.
+    fn restore(&self, name: &str, version: u32) -> Result<(), Error>;
+
+    /// The exact QEMU command line and the firewall chain of a VM. polkit: `policy.read`.
+    fn show(&self, name: &str) -> Result<VmDetails, Error>;
+
+    /// An nftables ruleset for inside the guest that mirrors its policy. polkit: `policy.read`.
+    fn guest_firewall(&self, name: &str) -> Result<String, Error>;
+
+    /// The host's USB devices.
+    fn usb_devices(&self) -> Result<Vec<UsbDevice>, Error>;
+
+    /// Attaches a host USB device (`vendor:product` or `bus.address`) or an emulated one
+    /// (`emulated:usb-tablet`, `emulated:usb-kbd`) to a running VM; returns its id.
+    fn usb_attach(&self, name: &str, device: &str) -> Result<String, Error>;
+
+    /// Detaches a device by the id `usb_attach` returned.
+    fn usb_detach(&self, name: &str, id: &str) -> Result<(), Error>;
+
+    /// The devices attached to a running VM.
+    fn usb_attached(&self, name: &str) -> Result<Vec<AttachedDevice>, Error>;
+
+    /// A VM's state changed (driven by QEMU's own events).
+    #[zbus(signal)]
+    fn state_changed(&self, name: &str, state: &str) -> zbus::Result<()>;
 }

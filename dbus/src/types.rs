@@ -89,3 +89,72 @@ pub struct Applied {
     /// Warnings found while validating.
     pub warnings: Vec<Finding>,
 }
+
+/// One VM as `Vms.List()` returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct VmInfo {
+    /// Its name.
+    pub name: String,
+    /// `running`, `paused`, `shut down`, `crashed` or `starting`.
+    pub state: String,
+    /// `ephemeral`, `update` or `install` while running; empty otherwise.
+    pub mode: String,
+    /// The local TCP port of its Spice display (0 before the first start).
+    pub spice_port: u16,
+    /// The QEMU process id while running, else 0.
+    pub pid: u32,
+    /// The image version that is the base.
+    pub base_version: u32,
+    /// A finished update waiting for `promote` or `discard` (0 when none).
+    pub pending_version: u32,
+    /// Whether the caller may open its console.
+    pub console_allowed: bool,
+}
+
+/// One disk image version of a VM.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct ImageVersion {
+    /// The version number.
+    pub version: u32,
+    /// Unix seconds it was created.
+    pub created_at: u64,
+    /// `base`, `kept`, or `update` (being written or waiting for promote/discard).
+    pub role: String,
+    /// Size on disk, bytes.
+    pub bytes: u64,
+}
+
+/// A USB device of the host.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct UsbDevice {
+    /// Bus number.
+    pub bus: u8,
+    /// Address on the bus.
+    pub address: u8,
+    /// Vendor id.
+    pub vendor_id: u16,
+    /// Product id.
+    pub product_id: u16,
+    /// Manufacturer name as the device reports it.
+    pub manufacturer: String,
+    /// Product name as the device reports it.
+    pub product: String,
+}
+
+/// A device attached to a running VM.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct AttachedDevice {
+    /// The id to detach it by.
+    pub id: String,
+    /// What it is (`usb-host 1.4 046d:c52b Logitech USB Receiver`, `usb-tablet`).
+    pub description: String,
+}
+
+/// What `Vms.Show()` returns: everything Palisade does for this VM, in plain text.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct VmDetails {
+    /// The exact QEMU command line (the running one, or the one the next start would use).
+    pub command_line: Vec<String>,
+    /// The firewall chain that applies to the VM's traffic.
+    pub firewall_chain: String,
+}

@@ -111,6 +111,54 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// Whether polkit allows `action` right now, without ever asking for a password; for
+    /// "is this caller an administrator" questions that only widen what they may see or do.
+    pub async fn allows(&self, header: &Header<'_>, action: Action) -> bool {
+        let Ok(subject) = Subject::new_for_message_header(header) else {
+            return false;
+        };
+        let ask = async {
+            let proxy = AuthorityProxy::builder(&self.connection)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?;
+            proxy
+                .check_authorization(
+                    &subject,
+                    action.id(),
+                    &HashMap::new(),
+                    CheckAuthorizationFlags::empty(),
+                    "",
+                )
+                .await
+        };
+        matches!(tokio::time::timeout(CHECK_TIMEOUT, ask).await, Ok(Ok(r)) if r.is_authorized)
+    }
+}
+
+/// Whether the user `uid` is named in `access`, directly or through one of their groups.
+pub fn is_granted(access: &palisade_dbus::policy::Access, uid: u32) -> bool {
+    use nix::unistd::{getgrouplist, Group, Uid, User};
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    if access.users.iter().any(|u| u.as_str() == user.name) {
+        return true;
+    }
+    if access.groups.is_empty() {
+        return false;
+    }
+    let Ok(name) = std::ffi::CString::new(user.name.clone()) else {
+        return false;
+    };
+    getgrouplist(&name, user.gid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|g| Group::from_gid(g).ok().flatten())
+        .any(|g| access.groups.iter().any(|a| a.as_str() == g.name))
+}
+
 fn describe(action: Action) -> &'static str {
     match action {
         Action::PolicyRead => "Reading the firewall policy",

@@ -5,6 +5,8 @@
 //! changing anything; the end-to-end tests introspect these interfaces and call every method as
 //! a refused user, so a method added without a check fails them.
 
+pub mod vms;
+
 use crate::authz::Authority;
 use crate::firewall::{Firewall, Origin};
 use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Status};

@@ -217,6 +217,12 @@ impl Firewall {
         }
     }
 
+    /// The live generation and its validated policy.
+    pub async fn live_policy(&self) -> (u64, Policy) {
+        let st = self.state.lock().await;
+        (st.live.generation, st.live.policy.clone())
+    }
+
     /// The live generation and its document.
     pub async fn get(&self) -> (u64, String) {
         let st = self.state.lock().await;

@@ -67,6 +67,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.apply_only {
         return Ok(());
     }
+    let supervisor = vm::supervisor::Supervisor::new(vm::supervisor::Paths {
+        images: args.state_dir.join("images"),
+        run: args.state_dir.join("run"),
+    });
+    supervisor.adopt(&firewall.live_policy().await.1).await;
 
     let builder = match &args.bus_address {
         Some(address) => zbus::connection::Builder::address(address.as_str()),
@@ -91,6 +96,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             OBJECT_PATH,
             bus::PolicyIface {
                 firewall: firewall.clone(),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::vms::VmsIface {
+                firewall: firewall.clone(),
+                supervisor: supervisor.clone(),
                 authority,
             },
         )
@@ -109,6 +124,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let generation = *changes.borrow_and_update();
             if let Err(e) = bus::PolicyIface::generation_changed(&emitter, generation).await {
                 tracing::warn!("cannot announce generation {generation}: {e}");
+            }
+        }
+    });
+
+    let mut states = supervisor.subscribe();
+    let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)?.into_owned();
+    tokio::spawn(async move {
+        loop {
+            match states.recv().await {
+                Ok((name, state)) => {
+                    if let Err(e) = bus::vms::VmsIface::state_changed(&emitter, &name, &state).await
+                    {
+                        tracing::warn!("cannot announce {name} {state}: {e}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
             }
         }
     });

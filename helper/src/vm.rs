@@ -1,6 +1,12 @@
-//! Virtual machines. For now: the system user each VM's QEMU runs as, which is also the identity
-//! the firewall matches (`meta skuid`).
+//! Virtual machines: their system users (the identity the firewall matches with `meta skuid`),
+//! disk image versions, the QEMU command line, the QMP monitor, and the supervisor that runs
+//! them.
 
+pub mod accel;
 pub mod account;
-pub mod usb;
 pub mod guest_firewall;
+pub mod images;
+pub mod qemu;
+pub mod qmp;
+pub mod supervisor;
+pub mod usb;

@@ -27,6 +27,19 @@ pub fn render_ruleset(r: &Ruleset) -> String {
     s
 }
 
+/// One chain as nft would list it (for `vm show`).
+pub fn render_chain(r: &Ruleset, name: &str) -> String {
+    let mut s = String::new();
+    if let Some(chain) = r.chains.iter().find(|c| c.name == name) {
+        let _ = writeln!(s, "table inet {TABLE} chain {} {{", chain.name);
+        for rule in &chain.rules {
+            let _ = writeln!(s, "\t{}", render_rule(rule));
+        }
+        s.push_str("}\n");
+    }
+    s
+}
+
 fn render_set(s: &mut String, set: &SetDef) {
     let (ty, flags) = match set.kind {
         SetKind::Ipv4Nets => ("ipv4_addr", "interval"),

@@ -35,8 +35,6 @@ const SLIRP_HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 2);
 const SLIRP_DNS_V6: Ipv6Addr = Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 3);
 
 /// The ruleset for inside `vm`'s guest, as `nft -f` input.
-// The D-Bus method that serves it is wired up separately; until then only the tests call it.
-#[allow(dead_code)]
 pub fn guest_ruleset(vm: &Vm, policy: &Policy, facts: &Facts) -> String {
     let now = facts.now.unwrap_or(SystemTime::UNIX_EPOCH);
     let ctx = Ctx { policy, facts, now };

@@ -11,10 +11,6 @@
 //! The listing takes the directory as an argument so tests can point it at a fixture tree
 //! (`usb/fixture/`); the helper passes [`SYSFS_USB_DEVICES`].
 
-// Nothing in the daemon calls this module until the USB D-Bus methods of issue 3 are wired up;
-// remove this allow then.
-#![allow(dead_code)]
-
 use serde::Serialize;
 use std::fmt;
 use std::fs::{self, File};

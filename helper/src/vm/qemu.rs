@@ -1,0 +1,295 @@
+//! The QEMU command line, built from validated types only (a pure function).
+//!
+//! QEMU opens no path it is given by anyone: every file (disk images, ISO, kernel) is opened by
+//! the helper after its checks and handed over as a descriptor, through `-add-fd` fdsets for
+//! block devices and `/proc/self/fd/N` for the read-only kernel files. The QMP socket is a
+//! listening socket the helper created in a root-only folder, also passed as a descriptor.
+//! Confinement flags are always present: `-nodefaults -no-user-config`, `-sandbox` with every
+//! opt-in denial, no `-cpu host` (it aborts on some nested hosts).
+
+use palisade_dbus::policy::{NetworkMode, Video, Vm};
+
+/// How a run treats the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// The base is read-only; writes go to a throw-away overlay.
+    Ephemeral,
+    /// A new image version, written directly.
+    Update,
+    /// A new image version plus an installer ISO to boot from.
+    Install,
+}
+
+impl RunMode {
+    /// The word used on the bus and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Ephemeral => "ephemeral",
+            RunMode::Update => "update",
+            RunMode::Install => "install",
+        }
+    }
+}
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accelerator {
+    /// Hardware virtualization.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// Descriptor numbers the child process will have, as arranged by the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fds {
+    /// The listening QMP socket.
+    pub qmp: i32,
+    /// The image QEMU reads (the base; in update/install mode the new version, read-write).
+    pub disk: i32,
+    /// The overlay (ephemeral mode only).
+    pub overlay: Option<i32>,
+    /// The installer ISO (install mode only).
+    pub iso: Option<i32>,
+    /// Kernel and initrd for direct kernel boot.
+    pub kernel: Option<i32>,
+    /// The initrd for direct kernel boot.
+    pub initrd: Option<i32>,
+}
+
+/// Everything the command line depends on besides the VM's policy.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    /// The VM.
+    pub vm: &'a Vm,
+    /// The run mode.
+    pub mode: RunMode,
+    /// The accelerator.
+    pub accel: Accelerator,
+    /// The Spice port on 127.0.0.1.
+    pub spice_port: u16,
+    /// Descriptor numbers.
+    pub fds: Fds,
+}
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The full argument vector (without the program name).
+pub fn command_line(l: &Launch<'_>) -> Vec<String> {
+    let vm = l.vm;
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
+    push(&["-name", &format!("guest={},debug-threads=on", vm.name)]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+    let accel = match l.accel {
+        Accelerator::Kvm => "kvm",
+        Accelerator::Tcg => "tcg",
+    };
+    push(&["-machine", &format!("q35,accel={accel}")]);
+    push(&[
+        "-m",
+        &vm.memory_mib.to_string(),
+        "-smp",
+        &vm.cpus.to_string(),
+    ]);
+    push(&[
+        "-sandbox",
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    ]);
+    push(&[
+        "-chardev",
+        &format!("socket,id=qmp,fd={},server=on,wait=off", l.fds.qmp),
+    ]);
+    push(&["-mon", "chardev=qmp,mode=control"]);
+    // The serial console goes to the process's stdout, which the helper points at a log file.
+    push(&[
+        "-chardev",
+        "stdio,id=serial0,signal=off",
+        "-serial",
+        "chardev:serial0",
+    ]);
+
+    push(&["-add-fd", &format!("fd={},set=1,opaque=disk", l.fds.disk)]);
+    let writable = l.mode != RunMode::Ephemeral;
+    push(&["-blockdev", &blockdev_file("disk-file", 1, !writable)]);
+    push(&["-blockdev", &format!(
+        "{{\"driver\":\"qcow2\",\"file\":\"disk-file\",\"node-name\":\"disk-base\",\"read-only\":{}}}",
+        !writable
+    )]);
+    let root = match l.fds.overlay {
+        Some(fd) if l.mode == RunMode::Ephemeral => {
+            push(&["-add-fd", &format!("fd={fd},set=2,opaque=overlay")]);
+            push(&["-blockdev", &blockdev_file("overlay-file", 2, false)]);
+            // The overlay's backing is given here, so QEMU never opens the path recorded in it.
+            push(&["-blockdev", "{\"driver\":\"qcow2\",\"file\":\"overlay-file\",\"backing\":\"disk-base\",\"node-name\":\"disk\",\"read-only\":false}"]);
+            "disk"
+        }
+        _ => "disk-base",
+    };
+    push(&[
+        "-device",
+        &format!("virtio-blk-pci,drive={root},id=vda,bootindex=1"),
+    ]);
+    if let Some(fd) = l.fds.iso {
+        push(&["-add-fd", &format!("fd={fd},set=3,opaque=iso")]);
+        push(&["-blockdev", &blockdev_file("iso-file", 3, true)]);
+        push(&[
+            "-blockdev",
+            "{\"driver\":\"raw\",\"file\":\"iso-file\",\"node-name\":\"iso\",\"read-only\":true}",
+        ]);
+        push(&["-device", "ide-cd,drive=iso,id=cdrom,bootindex=0"]);
+    }
+    if let Some(boot) = &vm.kernel_boot {
+        if let Some(fd) = l.fds.kernel {
+            push(&["-kernel", &format!("/proc/self/fd/{fd}")]);
+        }
+        if let (Some(_), Some(fd)) = (&boot.initrd, l.fds.initrd) {
+            push(&["-initrd", &format!("/proc/self/fd/{fd}")]);
+        }
+        if !boot.cmdline.is_empty() {
+            push(&["-append", &boot.cmdline]);
+        }
+    }
+
+    match vm.network {
+        NetworkMode::User => {
+            push(&["-netdev", "user,id=net0"]);
+            // romfile= : no iPXE option ROM; guests boot from disk, not the network.
+            push(&["-device", "virtio-net-pci,netdev=net0,romfile="]);
+        }
+        NetworkMode::None => {}
+    }
+
+    push(&["-device", "qemu-xhci,id=xhci"]);
+    let mut spice = format!("port={},addr=127.0.0.1", l.spice_port);
+    if !vm.display.clipboard {
+        spice.push_str(",disable-copy-paste=on");
+    }
+    // No password option and no disable-ticketing: nobody connects until a ticket is issued.
+    push(&["-spice", &spice]);
+    push(&[
+        "-device",
+        match vm.display.video {
+            Video::Qxl => "qxl-vga",
+            Video::Virtio => "virtio-vga",
+        },
+    ]);
+    push(&["-device", "virtio-serial-pci,id=vserial"]);
+    push(&["-chardev", "spicevmc,id=vdagent,name=vdagent"]);
+    push(&[
+        "-device",
+        "virtserialport,chardev=vdagent,name=com.redhat.spice.0",
+    ]);
+    a
+}
+
+fn blockdev_file(node: &str, fdset: u32, read_only: bool) -> String {
+    format!(
+        "{{\"driver\":\"file\",\"filename\":\"/dev/fdset/{fdset}\",\"node-name\":\"{node}\",\"read-only\":{read_only}}}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_dbus::policy::Policy;
+
+    fn vm(extra: &str) -> Vm {
+        let doc = format!("[[vm]]\nname = \"work\"\nmemory = 512\ncpus = 2\n{extra}");
+        let p = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+        p.policy.vms[0].clone()
+    }
+
+    fn fds() -> Fds {
+        Fds {
+            qmp: 3,
+            disk: 4,
+            overlay: Some(5),
+            iso: None,
+            kernel: None,
+            initrd: None,
+        }
+    }
+
+    #[test]
+    fn ephemeral_runs_on_an_overlay_with_the_base_read_only() {
+        let v = vm("");
+        let args = command_line(&Launch {
+            vm: &v,
+            mode: RunMode::Ephemeral,
+            accel: Accelerator::Tcg,
+            spice_port: 5901,
+            fds: fds(),
+        });
+        let line = args.join(" ");
+        assert!(
+            line.contains("\"node-name\":\"disk-base\",\"read-only\":true"),
+            "{line}"
+        );
+        assert!(line.contains("\"backing\":\"disk-base\""), "{line}");
+        assert!(line.contains("drive=disk,"), "{line}");
+        assert!(line.contains(
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        ));
+        assert!(line.contains("-nodefaults -no-user-config"));
+        assert!(line.contains("port=5901,addr=127.0.0.1,disable-copy-paste=on"));
+        assert!(!line.contains("disable-ticketing") && !line.contains("-cpu host"));
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with('/') && !a.starts_with("/proc/self/fd/")),
+            "a path reached QEMU: {line}"
+        );
+    }
+
+    #[test]
+    fn update_writes_the_new_version_and_install_adds_the_iso() {
+        let v = vm("");
+        let mut f = fds();
+        f.overlay = None;
+        f.iso = Some(6);
+        let args = command_line(&Launch {
+            vm: &v,
+            mode: RunMode::Install,
+            accel: Accelerator::Kvm,
+            spice_port: 5900,
+            fds: f,
+        });
+        let line = args.join(" ");
+        assert!(
+            line.contains("\"node-name\":\"disk-base\",\"read-only\":false"),
+            "{line}"
+        );
+        assert!(
+            line.contains("fd=6,set=3") && line.contains("ide-cd,drive=iso"),
+            "{line}"
+        );
+        assert!(line.contains("q35,accel=kvm"));
+    }
+
+    #[test]
+    fn kernel_boot_and_no_network() {
+        let v = vm("network = \"none\"\nkernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\ncmdline = \"console=ttyS0 pal.stay=1\"\n");
+        let mut f = fds();
+        f.kernel = Some(7);
+        f.initrd = Some(8);
+        let args = command_line(&Launch {
+            vm: &v,
+            mode: RunMode::Ephemeral,
+            accel: Accelerator::Tcg,
+            spice_port: 5900,
+            fds: f,
+        });
+        let line = args.join(" ");
+        assert!(
+            line.contains("-kernel /proc/self/fd/7 -initrd /proc/self/fd/8"),
+            "{line}"
+        );
+        assert!(
+            args.iter().any(|a| a == "console=ttyS0 pal.stay=1"),
+            "the command line is one argument"
+        );
+        assert!(!line.contains("-netdev"));
+    }
+}

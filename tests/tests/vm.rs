@@ -1,0 +1,405 @@
+//! Acceptance tests of the Virtual machines issue, with real QEMU (TCG) booting the tiny guest
+//! from tests/guest: its serial console reports what it could reach and what its disk held.
+
+mod common;
+
+use common::*;
+use palisade_tests::{Signal, TestEnv, ADMIN, ALICE, BOB};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn start() -> TestEnv {
+    TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"))
+}
+
+/// Builds the guest (once; build.sh is idempotent) and returns its folder.
+fn guest() -> PathBuf {
+    let out = palisade_tests::workspace_dir().join("target/guest");
+    let status = std::process::Command::new("bash")
+        .arg(palisade_tests::workspace_dir().join("tests/guest/build.sh"))
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "building the test guest failed");
+    out
+}
+
+/// A policy with VM `work` booting the tiny guest with `cmdline`; alice operates it.
+fn vm_policy(cmdline: &str, operators: &str) -> String {
+    format!(
+        r#"
+[settings]
+accel = "tcg"
+
+[[vm]]
+name = "work"
+memory = 256
+cpus = 1
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0 quiet {cmdline}"
+operators = {{ users = [{operators}] }}
+console = {{ users = ["pal-alice"] }}
+default = "drop"
+
+[[vm.rule]]
+action = "accept"
+destination = "127.0.0.1"
+proto = "tcp"
+ports = 8443
+"#
+    )
+}
+
+const BOOT_CHECKS: &str = "pal.connect=10.0.2.2:8443,10.0.2.2:8444 pal.disk=read,write";
+
+/// Creates VM `work` as pal-admin and installs the guest kernel beside its disk.
+fn create_work(env: &TestEnv, cmdline: &str) {
+    apply(env, "[settings]\naccel = \"tcg\"\n", &[]);
+    ok(
+        env,
+        env.palisadectl(
+            Some(ADMIN),
+            &[
+                "vm",
+                "create",
+                "work",
+                "--disk-size",
+                "16M",
+                "--memory",
+                "256M",
+                "--cpus",
+                "1",
+            ],
+        ),
+    );
+    let dir = images(env);
+    for file in ["vmlinuz", "initrd.img"] {
+        std::fs::copy(guest().join(file), dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    apply(env, &vm_policy(cmdline, "\"pal-alice\""), &[]);
+}
+
+fn images(env: &TestEnv) -> PathBuf {
+    env.state_dir().join("images/work")
+}
+
+fn console_log(env: &TestEnv) -> PathBuf {
+    env.state_dir().join("run/work/console.log")
+}
+
+/// Waits until the console log holds `marker`; returns the PALISADE lines.
+fn wait_console(env: &TestEnv, marker: &str, limit: Duration) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(console_log(env)).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter_map(|l| {
+                l.find("PALISADE-")
+                    .map(|i| l[i..].trim_end_matches('\r').to_owned())
+            })
+            .collect();
+        if lines.iter().any(|l| l.starts_with(marker)) {
+            return lines;
+        }
+        if started.elapsed() > limit {
+            panic!(
+                "no {marker} on the guest console after {limit:?}:\n{text}\n--- helper log\n{}",
+                env.helper_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn vm_state(env: &TestEnv) -> serde_json::Value {
+    let out = ok(env, env.palisadectl(None, &["--json", "vm", "list"]));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    v.as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "work").cloned())
+        .unwrap_or_default()
+}
+
+fn wait_state(env: &TestEnv, state: &str, limit: Duration) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let v = vm_state(env);
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "work never became {state}: {v}\n{}",
+            env.helper_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One full ephemeral/update boot: start as `user`, wait for DONE, wait for the VM to be gone.
+fn boot(env: &TestEnv, user: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["vm", "start", "work"];
+    args.extend_from_slice(extra);
+    ok(env, env.palisadectl(Some(user), &args));
+    let lines = wait_console(env, "PALISADE-DONE", Duration::from_secs(120));
+    wait_state(env, "shut down", Duration::from_secs(30));
+    lines
+}
+
+fn has(lines: &[String], line: &str) -> bool {
+    lines.iter().any(|l| l == line)
+}
+
+#[test]
+fn the_guest_boots_confined_obeys_its_policy_and_forgets_its_disk() {
+    let env = start();
+    create_work(&env, BOOT_CHECKS);
+    let _listener = listen(&env, &[8443, 8444]);
+
+    let first = boot(&env, ALICE, &[]);
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("PALISADE-RESULT dhcp 10.0.2.15")),
+        "{first:?}"
+    );
+    assert!(
+        has(&first, "PALISADE-RESULT connect 10.0.2.2:8443 ok"),
+        "{first:?}"
+    );
+    assert!(
+        has(&first, "PALISADE-RESULT connect 10.0.2.2:8444 fail"),
+        "{first:?}"
+    );
+    assert!(
+        has(&first, "PALISADE-RESULT disk marker absent")
+            && has(&first, "PALISADE-RESULT disk write ok"),
+        "{first:?}"
+    );
+    assert!(
+        !env.state_dir().join("run/work/overlay.qcow2").exists(),
+        "the overlay outlived the run"
+    );
+
+    // Ephemeral: what the first run wrote is gone.
+    let second = boot(&env, ALICE, &[]);
+    assert!(
+        has(&second, "PALISADE-RESULT disk marker absent"),
+        "{second:?}"
+    );
+
+    // Update mode keeps it; promote makes it the base; the old base stays restorable.
+    boot(&env, ADMIN, &["--update"]);
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "vm", "promote", "work"]),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"base\": 2"),
+        "{}",
+        text(&out)
+    );
+    let third = boot(&env, ALICE, &[]);
+    assert!(
+        has(&third, "PALISADE-RESULT disk marker present"),
+        "{third:?}"
+    );
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "vm", "versions", "work"]),
+    );
+    let versions: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let roles: Vec<(u64, String)> = versions
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| {
+                    (
+                        v["version"].as_u64().unwrap_or(0),
+                        v["role"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(roles, vec![(1, "kept".to_owned()), (2, "base".to_owned())]);
+    for v in [1, 2] {
+        let mode = std::fs::metadata(images(&env).join(format!("v{v}-work.qcow2"))).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o777
+        });
+        assert_eq!(mode.ok(), Some(0o444), "version {v} is not read-only");
+    }
+    ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["vm", "restore", "work", "1"]),
+    );
+    let fourth = boot(&env, ALICE, &[]);
+    assert!(
+        has(&fourth, "PALISADE-RESULT disk marker absent"),
+        "{fourth:?}"
+    );
+}
+
+#[test]
+fn a_running_vm_is_confined_stoppable_takes_usb_and_survives_a_helper_restart() {
+    let mut env = start();
+    create_work(&env, "pal.stay=1");
+    ok(&env, env.palisadectl(Some(ALICE), &["vm", "start", "work"]));
+    wait_console(&env, "PALISADE-DONE", Duration::from_secs(120));
+    let running = wait_state(&env, "running", Duration::from_secs(10));
+    let pid = running["pid"].as_u64().unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let vm_uid = env
+        .uid_of("palisade-vm-work")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        field("Uid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == vm_uid.to_string()),
+        "{}",
+        field("Uid:")
+    );
+    assert_eq!(field("CapEff:"), "CapEff:\t0000000000000000");
+    assert_eq!(field("CapPrm:"), "CapPrm:\t0000000000000000");
+    assert!(
+        field("Seccomp:").ends_with('2'),
+        "QEMU runs without its seccomp sandbox: {}",
+        field("Seccomp:")
+    );
+
+    // USB through QMP device_add/device_del, with an emulated device (CI has no real one).
+    let out = ok(
+        &env,
+        env.palisadectl(
+            Some(ALICE),
+            &[
+                "--json",
+                "vm",
+                "usb",
+                "attach",
+                "work",
+                "emulated:usb-tablet",
+            ],
+        ),
+    );
+    let id: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let id = id["id"].as_str().unwrap_or_default().to_owned();
+    let listed = ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "usb", "attached", "work"]),
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "usb", "detach", "work", &id]),
+    );
+
+    // The helper dies and comes back: the VM keeps running and is adopted.
+    env.kill_helper(Signal::SIGKILL)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the VM died with the helper"
+    );
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let adopted = wait_state(&env, "running", Duration::from_secs(10));
+    assert_eq!(adopted["pid"].as_u64(), Some(pid));
+
+    // ACPI power-down reaches the guest.
+    ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "stop", "work", "--timeout", "30"]),
+    );
+    wait_console(&env, "PALISADE-POWERDOWN", Duration::from_secs(5));
+    wait_state(&env, "shut down", Duration::from_secs(10));
+}
+
+#[test]
+fn only_assigned_and_authorized_users_operate_a_vm() {
+    let env = start();
+    create_work(&env, "pal.stay=1");
+    let bob = env.palisadectl(Some(BOB), &["vm", "start", "work"]);
+    assert_eq!(bob.status.code(), Some(77), "{}", text(&bob));
+    apply(&env, &vm_policy("pal.stay=1", ""), &[]);
+    let alice = env.palisadectl(Some(ALICE), &["vm", "start", "work"]);
+    assert_eq!(alice.status.code(), Some(77), "{}", text(&alice));
+    assert!(
+        String::from_utf8_lossy(&alice.stderr).contains("not an operator of work"),
+        "{}",
+        text(&alice)
+    );
+    assert_eq!(vm_state(&env)["state"], "shut down");
+}
+
+#[test]
+fn bad_vm_input_is_refused_and_creates_nothing() {
+    let env = start();
+    apply(&env, "[settings]\naccel = \"tcg\"\n", &[]);
+    let generation = common::generation(&env);
+    for (args, needle) in [
+        (
+            vec!["vm", "create", "w1", "--disk-size", "-1G"],
+            "not a disk size",
+        ),
+        (
+            vec!["vm", "create", "w1", "--disk-size", "1E"],
+            "not a disk size",
+        ),
+        (vec!["vm", "create", "a/b"], "not a valid VM name"),
+        (vec!["vm", "create", "w1", "--memory", "0"], "0 MiB"),
+    ] {
+        let out = env.palisadectl(Some(ADMIN), &args);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        !env.state_dir().join("images/w1").exists(),
+        "a refused create left images behind"
+    );
+    assert_eq!(common::generation(&env), generation);
+
+    create_work(&env, "pal.stay=1");
+    let generation = common::generation(&env);
+    let link = env.dir().join("shadow.iso");
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap_or_else(|e| panic!("{e}"));
+    let dir = env.dir().join("folder.iso");
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    for (iso, needle) in [
+        (dir.to_string_lossy().into_owned(), "regular file"),
+        ("/dev/null".to_owned(), "regular file"),
+        (link.to_string_lossy().into_owned(), "symbolic link"),
+    ] {
+        let out = env.palisadectl(Some(ADMIN), &["vm", "start", "work", "--install", &iso]);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{iso}: {}",
+            text(&out)
+        );
+    }
+    assert_eq!(vm_state(&env)["state"], "shut down");
+    assert_eq!(vm_state(&env)["pending_version"], 0);
+    let versions = std::fs::read_dir(images(&env))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        versions, 4,
+        "an install attempt created an image (v1, versions.json, kernel, initrd)"
+    );
+    assert_eq!(common::generation(&env), generation);
+}

@@ -429,7 +429,7 @@ impl Validator {
             .and_then(|p| self.check(&format!("{path}.ports"), port_set(p)));
         let icmp_type = r
             .icmp_type
-            .and_then(|t| self.check(&format!("{path}.icmp_type"), icmp_type(t)));
+            .and_then(|t| self.check(&format!("{path}.icmp_type"), icmp_type(t, protocol)));
         let expires = r
             .expires
             .and_then(|t| self.check(&format!("{path}.expires"), time(t)));
@@ -638,8 +638,8 @@ fn port_set(raw: RawPorts) -> Result<PortSet, String> {
     PortSet::from_ranges(ranges).ok_or_else(|| "the port list is empty".to_owned())
 }
 
-/// ICMP types by the names nftables and the Qubes firewall use.
-const ICMP_NAMES: [(&str, u8); 12] = [
+/// ICMP types by the names nftables uses.
+const ICMP_NAMES: [(&str, u8); 11] = [
     ("echo-reply", 0),
     ("destination-unreachable", 3),
     ("redirect", 5),
@@ -650,25 +650,47 @@ const ICMP_NAMES: [(&str, u8); 12] = [
     ("parameter-problem", 12),
     ("timestamp-request", 13),
     ("timestamp-reply", 14),
-    ("packet-too-big", 2),
-    ("nd-neighbor-solicit", 135),
+    ("address-mask-request", 17),
 ];
 
-fn icmp_type(raw: RawIcmpType) -> Result<u8, String> {
+/// ICMPv6 types by the names nftables uses: the same words mean other numbers than in ICMP.
+const ICMPV6_NAMES: [(&str, u8); 12] = [
+    ("destination-unreachable", 1),
+    ("packet-too-big", 2),
+    ("time-exceeded", 3),
+    ("parameter-problem", 4),
+    ("echo-request", 128),
+    ("echo-reply", 129),
+    ("mld-listener-query", 130),
+    ("nd-router-solicit", 133),
+    ("nd-router-advert", 134),
+    ("nd-neighbor-solicit", 135),
+    ("nd-neighbor-advert", 136),
+    ("nd-redirect", 137),
+];
+
+fn icmp_type(raw: RawIcmpType, protocol: Option<Protocol>) -> Result<u8, String> {
     match raw {
         RawIcmpType::Number(n) => {
             u8::try_from(n).map_err(|_| format!("ICMP type {n} is out of range 0 to 255"))
         }
-        RawIcmpType::Name(s) => ICMP_NAMES
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                format!(
-                    "{} is not an ICMP type name; give a number 0-255",
-                    quote(&s)
-                )
-            }),
+        RawIcmpType::Name(s) => {
+            let names: &[(&str, u8)] = if protocol == Some(Protocol::Icmpv6) {
+                &ICMPV6_NAMES
+            } else {
+                &ICMP_NAMES
+            };
+            names
+                .iter()
+                .find(|(name, _)| *name == s)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| {
+                    format!(
+                        "{} is not an ICMP type name; give a number 0-255",
+                        quote(&s)
+                    )
+                })
+        }
     }
 }
 

@@ -151,9 +151,15 @@ impl VmsIface {
         name: &str,
         mode: &str,
     ) -> Result<VmInfo, Error> {
-        let (mode, action) = match mode {
-            "" | "ephemeral" => (RunMode::Ephemeral, Action::VmOperate),
-            "update" => (RunMode::Update, Action::VmManage),
+        // Authorize before even looking at the arguments.
+        let (_, policy, vm) = self.authorize_vm(&header, Action::VmOperate, name).await?;
+        let mode = match mode {
+            "" | "ephemeral" => RunMode::Ephemeral,
+            "update" => {
+                // Writing a new image version changes what every later run boots: admins only.
+                self.authority.check(&header, Action::VmManage).await?;
+                RunMode::Update
+            }
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "{} is not a start mode: use \"ephemeral\" or \"update\"",
@@ -161,7 +167,6 @@ impl VmsIface {
                 )))
             }
         };
-        let (_, policy, vm) = self.authorize_vm(&header, action, name).await?;
         self.supervisor.start(&policy, &vm, mode, None).await
     }
 

@@ -164,3 +164,15 @@ fn sizes() {
     assert_eq!(parse_size_mib("-1G"), None);
     assert_eq!(parse_size_mib("1E"), None);
 }
+
+#[test]
+fn icmp_names_follow_the_protocol() {
+    let doc = "[[vm]]\nname = \"work\"\nconsole = { users = [\"a\"] }\n\
+               [[vm.rule]]\naction = \"accept\"\nproto = \"icmp\"\nicmp_type = \"echo-request\"\n\
+               [[vm.rule]]\naction = \"accept\"\nproto = \"icmpv6\"\nicmp_type = \"echo-request\"\n";
+    let p = Policy::parse(doc.as_bytes())
+        .unwrap_or_else(|f| panic!("{f:?}"))
+        .policy;
+    assert_eq!(p.vms[0].rules[0].icmp_type, Some(8));
+    assert_eq!(p.vms[0].rules[1].icmp_type, Some(128));
+}

@@ -11,6 +11,7 @@ pub mod names;
 pub mod policy;
 pub mod proxy;
 pub mod types;
+pub mod vv;
 
 pub use error::Error;
 pub use names::Action;

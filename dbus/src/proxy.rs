@@ -7,8 +7,8 @@
 
 use crate::error::Error;
 use crate::types::{
-    Applied, AttachedDevice, Finding, GenerationInfo, ImageVersion, Preview, Status, UsbDevice,
-    VmDetails, VmInfo,
+    Applied, AttachedDevice, ConsoleInfo, ConsoleTicket, Finding, GenerationInfo, ImageVersion,
+    Preview, Status, UsbDevice, VmDetails, VmInfo,
 };
 
 /// `io.palisade.Helper1`: status of the helper.
@@ -127,4 +127,20 @@ pub trait Vms {
     /// A VM's state changed (driven by QEMU's own events).
     #[zbus(signal)]
     fn state_changed(&self, name: &str, state: &str) -> zbus::Result<()>;
+}
+
+/// `io.palisade.Helper1.Consoles`: Spice consoles. polkit `io.palisade.console.open`, then the
+/// policy's console assignment (`console = { users, groups }` of a VM or remote console).
+#[zbus::proxy(
+    interface = "io.palisade.Helper1.Consoles",
+    default_service = "io.palisade.Helper1",
+    default_path = "/io/palisade/Helper1"
+)]
+pub trait Consoles {
+    /// The consoles the caller may open.
+    fn list(&self) -> Result<Vec<ConsoleInfo>, Error>;
+
+    /// A one-time ticket for a console: for a local VM a fresh Spice password that expires
+    /// shortly; for a remote console its address. Rate-limited per caller.
+    fn open(&self, name: &str) -> Result<ConsoleTicket, Error>;
 }

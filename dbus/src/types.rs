@@ -158,3 +158,39 @@ pub struct VmDetails {
     /// The firewall chain that applies to the VM's traffic.
     pub firewall_chain: String,
 }
+
+/// A console the caller may open (`Consoles.List()`).
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct ConsoleInfo {
+    /// The VM's or remote console's name.
+    pub name: String,
+    /// `local` (a VM on this host) or `remote` (a Spice server elsewhere).
+    pub kind: String,
+    /// For a local VM its state (`running`, `shut down`, ...); empty for remote consoles.
+    pub state: String,
+    /// Where the viewer connects.
+    pub host: String,
+    /// The Spice port (the TLS port when `tls`).
+    pub port: u16,
+    /// Whether the connection uses TLS.
+    pub tls: bool,
+}
+
+/// What a viewer needs to connect once (`Consoles.Open()`).
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct ConsoleTicket {
+    /// The console's name (the viewer's title).
+    pub name: String,
+    /// Where to connect.
+    pub host: String,
+    /// The Spice port.
+    pub port: u16,
+    /// A one-time password; empty for remote consoles (the user types the remote's own).
+    pub password: String,
+    /// Unix seconds after which the password no longer works; 0 when there is none.
+    pub expires_at: u64,
+    /// Whether to use TLS.
+    pub tls: bool,
+    /// PEM of the CA that signed the server's certificate, when `tls`.
+    pub ca_pem: String,
+}

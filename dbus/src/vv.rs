@@ -75,6 +75,12 @@ mod tests {
     fn values_cannot_add_keys() {
         let mut t = ticket();
         t.name = "work\npassword=x".into();
-        assert_eq!(vv_file(&t).lines().filter(|l| l.starts_with("password=")).count(), 1);
+        assert_eq!(
+            vv_file(&t)
+                .lines()
+                .filter(|l| l.starts_with("password="))
+                .count(),
+            1
+        );
     }
 }

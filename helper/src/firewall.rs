@@ -217,6 +217,21 @@ impl Firewall {
         }
     }
 
+    /// The folder of the VMs' image folders.
+    pub fn images_dir(&self) -> std::path::PathBuf {
+        self.store.images_dir()
+    }
+
+    /// Loads the live policy into the kernel again with fresh facts (a VM got its Spice port,
+    /// a name resolved differently); the generation stays the same.
+    pub async fn reinstall(&self) -> Result<(), Error> {
+        let mut st = self.state.lock().await;
+        let (installed, _) =
+            install(&self.store, &st.live.policy, &st.live.installed.marks).await?;
+        st.live.installed = installed;
+        Ok(())
+    }
+
     /// The live generation and its validated policy.
     pub async fn live_policy(&self) -> (u64, Policy) {
         let st = self.state.lock().await;
@@ -243,7 +258,12 @@ impl Firewall {
     /// What applying `document` would install, and how it differs from what is live.
     pub async fn preview(&self, document: &[u8]) -> Result<Preview, Error> {
         let parsed = Policy::parse(document).map_err(invalid)?;
-        let facts = facts::gather(&parsed.policy, facts::Users::LookUp).await?;
+        let facts = facts::gather(
+            &parsed.policy,
+            facts::Users::LookUp,
+            &self.store.images_dir(),
+        )
+        .await?;
         let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
         let st = self.state.lock().await;
         let diff = similar::TextDiff::from_lines(&st.live.installed.text, &text)
@@ -539,7 +559,7 @@ async fn install(
     policy: &Policy,
     previous: &BTreeSet<u32>,
 ) -> Result<(Installed, u32), Error> {
-    let facts = facts::gather(policy, facts::Users::Create).await?;
+    let facts = facts::gather(policy, facts::Users::Create, &store.images_dir()).await?;
     let ruleset = compile_ruleset(policy, &facts);
     kernel::apply_batch(
         &json::ruleset_batch(&ruleset),

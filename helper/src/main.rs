@@ -106,7 +106,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bus::vms::VmsIface {
                 firewall: firewall.clone(),
                 supervisor: supervisor.clone(),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::consoles::ConsolesIface {
+                firewall: firewall.clone(),
+                supervisor: supervisor.clone(),
                 authority,
+                limiter: bus::consoles::RateLimiter::default(),
             },
         )
         .await?;
@@ -117,6 +128,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("serving {BUS_NAME}");
 
     tokio::spawn(firewall.clone().run_expiry());
+    tokio::spawn(revoke_lost_console_access(
+        firewall.clone(),
+        supervisor.clone(),
+    ));
     let mut changes = firewall.subscribe();
     let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)?.into_owned();
     tokio::spawn(async move {
@@ -154,4 +169,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The kernel keeps enforcing the live ruleset after we are gone.
     tracing::info!("stopping; the live ruleset stays in the kernel");
     Ok(())
+}
+
+/// When a new generation changes who may open a VM's console, everyone watching it is
+/// disconnected and its tickets die: the kernel only judges new connections, so without this
+/// a user who lost access would keep the session they had.
+async fn revoke_lost_console_access(
+    firewall: std::sync::Arc<firewall::Firewall>,
+    supervisor: std::sync::Arc<vm::supervisor::Supervisor>,
+) {
+    let mut changes = firewall.subscribe();
+    let mut before = firewall.live_policy().await.1;
+    while changes.changed().await.is_ok() {
+        let after = firewall.live_policy().await.1;
+        for vm in &before.vms {
+            let now = after.vm(vm.name.as_str()).map(|v| &v.console);
+            if now != Some(&vm.console) {
+                supervisor.revoke_console(&vm.name).await;
+            }
+        }
+        before = after;
+    }
 }

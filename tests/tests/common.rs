@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use palisade_tests::{TestEnv, ADMIN};
+use std::path::PathBuf;
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 /// Text of a command's stdout and stderr, for messages and matching.
 pub fn text(out: &Output) -> String {
@@ -177,4 +179,151 @@ pub fn counter(env: &TestEnv, chain: &str, comment: &str) -> u64 {
                 .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
         })
         .unwrap_or_else(|| panic!("no counter on rule {comment:?} in chain {chain}: {v}"))
+}
+
+/// Builds the guest (once; build.sh is idempotent) and returns its folder.
+pub fn guest() -> PathBuf {
+    let out = palisade_tests::workspace_dir().join("target/guest");
+    let status = std::process::Command::new("bash")
+        .arg(palisade_tests::workspace_dir().join("tests/guest/build.sh"))
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "building the test guest failed");
+    out
+}
+
+/// A policy with VM `work` booting the tiny guest with `cmdline`; alice operates it.
+pub fn vm_policy(cmdline: &str, operators: &str) -> String {
+    vm_policy_with(cmdline, operators, "", "")
+}
+
+/// `vm_policy` with more `[settings]` lines and more sections at the end.
+pub fn vm_policy_with(cmdline: &str, operators: &str, settings: &str, tail: &str) -> String {
+    format!(
+        r#"
+[settings]
+accel = "tcg"
+{settings}
+
+[[vm]]
+name = "work"
+memory = 256
+cpus = 1
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0 quiet {cmdline}"
+operators = {{ users = [{operators}] }}
+console = {{ users = ["pal-alice"] }}
+default = "drop"
+
+[[vm.rule]]
+action = "accept"
+destination = "127.0.0.1"
+proto = "tcp"
+ports = 8443
+{tail}
+"#
+    )
+}
+
+pub const BOOT_CHECKS: &str = "pal.connect=10.0.2.2:8443,10.0.2.2:8444 pal.disk=read,write";
+
+/// Creates VM `work` as pal-admin and installs the guest kernel beside its disk.
+pub fn create_work(env: &TestEnv, cmdline: &str) {
+    apply(env, "[settings]\naccel = \"tcg\"\n", &[]);
+    ok(
+        env,
+        env.palisadectl(
+            Some(ADMIN),
+            &[
+                "vm",
+                "create",
+                "work",
+                "--disk-size",
+                "16M",
+                "--memory",
+                "256M",
+                "--cpus",
+                "1",
+            ],
+        ),
+    );
+    let dir = images(env);
+    for file in ["vmlinuz", "initrd.img"] {
+        std::fs::copy(guest().join(file), dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    apply(env, &vm_policy(cmdline, "\"pal-alice\""), &[]);
+}
+
+pub fn images(env: &TestEnv) -> PathBuf {
+    env.state_dir().join("images/work")
+}
+
+pub fn console_log(env: &TestEnv) -> PathBuf {
+    env.state_dir().join("run/work/console.log")
+}
+
+/// Waits until the console log holds `marker`; returns the PALISADE lines.
+pub fn wait_console(env: &TestEnv, marker: &str, limit: Duration) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(console_log(env)).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter_map(|l| {
+                l.find("PALISADE-")
+                    .map(|i| l[i..].trim_end_matches('\r').to_owned())
+            })
+            .collect();
+        if lines.iter().any(|l| l.starts_with(marker)) {
+            return lines;
+        }
+        if started.elapsed() > limit {
+            panic!(
+                "no {marker} on the guest console after {limit:?}:\n{text}\n--- helper log\n{}",
+                env.helper_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn vm_state(env: &TestEnv) -> serde_json::Value {
+    let out = ok(env, env.palisadectl(None, &["--json", "vm", "list"]));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    v.as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "work").cloned())
+        .unwrap_or_default()
+}
+
+pub fn wait_state(env: &TestEnv, state: &str, limit: Duration) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let v = vm_state(env);
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "work never became {state}: {v}\n{}",
+            env.helper_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One full ephemeral/update boot: start as `user`, wait for DONE, wait for the VM to be gone.
+pub fn boot(env: &TestEnv, user: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["vm", "start", "work"];
+    args.extend_from_slice(extra);
+    ok(env, env.palisadectl(Some(user), &args));
+    let lines = wait_console(env, "PALISADE-DONE", Duration::from_secs(120));
+    wait_state(env, "shut down", Duration::from_secs(30));
+    lines
+}
+
+pub fn has(lines: &[String], line: &str) -> bool {
+    lines.iter().any(|l| l == line)
 }

@@ -2,6 +2,7 @@
 """Real connections for the end-to-end tests, run as whichever user the test chooses.
 
   netcheck.py listen PORT [PORT...]      echo server on 127.0.0.1 (and ::1), prints "ready"
+  netcheck.py listen-on ADDR PORT        echo server on one address, prints "ready"
   netcheck.py connect HOST PORT          prints "connected" (exit 0) or "failed: <why>" (exit 1)
   netcheck.py session HOST PORT GOFILE   connects, echoes "one", waits for GOFILE to exist,
                                          then tries "two": prints "two: echoed" or "two: cut (<why>)"
@@ -46,6 +47,17 @@ def listen(ports):
     time.sleep(3600)
 
 
+def listen_on(addr, port):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(64)
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+    print("ready", flush=True)
+    time.sleep(3600)
+
+
 def connect(host, port):
     try:
         with socket.create_connection((host, int(port)), timeout=TIMEOUT):
@@ -76,6 +88,8 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "listen":
         listen(args)
+    elif cmd == "listen-on":
+        listen_on(*args)
     elif cmd == "connect":
         sys.exit(connect(*args))
     elif cmd == "session":

@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use palisade_dbus::policy::Policy;
-use palisade_dbus::proxy::{HelperProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::proxy::{ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
 use palisade_dbus::types::{Finding, Severity};
 use palisade_dbus::Error;
 use serde::Serialize;
@@ -38,6 +38,23 @@ enum Command {
     /// Create, run, update and inspect virtual machines.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Open the consoles you are allowed to.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsoleCommand {
+    /// The consoles you may open.
+    List,
+    /// Open a console in remote-viewer, with a one-time ticket (no password typing).
+    Open {
+        /// The VM or remote console.
+        name: String,
+        /// Print the viewer's .vv file instead of starting the viewer.
+        #[arg(long)]
+        print_vv: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +280,9 @@ async fn run(cli: &Cli) -> Result<ExitCode, Error> {
             return policy(cli.json, &PolicyProxy::new(&connection).await?, cmd).await
         }
         Command::Vm(cmd) => return vm(cli.json, &VmsProxy::new(&connection).await?, cmd).await,
+        Command::Console(cmd) => {
+            return console(cli.json, &ConsolesProxy::new(&connection).await?, cmd).await
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -567,6 +587,85 @@ async fn vm(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn console(
+    json: bool,
+    proxy: &ConsolesProxy<'_>,
+    cmd: &ConsoleCommand,
+) -> Result<ExitCode, Error> {
+    match cmd {
+        ConsoleCommand::List => {
+            let consoles = proxy.list().await?;
+            print(json, &consoles, || {
+                let mut out = format!(
+                    "{:<20}  {:<6}  {:<13}  {}\n",
+                    "NAME", "KIND", "STATE", "ADDRESS"
+                );
+                for c in &consoles {
+                    out.push_str(&format!(
+                        "{:<20}  {:<6}  {:<13}  {}:{}{}\n",
+                        c.name,
+                        c.kind,
+                        c.state,
+                        c.host,
+                        c.port,
+                        if c.tls { " (TLS)" } else { "" }
+                    ));
+                }
+                out
+            });
+        }
+        ConsoleCommand::Open { name, print_vv } => {
+            let ticket = proxy.open(name).await?;
+            let vv = palisade_dbus::vv::vv_file(&ticket);
+            if *print_vv {
+                print(json, &ticket, || vv.clone());
+            } else {
+                let file = write_vv(&ticket.name, &vv)?;
+                let viewer =
+                    std::env::var_os("PALISADE_VIEWER").unwrap_or_else(|| "remote-viewer".into());
+                // The password travels in the file (0600, deleted by the viewer), never in argv.
+                std::process::Command::new(&viewer)
+                    .arg(&file)
+                    .spawn()
+                    .map_err(|e| {
+                        Error::InvalidArgument(format!(
+                            "cannot start {}: {e}",
+                            viewer.to_string_lossy()
+                        ))
+                    })?;
+                print(
+                    json,
+                    &serde_json::json!({ "opened": ticket.name, "port": ticket.port }),
+                    || format!("Opening {} in the viewer.\n", ticket.name),
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a .vv file readable by the caller alone, in their runtime folder (or a fresh private
+/// folder under /tmp when there is none).
+fn write_vv(name: &str, contents: &str) -> Result<PathBuf, Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if std::path::Path::new(&d).is_dir() => PathBuf::from(d),
+        _ => nix::unistd::mkdtemp("/tmp/palisade-console-XXXXXX")
+            .map_err(|e| Error::InvalidArgument(format!("cannot create a private folder: {e}")))?,
+    };
+    let path = dir.join(format!("palisade-{name}-{}.vv", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::InvalidArgument(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| Error::InvalidArgument(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
 }
 
 /// Opens an installer ISO as the caller: the helper gets the open file, never a path, so it can

@@ -58,6 +58,16 @@ impl VmsIface {
     }
 }
 
+impl VmsIface {
+    /// A VM's console port is guarded by the kernel before QEMU first listens on it.
+    async fn prepare_console(&self, policy: &Policy, vm: &Vm) -> Result<(), Error> {
+        if self.supervisor.prepare_spice_port(policy, vm).await? {
+            self.firewall.reinstall().await?;
+        }
+        Ok(())
+    }
+}
+
 fn find(policy: &Policy, name: &str) -> Result<Vm, Error> {
     let name = VmName::parse(name).map_err(Error::InvalidArgument)?;
     policy
@@ -167,6 +177,7 @@ impl VmsIface {
                 )))
             }
         };
+        self.prepare_console(&policy, &vm).await?;
         self.supervisor.start(&policy, &vm, mode, None).await
     }
 
@@ -180,6 +191,7 @@ impl VmsIface {
         let (_, policy, vm) = self.authorize_vm(&header, Action::VmManage, name).await?;
         let iso: OwnedFd = iso.into();
         check_iso(&iso)?;
+        self.prepare_console(&policy, &vm).await?;
         self.supervisor
             .start(&policy, &vm, RunMode::Install, Some(iso))
             .await
@@ -259,7 +271,8 @@ impl VmsIface {
         self.authority.check(&header, Action::PolicyRead).await?;
         let (_, policy) = self.firewall.live_policy().await;
         let vm = find(&policy, name)?;
-        let facts = facts::gather(&policy, facts::Users::LookUp).await?;
+        let facts =
+            facts::gather(&policy, facts::Users::LookUp, &self.firewall.images_dir()).await?;
         let ruleset = compile::compile_ruleset(&policy, &facts);
         let chain = render::render_chain(&ruleset, &vm.name.chain());
         Ok(self.supervisor.details(&policy, &vm, chain).await)
@@ -274,7 +287,8 @@ impl VmsIface {
         self.authority.check(&header, Action::PolicyRead).await?;
         let (_, policy) = self.firewall.live_policy().await;
         let vm = find(&policy, name)?;
-        let facts = facts::gather(&policy, facts::Users::LookUp).await?;
+        let facts =
+            facts::gather(&policy, facts::Users::LookUp, &self.firewall.images_dir()).await?;
         Ok(guest_firewall::guest_ruleset(&vm, &policy, &facts))
     }
 

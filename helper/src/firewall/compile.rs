@@ -14,7 +14,8 @@
 use super::ruleset::*;
 use ipnet::IpNet;
 use palisade_dbus::policy::{
-    Destination, HostName, Policy, PortRange, PortSet, Protocol, Rule, Verdict, Vm, VmName,
+    AccountName, Destination, HostName, Policy, PortRange, PortSet, Protocol, Rule, Verdict, Vm,
+    VmName,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -32,6 +33,12 @@ pub struct Facts {
     pub resolved: HashMap<HostName, Vec<IpAddr>>,
     /// The time against which expiry is judged.
     pub now: Option<SystemTime>,
+    /// The Spice port recorded for each VM that has one.
+    pub spice_ports: BTreeMap<VmName, u16>,
+    /// Uids of the users access lists name.
+    pub user_uids: HashMap<AccountName, u32>,
+    /// Member uids of the groups access lists name (supplementary and primary members).
+    pub group_uids: HashMap<AccountName, Vec<u32>>,
 }
 
 /// Longest comment the kernel keeps with a rule (nft's user data is 256 bytes, shared).
@@ -64,6 +71,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     let mut jump_host = RuleDef::new(Vec::new(), RuleVerdict::Jump("host".into()));
     jump_host.comment = Some(MANAGED_BY.into());
     output.rules.push(jump_host);
+    output.rules.extend(console_rules(policy, facts, &mut out));
     let uid_map: Vec<(u32, String)> = policy
         .vms
         .iter()
@@ -98,10 +106,15 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             label: format!("vm={}", vm.name),
             vm: Some(&vm.name),
         };
-        let mut rules = vec![RuleDef::new(
-            vec![Match::CtEstablished, Match::CtMarkInSet(LIVE_MARKS.into())],
-            RuleVerdict::Policy(Verdict::Accept),
-        )];
+        let mut rules = vec![
+            // Replies on connections others opened to the VM (a viewer on its Spice port): the
+            // VM's egress policy is about what the VM itself reaches out to.
+            RuleDef::new(vec![Match::CtReply], RuleVerdict::Policy(Verdict::Accept)),
+            RuleDef::new(
+                vec![Match::CtEstablished, Match::CtMarkInSet(LIVE_MARKS.into())],
+                RuleVerdict::Policy(Verdict::Accept),
+            ),
+        ];
         rules.extend(compile_rules(
             &owner,
             &implicit_rules(vm),
@@ -141,10 +154,107 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             kind: SetKind::Marks,
             nets: Vec::new(),
             marks: out.live_marks.iter().copied().collect(),
+            consoles: Vec::new(),
         },
     );
     out.chains = chains;
     out
+}
+
+/// Console access: every new TCP connection to a console endpoint (a local VM's Spice port, on
+/// 127.0.0.1 and ::1, or a remote console) must come from a uid allowed for that endpoint, else
+/// it is counted, logged and reset. Whatever the number of users and consoles, a packet costs
+/// one lookup in the endpoint set and, for console traffic only, one in the allowed set.
+fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleDef> {
+    let mut endpoints: Vec<(IpAddr, u16, Vec<u32>)> = Vec::new();
+    for vm in &policy.vms {
+        if let Some(port) = facts.spice_ports.get(&vm.name).copied().filter(|p| *p > 0) {
+            let uids = expand_access(&vm.console, facts);
+            for addr in [
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ] {
+                endpoints.push((addr, port, uids.clone()));
+            }
+        }
+    }
+    for rc in &policy.remote_consoles {
+        let addrs: Vec<IpAddr> = match &rc.host {
+            Destination::Net(n) => vec![n.addr()],
+            Destination::Host(h) => facts.resolved.get(h).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let uids = expand_access(&rc.access, facts);
+        endpoints.extend(addrs.into_iter().map(|a| (a, rc.port, uids.clone())));
+    }
+    let mut rules = Vec::new();
+    for family in [IpFamily::V4, IpFamily::V6] {
+        let in_family = |a: &IpAddr| {
+            matches!(
+                (a, family),
+                (IpAddr::V4(_), IpFamily::V4) | (IpAddr::V6(_), IpFamily::V6)
+            )
+        };
+        let suffix = family_suffix(family);
+        let ports = format!("{CONSOLE_PORTS}_{suffix}");
+        let allowed = format!("{CONSOLE_ALLOWED}_{suffix}");
+        let mut endpoint_set: Vec<(Option<u32>, IpAddr, u16)> = Vec::new();
+        let mut allowed_set: Vec<(Option<u32>, IpAddr, u16)> = Vec::new();
+        for (addr, port, uids) in endpoints.iter().filter(|(a, _, _)| in_family(a)) {
+            endpoint_set.push((None, *addr, *port));
+            allowed_set.extend(uids.iter().map(|u| (Some(*u), *addr, *port)));
+        }
+        endpoint_set.sort_unstable();
+        endpoint_set.dedup();
+        allowed_set.sort_unstable();
+        allowed_set.dedup();
+        out.sets.push(SetDef {
+            name: ports.clone(),
+            kind: SetKind::ConsoleEndpoints(family),
+            nets: Vec::new(),
+            marks: Vec::new(),
+            consoles: endpoint_set,
+        });
+        out.sets.push(SetDef {
+            name: allowed.clone(),
+            kind: SetKind::ConsoleAllowed(family),
+            nets: Vec::new(),
+            marks: Vec::new(),
+            consoles: allowed_set,
+        });
+        let mut rule = RuleDef::new(
+            vec![
+                Match::L4Proto("tcp"),
+                Match::CtNew,
+                Match::ConsoleEndpoint(family, ports),
+                Match::ConsoleNotAllowed(family, allowed),
+            ],
+            RuleVerdict::TcpReset,
+        );
+        rule.counter = true;
+        rule.log = Some("palisade console refused: ".into());
+        rule.comment = Some("console access".into());
+        rules.push(rule);
+    }
+    rules
+}
+
+/// The uids an access list names: its users, and every member of its groups.
+fn expand_access(access: &palisade_dbus::policy::Access, facts: &Facts) -> Vec<u32> {
+    let mut uids: Vec<u32> = access
+        .users
+        .iter()
+        .filter_map(|u| facts.user_uids.get(u).copied())
+        .chain(
+            access
+                .groups
+                .iter()
+                .flat_map(|g| facts.group_uids.get(g).cloned().unwrap_or_default()),
+        )
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 /// What a VM's settings allow before its own rules: its SOCKS5 proxy on the host (which the
@@ -390,6 +500,7 @@ fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
         kind,
         nets,
         marks: Vec::new(),
+        consoles: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ use palisade_dbus::policy::{Destination, HostName, Policy};
 use palisade_dbus::Error;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// How long one host name may take to resolve.
@@ -24,8 +25,9 @@ pub enum Users {
     LookUp,
 }
 
-/// Collects the facts for `policy`.
-pub async fn gather(policy: &Policy, users: Users) -> Result<Facts, Error> {
+/// Collects the facts for `policy`; `images` is the folder of the VMs' image folders, where
+/// their Spice ports are recorded.
+pub async fn gather(policy: &Policy, users: Users, images: &Path) -> Result<Facts, Error> {
     let mut facts = Facts {
         now: Some(SystemTime::now()),
         ..Facts::default()
@@ -37,6 +39,30 @@ pub async fn gather(policy: &Policy, users: Users) -> Result<Facts, Error> {
         };
         if let Some(uid) = uid {
             facts.vm_uids.insert(vm.name.clone(), uid);
+        }
+    }
+    for vm in &policy.vms {
+        let port = crate::vm::images::Images::of(images, &vm.name, &vm.disk).spice_port();
+        if port > 0 {
+            facts.spice_ports.insert(vm.name.clone(), port);
+        }
+    }
+    let lists = policy
+        .vms
+        .iter()
+        .map(|v| &v.console)
+        .chain(policy.remote_consoles.iter().map(|r| &r.access));
+    for access in lists {
+        for user in &access.users {
+            if let Ok(Some(u)) = nix::unistd::User::from_name(user.as_str()) {
+                facts.user_uids.insert(user.clone(), u.uid.as_raw());
+            }
+        }
+        for group in &access.groups {
+            facts
+                .group_uids
+                .entry(group.clone())
+                .or_insert_with(|| group_members(group.as_str()));
         }
     }
     facts.dns_servers =
@@ -53,6 +79,31 @@ pub async fn gather(policy: &Policy, users: Users) -> Result<Facts, Error> {
         .collect();
     facts.resolved = resolve_all(names).await;
     Ok(facts)
+}
+
+/// Every uid in group `name`: its listed members and the users whose primary group it is.
+fn group_members(name: &str) -> Vec<u32> {
+    let Ok(Some(group)) = nix::unistd::Group::from_name(name) else {
+        return Vec::new();
+    };
+    let mut uids: Vec<u32> = group
+        .mem
+        .iter()
+        .filter_map(|m| nix::unistd::User::from_name(m).ok().flatten())
+        .map(|u| u.uid.as_raw())
+        .collect();
+    // Primary members are not listed in the group file; the user database lists them.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let gid = group.gid.as_raw().to_string();
+    uids.extend(passwd.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[3] == gid)
+            .then(|| f[2].parse::<u32>().ok())
+            .flatten()
+    }));
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 /// `nameserver` lines of a resolv.conf.

@@ -8,20 +8,30 @@ use super::render::family_of;
 use super::ruleset::*;
 use nftables::batch::Batch;
 use nftables::expr::{self, Expression, NamedExpression, SetItem};
-use nftables::schema::{self, NfListObject, Nftables, SetFlag, SetType, SetTypeValue};
+use nftables::schema::{self, NfListObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use palisade_dbus::policy::Verdict;
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-/// The batch replacing our table with `r`.
-pub fn ruleset_batch(r: &Ruleset) -> Nftables<'static> {
+/// The batch replacing our table with `r`, as the JSON document `nft -j -f` reads.
+///
+/// Everything is built with the nftables crate's types except the console sets, whose key
+/// includes a uid: the crate has no `uid` set type, so those `add set` commands are written as
+/// plain JSON in the same batch (same transaction), right after the table is created.
+pub fn ruleset_batch(r: &Ruleset) -> serde_json::Value {
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table()));
     batch.delete(NfListObject::Table(table()));
     batch.add(NfListObject::Table(table()));
-    for set in &r.sets {
+    let (console_sets, sets): (Vec<&SetDef>, Vec<&SetDef>) = r.sets.iter().partition(|s| {
+        matches!(
+            s.kind,
+            SetKind::ConsoleEndpoints(_) | SetKind::ConsoleAllowed(_)
+        )
+    });
+    for set in sets {
         batch.add(NfListObject::Set(Box::new(set_object(set))));
     }
     for chain in &r.chains {
@@ -32,7 +42,48 @@ pub fn ruleset_batch(r: &Ruleset) -> Nftables<'static> {
             batch.add(NfListObject::Rule(rule_object(&chain.name, rule)));
         }
     }
-    batch.to_nftables()
+    let mut document = serde_json::to_value(batch.to_nftables()).unwrap_or_default();
+    if let Some(commands) = document.get_mut("nftables").and_then(|n| n.as_array_mut()) {
+        let at = commands.len().min(3);
+        commands.splice(at..at, console_sets.into_iter().map(console_set_command));
+    }
+    document
+}
+
+fn console_set_command(set: &SetDef) -> serde_json::Value {
+    let (family, with_uid) = match set.kind {
+        SetKind::ConsoleEndpoints(f) => (f, false),
+        SetKind::ConsoleAllowed(f) => (f, true),
+        _ => (IpFamily::V4, false),
+    };
+    let addr_type = match family {
+        IpFamily::V4 => "ipv4_addr",
+        IpFamily::V6 => "ipv6_addr",
+    };
+    let types: Vec<&str> = if with_uid {
+        vec!["uid", addr_type, "inet_service"]
+    } else {
+        vec![addr_type, "inet_service"]
+    };
+    let elements: Vec<serde_json::Value> = set
+        .consoles
+        .iter()
+        .map(|(uid, addr, port)| {
+            let mut parts = Vec::new();
+            if let Some(u) = uid {
+                parts.push(serde_json::json!(u));
+            }
+            parts.push(serde_json::json!(addr.to_string()));
+            parts.push(serde_json::json!(port));
+            serde_json::json!({ "concat": parts })
+        })
+        .collect();
+    let mut body =
+        serde_json::json!({ "family": "inet", "table": TABLE, "name": set.name, "type": types });
+    if !elements.is_empty() {
+        body["elem"] = serde_json::Value::Array(elements);
+    }
+    serde_json::json!({ "add": { "set": body } })
 }
 
 fn table() -> schema::Table<'static> {
@@ -50,6 +101,8 @@ fn set_object(set: &SetDef) -> schema::Set<'static> {
         SetKind::Ipv4Learned => (SetType::Ipv4Addr, Some(SetFlag::Timeout)),
         SetKind::Ipv6Learned => (SetType::Ipv6Addr, Some(SetFlag::Timeout)),
         SetKind::Marks => (SetType::Mark, None),
+        // Written as plain JSON by `console_set_command`; never reaches here.
+        SetKind::ConsoleEndpoints(_) | SetKind::ConsoleAllowed(_) => (SetType::InetService, None),
     };
     let elements: Vec<Expression<'static>> = if set.kind == SetKind::Marks {
         set.marks.iter().map(|m| Expression::Number(*m)).collect()
@@ -249,5 +302,27 @@ fn match_statement(m: &Match) -> Statement<'static> {
             op: Operator::IN,
         }),
         Match::CtMarkInSet(set) => eq(ct("mark"), Expression::String(format!("@{set}").into())),
+        Match::CtReply => eq(ct("direction"), Expression::String("reply".into())),
+        Match::CtNew => Statement::Match(stmt::Match {
+            left: ct("state"),
+            right: Expression::List(vec![Expression::String("new".into())]),
+            op: Operator::IN,
+        }),
+        Match::ConsoleEndpoint(f, set) => eq(
+            Expression::Named(NamedExpression::Concat(vec![
+                payload(f.nft(), "daddr"),
+                payload("tcp", "dport"),
+            ])),
+            Expression::String(format!("@{set}").into()),
+        ),
+        Match::ConsoleNotAllowed(f, set) => Statement::Match(stmt::Match {
+            left: Expression::Named(NamedExpression::Concat(vec![
+                meta(expr::MetaKey::Skuid),
+                payload(f.nft(), "daddr"),
+                payload("tcp", "dport"),
+            ])),
+            right: Expression::String(format!("@{set}").into()),
+            op: Operator::NEQ,
+        }),
     }
 }

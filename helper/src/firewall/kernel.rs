@@ -4,7 +4,6 @@
 //! built from validated types. When the kernel refuses it, the whole payload is kept on disk
 //! (root only) and logged by path, so the failure can be reproduced exactly.
 
-use nftables::schema::Nftables;
 use palisade_dbus::Error;
 use std::path::Path;
 use std::process::Stdio;
@@ -16,7 +15,7 @@ use tokio::process::Command;
 const NFT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends one batch; it lands whole or not at all.
-pub async fn apply_batch(batch: &Nftables<'_>, refused_file: &Path) -> Result<(), Error> {
+pub async fn apply_batch(batch: &serde_json::Value, refused_file: &Path) -> Result<(), Error> {
     let payload = serde_json::to_string(batch)
         .map_err(|e| Error::Internal(format!("cannot encode the ruleset: {e}")))?;
     match run_nft(&["-j", "-f", "-"], Some(payload.as_bytes())).await {

@@ -47,15 +47,26 @@ fn render_set(s: &mut String, set: &SetDef) {
         SetKind::Ipv4Learned => ("ipv4_addr", "timeout"),
         SetKind::Ipv6Learned => ("ipv6_addr", "timeout"),
         SetKind::Marks => ("mark", ""),
+        SetKind::ConsoleEndpoints(IpFamily::V4) => ("ipv4_addr . inet_service", ""),
+        SetKind::ConsoleEndpoints(IpFamily::V6) => ("ipv6_addr . inet_service", ""),
+        SetKind::ConsoleAllowed(IpFamily::V4) => ("uid . ipv4_addr . inet_service", ""),
+        SetKind::ConsoleAllowed(IpFamily::V6) => ("uid . ipv6_addr . inet_service", ""),
     };
     let _ = write!(s, "\tset {} {{\n\t\ttype {ty}\n", set.name);
     if !flags.is_empty() {
         let _ = writeln!(s, "\t\tflags {flags}");
     }
-    let elements: Vec<String> = if set.kind == SetKind::Marks {
-        set.marks.iter().map(|m| format!("{m:#010x}")).collect()
-    } else {
-        set.nets.iter().map(net).collect()
+    let elements: Vec<String> = match set.kind {
+        SetKind::Marks => set.marks.iter().map(|m| format!("{m:#010x}")).collect(),
+        SetKind::ConsoleEndpoints(_) | SetKind::ConsoleAllowed(_) => set
+            .consoles
+            .iter()
+            .map(|(uid, addr, port)| match uid {
+                Some(u) => format!("{u} . {addr} . {port}"),
+                None => format!("{addr} . {port}"),
+            })
+            .collect(),
+        _ => set.nets.iter().map(net).collect(),
     };
     if !elements.is_empty() {
         let _ = writeln!(s, "\t\telements = {{ {} }}", elements.join(", "));
@@ -125,6 +136,12 @@ fn render_match(m: &Match) -> String {
         Match::IcmpType(p, t) => format!("{p} type {t}"),
         Match::CtEstablished => "ct state established,related".into(),
         Match::CtMarkInSet(set) => format!("ct mark @{set}"),
+        Match::CtNew => "ct state new".into(),
+        Match::CtReply => "ct direction reply".into(),
+        Match::ConsoleEndpoint(f, set) => format!("{} daddr . tcp dport @{set}", f.nft()),
+        Match::ConsoleNotAllowed(f, set) => {
+            format!("meta skuid . {} daddr . tcp dport != @{set}", f.nft())
+        }
     }
 }
 

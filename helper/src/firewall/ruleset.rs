@@ -14,6 +14,10 @@ pub const TABLE: &str = "palisade";
 pub const MANAGED_BY: &str = "managed by Palisade (palisade-helper): edits here are overwritten";
 /// Chain that rejects: TCP reset for TCP, ICMP port-unreachable otherwise.
 pub const REJECT_CHAIN: &str = "do_reject";
+/// Prefix of the console endpoint sets (`_v4`, `_v6`).
+pub const CONSOLE_PORTS: &str = "console_ports";
+/// Prefix of the console allowed sets (`_v4`, `_v6`).
+pub const CONSOLE_ALLOWED: &str = "console_allowed";
 /// Set of connection marks whose accepting rule still exists.
 pub const LIVE_MARKS: &str = "live_marks";
 
@@ -48,6 +52,10 @@ pub enum SetKind {
     Ipv6Learned,
     /// Connection marks.
     Marks,
+    /// Console endpoints: `address . port` (one family).
+    ConsoleEndpoints(IpFamily),
+    /// Who may reach which console: `uid . address . port` (one family).
+    ConsoleAllowed(IpFamily),
 }
 
 /// A named set.
@@ -61,6 +69,8 @@ pub struct SetDef {
     pub nets: Vec<IpNet>,
     /// Marks (for `Marks`).
     pub marks: Vec<u32>,
+    /// Console tuples (for the console kinds): uid (allowed sets only), address, port.
+    pub consoles: Vec<(Option<u32>, std::net::IpAddr, u16)>,
 }
 
 /// A chain.
@@ -119,6 +129,14 @@ pub enum Match {
     CtEstablished,
     /// Connection mark is in a named set.
     CtMarkInSet(String),
+    /// The connection is new.
+    CtNew,
+    /// The packet travels in the reply direction of its connection.
+    CtReply,
+    /// `daddr . tcp dport` is in a console endpoint set.
+    ConsoleEndpoint(IpFamily, String),
+    /// `meta skuid . daddr . tcp dport` is NOT in a console allowed set.
+    ConsoleNotAllowed(IpFamily, String),
 }
 
 /// IPv4 or IPv6, as nft names the payload protocol.

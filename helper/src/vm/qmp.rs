@@ -132,6 +132,12 @@ impl Monitor {
         .map(drop)
     }
 
+    /// How many Spice channels are connected.
+    pub async fn spice_channels(&self) -> Result<u32, QmpError> {
+        let info = self.run(qmp::query_spice {}).await?;
+        Ok(u32::try_from(info.channels.map_or(0, |c| c.len())).unwrap_or(u32::MAX))
+    }
+
     /// Adds a device.
     pub async fn device_add(
         &self,

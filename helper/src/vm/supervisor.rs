@@ -453,6 +453,57 @@ impl Supervisor {
         self.monitor(name).await?.reset().await.map_err(qmp_error)
     }
 
+    /// Sets a fresh Spice password valid for `seconds`; returns the Spice port.
+    pub async fn console_ticket(
+        &self,
+        name: &VmName,
+        password: &str,
+        seconds: u32,
+    ) -> Result<u16, Error> {
+        let monitor = self
+            .monitor(name)
+            .await
+            .map_err(|_| Error::NotFound(format!("{name} is not running: start it first")))?;
+        monitor
+            .set_spice_password(password, false)
+            .await
+            .map_err(qmp_error)?;
+        monitor
+            .expire_spice_password(&format!("+{seconds}"))
+            .await
+            .map_err(qmp_error)?;
+        Ok(self
+            .running
+            .lock()
+            .await
+            .get(name)
+            .map_or(0, |r| r.spice_port))
+    }
+
+    /// Disconnects every viewer of `name` and makes any ticket issued so far worthless.
+    pub async fn revoke_console(&self, name: &VmName) {
+        let Ok(monitor) = self.monitor(name).await else {
+            return;
+        };
+        let revoked = async {
+            monitor.set_spice_password(&random_secret(), true).await?;
+            monitor.expire_spice_password("now").await
+        };
+        match revoked.await {
+            Ok(()) => tracing::info!("console access to {name} changed: viewers disconnected"),
+            Err(e) => tracing::error!("could not disconnect the viewers of {name}: {e}"),
+        }
+    }
+
+    /// Makes sure `vm` has a free Spice port recorded; true if it changed (the firewall's
+    /// console sets must then be loaded again before QEMU listens on it).
+    pub async fn prepare_spice_port(&self, policy: &Policy, vm: &Vm) -> Result<bool, Error> {
+        let images = self.images(vm);
+        let before = images.spice_port();
+        let now = self.spice_port(policy, vm, &images).await?;
+        Ok(before != now)
+    }
+
     /// Attaches a device through QMP `device_add` on the VM's xHCI controller.
     pub async fn device_add(
         &self,
@@ -527,6 +578,16 @@ impl Supervisor {
         console_allowed: bool,
     ) -> Result<VmInfo, Error> {
         let (base_version, pending_version) = images.summary();
+        let monitor = self
+            .running
+            .lock()
+            .await
+            .get(&vm.name)
+            .map(|r| Arc::clone(&r.monitor));
+        let viewer_channels = match monitor {
+            Some(m) => m.spice_channels().await.unwrap_or(0),
+            None => 0,
+        };
         let running = self.running.lock().await;
         let r = running.get(&vm.name);
         Ok(VmInfo {
@@ -538,6 +599,7 @@ impl Supervisor {
             base_version,
             pending_version,
             console_allowed,
+            viewer_channels,
         })
     }
 

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::firewall::{json::ruleset_batch, render::render_ruleset};
+use palisade_dbus::policy::AccountName;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +22,18 @@ fn facts() -> Facts {
             vec!["198.51.100.7".parse().unwrap_or_else(|e| panic!("{e}"))],
         )]),
         now: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+        spice_ports: BTreeMap::from([(
+            VmName::parse("work").unwrap_or_else(|e| panic!("{e}")),
+            5901,
+        )]),
+        user_uids: HashMap::from([(
+            AccountName::parse("alice").unwrap_or_else(|e| panic!("{e}")),
+            1000,
+        )]),
+        group_uids: HashMap::from([(
+            AccountName::parse("staff").unwrap_or_else(|e| panic!("{e}")),
+            vec![1000, 1002],
+        )]),
     }
 }
 
@@ -56,9 +69,15 @@ action = "drop"
 blocklist = "bad-nets"
 log = true
 
+[[remote_console]]
+name = "server-work"
+host = "2001:db8::10"
+port = 5902
+groups = ["staff"]
+
 [[vm]]
 name = "work"
-console = { users = ["alice"] }
+console = { users = ["alice"], groups = ["staff"] }
 [[vm.rule]]
 action = "accept"
 destination = "127.0.0.1"
@@ -158,8 +177,9 @@ fn many_rules(n: u32, port: impl Fn(u32) -> u32) -> Policy {
     parsed.policy
 }
 
-/// Fixed rules around the VM's own: output (2), vm chain established + default (2), do_reject (2).
-const FIXED_RULES: usize = 6;
+/// Fixed rules around the VM's own: output (jump host, console v4/v6, uid map), vm chain
+/// replies, established and default (3), do_reject (2).
+const FIXED_RULES: usize = 9;
 
 #[test]
 fn adjacent_rules_differing_only_in_network_share_one_set_lookup() {

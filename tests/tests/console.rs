@@ -1,0 +1,394 @@
+//! Acceptance tests of the Consoles issue: per-user Spice access enforced by the kernel, one-time
+//! tickets checked by a real Spice link handshake, the console client role, a real viewer.
+
+mod common;
+
+use common::*;
+use palisade_tests::{TestEnv, ADMIN, ALICE, BOB};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+fn start() -> TestEnv {
+    TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"))
+}
+
+/// Starts VM `work` (staying up) as alice, with `settings` added to the policy.
+fn running_work(env: &TestEnv, settings: &str, tail: &str) {
+    create_work(env, "pal.stay=1");
+    apply(
+        env,
+        &vm_policy_with("pal.stay=1", "\"pal-alice\"", settings, tail),
+        &[],
+    );
+    ok(env, env.palisadectl(Some(ALICE), &["vm", "start", "work"]));
+    wait_state(env, "running", Duration::from_secs(10));
+}
+
+fn ticket(env: &TestEnv, user: &str) -> serde_json::Value {
+    let out = ok(
+        env,
+        env.palisadectl(
+            Some(user),
+            &["--json", "console", "open", "work", "--print-vv"],
+        ),
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// One Spice link handshake (tests/tools/spice_link.py) as `user`; its one-line verdict.
+fn spice_link(env: &TestEnv, user: &str, port: u64, password: &str) -> String {
+    let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/spice_link.py"));
+    let out: Output = env.run_as(
+        Some(user),
+        &[
+            "/usr/bin/python3",
+            &tool.to_string_lossy(),
+            "127.0.0.1",
+            &port.to_string(),
+            password,
+            "--timeout",
+            "5",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn an_assigned_user_links_with_a_ticket_and_the_kernel_stops_everyone_else() {
+    let env = start();
+    running_work(&env, "", "");
+    let t = ticket(&env, ALICE);
+    let (port, password) = (
+        t["port"].as_u64().unwrap_or(0),
+        t["password"].as_str().unwrap_or("").to_owned(),
+    );
+    assert!(port >= 5900 && password.len() >= 32, "{t}");
+    assert_eq!(spice_link(&env, ALICE, port, &password), "ok");
+
+    let refused_before = counter(&env, "output", "console access");
+    let bob = spice_link(&env, BOB, port, &password);
+    assert!(
+        bob.starts_with("refused"),
+        "bob got through the kernel with alice's password: {bob}"
+    );
+    assert!(
+        counter(&env, "output", "console access") > refused_before,
+        "the refusal was not counted"
+    );
+
+    let out = env.palisadectl(Some(BOB), &["console", "open", "work"]);
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    // polkit lets admins open consoles, but work's console is assigned to alice alone.
+    let out = env.palisadectl(Some(ADMIN), &["console", "open", "work"]);
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not open the console of work"),
+        "{}",
+        text(&out)
+    );
+    let listed = ok(&env, env.palisadectl(Some(ALICE), &["console", "list"]));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("work"));
+
+    // Opening for real writes a 0600 .vv file and passes only its path to the viewer.
+    let record = env.dir().join("viewer");
+    std::fs::create_dir(&record).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(
+        &record,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let recorder = record.join("viewer.sh");
+    std::fs::write(&recorder, format!("#!/bin/sh\nstat -c %a \"$1\" > {0}/mode\ncat \"$1\" > {0}/vv\necho \"$@\" > {0}/argv\nrm -f \"$1\"\n", record.display()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(
+        &recorder,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let viewer = format!("PALISADE_VIEWER={}", recorder.display());
+    let ctl = env.user_path(&env.bin_dir().join("palisadectl"));
+    ok(
+        &env,
+        env.run_as(
+            Some(ALICE),
+            &[
+                "env",
+                &viewer,
+                &ctl.to_string_lossy(),
+                "console",
+                "open",
+                "work",
+            ],
+        ),
+    );
+    let read = |f: &str| {
+        let started = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(record.join(f)) {
+                if !s.is_empty() {
+                    return s;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the viewer never ran"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let vv = read("vv");
+    assert_eq!(read("mode").trim(), "600");
+    assert!(
+        vv.contains("type=spice")
+            && vv.contains(&format!("port={port}"))
+            && vv.contains("password="),
+        "{vv}"
+    );
+    let vv_password = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !read("argv").contains(&vv_password),
+        "the password reached the viewer's command line"
+    );
+    // A new ticket replaced the old one.
+    assert!(spice_link(&env, ALICE, port, &password).starts_with("auth-failed"));
+    assert_eq!(spice_link(&env, ALICE, port, &vv_password), "ok");
+}
+
+#[test]
+fn an_expired_ticket_no_longer_links() {
+    let env = start();
+    running_work(&env, "console_ticket_seconds = 5", "");
+    let t = ticket(&env, ALICE);
+    let (port, password) = (
+        t["port"].as_u64().unwrap_or(0),
+        t["password"].as_str().unwrap_or("").to_owned(),
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    let verdict = spice_link(&env, ALICE, port, &password);
+    assert!(
+        verdict.starts_with("auth-failed"),
+        "an expired ticket still works: {verdict}"
+    );
+}
+
+#[test]
+fn console_client_role_only_assigned_users_reach_the_remote_server() {
+    let env = start();
+    let doc = "[[remote_console]]\nname = \"server-work\"\nhost = \"192.0.2.10\"\nport = 5999\nusers = [\"pal-alice\"]\n";
+    apply(&env, doc, &[]);
+    ok(
+        &env,
+        env.run_as(None, &["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"]),
+    );
+    let mut child = env
+        .spawn_as(
+            None,
+            &[
+                "python3".to_owned(),
+                netcheck(&env),
+                "listen-on".into(),
+                "192.0.2.10".into(),
+                "5999".into(),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        use std::io::BufRead;
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    assert_eq!(line.trim(), "ready");
+    let reach = |user: &str| {
+        let out = env.run_as(
+            Some(user),
+            &[
+                "python3".to_owned(),
+                netcheck(&env),
+                "connect".into(),
+                "192.0.2.10".into(),
+                "5999".into(),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(reach(ALICE), "connected");
+    let bob = reach(BOB);
+    assert!(
+        bob.starts_with("failed") && bob.contains("refused"),
+        "{bob}"
+    );
+    let vv = ok(
+        &env,
+        env.palisadectl(
+            Some(ALICE),
+            &["console", "open", "server-work", "--print-vv"],
+        ),
+    );
+    let vv = String::from_utf8_lossy(&vv.stdout).into_owned();
+    assert!(
+        vv.contains("host=192.0.2.10") && vv.contains("port=5999") && !vv.contains("password="),
+        "{vv}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn rss_and_fds(pid: u32) -> (u64, usize) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (rss, fds)
+}
+
+#[test]
+fn floods_are_rate_limited_without_growth_and_bad_names_are_refused() {
+    let env = start();
+    running_work(&env, "", "");
+    let pid = env.helper_pid().unwrap_or(0);
+    for name in ["wo\u{1}rk", &"w".repeat(10_240)] {
+        let out = env.palisadectl(Some(ALICE), &["console", "open", name]);
+        assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not a console name") && err.len() < 300,
+            "{err}"
+        );
+    }
+    let flood = |count: &str| {
+        let tool =
+            env.user_path(&palisade_tests::workspace_dir().join("tests/tools/console_flood.py"));
+        let out = env.run_as_timeout(
+            Some(ALICE),
+            &["/usr/bin/python3", &tool.to_string_lossy(), "work", count],
+            Duration::from_secs(300),
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    flood("100"); // warm up: the helper's buffers reach their working size
+    std::thread::sleep(Duration::from_secs(12)); // the bucket refills
+    let (rss_before, fds_before) = rss_and_fds(pid);
+    let result = flood("10000");
+    let (rss_after, fds_after) = rss_and_fds(pid);
+    let granted = result["ok"].as_u64().unwrap_or(0);
+    assert!((20..200).contains(&granted), "{result}");
+    assert_eq!(
+        granted + result["rate_limited"].as_u64().unwrap_or(0),
+        10_000,
+        "{result}"
+    );
+    assert!(
+        fds_after <= fds_before + 2,
+        "open files grew from {fds_before} to {fds_after}"
+    );
+    assert!(
+        rss_after < rss_before + 4096,
+        "memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+}
+
+/// A free X display number (no lock file), for an Xvfb of our own.
+fn free_display() -> u32 {
+    (150..250)
+        .find(|n| !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .unwrap_or(250)
+}
+
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_viewer_connects_and_losing_access_disconnects_it() {
+    let env = start();
+    running_work(&env, "", "");
+    let display = format!(":{}", free_display());
+    let _xvfb = Kill(
+        std::process::Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-ac",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let ctl = env.user_path(&env.bin_dir().join("palisadectl"));
+    let display_env = format!("DISPLAY={display}");
+    ok(
+        &env,
+        env.run_as(
+            Some(ALICE),
+            &[
+                "env",
+                &display_env,
+                &ctl.to_string_lossy(),
+                "console",
+                "open",
+                "work",
+            ],
+        ),
+    );
+    let started = Instant::now();
+    let mut channels = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        channels = vm_state(&env)["viewer_channels"].as_u64().unwrap_or(0);
+        if channels >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        channels >= 2,
+        "remote-viewer did not connect (channels: {channels})\n{}",
+        env.helper_log()
+    );
+    let artifacts = palisade_tests::workspace_dir().join("tests/artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = std::process::Command::new("import")
+        .args(["-display", &display, "-window", "root"])
+        .arg(artifacts.join("console-viewer.png"))
+        .status();
+
+    // Alice loses the console: she is disconnected, not merely kept from reconnecting.
+    apply(
+        &env,
+        &vm_policy_with("pal.stay=1", "\"pal-alice\"", "", "").replace(
+            "console = { users = [\"pal-alice\"] }",
+            "console = { users = [] }",
+        ),
+        &[],
+    );
+    let started = Instant::now();
+    while vm_state(&env)["viewer_channels"].as_u64().unwrap_or(0) > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the viewer stayed connected after access was removed"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = env.run_as(None, &["pkill", "-u", "pal-alice", "remote-viewer"]);
+}

@@ -1,4 +1,5 @@
-//! Accessible names for controls whose content does not name them (icon-only buttons).
+//! Accessible names for controls whose content does not name them fully: icon-only buttons, and
+//! buttons repeated on every row ("Open console") that need the row's name to be told apart.
 //!
 //! gtk4-rs exposes `Accessible::update_property` only when built for GTK 4.10, and Debian 12
 //! ships GTK 4.8. GtkBuilder's `<accessibility>` element sets the same accessible property on
@@ -30,6 +31,32 @@ pub fn icon_button(icon_name: &str, label: &str) -> gtk::Button {
         .unwrap_or_else(|| {
             let button = gtk::Button::from_icon_name(icon_name);
             button.set_tooltip_text(Some(label));
+            button
+        })
+}
+
+/// A button showing `label`, named `accessible` for screen readers and AT-SPI (e.g. "Open
+/// console" shown, "Open console of work" read), with `accessible` as its tooltip too.
+pub fn text_button(label: &str, accessible: &str) -> gtk::Button {
+    let ui = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<interface>
+  <object class="GtkButton" id="button">
+    <property name="label">{label}</property>
+    <property name="tooltip-text">{accessible}</property>
+    <accessibility>
+      <property name="label">{accessible}</property>
+    </accessibility>
+  </object>
+</interface>"#,
+        label = glib::markup_escape_text(label),
+        accessible = glib::markup_escape_text(accessible),
+    );
+    gtk::Builder::from_string(&ui)
+        .object::<gtk::Button>("button")
+        .unwrap_or_else(|| {
+            let button = gtk::Button::with_label(label);
+            button.set_tooltip_text(Some(accessible));
             button
         })
 }

@@ -1,5 +1,8 @@
-//! The main window: connects to the helper over the system bus, shows its status and the live
-//! policy, follows `GenerationChanged`, and reports every failure as a toast.
+//! The main window: connects to the helper over the system bus and shows two pages, "My
+//! machines" (the VMs and consoles this user may use, with **Open console**, **Start** and
+//! **Stop**) and "Firewall" (the helper's status and the live policy, read-only). It follows
+//! `GenerationChanged`, `StateChanged` and the helper coming and going, and reports every
+//! failure as a toast with the helper's own sentence.
 //!
 //! Every D-Bus call runs as a relm4 command on the tokio runtime, never on the UI thread:
 //! `update` starts commands, `update_cmd` only folds their results into the model.
@@ -7,13 +10,16 @@
 use crate::a11y;
 use crate::config;
 use crate::i18n::{gettext, i18n_f};
+use crate::machine_row::MachineRowOutput;
+use crate::machines_view::{MachinesView, MachinesViewInput};
 use crate::policy_view::{PolicyView, PolicyViewInput};
 use crate::status_view::{StatusView, StatusViewInput};
+use crate::viewer::{self, Launched, ViewerError};
 use futures_util::StreamExt;
 use palisade_dbus::names::BUS_NAME;
 use palisade_dbus::policy::{Parsed, Policy};
-use palisade_dbus::proxy::{HelperProxy, PolicyProxy};
-use palisade_dbus::types::{Finding, Status};
+use palisade_dbus::proxy::{ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::types::{ConsoleInfo, Finding, Status, VmInfo};
 use palisade_dbus::Error;
 use relm4::abstractions::Toaster;
 use relm4::adw::prelude::*;
@@ -26,6 +32,8 @@ use std::time::Duration;
 
 /// How long one D-Bus call may take before it fails with a timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long **Stop** gives the guest to power down before the helper pulls the plug.
+const STOP_SECONDS: u32 = 60;
 
 /// Which page of the window is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +42,7 @@ enum Page {
     Connecting,
     /// The bus or the helper cannot be reached.
     Unreachable,
-    /// The helper refused to tell this user anything.
-    Denied,
-    /// Status and policy are shown.
+    /// The helper answered: the machines and firewall pages are shown.
     Ready,
 }
 
@@ -46,7 +52,6 @@ impl Page {
         match self {
             Page::Connecting => "connecting",
             Page::Unreachable => "unreachable",
-            Page::Denied => "denied",
             Page::Ready => "ready",
         }
     }
@@ -56,8 +61,10 @@ impl Page {
 pub struct App {
     /// The page showing.
     page: Page,
-    /// The sentence explaining why the helper is unreachable or refused.
+    /// The sentence explaining why the helper is unreachable.
     reason: String,
+    /// Why the helper refused to show this user its status and policy; `None` when it did.
+    firewall_refused: Option<String>,
     /// The system bus, once connected.
     connection: Option<zbus::Connection>,
     /// Whether a connect or read is under way.
@@ -72,6 +79,8 @@ pub struct App {
     stale_toast: Option<adw::Toast>,
     /// Shows the toasts.
     toaster: Toaster,
+    /// The machines page.
+    machines_view: Controller<MachinesView>,
     /// The helper's status.
     status_view: Controller<StatusView>,
     /// The live policy.
@@ -97,6 +106,8 @@ pub enum AppInput {
     Watch,
     /// Show the About window.
     About,
+    /// A machine's row asked to open its console, start it or stop it.
+    Machine(MachineRowOutput),
 }
 
 /// Results of the window's background work.
@@ -112,6 +123,71 @@ pub enum AppCmd {
     HelperOwnerChanged(bool),
     /// Following the helper's signals failed or ended; carries the sentence.
     WatchEnded(String),
+    /// The helper announced a VM's new state.
+    VmStateChanged {
+        /// The VM.
+        name: String,
+        /// Its state.
+        state: String,
+    },
+    /// A console was handed to the viewer, or could not be.
+    ConsoleOpened {
+        /// The console.
+        name: String,
+        /// The viewer started, or why not.
+        result: Result<Launched, OpenError>,
+    },
+    /// A VM was started, or could not be.
+    VmStarted {
+        /// The VM.
+        name: String,
+        /// Its state after the start, or why it did not start.
+        result: Result<VmInfo, Error>,
+    },
+    /// A VM was stopped, or could not be.
+    VmStopped {
+        /// The VM.
+        name: String,
+        /// Whether it stopped.
+        result: Result<(), Error>,
+    },
+}
+
+/// Why **Open console** failed.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The helper gave no ticket (not allowed, rate-limited, not running, unreachable).
+    Helper(Error),
+    /// The ticket could not be handed to the viewer.
+    Viewer(ViewerError),
+}
+
+impl OpenError {
+    /// The sentence for the user.
+    fn sentence(&self) -> String {
+        match self {
+            OpenError::Helper(e) => e.sentence(),
+            OpenError::Viewer(ViewerError::Start { program, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                i18n_f(
+                    "The console viewer {program} is not installed (Debian package virt-viewer)",
+                    &[("program", program)],
+                )
+            }
+            OpenError::Viewer(ViewerError::Start { program, source }) => i18n_f(
+                "Cannot start the console viewer {program}: {reason}",
+                &[("program", program), ("reason", &source.to_string())],
+            ),
+            OpenError::Viewer(ViewerError::Write { dir, source }) => i18n_f(
+                "Cannot write the console file in {folder}: {reason}",
+                &[
+                    ("folder", &dir.display().to_string()),
+                    ("reason", &source.to_string()),
+                ],
+            ),
+        }
+    }
 }
 
 /// What one read of the helper returned.
@@ -121,6 +197,10 @@ pub struct Snapshot {
     status: Result<Status, Error>,
     /// `Get()`, parsed.
     policy: Result<LivePolicy, Error>,
+    /// `Consoles.List()`.
+    consoles: Result<Vec<ConsoleInfo>, Error>,
+    /// `Vms.List()`.
+    vms: Result<Vec<VmInfo>, Error>,
 }
 
 /// The live policy document, parsed with the contract's validation.
@@ -142,10 +222,77 @@ async fn connect() -> AppCmd {
     AppCmd::Connected(connection)
 }
 
-/// Reads status and policy at once.
+/// Reads status, policy, consoles and VMs at once.
 async fn load(connection: zbus::Connection) -> AppCmd {
-    let (status, policy) = tokio::join!(read_status(&connection), read_policy(&connection));
-    AppCmd::Loaded(Box::new(Snapshot { status, policy }))
+    let (status, policy, consoles, vms) = tokio::join!(
+        read_status(&connection),
+        read_policy(&connection),
+        read_consoles(&connection),
+        read_vms(&connection),
+    );
+    AppCmd::Loaded(Box::new(Snapshot {
+        status,
+        policy,
+        consoles,
+        vms,
+    }))
+}
+
+async fn read_consoles(connection: &zbus::Connection) -> Result<Vec<ConsoleInfo>, Error> {
+    ConsolesProxy::new(connection).await?.list().await
+}
+
+async fn read_vms(connection: &zbus::Connection) -> Result<Vec<VmInfo>, Error> {
+    VmsProxy::new(connection).await?.list().await
+}
+
+/// Asks the helper for a ticket and hands it to the viewer: exactly what `palisadectl console
+/// open NAME` does.
+async fn open_console(connection: zbus::Connection, name: String) -> AppCmd {
+    let result = async {
+        let ticket = ConsolesProxy::new(&connection)
+            .await
+            .map_err(|e| OpenError::Helper(e.into()))?
+            .open(&name)
+            .await
+            .map_err(OpenError::Helper)?;
+        let program = config::viewer();
+        // Writing a small file and forking: quick, but blocking calls all the same.
+        tokio::task::spawn_blocking(move || viewer::open(&ticket, &program))
+            .await
+            .map_err(|e| OpenError::Helper(Error::Internal(e.to_string())))?
+            .map_err(OpenError::Viewer)
+    }
+    .await;
+    AppCmd::ConsoleOpened { name, result }
+}
+
+async fn start_vm(connection: zbus::Connection, name: String) -> AppCmd {
+    let result = async {
+        VmsProxy::new(&connection)
+            .await?
+            .start(&name, "ephemeral")
+            .await
+    }
+    .await;
+    AppCmd::VmStarted { name, result }
+}
+
+/// Stops a VM. The helper answers once the VM is gone, which can take the whole grace time, so
+/// this call has a connection of its own whose calls may take that long.
+async fn stop_vm(name: String) -> AppCmd {
+    let result = async {
+        let connection = zbus::conn::Builder::system()
+            .method_timeout(Duration::from_secs(u64::from(STOP_SECONDS)) + CALL_TIMEOUT)
+            .build()
+            .await?;
+        VmsProxy::new(&connection)
+            .await?
+            .stop(&name, false, STOP_SECONDS)
+            .await
+    }
+    .await;
+    AppCmd::VmStopped { name, result }
 }
 
 async fn read_status(connection: &zbus::Connection) -> Result<Status, Error> {
@@ -161,10 +308,13 @@ async fn read_policy(connection: &zbus::Connection) -> Result<LivePolicy, Error>
     Ok(LivePolicy { generation, parsed })
 }
 
-/// Forwards `GenerationChanged` and changes of the helper's name owner until the bus closes.
+/// Forwards `GenerationChanged`, `StateChanged` and changes of the helper's name owner until
+/// the bus closes.
 async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), Error> {
     let policy = PolicyProxy::new(&connection).await?;
     let mut generations = policy.receive_generation_changed().await?;
+    let vms = VmsProxy::new(&connection).await?;
+    let mut states = vms.receive_state_changed().await?;
     let bus = zbus::fdo::DBusProxy::new(&connection).await?;
     let mut owners = bus
         .receive_name_owner_changed_with_args(&[(0, BUS_NAME)])
@@ -175,6 +325,17 @@ async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), 
                 Some(signal) => {
                     let generation = signal.args().map(|a| a.generation).unwrap_or_default();
                     out.emit(AppCmd::GenerationChanged(generation));
+                }
+                None => break,
+            },
+            signal = states.next() => match signal {
+                Some(signal) => {
+                    if let Ok(args) = signal.args() {
+                        out.emit(AppCmd::VmStateChanged {
+                            name: args.name.to_owned(),
+                            state: args.state.to_owned(),
+                        });
+                    }
                 }
                 None => break,
             },
@@ -234,12 +395,21 @@ impl App {
     /// Shows the page for an error that left nothing to show.
     fn fail(&mut self, e: &Error) {
         self.reason = e.sentence();
-        self.page = if matches!(e, Error::NotAuthorized(_)) {
-            Page::Denied
-        } else {
-            Page::Unreachable
-        };
+        self.page = Page::Unreachable;
         self.toast(&self.reason);
+    }
+
+    /// A list the helper gave, or `None` when it refused it to this user (not worth a toast:
+    /// the page says so) or failed (worth one).
+    fn listed<T>(&self, list: Result<Vec<T>, Error>) -> Option<Vec<T>> {
+        match list {
+            Ok(list) => Some(list),
+            Err(Error::NotAuthorized(_)) => None,
+            Err(e) => {
+                self.toast(&e.sentence());
+                None
+            }
+        }
     }
 
     /// Withdraws the toast that said the helper is gone, once it answers again.
@@ -261,26 +431,49 @@ impl App {
         format!(
             "{}\n\n{}",
             gettext("Your account may not read the firewall policy. Ask the administrator of this computer."),
-            capitalized(&self.reason)
+            capitalized(self.firewall_refused.as_deref().unwrap_or_default())
         )
     }
 
     fn loaded(&mut self, snapshot: Snapshot) {
-        match snapshot.status {
+        let Snapshot {
+            status,
+            policy,
+            consoles,
+            vms,
+        } = snapshot;
+        match status {
             Ok(status) => {
                 self.dismiss_stale_toast();
                 self.page = Page::Ready;
+                self.firewall_refused = None;
                 self.generation = Some(status.generation);
                 self.status_view.emit(StatusViewInput::Show(status));
+            }
+            Err(Error::NotAuthorized(reason)) => {
+                // The helper answers; it only keeps the firewall to itself. The machines page
+                // is this user's business all the same.
+                self.dismiss_stale_toast();
+                self.page = Page::Ready;
+                self.firewall_refused = Some(reason);
+                self.policy_view.emit(PolicyViewInput::Clear);
             }
             Err(e) => {
                 // Without a status there is nothing trustworthy to show.
                 self.fail(&e);
                 self.policy_view.emit(PolicyViewInput::Clear);
+                self.machines_view.emit(MachinesViewInput::Clear);
                 return;
             }
         }
-        match snapshot.policy {
+        let consoles = self.listed(consoles);
+        let vms = self.listed(vms);
+        self.machines_view
+            .emit(MachinesViewInput::Show { consoles, vms });
+        if self.firewall_refused.is_some() {
+            return;
+        }
+        match policy {
             Ok(LivePolicy {
                 generation,
                 parsed: Ok(parsed),
@@ -301,10 +494,53 @@ impl App {
                     findings,
                 });
             }
+            Err(Error::NotAuthorized(reason)) => {
+                self.firewall_refused = Some(reason);
+                self.policy_view.emit(PolicyViewInput::Clear);
+            }
             Err(e) => {
                 self.toast(&e.sentence());
                 self.policy_view.emit(PolicyViewInput::Clear);
             }
+        }
+    }
+
+    /// Starts the call a machine's row asked for.
+    fn machine(&mut self, action: MachineRowOutput, sender: &ComponentSender<Self>) {
+        let Some(connection) = self.connection.clone() else {
+            self.toast(&gettext(
+                "Not connected to the helper yet; try again in a moment.",
+            ));
+            sender.input(AppInput::Refresh);
+            return;
+        };
+        let name = match &action {
+            MachineRowOutput::Open(name)
+            | MachineRowOutput::Start(name)
+            | MachineRowOutput::Stop(name) => name.clone(),
+        };
+        self.machines_view
+            .emit(MachinesViewInput::Busy { name, busy: true });
+        match action {
+            MachineRowOutput::Open(name) => sender.oneshot_command(open_console(connection, name)),
+            MachineRowOutput::Start(name) => sender.oneshot_command(start_vm(connection, name)),
+            MachineRowOutput::Stop(name) => sender.oneshot_command(stop_vm(name)),
+        }
+    }
+
+    /// A machine's call ended.
+    fn done(&self, name: &str) {
+        self.machines_view.emit(MachinesViewInput::Busy {
+            name: name.to_owned(),
+            busy: false,
+        });
+    }
+
+    fn firewall_page(&self) -> &'static str {
+        if self.firewall_refused.is_some() {
+            "denied"
+        } else {
+            "policy"
         }
     }
 }
@@ -327,9 +563,12 @@ impl Component for App {
 
                 adw::HeaderBar {
                     #[wrap(Some)]
-                    set_title_widget = &adw::WindowTitle {
+                    #[name = "switcher_title"]
+                    set_title_widget = &adw::ViewSwitcherTitle {
                         set_title: &gettext("Palisade"),
-                        set_subtitle: &gettext("Firewall policy"),
+                        set_stack: Some(&view_stack),
+                        #[watch]
+                        set_view_switcher_enabled: model.page == Page::Ready,
                     },
                     pack_end = &a11y::icon_button("view-refresh-symbolic", &gettext("Refresh")) -> gtk::Button {
                         #[watch]
@@ -377,36 +616,65 @@ impl Component for App {
                             },
                         },
 
-                        add_named[Some("denied")] = &adw::StatusPage {
-                            set_icon_name: Some("system-lock-screen-symbolic"),
-                            set_title: &gettext("Not allowed"),
-                            #[watch]
-                            set_description: Some(&glib::markup_escape_text(&model.denied_description())),
+                        add_named[Some("ready")] = &gtk::Box {
+                            set_orientation: gtk::Orientation::Vertical,
 
-                            #[wrap(Some)]
-                            set_child = &gtk::Button {
-                                set_label: &gettext("Try Again"),
-                                set_halign: gtk::Align::Center,
-                                add_css_class: "pill",
-                                #[watch]
-                                set_sensitive: !model.busy,
-                                connect_clicked => AppInput::Refresh,
-                            },
-                        },
+                            #[name = "view_stack"]
+                            adw::ViewStack {
+                                set_vexpand: true,
 
-                        add_named[Some("ready")] = &gtk::ScrolledWindow {
-                            set_hscrollbar_policy: gtk::PolicyType::Never,
+                                add_titled_with_icon[Some("machines"), &gettext("My machines"), "computer-symbolic"] = &gtk::ScrolledWindow {
+                                    set_hscrollbar_policy: gtk::PolicyType::Never,
 
-                            adw::Clamp {
-                                set_maximum_size: 720,
-                                set_margin_all: 18,
-
-                                gtk::Box {
-                                    set_orientation: gtk::Orientation::Vertical,
-                                    set_spacing: 24,
-                                    append: model.status_view.widget(),
-                                    append: model.policy_view.widget(),
+                                    adw::Clamp {
+                                        set_maximum_size: 720,
+                                        set_margin_all: 18,
+                                        set_child: Some(model.machines_view.widget()),
+                                    },
                                 },
+
+                                add_titled_with_icon[Some("firewall"), &gettext("Firewall"), "security-high-symbolic"] = &gtk::Stack {
+                                    add_named[Some("denied")] = &adw::StatusPage {
+                                        set_icon_name: Some("system-lock-screen-symbolic"),
+                                        set_title: &gettext("Not allowed"),
+                                        #[watch]
+                                        set_description: Some(&glib::markup_escape_text(&model.denied_description())),
+
+                                        #[wrap(Some)]
+                                        set_child = &gtk::Button {
+                                            set_label: &gettext("Try Again"),
+                                            set_halign: gtk::Align::Center,
+                                            add_css_class: "pill",
+                                            #[watch]
+                                            set_sensitive: !model.busy,
+                                            connect_clicked => AppInput::Refresh,
+                                        },
+                                    },
+
+                                    add_named[Some("policy")] = &gtk::ScrolledWindow {
+                                        set_hscrollbar_policy: gtk::PolicyType::Never,
+
+                                        adw::Clamp {
+                                            set_maximum_size: 720,
+                                            set_margin_all: 18,
+
+                                            gtk::Box {
+                                                set_orientation: gtk::Orientation::Vertical,
+                                                set_spacing: 24,
+                                                append: model.status_view.widget(),
+                                                append: model.policy_view.widget(),
+                                            },
+                                        },
+                                    },
+
+                                    #[watch]
+                                    set_visible_child_name: model.firewall_page(),
+                                },
+                            },
+
+                            #[name = "switcher_bar"]
+                            adw::ViewSwitcherBar {
+                                set_stack: Some(&view_stack),
                             },
                         },
 
@@ -426,6 +694,7 @@ impl Component for App {
         let model = App {
             page: Page::Connecting,
             reason: String::new(),
+            firewall_refused: None,
             connection: None,
             busy: true,
             reload_queued: false,
@@ -433,11 +702,20 @@ impl Component for App {
             generation: None,
             stale_toast: None,
             toaster: Toaster::default(),
+            machines_view: MachinesView::builder()
+                .launch(())
+                .forward(sender.input_sender(), AppInput::Machine),
             status_view: StatusView::builder().launch(()).detach(),
             policy_view: PolicyView::builder().launch(()).detach(),
         };
         let toast_overlay = model.toaster.overlay_widget();
         let widgets = view_output!();
+        // The switcher moves from the header bar to the bottom when the window is narrow.
+        widgets
+            .switcher_title
+            .bind_property("title-visible", &widgets.switcher_bar, "reveal")
+            .sync_create()
+            .build();
 
         let shortcuts = gtk::ShortcutController::new();
         shortcuts.set_scope(gtk::ShortcutScope::Managed);
@@ -458,6 +736,7 @@ impl Component for App {
     fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, root: &Self::Root) {
         match message {
             AppInput::About => about(root),
+            AppInput::Machine(action) => self.machine(action, &sender),
             AppInput::Refresh => {
                 if self.busy {
                     self.reload_queued = true;
@@ -518,7 +797,7 @@ impl Component for App {
                 }
             }
             AppCmd::GenerationChanged(generation) => {
-                if self.generation != Some(generation) {
+                if self.generation != Some(generation) && self.firewall_refused.is_none() {
                     self.toast(&i18n_f(
                         "Generation {generation} is now live",
                         &[("generation", &generation.to_string())],
@@ -537,6 +816,53 @@ impl Component for App {
                 self.toast(&sentence);
                 // A closed bus connection is useless: open a new one on the next refresh.
                 self.connection = None;
+            }
+            AppCmd::VmStateChanged { name, state } => {
+                self.machines_view
+                    .emit(MachinesViewInput::StateChanged { name, state });
+            }
+            AppCmd::ConsoleOpened { name, result } => {
+                self.done(&name);
+                match result {
+                    Ok(launched) => {
+                        eprintln!(
+                            "palisade: console viewer for {name} started, pid {}, file {}",
+                            launched.pid,
+                            launched.file.display()
+                        );
+                        self.toast(&i18n_f(
+                            "The console of {name} opens in its own window",
+                            &[("name", &name)],
+                        ));
+                    }
+                    Err(e) => {
+                        self.toast(&e.sentence());
+                    }
+                }
+            }
+            AppCmd::VmStarted { name, result } => {
+                self.done(&name);
+                match result {
+                    Ok(info) => self.machines_view.emit(MachinesViewInput::StateChanged {
+                        name,
+                        state: info.state,
+                    }),
+                    Err(e) => {
+                        self.toast(&e.sentence());
+                    }
+                }
+            }
+            AppCmd::VmStopped { name, result } => {
+                self.done(&name);
+                match result {
+                    Ok(()) => self.machines_view.emit(MachinesViewInput::StateChanged {
+                        name,
+                        state: "shut down".to_owned(),
+                    }),
+                    Err(e) => {
+                        self.toast(&e.sentence());
+                    }
+                }
             }
         }
     }

@@ -4,6 +4,10 @@
 //! `cargo build`; without them the defaults below make a plain `cargo run` work. At run time the
 //! same `PALISADE_LOCALEDIR` variable, when set, points the app at freshly compiled catalogues
 //! (useful for `make demo` and translators checking their work without installing).
+//!
+//! Run-time environment variables the app honours: `PALISADE_LOCALEDIR` (above),
+//! `PALISADE_VIEWER` (the console viewer, see [`viewer`]), `DBUS_SYSTEM_BUS_ADDRESS` (the bus
+//! the helper is on) and `XDG_RUNTIME_DIR` (where console files are written).
 
 use std::path::PathBuf;
 
@@ -32,4 +36,11 @@ pub fn locale_dir() -> PathBuf {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(LOCALE_DIR),
     }
+}
+
+/// The Spice viewer started by **Open console**, given one argument: the `.vv` file. At run time
+/// `PALISADE_VIEWER`, when set and not empty, names another program: the end-to-end tests point
+/// it at a script that records what the viewer was given. Default: `remote-viewer` on `PATH`.
+pub fn viewer() -> std::ffi::OsString {
+    crate::viewer::program(std::env::var_os("PALISADE_VIEWER"))
 }

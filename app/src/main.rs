@@ -1,4 +1,5 @@
-//! Palisade's desktop app: shows the helper's status and the live firewall policy.
+//! Palisade's desktop app: "My machines" (the VMs and consoles the user may use, with one-click
+//! **Open console**), and the helper's status and the live firewall policy.
 //!
 //! The window talks to the root helper only through the proxies of the `palisade-dbus` contract
 //! crate, on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` selects a private bus for tests and
@@ -11,9 +12,13 @@ mod console_row;
 mod format;
 mod i18n;
 mod info_row;
+mod machine_row;
+mod machines;
+mod machines_view;
 mod policy_view;
 mod rule_row;
 mod status_view;
+mod viewer;
 mod vm_row;
 
 use relm4::gtk::glib;

@@ -4,22 +4,33 @@
 //! What the window shows is taken from its accessibility tree (`tests/tools/atspi_dump.py`), and
 //! a label counts only if it is really on screen: GTK 4.8 reports the pages of a stack that are
 //! not showing as "visible" too, so the tool asks the window what is drawn at the label's centre.
+//! Buttons and the page switcher are clicked through AT-SPI too (`tests/tools/atspi_action.py`,
+//! the "click" action a screen reader uses), never with synthetic mouse events.
+//!
+//! The app runs as root, or as a test user (`Gui::start_as`) whose session bus, app and AT-SPI
+//! tools all run as that user. **Open console** is tested with `PALISADE_VIEWER` pointing at a
+//! script that records what the viewer was given and then starts the real remote-viewer, which
+//! connects to the tiny guest's display.
 //!
 //! Each test gets its own X server (Xvfb), session bus and AT-SPI bus; all of them run inside
 //! the test's network namespace and are killed when the test ends, also on panic ([`Gui`]'s
 //! `Drop`, then the namespace's). Screenshots go to `tests/artifacts/` (git-ignored).
 //!
-//! Needs the Debian packages xvfb, dbus, at-spi2-core, python3-gi, gir1.2-atspi-2.0 and
-//! imagemagick (`tests/scripts/deps.sh`), and a debug build of `palisade`, `palisadectl` and
-//! `palisade-helper` (`cargo build -p palisade-helper -p palisade-app`).
+//! Needs the Debian packages xvfb, dbus, at-spi2-core, python3-gi, gir1.2-atspi-2.0,
+//! imagemagick and virt-viewer (`tests/scripts/deps.sh`), the test guest (tests/guest), and a
+//! debug build of `palisade`, `palisadectl` and `palisade-helper`
+//! (`cargo build -p palisade-helper -p palisade-app`).
 
 mod common;
 
 use common::*;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use palisade_tests::{describe, run_bounded, wait_until, workspace_dir, TestEnv};
+use palisade_tests::{
+    account, describe, run_bounded, wait_until, workspace_dir, TestEnv, ALICE, BOB,
+};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
@@ -45,6 +56,8 @@ const PYTHON: &str = "/usr/bin/python3";
 /// A running X server, session bus (with the AT-SPI bus it starts on demand) and app. Dropping it
 /// stops all of them.
 struct Gui {
+    /// Whom the session bus, the app and the AT-SPI tools run as (`None`: root).
+    user: Option<String>,
     app: Option<Child>,
     /// The session bus daemon; it leads a process group that the AT-SPI bus launcher, the AT-SPI
     /// bus and its registry join when the daemon activates them.
@@ -56,8 +69,15 @@ struct Gui {
 }
 
 impl Gui {
-    /// Starts Xvfb, a session bus and the app, pointed at `env`'s system bus.
+    /// Starts Xvfb, a session bus and the app as root, pointed at `env`'s system bus.
     fn start(env: &TestEnv) -> Gui {
+        Gui::start_as(env, None, &[])
+    }
+
+    /// Starts Xvfb (as root), then a session bus and the app as `user` with `app_env` added to
+    /// the app's environment. The user's HOME and XDG_RUNTIME_DIR are private folders of theirs.
+    fn start_as(env: &TestEnv, user: Option<&str>, app_env: &[(&str, &OsStr)]) -> Gui {
+        let owner = user.map(|u| account(u).unwrap_or_else(|e| panic!("{e:#}")));
         let dir = env.dir().join("gui");
         let home = dir.join("home");
         let runtime = dir.join("run");
@@ -65,9 +85,14 @@ impl Gui {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
                 .unwrap_or_else(|e| panic!("chmod {}: {e}", d.display()));
+            if let Some(owner) = &owner {
+                std::os::unix::fs::chown(d, Some(owner.uid), Some(owner.gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", d.display()));
+            }
         }
         let socket = dir.join("session_bus");
         let mut gui = Gui {
+            user: user.map(str::to_owned),
             app: None,
             session: None,
             xvfb: None,
@@ -77,20 +102,22 @@ impl Gui {
         };
 
         // X server: -displayfd makes it pick a free display and print its number once it
-        // accepts connections.
-        let mut cmd = command(
-            env,
-            &[
-                "Xvfb",
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1024x900x24",
-                "-nolisten",
-                "tcp",
-            ],
-        );
+        // accepts connections. With a test user's app, -ac lets that user connect too (only
+        // through the local socket: -nolisten tcp, in the test's own network namespace).
+        let mut argv = vec![
+            "Xvfb",
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1024x900x24",
+            "-nolisten",
+            "tcp",
+        ];
+        if user.is_some() {
+            argv.push("-ac");
+        }
+        let mut cmd = command(env, &argv);
         cmd.stdout(Stdio::piped())
             .stderr(log_file(&gui.dir.join("xvfb.log")))
             .process_group(0);
@@ -111,7 +138,7 @@ impl Gui {
 
         // Session bus, with the environment its activated services (the AT-SPI bus launcher)
         // inherit: a private HOME and XDG_RUNTIME_DIR, so the AT-SPI bus socket is private too.
-        let mut cmd = command(
+        let mut cmd = gui.command(
             env,
             &[
                 "dbus-daemon",
@@ -120,7 +147,6 @@ impl Gui {
                 &format!("--address={}", gui.session_address),
             ],
         );
-        gui.gui_env(&mut cmd);
         cmd.stdout(Stdio::null())
             .stderr(log_file(&gui.dir.join("session-bus.log")))
             .process_group(0);
@@ -144,8 +170,11 @@ impl Gui {
             "{} is missing: cargo build -p palisade-app --bin palisade",
             app.display()
         );
-        let mut cmd = command(env, &[app.as_os_str()]);
-        gui.gui_env(&mut cmd);
+        let app = env.user_path(&app);
+        let mut cmd = gui.command(env, &[app.as_os_str()]);
+        for (key, value) in app_env {
+            cmd.env(key, value);
+        }
         cmd.env("GDK_BACKEND", "x11")
             // Xvfb has no GPU.
             .env("GSK_RENDERER", "cairo")
@@ -168,12 +197,17 @@ impl Gui {
         gui
     }
 
-    /// The variables every GUI process of this test gets.
-    fn gui_env(&self, cmd: &mut Command) {
+    /// A command run in `env` as the GUI's user, with the variables every GUI process of this
+    /// test gets.
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, env: &TestEnv, argv: &[S]) -> Command {
+        let mut cmd = env
+            .command_as(self.user.as_deref(), argv)
+            .unwrap_or_else(|e| panic!("preparing {:?}: {e:#}", argv.first().map(AsRef::as_ref)));
         cmd.env("DISPLAY", &self.display)
             .env("HOME", self.dir.join("home"))
             .env("XDG_RUNTIME_DIR", self.dir.join("run"))
             .env("DBUS_SESSION_BUS_ADDRESS", &self.session_address);
+        cmd
     }
 
     /// Everything the app printed so far.
@@ -197,10 +231,9 @@ impl Gui {
 
     /// What the window shows now, read once over AT-SPI.
     fn dump(&self, env: &TestEnv) -> Result<Value, String> {
-        let tool = workspace_dir().join("tests/tools/atspi_dump.py");
-        let mut cmd = command(env, &[Path::new(PYTHON).as_os_str(), tool.as_os_str()]);
+        let tool = self.tool(env, "atspi_dump.py");
+        let mut cmd = self.command(env, &[Path::new(PYTHON).as_os_str(), tool.as_os_str()]);
         cmd.arg(APP_NAME);
-        self.gui_env(&mut cmd);
         let out = run_bounded(&mut cmd, DUMP_TIMEOUT);
         if !out.status.success() {
             return Err(describe(&out));
@@ -237,6 +270,49 @@ impl Gui {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The path of `tests/tools/NAME` where the GUI's user can run it (with atspi_dump.py
+    /// beside it, which the other tools import).
+    fn tool(&self, env: &TestEnv, name: &str) -> PathBuf {
+        let tools = workspace_dir().join("tests/tools");
+        env.user_path(&tools.join("atspi_dump.py"));
+        env.user_path(&tools.join(name))
+    }
+
+    /// Clicks the on-screen, enabled control `role` named `name` over AT-SPI (the "click"
+    /// action, as a screen reader user would), retrying until it is there or `timeout` runs
+    /// out (then panics with what the window showed).
+    #[track_caller]
+    fn click(&mut self, env: &TestEnv, role: &str, name: &str, timeout: Duration) {
+        let tool = self.tool(env, "atspi_action.py");
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.assert_running();
+            let mut cmd = self.command(env, &[Path::new(PYTHON).as_os_str(), tool.as_os_str()]);
+            cmd.args([APP_NAME, role, name, "click"]);
+            let out = run_bounded(&mut cmd, DUMP_TIMEOUT);
+            if out.status.success() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let shown = self.dump(env).map_or_else(|e| e, |t| outline(&t));
+                panic!(
+                    "could not click the {role} {name:?} within {timeout:?}: {}\n--- window\n\
+                     {shown}\n--- app log\n{}\n--- helper log\n{}",
+                    describe(&out),
+                    self.app_log(),
+                    env.helper_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Shows the page `title` of the window's view switcher.
+    #[track_caller]
+    fn show_page(&mut self, env: &TestEnv, title: &str) {
+        self.click(env, "page tab", title, SHOW_TIMEOUT);
     }
 
     /// Saves the whole screen as `tests/artifacts/NAME`.
@@ -428,6 +504,37 @@ fn vm_rows(tree: &Value) -> Vec<String> {
     out
 }
 
+/// Whether a button named `name` (its accessible name) is in the window. GTK 4.8 leaves hidden
+/// widgets out of the tree, so this is "visible", though perhaps insensitive.
+fn has_button(tree: &Value, name: &str) -> bool {
+    nodes(tree)
+        .iter()
+        .any(|n| role(n) == "push button" && self::name(n) == name)
+}
+
+/// Whether the button named `name` (its accessible name) is on screen and can be clicked: GTK
+/// picks (and so the AT-SPI tool finds at its place) only sensitive widgets.
+fn shows_button(tree: &Value, name: &str) -> bool {
+    nodes(tree)
+        .iter()
+        .filter(|n| role(n) == "push button" && self::name(n) == name)
+        .flat_map(|b| descendants(b))
+        .any(|n| role(n) == "label" && is_shown(n))
+}
+
+/// The names of the machines on screen in the "My machines" list, sorted.
+fn machine_rows(tree: &Value) -> Vec<String> {
+    let mut out: Vec<String> = nodes(tree)
+        .iter()
+        .filter(|n| role(n) == "list" && name(n) == "My machines")
+        .flat_map(|list| children(list))
+        .filter(|row| role(row) == "list item" && is_shown(row))
+        .map(|row| name(row).to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
 /// The tree as indented lines, for failure messages.
 fn outline(tree: &Value) -> String {
     fn walk(node: &Value, depth: usize, out: &mut String) {
@@ -480,6 +587,14 @@ fn window_shows_the_live_policy_and_follows_changes() {
     assert_eq!(apply_as_root(&env, "policy.toml", &example_policy()), 1);
     let mut gui = Gui::start(&env);
 
+    // "My machines" comes first; root may operate every VM of the policy.
+    gui.wait_for(
+        &env,
+        "My machines with the example's VMs",
+        SHOW_TIMEOUT,
+        |t| machine_rows(t) == ["banking", "work"],
+    );
+    gui.show_page(&env, "Firewall");
     let tree = gui.wait_for(
         &env,
         "generation 1 with the example's VMs",
@@ -583,9 +698,214 @@ fn window_without_helper_says_so_and_recovers_when_it_starts() {
     // When the helper appears on the bus, the window notices by itself.
     env.start_helper()
         .unwrap_or_else(|e| panic!("starting the helper: {e:#}"));
+    gui.wait_for(&env, "My machines", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "No machines yet") && !shows_label(t, "The helper is not reachable")
+    });
+    gui.show_page(&env, "Firewall");
     gui.wait_for(&env, "the helper's status", UPDATE_TIMEOUT, |t| {
         row_values(t, "Live generation") == ["None applied yet"]
             && !shows_label(t, "The helper is not reachable")
     });
+    gui.assert_running();
+}
+
+/// A stand-in for remote-viewer: it records how it was called and the `.vv` file's mode and
+/// contents into `record` (owned by `user`), then hands over to the real remote-viewer. Returns
+/// the script's path.
+fn recording_viewer(env: &TestEnv, user: &str, record: &Path) -> PathBuf {
+    let owner = account(user).unwrap_or_else(|e| panic!("{e:#}"));
+    std::fs::create_dir(record).unwrap_or_else(|e| panic!("creating {}: {e}", record.display()));
+    std::os::unix::fs::chown(record, Some(owner.uid), Some(owner.gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", record.display()));
+    let bin = env.dir().join("viewer-bin");
+    std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("creating {}: {e}", bin.display()));
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", bin.display()));
+    let script = bin.join("viewer.sh");
+    let text = format!(
+        r#"#!/bin/sh
+# Records what the app gave the viewer, then starts the real one with the same arguments.
+rec='{record}'
+printf '%s\n' "$@" > "$rec/argv.tmp"
+tr '\0' '\n' < /proc/$$/cmdline > "$rec/cmdline.tmp"
+stat -c %a "$1" > "$rec/mode.tmp"
+cat "$1" > "$rec/vv.tmp"
+for f in argv cmdline mode vv; do mv "$rec/$f.tmp" "$rec/$f"; done
+exec remote-viewer "$@"
+"#,
+        record = record.display()
+    );
+    std::fs::write(&script, text).unwrap_or_else(|e| panic!("writing {}: {e}", script.display()));
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", script.display()));
+    script
+}
+
+/// The `.vv` files in `dir`.
+fn vv_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "vv"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn my_machines_starts_a_vm_and_opens_its_console_in_one_click() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    create_work(&env, "pal.stay=1");
+    let record = env.dir().join("viewer-record");
+    let viewer = recording_viewer(&env, ALICE, &record);
+    let mut gui = Gui::start_as(
+        &env,
+        Some(ALICE),
+        &[("PALISADE_VIEWER", viewer.as_os_str())],
+    );
+    let runtime = gui.dir.join("run");
+
+    // Alice's machine, shut down: Start is offered, the console button waits for the VM.
+    gui.wait_for(&env, "work, shut down", SHOW_TIMEOUT, |t| {
+        machine_rows(t) == ["work"]
+            && row_values(t, "work").iter().any(|v| v == "Shut down")
+            && shows_button(t, "Start work")
+            && has_button(t, "Open console of work")
+            && !has_button(t, "Stop work")
+    });
+    gui.screenshot(&env, "app-machines.png");
+
+    // Start from the window; the row follows the helper's StateChanged.
+    gui.click(&env, "push button", "Start work", UPDATE_TIMEOUT);
+    wait_state(&env, "running", Duration::from_secs(30));
+    gui.wait_for(&env, "work running", UPDATE_TIMEOUT, |t| {
+        row_values(t, "work").iter().any(|v| v == "Running") && shows_button(t, "Stop work")
+    });
+
+    // Without a viewer to start, the click ends in a toast saying so and leaves no file.
+    let away = viewer.with_extension("away");
+    std::fs::rename(&viewer, &away).unwrap_or_else(|e| panic!("{e}"));
+    gui.click(&env, "push button", "Open console of work", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "that the viewer is missing", UPDATE_TIMEOUT, |t| {
+        shows_label_containing(t, "is not installed (Debian package virt-viewer)")
+    });
+    assert_eq!(vv_files(&runtime), Vec::<PathBuf>::new());
+    std::fs::rename(&away, &viewer).unwrap_or_else(|e| panic!("{e}"));
+
+    // One click: a ticket from the helper, a private .vv file, the viewer.
+    gui.click(&env, "push button", "Open console of work", UPDATE_TIMEOUT);
+    assert!(
+        wait_until(Duration::from_secs(20), || record.join("vv").exists()),
+        "the viewer was not started\n--- app log\n{}\n--- helper log\n{}",
+        gui.app_log(),
+        env.helper_log()
+    );
+    let read = |f: &str| read(&record.join(f));
+    let vv = read("vv");
+    let argv: Vec<String> = read("argv").lines().map(str::to_owned).collect();
+    assert_eq!(read("mode").trim(), "600", "the .vv file's mode");
+    assert_eq!(
+        argv.len(),
+        1,
+        "the viewer gets the file and nothing else: {argv:?}"
+    );
+    assert!(
+        argv[0].starts_with(&runtime.to_string_lossy().into_owned()),
+        "the .vv file is not in XDG_RUNTIME_DIR: {argv:?}"
+    );
+    let port = vm_state(&env)["spice_port"].as_u64().unwrap_or(0);
+    let lines: Vec<&str> = vv.lines().collect();
+    assert_eq!(lines.first(), Some(&"[virt-viewer]"), "{vv}");
+    for line in [
+        "type=spice",
+        &format!("port={port}"),
+        "title=work",
+        "delete-this-file=1",
+    ] {
+        assert!(lines.contains(&line), "{line} missing in\n{vv}");
+    }
+    let password = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap_or_default();
+    assert!(!password.is_empty(), "no password in\n{vv}");
+    assert!(
+        !read("cmdline").contains(password),
+        "the password is on the viewer's command line"
+    );
+    gui.wait_for(
+        &env,
+        "the toast of the opened console",
+        UPDATE_TIMEOUT,
+        |t| shows_label(t, "The console of work opens in its own window"),
+    );
+
+    // Behind the recorder the real remote-viewer connects with that ticket, and the file is gone.
+    let channels = || vm_state(&env)["viewer_channels"].as_u64().unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || channels() >= 2),
+        "remote-viewer did not connect (channels: {})\n--- app log\n{}\n--- helper log\n{}",
+        channels(),
+        gui.app_log(),
+        env.helper_log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || vv_files(&runtime).is_empty()),
+        "the .vv file outlived the viewer's start: {:?}",
+        vv_files(&runtime)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    gui.screenshot(&env, "app-console.png");
+
+    // Stop from the window.
+    gui.click(&env, "push button", "Stop work", UPDATE_TIMEOUT);
+    wait_state(&env, "shut down", Duration::from_secs(90));
+    gui.wait_for(&env, "work shut down again", UPDATE_TIMEOUT, |t| {
+        row_values(t, "work").iter().any(|v| v == "Shut down") && shows_button(t, "Start work")
+    });
+
+    // The admin takes the console away: the button goes with the new generation.
+    apply(
+        &env,
+        &vm_policy("pal.stay=1", "\"pal-alice\"").replace(
+            r#"console = { users = ["pal-alice"] }"#,
+            "console = { users = [] }",
+        ),
+        &[],
+    );
+    gui.wait_for(
+        &env,
+        "work without its console button",
+        UPDATE_TIMEOUT,
+        |t| {
+            machine_rows(t) == ["work"]
+                && shows_button(t, "Start work")
+                && !has_button(t, "Open console of work")
+        },
+    );
+    gui.assert_running();
+}
+
+#[test]
+fn a_user_refused_everything_is_told_so_on_both_pages() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    assert_eq!(apply_as_root(&env, "policy.toml", &example_policy()), 1);
+    let mut gui = Gui::start_as(&env, Some(BOB), &[]);
+    gui.wait_for(&env, "no machines for bob", SHOW_TIMEOUT, |t| {
+        shows_label(t, "No machines for your account") && machine_rows(t).is_empty()
+    });
+    gui.show_page(&env, "Firewall");
+    let tree = gui.wait_for(&env, "the firewall refused to bob", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Not allowed")
+    });
+    assert!(
+        row_values(&tree, "Live generation").is_empty(),
+        "{}",
+        outline(&tree)
+    );
     gui.assert_running();
 }

@@ -1,0 +1,249 @@
+//! "My machines" as data: the VMs and remote consoles of this user, merged from `Consoles.List`
+//! (what the user may open) and `Vms.List` (what the user may operate or open, with state), and
+//! the words for their states. Pure functions, unit-tested without a display.
+
+use crate::i18n::{gettext, i18n_f};
+use palisade_dbus::types::{ConsoleInfo, VmInfo};
+
+/// Where a machine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A VM on this host.
+    Local,
+    /// A Spice server on another host (console client role).
+    Remote,
+}
+
+/// One row of "My machines".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The VM's or remote console's name.
+    pub name: String,
+    /// Local VM or remote console.
+    pub kind: Kind,
+    /// A local VM's state as the helper names it (`running`, `shut down`, ...); empty for
+    /// remote consoles.
+    pub state: String,
+    /// How a running VM runs (`ephemeral`, `update`, `install`); empty otherwise.
+    pub mode: String,
+    /// Where a remote console is (host and port); empty for local VMs.
+    pub host: String,
+    /// The remote console's port.
+    pub port: u16,
+    /// Whether a remote console uses TLS.
+    pub tls: bool,
+    /// Whether the user may open its console (it is in `Consoles.List`).
+    pub console: bool,
+    /// Whether the user may start and stop it (it is in `Vms.List`).
+    pub operate: bool,
+}
+
+impl Machine {
+    /// Whether a local VM is known not to run, so there is no display to open.
+    pub fn is_off(&self) -> bool {
+        self.kind == Kind::Local && matches!(self.state.as_str(), "shut down" | "crashed")
+    }
+
+    /// Whether the **Start** button belongs on its row.
+    pub fn can_start(&self) -> bool {
+        self.operate && self.is_off()
+    }
+
+    /// Whether the **Stop** button belongs on its row.
+    pub fn can_stop(&self) -> bool {
+        self.operate && self.kind == Kind::Local && !self.state.is_empty() && !self.is_off()
+    }
+
+    /// Whether **Open console** can work now (the helper decides in the end).
+    pub fn can_open(&self) -> bool {
+        self.console && !self.is_off()
+    }
+
+    /// The line under the machine's name.
+    pub fn summary(&self) -> String {
+        match self.kind {
+            Kind::Local => state_words(&self.state, &self.mode),
+            Kind::Remote => {
+                let address = if self.host.contains(':') {
+                    format!("[{}]:{}", self.host, self.port)
+                } else {
+                    format!("{}:{}", self.host, self.port)
+                };
+                if self.tls {
+                    i18n_f("Remote console at {address}, TLS", &[("address", &address)])
+                } else {
+                    i18n_f("Remote console at {address}", &[("address", &address)])
+                }
+            }
+        }
+    }
+}
+
+/// The rows for what the helper listed: every VM of `vms` (with start and stop), every console
+/// of `consoles` (with **Open console**), each name once. Local VMs first, then remote
+/// consoles, each by name. `None` stands for a list the helper would not give; without the
+/// console list, a VM's own `console_allowed` says whether its console may be opened.
+pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Machine> {
+    let mut out: Vec<Machine> = vms
+        .unwrap_or_default()
+        .iter()
+        .map(|vm| Machine {
+            name: vm.name.clone(),
+            kind: Kind::Local,
+            state: vm.state.clone(),
+            mode: vm.mode.clone(),
+            host: String::new(),
+            port: 0,
+            tls: false,
+            console: consoles.is_none() && vm.console_allowed,
+            operate: true,
+        })
+        .collect();
+    for c in consoles.unwrap_or_default() {
+        let kind = if c.kind == "remote" {
+            Kind::Remote
+        } else {
+            Kind::Local
+        };
+        if let Some(m) = out.iter_mut().find(|m| m.name == c.name && m.kind == kind) {
+            m.console = true;
+            continue;
+        }
+        out.push(Machine {
+            name: c.name.clone(),
+            kind,
+            state: c.state.clone(),
+            mode: String::new(),
+            host: if kind == Kind::Remote {
+                c.host.clone()
+            } else {
+                String::new()
+            },
+            port: if kind == Kind::Remote { c.port } else { 0 },
+            tls: kind == Kind::Remote && c.tls,
+            console: true,
+            operate: false,
+        });
+    }
+    out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    out
+}
+
+/// A VM's state (and how it runs) in words.
+pub fn state_words(state: &str, mode: &str) -> String {
+    match (state, mode) {
+        ("running", "update") => gettext("Running in update mode: changes are kept"),
+        ("running", "install") => gettext("Running the installer"),
+        // Translators: a VM's state. Changes made inside it are thrown away when it stops.
+        ("running", _) => gettext("Running"),
+        // Translators: a VM's state.
+        ("paused", _) => gettext("Paused"),
+        // Translators: a VM's state.
+        ("shut down", _) => gettext("Shut down"),
+        // Translators: a VM's state: QEMU ended unexpectedly.
+        ("crashed", _) => gettext("Crashed"),
+        // Translators: a VM's state.
+        ("starting", _) => gettext("Starting…"),
+        // Translators: a VM's state.
+        ("stopping", _) => gettext("Stopping…"),
+        ("", _) => gettext("State unknown"),
+        (other, _) => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(name: &str, state: &str) -> VmInfo {
+        // From JSON, so that fields added to the contract later need no change here.
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "state": state,
+            "mode": "",
+            "spice_port": 5900,
+            "pid": 0,
+            "base_version": 1,
+            "pending_version": 0,
+            "console_allowed": true,
+            "viewer_channels": 0,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn console(name: &str, kind: &str, state: &str) -> ConsoleInfo {
+        ConsoleInfo {
+            name: name.into(),
+            kind: kind.into(),
+            state: state.into(),
+            host: "192.0.2.10".into(),
+            port: 5901,
+            tls: true,
+        }
+    }
+
+    #[test]
+    fn merges_vms_and_consoles_once_each() {
+        let vms = [vm("work", "running"), vm("build", "shut down")];
+        let consoles = [
+            console("work", "local", "running"),
+            console("server", "remote", ""),
+            console("banking", "local", "shut down"),
+        ];
+        let rows = merge(Some(&consoles), Some(&vms));
+        let names: Vec<(&str, Kind, bool, bool)> = rows
+            .iter()
+            .map(|m| (m.name.as_str(), m.kind, m.console, m.operate))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("banking", Kind::Local, true, false),
+                ("build", Kind::Local, false, true),
+                ("work", Kind::Local, true, true),
+                ("server", Kind::Remote, true, false),
+            ]
+        );
+        let work = &rows[2];
+        assert!(work.can_open() && work.can_stop() && !work.can_start());
+        let build = &rows[1];
+        assert!(!build.can_open() && build.can_start() && !build.can_stop());
+        let banking = &rows[0];
+        assert!(!banking.can_open() && !banking.can_start() && !banking.can_stop());
+        let server = &rows[3];
+        assert!(server.can_open() && !server.can_start() && !server.can_stop());
+        assert_eq!(server.summary(), "Remote console at 192.0.2.10:5901, TLS");
+        assert!(work.host.is_empty() && work.port == 0);
+    }
+
+    #[test]
+    fn a_list_the_helper_refused_leaves_the_other() {
+        let consoles = [console("work", "local", "running")];
+        let rows = merge(Some(&consoles), None);
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].console && !rows[0].operate && !rows[0].can_stop());
+        let vms = [vm("work", "shut down")];
+        let rows = merge(None, Some(&vms));
+        assert!(rows[0].console && rows[0].can_start() && !rows[0].can_open());
+        let rows = merge(Some(&[]), Some(&vms));
+        assert!(!rows[0].console);
+        assert!(merge(None, None).is_empty());
+    }
+
+    #[test]
+    fn names_states() {
+        assert_eq!(state_words("running", "ephemeral"), "Running");
+        assert_eq!(
+            state_words("running", "update"),
+            "Running in update mode: changes are kept"
+        );
+        assert_eq!(state_words("shut down", ""), "Shut down");
+        assert_eq!(state_words("weird", ""), "weird");
+        let mut m = merge(None, Some(&[vm("v6", "")]))[0].clone();
+        m.kind = Kind::Remote;
+        m.host = "2001:db8::1".into();
+        m.port = 5900;
+        m.tls = false;
+        assert_eq!(m.summary(), "Remote console at [2001:db8::1]:5900");
+    }
+}

@@ -18,7 +18,7 @@ mod machines_view;
 mod policy_view;
 mod rule_row;
 mod status_view;
-mod viewer;
+use palisade_app::viewer;
 mod vm_row;
 
 use relm4::gtk::glib;

@@ -13,6 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -68,9 +69,14 @@ pub fn open(ticket: &ConsoleTicket, program: &OsStr) -> Result<Launched, ViewerE
             source,
         }
     })?;
+    // Its own process group and no ties to our output: the viewer outlives `palisadectl` and
+    // the app, and a caller waiting for our output never waits for the viewer too.
     let child = Command::new(program)
         .arg(&file)
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|source| {
             remove_quietly(&file);

@@ -16,6 +16,7 @@
 
 mod bus;
 mod env;
+mod guest;
 mod helper;
 mod netns;
 mod paths;
@@ -25,6 +26,7 @@ mod users;
 
 pub use bus::name_has_owner;
 pub use env::{TestEnv, TMP_PREFIX};
+pub use guest::{build_guest, install_guest_kernel};
 pub use netns::{list_netns, NETNS_PREFIX};
 pub use nix::sys::signal::Signal;
 pub use paths::{bin_dir, workspace_dir};

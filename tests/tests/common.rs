@@ -181,18 +181,6 @@ pub fn counter(env: &TestEnv, chain: &str, comment: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter on rule {comment:?} in chain {chain}: {v}"))
 }
 
-/// Builds the guest (once; build.sh is idempotent) and returns its folder.
-pub fn guest() -> PathBuf {
-    let out = palisade_tests::workspace_dir().join("target/guest");
-    let status = std::process::Command::new("bash")
-        .arg(palisade_tests::workspace_dir().join("tests/guest/build.sh"))
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "building the test guest failed");
-    out
-}
-
 /// A policy with VM `work` booting the tiny guest with `cmdline`; alice operates it.
 pub fn vm_policy(cmdline: &str, operators: &str) -> String {
     vm_policy_with(cmdline, operators, "", "")
@@ -249,10 +237,7 @@ pub fn create_work(env: &TestEnv, cmdline: &str) {
             ],
         ),
     );
-    let dir = images(env);
-    for file in ["vmlinuz", "initrd.img"] {
-        std::fs::copy(guest().join(file), dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
-    }
+    palisade_tests::install_guest_kernel(env, "work").unwrap_or_else(|e| panic!("{e:#}"));
     apply(env, &vm_policy(cmdline, "\"pal-alice\""), &[]);
 }
 

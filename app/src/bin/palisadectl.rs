@@ -618,23 +618,13 @@ async fn console(
         }
         ConsoleCommand::Open { name, print_vv } => {
             let ticket = proxy.open(name).await?;
-            let vv = palisade_dbus::vv::vv_file(&ticket);
             if *print_vv {
+                let vv = palisade_dbus::vv::vv_file(&ticket);
                 print(json, &ticket, || vv.clone());
             } else {
-                let file = write_vv(&ticket.name, &vv)?;
-                let viewer =
-                    std::env::var_os("PALISADE_VIEWER").unwrap_or_else(|| "remote-viewer".into());
-                // The password travels in the file (0600, deleted by the viewer), never in argv.
-                std::process::Command::new(&viewer)
-                    .arg(&file)
-                    .spawn()
-                    .map_err(|e| {
-                        Error::InvalidArgument(format!(
-                            "cannot start {}: {e}",
-                            viewer.to_string_lossy()
-                        ))
-                    })?;
+                let program = palisade_app::viewer::program(std::env::var_os("PALISADE_VIEWER"));
+                palisade_app::viewer::open(&ticket, &program)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
                 print(
                     json,
                     &serde_json::json!({ "opened": ticket.name, "port": ticket.port }),
@@ -644,28 +634,6 @@ async fn console(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes a .vv file readable by the caller alone, in their runtime folder (or a fresh private
-/// folder under /tmp when there is none).
-fn write_vv(name: &str, contents: &str) -> Result<PathBuf, Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if std::path::Path::new(&d).is_dir() => PathBuf::from(d),
-        _ => nix::unistd::mkdtemp("/tmp/palisade-console-XXXXXX")
-            .map_err(|e| Error::InvalidArgument(format!("cannot create a private folder: {e}")))?,
-    };
-    let path = dir.join(format!("palisade-{name}-{}.vv", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::InvalidArgument(format!("cannot write {}: {e}", path.display())))?;
-    file.write_all(contents.as_bytes())
-        .map_err(|e| Error::InvalidArgument(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
 }
 
 /// Opens an installer ISO as the caller: the helper gets the open file, never a path, so it can

@@ -82,8 +82,205 @@ fn main() -> Result<()> {
         format!("polkitd {} / dbus-daemon {}", mib(polkit_rss), mib(bus_rss)),
         "< 15 MB".into(),
     ));
+    rows.extend(rt.block_on(vm_and_console_rows(&env))?);
     print_table(&rows);
     Ok(())
+}
+
+type Row = (String, String, String, String);
+
+/// VM start (call until QMP answers and the Spice port listens; guest boot excluded), next to
+/// QEMU alone reaching its QMP greeting with the same kind of machine; then console tickets and
+/// the whole "Open console" path until a real remote-viewer is connected.
+async fn vm_and_console_rows(env: &TestEnv) -> Result<Vec<Row>> {
+    let admin = |args: &[&str]| -> Result<()> {
+        let out = env.palisadectl(Some(palisade_tests::ADMIN), args);
+        anyhow::ensure!(
+            out.status.success(),
+            "palisadectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let policy = |doc: &str| -> Result<()> {
+        let file = env.write_file("bench-vm.toml", doc)?;
+        admin(&["policy", "apply", &file.to_string_lossy()])
+    };
+    policy("[settings]\naccel = \"tcg\"\n")?;
+    admin(&[
+        "vm",
+        "create",
+        "work",
+        "--disk-size",
+        "16M",
+        "--memory",
+        "256M",
+        "--cpus",
+        "1",
+    ])?;
+    palisade_tests::install_guest_kernel(env, "work")?;
+    policy(concat!(
+        "[settings]\naccel = \"tcg\"\n[[vm]]\nname = \"work\"\nmemory = 256\ncpus = 1\n",
+        "kernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\ncmdline = \"console=ttyS0 quiet pal.stay=1\"\n",
+        "operators = { users = [\"pal-alice\"] }\nconsole = { users = [\"pal-alice\"] }\n"
+    ))?;
+    let conn = zbus::connection::Builder::address(env.bus_address())
+        .build()
+        .await?;
+    let vms = palisade_dbus::proxy::VmsProxy::new(&conn).await?;
+    let mut starts = Vec::new();
+    for _ in 0..VM_RUNS {
+        let started = Instant::now();
+        vms.start("work", "ephemeral").await?;
+        starts.push(started.elapsed());
+        vms.stop("work", true, 0).await?;
+    }
+    let qemu_alone = qemu_greeting_anchor()?;
+    let mut rows = vec![(
+        format!("VM start, TCG (median of {VM_RUNS})"),
+        ms(median(&mut starts)),
+        format!("QEMU alone to its QMP greeting: {}", ms(qemu_alone)),
+        "< 500 ms (TCG)".into(),
+    )];
+
+    vms.start("work", "ephemeral").await?;
+    let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/console_flood.py"));
+    let out = env.run_as(
+        Some(palisade_tests::ALICE),
+        &["/usr/bin/python3", &tool.to_string_lossy(), "work", "20"],
+    );
+    let flood: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("console_flood output")?;
+    rows.push((
+        "OpenConsole call (median of 20, new QMP password each)".into(),
+        format!("{} ms", flood["median_ms"]),
+        "-".into(),
+        "-".into(),
+    ));
+    if let Some(viewer) = viewer_connect_time(env, &vms).await? {
+        rows.push((
+            "Open console -> remote-viewer connected".into(),
+            ms(viewer),
+            "-".into(),
+            "< 1 s".into(),
+        ));
+    }
+    vms.stop("work", true, 0).await?;
+    Ok(rows)
+}
+
+const VM_RUNS: usize = 20;
+
+/// QEMU with the same kind of machine, no disks, until its QMP greeting arrives on stdout.
+fn qemu_greeting_anchor() -> Result<Duration> {
+    use std::io::BufRead;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut child = std::process::Command::new("qemu-system-x86_64")
+            .args([
+                "-machine",
+                "q35,accel=tcg",
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-m",
+                "256",
+            ])
+            .args([
+                "-qmp",
+                "stdio",
+                "-spice",
+                "port=5990,addr=127.0.0.1,disable-ticketing=on",
+                "-device",
+                "qxl-vga",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut line)?;
+        }
+        times.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ok(median(&mut times))
+}
+
+/// `palisadectl console open work` as alice with a real remote-viewer on a private Xvfb, until
+/// the VM reports the viewer's channels connected. `None` when no Xvfb could be started.
+async fn viewer_connect_time(
+    env: &TestEnv,
+    vms: &palisade_dbus::proxy::VmsProxy<'_>,
+) -> Result<Option<Duration>> {
+    let display = ":177";
+    let Ok(mut xvfb) = std::process::Command::new("Xvfb")
+        .args([
+            display,
+            "-screen",
+            "0",
+            "1024x768x24",
+            "-ac",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return Ok(None);
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let ctl = env.user_path(&env.bin_dir().join("palisadectl"));
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let out = env.run_as(
+            Some(palisade_tests::ALICE),
+            &[
+                "env",
+                &format!("DISPLAY={display}"),
+                "NO_AT_BRIDGE=1",
+                &ctl.to_string_lossy(),
+                "console",
+                "open",
+                "work",
+            ],
+        );
+        anyhow::ensure!(
+            out.status.success(),
+            "console open: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        loop {
+            let connected = vms
+                .list()
+                .await?
+                .iter()
+                .any(|v| v.name == "work" && v.viewer_channels >= 2);
+            if connected {
+                times.push(started.elapsed());
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the viewer never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = env.run_as(
+            None,
+            &["pkill", "-u", palisade_tests::ALICE, "remote-viewer"],
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = xvfb.kill();
+    let _ = xvfb.wait();
+    Ok(Some(median(&mut times)))
 }
 
 /// `n` accepting rules to distinct addresses. Mergeable rules share port 443, so the compiler

@@ -149,6 +149,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         loop {
             match states.recv().await {
                 Ok((name, state)) => {
+                    if let Ok(iface) = connection
+                        .object_server()
+                        .interface::<_, bus::vms::VmsIface>(OBJECT_PATH)
+                        .await
+                    {
+                        let _ = iface.get().await.states_invalidate(&emitter).await;
+                    }
                     if let Err(e) = bus::vms::VmsIface::state_changed(&emitter, &name, &state).await
                     {
                         tracing::warn!("cannot announce {name} {state}: {e}");

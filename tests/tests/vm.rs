@@ -139,6 +139,19 @@ fn a_running_vm_is_confined_stoppable_takes_usb_and_survives_a_helper_restart() 
         field("Seccomp:")
     );
 
+    // The state is also a D-Bus property, readable by the VM's operator.
+    let script = "import dbus; o = dbus.SystemBus().get_object('io.palisade.Helper1', '/io/palisade/Helper1', introspect=False); \
+                  print({str(k): str(v) for k, v in o.Get('io.palisade.Helper1.Vms', 'States', dbus_interface='org.freedesktop.DBus.Properties').items()})";
+    let out = ok(
+        &env,
+        env.run_as(Some(ALICE), &["/usr/bin/python3", "-c", script]),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("'work': 'running'"),
+        "{}",
+        text(&out)
+    );
+
     // USB through QMP device_add/device_del, with an emulated device (CI has no real one).
     let out = ok(
         &env,
@@ -262,4 +275,35 @@ fn bad_vm_input_is_refused_and_creates_nothing() {
         "an install attempt created an image (v1, versions.json, kernel, initrd)"
     );
     assert_eq!(common::generation(&env), generation);
+}
+
+#[test]
+fn nothing_is_hidden_show_and_guest_firewall() {
+    let env = start();
+    create_work(&env, "pal.stay=1");
+    let out = ok(&env, env.palisadectl(Some(ALICE), &["vm", "show", "work"]));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        "qemu-system-x86_64",
+        "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        "-nodefaults -no-user-config",
+        "chain vm_work",
+        "tcp dport 8443",
+    ] {
+        assert!(shown.contains(needle), "vm show lacks {needle:?}:\n{shown}");
+    }
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "guest-firewall", "work"]),
+    );
+    let ruleset = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Inside the guest the host's loopback listener is 10.0.2.2.
+    assert!(
+        ruleset.contains("10.0.2.2") && ruleset.contains("8443"),
+        "{ruleset}"
+    );
+    let file = env
+        .write_file("guest.nft", &ruleset)
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(&env, env.nft(&["-c", "-f", &file.to_string_lossy()]));
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Calls every method of every io.palisade.* interface of the helper once, with harmless
-arguments built from the introspected signature, and prints one JSON line per call:
+arguments built from the introspected signature, and reads every property; prints one JSON
+line per call (properties carry "property" instead of "method"):
 {"interface": ..., "method": ..., "error": "<D-Bus error name or null>", "seconds": ...}.
 Run as the user whose refusal is being tested; DBUS_SYSTEM_BUS_ADDRESS selects the bus.
 Uses python3-dbus, which (unlike dbus-send) can pass file descriptors and booleans.
@@ -46,6 +47,15 @@ def main():
             except dbus.exceptions.DBusException as e:
                 error = e.get_dbus_name()
             print(json.dumps({"interface": name, "method": method.get("name"), "error": error,
+                              "seconds": round(time.monotonic() - started, 3)}), flush=True)
+        for prop in iface.findall("property"):
+            started = time.monotonic()
+            error = None
+            try:
+                obj.Get(name, prop.get("name"), dbus_interface="org.freedesktop.DBus.Properties", timeout=30)
+            except dbus.exceptions.DBusException as e:
+                error = e.get_dbus_name()
+            print(json.dumps({"interface": name, "property": prop.get("name"), "error": error,
                               "seconds": round(time.monotonic() - started, 3)}), flush=True)
 
 

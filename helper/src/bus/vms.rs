@@ -12,6 +12,7 @@ use crate::vm::{guest_firewall, images, usb};
 use palisade_dbus::policy::{names::quote, Policy, Vm, VmName};
 use palisade_dbus::types::{AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo};
 use palisade_dbus::{Action, Error};
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -398,6 +399,38 @@ impl VmsIface {
     ) -> Result<Vec<AttachedDevice>, Error> {
         let (_, _, vm) = self.authorize_vm(&header, Action::VmOperate, name).await?;
         self.supervisor.attached(&vm.name).await
+    }
+
+    /// Every VM's state, by name. Readable with `vm.operate`; changes are announced by
+    /// invalidation only, so the values never travel in a broadcast anyone may receive.
+    #[zbus(property(emits_changed_signal = "invalidates"))]
+    async fn states(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> zbus::fdo::Result<HashMap<String, String>> {
+        let Some(header) = header else {
+            return Err(zbus::fdo::Error::AccessDenied(
+                "the VM states are read through the bus only".into(),
+            ));
+        };
+        let caller = self
+            .authority
+            .check(&header, Action::VmOperate)
+            .await
+            .map_err(|e| zbus::fdo::Error::AccessDenied(e.sentence()))?;
+        let admin = self.authority.allows(&header, Action::VmManage).await;
+        let (_, policy) = self.firewall.live_policy().await;
+        let mut states = HashMap::new();
+        for vm in &policy.vms {
+            if admin || is_granted(&vm.operators, caller.uid) || is_granted(&vm.console, caller.uid)
+            {
+                states.insert(
+                    vm.name.to_string(),
+                    self.supervisor.state_of(&vm.name).await,
+                );
+            }
+        }
+        Ok(states)
     }
 
     /// A VM's state changed.

@@ -603,6 +603,15 @@ impl Supervisor {
         })
     }
 
+    /// The state of `name`: its running state, or `shut down`.
+    pub async fn state_of(&self, name: &VmName) -> String {
+        self.running
+            .lock()
+            .await
+            .get(name)
+            .map_or_else(|| "shut down".to_owned(), |r| r.state.clone())
+    }
+
     /// `info` by VM.
     pub async fn info_of(&self, vm: &Vm, console_allowed: bool) -> Result<VmInfo, Error> {
         self.info(vm, &self.images(vm), console_allowed).await

@@ -112,6 +112,11 @@ pub struct Display {
     pub video: Video,
     /// Copy and paste between guest and viewer (through the Spice agent).
     pub clipboard: bool,
+    /// Spice over TLS, with a certificate from Palisade's own CA (which the ticket carries).
+    pub tls: bool,
+    /// The address Spice listens on: loopback unless other machines should reach it, which
+    /// requires `tls`.
+    pub address: std::net::IpAddr,
 }
 
 /// The emulated graphics card.

@@ -70,6 +70,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let supervisor = vm::supervisor::Supervisor::new(vm::supervisor::Paths {
         images: args.state_dir.join("images"),
         run: args.state_dir.join("run"),
+        state: args.state_dir.clone(),
     });
     supervisor.adopt(&firewall.live_policy().await.1).await;
 

@@ -9,4 +9,5 @@ pub mod images;
 pub mod qemu;
 pub mod qmp;
 pub mod supervisor;
+pub mod tls;
 pub mod usb;

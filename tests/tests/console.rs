@@ -392,3 +392,56 @@ fn a_real_viewer_connects_and_losing_access_disconnects_it() {
     }
     let _ = env.run_as(None, &["pkill", "-u", "pal-alice", "remote-viewer"]);
 }
+
+#[test]
+fn spice_over_tls_with_the_palisade_ca() {
+    let env = start();
+    running_work(&env, "", "");
+    let tls = vm_policy_with("pal.stay=1", "\"pal-alice\"", "", "").replace(
+        "console = { users = [\"pal-alice\"] }",
+        "console = { users = [\"pal-alice\"] }\ndisplay = { tls = true }",
+    );
+    ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "stop", "work", "--force"]),
+    );
+    apply(&env, &tls, &[]);
+    ok(&env, env.palisadectl(Some(ALICE), &["vm", "start", "work"]));
+    let t = ticket(&env, ALICE);
+    assert_eq!(t["tls"], true, "{t}");
+    let ca = t["ca_pem"].as_str().unwrap_or_default().to_owned();
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{t}");
+    let (port, password) = (
+        t["port"].as_u64().unwrap_or(0),
+        t["password"].as_str().unwrap_or("").to_owned(),
+    );
+    let ca_file = env
+        .write_file("ca.pem", &ca)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/spice_link.py"));
+    let link = |extra: &[&str]| {
+        let mut argv = vec![
+            "/usr/bin/python3".to_owned(),
+            tool.to_string_lossy().into_owned(),
+            "127.0.0.1".into(),
+            port.to_string(),
+            password.clone(),
+        ];
+        argv.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = env.run_as(Some(ALICE), &argv);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(link(&["--tls", &ca_file.to_string_lossy()]), "ok");
+    // No plain-text port exists: speaking plain Spice to the TLS port fails.
+    assert_ne!(link(&[]), "ok");
+    let vv = ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["console", "open", "work", "--print-vv"]),
+    );
+    let vv = String::from_utf8_lossy(&vv.stdout).into_owned();
+    assert!(
+        vv.contains(&format!("tls-port={port}"))
+            && vv.contains("ca=-----BEGIN CERTIFICATE-----\\n"),
+        "{vv}"
+    );
+}

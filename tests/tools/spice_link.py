@@ -11,6 +11,7 @@ Prints exactly one line and exits:
   timeout                  exit 3  nothing within S seconds (default 5) for the whole exchange
   protocol-error <what>    exit 4  the peer does not speak the Spice link protocol as expected
   unreachable <errno text> exit 5  any other connect failure (no route, EPERM from a firewall drop, ...)
+  tls-failed <reason>      exit 6  with --tls CAFILE: the TLS session failed (untrusted certificate, ...)
 Usage errors exit 64. The timeout is one deadline for the whole run: connect and every read get only
 what is left of it, so the tool can never hang a test.
 
@@ -36,6 +37,7 @@ channel caps (so no mini-header; nothing after the link result is read).
 """
 import errno
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -76,9 +78,14 @@ def error_name(code):
 class Link:
     """A socket whose every operation is bounded by one overall deadline."""
 
-    def __init__(self, host, port, deadline):
+    def __init__(self, host, port, deadline, cafile=None):
         self.deadline = deadline
         self.sock = socket.create_connection((host, port), timeout=self.remaining())
+        if cafile:
+            # Spice over TLS: the same link messages inside a TLS session whose certificate must
+            # chain to the given CA and name the address we connected to.
+            context = ssl.create_default_context(cafile=cafile)
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
 
     def remaining(self):
         left = self.deadline - time.monotonic()
@@ -155,10 +162,14 @@ def handshake(link, password):
 
 
 def run(argv):
-    args, timeout = [], 5.0
+    args, timeout, cafile = [], 5.0, None
     it = iter(argv)
     for arg in it:
-        if arg == "--timeout":
+        if arg == "--tls":
+            cafile = next(it, None)
+            if cafile is None:
+                raise Outcome("usage: --tls needs the CA certificate file", 64)
+        elif arg == "--timeout":
             try:
                 timeout = float(next(it))
             except (StopIteration, ValueError):
@@ -166,15 +177,17 @@ def run(argv):
         else:
             args.append(arg)
     if len(args) != 3 or not args[1].isdigit():
-        raise Outcome("usage: spice_link.py HOST PORT PASSWORD [--timeout S]", 64)
+        raise Outcome("usage: spice_link.py HOST PORT PASSWORD [--timeout S] [--tls CAFILE]", 64)
     host, port, password = args[0], int(args[1]), args[2]
     deadline = time.monotonic() + timeout
     link = None
     try:
-        link = Link(host, port, deadline)
+        link = Link(host, port, deadline, cafile)
         handshake(link, password)
     except socket.timeout:
         raise Outcome("timeout", 3) from None
+    except ssl.SSLError as e:
+        raise Outcome("tls-failed " + (e.reason or str(e)), 6) from None
     except OSError as e:
         text = e.strerror or str(e)  # for a host name that does not resolve, too (socket.gaierror)
         if e.errno in (errno.ECONNREFUSED, errno.ECONNRESET):

@@ -59,6 +59,8 @@ pub(super) struct RawVm {
 pub(super) struct RawDisplay {
     pub video: Option<String>,
     pub clipboard: Option<bool>,
+    pub tls: Option<bool>,
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -208,6 +208,11 @@ impl Validator {
             }
         };
         let kernel_boot = self.kernel_boot(path, rv.kernel, rv.initrd, rv.cmdline);
+        let display_address = self.display_address(
+            &format!("{path}.display.address"),
+            rv.display.address.as_deref(),
+            rv.display.tls.unwrap_or(false),
+        );
         if operators.is_empty() && console.is_empty() {
             self.warn(
                 path,
@@ -229,6 +234,8 @@ impl Validator {
             display: Display {
                 video: video?,
                 clipboard: rv.display.clipboard.unwrap_or(false),
+                tls: rv.display.tls.unwrap_or(false),
+                address: display_address?,
             },
             kernel_boot: kernel_boot?,
         })
@@ -267,6 +274,38 @@ impl Validator {
             initrd,
             cmdline,
         }))
+    }
+
+    /// Where Spice listens: one specific address; anything but loopback needs TLS, because the
+    /// password would otherwise cross the network in the clear.
+    fn display_address(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        tls: bool,
+    ) -> Option<std::net::IpAddr> {
+        let Some(text) = raw else {
+            return Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        };
+        let Ok(addr) = text.parse::<std::net::IpAddr>() else {
+            self.error(path, format!("{} is not an IP address", quote(text)));
+            return None;
+        };
+        if addr.is_unspecified() || addr.is_multicast() {
+            self.error(
+                path,
+                "give the one address Spice should listen on, not a wildcard",
+            );
+            return None;
+        }
+        if !addr.is_loopback() && !tls {
+            self.error(
+                path,
+                "Spice on an address other machines can reach needs display.tls = true",
+            );
+            return None;
+        }
+        Some(addr)
     }
 
     fn settings(&mut self, raw: RawSettings) -> Settings {

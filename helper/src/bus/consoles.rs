@@ -80,9 +80,9 @@ impl ConsolesIface {
                 name: vm.name.to_string(),
                 kind: "local".into(),
                 state: info.state,
-                host: "127.0.0.1".into(),
+                host: vm.display.address.to_string(),
                 port: info.spice_port,
-                tls: false,
+                tls: vm.display.tls,
             });
         }
         for rc in policy
@@ -130,14 +130,19 @@ impl ConsolesIface {
                 "console ticket for {name} issued to uid {} (valid {seconds} s)",
                 caller.uid
             );
+            let ca_pem = if vm.display.tls {
+                crate::vm::tls::ca_certificate(&self.supervisor.tls_root()).await?
+            } else {
+                String::new()
+            };
             return Ok(ConsoleTicket {
                 name: name.to_string(),
-                host: "127.0.0.1".into(),
+                host: vm.display.address.to_string(),
                 port,
                 password,
                 expires_at: unix_now() + u64::from(seconds),
-                tls: false,
-                ca_pem: String::new(),
+                tls: vm.display.tls,
+                ca_pem,
             });
         }
         if let Some(rc) = policy.remote_consoles.iter().find(|r| r.name == name) {

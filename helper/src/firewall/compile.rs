@@ -170,10 +170,16 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
     for vm in &policy.vms {
         if let Some(port) = facts.spice_ports.get(&vm.name).copied().filter(|p| *p > 0) {
             let uids = expand_access(&vm.console, facts);
-            for addr in [
-                IpAddr::from([127, 0, 0, 1]),
-                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ] {
+            // Spice listens where the policy says; loopback is guarded for both families.
+            let addrs = if vm.display.address.is_loopback() {
+                vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ]
+            } else {
+                vec![vm.display.address]
+            };
+            for addr in addrs {
                 endpoints.push((addr, port, uids.clone()));
             }
         }

@@ -55,6 +55,8 @@ pub struct Fds {
     pub kernel: Option<i32>,
     /// The initrd for direct kernel boot.
     pub initrd: Option<i32>,
+    /// The folder with the Spice TLS certificate and key (TLS displays only).
+    pub tls_dir: Option<i32>,
 }
 
 /// Everything the command line depends on besides the VM's policy.
@@ -162,7 +164,14 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
     }
 
     push(&["-device", "qemu-xhci,id=xhci"]);
-    let mut spice = format!("port={},addr=127.0.0.1", l.spice_port);
+    let mut spice = match l.fds.tls_dir {
+        // TLS only: no plain port at all, so the password never crosses the wire in the clear.
+        Some(fd) if vm.display.tls => format!(
+            "tls-port={},addr={},x509-dir=/proc/self/fd/{fd}",
+            l.spice_port, vm.display.address
+        ),
+        _ => format!("port={},addr={}", l.spice_port, vm.display.address),
+    };
     if !vm.display.clipboard {
         spice.push_str(",disable-copy-paste=on");
     }
@@ -209,6 +218,7 @@ mod tests {
             iso: None,
             kernel: None,
             initrd: None,
+            tls_dir: None,
         }
     }
 
@@ -266,6 +276,25 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("q35,accel=kvm"));
+    }
+
+    #[test]
+    fn tls_displays_have_no_plain_port() {
+        let v = vm("display = { tls = true, address = \"192.0.2.5\" }\n");
+        let mut f = fds();
+        f.tls_dir = Some(9);
+        let line = command_line(&Launch {
+            vm: &v,
+            mode: RunMode::Ephemeral,
+            accel: Accelerator::Tcg,
+            spice_port: 5900,
+            fds: f,
+        })
+        .join(" ");
+        assert!(
+            line.contains("-spice tls-port=5900,addr=192.0.2.5,x509-dir=/proc/self/fd/9"),
+            "{line}"
+        );
     }
 
     #[test]

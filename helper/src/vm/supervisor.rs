@@ -50,6 +50,8 @@ pub struct Paths {
     pub images: PathBuf,
     /// `<state>/run`: one runtime folder per running VM.
     pub run: PathBuf,
+    /// `<state>`, under which the TLS certificates live.
+    pub state: PathBuf,
 }
 
 /// The VM supervisor.
@@ -179,6 +181,7 @@ impl Supervisor {
             iso: None,
             kernel: None,
             initrd: None,
+            tls_dir: None,
         };
         let next = |files: &Vec<OwnedFd>| FIRST_CHILD_FD + i32::try_from(files.len()).unwrap_or(0);
         if mode == RunMode::Ephemeral {
@@ -200,6 +203,12 @@ impl Supervisor {
                 fds.initrd = Some(next(&files));
                 files.push(open_world_readable(&images.dir().join(initrd.as_str()))?);
             }
+        }
+        if vm.display.tls {
+            let root = super::tls::tls_root(&self.paths.state);
+            let dir = super::tls::server_folder(&root, &vm.name, vm.display.address, gid).await?;
+            fds.tls_dir = Some(next(&files));
+            files.push(open_dir(&dir)?);
         }
         let launch = Launch {
             vm,
@@ -603,6 +612,11 @@ impl Supervisor {
         })
     }
 
+    /// Where the TLS certificate authority lives.
+    pub fn tls_root(&self) -> PathBuf {
+        super::tls::tls_root(&self.paths.state)
+    }
+
     /// The state of `name`: its running state, or `shut down`.
     pub async fn state_of(&self, name: &VmName) -> String {
         self.running
@@ -644,6 +658,7 @@ impl Supervisor {
                         overlay: Some(5),
                         iso: None,
                         kernel: vm.kernel_boot.as_ref().map(|_| 6),
+                        tls_dir: vm.display.tls.then_some(8),
                         initrd: vm
                             .kernel_boot
                             .as_ref()
@@ -792,6 +807,16 @@ fn open_world_readable(path: &Path) -> Result<OwnedFd, Error> {
         )));
     }
     open(path, false)
+}
+
+/// A folder as a descriptor QEMU reaches through /proc/self/fd, past folders it cannot enter.
+fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| io(&format!("open {}", path.display()), e))
 }
 
 fn log_file(path: &Path) -> Result<fs::File, Error> {

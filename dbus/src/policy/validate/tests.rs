@@ -176,3 +176,16 @@ fn icmp_names_follow_the_protocol() {
     assert_eq!(p.vms[0].rules[0].icmp_type, Some(8));
     assert_eq!(p.vms[0].rules[1].icmp_type, Some(128));
 }
+
+#[test]
+fn spice_beyond_loopback_needs_tls() {
+    let f = problems("[[vm]]\nname = \"work\"\ndisplay = { address = \"192.0.2.5\" }\n");
+    assert!(
+        has(&f, "vm[work].display.address", "needs display.tls"),
+        "{f:?}"
+    );
+    let ok = Policy::parse(b"[[vm]]\nname = \"work\"\nconsole = { users = [\"a\"] }\ndisplay = { address = \"192.0.2.5\", tls = true }\n");
+    assert!(ok.is_ok_and(|p| p.policy.vms[0].display.tls));
+    let f = problems("[[vm]]\nname = \"work\"\ndisplay = { address = \"0.0.0.0\", tls = true }\n");
+    assert!(has(&f, "vm[work].display.address", "wildcard"), "{f:?}");
+}

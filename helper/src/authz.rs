@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 use zbus::message::{Flags, Header};
 use zbus::names::BusName;
-use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
+use zbus_polkit::policykit1::{
+    AuthorityProxy, AuthorizationResult, CheckAuthorizationFlags, Subject,
+};
 
 /// How long polkit may take to answer a non-interactive check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,25 +65,10 @@ impl Authority {
                  ({why}); refused"
             ))
         };
-        let ask = async {
-            let proxy = AuthorityProxy::builder(&self.connection)
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()
-                .await?;
-            proxy
-                .check_authorization(&subject, action.id(), &HashMap::new(), flags, "")
-                .await
-        };
-        let result = match tokio::time::timeout(limit, ask).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer within {} s",
-                    limit.as_secs()
-                )))
-            }
-        };
+        let result = self
+            .ask(&subject, action, flags, limit)
+            .await
+            .map_err(unreachable)?;
         if !result.is_authorized {
             tracing::info!(
                 "{sender} refused {action} (challenge: {})",
@@ -118,22 +105,32 @@ impl Authority {
         let Ok(subject) = Subject::new_for_message_header(header) else {
             return false;
         };
+        let flags = CheckAuthorizationFlags::empty();
+        matches!(self.ask(&subject, action, flags, CHECK_TIMEOUT).await, Ok(r) if r.is_authorized)
+    }
+
+    /// One CheckAuthorization call, bounded by `limit`; the error is the reason in words.
+    async fn ask(
+        &self,
+        subject: &Subject,
+        action: Action,
+        flags: CheckAuthorizationFlags,
+        limit: Duration,
+    ) -> Result<AuthorizationResult, String> {
         let ask = async {
             let proxy = AuthorityProxy::builder(&self.connection)
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()
                 .await?;
             proxy
-                .check_authorization(
-                    &subject,
-                    action.id(),
-                    &HashMap::new(),
-                    CheckAuthorizationFlags::empty(),
-                    "",
-                )
+                .check_authorization(subject, action.id(), &HashMap::new(), flags, "")
                 .await
         };
-        matches!(tokio::time::timeout(CHECK_TIMEOUT, ask).await, Ok(Ok(r)) if r.is_authorized)
+        match tokio::time::timeout(limit, ask).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        }
     }
 }
 

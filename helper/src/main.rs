@@ -10,6 +10,8 @@ mod bus;
 mod firewall;
 mod memory;
 mod store;
+#[cfg(test)]
+mod test_support;
 mod vm;
 
 use anyhow::Context;

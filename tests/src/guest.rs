@@ -27,3 +27,37 @@ pub fn install_guest_kernel(env: &TestEnv, vm: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A policy with VM `work` booting the tiny guest with `cmdline`; alice operates it.
+pub fn vm_policy(cmdline: &str, operators: &str) -> String {
+    vm_policy_with(cmdline, operators, "", "")
+}
+
+/// `vm_policy` with more `[settings]` lines and more sections at the end.
+pub fn vm_policy_with(cmdline: &str, operators: &str, settings: &str, tail: &str) -> String {
+    format!(
+        r#"
+[settings]
+accel = "tcg"
+{settings}
+
+[[vm]]
+name = "work"
+memory = 256
+cpus = 1
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0 quiet {cmdline}"
+operators = {{ users = [{operators}] }}
+console = {{ users = ["pal-alice"] }}
+default = "drop"
+
+[[vm.rule]]
+action = "accept"
+destination = "127.0.0.1"
+proto = "tcp"
+ports = 8443
+{tail}
+"#
+    )
+}

@@ -15,6 +15,7 @@
 //! `target/debug`), `PALISADE_KEEP_TMP` (keep the temp dir of each environment for inspection).
 
 mod bus;
+mod display;
 mod env;
 mod guest;
 mod helper;
@@ -25,13 +26,14 @@ mod process;
 mod users;
 
 pub use bus::name_has_owner;
+pub use display::Xvfb;
 pub use env::{TestEnv, TMP_PREFIX};
-pub use guest::{build_guest, install_guest_kernel};
+pub use guest::{build_guest, install_guest_kernel, vm_policy, vm_policy_with};
 pub use netns::{list_netns, NETNS_PREFIX};
 pub use nix::sys::signal::Signal;
 pub use paths::{bin_dir, workspace_dir};
 pub use polkit::POLKIT_BUS_NAME;
-pub use process::{describe, run_bounded, wait_until, DEFAULT_TIMEOUT};
+pub use process::{describe, open_fds, rss_kib, run_bounded, wait_until, DEFAULT_TIMEOUT};
 pub use users::{
     account, cleanup_test_users, cleanup_vm_users, ensure_test_users, uid_of, Account, ADMIN,
     ALICE, BOB, TEST_USERS, VM_USER_PREFIX,

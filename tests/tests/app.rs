@@ -27,7 +27,7 @@ use common::*;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use palisade_tests::{
-    account, describe, run_bounded, wait_until, workspace_dir, TestEnv, ALICE, BOB,
+    account, describe, run_bounded, vm_policy, wait_until, workspace_dir, TestEnv, ALICE, BOB,
 };
 use serde_json::Value;
 use std::ffi::OsStr;

@@ -2,6 +2,7 @@
 //! connection tool, and a normalised view of our table.
 #![allow(dead_code)] // each test file uses a different subset
 
+use palisade_tests::vm_policy;
 use palisade_tests::{TestEnv, ADMIN};
 use std::path::PathBuf;
 use std::process::Output;
@@ -179,40 +180,6 @@ pub fn counter(env: &TestEnv, chain: &str, comment: &str) -> u64 {
                 .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
         })
         .unwrap_or_else(|| panic!("no counter on rule {comment:?} in chain {chain}: {v}"))
-}
-
-/// A policy with VM `work` booting the tiny guest with `cmdline`; alice operates it.
-pub fn vm_policy(cmdline: &str, operators: &str) -> String {
-    vm_policy_with(cmdline, operators, "", "")
-}
-
-/// `vm_policy` with more `[settings]` lines and more sections at the end.
-pub fn vm_policy_with(cmdline: &str, operators: &str, settings: &str, tail: &str) -> String {
-    format!(
-        r#"
-[settings]
-accel = "tcg"
-{settings}
-
-[[vm]]
-name = "work"
-memory = 256
-cpus = 1
-kernel = "vmlinuz"
-initrd = "initrd.img"
-cmdline = "console=ttyS0 quiet {cmdline}"
-operators = {{ users = [{operators}] }}
-console = {{ users = ["pal-alice"] }}
-default = "drop"
-
-[[vm.rule]]
-action = "accept"
-destination = "127.0.0.1"
-proto = "tcp"
-ports = 8443
-{tail}
-"#
-    )
 }
 
 pub const BOOT_CHECKS: &str = "pal.connect=10.0.2.2:8443,10.0.2.2:8444 pal.disk=read,write";

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use palisade_tests::{TestEnv, ADMIN, ALICE, BOB};
+use palisade_tests::{vm_policy_with, TestEnv, ADMIN, ALICE, BOB};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -238,16 +238,7 @@ fn console_client_role_only_assigned_users_reach_the_remote_server() {
 }
 
 fn rss_and_fds(pid: u32) -> (u64, usize) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    (rss, fds)
+    (palisade_tests::rss_kib(pid), palisade_tests::open_fds(pid))
 }
 
 #[test]
@@ -297,44 +288,12 @@ fn floods_are_rate_limited_without_growth_and_bad_names_are_refused() {
     );
 }
 
-/// A free X display number (no lock file), for an Xvfb of our own.
-fn free_display() -> u32 {
-    (150..250)
-        .find(|n| !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists())
-        .unwrap_or(250)
-}
-
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_real_viewer_connects_and_losing_access_disconnects_it() {
     let env = start();
     running_work(&env, "", "");
-    let display = format!(":{}", free_display());
-    let _xvfb = Kill(
-        std::process::Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1024x768x24",
-                "-ac",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let xvfb = palisade_tests::Xvfb::start().unwrap_or_else(|e| panic!("{e:#}"));
+    let display = xvfb.display().to_owned();
     let ctl = env.user_path(&env.bin_dir().join("palisadectl"));
     let display_env = format!("DISPLAY={display}");
     ok(

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use palisade_tests::{Signal, TestEnv, ADMIN, ALICE, BOB};
+use palisade_tests::{vm_policy, Signal, TestEnv, ADMIN, ALICE, BOB};
 use std::path::Path;
 use std::time::Duration;
 

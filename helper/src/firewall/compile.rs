@@ -265,7 +265,7 @@ fn expand_access(access: &palisade_dbus::policy::Access, facts: &Facts) -> Vec<u
 
 /// What a VM's settings allow before its own rules: its SOCKS5 proxy on the host (which the
 /// guest reaches at 10.0.2.2 and the host sees on loopback) and, if enabled, its DNS.
-fn implicit_rules(vm: &Vm) -> Vec<Rule> {
+pub fn implicit_rules(vm: &Vm) -> Vec<Rule> {
     let accept = |destination, protocol, ports: Option<PortSet>, comment: &str| Rule {
         action: Verdict::Accept,
         destination,

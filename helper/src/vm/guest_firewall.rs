@@ -11,6 +11,7 @@
 //!
 //! Like the compiler this is pure: everything about the machine arrives in `Facts`.
 
+use crate::firewall::compile::implicit_rules;
 use crate::firewall::compile::{blocklist_set, Facts};
 use crate::firewall::ruleset::IpFamily;
 use ipnet::IpNet;
@@ -94,8 +95,9 @@ pub fn guest_ruleset(vm: &Vm, policy: &Policy, facts: &Facts) -> String {
         // On the host, machine-wide rules come before any VM's own; here too.
         output.push("jump host".into());
     }
-    for (label, rule) in implicit_rules(vm) {
-        ctx.rule(&mut output, label, &rule, false);
+    // The same implicit rules the host compiles, so the two shields cannot disagree.
+    for rule in implicit_rules(vm) {
+        ctx.rule(&mut output, &rule.comment, &rule, false);
     }
     for (i, rule) in vm.rules.iter().enumerate() {
         ctx.rule(&mut output, &format!("rule {}", i + 1), rule, false);
@@ -319,36 +321,6 @@ impl Ctx<'_> {
             ],
         }
     }
-}
-
-/// What the VM's settings allow before its own rules, as the host compiles them: the SOCKS5
-/// proxy on the host's loopback, and the host's resolvers.
-fn implicit_rules(vm: &Vm) -> Vec<(&'static str, Rule)> {
-    let accept = |destination, protocol, ports| Rule {
-        action: Verdict::Accept,
-        destination,
-        protocol,
-        ports,
-        icmp_type: None,
-        expires: None,
-        log: false,
-        comment: String::new(),
-    };
-    let mut rules = Vec::new();
-    if let Some(port) = vm.socks_proxy {
-        let ports = PortSet::from_ranges(PortRange::new(port, port).into_iter().collect());
-        for lo in [
-            IpAddr::from(Ipv4Addr::LOCALHOST),
-            Ipv6Addr::LOCALHOST.into(),
-        ] {
-            let rule = accept(Destination::Net(lo.into()), Protocol::Tcp, ports.clone());
-            rules.push(("SOCKS5 proxy", rule));
-        }
-    }
-    if vm.dns {
-        rules.push(("guest DNS", accept(Destination::Dns, Protocol::Any, None)));
-    }
-    rules
 }
 
 /// The transport matches of `rule`, as on the host: the "dns" target means udp and tcp port 53.

@@ -17,7 +17,7 @@ const RUNS: usize = 5;
 fn main() -> Result<()> {
     let env = TestEnv::start().context("starting the bench environment")?;
     std::thread::sleep(Duration::from_secs(1));
-    let start_rss = env.helper_pid().map(rss_kib).unwrap_or(0);
+    let start_rss = env.helper_pid().map(palisade_tests::rss_kib).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -73,9 +73,13 @@ fn main() -> Result<()> {
             "< 15 MB".into(),
         ),
     );
-    let helper_rss = env.helper_pid().map(rss_kib).unwrap_or(0);
-    let polkit_rss = pid_of_comm(&env, "polkitd").map(rss_kib).unwrap_or(0);
-    let bus_rss = pid_of_comm(&env, "dbus-daemon").map(rss_kib).unwrap_or(0);
+    let helper_rss = env.helper_pid().map(palisade_tests::rss_kib).unwrap_or(0);
+    let polkit_rss = pid_of_comm(&env, "polkitd")
+        .map(palisade_tests::rss_kib)
+        .unwrap_or(0);
+    let bus_rss = pid_of_comm(&env, "dbus-daemon")
+        .map(palisade_tests::rss_kib)
+        .unwrap_or(0);
     rows.push((
         "helper idle RSS (after the 10,000-rule apply)".into(),
         mib(helper_rss),
@@ -119,11 +123,7 @@ async fn vm_and_console_rows(env: &TestEnv) -> Result<Vec<Row>> {
         "1",
     ])?;
     palisade_tests::install_guest_kernel(env, "work")?;
-    policy(concat!(
-        "[settings]\naccel = \"tcg\"\n[[vm]]\nname = \"work\"\nmemory = 256\ncpus = 1\n",
-        "kernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\ncmdline = \"console=ttyS0 quiet pal.stay=1\"\n",
-        "operators = { users = [\"pal-alice\"] }\nconsole = { users = [\"pal-alice\"] }\n"
-    ))?;
+    policy(&palisade_tests::vm_policy("pal.stay=1", "\"pal-alice\""))?;
     let conn = zbus::connection::Builder::address(env.bus_address())
         .build()
         .await?;
@@ -217,24 +217,10 @@ async fn viewer_connect_time(
     env: &TestEnv,
     vms: &palisade_dbus::proxy::VmsProxy<'_>,
 ) -> Result<Option<Duration>> {
-    let display = ":177";
-    let Ok(mut xvfb) = std::process::Command::new("Xvfb")
-        .args([
-            display,
-            "-screen",
-            "0",
-            "1024x768x24",
-            "-ac",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    else {
+    let Ok(xvfb) = palisade_tests::Xvfb::start() else {
         return Ok(None);
     };
-    std::thread::sleep(Duration::from_secs(1));
+    let display = xvfb.display().to_owned();
     let ctl = env.user_path(&env.bin_dir().join("palisadectl"));
     let mut times = Vec::new();
     for _ in 0..3 {
@@ -278,8 +264,6 @@ async fn viewer_connect_time(
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let _ = xvfb.kill();
-    let _ = xvfb.wait();
     Ok(Some(median(&mut times)))
 }
 
@@ -333,15 +317,6 @@ fn ms(d: Duration) -> String {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn pid_of_comm(env: &TestEnv, comm: &str) -> Option<u32> {

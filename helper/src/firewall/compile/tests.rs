@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::firewall::{json::ruleset_batch, render::render_ruleset};
+use crate::test_support::policy;
 use palisade_dbus::policy::AccountName;
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn facts() -> Facts {
@@ -37,26 +37,8 @@ fn facts() -> Facts {
     }
 }
 
-fn policy(doc: &str) -> Policy {
-    Policy::parse(doc.as_bytes())
-        .unwrap_or_else(|f| panic!("{f:?}"))
-        .policy
-}
-
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/firewall/compile/golden")
-        .join(format!("{name}.nft"));
-    if std::env::var_os("PALISADE_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        expected,
-        actual,
-        "golden file {} differs; PALISADE_BLESS=1 rewrites it",
-        path.display()
-    );
+    crate::test_support::golden("src/firewall/compile/golden", name, actual);
 }
 
 const WORK: &str = r#"
@@ -221,33 +203,11 @@ fn removing_a_member_changes_the_group_mark() {
 /// Both renderings go through the real nft in check mode inside a throwaway network namespace.
 #[test]
 fn nft_accepts_both_renderings() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: nft --check needs root (make test runs as root)");
+    if !crate::test_support::can_run_nft() {
         return;
     }
     let r = compile_ruleset(&policy(WORK), &facts());
     let json = serde_json::to_string(&ruleset_batch(&r)).unwrap_or_else(|e| panic!("{e}"));
-    for (flags, input) in [
-        (vec!["-j", "-c", "-f", "-"], json),
-        (vec!["-c", "-f", "-"], render_ruleset(&r)),
-    ] {
-        let mut child = std::process::Command::new("unshare")
-            .args(["-n", "nft"])
-            .args(&flags)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .map(|mut s| s.write_all(input.as_bytes()));
-        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            out.status.success(),
-            "nft {flags:?} refused:\n{}\n{input}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    crate::test_support::nft_check(&["-j"], &json);
+    crate::test_support::nft_check(&[], &render_ruleset(&r));
 }

@@ -4,9 +4,9 @@
 //! diff in git like any other code change.
 
 use super::*;
+use crate::test_support::policy;
 use palisade_dbus::policy::HostName;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn facts() -> Facts {
@@ -26,26 +26,8 @@ fn facts() -> Facts {
     }
 }
 
-fn policy(doc: &str) -> Policy {
-    Policy::parse(doc.as_bytes())
-        .unwrap_or_else(|f| panic!("{f:?}"))
-        .policy
-}
-
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/vm/guest_firewall/golden")
-        .join(format!("{name}.nft"));
-    if std::env::var_os("PALISADE_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        expected,
-        actual,
-        "golden file {} differs; PALISADE_BLESS=1 rewrites it",
-        path.display()
-    );
+    crate::test_support::golden("src/vm/guest_firewall/golden", name, actual);
 }
 
 /// Every kind of destination, ICMP types, port ranges, IPv6, an expired and an expiring rule.
@@ -198,28 +180,11 @@ fn guest_firewall_does_not_depend_on_uids() {
 /// The output goes through the real nft in check mode inside a throwaway network namespace.
 #[test]
 fn guest_firewall_nft_accepts_it() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: nft --check needs root (make test runs as root)");
+    if !crate::test_support::can_run_nft() {
         return;
     }
     for input in [ruleset(RICH), ruleset(BARE)] {
-        let mut child = std::process::Command::new("unshare")
-            .args(["-n", "nft", "-c", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .map(|mut s| s.write_all(input.as_bytes()));
-        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            out.status.success(),
-            "nft refused:\n{}\n{input}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::test_support::nft_check(&[], &input);
     }
 }
 

@@ -109,6 +109,8 @@ pub struct VmInfo {
     pub pending_version: u32,
     /// Whether the caller may open its console.
     pub console_allowed: bool,
+    /// Whether the caller may start, stop and reset it.
+    pub may_operate: bool,
     /// Spice channels connected right now (a viewer opens several).
     pub viewer_channels: u32,
 }

@@ -75,7 +75,7 @@ impl ConsolesIface {
             .iter()
             .filter(|v| is_granted(&v.console, caller.uid))
         {
-            let info = self.supervisor.info_of(vm, true).await?;
+            let info = self.supervisor.info_of(vm, true, false).await?;
             out.push(ConsoleInfo {
                 name: vm.name.to_string(),
                 kind: "local".into(),

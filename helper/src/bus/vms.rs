@@ -87,8 +87,9 @@ impl VmsIface {
         let mut out = Vec::new();
         for vm in &policy.vms {
             let console = admin || is_granted(&vm.console, caller.uid);
-            if admin || console || is_granted(&vm.operators, caller.uid) {
-                out.push(self.supervisor.info_of(vm, console).await?);
+            let operate = admin || is_granted(&vm.operators, caller.uid);
+            if console || operate {
+                out.push(self.supervisor.info_of(vm, console, operate).await?);
             }
         }
         Ok(out)

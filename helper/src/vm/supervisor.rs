@@ -279,7 +279,7 @@ impl Supervisor {
             vm.name,
             mode.as_str()
         );
-        self.info(vm, &images, true).await
+        self.info(vm, &images, true, true).await
     }
 
     async fn attach_monitor(
@@ -585,6 +585,7 @@ impl Supervisor {
         vm: &Vm,
         images: &Images,
         console_allowed: bool,
+        may_operate: bool,
     ) -> Result<VmInfo, Error> {
         let (base_version, pending_version) = images.summary();
         let monitor = self
@@ -608,6 +609,7 @@ impl Supervisor {
             base_version,
             pending_version,
             console_allowed,
+            may_operate,
             viewer_channels,
         })
     }
@@ -627,8 +629,14 @@ impl Supervisor {
     }
 
     /// `info` by VM.
-    pub async fn info_of(&self, vm: &Vm, console_allowed: bool) -> Result<VmInfo, Error> {
-        self.info(vm, &self.images(vm), console_allowed).await
+    pub async fn info_of(
+        &self,
+        vm: &Vm,
+        console_allowed: bool,
+        may_operate: bool,
+    ) -> Result<VmInfo, Error> {
+        self.info(vm, &self.images(vm), console_allowed, may_operate)
+            .await
     }
 
     /// The images of `vm`.

@@ -34,7 +34,7 @@ pub struct Machine {
     pub tls: bool,
     /// Whether the user may open its console (it is in `Consoles.List`).
     pub console: bool,
-    /// Whether the user may start and stop it (it is in `Vms.List`).
+    /// Whether the user may start and stop it (`may_operate` of its `Vms.List` entry).
     pub operate: bool,
 }
 
@@ -79,10 +79,11 @@ impl Machine {
     }
 }
 
-/// The rows for what the helper listed: every VM of `vms` (with start and stop), every console
-/// of `consoles` (with **Open console**), each name once. Local VMs first, then remote
-/// consoles, each by name. `None` stands for a list the helper would not give; without the
-/// console list, a VM's own `console_allowed` says whether its console may be opened.
+/// The rows for what the helper listed: every VM of `vms` (with start and stop where the
+/// helper says the user may operate it), every console of `consoles` (with **Open console**),
+/// each name once. Local VMs first, then remote consoles, each by name. `None` stands for a
+/// list the helper would not give; without the console list, a VM's own `console_allowed` says
+/// whether its console may be opened.
 pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Machine> {
     let mut out: Vec<Machine> = vms
         .unwrap_or_default()
@@ -96,7 +97,7 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
             port: 0,
             tls: false,
             console: consoles.is_none() && vm.console_allowed,
-            operate: true,
+            operate: vm.may_operate,
         })
         .collect();
     for c in consoles.unwrap_or_default() {
@@ -156,7 +157,7 @@ mod tests {
     use super::*;
 
     fn vm(name: &str, state: &str) -> VmInfo {
-        // From JSON, so that fields added to the contract later need no change here.
+        // From JSON, so that a field added to the contract later needs one line here.
         serde_json::from_value(serde_json::json!({
             "name": name,
             "state": state,
@@ -166,6 +167,7 @@ mod tests {
             "base_version": 1,
             "pending_version": 0,
             "console_allowed": true,
+            "may_operate": true,
             "viewer_channels": 0,
         }))
         .unwrap_or_else(|e| panic!("{e}"))
@@ -214,6 +216,23 @@ mod tests {
         assert!(server.can_open() && !server.can_start() && !server.can_stop());
         assert_eq!(server.summary(), "Remote console at 192.0.2.10:5901, TLS");
         assert!(work.host.is_empty() && work.port == 0);
+    }
+
+    #[test]
+    fn only_a_vm_the_user_may_operate_gets_start_and_stop() {
+        let console_only = |state| VmInfo {
+            may_operate: false,
+            ..vm("work", state)
+        };
+        let consoles = [console("work", "local", "shut down")];
+        for consoles in [None, Some(&consoles[..])] {
+            let off = merge(consoles, Some(&[console_only("shut down")]));
+            assert_eq!(off.len(), 1);
+            assert!(off[0].console && !off[0].operate);
+            assert!(!off[0].can_start() && !off[0].can_stop() && !off[0].can_open());
+            let on = merge(consoles, Some(&[console_only("running")]));
+            assert!(!on[0].can_start() && !on[0].can_stop());
+        }
     }
 
     #[test]

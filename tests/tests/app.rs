@@ -272,11 +272,11 @@ impl Gui {
         }
     }
 
-    /// The path of `tests/tools/NAME` where the GUI's user can run it (with atspi_dump.py
-    /// beside it, which the other tools import).
+    /// The path of `tests/tools/NAME` where the GUI's user can run it (with atspi_common.py
+    /// beside it, which the AT-SPI tools import).
     fn tool(&self, env: &TestEnv, name: &str) -> PathBuf {
         let tools = workspace_dir().join("tests/tools");
-        env.user_path(&tools.join("atspi_dump.py"));
+        env.user_path(&tools.join("atspi_common.py"));
         env.user_path(&tools.join(name))
     }
 
@@ -885,6 +885,26 @@ fn my_machines_starts_a_vm_and_opens_its_console_in_one_click() {
                 && shows_button(t, "Start work")
                 && !has_button(t, "Open console of work")
         },
+    );
+
+    // Then gives it back but takes away operating it (`may_operate` of Vms.List, which alice
+    // may still call): the console button returns, Start goes (and Stop stays away).
+    apply(&env, &vm_policy("pal.stay=1", ""), &[]);
+    let tree = gui.wait_for(
+        &env,
+        "work with its console button only",
+        UPDATE_TIMEOUT,
+        |t| {
+            machine_rows(t) == ["work"]
+                && has_button(t, "Open console of work")
+                && !has_button(t, "Start work")
+        },
+    );
+    assert!(!has_button(&tree, "Stop work"), "{}", outline(&tree));
+    assert!(
+        row_values(&tree, "work").iter().any(|v| v == "Shut down"),
+        "{}",
+        outline(&tree)
     );
     gui.assert_running();
 }

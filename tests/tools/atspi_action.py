@@ -6,7 +6,7 @@ Usage: atspi_action.py APP_NAME ROLE NAME [ACTION]
 
 The control is the one whose role is ROLE (e.g. "push button", "toggle button") and whose
 accessible name is exactly NAME. If several match (a view switcher exists once in the header
-bar and once at the bottom), the one really on screen is taken (see atspi_dump.py for what
+bar and once at the bottom), the one really on screen is taken (see atspi_common.py for what
 "on screen" means). ACTION is the name of one of its actions ("click" for GTK buttons).
 
 Exit status: 0 when the action was done; 3 when no such application or control is there (yet);
@@ -17,11 +17,12 @@ on stderr). Needs Debian's python3-gi and gir1.2-atspi-2.0.
 import os
 import sys
 
-# atspi_dump.py lies beside this file; importing it must not leave a __pycache__ in the checkout.
+# atspi_common.py lies beside this file (also with PYTHONSAFEPATH set); importing it must not
+# leave a __pycache__ in the checkout.
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import atspi_dump  # noqa: E402
+from atspi_common import MAX_DEPTH, MAX_NODES, children, find_app, shown, windows  # noqa: E402
 from gi.repository import Atspi, GLib  # noqa: E402
 
 
@@ -34,21 +35,12 @@ def matches(node, role, name):
 
 def find(node, role, name, depth, out, budget):
     budget[0] -= 1
-    if budget[0] < 0 or depth > atspi_dump.MAX_DEPTH:
+    if budget[0] < 0 or depth > MAX_DEPTH:
         return
     if matches(node, role, name):
         out.append(node)
-    try:
-        count = node.get_child_count()
-    except GLib.Error:
-        return
-    for i in range(count):
-        try:
-            child = node.get_child_at_index(i)
-        except GLib.Error:
-            child = None
-        if child is not None:
-            find(child, role, name, depth + 1, out, budget)
+    for child in children(node):
+        find(child, role, name, depth + 1, out, budget)
 
 
 def enabled(node):
@@ -65,34 +57,23 @@ def main():
         return 2
     wanted, role, name = sys.argv[1:4]
     action = sys.argv[4] if len(sys.argv) == 5 else "click"
-    desktop = Atspi.get_desktop(0)
-    app = None
-    for i in range(desktop.get_child_count()):
-        candidate = desktop.get_child_at_index(i)
-        try:
-            if candidate is not None and candidate.get_name() == wanted:
-                app = candidate
-        except GLib.Error:
-            continue
+    app = find_app(wanted)
     if app is None:
         print(f"atspi_action: no application {wanted!r} on the accessibility bus", file=sys.stderr)
         return 3
     candidates = []  # (node, window)
-    for i in range(app.get_child_count()):
-        frame = app.get_child_at_index(i)
-        if frame is None:
-            continue
+    for frame in windows(app):
         found = []
-        find(frame, role, name, 0, found, [atspi_dump.MAX_NODES])
+        find(frame, role, name, 0, found, [MAX_NODES])
         candidates.extend((node, frame) for node in found)
     if not candidates:
         print(f"atspi_action: no {role} named {name!r}", file=sys.stderr)
         return 3
-    shown = [node for node, frame in candidates if atspi_dump.shown(node, frame)]
-    if not shown:
+    on_screen = [node for node, frame in candidates if shown(node, frame)]
+    if not on_screen:
         print(f"atspi_action: the {role} named {name!r} is not on screen", file=sys.stderr)
         return 4
-    node = shown[0]
+    node = on_screen[0]
     if not enabled(node):
         print(f"atspi_action: the {role} named {name!r} is not enabled", file=sys.stderr)
         return 4

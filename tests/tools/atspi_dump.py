@@ -12,67 +12,26 @@ Output: {"windows": [NODE, ...]} where NODE is
 "shown" tells whether the node is really on screen: GTK 4.8 marks every present widget
 "visible", also the pages of a GtkStack that are not showing, so this asks the window which
 accessible is at the centre of the node's extents (GTK answers with gtk_widget_pick, which only
-finds what is drawn) and checks that it is the node or one of its descendants. It is computed
-for labels and list items with a non-empty area, and null for everything else.
+finds what is drawn) and checks that it is the node or one of its descendants (see
+atspi_common.py). It is computed for labels and list items, and null for everything else.
 
 Exit status: 0 with the JSON printed; 3 when no application of that name is on the bus (yet);
 1 on any other error (the reason on stderr). Needs Debian's python3-gi and gir1.2-atspi-2.0.
 """
 
 import json
+import os
 import sys
 
-import gi
+# atspi_common.py lies beside this file (also with PYTHONSAFEPATH set); importing it must not
+# leave a __pycache__ in the checkout.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-gi.require_version("Atspi", "2.0")
-from gi.repository import Atspi, GLib  # noqa: E402
+from atspi_common import MAX_DEPTH, MAX_NODES, children, find_app, shown, windows  # noqa: E402
+from gi.repository import GLib  # noqa: E402
 
-# Limits, so a broken tree cannot make this run for ever.
-MAX_DEPTH = 60
-MAX_NODES = 20000
 SHOWN_ROLES = {"label", "list item"}
-
-
-def same(a, b):
-    """Whether two AT-SPI references denote the same object."""
-    if a is None or b is None:
-        return False
-    if a == b:
-        return True
-    try:
-        return a.get_bus_name() == b.get_bus_name() and a.path == b.path
-    except (AttributeError, GLib.Error):
-        return False
-
-
-def is_within(hit, node, frame):
-    """Whether `hit` is `node` or below it; stops at the window."""
-    current = hit
-    for _ in range(MAX_DEPTH):
-        if current is None:
-            return False
-        if same(current, node):
-            return True
-        if same(current, frame):
-            return False
-        current = current.get_parent()
-    return False
-
-
-def shown(node, frame):
-    try:
-        ext = Atspi.Component.get_extents(node, Atspi.CoordType.WINDOW)
-    except GLib.Error:
-        return None
-    if ext.width <= 0 or ext.height <= 0:
-        return False
-    x = ext.x + ext.width // 2
-    y = ext.y + ext.height // 2
-    try:
-        hit = Atspi.Component.get_accessible_at_point(frame, x, y, Atspi.CoordType.WINDOW)
-    except GLib.Error:
-        return None
-    return is_within(hit, node, frame)
 
 
 class Walker:
@@ -94,17 +53,8 @@ class Walker:
             out["shown"] = shown(node, frame)
         if depth >= MAX_DEPTH:
             return out
-        try:
-            count = node.get_child_count()
-        except GLib.Error:
-            count = 0
-        for i in range(count):
-            try:
-                child = node.get_child_at_index(i)
-            except GLib.Error:
-                child = None
-            if child is not None:
-                out["children"].append(self.walk(child, frame, depth + 1))
+        for child in children(node):
+            out["children"].append(self.walk(child, frame, depth + 1))
         return out
 
 
@@ -113,25 +63,13 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     wanted = sys.argv[1]
-    desktop = Atspi.get_desktop(0)
-    app = None
-    for i in range(desktop.get_child_count()):
-        candidate = desktop.get_child_at_index(i)
-        try:
-            if candidate is not None and candidate.get_name() == wanted:
-                app = candidate
-        except GLib.Error:
-            continue
+    app = find_app(wanted)
     if app is None:
         print(f"atspi_dump: no application {wanted!r} on the accessibility bus", file=sys.stderr)
         return 3
     walker = Walker()
-    windows = []
-    for i in range(app.get_child_count()):
-        frame = app.get_child_at_index(i)
-        if frame is not None:
-            windows.append(walker.walk(frame, frame, 0))
-    json.dump({"windows": windows}, sys.stdout)
+    tree = [walker.walk(frame, frame, 0) for frame in windows(app)]
+    json.dump({"windows": tree}, sys.stdout)
     print()
     return 0
 

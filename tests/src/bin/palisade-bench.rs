@@ -157,6 +157,8 @@ async fn vm_and_console_rows(env: &TestEnv) -> Result<Vec<Row>> {
         "-".into(),
         "-".into(),
     ));
+    // The 20 tickets above used up alice's burst; let the rate limit refill.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     if let Some(viewer) = viewer_connect_time(env, &vms).await? {
         rows.push((
             "Open console -> remote-viewer connected".into(),

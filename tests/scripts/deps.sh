@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(nftables qemu-system-x86 qemu-utils libgtk-4-dev libadwaita-1-dev virt-viewer xvfb dbus polkitd pkexec
       conntrack iproute2 busybox-static linux-image-amd64 cpio desktop-file-utils appstream libxml2-utils gettext
       pkg-config util-linux passwd procps psmisc python3 at-spi2-core
-      python3-gi gir1.2-atspi-2.0 imagemagick python3-dbus python3-cryptography)
+      python3-gi gir1.2-atspi-2.0 imagemagick python3-dbus openssl python3-cryptography)
 # The machine image may carry qemu-utils from bookworm-backports; qemu-system-x86 must then come from there too
 # or apt refuses the mix.
 if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then

@@ -270,6 +270,7 @@ impl Firewall {
             .unified_diff()
             .header(&format!("generation {}", st.live.generation), "preview")
             .to_string();
+        crate::memory::release_soon();
         Ok(Preview {
             ruleset: text,
             diff,
@@ -543,11 +544,7 @@ impl Firewall {
     fn announce(&self, generation: u64) {
         self.changed.send_replace(generation);
         self.rearm_expiry.notify_one();
-        // Once the call that caused this has replied and dropped its buffers, hand the peak back.
-        tokio::spawn(async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            crate::memory::release_free_memory();
-        });
+        crate::memory::release_soon();
     }
 }
 

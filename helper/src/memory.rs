@@ -23,3 +23,12 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Trims a moment from now, once the call that caused a large allocation has replied and
+/// dropped its buffers (the message, the compiled ruleset, the diff).
+pub fn release_soon() {
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        release_free_memory();
+    });
+}

@@ -6,6 +6,7 @@
 //! boots from; an update is a full copy, never an image backed by another, so deleting an old
 //! version can never break a newer one; the base is never deleted.
 
+use super::io;
 use palisade_dbus::policy::{DiskName, VmName};
 use palisade_dbus::types::ImageVersion;
 use palisade_dbus::Error;
@@ -326,10 +327,6 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn io(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("could not {what}: {e}"))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - A VM is started only from the live policy, as its own system user, with no capabilities,
-//!   and with descriptors for every file it may touch (see `qemu`). Its runtime folder
+//!   and with descriptors for every file it may touch (see `launch` and `qemu`). Its runtime folder
 //!   (`<run>/<vm>`: QMP socket, pid, overlay, console log) is root's alone.
 //! - States come from QEMU's own QMP events, never from polling; the end of the QMP stream is
 //!   the end of the process. Whoever started it, the helper or its previous incarnation, the
@@ -12,7 +12,9 @@
 //!   from its pid file and QMP socket.
 
 use super::images::Images;
-use super::qemu::{self, Accelerator, Fds, Launch, RunMode};
+use super::io;
+use super::launch::{launch, LaunchRequest};
+use super::qemu::{self, Fds, Launch, RunMode};
 use super::qmp::{Monitor, MonitorEvent};
 use super::{accel, account};
 use palisade_dbus::policy::{Policy, Vm, VmName};
@@ -20,10 +22,9 @@ use palisade_dbus::types::{AttachedDevice, VmDetails, VmInfo};
 use palisade_dbus::Error;
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, Mutex};
@@ -68,11 +69,6 @@ impl std::fmt::Debug for Supervisor {
             .finish_non_exhaustive()
     }
 }
-
-/// File descriptor numbers the child gets, in order.
-const FIRST_CHILD_FD: i32 = 3;
-/// Most descriptors handed to QEMU (QMP, disk, overlay, ISO, kernel, initrd).
-const MAX_CHILD_FDS: usize = 8;
 
 impl Supervisor {
     /// A supervisor; call `adopt` next.
@@ -162,93 +158,18 @@ impl Supervisor {
         fs::set_permissions(&run, fs::Permissions::from_mode(0o700))
             .map_err(|e| io("protect the runtime folder", e))?;
 
-        let mut files: Vec<OwnedFd> = Vec::new();
-        let qmp_path = run.join("qmp.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&qmp_path)
-            .map_err(|e| io("create the QMP socket", e))?;
-        fs::set_permissions(&qmp_path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| io("protect the QMP socket", e))?;
-        files.push(OwnedFd::from(listener));
-        let disk_path = match mode {
-            RunMode::Ephemeral => images.base()?,
-            RunMode::Update | RunMode::Install => images.begin_update().await?,
-        };
-        files.push(open(&disk_path, mode != RunMode::Ephemeral)?);
-        let mut fds = Fds {
-            qmp: FIRST_CHILD_FD,
-            disk: FIRST_CHILD_FD + 1,
-            overlay: None,
-            iso: None,
-            kernel: None,
-            initrd: None,
-            tls_dir: None,
-        };
-        let next = |files: &Vec<OwnedFd>| FIRST_CHILD_FD + i32::try_from(files.len()).unwrap_or(0);
-        if mode == RunMode::Ephemeral {
-            let overlay = run.join("overlay.qcow2");
-            create_overlay(&disk_path, &overlay).await?;
-            fds.overlay = Some(next(&files));
-            files.push(open(&overlay, true)?);
-        }
-        if let Some(iso) = iso {
-            fds.iso = Some(next(&files));
-            files.push(iso);
-        }
-        if let Some(boot) = &vm.kernel_boot {
-            fds.kernel = Some(next(&files));
-            files.push(open_world_readable(
-                &images.dir().join(boot.kernel.as_str()),
-            )?);
-            if let Some(initrd) = &boot.initrd {
-                fds.initrd = Some(next(&files));
-                files.push(open_world_readable(&images.dir().join(initrd.as_str()))?);
-            }
-        }
-        if vm.display.tls {
-            let root = super::tls::tls_root(&self.paths.state);
-            let dir = super::tls::server_folder(&root, &vm.name, vm.display.address, gid).await?;
-            fds.tls_dir = Some(next(&files));
-            files.push(open_dir(&dir)?);
-        }
-        let launch = Launch {
+        let request = LaunchRequest {
             vm,
             mode,
             accel: accelerator,
             spice_port,
-            fds,
+            images: &images,
+            run: &run,
+            tls_root: &super::tls::tls_root(&self.paths.state),
+            uid,
+            gid,
         };
-        let args = qemu::command_line(&launch);
-        let console = log_file(&run.join("console.log"))?;
-        let qemu_log = log_file(&run.join("qemu.log"))?;
-        let mut groups = vec![gid];
-        if accelerator == Accelerator::Kvm {
-            groups.extend(accel::kvm_group());
-        }
-        let mut cmd = std::process::Command::new(qemu::QEMU);
-        cmd.args(&args)
-            .stdin(std::process::Stdio::null())
-            .stdout(console)
-            .stderr(qemu_log)
-            .process_group(0);
-        let raw: Vec<i32> = files.iter().map(AsRawFd::as_raw_fd).collect();
-        let groups: Vec<nix::unistd::Gid> =
-            groups.into_iter().map(nix::unistd::Gid::from_raw).collect();
-        // SAFETY: runs in the forked child before exec and only makes async-signal-safe
-        // syscalls (dup2, fcntl, setgroups, setgid, setuid, prctl) on values computed before
-        // the fork; no allocation, no locks.
-        #[allow(unsafe_code)]
-        // dropping to the VM's user with our descriptors in place needs pre_exec
-        unsafe {
-            cmd.pre_exec(move || drop_into_vm_user(&raw, &groups, gid, uid));
-        }
-        let mut child = tokio::process::Command::from(cmd)
-            .spawn()
-            .map_err(|e| io("start QEMU", e))?;
-        drop(files);
-        let pid = child.id().unwrap_or(0);
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
+        let (pid, args) = launch(&request, iso).await?;
         fs::write(run.join("qemu.pid"), pid.to_string()).map_err(|e| io("record the pid", e))?;
         fs::write(run.join("mode"), mode.as_str()).map_err(|e| io("record the mode", e))?;
         if let Err(e) = self.attach_monitor(vm, pid, mode, args).await {
@@ -717,49 +638,6 @@ impl Supervisor {
     }
 }
 
-/// In the child, before exec: put our descriptors at 3.., drop to the VM's user for good.
-/// Allocates nothing: after fork only async-signal-safe calls are allowed.
-fn drop_into_vm_user(
-    fds: &[i32],
-    groups: &[nix::unistd::Gid],
-    gid: u32,
-    uid: u32,
-) -> std::io::Result<()> {
-    use nix::unistd::{Gid, Uid};
-    let err = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
-    let check = |r: libc::c_int| {
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    };
-    // Move every descriptor above the target range first, so a dup2 never overwrites one that
-    // is still to be moved; dup2's copies are not close-on-exec, so QEMU inherits exactly these.
-    let mut high = [0i32; MAX_CHILD_FDS];
-    if fds.len() > MAX_CHILD_FDS {
-        return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
-    }
-    for (slot, fd) in high.iter_mut().zip(fds) {
-        // SAFETY: plain descriptor syscalls in the forked child on descriptors the parent keeps
-        // open until exec; no memory is touched.
-        #[allow(unsafe_code)] // fcntl/dup2 on raw numbers in a pre_exec hook
-        {
-            *slot = check(unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100) })?;
-        }
-    }
-    for (i, fd) in high.iter().take(fds.len()).enumerate() {
-        let target = FIRST_CHILD_FD + i32::try_from(i).unwrap_or(0);
-        // SAFETY: as above.
-        #[allow(unsafe_code)] // fcntl/dup2 on raw numbers in a pre_exec hook
-        check(unsafe { libc::dup2(*fd, target) })?;
-    }
-    nix::unistd::setgroups(groups).map_err(err)?;
-    nix::unistd::setgid(Gid::from_raw(gid)).map_err(err)?;
-    nix::unistd::setuid(Uid::from_raw(uid)).map_err(err)?;
-    Ok(())
-}
-
 fn is_our_qemu(pid: u32, vm: &Vm) -> bool {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let wanted = format!("guest={},", vm.name);
@@ -770,71 +648,6 @@ fn is_our_qemu(pid: u32, vm: &Vm) -> bool {
         && cmdline
             .split(|c| *c == 0)
             .any(|a| a.starts_with(wanted.as_bytes()))
-}
-
-async fn create_overlay(base: &Path, overlay: &Path) -> Result<(), Error> {
-    let out = tokio::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(base)
-        .arg(overlay)
-        .output()
-        .await
-        .map_err(|e| io("run qemu-img", e))?;
-    if !out.status.success() {
-        return Err(Error::Internal(format!(
-            "cannot create the overlay: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    fs::set_permissions(overlay, fs::Permissions::from_mode(0o600))
-        .map_err(|e| io("protect the overlay", e))
-}
-
-fn open(path: &Path, write: bool) -> Result<OwnedFd, Error> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map(OwnedFd::from)
-        .map_err(|e| io(&format!("open {}", path.display()), e))
-}
-
-/// Kernel files are reopened by QEMU through /proc/self/fd, which checks the file's own mode.
-fn open_world_readable(path: &Path) -> Result<OwnedFd, Error> {
-    let meta =
-        fs::symlink_metadata(path).map_err(|e| io(&format!("find {}", path.display()), e))?;
-    if !meta.file_type().is_file()
-        || meta.mode() & 0o004 == 0
-        || meta.uid() != 0
-        || meta.mode() & 0o022 != 0
-    {
-        return Err(Error::InvalidArgument(format!(
-            "{} must be a plain file owned by root, readable by all and writable by root only",
-            path.display()
-        )));
-    }
-    open(path, false)
-}
-
-/// A folder as a descriptor QEMU reaches through /proc/self/fd, past folders it cannot enter.
-fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)
-        .map(OwnedFd::from)
-        .map_err(|e| io(&format!("open {}", path.display()), e))
-}
-
-fn log_file(path: &Path) -> Result<fs::File, Error> {
-    fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io("create a log file", e))
 }
 
 fn port_is_free(port: u16) -> bool {
@@ -860,8 +673,4 @@ pub fn random_secret() -> String {
 
 fn qmp_error(e: super::qmp::QmpError) -> Error {
     Error::Internal(e.to_string())
-}
-
-fn io(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("could not {what}: {e}"))
 }

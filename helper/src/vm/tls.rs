@@ -151,5 +151,5 @@ fn path(p: &Path) -> String {
 }
 
 fn io<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
-    move |e| Error::Internal(format!("could not {what}: {e}"))
+    move |e| super::io(what, e)
 }

@@ -18,8 +18,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-/// File descriptor numbers the child gets, in order.
-const FIRST_CHILD_FD: i32 = 3;
 /// Most descriptors handed to QEMU (QMP, disk, overlay, ISO, kernel, initrd, TLS folder).
 const MAX_CHILD_FDS: usize = 8;
 
@@ -63,39 +61,24 @@ pub async fn launch(
         RunMode::Update | RunMode::Install => images.begin_update().await?,
     };
     files.push(open(&disk_path, mode != RunMode::Ephemeral)?);
-    let mut fds = Fds {
-        qmp: FIRST_CHILD_FD,
-        disk: FIRST_CHILD_FD + 1,
-        overlay: None,
-        iso: None,
-        kernel: None,
-        initrd: None,
-        tls_dir: None,
-    };
-    let next = |files: &Vec<OwnedFd>| FIRST_CHILD_FD + i32::try_from(files.len()).unwrap_or(0);
+    // The files follow the order of `Fds::plan`.
+    let fds = Fds::plan(vm, mode, iso.is_some());
     if mode == RunMode::Ephemeral {
         let overlay = run.join("overlay.qcow2");
         create_overlay(&disk_path, &overlay).await?;
-        fds.overlay = Some(next(&files));
         files.push(open(&overlay, true)?);
     }
-    if let Some(iso) = iso {
-        fds.iso = Some(next(&files));
-        files.push(iso);
-    }
+    files.extend(iso);
     if let Some(boot) = &vm.kernel_boot {
-        fds.kernel = Some(next(&files));
         files.push(open_world_readable(
             &images.dir().join(boot.kernel.as_str()),
         )?);
         if let Some(initrd) = &boot.initrd {
-            fds.initrd = Some(next(&files));
             files.push(open_world_readable(&images.dir().join(initrd.as_str()))?);
         }
     }
     if vm.display.tls {
         let dir = super::tls::server_folder(r.tls_root, &vm.name, vm.display.address, gid).await?;
-        fds.tls_dir = Some(next(&files));
         files.push(open_dir(&dir)?);
     }
     let launch = Launch {
@@ -172,7 +155,7 @@ fn drop_into_vm_user(
         }
     }
     for (i, fd) in high.iter().take(fds.len()).enumerate() {
-        let target = FIRST_CHILD_FD + i32::try_from(i).unwrap_or(0);
+        let target = qemu::FIRST_FD + i32::try_from(i).unwrap_or(0);
         // SAFETY: as above.
         #[allow(unsafe_code)] // fcntl/dup2 on raw numbers in a pre_exec hook
         check(unsafe { libc::dup2(*fd, target) })?;

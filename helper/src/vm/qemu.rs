@@ -59,6 +59,35 @@ pub struct Fds {
     pub tls_dir: Option<i32>,
 }
 
+/// The first descriptor number handed to QEMU (0-2 are its standard streams).
+pub const FIRST_FD: i32 = 3;
+
+impl Fds {
+    /// The numbers a launch gives, in the order the files are handed over: QMP socket, disk,
+    /// overlay (ephemeral runs), ISO, kernel, initrd, TLS folder. `launch` hands the files over
+    /// in this order and `vm show` prints the same plan, so the two cannot disagree.
+    pub fn plan(vm: &Vm, mode: RunMode, iso: bool) -> Fds {
+        let mut numbers = FIRST_FD..;
+        let mut take = |wanted: bool| if wanted { numbers.next() } else { None };
+        let qmp = take(true).unwrap_or(FIRST_FD);
+        let disk = take(true).unwrap_or(FIRST_FD + 1);
+        let overlay = take(mode == RunMode::Ephemeral);
+        let iso = take(iso);
+        let kernel = take(vm.kernel_boot.is_some());
+        let initrd = take(vm.kernel_boot.as_ref().is_some_and(|b| b.initrd.is_some()));
+        let tls_dir = take(vm.display.tls);
+        Fds {
+            qmp,
+            disk,
+            overlay,
+            iso,
+            kernel,
+            initrd,
+            tls_dir,
+        }
+    }
+}
+
 /// Everything the command line depends on besides the VM's policy.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
@@ -276,6 +305,21 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("q35,accel=kvm"));
+    }
+
+    #[test]
+    fn the_descriptor_plan_has_no_gaps() {
+        let v = vm("kernel = \"vmlinuz\"\ndisplay = { tls = true }\n");
+        let f = Fds::plan(&v, RunMode::Ephemeral, false);
+        assert_eq!(
+            (f.qmp, f.disk, f.overlay, f.kernel, f.initrd, f.tls_dir),
+            (3, 4, Some(5), Some(6), None, Some(7))
+        );
+        let f = Fds::plan(&v, RunMode::Install, true);
+        assert_eq!(
+            (f.overlay, f.iso, f.kernel, f.tls_dir),
+            (None, Some(5), Some(6), Some(7))
+        );
     }
 
     #[test]

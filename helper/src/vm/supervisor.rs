@@ -581,19 +581,7 @@ impl Supervisor {
                     mode: RunMode::Ephemeral,
                     accel: accel::choose(policy.settings.accel).await,
                     spice_port: self.images(vm).spice_port(),
-                    fds: Fds {
-                        qmp: 3,
-                        disk: 4,
-                        overlay: Some(5),
-                        iso: None,
-                        kernel: vm.kernel_boot.as_ref().map(|_| 6),
-                        tls_dir: vm.display.tls.then_some(8),
-                        initrd: vm
-                            .kernel_boot
-                            .as_ref()
-                            .and_then(|b| b.initrd.as_ref())
-                            .map(|_| 7),
-                    },
+                    fds: Fds::plan(vm, RunMode::Ephemeral, false),
                 };
                 qemu::command_line(&launch)
             }

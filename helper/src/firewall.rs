@@ -110,8 +110,9 @@ impl Firewall {
         };
         let mut generation = pointers.confirmed;
         let mut document = confirmed_doc.clone();
-        match store.read_policy_file() {
-            Ok(Some(file)) if file != confirmed_doc => match Policy::parse(&file) {
+        let on_disk = store.read_policy_file();
+        match &on_disk {
+            Ok(Some(file)) if *file != confirmed_doc => match Policy::parse(file) {
                 Ok(_) => {
                     let owner = std::fs::metadata(store.policy_file())
                         .map(|m| m.uid())
@@ -127,11 +128,11 @@ impl Firewall {
                                 "policy file edited on disk",
                                 Outcome::Confirmed,
                             ),
-                            &file,
+                            file,
                         )
                         .map_err(|e| internal("store the generation", e))?;
                     tracing::info!("adopted the edited policy file as generation {generation}");
-                    document = file;
+                    document = file.clone();
                 }
                 Err(findings) => {
                     problem = format!(
@@ -167,7 +168,7 @@ impl Firewall {
             .save_live_state(&pointers)
             .map_err(|e| internal("save the live state", e))?;
         if generation > 0
-            && store.read_policy_file().ok().flatten().as_deref() != Some(&document[..])
+            && on_disk.as_ref().ok().and_then(Option::as_deref) != Some(&document[..])
             && problem.is_empty()
         {
             store

@@ -19,7 +19,7 @@ pot=$top/po/palisade.pot
 out=$(realpath -m "${1:-$pot}")
 cd "$top"
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p;T;q' Cargo.toml)
 rust=()
 other=()
 while read -r f; do

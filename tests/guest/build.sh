@@ -20,7 +20,10 @@ MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
          virtio_blk evdev button)
 
 BUSYBOX=/bin/busybox
-if ! [ -x "$BUSYBOX" ] || ! "$BUSYBOX" --list 2>/dev/null | grep -qx udhcpc; then
+# The applet list is read whole before it is searched: an early-exiting reader on a pipe (grep -q) kills busybox
+# with SIGPIPE, which pipefail turns into a random failure on a busy machine.
+applets=$("$BUSYBOX" --list 2>/dev/null || true)
+if ! [ -x "$BUSYBOX" ] || ! grep -qx udhcpc <<<"$applets"; then
   die "$BUSYBOX missing or without udhcpc (apt-get install busybox-static)"
 fi
 file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
@@ -71,7 +74,7 @@ install -m 0755 "$HERE/powerdown" "$ROOT/etc/acpi/PWRF/00000080"
 for m in "${MODULES[@]}"; do
   # modules.dep names files with "-" or "_" interchangeably and possibly compressed (.ko.xz, .ko.zst, .ko.gz).
   pat=${m//_/[-_]}
-  rel=$(grep -oE "^[^:]*/${pat}\.ko(\.xz|\.zst|\.gz)?:" "$MODDIR/modules.dep" | head -n 1 | tr -d ':' || true)
+  rel=$(grep -m 1 -oE "^[^:]*/${pat}\.ko(\.xz|\.zst|\.gz)?:" "$MODDIR/modules.dep" | tr -d ':' || true)
   if [ -z "$rel" ]; then
     if grep -qE "/${pat}\.ko$" "$MODDIR/modules.builtin" 2>/dev/null; then continue; fi
     die "module $m is neither in $MODDIR/modules.dep nor built in"

@@ -46,4 +46,5 @@ end=$(date +%s.%N)
 tr -d '\r' <"$serial" | grep -ao 'PALISADE-.*' || true
 echo "guest/run-once.sh: qemu exit $rc after $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s" >&2
 [ "$rc" = 0 ] || sed 's/^/qemu: /' "$tmp/qemu.out" >&2
-tr -d '\r' <"$serial" | grep -aq 'PALISADE-DONE' || exit 1
+serial_text=$(tr -d '\r' <"$serial")
+grep -aq 'PALISADE-DONE' <<<"$serial_text" || exit 1

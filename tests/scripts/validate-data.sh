@@ -41,6 +41,32 @@ contract_ids=$(grep -o '"io\.palisade\.[a-z]*\.[a-z]*"' dbus/src/names.rs | tr -
 bus_name=$(sed -n 's/^pub const BUS_NAME: &str = "\(.*\)";/\1/p' dbus/src/names.rs)
 admin_group=$(sed -n 's/^pub const ADMIN_GROUP: &str = "\(.*\)";/\1/p' dbus/src/names.rs)
 
+# --- scripts -----------------------------------------------------------------------------------
+# Under `set -o pipefail`, a reader that exits early (grep -q, grep -m, head, sed ...q) kills the
+# writer of its pipe with SIGPIPE and fails the pipeline at random on a busy machine. Read the
+# output whole (a variable, a here-string) instead. And the repository names no package mirror:
+# package sources come from the machine's own configuration.
+check_scripts() {
+  local files hits mirror pat
+  files=$(git ls-files -- '*.sh' '*.rs' '*.py' Makefile 'mk/*' .ci/run 2>/dev/null)
+  # The pattern is built from pieces so that this line does not match itself.
+  pat='[|]'"[[:space:]]*(grep[[:space:]]+(-[A-Za-z]*[qm]|--quiet|--max-count)|head([[:space:]]|$)|sed[[:space:]][^|]*[;'{]q)"
+  # shellcheck disable=SC2086
+  hits=$(grep -nE "$pat" $files 2>/dev/null | grep -v '^tests/scripts/validate-data.sh:' || true)
+  if [ -z "$hits" ]; then
+    ok "scripts: no early-exiting reader on a pipe"
+  else
+    fail "scripts: an early-exiting reader on a pipe can fail the pipeline at random" "$hits"
+  fi
+  mirror=$(git grep -nIE '(deb|ftp|security|archive|mirrors?)\.(debian|ubuntu)\.(org|net|com)|https?://[a-z0-9.-]*mirror' -- . \
+             ':!tests/scripts/validate-data.sh' 2>/dev/null || true)
+  if [ -z "$mirror" ]; then
+    ok "scripts: no package mirror host named in the repository"
+  else
+    fail "scripts: a package mirror host is named; use the machine's configured sources" "$mirror"
+  fi
+}
+
 # --- polkit actions ----------------------------------------------------------------------------
 check_polkit_actions() {
   if ! have xmllint; then fail "polkit actions: xmllint not installed (apt install libxml2-utils)"; return; fi
@@ -309,6 +335,7 @@ check_potfiles() {
   fi
 }
 
+check_scripts
 check_polkit_actions
 check_polkit_rules
 check_dbus

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use palisade_dbus::names::BUS_NAME;
 use palisade_dbus::policy::{Parsed, Policy};
 use palisade_dbus::proxy::{ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
-use palisade_dbus::types::{ConsoleInfo, Finding, Status, VmInfo};
+use palisade_dbus::types::{ConsoleInfo, Finding, RunMode, Status, VmInfo, VmState};
 use palisade_dbus::Error;
 use relm4::abstractions::Toaster;
 use relm4::adw::prelude::*;
@@ -128,7 +128,7 @@ pub enum AppCmd {
         /// The VM.
         name: String,
         /// Its state.
-        state: String,
+        state: VmState,
     },
     /// A console was handed to the viewer, or could not be.
     ConsoleOpened {
@@ -271,7 +271,7 @@ async fn start_vm(connection: zbus::Connection, name: String) -> AppCmd {
     let result = async {
         VmsProxy::new(&connection)
             .await?
-            .start(&name, "ephemeral")
+            .start(&name, RunMode::Ephemeral)
             .await
     }
     .await;
@@ -333,7 +333,7 @@ async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), 
                     if let Ok(args) = signal.args() {
                         out.emit(AppCmd::VmStateChanged {
                             name: args.name.to_owned(),
-                            state: args.state.to_owned(),
+                            state: args.state,
                         });
                     }
                 }
@@ -857,7 +857,7 @@ impl Component for App {
                 match result {
                     Ok(()) => self.machines_view.emit(MachinesViewInput::StateChanged {
                         name,
-                        state: "shut down".to_owned(),
+                        state: VmState::ShutDown,
                     }),
                     Err(e) => {
                         self.toast(&e.sentence());

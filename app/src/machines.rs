@@ -3,7 +3,7 @@
 //! the words for their states. Pure functions, unit-tested without a display.
 
 use crate::i18n::{gettext, i18n_f};
-use palisade_dbus::types::{ConsoleInfo, VmInfo};
+use palisade_dbus::types::{ConsoleInfo, ConsoleKind, RunMode, VmInfo, VmState};
 
 /// Where a machine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,11 +21,10 @@ pub struct Machine {
     pub name: String,
     /// Local VM or remote console.
     pub kind: Kind,
-    /// A local VM's state as the helper names it (`running`, `shut down`, ...); empty for
-    /// remote consoles.
-    pub state: String,
-    /// How a running VM runs (`ephemeral`, `update`, `install`); empty otherwise.
-    pub mode: String,
+    /// A local VM's state; `Unknown` for remote consoles.
+    pub state: VmState,
+    /// How a running VM runs.
+    pub mode: RunMode,
     /// Where a remote console is (host and port); empty for local VMs.
     pub host: String,
     /// The remote console's port.
@@ -41,7 +40,7 @@ pub struct Machine {
 impl Machine {
     /// Whether a local VM is known not to run, so there is no display to open.
     pub fn is_off(&self) -> bool {
-        self.kind == Kind::Local && matches!(self.state.as_str(), "shut down" | "crashed")
+        self.kind == Kind::Local && matches!(self.state, VmState::ShutDown | VmState::Crashed)
     }
 
     /// Whether the **Start** button belongs on its row.
@@ -51,7 +50,10 @@ impl Machine {
 
     /// Whether the **Stop** button belongs on its row.
     pub fn can_stop(&self) -> bool {
-        self.operate && self.kind == Kind::Local && !self.state.is_empty() && !self.is_off()
+        self.operate
+            && self.kind == Kind::Local
+            && self.state != VmState::Unknown
+            && !self.is_off()
     }
 
     /// Whether **Open console** can work now (the helper decides in the end).
@@ -62,7 +64,7 @@ impl Machine {
     /// The line under the machine's name.
     pub fn summary(&self) -> String {
         match self.kind {
-            Kind::Local => state_words(&self.state, &self.mode),
+            Kind::Local => state_words(self.state, self.mode),
             Kind::Remote => {
                 let address = if self.host.contains(':') {
                     format!("[{}]:{}", self.host, self.port)
@@ -91,8 +93,8 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
         .map(|vm| Machine {
             name: vm.name.clone(),
             kind: Kind::Local,
-            state: vm.state.clone(),
-            mode: vm.mode.clone(),
+            state: vm.state,
+            mode: vm.mode,
             host: String::new(),
             port: 0,
             tls: false,
@@ -101,10 +103,9 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
         })
         .collect();
     for c in consoles.unwrap_or_default() {
-        let kind = if c.kind == "remote" {
-            Kind::Remote
-        } else {
-            Kind::Local
+        let kind = match c.kind {
+            ConsoleKind::Local => Kind::Local,
+            ConsoleKind::Remote => Kind::Remote,
         };
         if let Some(m) = out.iter_mut().find(|m| m.name == c.name && m.kind == kind) {
             m.console = true;
@@ -113,8 +114,8 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
         out.push(Machine {
             name: c.name.clone(),
             kind,
-            state: c.state.clone(),
-            mode: String::new(),
+            state: c.state,
+            mode: RunMode::Ephemeral,
             host: if kind == Kind::Remote {
                 c.host.clone()
             } else {
@@ -130,25 +131,25 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
     out
 }
 
-/// A VM's state (and how it runs) in words.
-pub fn state_words(state: &str, mode: &str) -> String {
+/// A VM's state (and how it runs) in words. Every state the helper can send has its words:
+/// the match is exhaustive, so a state added to the contract does not compile until it has them.
+pub fn state_words(state: VmState, mode: RunMode) -> String {
     match (state, mode) {
-        ("running", "update") => gettext("Running in update mode: changes are kept"),
-        ("running", "install") => gettext("Running the installer"),
+        (VmState::Running, RunMode::Update) => {
+            gettext("Running in update mode: changes are kept")
+        }
+        (VmState::Running, RunMode::Install) => gettext("Running the installer"),
         // Translators: a VM's state. Changes made inside it are thrown away when it stops.
-        ("running", _) => gettext("Running"),
+        (VmState::Running, RunMode::Ephemeral) => gettext("Running"),
         // Translators: a VM's state.
-        ("paused", _) => gettext("Paused"),
+        (VmState::Paused, _) => gettext("Paused"),
+        // Translators: a VM's state: the guest powers off and QEMU is about to end.
+        (VmState::ShuttingDown, _) => gettext("Shutting down…"),
         // Translators: a VM's state.
-        ("shut down", _) => gettext("Shut down"),
+        (VmState::ShutDown, _) => gettext("Shut down"),
         // Translators: a VM's state: QEMU ended unexpectedly.
-        ("crashed", _) => gettext("Crashed"),
-        // Translators: a VM's state.
-        ("starting", _) => gettext("Starting…"),
-        // Translators: a VM's state.
-        ("stopping", _) => gettext("Stopping…"),
-        ("", _) => gettext("State unknown"),
-        (other, _) => other.to_owned(),
+        (VmState::Crashed, _) => gettext("Crashed"),
+        (VmState::Unknown, _) => gettext("State unknown"),
     }
 }
 
@@ -161,7 +162,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "name": name,
             "state": state,
-            "mode": "",
+            "mode": "ephemeral",
             "spice_port": 5900,
             "pid": 0,
             "base_version": 1,
@@ -173,11 +174,11 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn console(name: &str, kind: &str, state: &str) -> ConsoleInfo {
+    fn console(name: &str, kind: ConsoleKind, state: VmState) -> ConsoleInfo {
         ConsoleInfo {
             name: name.into(),
-            kind: kind.into(),
-            state: state.into(),
+            kind,
+            state,
             host: "192.0.2.10".into(),
             port: 5901,
             tls: true,
@@ -188,9 +189,9 @@ mod tests {
     fn merges_vms_and_consoles_once_each() {
         let vms = [vm("work", "running"), vm("build", "shut down")];
         let consoles = [
-            console("work", "local", "running"),
-            console("server", "remote", ""),
-            console("banking", "local", "shut down"),
+            console("work", ConsoleKind::Local, VmState::Running),
+            console("server", ConsoleKind::Remote, VmState::Unknown),
+            console("banking", ConsoleKind::Local, VmState::ShutDown),
         ];
         let rows = merge(Some(&consoles), Some(&vms));
         let names: Vec<(&str, Kind, bool, bool)> = rows
@@ -224,7 +225,7 @@ mod tests {
             may_operate: false,
             ..vm("work", state)
         };
-        let consoles = [console("work", "local", "shut down")];
+        let consoles = [console("work", ConsoleKind::Local, VmState::ShutDown)];
         for consoles in [None, Some(&consoles[..])] {
             let off = merge(consoles, Some(&[console_only("shut down")]));
             assert_eq!(off.len(), 1);
@@ -237,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_list_the_helper_refused_leaves_the_other() {
-        let consoles = [console("work", "local", "running")];
+        let consoles = [console("work", ConsoleKind::Local, VmState::Running)];
         let rows = merge(Some(&consoles), None);
         assert_eq!(rows.len(), 1);
         assert!(rows[0].console && !rows[0].operate && !rows[0].can_stop());
@@ -251,14 +252,24 @@ mod tests {
 
     #[test]
     fn names_states() {
-        assert_eq!(state_words("running", "ephemeral"), "Running");
         assert_eq!(
-            state_words("running", "update"),
+            state_words(VmState::Running, RunMode::Ephemeral),
+            "Running"
+        );
+        assert_eq!(
+            state_words(VmState::Running, RunMode::Update),
             "Running in update mode: changes are kept"
         );
-        assert_eq!(state_words("shut down", ""), "Shut down");
-        assert_eq!(state_words("weird", ""), "weird");
-        let mut m = merge(None, Some(&[vm("v6", "")]))[0].clone();
+        assert_eq!(
+            state_words(VmState::ShutDown, RunMode::Ephemeral),
+            "Shut down"
+        );
+        // Every state the helper can send has words of its own, never the raw word.
+        for state in VmState::ALL {
+            let words = state_words(*state, RunMode::Ephemeral);
+            assert!(!words.is_empty() && words != state.as_str(), "{state}");
+        }
+        let mut m = merge(None, Some(&[vm("v6", "unknown")]))[0].clone();
         m.kind = Kind::Remote;
         m.host = "2001:db8::1".into();
         m.port = 5900;

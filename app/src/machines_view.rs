@@ -6,7 +6,7 @@
 use crate::i18n::gettext;
 use crate::machine_row::{MachineRow, MachineRowInit, MachineRowInput, MachineRowOutput};
 use crate::machines::{self, Kind, Machine};
-use palisade_dbus::types::{ConsoleInfo, VmInfo};
+use palisade_dbus::types::{ConsoleInfo, RunMode, VmInfo, VmState};
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
 use relm4::{adw, gtk, ComponentParts, ComponentSender, SimpleComponent};
@@ -48,7 +48,7 @@ pub enum MachinesViewInput {
         /// The VM.
         name: String,
         /// Its state.
-        state: String,
+        state: VmState,
     },
     /// A call for a machine started or ended.
     Busy {
@@ -107,7 +107,7 @@ impl MachinesView {
         self.machines = machines;
     }
 
-    fn state_changed(&mut self, name: &str, state: String) {
+    fn state_changed(&mut self, name: &str, state: VmState) {
         let Some(i) = self
             .machines
             .iter()
@@ -116,8 +116,9 @@ impl MachinesView {
             return;
         };
         let machine = &mut self.machines[i];
-        if state != "running" {
-            machine.mode.clear();
+        if !matches!(state, VmState::Running | VmState::Paused) {
+            // The next run starts ephemeral unless someone asks otherwise.
+            machine.mode = RunMode::Ephemeral;
         }
         machine.state = state;
         self.rows.send(i, MachineRowInput::Set(machine.clone()));

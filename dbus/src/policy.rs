@@ -10,6 +10,7 @@ pub mod names;
 pub mod ports;
 mod raw;
 mod shadow;
+pub mod size;
 mod validate;
 
 use crate::types::Finding;

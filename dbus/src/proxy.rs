@@ -3,12 +3,12 @@
 //! Method names and signatures mirror the helper's `#[interface]` impls; the helper's
 //! introspection test fails if a method is added there without a polkit check.
 //! Arguments are basic D-Bus types (`ay`, `t`, `u`, `s`) so any tool (`dbus-send`, `busctl`) can
-//! call them too.
+//! call them too; the enums of `types` travel as their words (`s`).
 
 use crate::error::Error;
 use crate::types::{
     Applied, AttachedDevice, ConsoleInfo, ConsoleTicket, Finding, GenerationInfo, ImageVersion,
-    Preview, Status, UsbDevice, VmDetails, VmInfo,
+    Preview, RunMode, Status, UsbDevice, VmDetails, VmInfo, VmState,
 };
 
 /// `io.palisade.Helper1`: status of the helper.
@@ -80,7 +80,8 @@ pub trait Vms {
 
     /// Starts a VM: `mode` is `ephemeral` (the default: nothing survives) or `update` (writes a
     /// new image version). polkit: `vm.operate` (`vm.manage` for update).
-    fn start(&self, name: &str, mode: &str) -> Result<VmInfo, Error>;
+    /// The helper reads the mode as a string, after authorization.
+    fn start(&self, name: &str, mode: RunMode) -> Result<VmInfo, Error>;
 
     /// Starts a VM from an installer ISO (opened by the caller, passed as a descriptor) with a
     /// new writable image version. polkit: `vm.manage`.
@@ -126,7 +127,7 @@ pub trait Vms {
 
     /// A VM's state changed (driven by QEMU's own events).
     #[zbus(signal)]
-    fn state_changed(&self, name: &str, state: &str) -> zbus::Result<()>;
+    fn state_changed(&self, name: &str, state: VmState) -> zbus::Result<()>;
 }
 
 /// `io.palisade.Helper1.Consoles`: Spice consoles. polkit `io.palisade.console.open`, then the

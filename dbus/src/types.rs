@@ -4,6 +4,114 @@
 use serde::{Deserialize, Serialize};
 use zbus::Type;
 
+/// An enum that crosses the bus as one of a fixed set of words (zvariant signature `s`), with the
+/// word for each variant written once: serde uses it on the wire, `as_str` in logs and files,
+/// `parse` for arguments that arrive as strings and are read only after authorization.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq, Hash)]
+        #[zbus(signature = "s")]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant,)+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word on the bus.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+
+            /// The variant whose word is `word`.
+            pub fn parse(word: &str) -> Option<Self> {
+                match word {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// A VM's state, from QEMU's own events.
+    pub enum VmState {
+        /// The guest runs.
+        Running = "running",
+        /// QEMU stopped the guest's CPUs (a `stop` or an error); it can resume.
+        Paused = "paused",
+        /// The guest asked to power off; QEMU is about to exit.
+        ShuttingDown = "shutting down",
+        /// No QEMU runs for it.
+        ShutDown = "shut down",
+        /// QEMU ended without being asked to, or the guest panicked.
+        Crashed = "crashed",
+        /// The helper does not know: a remote console, whose machine it cannot see.
+        Unknown = "unknown",
+    }
+}
+
+wire_enum! {
+    /// How a run treats the VM's disk.
+    pub enum RunMode {
+        /// The base is read-only; writes go to a throw-away overlay.
+        Ephemeral = "ephemeral",
+        /// A new image version, written directly.
+        Update = "update",
+        /// A new image version plus an installer ISO to boot from.
+        Install = "install",
+    }
+}
+
+wire_enum! {
+    /// Where a console's machine runs.
+    pub enum ConsoleKind {
+        /// A VM on this host.
+        Local = "local",
+        /// A Spice server on another host (the console client role).
+        Remote = "remote",
+    }
+}
+
+wire_enum! {
+    /// Where a generation stands.
+    pub enum GenerationState {
+        /// In the kernel now, confirmed.
+        Live = "live",
+        /// In the kernel now, waiting for `Confirm` before its window runs out.
+        Pending = "pending",
+        /// Was live and confirmed; a later generation replaced it.
+        Confirmed = "confirmed",
+        /// Was pending and came out again: nobody confirmed it in time.
+        Reverted = "reverted",
+        /// Was pending when a later generation replaced it.
+        Superseded = "superseded",
+    }
+}
+
+wire_enum! {
+    /// The part an image version plays.
+    pub enum ImageRole {
+        /// What a normal start boots.
+        Base = "base",
+        /// An earlier base, kept for `restore`.
+        Kept = "kept",
+        /// Being written by update mode, or finished and waiting for promote or discard.
+        Update = "update",
+    }
+}
+
 /// What `Status()` returns: is the helper healthy, and which generation is live.
 #[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
 pub struct Status {
@@ -32,8 +140,8 @@ pub struct GenerationInfo {
     pub applied_at: u64,
     /// Uid of the caller who applied it (0 for the helper itself).
     pub author_uid: u32,
-    /// `live`, `confirmed`, `pending`, `reverted` or `superseded`.
-    pub state: String,
+    /// Where it stands.
+    pub state: GenerationState,
     /// Why it exists: `apply`, `rollback to N`, `boot`, ...
     pub origin: String,
 }
@@ -95,10 +203,10 @@ pub struct Applied {
 pub struct VmInfo {
     /// Its name.
     pub name: String,
-    /// `running`, `paused`, `shut down`, `crashed` or `starting`.
-    pub state: String,
-    /// `ephemeral`, `update` or `install` while running; empty otherwise.
-    pub mode: String,
+    /// Its state.
+    pub state: VmState,
+    /// How it runs; for a VM that is not running, how a plain start runs it (ephemeral).
+    pub mode: RunMode,
     /// The local TCP port of its Spice display (0 before the first start).
     pub spice_port: u16,
     /// The QEMU process id while running, else 0.
@@ -122,8 +230,8 @@ pub struct ImageVersion {
     pub version: u32,
     /// Unix seconds it was created.
     pub created_at: u64,
-    /// `base`, `kept`, or `update` (being written or waiting for promote/discard).
-    pub role: String,
+    /// The part it plays.
+    pub role: ImageRole,
     /// Size on disk, bytes.
     pub bytes: u64,
 }
@@ -150,7 +258,7 @@ pub struct UsbDevice {
 pub struct AttachedDevice {
     /// The id to detach it by.
     pub id: String,
-    /// What it is (`usb-host 1.4 046d:c52b Logitech USB Receiver`, `usb-tablet`).
+    /// What it is (`usb-host 1.4 046d:c52b Logitech USB Receiver`, `usb-tablet`), for people.
     pub description: String,
 }
 
@@ -168,10 +276,10 @@ pub struct VmDetails {
 pub struct ConsoleInfo {
     /// The VM's or remote console's name.
     pub name: String,
-    /// `local` (a VM on this host) or `remote` (a Spice server elsewhere).
-    pub kind: String,
-    /// For a local VM its state (`running`, `shut down`, ...); empty for remote consoles.
-    pub state: String,
+    /// A VM on this host, or a Spice server elsewhere.
+    pub kind: ConsoleKind,
+    /// A local VM's state; `Unknown` for remote consoles.
+    pub state: VmState,
     /// Where the viewer connects.
     pub host: String,
     /// The Spice port (the TLS port when `tls`).
@@ -197,4 +305,30 @@ pub struct ConsoleTicket {
     pub tls: bool,
     /// PEM of the CA that signed the server's certificate, when `tls`.
     pub ca_pem: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::wire::{serialized::Context, to_bytes, LE};
+    use zbus::zvariant::Type;
+
+    #[test]
+    fn wire_enums_travel_as_their_words() {
+        let ctxt = Context::new(LE, 0);
+        for state in VmState::ALL {
+            assert_eq!(VmState::SIGNATURE, "s");
+            let bytes = to_bytes(ctxt, state).expect("serialize");
+            let (back, _): (VmState, _) = bytes.deserialize().expect("deserialize");
+            assert_eq!(back, *state);
+            let (word, _): (String, _) = bytes.deserialize().expect("a string");
+            assert_eq!(word, state.as_str());
+            assert_eq!(VmState::parse(&word), Some(*state));
+        }
+        assert_eq!(RunMode::parse("update"), Some(RunMode::Update));
+        assert_eq!(RunMode::parse("Update"), None);
+        assert_eq!(GenerationState::ALL.len(), 5);
+        assert_eq!(ConsoleKind::Remote.to_string(), "remote");
+        assert_eq!(ImageRole::parse("kept"), Some(ImageRole::Kept));
+    }
 }

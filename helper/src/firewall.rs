@@ -19,13 +19,17 @@ pub mod ruleset;
 
 use crate::store::{GenerationRecord, LiveState, Outcome, Store};
 use compile::compile_ruleset;
-use palisade_dbus::policy::Policy;
-use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
+use facts::ConsolePorts;
+use palisade_dbus::policy::{Policy, Vm};
+use palisade_dbus::types::{
+    Applied, Finding, GenerationInfo, GenerationState, Preview, Severity, Status,
+};
 use palisade_dbus::Error;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::clock::unix_now;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
 
@@ -63,6 +67,7 @@ struct State {
 /// The firewall service.
 pub struct Firewall {
     store: Store,
+    ports: Arc<dyn ConsolePorts>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     rearm_expiry: Notify,
@@ -84,8 +89,9 @@ pub struct Origin {
 
 impl Firewall {
     /// Loads the last confirmed generation into the kernel (adopting a policy file an admin
-    /// edited by hand, refusing a corrupt one) and returns the running service.
-    pub async fn start(store: Store) -> Result<Arc<Self>, Error> {
+    /// edited by hand, refusing a corrupt one) and returns the running service. `ports` tells
+    /// the console ports of local VMs at every compile.
+    pub async fn start(store: Store, ports: Arc<dyn ConsolePorts>) -> Result<Arc<Self>, Error> {
         let mut pointers = store
             .live_state()
             .map_err(|e| internal("read the live state", e))?;
@@ -158,7 +164,7 @@ impl Firewall {
                 ))
             })?
             .policy;
-        let (installed, _) = install(&store, &policy, &BTreeSet::new()).await?;
+        let (installed, _) = install(&store, &*ports, &policy, &BTreeSet::new()).await?;
         pointers = LiveState {
             live: generation,
             confirmed: generation,
@@ -182,6 +188,7 @@ impl Firewall {
         let (changed, _) = watch::channel(generation);
         let fw = Arc::new(Self {
             store,
+            ports,
             state: Mutex::new(State {
                 live: Live {
                     generation,
@@ -218,17 +225,12 @@ impl Firewall {
         }
     }
 
-    /// The folder of the VMs' image folders.
-    pub fn images_dir(&self) -> std::path::PathBuf {
-        self.store.images_dir()
-    }
-
     /// Loads the live policy into the kernel again with fresh facts (a VM got its Spice port,
     /// a name resolved differently); the generation stays the same.
     pub async fn reinstall(&self) -> Result<(), Error> {
         let mut st = self.state.lock().await;
         let (installed, _) =
-            install(&self.store, &st.live.policy, &st.live.installed.marks).await?;
+            install(&self.store, &*self.ports, &st.live.policy, &st.live.installed.marks).await?;
         st.live.installed = installed;
         Ok(())
     }
@@ -248,6 +250,20 @@ impl Firewall {
         )
     }
 
+    /// The chain `vm`'s traffic meets, as nft text, compiled from the live policy with the
+    /// machine's facts as they are now (VM users are looked up, never created).
+    pub async fn vm_chain(&self, policy: &Policy, vm: &Vm) -> Result<String, Error> {
+        let facts = facts::gather(policy, facts::Users::LookUp, &*self.ports).await?;
+        let ruleset = compile_ruleset(policy, &facts);
+        Ok(render::render_chain(&ruleset, &vm.name.chain()))
+    }
+
+    /// An nft ruleset for inside `vm`'s guest mirroring its egress policy.
+    pub async fn guest_ruleset(&self, policy: &Policy, vm: &Vm) -> Result<String, Error> {
+        let facts = facts::gather(policy, facts::Users::LookUp, &*self.ports).await?;
+        Ok(crate::vm::guest_firewall::guest_ruleset(vm, policy, &facts))
+    }
+
     /// Every finding about a document; never fails for an invalid one.
     pub fn validate(document: &[u8]) -> Vec<Finding> {
         match Policy::parse(document) {
@@ -259,12 +275,7 @@ impl Firewall {
     /// What applying `document` would install, and how it differs from what is live.
     pub async fn preview(&self, document: &[u8]) -> Result<Preview, Error> {
         let parsed = Policy::parse(document).map_err(invalid)?;
-        let facts = facts::gather(
-            &parsed.policy,
-            facts::Users::LookUp,
-            &self.store.images_dir(),
-        )
-        .await?;
+        let facts = facts::gather(&parsed.policy, facts::Users::LookUp, &*self.ports).await?;
         let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
         let st = self.state.lock().await;
         let diff = similar::TextDiff::from_lines(&st.live.installed.text, &text)
@@ -306,7 +317,7 @@ impl Firewall {
             .next_generation()
             .map_err(|e| internal("number generations", e))?;
         let (installed, cut) =
-            install(&self.store, &parsed.policy, &st.live.installed.marks).await?;
+            install(&self.store, &*self.ports, &parsed.policy, &st.live.installed.marks).await?;
         let outcome = if confirm_seconds > 0 {
             Outcome::Pending
         } else {
@@ -318,7 +329,7 @@ impl Firewall {
         );
         if let Err(e) = saved {
             // Keep disk and kernel in agreement: put the previous ruleset back.
-            let _ = install(&self.store, &st.live.policy, &installed.marks).await;
+            let _ = install(&self.store, &*self.ports, &st.live.policy, &installed.marks).await;
             return Err(internal("store the new generation", e));
         }
         let pending_until = if confirm_seconds > 0 {
@@ -444,13 +455,12 @@ impl Firewall {
                 applied_at: r.applied_at,
                 author_uid: r.author_uid,
                 state: match (r.generation == st.live.generation, r.outcome) {
-                    (true, Outcome::Pending) => "pending",
-                    (true, _) => "live",
-                    (false, Outcome::Confirmed) => "confirmed",
-                    (false, Outcome::Reverted) => "reverted",
-                    (false, Outcome::Pending) => "superseded",
-                }
-                .into(),
+                    (true, Outcome::Pending) => GenerationState::Pending,
+                    (true, _) => GenerationState::Live,
+                    (false, Outcome::Confirmed) => GenerationState::Confirmed,
+                    (false, Outcome::Reverted) => GenerationState::Reverted,
+                    (false, Outcome::Pending) => GenerationState::Superseded,
+                },
                 origin: r.origin,
             })
             .collect())
@@ -478,7 +488,7 @@ impl Firewall {
             );
             return;
         };
-        match install(&self.store, &policy, &st.live.installed.marks).await {
+        match install(&self.store, &*self.ports, &policy, &st.live.installed.marks).await {
             Ok((installed, _)) => {
                 if let Ok(mut rec) = self.store.record(generation) {
                     rec.outcome = Outcome::Reverted;
@@ -529,7 +539,7 @@ impl Firewall {
                 continue;
             }
             let mut st = self.state.lock().await;
-            match install(&self.store, &st.live.policy, &st.live.installed.marks).await {
+            match install(&self.store, &*self.ports, &st.live.policy, &st.live.installed.marks).await {
                 Ok((installed, cut)) => {
                     st.live.installed = installed;
                     let generation = st.live.generation;
@@ -554,10 +564,11 @@ impl Firewall {
 /// is kept of the ruleset and how many connections were cut.
 async fn install(
     store: &Store,
+    ports: &dyn ConsolePorts,
     policy: &Policy,
     previous: &BTreeSet<u32>,
 ) -> Result<(Installed, u32), Error> {
-    let facts = facts::gather(policy, facts::Users::Create, &store.images_dir()).await?;
+    let facts = facts::gather(policy, facts::Users::Create, ports).await?;
     let ruleset = compile_ruleset(policy, &facts);
     kernel::apply_batch(
         &json::ruleset_batch(&ruleset),
@@ -582,12 +593,6 @@ fn record(generation: u64, author_uid: u32, origin: &str, outcome: Outcome) -> G
         origin: origin.into(),
         outcome,
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Error {

@@ -1,13 +1,17 @@
 //! palisade-helper: the root side of Palisade.
 //!
-//! Owns table `inet palisade` and (later) the QEMU processes; serves `io.palisade.Helper1` on the
+//! Owns table `inet palisade` and the QEMU processes; serves `io.palisade.Helper1` on the
 //! system bus with a polkit check before every method. With `--apply-only` it loads the last
 //! confirmed policy into the kernel and exits, which is what the boot unit runs before the
 //! network comes up.
 
+mod accounts;
 mod authz;
+mod clock;
 mod bus;
+mod console;
 mod firewall;
+mod machines;
 mod memory;
 mod store;
 #[cfg(test)]
@@ -63,17 +67,19 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let store = store::Store::open(&args.state_dir, &args.config_dir)
         .with_context(|| format!("cannot open {}", args.state_dir.display()))?;
-    let firewall = firewall::Firewall::start(store)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if args.apply_only {
-        return Ok(());
-    }
+    // The supervisor exists before the firewall: the ruleset guards the console ports it
+    // allocated, at boot too.
     let supervisor = vm::supervisor::Supervisor::new(vm::supervisor::Paths {
         images: args.state_dir.join("images"),
         run: args.state_dir.join("run"),
         state: args.state_dir.clone(),
     });
+    let firewall = firewall::Firewall::start(store, supervisor.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.apply_only {
+        return Ok(());
+    }
     supervisor.adopt(&firewall.live_policy().await.1).await;
 
     let builder = match &args.bus_address {
@@ -107,8 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .at(
             OBJECT_PATH,
             bus::vms::VmsIface {
-                firewall: firewall.clone(),
-                supervisor: supervisor.clone(),
+                machines: machines::Machines::new(firewall.clone(), supervisor.clone()),
                 authority: authority.clone(),
             },
         )
@@ -117,10 +122,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .at(
             OBJECT_PATH,
             bus::consoles::ConsolesIface {
-                firewall: firewall.clone(),
-                supervisor: supervisor.clone(),
+                consoles: console::Consoles::new(firewall.clone(), supervisor.clone()),
                 authority,
-                limiter: bus::consoles::RateLimiter::default(),
             },
         )
         .await?;
@@ -159,7 +162,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     {
                         let _ = iface.get().await.states_invalidate(&emitter).await;
                     }
-                    if let Err(e) = bus::vms::VmsIface::state_changed(&emitter, &name, &state).await
+                    if let Err(e) =
+                        bus::vms::VmsIface::state_changed(&emitter, name.as_str(), state).await
                     {
                         tracing::warn!("cannot announce {name} {state}: {e}");
                     }

@@ -80,11 +80,6 @@ impl Store {
         self.config_dir.join("policy.toml")
     }
 
-    /// The folder of the VMs' image folders.
-    pub fn images_dir(&self) -> PathBuf {
-        self.state_dir.join("images")
-    }
-
     /// Where a payload the kernel refused is kept for inspection.
     pub fn refused_payload_file(&self) -> PathBuf {
         self.state_dir.join("last-refused.json")

@@ -67,6 +67,35 @@ check_scripts() {
   fi
 }
 
+# --- the helper's layers (ARCHITECTURE.md) ------------------------------------------------------
+# bus/ only translates: it authorizes, parses arguments, calls one service method and maps the
+# result, so it never compiles rulesets, touches files, runs programs or edits policy documents.
+# The firewall and the VMs do not know each other, except that the supervisor tells the
+# firewall its console ports through firewall::facts::ConsolePorts.
+check_layers() {
+  local hits
+  hits=$(grep -nE 'compile|render::|facts::|std::fs|fs::|File::|Command|process::|toml::|chown|OpenOptions' \
+           helper/src/bus.rs helper/src/bus/*.rs 2>/dev/null | grep -vE '^[^:]+:[0-9]+:[[:space:]]*//' || true)
+  if [ -z "$hits" ]; then
+    ok "layers: helper/src/bus only translates (no compiler, files, processes or policy edits)"
+  else
+    fail "layers: helper/src/bus does more than translate; move it into the service that owns it" "$hits"
+  fi
+  hits=$(grep -nE '(crate|super)::vm\b' helper/src/firewall.rs $(find helper/src/firewall -name '*.rs') 2>/dev/null || true)
+  if [ -z "$hits" ]; then
+    ok "layers: the firewall does not import vm"
+  else
+    fail "layers: the firewall imports vm; take what it needs as a fact" "$hits"
+  fi
+  hits=$(grep -nE 'crate::firewall' helper/src/vm.rs $(find helper/src/vm -name '*.rs') 2>/dev/null |
+           grep -vE 'crate::firewall::facts::ConsolePorts;' || true)
+  if [ -z "$hits" ]; then
+    ok "layers: vm meets the firewall only through firewall::facts::ConsolePorts"
+  else
+    fail "layers: vm imports the firewall beyond its facts interface" "$hits"
+  fi
+}
+
 # --- polkit actions ----------------------------------------------------------------------------
 check_polkit_actions() {
   if ! have xmllint; then fail "polkit actions: xmllint not installed (apt install libxml2-utils)"; return; fi
@@ -336,6 +365,7 @@ check_potfiles() {
 }
 
 check_scripts
+check_layers
 check_polkit_actions
 check_polkit_rules
 check_dbus

@@ -752,18 +752,13 @@ fn time(raw: RawTime) -> Result<SystemTime, String> {
     }
 }
 
-/// `"2G"`, `"512M"`, `"2048"` (MiB) to MiB.
+/// `"2G"`, `"512M"`, `"2048"` (MiB) to whole MiB.
 fn parse_size_mib(t: &str) -> Option<i64> {
-    let t = t.trim();
-    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = digits.parse().ok()?;
-    let factor = match unit.trim().trim_end_matches(['i', 'B']) {
-        "" | "M" => 1,
-        "G" => 1024,
-        "T" => 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(factor)
+    let bytes = super::size::parse_size(t, super::size::BareUnit::Mebibytes)?;
+    if bytes % (1 << 20) != 0 {
+        return None;
+    }
+    i64::try_from(bytes >> 20).ok()
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! Gathers what the pure compiler needs to know about this machine.
 //!
 //! VM uids come from the user database (users are created on demand only when applying, never
-//! in a preview); resolvers from /etc/resolv.conf (slirp forwards guests' DNS to these); host
-//! names are resolved with a short deadline so a dead resolver cannot stall an apply.
+//! in a preview); console ports from whoever allocates them (the VM supervisor, through
+//! `ConsolePorts`: the firewall never reads VM records); resolvers from /etc/resolv.conf (slirp
+//! forwards guests' DNS to these); host names are resolved with a short deadline so a dead
+//! resolver cannot stall an apply.
 
 use super::compile::Facts;
-use crate::vm::account;
-use palisade_dbus::policy::{Destination, HostName, Policy};
+use crate::accounts;
+use palisade_dbus::policy::{Destination, HostName, Policy, VmName};
 use palisade_dbus::Error;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// How long one host name may take to resolve.
@@ -25,28 +26,38 @@ pub enum Users {
     LookUp,
 }
 
-/// Collects the facts for `policy`; `images` is the folder of the VMs' image folders, where
-/// their Spice ports are recorded.
-pub async fn gather(policy: &Policy, users: Users, images: &Path) -> Result<Facts, Error> {
+/// The console (Spice) ports of local VMs. The firewall guards each with the console sets; the
+/// VM supervisor allocates them and answers this at every compile.
+pub trait ConsolePorts: Send + Sync {
+    /// The port of every VM of `policy` that has one.
+    fn console_ports(&self, policy: &Policy) -> BTreeMap<VmName, u16>;
+}
+
+/// Collects the facts for `policy`.
+pub async fn gather(
+    policy: &Policy,
+    users: Users,
+    ports: &dyn ConsolePorts,
+) -> Result<Facts, Error> {
     let mut facts = Facts {
         now: Some(SystemTime::now()),
         ..Facts::default()
     };
     for vm in &policy.vms {
         let uid = match users {
-            Users::Create => Some(account::ensure_vm_user(&vm.name).await?),
-            Users::LookUp => account::vm_uid(&vm.name),
+            Users::Create => Some(accounts::ensure_vm_user(&vm.name).await?),
+            Users::LookUp => accounts::vm_uid(&vm.name),
         };
         if let Some(uid) = uid {
             facts.vm_uids.insert(vm.name.clone(), uid);
         }
     }
-    for vm in &policy.vms {
-        let port = crate::vm::images::Images::of(images, &vm.name, &vm.disk).spice_port();
-        if port > 0 {
-            facts.spice_ports.insert(vm.name.clone(), port);
-        }
-    }
+    facts.spice_ports.extend(
+        ports
+            .console_ports(policy)
+            .into_iter()
+            .filter(|(_, port)| *port > 0),
+    );
     let lists = policy
         .vms
         .iter()

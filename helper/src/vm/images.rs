@@ -7,14 +7,15 @@
 //! version can never break a newer one; the base is never deleted.
 
 use super::io;
+use crate::clock::unix_now;
+use palisade_dbus::policy::size::{parse_size, BareUnit};
 use palisade_dbus::policy::{DiskName, VmName};
-use palisade_dbus::types::ImageVersion;
+use palisade_dbus::types::{ImageRole, ImageVersion};
 use palisade_dbus::Error;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::process::Command;
 
 /// Largest disk Palisade creates: 16 TiB.
@@ -93,7 +94,7 @@ impl Images {
         self.save(&Record {
             versions: vec![Version {
                 version: 1,
-                created_at: now(),
+                created_at: unix_now(),
             }],
             base: 1,
             ..Record::default()
@@ -171,7 +172,7 @@ impl Images {
             .map_err(|e| io("protect the update", e))?;
         r.versions.push(Version {
             version: next,
-            created_at: now(),
+            created_at: unix_now(),
         });
         r.update = Some(next);
         r.update_finished = false;
@@ -259,13 +260,12 @@ impl Images {
                 version: v.version,
                 created_at: v.created_at,
                 role: if v.version == r.base {
-                    "base"
+                    ImageRole::Base
                 } else if Some(v.version) == r.update {
-                    "update"
+                    ImageRole::Update
                 } else {
-                    "kept"
-                }
-                .into(),
+                    ImageRole::Kept
+                },
                 bytes: fs::metadata(self.version_path(v.version))
                     .map(|m| m.blocks() * 512)
                     .unwrap_or(0),
@@ -301,32 +301,11 @@ pub fn parse_disk_size(s: &str) -> Result<u64, String> {
             palisade_dbus::policy::names::quote(s)
         )
     };
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    if digits.is_empty() || digits.len() > 15 {
-        return Err(bad());
-    }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let shift = match unit.trim_end_matches(['i', 'B']) {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(bad()),
-    };
-    let bytes = n.checked_mul(1 << shift).ok_or_else(bad)?;
+    let bytes = parse_size(s, BareUnit::Bytes).ok_or_else(bad)?;
     if !(MIN_DISK_BYTES..=MAX_DISK_BYTES).contains(&bytes) {
         return Err(bad());
     }
     Ok(bytes)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -9,27 +9,7 @@
 
 use palisade_dbus::policy::{NetworkMode, Video, Vm};
 
-/// How a run treats the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunMode {
-    /// The base is read-only; writes go to a throw-away overlay.
-    Ephemeral,
-    /// A new image version, written directly.
-    Update,
-    /// A new image version plus an installer ISO to boot from.
-    Install,
-}
-
-impl RunMode {
-    /// The word used on the bus and in logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunMode::Ephemeral => "ephemeral",
-            RunMode::Update => "update",
-            RunMode::Install => "install",
-        }
-    }
-}
+pub use palisade_dbus::types::RunMode;
 
 /// Which accelerator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,11 +16,13 @@ use super::io;
 use super::launch::{launch, LaunchRequest};
 use super::qemu::{self, Fds, Launch, RunMode};
 use super::qmp::{Monitor, MonitorEvent};
-use super::{accel, account};
+use super::accel;
+use crate::accounts;
 use palisade_dbus::policy::{Policy, Vm, VmName};
-use palisade_dbus::types::{AttachedDevice, VmDetails, VmInfo};
+use palisade_dbus::types::{AttachedDevice, VmDetails, VmInfo, VmState};
 use palisade_dbus::Error;
-use std::collections::HashMap;
+use crate::firewall::facts::ConsolePorts;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -34,14 +36,24 @@ struct Running {
     pid: u32,
     mode: RunMode,
     spice_port: u16,
-    state: String,
+    state: VmState,
     monitor: Arc<Monitor>,
     command_line: Vec<String>,
-    attached: Vec<AttachedDevice>,
+    attached: Vec<Attachment>,
     /// A stop was asked for, so an exit is a shutdown, not a crash.
     stopping: bool,
     /// QEMU reported SHUTDOWN.
     shut_down: bool,
+}
+
+/// A device attached to a running VM, as the helper keeps it: what the caller sees, and the host
+/// device node handed to the VM's user for the time (to be given back on detach).
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Its id and description.
+    pub device: AttachedDevice,
+    /// The `/dev/bus/usb` node of a host device; `None` for emulated devices.
+    pub node: Option<PathBuf>,
 }
 
 /// Where VM files live.
@@ -59,7 +71,7 @@ pub struct Paths {
 pub struct Supervisor {
     paths: Paths,
     running: Mutex<HashMap<VmName, Running>>,
-    changes: broadcast::Sender<(String, String)>,
+    changes: broadcast::Sender<(VmName, VmState)>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -82,7 +94,7 @@ impl Supervisor {
     }
 
     /// (name, state) whenever a VM's state changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<(String, String)> {
+    pub fn subscribe(&self) -> broadcast::Receiver<(VmName, VmState)> {
         self.changes.subscribe()
     }
 
@@ -109,14 +121,12 @@ impl Supervisor {
             let pid: Option<u32> = fs::read_to_string(dir.join("qemu.pid"))
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
-            let mode = match fs::read_to_string(dir.join("mode"))
-                .unwrap_or_default()
-                .trim()
-            {
-                "update" => RunMode::Update,
-                "install" => RunMode::Install,
-                _ => RunMode::Ephemeral,
-            };
+            let mode = RunMode::parse(
+                fs::read_to_string(dir.join("mode"))
+                    .unwrap_or_default()
+                    .trim(),
+            )
+            .unwrap_or(RunMode::Ephemeral);
             let alive = pid.filter(|p| is_our_qemu(*p, &vm));
             match alive {
                 Some(pid) => match self.attach_monitor(&vm, pid, mode, Vec::new()).await {
@@ -144,8 +154,10 @@ impl Supervisor {
         if self.running.lock().await.contains_key(&vm.name) {
             return Err(Error::Conflict(format!("{} is already running", vm.name)));
         }
+        // Drawn before QEMU exists, so a failing generator starts nothing.
+        let initial_secret = random_secret()?;
         let images = self.images(vm);
-        let uid = account::ensure_vm_user(&vm.name).await?;
+        let uid = accounts::ensure_vm_user(&vm.name).await?;
         let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
@@ -188,7 +200,7 @@ impl Supervisor {
         // expired: no one connects until a console ticket is issued.
         let monitor = self.monitor(&vm.name).await?;
         monitor
-            .set_spice_password(&random_secret(), false)
+            .set_spice_password(&initial_secret, false)
             .await
             .map_err(qmp_error)?;
         monitor
@@ -217,7 +229,11 @@ impl Supervisor {
                 .map_err(qmp_error)?,
         );
         let status = monitor.status().await.map_err(qmp_error)?;
-        let state = if status.running { "running" } else { "paused" }.to_owned();
+        let state = if status.running {
+            VmState::Running
+        } else {
+            VmState::Paused
+        };
         let command_line = if command_line.is_empty() {
             fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|b| {
@@ -238,7 +254,7 @@ impl Supervisor {
                 pid,
                 mode,
                 spice_port,
-                state: state.clone(),
+                state,
                 monitor,
                 command_line,
                 attached: Vec::new(),
@@ -246,7 +262,7 @@ impl Supervisor {
                 shut_down: false,
             },
         );
-        self.announce(&vm.name, &state);
+        self.announce(&vm.name, state);
         let me = Arc::clone(self);
         let vm = vm.clone();
         tokio::spawn(async move {
@@ -264,10 +280,10 @@ impl Supervisor {
     async fn on_event(&self, name: &VmName, event: &qapi::qmp::Event) {
         use qapi::qmp::Event;
         let state = match event {
-            Event::STOP { .. } => "paused",
-            Event::RESUME { .. } | Event::RESET { .. } => "running",
-            Event::SHUTDOWN { .. } => "shutting down",
-            Event::GUEST_PANICKED { .. } => "crashed",
+            Event::STOP { .. } => VmState::Paused,
+            Event::RESUME { .. } | Event::RESET { .. } => VmState::Running,
+            Event::SHUTDOWN { .. } => VmState::ShuttingDown,
+            Event::GUEST_PANICKED { .. } => VmState::Crashed,
             _ => return,
         };
         let mut running = self.running.lock().await;
@@ -275,7 +291,7 @@ impl Supervisor {
             if matches!(event, Event::SHUTDOWN { .. }) {
                 r.shut_down = true;
             }
-            r.state = state.to_owned();
+            r.state = state;
         }
         drop(running);
         self.announce(name, state);
@@ -286,9 +302,9 @@ impl Supervisor {
         let Some(r) = gone else { return };
         self.clean_up(vm, r.mode);
         let state = if r.stopping || r.shut_down {
-            "shut down"
+            VmState::ShutDown
         } else {
-            "crashed"
+            VmState::Crashed
         };
         tracing::info!("{} exited: {state}", vm.name);
         self.announce(&vm.name, state);
@@ -308,8 +324,8 @@ impl Supervisor {
         }
     }
 
-    fn announce(&self, name: &VmName, state: &str) {
-        let _ = self.changes.send((name.to_string(), state.to_owned()));
+    fn announce(&self, name: &VmName, state: VmState) {
+        let _ = self.changes.send((name.clone(), state));
     }
 
     async fn monitor(&self, name: &VmName) -> Result<Arc<Monitor>, Error> {
@@ -362,7 +378,7 @@ impl Supervisor {
     async fn wait_gone(
         &self,
         name: &VmName,
-        changes: &mut broadcast::Receiver<(String, String)>,
+        changes: &mut broadcast::Receiver<(VmName, VmState)>,
         limit: Duration,
     ) -> bool {
         let wait = async {
@@ -416,7 +432,10 @@ impl Supervisor {
             return;
         };
         let revoked = async {
-            monitor.set_spice_password(&random_secret(), true).await?;
+            // Without a fresh secret, expiring the current one still locks viewers out.
+            if let Ok(secret) = random_secret() {
+                monitor.set_spice_password(&secret, true).await?;
+            }
             monitor.expire_spice_password("now").await
         };
         match revoked.await {
@@ -434,13 +453,15 @@ impl Supervisor {
         Ok(before != now)
     }
 
-    /// Attaches a device through QMP `device_add` on the VM's xHCI controller.
+    /// Attaches a device through QMP `device_add` on the VM's xHCI controller; `node` is the
+    /// host device node the caller handed to the VM's user, recorded for `device_del`.
     pub async fn device_add(
         &self,
         name: &VmName,
         driver: &str,
         props: Vec<(String, serde_json::Value)>,
         description: String,
+        node: Option<PathBuf>,
     ) -> Result<String, Error> {
         let monitor = self.monitor(name).await?;
         let id = format!(
@@ -460,23 +481,26 @@ impl Supervisor {
             .await
             .map_err(qmp_error)?;
         if let Some(r) = self.running.lock().await.get_mut(name) {
-            r.attached.push(AttachedDevice {
-                id: id.clone(),
-                description,
+            r.attached.push(Attachment {
+                device: AttachedDevice {
+                    id: id.clone(),
+                    description,
+                },
+                node,
             });
         }
         Ok(id)
     }
 
-    /// Detaches a device attached with `device_add`; returns its description.
-    pub async fn device_del(&self, name: &VmName, id: &str) -> Result<AttachedDevice, Error> {
+    /// Detaches a device attached with `device_add`; returns what was attached.
+    pub async fn device_del(&self, name: &VmName, id: &str) -> Result<Attachment, Error> {
         let monitor = self.monitor(name).await?;
         let known = self
             .running
             .lock()
             .await
             .get(name)
-            .and_then(|r| r.attached.iter().find(|d| d.id == id).cloned());
+            .and_then(|r| r.attached.iter().find(|a| a.device.id == id).cloned());
         let Some(device) = known else {
             return Err(Error::NotFound(format!(
                 "{name} has no attached device {}",
@@ -485,7 +509,7 @@ impl Supervisor {
         };
         monitor.device_del(id).await.map_err(qmp_error)?;
         if let Some(r) = self.running.lock().await.get_mut(name) {
-            r.attached.retain(|d| d.id != id);
+            r.attached.retain(|a| a.device.id != id);
         }
         Ok(device)
     }
@@ -496,7 +520,7 @@ impl Supervisor {
             .lock()
             .await
             .get(name)
-            .map(|r| r.attached.clone())
+            .map(|r| r.attached.iter().map(|a| a.device.clone()).collect())
             .ok_or_else(|| Error::NotFound(format!("{name} is not running")))
     }
 
@@ -523,8 +547,8 @@ impl Supervisor {
         let r = running.get(&vm.name);
         Ok(VmInfo {
             name: vm.name.to_string(),
-            state: r.map_or("shut down", |r| r.state.as_str()).into(),
-            mode: r.map_or("", |r| r.mode.as_str()).into(),
+            state: r.map_or(VmState::ShutDown, |r| r.state),
+            mode: r.map_or(RunMode::Ephemeral, |r| r.mode),
             spice_port: r.map_or_else(|| images.spice_port(), |r| r.spice_port),
             pid: r.map_or(0, |r| r.pid),
             base_version,
@@ -540,13 +564,13 @@ impl Supervisor {
         super::tls::tls_root(&self.paths.state)
     }
 
-    /// The state of `name`: its running state, or `shut down`.
-    pub async fn state_of(&self, name: &VmName) -> String {
+    /// The state of `name`: its running state, or shut down.
+    pub async fn state_of(&self, name: &VmName) -> VmState {
         self.running
             .lock()
             .await
             .get(name)
-            .map_or_else(|| "shut down".to_owned(), |r| r.state.clone())
+            .map_or(VmState::ShutDown, |r| r.state)
     }
 
     /// `info` by VM.
@@ -626,11 +650,22 @@ impl Supervisor {
     }
 }
 
+/// The firewall learns the console ports the supervisor allocated through this, at every compile.
+impl ConsolePorts for Supervisor {
+    fn console_ports(&self, policy: &Policy) -> BTreeMap<VmName, u16> {
+        policy
+            .vms
+            .iter()
+            .map(|vm| (vm.name.clone(), self.images(vm).spice_port()))
+            .collect()
+    }
+}
+
 fn is_our_qemu(pid: u32, vm: &Vm) -> bool {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let wanted = format!("guest={},", vm.name);
     let uid_ok = fs::metadata(format!("/proc/{pid}"))
-        .map(|m| Some(m.uid()) == account::vm_uid(&vm.name))
+        .map(|m| Some(m.uid()) == accounts::vm_uid(&vm.name))
         .unwrap_or(false);
     uid_ok
         && cmdline
@@ -642,21 +677,21 @@ fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn next_device_number(attached: &[AttachedDevice]) -> u32 {
+fn next_device_number(attached: &[Attachment]) -> u32 {
     (1..)
-        .find(|n| !attached.iter().any(|d| d.id == format!("usb{n}")))
+        .find(|n| !attached.iter().any(|a| a.device.id == format!("usb{n}")))
         .unwrap_or(1)
 }
 
-/// 24 random bytes from the kernel, hex-encoded.
-pub fn random_secret() -> String {
-    use std::io::Read;
+/// 24 random bytes from the operating system's generator, hex-encoded. Without randomness no
+/// password is safe, so a failure fails the call; there is no fallback value.
+pub fn random_secret() -> Result<String, Error> {
     let mut bytes = [0u8; 24];
-    if let Err(e) = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
-        // Without randomness no password is safe; the expired one still keeps everyone out.
-        tracing::error!("cannot read /dev/urandom: {e}");
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!("the system's random generator failed: {e}");
+        Error::Internal(format!("no randomness for a password: {e}"))
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn qmp_error(e: super::qmp::QmpError) -> Error {

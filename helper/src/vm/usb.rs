@@ -110,6 +110,52 @@ pub fn device_node(d: &HostUsbDevice) -> PathBuf {
     PathBuf::from(format!("/dev/bus/usb/{:03}/{:03}", d.bus, d.address))
 }
 
+/// What a caller asks to attach: an emulated device (kiosks, tests) or a host device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachRequest {
+    /// `emulated:usb-tablet`, `emulated:usb-kbd` or `emulated:usb-mouse`: QEMU's own device,
+    /// through the same QMP path as host devices.
+    Emulated(&'static str),
+    /// A host device, as `VVVV:PPPP` or `BUS.ADDR`.
+    Host(DeviceSelector),
+}
+
+/// The emulated devices a caller may attach.
+const EMULATED: [&str; 3] = ["usb-tablet", "usb-kbd", "usb-mouse"];
+
+impl AttachRequest {
+    /// Parses the caller's device argument; the error is a sentence for the user.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("emulated:") {
+            Some(model) => EMULATED
+                .iter()
+                .find(|m| **m == model)
+                .map(|m| Self::Emulated(m))
+                .ok_or_else(|| {
+                    format!(
+                        "\"{}\" is not an emulated device: use usb-tablet, usb-kbd or usb-mouse",
+                        clean_name(model)
+                    )
+                }),
+            None => parse_device_selector(s).map(Self::Host),
+        }
+    }
+}
+
+/// Gives the device node to the VM's user: QEMU opens it itself, as that user, for the time the
+/// device is attached (libvirt does the same).
+pub fn hand_over(node: &Path, uid: u32) -> Result<(), String> {
+    nix::unistd::chown(node, Some(nix::unistd::Uid::from_raw(uid)), None)
+        .map_err(|e| format!("cannot hand {} to the VM: {e}", node.display()))
+}
+
+/// Gives the device node back to root once the device is detached (or failed to attach).
+pub fn take_back(node: &Path) {
+    if let Err(e) = nix::unistd::chown(node, Some(nix::unistd::Uid::from_raw(0)), None) {
+        tracing::warn!("cannot give {} back to root: {e}", node.display());
+    }
+}
+
 /// How the user names a host USB device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSelector {

@@ -4,6 +4,7 @@
 use crate::output::{print, shell_words, when};
 use crate::{UsbCommand, VmCommand};
 use palisade_dbus::proxy::VmsProxy;
+use palisade_dbus::types::RunMode;
 use palisade_dbus::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +63,14 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
                 }
                 None => {
                     proxy
-                        .start(name, if *update { "update" } else { "ephemeral" })
+                        .start(
+                            name,
+                            if *update {
+                                RunMode::Update
+                            } else {
+                                RunMode::Ephemeral
+                            },
+                        )
                         .await?
                 }
             };

@@ -1,4 +1,8 @@
-//! One unprivileged system user per VM, `palisade-vm-<name>`, created on demand.
+//! The local identities Palisade relies on: one unprivileged system user per VM,
+//! `palisade-vm-<name>`, created on demand.
+//!
+//! Both the VM supervisor (QEMU runs as this user) and the firewall (`meta skuid` selects the
+//! VM's chain by this uid) need them, so they live here, below both.
 //!
 //! The name comes from a validated `VmName`, so it is always a valid user name; `useradd` gets it
 //! as one argument (no shell). Accounts have no home, no login shell and no password.

@@ -1,0 +1,353 @@
+//! The VM service: what `io.palisade.Helper1.Vms` does, composed from the firewall (which owns
+//! the live policy and the kernel ruleset) and the VM supervisor (which owns QEMU and the disk
+//! images). This is the one place the two meet; neither imports the other, except that the
+//! firewall asks the supervisor for console ports through `firewall::facts::ConsolePorts`.
+//!
+//! Callers have been authorized by the bus layer before any method here runs; the `Vm` they pass
+//! comes from the live policy that authorization read.
+
+use crate::authz::is_granted;
+use crate::firewall::{Firewall, Origin};
+use crate::vm::qemu::RunMode;
+use crate::vm::supervisor::Supervisor;
+use crate::vm::usb::{self, AttachRequest};
+use crate::{accounts, vm::images};
+use palisade_dbus::policy::{Policy, Vm, VmName};
+use palisade_dbus::types::{
+    AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState,
+};
+use palisade_dbus::Error;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who is asking, for the methods whose answer depends on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    /// The caller's uid.
+    pub uid: u32,
+    /// polkit lets the caller manage VMs: every VM is theirs to see and operate.
+    pub admin: bool,
+}
+
+impl Viewer {
+    /// Whether the viewer may open `vm`'s console.
+    fn console(&self, vm: &Vm) -> bool {
+        self.admin || is_granted(&vm.console, self.uid)
+    }
+
+    /// Whether the viewer may start and stop `vm`.
+    fn operate(&self, vm: &Vm) -> bool {
+        self.admin || is_granted(&vm.operators, self.uid)
+    }
+}
+
+/// What a new VM starts with.
+#[derive(Debug, Clone)]
+pub struct NewVm {
+    /// Its name.
+    pub name: VmName,
+    /// Size of its empty disk, bytes.
+    pub disk_bytes: u64,
+    /// Memory as the caller wrote it (`4G`); validated with the rest of the policy.
+    pub memory: String,
+    /// Virtual CPUs.
+    pub cpus: u32,
+}
+
+/// The VM service.
+pub struct Machines {
+    firewall: Arc<Firewall>,
+    supervisor: Arc<Supervisor>,
+}
+
+impl Machines {
+    /// The service over these two.
+    pub fn new(firewall: Arc<Firewall>, supervisor: Arc<Supervisor>) -> Self {
+        Self {
+            firewall,
+            supervisor,
+        }
+    }
+
+    /// The live policy, which authorization judges by.
+    pub async fn live_policy(&self) -> Policy {
+        self.firewall.live_policy().await.1
+    }
+
+    /// The VMs `viewer` may operate or open, with their state.
+    pub async fn list(&self, viewer: Viewer) -> Result<Vec<VmInfo>, Error> {
+        let (_, policy) = self.firewall.live_policy().await;
+        let mut out = Vec::new();
+        for vm in &policy.vms {
+            let (console, operate) = (viewer.console(vm), viewer.operate(vm));
+            if console || operate {
+                out.push(self.supervisor.info_of(vm, console, operate).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The state of every VM `viewer` may operate or open, by name.
+    pub async fn states(&self, viewer: Viewer) -> HashMap<String, VmState> {
+        let (_, policy) = self.firewall.live_policy().await;
+        let mut states = HashMap::new();
+        for vm in policy
+            .vms
+            .iter()
+            .filter(|vm| viewer.console(vm) || viewer.operate(vm))
+        {
+            states.insert(
+                vm.name.to_string(),
+                self.supervisor.state_of(&vm.name).await,
+            );
+        }
+        states
+    }
+
+    /// Creates the VM's empty disk and adds its entry to the policy, as a new generation. If the
+    /// policy cannot be applied, the disk is removed again: nothing is left half-made.
+    pub async fn create(&self, new: NewVm, author_uid: u32) -> Result<u64, Error> {
+        let (generation, document) = self.firewall.get().await;
+        let (_, policy) = self.firewall.live_policy().await;
+        if policy.vm(new.name.as_str()).is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "a VM named {} exists already",
+                new.name
+            )));
+        }
+        let new_document = document_with_vm(&document, &new)?;
+        let parsed = Policy::parse(new_document.as_bytes()).map_err(|findings| {
+            let own = format!("vm[{}]", new.name);
+            Error::InvalidArgument(
+                findings
+                    .iter()
+                    .filter(|f| f.path.starts_with(&own))
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let vm = parsed
+            .policy
+            .vm(new.name.as_str())
+            .cloned()
+            .ok_or_else(|| Error::Internal("the new VM is missing from its policy".into()))?;
+        let images = self.supervisor.images_of(&vm);
+        images.create(new.disk_bytes).await?;
+        let origin = Origin {
+            author_uid,
+            reason: format!("vm create {}", new.name),
+        };
+        match self
+            .firewall
+            .apply(new_document.into_bytes(), generation, 0, origin)
+            .await
+        {
+            Ok(applied) => Ok(applied.generation),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(images.dir());
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts `vm` (with an installer ISO in install mode). Its console port is guarded by the
+    /// kernel before QEMU first listens on it.
+    pub async fn start(
+        &self,
+        policy: &Policy,
+        vm: &Vm,
+        mode: RunMode,
+        iso: Option<OwnedFd>,
+    ) -> Result<VmInfo, Error> {
+        if let Some(iso) = &iso {
+            check_iso(iso)?;
+        }
+        if self.supervisor.prepare_spice_port(policy, vm).await? {
+            self.firewall.reinstall().await?;
+        }
+        self.supervisor.start(policy, vm, mode, iso).await
+    }
+
+    /// Powers `vm` down, forced after `timeout` (or at once).
+    pub async fn stop(&self, vm: &Vm, force: bool, timeout: Duration) -> Result<(), Error> {
+        self.supervisor.stop(&vm.name, force, timeout).await
+    }
+
+    /// Resets `vm`.
+    pub async fn reset(&self, vm: &Vm) -> Result<(), Error> {
+        self.supervisor.reset(&vm.name).await
+    }
+
+    /// Makes the finished update the base; returns its version.
+    pub async fn promote(&self, policy: &Policy, vm: &Vm) -> Result<u32, Error> {
+        let images = self.supervisor.images_of(vm);
+        // A running ephemeral VM still reads the current base through its overlay.
+        let in_use = if self.supervisor.is_running(&vm.name).await {
+            Some(images.summary().0)
+        } else {
+            None
+        };
+        images.promote(policy.settings.versions_kept, in_use)
+    }
+
+    /// Throws the finished update away.
+    pub fn discard(&self, vm: &Vm) -> Result<(), Error> {
+        self.supervisor.images_of(vm).discard()
+    }
+
+    /// The image versions of `vm`.
+    pub fn versions(&self, vm: &Vm) -> Result<Vec<ImageVersion>, Error> {
+        self.supervisor.images_of(vm).versions()
+    }
+
+    /// Makes an earlier version the base.
+    pub fn restore(&self, vm: &Vm, version: u32) -> Result<(), Error> {
+        self.supervisor.images_of(vm).restore(version)
+    }
+
+    /// The exact QEMU command line and firewall chain of `vm`.
+    pub async fn show(&self, policy: &Policy, vm: &Vm) -> Result<VmDetails, Error> {
+        let chain = self.firewall.vm_chain(policy, vm).await?;
+        Ok(self.supervisor.details(policy, vm, chain).await)
+    }
+
+    /// A ruleset for inside `vm`'s guest, mirroring its policy.
+    pub async fn guest_firewall(&self, policy: &Policy, vm: &Vm) -> Result<String, Error> {
+        self.firewall.guest_ruleset(policy, vm).await
+    }
+
+    /// The host's USB devices, hubs left out.
+    pub fn usb_devices(&self) -> Vec<UsbDevice> {
+        usb::list_host_devices(Path::new(usb::SYSFS_USB_DEVICES))
+            .into_iter()
+            .filter(|d| !d.is_hub)
+            .map(|d| UsbDevice {
+                bus: d.bus,
+                address: d.address,
+                vendor_id: d.vendor_id,
+                product_id: d.product_id,
+                manufacturer: d.manufacturer,
+                product: d.product,
+            })
+            .collect()
+    }
+
+    /// Attaches a device to running `vm`; returns the id to detach it by. A host device's node
+    /// belongs to the VM's user while it is attached.
+    pub async fn attach_usb(&self, vm: &Vm, request: AttachRequest) -> Result<String, Error> {
+        let selector = match request {
+            AttachRequest::Emulated(driver) => {
+                return self
+                    .supervisor
+                    .device_add(&vm.name, driver, Vec::new(), driver.to_owned(), None)
+                    .await
+            }
+            AttachRequest::Host(selector) => selector,
+        };
+        let devices = usb::list_host_devices(Path::new(usb::SYSFS_USB_DEVICES));
+        let d = usb::select(&devices, &selector)
+            .map_err(Error::NotFound)?
+            .clone();
+        let uid = accounts::vm_uid(&vm.name)
+            .ok_or_else(|| Error::Internal("the VM has no user".into()))?;
+        let node = usb::device_node(&d);
+        usb::hand_over(&node, uid).map_err(Error::Internal)?;
+        let props = vec![
+            ("hostbus".to_owned(), d.bus.into()),
+            ("hostaddr".to_owned(), d.address.into()),
+        ];
+        let description = format!(
+            "usb-host {}.{} {:04x}:{:04x} {} {}",
+            d.bus, d.address, d.vendor_id, d.product_id, d.manufacturer, d.product
+        );
+        let added = self
+            .supervisor
+            .device_add(&vm.name, "usb-host", props, description, Some(node.clone()))
+            .await;
+        if added.is_err() {
+            usb::take_back(&node);
+        }
+        added
+    }
+
+    /// Detaches a device by its id; a host device's node goes back to root.
+    pub async fn detach_usb(&self, vm: &Vm, id: &str) -> Result<(), Error> {
+        let attachment = self.supervisor.device_del(&vm.name, id).await?;
+        if let Some(node) = &attachment.node {
+            usb::take_back(node);
+        }
+        Ok(())
+    }
+
+    /// Devices attached to running `vm`.
+    pub async fn attached_usb(&self, vm: &Vm) -> Result<Vec<AttachedDevice>, Error> {
+        self.supervisor.attached(&vm.name).await
+    }
+}
+
+/// `document` with a `[[vm]]` entry for `new` appended. The entry is serialized by the toml crate,
+/// never spliced from strings, and the caller validates the whole document as any policy is.
+fn document_with_vm(document: &str, new: &NewVm) -> Result<String, Error> {
+    let mut entry = toml::Table::new();
+    entry.insert("name".into(), new.name.to_string().into());
+    entry.insert("memory".into(), new.memory.clone().into());
+    entry.insert("cpus".into(), i64::from(new.cpus).into());
+    let mut table = toml::Table::new();
+    table.insert(
+        "vm".into(),
+        toml::Value::Array(vec![toml::Value::Table(entry)]),
+    );
+    let fragment = toml::to_string(&table).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(format!("{}\n{fragment}", document.trim_end()))
+}
+
+/// An installer must be a regular, non-empty ISO 9660 image ("CD001" at byte 32769): not a
+/// folder, a device, or a secret file someone linked to.
+fn check_iso(fd: &OwnedFd) -> Result<(), Error> {
+    let file = std::fs::File::from(fd.try_clone().map_err(|e| Error::Internal(e.to_string()))?);
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::InvalidArgument(format!("cannot inspect the ISO: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::InvalidArgument(
+            "the ISO must be a regular file, not a folder or a device".into(),
+        ));
+    }
+    let mut magic = [0u8; 5];
+    match file.read_exact_at(&mut magic, 32_769) {
+        Ok(()) if &magic == b"CD001" => Ok(()),
+        _ => Err(Error::InvalidArgument(
+            "this file is not an ISO 9660 installer image".into(),
+        )),
+    }
+}
+
+/// Parses the disk size argument of `vm create`.
+pub fn parse_disk_size(text: &str) -> Result<u64, Error> {
+    images::parse_disk_size(text).map_err(Error::InvalidArgument)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_vm_entry_is_serialized_not_spliced() {
+        let new = NewVm {
+            name: VmName::parse("work").expect("valid"),
+            disk_bytes: 1 << 30,
+            memory: "2G\"\n[[vm]]\nname = \"evil\"".into(),
+            cpus: 2,
+        };
+        let doc = document_with_vm("[settings]\n", &new).expect("serializes");
+        let value: toml::Table = toml::from_str(&doc).expect("still TOML");
+        let vms = value["vm"].as_array().expect("one array");
+        assert_eq!(vms.len(), 1, "{doc}");
+        assert_eq!(vms[0]["memory"].as_str(), Some(new.memory.as_str()));
+    }
+}

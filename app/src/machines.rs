@@ -50,10 +50,7 @@ impl Machine {
 
     /// Whether the **Stop** button belongs on its row.
     pub fn can_stop(&self) -> bool {
-        self.operate
-            && self.kind == Kind::Local
-            && self.state != VmState::Unknown
-            && !self.is_off()
+        self.operate && self.kind == Kind::Local && self.state != VmState::Unknown && !self.is_off()
     }
 
     /// Whether **Open console** can work now (the helper decides in the end).
@@ -135,9 +132,7 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
 /// the match is exhaustive, so a state added to the contract does not compile until it has them.
 pub fn state_words(state: VmState, mode: RunMode) -> String {
     match (state, mode) {
-        (VmState::Running, RunMode::Update) => {
-            gettext("Running in update mode: changes are kept")
-        }
+        (VmState::Running, RunMode::Update) => gettext("Running in update mode: changes are kept"),
         (VmState::Running, RunMode::Install) => gettext("Running the installer"),
         // Translators: a VM's state. Changes made inside it are thrown away when it stops.
         (VmState::Running, RunMode::Ephemeral) => gettext("Running"),
@@ -252,10 +247,7 @@ mod tests {
 
     #[test]
     fn names_states() {
-        assert_eq!(
-            state_words(VmState::Running, RunMode::Ephemeral),
-            "Running"
-        );
+        assert_eq!(state_words(VmState::Running, RunMode::Ephemeral), "Running");
         assert_eq!(
             state_words(VmState::Running, RunMode::Update),
             "Running in update mode: changes are kept"

@@ -46,7 +46,7 @@ impl PolicyIface {
     /// The live generation and its document.
     async fn get(&self, #[zbus(header)] header: Header<'_>) -> Result<(u64, String), Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        Ok(self.firewall.get().await)
+        Ok(self.firewall.get())
     }
 
     /// Every problem of a document.

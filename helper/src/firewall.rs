@@ -12,11 +12,13 @@
 pub mod compile;
 pub mod conntrack;
 pub mod facts;
+pub mod guest;
 pub mod json;
 pub mod kernel;
 pub mod render;
 pub mod ruleset;
 
+use crate::clock::unix_now;
 use crate::store::{GenerationRecord, LiveState, Outcome, Store};
 use compile::compile_ruleset;
 use facts::ConsolePorts;
@@ -28,7 +30,6 @@ use palisade_dbus::Error;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use crate::clock::unix_now;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
@@ -41,9 +42,28 @@ const MAX_LISTED_PROBLEMS: usize = 50;
 /// What is in the kernel now.
 struct Live {
     generation: u64,
-    document: Vec<u8>,
-    policy: Policy,
+    document: Arc<str>,
+    policy: Arc<Policy>,
     installed: Installed,
+}
+
+/// What readers see of the live state: published after every change, read without a lock, so
+/// status, the policy and the VM and console lists never wait for an apply in progress. The big
+/// parts are shared, never copied per read.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The live generation.
+    pub generation: u64,
+    /// Its document.
+    pub document: Arc<str>,
+    /// Its validated policy.
+    pub policy: Arc<Policy>,
+    /// Unix time until which it waits for confirmation; 0 when confirmed.
+    pub pending_until: u64,
+    /// The installed ruleset as nft text, for previews' diffs.
+    pub ruleset: Arc<str>,
+    /// Something the admin should know (corrupt policy file, ...), or empty.
+    pub problem: String,
 }
 
 /// What is kept of an installed ruleset: the text (for previews' diffs) and the connection
@@ -52,7 +72,7 @@ struct Live {
 #[derive(Default)]
 struct Installed {
     marks: BTreeSet<u32>,
-    text: String,
+    text: Arc<str>,
     rules: usize,
 }
 
@@ -69,6 +89,7 @@ pub struct Firewall {
     store: Store,
     ports: Arc<dyn ConsolePorts>,
     state: Mutex<State>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
     changed: watch::Sender<u64>,
     rearm_expiry: Notify,
 }
@@ -164,6 +185,7 @@ impl Firewall {
                 ))
             })?
             .policy;
+        let policy = Arc::new(policy);
         let (installed, _) = install(&store, &*ports, &policy, &BTreeSet::new()).await?;
         pointers = LiveState {
             live: generation,
@@ -186,20 +208,23 @@ impl Firewall {
             installed.rules
         );
         let (changed, _) = watch::channel(generation);
+        let state = State {
+            live: Live {
+                generation,
+                document: text_of(document),
+                policy,
+                installed,
+            },
+            pointers,
+            problem,
+            revert: None,
+        };
+        let (snapshot, _) = watch::channel(Arc::new(state.snapshot()));
         let fw = Arc::new(Self {
             store,
             ports,
-            state: Mutex::new(State {
-                live: Live {
-                    generation,
-                    document,
-                    policy,
-                    installed,
-                },
-                pointers,
-                problem,
-                revert: None,
-            }),
+            state: Mutex::new(state),
+            snapshot,
             changed,
             rearm_expiry: Notify::new(),
         });
@@ -211,17 +236,27 @@ impl Firewall {
         self.changed.subscribe()
     }
 
+    /// What is live now, without waiting for an apply in progress.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.borrow())
+    }
+
+    /// Publishes what readers see; called after every change of `st`.
+    fn publish(&self, st: &State) {
+        self.snapshot.send_replace(Arc::new(st.snapshot()));
+    }
+
     /// Health and live generation.
     pub async fn status(&self) -> Status {
-        let st = self.state.lock().await;
+        let snap = self.snapshot();
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
-            generation: st.live.generation,
-            pending_until: st.pointers.pending_until,
-            vms: u32::try_from(st.live.policy.vms.len()).unwrap_or(u32::MAX),
-            rules: u32::try_from(st.live.policy.rule_count()).unwrap_or(u32::MAX),
-            table_present: kernel::list_table().await.is_some(),
-            problem: st.problem.clone(),
+            generation: snap.generation,
+            pending_until: snap.pending_until,
+            vms: u32::try_from(snap.policy.vms.len()).unwrap_or(u32::MAX),
+            rules: u32::try_from(snap.policy.rule_count()).unwrap_or(u32::MAX),
+            table_present: kernel::table_present().await,
+            problem: snap.problem.clone(),
         }
     }
 
@@ -229,25 +264,28 @@ impl Firewall {
     /// a name resolved differently); the generation stays the same.
     pub async fn reinstall(&self) -> Result<(), Error> {
         let mut st = self.state.lock().await;
-        let (installed, _) =
-            install(&self.store, &*self.ports, &st.live.policy, &st.live.installed.marks).await?;
+        let (installed, _) = install(
+            &self.store,
+            &*self.ports,
+            &st.live.policy,
+            &st.live.installed.marks,
+        )
+        .await?;
         st.live.installed = installed;
+        self.publish(&st);
         Ok(())
     }
 
     /// The live generation and its validated policy.
-    pub async fn live_policy(&self) -> (u64, Policy) {
-        let st = self.state.lock().await;
-        (st.live.generation, st.live.policy.clone())
+    pub fn live_policy(&self) -> (u64, Arc<Policy>) {
+        let snap = self.snapshot();
+        (snap.generation, Arc::clone(&snap.policy))
     }
 
     /// The live generation and its document.
-    pub async fn get(&self) -> (u64, String) {
-        let st = self.state.lock().await;
-        (
-            st.live.generation,
-            String::from_utf8_lossy(&st.live.document).into_owned(),
-        )
+    pub fn get(&self) -> (u64, String) {
+        let snap = self.snapshot();
+        (snap.generation, snap.document.to_string())
     }
 
     /// The chain `vm`'s traffic meets, as nft text, compiled from the live policy with the
@@ -261,7 +299,7 @@ impl Firewall {
     /// An nft ruleset for inside `vm`'s guest mirroring its egress policy.
     pub async fn guest_ruleset(&self, policy: &Policy, vm: &Vm) -> Result<String, Error> {
         let facts = facts::gather(policy, facts::Users::LookUp, &*self.ports).await?;
-        Ok(crate::vm::guest_firewall::guest_ruleset(vm, policy, &facts))
+        Ok(guest::guest_ruleset(vm, policy, &facts))
     }
 
     /// Every finding about a document; never fails for an invalid one.
@@ -277,10 +315,10 @@ impl Firewall {
         let parsed = Policy::parse(document).map_err(invalid)?;
         let facts = facts::gather(&parsed.policy, facts::Users::LookUp, &*self.ports).await?;
         let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
-        let st = self.state.lock().await;
-        let diff = similar::TextDiff::from_lines(&st.live.installed.text, &text)
+        let live = self.snapshot();
+        let diff = similar::TextDiff::from_lines(&*live.ruleset, &text)
             .unified_diff()
-            .header(&format!("generation {}", st.live.generation), "preview")
+            .header(&format!("generation {}", live.generation), "preview")
             .to_string();
         crate::memory::release_soon();
         Ok(Preview {
@@ -316,8 +354,13 @@ impl Firewall {
             .store
             .next_generation()
             .map_err(|e| internal("number generations", e))?;
-        let (installed, cut) =
-            install(&self.store, &*self.ports, &parsed.policy, &st.live.installed.marks).await?;
+        let (installed, cut) = install(
+            &self.store,
+            &*self.ports,
+            &parsed.policy,
+            &st.live.installed.marks,
+        )
+        .await?;
         let outcome = if confirm_seconds > 0 {
             Outcome::Pending
         } else {
@@ -358,10 +401,11 @@ impl Firewall {
         }
         st.live = Live {
             generation,
-            document,
-            policy: parsed.policy,
+            document: text_of(document),
+            policy: Arc::new(parsed.policy),
             installed,
         };
+        self.publish(&st);
         if let Some(task) = st.revert.take() {
             task.abort();
         }
@@ -408,10 +452,11 @@ impl Firewall {
             .save_record(&rec)
             .map_err(|e| internal("save the generation", e))?;
         self.store
-            .write_policy_file(&st.live.document)
+            .write_policy_file(st.live.document.as_bytes())
             .map_err(|e| internal("write the policy file", e))?;
         st.pointers.confirmed = generation;
         st.pointers.pending_until = 0;
+        self.publish(&st);
         self.store
             .save_live_state(&st.pointers)
             .map_err(|e| internal("save the live state", e))?;
@@ -443,7 +488,7 @@ impl Firewall {
 
     /// Every generation, newest first.
     pub async fn history(&self) -> Result<Vec<GenerationInfo>, Error> {
-        let st = self.state.lock().await;
+        let live = self.snapshot().generation;
         let records = self
             .store
             .history()
@@ -454,7 +499,7 @@ impl Firewall {
                 generation: r.generation,
                 applied_at: r.applied_at,
                 author_uid: r.author_uid,
-                state: match (r.generation == st.live.generation, r.outcome) {
+                state: match (r.generation == live, r.outcome) {
                     (true, Outcome::Pending) => GenerationState::Pending,
                     (true, _) => GenerationState::Live,
                     (false, Outcome::Confirmed) => GenerationState::Confirmed,
@@ -502,11 +547,12 @@ impl Firewall {
                 let _ = self.store.save_live_state(&st.pointers);
                 st.live = Live {
                     generation: back,
-                    document,
-                    policy,
+                    document: text_of(document),
+                    policy: Arc::new(policy),
                     installed,
                 };
                 st.revert = None;
+                self.publish(&st);
                 drop(st);
                 tracing::warn!(
                     "generation {generation} was not confirmed in time; generation {back} is back"
@@ -521,13 +567,7 @@ impl Firewall {
     /// from the kernel at their time without anyone calling.
     pub async fn run_expiry(self: Arc<Self>) {
         loop {
-            let next = self
-                .state
-                .lock()
-                .await
-                .live
-                .policy
-                .next_expiry(SystemTime::now());
+            let next = self.snapshot().policy.next_expiry(SystemTime::now());
             let wait = next
                 .and_then(|t| t.duration_since(SystemTime::now()).ok())
                 .unwrap_or(Duration::from_secs(3600));
@@ -539,9 +579,17 @@ impl Firewall {
                 continue;
             }
             let mut st = self.state.lock().await;
-            match install(&self.store, &*self.ports, &st.live.policy, &st.live.installed.marks).await {
+            match install(
+                &self.store,
+                &*self.ports,
+                &st.live.policy,
+                &st.live.installed.marks,
+            )
+            .await
+            {
                 Ok((installed, cut)) => {
                     st.live.installed = installed;
+                    self.publish(&st);
                     let generation = st.live.generation;
                     drop(st);
                     tracing::info!("expired rules removed from generation {generation} ({cut} connections cut)");
@@ -578,7 +626,7 @@ async fn install(
     let gone = previous.difference(&ruleset.live_marks).copied().collect();
     let cut = conntrack::cut_connections(&gone).await;
     let installed = Installed {
-        text: render::render_ruleset(&ruleset),
+        text: Arc::from(render::render_ruleset(&ruleset)),
         rules: ruleset.rule_count(),
         marks: ruleset.live_marks,
     };
@@ -626,4 +674,26 @@ fn list(findings: &[Finding]) -> String {
         ));
     }
     lines.join("\n")
+}
+
+impl State {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            generation: self.live.generation,
+            document: Arc::clone(&self.live.document),
+            policy: Arc::clone(&self.live.policy),
+            pending_until: self.pointers.pending_until,
+            ruleset: Arc::clone(&self.live.installed.text),
+            problem: self.problem.clone(),
+        }
+    }
+}
+
+/// A stored or received document as text. Documents are validated before they get here, and
+/// validation reads them as UTF-8, so nothing is lost.
+fn text_of(document: Vec<u8>) -> Arc<str> {
+    match String::from_utf8(document) {
+        Ok(s) => Arc::from(s),
+        Err(e) => Arc::from(String::from_utf8_lossy(e.as_bytes())),
+    }
 }

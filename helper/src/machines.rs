@@ -13,9 +13,7 @@ use crate::vm::supervisor::Supervisor;
 use crate::vm::usb::{self, AttachRequest};
 use crate::{accounts, vm::images};
 use palisade_dbus::policy::{Policy, Vm, VmName};
-use palisade_dbus::types::{
-    AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState,
-};
+use palisade_dbus::types::{AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState};
 use palisade_dbus::Error;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -74,13 +72,13 @@ impl Machines {
     }
 
     /// The live policy, which authorization judges by.
-    pub async fn live_policy(&self) -> Policy {
-        self.firewall.live_policy().await.1
+    pub fn live_policy(&self) -> Arc<Policy> {
+        self.firewall.live_policy().1
     }
 
     /// The VMs `viewer` may operate or open, with their state.
     pub async fn list(&self, viewer: Viewer) -> Result<Vec<VmInfo>, Error> {
-        let (_, policy) = self.firewall.live_policy().await;
+        let (_, policy) = self.firewall.live_policy();
         let mut out = Vec::new();
         for vm in &policy.vms {
             let (console, operate) = (viewer.console(vm), viewer.operate(vm));
@@ -93,7 +91,7 @@ impl Machines {
 
     /// The state of every VM `viewer` may operate or open, by name.
     pub async fn states(&self, viewer: Viewer) -> HashMap<String, VmState> {
-        let (_, policy) = self.firewall.live_policy().await;
+        let (_, policy) = self.firewall.live_policy();
         let mut states = HashMap::new();
         for vm in policy
             .vms
@@ -111,15 +109,15 @@ impl Machines {
     /// Creates the VM's empty disk and adds its entry to the policy, as a new generation. If the
     /// policy cannot be applied, the disk is removed again: nothing is left half-made.
     pub async fn create(&self, new: NewVm, author_uid: u32) -> Result<u64, Error> {
-        let (generation, document) = self.firewall.get().await;
-        let (_, policy) = self.firewall.live_policy().await;
+        let live = self.firewall.snapshot();
+        let (generation, document, policy) = (live.generation, &live.document, &live.policy);
         if policy.vm(new.name.as_str()).is_some() {
             return Err(Error::InvalidArgument(format!(
                 "a VM named {} exists already",
                 new.name
             )));
         }
-        let new_document = document_with_vm(&document, &new)?;
+        let new_document = document_with_vm(document, &new)?;
         let parsed = Policy::parse(new_document.as_bytes()).map_err(|findings| {
             let own = format!("vm[{}]", new.name);
             Error::InvalidArgument(

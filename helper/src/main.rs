@@ -7,8 +7,8 @@
 
 mod accounts;
 mod authz;
-mod clock;
 mod bus;
+mod clock;
 mod console;
 mod firewall;
 mod machines;
@@ -80,7 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.apply_only {
         return Ok(());
     }
-    supervisor.adopt(&firewall.live_policy().await.1).await;
+    supervisor.adopt(&firewall.live_policy().1).await;
 
     let builder = match &args.bus_address {
         Some(address) => zbus::connection::Builder::address(address.as_str()),
@@ -193,9 +193,9 @@ async fn revoke_lost_console_access(
     supervisor: std::sync::Arc<vm::supervisor::Supervisor>,
 ) {
     let mut changes = firewall.subscribe();
-    let mut before = firewall.live_policy().await.1;
+    let mut before = firewall.live_policy().1;
     while changes.changed().await.is_ok() {
-        let after = firewall.live_policy().await.1;
+        let after = firewall.live_policy().1;
         for vm in &before.vms {
             let now = after.vm(vm.name.as_str()).map(|v| &v.console);
             if now != Some(&vm.console) {

@@ -3,7 +3,6 @@
 //! them.
 
 pub mod accel;
-pub mod guest_firewall;
 pub mod images;
 pub mod launch;
 pub mod qemu;

@@ -47,7 +47,15 @@ mod tests {
         assert_eq!(parse_size("2048", BareUnit::Mebibytes), Some(2048 << 20));
         assert_eq!(parse_size("2048", BareUnit::Bytes), Some(2048));
         assert_eq!(parse_size(" 512 M ", BareUnit::Bytes), Some(512 << 20));
-        for bad in ["-1G", "1E", "G", "1.5G", "", "99999999999999999999", "16777216T"] {
+        for bad in [
+            "-1G",
+            "1E",
+            "G",
+            "1.5G",
+            "",
+            "99999999999999999999",
+            "16777216T",
+        ] {
             assert_eq!(parse_size(bad, BareUnit::Bytes), None, "{bad}");
         }
     }

@@ -9,12 +9,11 @@ use crate::machines::{self, Machines, NewVm, Viewer};
 use crate::vm::qemu::RunMode;
 use crate::vm::usb::AttachRequest;
 use palisade_dbus::policy::{names::quote, Policy, Vm, VmName};
-use palisade_dbus::types::{
-    AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState,
-};
+use palisade_dbus::types::{AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState};
 use palisade_dbus::{Action, Error};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -40,9 +39,9 @@ impl VmsIface {
         header: &Header<'_>,
         action: Action,
         name: &str,
-    ) -> Result<(Caller, Policy, Vm), Error> {
+    ) -> Result<(Caller, Arc<Policy>, Vm), Error> {
         let caller = self.authority.check(header, action).await?;
-        let policy = self.machines.live_policy().await;
+        let policy = self.machines.live_policy();
         let vm = find(&policy, name)?;
         if action != Action::VmManage
             && !is_granted(&vm.operators, caller.uid)
@@ -209,7 +208,7 @@ impl VmsIface {
         name: &str,
     ) -> Result<VmDetails, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        let policy = self.machines.live_policy().await;
+        let policy = self.machines.live_policy();
         let vm = find(&policy, name)?;
         self.machines.show(&policy, &vm).await
     }
@@ -221,7 +220,7 @@ impl VmsIface {
         name: &str,
     ) -> Result<String, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        let policy = self.machines.live_policy().await;
+        let policy = self.machines.live_policy();
         let vm = find(&policy, name)?;
         self.machines.guest_firewall(&policy, &vm).await
     }

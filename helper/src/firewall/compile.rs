@@ -10,12 +10,17 @@
 //! live accepting rule pass, then the VM's rules in order, then its default action, logged.
 //! Accepting rules mark the connection with the rule's id; when a rule disappears its id leaves
 //! `live_marks`, so the connections it let in are judged again by the new rules.
+//!
+//! The pieces that decide what a policy rule means in nft terms (its transport matches, the family
+//! an ICMP protocol pins, the host-wide accept, log prefixes, the default rule, comments, the
+//! reject chain) are `pub(crate)` so the guest's ruleset (`guest`) is built from them too: the
+//! two firewalls of a VM cannot read one rule two ways.
 
 use super::ruleset::*;
 use ipnet::IpNet;
 use palisade_dbus::policy::{
-    AccountName, Destination, HostName, Policy, PortRange, PortSet, Protocol, Rule, Verdict, Vm,
-    VmName,
+    AccountName, Destination, Family, HostName, Policy, PortRange, PortSet, Protocol, Rule,
+    Verdict, Vm, VmName,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -47,27 +52,29 @@ const MAX_NFT_COMMENT: usize = 120;
 /// Compiles a validated policy into the one table Palisade owns.
 pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     let now = facts.now.unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut out = Ruleset::default();
+    let mut out = Ruleset::new(TABLE);
 
     for b in &policy.blocklists {
         let (v4, v6) = split_families(b.entries.iter().copied());
         out.sets.push(net_set(
-            &blocklist_set(b.name.as_str(), IpFamily::V4),
+            &blocklist_set(b.name.as_str(), Family::V4),
             SetKind::Ipv4Nets,
             v4,
         ));
         out.sets.push(net_set(
-            &blocklist_set(b.name.as_str(), IpFamily::V6),
+            &blocklist_set(b.name.as_str(), Family::V6),
             SetKind::Ipv6Nets,
             v6,
         ));
     }
 
-    let mut output = ChainDef {
-        name: "output".into(),
-        hook: Some(Hook::Output),
-        rules: Vec::new(),
-    };
+    let mut output = ChainDef::new(
+        "output",
+        Some(Hook::Output {
+            policy: ChainPolicy::Accept,
+        }),
+        Vec::new(),
+    );
     let mut jump_host = RuleDef::new(Vec::new(), RuleVerdict::Jump("host".into()));
     jump_host.comment = Some(MANAGED_BY.into());
     output.rules.push(jump_host);
@@ -94,11 +101,11 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
         label: "host".into(),
         vm: None,
     };
-    chains.push(ChainDef {
-        name: "host".into(),
-        hook: None,
-        rules: compile_rules(&host, &policy.host_rules, facts, now, &mut out),
-    });
+    chains.push(ChainDef::new(
+        "host",
+        None,
+        compile_rules(&host, &policy.host_rules, facts, now, &mut out),
+    ));
 
     for vm in &policy.vms {
         let owner = Owner {
@@ -123,29 +130,11 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             &mut out,
         ));
         rules.extend(compile_rules(&owner, &vm.rules, facts, now, &mut out));
-        let mut default = RuleDef::new(Vec::new(), RuleVerdict::Policy(vm.default_action));
-        default.counter = true;
-        default.log = Some(format!(
-            "palisade {} default {}: ",
-            owner.label, vm.default_action
-        ));
-        default.comment = Some("default action".into());
-        rules.push(default);
-        chains.push(ChainDef {
-            name: owner.chain,
-            hook: None,
-            rules,
-        });
+        rules.push(default_rule(&owner.label, vm.default_action));
+        chains.push(ChainDef::new(owner.chain, None, rules));
     }
 
-    chains.push(ChainDef {
-        name: REJECT_CHAIN.into(),
-        hook: None,
-        rules: vec![
-            RuleDef::new(vec![Match::L4Proto("tcp")], RuleVerdict::TcpReset),
-            RuleDef::new(Vec::new(), RuleVerdict::IcmpxUnreachable),
-        ],
-    });
+    chains.push(reject_chain());
 
     out.sets.insert(
         0,
@@ -159,6 +148,27 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     );
     out.chains = chains;
     out
+}
+
+/// The last rule of a VM's chain: its default action, counted and logged.
+pub(crate) fn default_rule(label: &str, action: Verdict) -> RuleDef {
+    let mut default = RuleDef::new(Vec::new(), RuleVerdict::Policy(action));
+    default.counter = true;
+    default.log = Some(format!("palisade {label} default {action}: "));
+    default.comment = Some("default action".into());
+    default
+}
+
+/// The chain a reject verdict jumps to: TCP reset for TCP, ICMP(v6) port-unreachable otherwise.
+pub(crate) fn reject_chain() -> ChainDef {
+    ChainDef::new(
+        REJECT_CHAIN,
+        None,
+        vec![
+            RuleDef::new(vec![Match::L4Proto("tcp")], RuleVerdict::TcpReset),
+            RuleDef::new(Vec::new(), RuleVerdict::IcmpxUnreachable),
+        ],
+    )
 }
 
 /// Console access: every new TCP connection to a console endpoint (a local VM's Spice port, on
@@ -194,13 +204,8 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
         endpoints.extend(addrs.into_iter().map(|a| (a, rc.port, uids.clone())));
     }
     let mut rules = Vec::new();
-    for family in [IpFamily::V4, IpFamily::V6] {
-        let in_family = |a: &IpAddr| {
-            matches!(
-                (a, family),
-                (IpAddr::V4(_), IpFamily::V4) | (IpAddr::V6(_), IpFamily::V6)
-            )
-        };
+    for family in [Family::V4, Family::V6] {
+        let in_family = |a: &IpAddr| family_of(&IpNet::from(*a)) == family;
         let suffix = family_suffix(family);
         let ports = format!("{CONSOLE_PORTS}_{suffix}");
         let allowed = format!("{CONSOLE_ALLOWED}_{suffix}");
@@ -278,7 +283,7 @@ pub fn implicit_rules(vm: &Vm) -> Vec<Rule> {
     };
     let mut rules = Vec::new();
     if let Some(port) = vm.socks_proxy {
-        let ports = PortSet::from_ranges(PortRange::new(port, port).into_iter().collect());
+        let ports = single_port(port);
         for loopback in [
             IpAddr::from([127, 0, 0, 1]),
             IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
@@ -336,11 +341,7 @@ fn compile_rules(
         if let Some(m) = mark {
             out.live_marks.insert(m);
         }
-        let verdict = match (owner.vm, rule.action) {
-            // A host-wide accept only means "no objection": the VM's own rules still apply.
-            (None, Verdict::Accept) => RuleVerdict::Return,
-            (_, v) => RuleVerdict::Policy(v),
-        };
+        let verdict = rule_verdict(owner.vm.is_none(), rule.action);
         let destinations = if group.len() == 1 {
             destination_matches(owner, first_number, rule, facts, out)
         } else {
@@ -352,22 +353,56 @@ fn compile_rules(
         } else {
             Some(format!("rules {numbers}"))
         };
-        for d in &destinations {
-            for t in &transport_matches(rule) {
-                compiled.push(RuleDef {
-                    matches: d.iter().chain(t.iter()).cloned().collect(),
-                    counter: true,
-                    log: rule.log.then(|| {
-                        format!("palisade {} rule={numbers} {}: ", owner.label, rule.action)
-                    }),
-                    set_mark: mark,
-                    verdict: verdict.clone(),
-                    comment: comment.clone(),
-                });
-            }
-        }
+        let template = RuleDef {
+            matches: Vec::new(),
+            counter: true,
+            log: rule
+                .log
+                .then(|| log_prefix(&owner.label, &numbers, rule.action)),
+            set_mark: mark,
+            verdict,
+            comment,
+        };
+        compiled.extend(expand(&template, &destinations, &transport_matches(rule)));
     }
     compiled
+}
+
+/// How a policy rule's action ends its nft rules. In the host chain an accept only means "no
+/// objection" (return): the VM's own rules still apply.
+pub(crate) fn rule_verdict(in_host_chain: bool, action: Verdict) -> RuleVerdict {
+    match action {
+        Verdict::Accept if in_host_chain => RuleVerdict::Return,
+        v => RuleVerdict::Policy(v),
+    }
+}
+
+/// The log prefix of rules `numbers` (`3` or `3-5`) of `label`'s rules.
+pub(crate) fn log_prefix(label: &str, numbers: &str, action: Verdict) -> String {
+    format!("palisade {label} rule={numbers} {action}: ")
+}
+
+/// One nft rule per destination alternative and transport alternative: a copy of `template`
+/// matching the destination, then the transport, then whatever `template` already matches.
+pub(crate) fn expand(
+    template: &RuleDef,
+    destinations: &[Vec<Match>],
+    transports: &[Vec<Match>],
+) -> Vec<RuleDef> {
+    let mut rules = Vec::with_capacity(destinations.len() * transports.len());
+    for d in destinations {
+        for t in transports {
+            let mut rule = template.clone();
+            rule.matches = d
+                .iter()
+                .chain(t)
+                .chain(&template.matches)
+                .cloned()
+                .collect();
+            rules.push(rule);
+        }
+    }
+    rules
 }
 
 /// Whether two adjacent rules may share one nft rule: same everything but their networks.
@@ -388,7 +423,7 @@ fn merged_destinations(group: &[(usize, &Rule)]) -> Vec<Vec<Match>> {
         _ => None,
     });
     let (v4, v6) = split_families(nets);
-    [(IpFamily::V4, v4), (IpFamily::V6, v6)]
+    [(Family::V4, v4), (Family::V6, v6)]
         .into_iter()
         .filter(|(_, nets)| !nets.is_empty())
         .map(|(f, nets)| vec![Match::DaddrAnyOf(f, nets)])
@@ -415,14 +450,10 @@ fn destination_matches(
     facts: &Facts,
     out: &mut Ruleset,
 ) -> Vec<Vec<Match>> {
-    let pinned = match rule.protocol {
-        Protocol::Icmp => Some(IpFamily::V4),
-        Protocol::Icmpv6 => Some(IpFamily::V6),
-        _ => None,
-    };
-    let families: Vec<IpFamily> = match pinned {
+    let pinned = pinned_family(rule.protocol);
+    let families: Vec<Family> = match pinned {
         Some(f) => vec![f],
-        None => vec![IpFamily::V4, IpFamily::V6],
+        None => vec![Family::V4, Family::V6],
     };
     match &rule.destination {
         Destination::Any => vec![pinned.map(Match::Family).into_iter().collect()],
@@ -435,8 +466,8 @@ fn destination_matches(
             let (v4, v6) = split_families(learned.into_iter().map(IpNet::from));
             let mut alternatives = Vec::new();
             for (family, nets, kind) in [
-                (IpFamily::V4, v4, SetKind::Ipv4Learned),
-                (IpFamily::V6, v6, SetKind::Ipv6Learned),
+                (Family::V4, v4, SetKind::Ipv4Learned),
+                (Family::V6, v6, SetKind::Ipv6Learned),
             ] {
                 if families.contains(&family) {
                     let name = format!("{}_r{number}_{}", owner.chain, family_suffix(family));
@@ -452,7 +483,7 @@ fn destination_matches(
             .collect(),
         Destination::Dns => {
             let (v4, v6) = split_families(facts.dns_servers.iter().copied().map(IpNet::from));
-            [(IpFamily::V4, v4), (IpFamily::V6, v6)]
+            [(Family::V4, v4), (Family::V6, v6)]
                 .into_iter()
                 .filter(|(_, nets)| !nets.is_empty())
                 .map(|(f, nets)| vec![Match::DaddrAnyOf(f, nets)])
@@ -461,9 +492,18 @@ fn destination_matches(
     }
 }
 
+/// The family a protocol pins: ICMP exists only over IPv4, ICMPv6 only over IPv6.
+pub(crate) fn pinned_family(protocol: Protocol) -> Option<Family> {
+    match protocol {
+        Protocol::Icmp => Some(Family::V4),
+        Protocol::Icmpv6 => Some(Family::V6),
+        _ => None,
+    }
+}
+
 /// The transport alternatives of `rule` (the "dns" target means udp and tcp port 53).
-fn transport_matches(rule: &Rule) -> Vec<Vec<Match>> {
-    let dns_port = PortSet::from_ranges(PortRange::new(53, 53).into_iter().collect());
+pub(crate) fn transport_matches(rule: &Rule) -> Vec<Vec<Match>> {
+    let dns_port = single_port(53);
     match (&rule.destination, rule.protocol) {
         (Destination::Dns, Protocol::Any) => ["udp", "tcp"]
             .iter()
@@ -483,6 +523,11 @@ fn transport_matches(rule: &Rule) -> Vec<Vec<Match>> {
     }
 }
 
+/// The port set of one port (always `Some`: one valid port makes a valid set).
+pub(crate) fn single_port(port: u16) -> Option<PortSet> {
+    PortSet::from_ranges(PortRange::new(port, port).into_iter().collect())
+}
+
 /// The transport matches. A port or ICMP-type match implies its protocol (nft adds the
 /// `meta l4proto` dependency itself), so the explicit protocol match is written only when
 /// nothing else names it: every statement less is parsing time saved on large rulesets.
@@ -494,13 +539,15 @@ fn transport(proto: &'static str, ports: Option<&PortSet>, icmp_type: Option<u8>
     }
 }
 
-fn split_families(nets: impl Iterator<Item = IpNet>) -> (Vec<IpNet>, Vec<IpNet>) {
+/// The IPv4 and the IPv6 networks among `nets`, each merged.
+pub(crate) fn split_families(nets: impl Iterator<Item = IpNet>) -> (Vec<IpNet>, Vec<IpNet>) {
     let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = nets.partition(|n| matches!(n, IpNet::V4(_)));
     // Interval sets refuse overlapping elements, so overlaps are merged first.
     (IpNet::aggregate(&v4), IpNet::aggregate(&v6))
 }
 
-fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
+/// A set of networks (or learned addresses).
+pub(crate) fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
     SetDef {
         name: name.into(),
         kind,
@@ -510,15 +557,15 @@ fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
     }
 }
 
-fn family_suffix(f: IpFamily) -> &'static str {
+fn family_suffix(f: Family) -> &'static str {
     match f {
-        IpFamily::V4 => "v4",
-        IpFamily::V6 => "v6",
+        Family::V4 => "v4",
+        Family::V6 => "v6",
     }
 }
 
 /// The set holding one family of a blocklist.
-pub fn blocklist_set(name: &str, f: IpFamily) -> String {
+pub fn blocklist_set(name: &str, f: Family) -> String {
     format!("bl_{}_{}", name.replace('-', "_"), family_suffix(f))
 }
 
@@ -552,7 +599,7 @@ fn fnv1a(bytes: impl Iterator<Item = u8>) -> u32 {
 /// The copy of an admin's comment the kernel keeps: shortened to fit, with quotes and
 /// backslashes replaced, which nft's own syntax cannot carry in a comment (the policy keeps
 /// the original).
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     let s = s.replace('"', "'").replace('\\', "/");
     if s.len() <= MAX_NFT_COMMENT {
         return s;

@@ -1,30 +1,31 @@
 //! The ruleset as the nftables JSON batch the kernel receives, in one transaction.
 //!
-//! The batch first adds then deletes our table (so the delete never fails on a fresh host) and
-//! then recreates it whole. nft applies a batch atomically: either the new table replaces the old
-//! one completely or, on any error, the old one stays untouched. No other table is named.
+//! The batch first adds then deletes the ruleset's table (so the delete never fails on a fresh
+//! host) and then recreates it whole. nft applies a batch atomically: either the new table
+//! replaces the old one completely or, on any error, the old one stays untouched. No other table
+//! is named. Notes (`ChainDef::notes`) are for the text rendering only and are left out.
 
-use super::render::family_of;
 use super::ruleset::*;
 use nftables::batch::Batch;
 use nftables::expr::{self, Expression, NamedExpression, SetItem};
 use nftables::schema::{self, NfListObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
-use palisade_dbus::policy::Verdict;
+use palisade_dbus::policy::{Family, Verdict};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-/// The batch replacing our table with `r`, as the JSON document `nft -j -f` reads.
+/// The batch replacing `r`'s table with `r`, as the JSON document `nft -j -f` reads.
 ///
 /// Everything is built with the nftables crate's types except the console sets, whose key
 /// includes a uid: the crate has no `uid` set type, so those `add set` commands are written as
 /// plain JSON in the same batch (same transaction), right after the table is created.
 pub fn ruleset_batch(r: &Ruleset) -> serde_json::Value {
+    let t = r.table;
     let mut batch = Batch::new();
-    batch.add(NfListObject::Table(table()));
-    batch.delete(NfListObject::Table(table()));
-    batch.add(NfListObject::Table(table()));
+    batch.add(NfListObject::Table(table(t)));
+    batch.delete(NfListObject::Table(table(t)));
+    batch.add(NfListObject::Table(table(t)));
     let (console_sets, sets): (Vec<&SetDef>, Vec<&SetDef>) = r.sets.iter().partition(|s| {
         matches!(
             s.kind,
@@ -32,33 +33,36 @@ pub fn ruleset_batch(r: &Ruleset) -> serde_json::Value {
         )
     });
     for set in sets {
-        batch.add(NfListObject::Set(Box::new(set_object(set))));
+        batch.add(NfListObject::Set(Box::new(set_object(t, set))));
     }
     for chain in &r.chains {
-        batch.add(NfListObject::Chain(chain_object(chain)));
+        batch.add(NfListObject::Chain(chain_object(t, chain)));
     }
     for chain in &r.chains {
         for rule in &chain.rules {
-            batch.add(NfListObject::Rule(rule_object(&chain.name, rule)));
+            batch.add(NfListObject::Rule(rule_object(t, &chain.name, rule)));
         }
     }
     let mut document = serde_json::to_value(batch.to_nftables()).unwrap_or_default();
     if let Some(commands) = document.get_mut("nftables").and_then(|n| n.as_array_mut()) {
         let at = commands.len().min(3);
-        commands.splice(at..at, console_sets.into_iter().map(console_set_command));
+        commands.splice(
+            at..at,
+            console_sets.into_iter().map(|s| console_set_command(t, s)),
+        );
     }
     document
 }
 
-fn console_set_command(set: &SetDef) -> serde_json::Value {
+fn console_set_command(table: &str, set: &SetDef) -> serde_json::Value {
     let (family, with_uid) = match set.kind {
         SetKind::ConsoleEndpoints(f) => (f, false),
         SetKind::ConsoleAllowed(f) => (f, true),
-        _ => (IpFamily::V4, false),
+        _ => (Family::V4, false),
     };
     let addr_type = match family {
-        IpFamily::V4 => "ipv4_addr",
-        IpFamily::V6 => "ipv6_addr",
+        Family::V4 => "ipv4_addr",
+        Family::V6 => "ipv6_addr",
     };
     let types: Vec<&str> = if with_uid {
         vec!["uid", addr_type, "inet_service"]
@@ -79,22 +83,22 @@ fn console_set_command(set: &SetDef) -> serde_json::Value {
         })
         .collect();
     let mut body =
-        serde_json::json!({ "family": "inet", "table": TABLE, "name": set.name, "type": types });
+        serde_json::json!({ "family": "inet", "table": table, "name": set.name, "type": types });
     if !elements.is_empty() {
         body["elem"] = serde_json::Value::Array(elements);
     }
     serde_json::json!({ "add": { "set": body } })
 }
 
-fn table() -> schema::Table<'static> {
+fn table(name: &'static str) -> schema::Table<'static> {
     schema::Table {
         family: NfFamily::INet,
-        name: TABLE.into(),
+        name: name.into(),
         handle: None,
     }
 }
 
-fn set_object(set: &SetDef) -> schema::Set<'static> {
+fn set_object(table: &'static str, set: &SetDef) -> schema::Set<'static> {
     let (ty, flag) = match set.kind {
         SetKind::Ipv4Nets => (SetType::Ipv4Addr, Some(SetFlag::Interval)),
         SetKind::Ipv6Nets => (SetType::Ipv6Addr, Some(SetFlag::Interval)),
@@ -111,7 +115,7 @@ fn set_object(set: &SetDef) -> schema::Set<'static> {
     };
     schema::Set {
         family: NfFamily::INet,
-        table: TABLE.into(),
+        table: table.into(),
         name: set.name.clone().into(),
         set_type: SetTypeValue::Single(ty),
         flags: flag.map(|f| HashSet::from([f])),
@@ -120,23 +124,26 @@ fn set_object(set: &SetDef) -> schema::Set<'static> {
     }
 }
 
-fn chain_object(chain: &ChainDef) -> schema::Chain<'static> {
+fn chain_object(table: &'static str, chain: &ChainDef) -> schema::Chain<'static> {
     let mut c = schema::Chain {
         family: NfFamily::INet,
-        table: TABLE.into(),
+        table: table.into(),
         name: chain.name.clone().into(),
         ..schema::Chain::default()
     };
-    if let Some(Hook::Output) = chain.hook {
+    if let Some(Hook::Output { policy }) = chain.hook {
         c._type = Some(NfChainType::Filter);
         c.hook = Some(NfHook::Output);
         c.prio = Some(0);
-        c.policy = Some(NfChainPolicy::Accept);
+        c.policy = Some(match policy {
+            ChainPolicy::Accept => NfChainPolicy::Accept,
+            ChainPolicy::Drop => NfChainPolicy::Drop,
+        });
     }
     c
 }
 
-fn rule_object(chain: &str, rule: &RuleDef) -> schema::Rule<'static> {
+fn rule_object(table: &'static str, chain: &str, rule: &RuleDef) -> schema::Rule<'static> {
     let mut expr: Vec<Statement<'static>> = rule.matches.iter().map(match_statement).collect();
     if rule.counter {
         expr.push(Statement::Counter(stmt::Counter::Anonymous(None)));
@@ -189,7 +196,7 @@ fn rule_object(chain: &str, rule: &RuleDef) -> schema::Rule<'static> {
     });
     schema::Rule {
         family: NfFamily::INet,
-        table: TABLE.into(),
+        table: table.into(),
         chain: chain.to_owned().into(),
         expr: Cow::Owned(expr),
         comment: rule.comment.clone().map(Cow::Owned),
@@ -243,6 +250,13 @@ fn net(n: &ipnet::IpNet) -> Expression<'static> {
     }
 }
 
+/// Networks as an anonymous set.
+fn net_set(nets: &[ipnet::IpNet]) -> Expression<'static> {
+    Expression::Named(NamedExpression::Set(
+        nets.iter().map(|n| SetItem::Element(net(n))).collect(),
+    ))
+}
+
 fn ports(p: &palisade_dbus::policy::PortSet) -> Expression<'static> {
     let one = |r: &palisade_dbus::policy::PortRange| {
         if r.first() == r.last() {
@@ -268,31 +282,40 @@ fn match_statement(m: &Match) -> Statement<'static> {
     match m {
         Match::Family(f) => eq(
             meta(expr::MetaKey::Nfproto),
-            Expression::String(
-                match f {
-                    IpFamily::V4 => "ipv4",
-                    IpFamily::V6 => "ipv6",
-                }
-                .into(),
-            ),
+            Expression::String(nfproto(*f).into()),
         ),
         Match::L4Proto(p) => eq(
             meta(expr::MetaKey::L4proto),
             Expression::String((*p).into()),
         ),
-        Match::Daddr(n) => eq(payload(family_of(n).nft(), "daddr"), net(n)),
-        Match::DaddrAnyOf(f, nets) => eq(
-            payload(f.nft(), "daddr"),
-            Expression::Named(NamedExpression::Set(
-                nets.iter().map(|n| SetItem::Element(net(n))).collect(),
-            )),
-        ),
+        Match::Daddr(n) => eq(payload(nft_family(family_of(n)), "daddr"), net(n)),
+        Match::DaddrAnyOf(f, nets) => eq(payload(nft_family(*f), "daddr"), net_set(nets)),
+        Match::DaddrNoneOf(f, nets) => Statement::Match(stmt::Match {
+            left: payload(nft_family(*f), "daddr"),
+            right: net_set(nets),
+            op: Operator::NEQ,
+        }),
         Match::DaddrInSet(f, set) => eq(
-            payload(f.nft(), "daddr"),
+            payload(nft_family(*f), "daddr"),
             Expression::String(format!("@{set}").into()),
         ),
         Match::Dport(p, set) => eq(payload(p, "dport"), ports(set)),
+        Match::Sport(p, set) => eq(payload(p, "sport"), ports(set)),
         Match::IcmpType(p, t) => eq(payload(p, "type"), Expression::Number(u32::from(*t))),
+        Match::IcmpTypeAnyOf(p, types) => eq(
+            payload(p, "type"),
+            Expression::Named(NamedExpression::Set(
+                types
+                    .iter()
+                    .map(|t| SetItem::Element(Expression::Number(u32::from(*t))))
+                    .collect(),
+            )),
+        ),
+        Match::HopLimit(h) => eq(
+            payload("ip6", "hoplimit"),
+            Expression::Number(u32::from(*h)),
+        ),
+        Match::Oif(name) => eq(meta(expr::MetaKey::Oif), Expression::String((*name).into())),
         Match::CtEstablished => Statement::Match(stmt::Match {
             left: ct("state"),
             right: Expression::List(vec![
@@ -310,7 +333,7 @@ fn match_statement(m: &Match) -> Statement<'static> {
         }),
         Match::ConsoleEndpoint(f, set) => eq(
             Expression::Named(NamedExpression::Concat(vec![
-                payload(f.nft(), "daddr"),
+                payload(nft_family(*f), "daddr"),
                 payload("tcp", "dport"),
             ])),
             Expression::String(format!("@{set}").into()),
@@ -318,7 +341,7 @@ fn match_statement(m: &Match) -> Statement<'static> {
         Match::ConsoleNotAllowed(f, set) => Statement::Match(stmt::Match {
             left: Expression::Named(NamedExpression::Concat(vec![
                 meta(expr::MetaKey::Skuid),
-                payload(f.nft(), "daddr"),
+                payload(nft_family(*f), "daddr"),
                 payload("tcp", "dport"),
             ])),
             right: Expression::String(format!("@{set}").into()),

@@ -34,14 +34,14 @@ pub async fn apply_batch(batch: &serde_json::Value, refused_file: &Path) -> Resu
     }
 }
 
-/// Our table as the kernel lists it (JSON), or `None` if it does not exist.
-pub async fn list_table() -> Option<String> {
-    run_nft(
-        &["-j", "list", "table", "inet", super::ruleset::TABLE],
-        None,
-    )
-    .await
-    .ok()
+/// Whether our table exists. Lists the names of the `inet` tables only: listing our table itself
+/// would read every element of every set in it (minutes for a million-entry blocklist).
+pub async fn table_present() -> bool {
+    let Ok(tables) = run_nft(&["list", "tables", "inet"], None).await else {
+        return false;
+    };
+    let ours = format!("table inet {}", super::ruleset::TABLE);
+    tables.lines().any(|l| l.trim() == ours)
 }
 
 async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {

@@ -1,43 +1,76 @@
-//! The ruleset in nft's own syntax, for previews, diffs, `vm show` and golden files.
+//! The ruleset in nft's own syntax, for previews, diffs, `vm show`, the guest's file and golden
+//! files.
 //!
 //! The output is valid input for `nft -f` and describes the same table as the JSON batch; a test
-//! feeds both to `nft --check` so the two renderings cannot drift apart.
+//! feeds both to `nft --check` so the two renderings cannot drift apart. Notes (`ChainDef::notes`)
+//! appear only here, as `#` lines, which nft skips.
 
 use super::ruleset::*;
-use palisade_dbus::policy::Verdict;
+use palisade_dbus::policy::{Family, Verdict};
 use std::fmt::Write;
 
 /// Renders the whole table.
 pub fn render_ruleset(r: &Ruleset) -> String {
-    let mut s = format!("table inet {TABLE} {{\n");
+    let mut s = format!("table inet {} {{\n", r.table);
     for set in &r.sets {
         render_set(&mut s, set);
     }
     for chain in &r.chains {
         let _ = writeln!(s, "\tchain {} {{", chain.name);
-        if let Some(Hook::Output) = chain.hook {
-            s.push_str("\t\ttype filter hook output priority filter; policy accept;\n");
+        if let Some(Hook::Output { policy }) = chain.hook {
+            let policy = match policy {
+                ChainPolicy::Accept => "accept",
+                ChainPolicy::Drop => "drop",
+            };
+            let _ = writeln!(
+                s,
+                "\t\ttype filter hook output priority filter; policy {policy};"
+            );
         }
-        for rule in &chain.rules {
-            let _ = writeln!(s, "\t\t{}", render_rule(rule));
-        }
+        render_body(&mut s, chain, "\t\t");
         s.push_str("\t}\n");
     }
     s.push_str("}\n");
     s
 }
 
+/// The whole table as a file that replaces it when loaded with `nft -f`, run after run.
+///
+/// Only an `nft -f` file needs this: the helper's own applies go through the JSON batch, which
+/// replaces the table the same way (`json::ruleset_batch`), and previews show just the table.
+/// Declaring the table first makes the delete succeed where it does not exist yet; the three
+/// commands are one transaction, so a reload never leaves the table missing or half-written.
+pub fn render_replacing(r: &Ruleset) -> String {
+    format!(
+        "table inet {t}\ndelete table inet {t}\n{}",
+        render_ruleset(r),
+        t = r.table
+    )
+}
+
 /// One chain as nft would list it (for `vm show`).
 pub fn render_chain(r: &Ruleset, name: &str) -> String {
     let mut s = String::new();
     if let Some(chain) = r.chains.iter().find(|c| c.name == name) {
-        let _ = writeln!(s, "table inet {TABLE} chain {} {{", chain.name);
-        for rule in &chain.rules {
-            let _ = writeln!(s, "\t{}", render_rule(rule));
-        }
+        let _ = writeln!(s, "table inet {} chain {} {{", r.table, chain.name);
+        render_body(&mut s, chain, "\t");
         s.push_str("}\n");
     }
     s
+}
+
+/// A chain's rules, each preceded by its notes, one per line.
+fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
+    let notes_at = |s: &mut String, at: usize| {
+        for (_, note) in chain.notes.iter().filter(|(i, _)| *i == at) {
+            let _ = writeln!(s, "{indent}# {note}");
+        }
+    };
+    for (i, rule) in chain.rules.iter().enumerate() {
+        notes_at(s, i);
+        let _ = writeln!(s, "{indent}{}", render_rule(rule));
+    }
+    notes_at(s, chain.rules.len());
 }
 
 fn render_set(s: &mut String, set: &SetDef) {
@@ -47,10 +80,10 @@ fn render_set(s: &mut String, set: &SetDef) {
         SetKind::Ipv4Learned => ("ipv4_addr", "timeout"),
         SetKind::Ipv6Learned => ("ipv6_addr", "timeout"),
         SetKind::Marks => ("mark", ""),
-        SetKind::ConsoleEndpoints(IpFamily::V4) => ("ipv4_addr . inet_service", ""),
-        SetKind::ConsoleEndpoints(IpFamily::V6) => ("ipv6_addr . inet_service", ""),
-        SetKind::ConsoleAllowed(IpFamily::V4) => ("uid . ipv4_addr . inet_service", ""),
-        SetKind::ConsoleAllowed(IpFamily::V6) => ("uid . ipv6_addr . inet_service", ""),
+        SetKind::ConsoleEndpoints(Family::V4) => ("ipv4_addr . inet_service", ""),
+        SetKind::ConsoleEndpoints(Family::V6) => ("ipv6_addr . inet_service", ""),
+        SetKind::ConsoleAllowed(Family::V4) => ("uid . ipv4_addr . inet_service", ""),
+        SetKind::ConsoleAllowed(Family::V6) => ("uid . ipv6_addr . inet_service", ""),
     };
     let _ = write!(s, "\tset {} {{\n\t\ttype {ty}\n", set.name);
     if !flags.is_empty() {
@@ -118,31 +151,41 @@ pub fn render_rule(rule: &RuleDef) -> String {
 
 fn render_match(m: &Match) -> String {
     match m {
-        Match::Family(f) => format!(
-            "meta nfproto {}",
-            match f {
-                IpFamily::V4 => "ipv4",
-                IpFamily::V6 => "ipv6",
-            }
-        ),
+        Match::Family(f) => format!("meta nfproto {}", nfproto(*f)),
         Match::L4Proto(p) => format!("meta l4proto {p}"),
-        Match::Daddr(n) => format!("{} daddr {}", family_of(n).nft(), net(n)),
-        Match::DaddrAnyOf(f, nets) => {
-            let list: Vec<String> = nets.iter().map(net).collect();
-            format!("{} daddr {{ {} }}", f.nft(), list.join(", "))
-        }
-        Match::DaddrInSet(f, set) => format!("{} daddr @{set}", f.nft()),
+        Match::Daddr(n) => format!("{} daddr {}", nft_family(family_of(n)), net(n)),
+        Match::DaddrAnyOf(f, nets) => format!("{} daddr {}", nft_family(*f), net_list(nets)),
+        Match::DaddrNoneOf(f, nets) => format!("{} daddr != {}", nft_family(*f), net_list(nets)),
+        Match::DaddrInSet(f, set) => format!("{} daddr @{set}", nft_family(*f)),
         Match::Dport(p, ports) => format!("{p} dport {}", port_expr(ports)),
+        Match::Sport(p, ports) => format!("{p} sport {}", port_expr(ports)),
         Match::IcmpType(p, t) => format!("{p} type {t}"),
+        Match::IcmpTypeAnyOf(p, types) => {
+            let list: Vec<String> = types.iter().map(ToString::to_string).collect();
+            format!("{p} type {{ {} }}", list.join(", "))
+        }
+        Match::HopLimit(h) => format!("ip6 hoplimit {h}"),
+        Match::Oif(name) => format!("oif {}", quoted(name)),
         Match::CtEstablished => "ct state established,related".into(),
         Match::CtMarkInSet(set) => format!("ct mark @{set}"),
         Match::CtNew => "ct state new".into(),
         Match::CtReply => "ct direction reply".into(),
-        Match::ConsoleEndpoint(f, set) => format!("{} daddr . tcp dport @{set}", f.nft()),
+        Match::ConsoleEndpoint(f, set) => {
+            format!("{} daddr . tcp dport @{set}", nft_family(*f))
+        }
         Match::ConsoleNotAllowed(f, set) => {
-            format!("meta skuid . {} daddr . tcp dport != @{set}", f.nft())
+            format!(
+                "meta skuid . {} daddr . tcp dport != @{set}",
+                nft_family(*f)
+            )
         }
     }
+}
+
+/// Networks as an anonymous set, braces even for one (as nft lists them).
+fn net_list(nets: &[ipnet::IpNet]) -> String {
+    let list: Vec<String> = nets.iter().map(net).collect();
+    format!("{{ {} }}", list.join(", "))
 }
 
 fn port_expr(ports: &palisade_dbus::policy::PortSet) -> String {
@@ -152,14 +195,6 @@ fn port_expr(ports: &palisade_dbus::policy::PortSet) -> String {
             let list: Vec<String> = many.iter().map(ToString::to_string).collect();
             format!("{{ {} }}", list.join(", "))
         }
-    }
-}
-
-/// Which payload protocol an address belongs to.
-pub fn family_of(n: &ipnet::IpNet) -> IpFamily {
-    match n {
-        ipnet::IpNet::V4(_) => IpFamily::V4,
-        ipnet::IpNet::V6(_) => IpFamily::V6,
     }
 }
 

@@ -1,14 +1,20 @@
-//! The compiled ruleset: a small, typed picture of exactly what goes into table `inet palisade`.
+//! The compiled ruleset: a small, typed picture of exactly what goes into one nftables table.
 //!
-//! The compiler produces this; `json` turns it into the nftables batch the kernel receives and
-//! `render` into the nft text people read in previews and golden files. Keeping one
-//! intermediate form means the two can never describe different rulesets.
+//! The compiler produces this for the host's table `inet palisade`, and `guest` for the table
+//! `inet palisade_guest` a VM loads inside itself; `json` turns it into the nftables batch the
+//! kernel receives and `render` into the nft text people read in previews, guest files and golden
+//! files. Keeping one intermediate form means the renderings can never describe different
+//! rulesets, and the host and the guest cannot spell the same match two ways.
+//!
+//! Address families are the contract crate's `Family`; the names nft gives them live here
+//! (`nft_family`, `nfproto`), because they belong to nftables, not to the policy.
 
 use ipnet::IpNet;
-use palisade_dbus::policy::{PortSet, Verdict};
+use palisade_dbus::policy::{Family, PortSet, Verdict};
 use std::collections::BTreeSet;
 
-/// Our table. Its name is fixed: the helper never creates, edits or deletes any other table.
+/// The host's table. Its name is fixed: the helper never creates, edits or deletes any other
+/// table on the host.
 pub const TABLE: &str = "palisade";
 /// The comment naming the table's manager, on the table's first rule.
 pub const MANAGED_BY: &str = "managed by Palisade (palisade-helper): edits here are overwritten";
@@ -21,9 +27,11 @@ pub const CONSOLE_ALLOWED: &str = "console_allowed";
 /// Set of connection marks whose accepting rule still exists.
 pub const LIVE_MARKS: &str = "live_marks";
 
-/// A whole table.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A whole table (of family `inet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
+    /// The table's name: `TABLE` on the host. Fixed names only, hence `'static`.
+    pub table: &'static str,
     /// Named sets, declared before the chains that use them.
     pub sets: Vec<SetDef>,
     /// Chains; base chains carry their hook.
@@ -33,6 +41,16 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// An empty table named `table`.
+    pub fn new(table: &'static str) -> Self {
+        Self {
+            table,
+            sets: Vec::new(),
+            chains: Vec::new(),
+            live_marks: BTreeSet::new(),
+        }
+    }
+
     /// Number of rules over all chains.
     pub fn rule_count(&self) -> usize {
         self.chains.iter().map(|c| c.rules.len()).sum()
@@ -53,9 +71,9 @@ pub enum SetKind {
     /// Connection marks.
     Marks,
     /// Console endpoints: `address . port` (one family).
-    ConsoleEndpoints(IpFamily),
+    ConsoleEndpoints(Family),
     /// Who may reach which console: `uid . address . port` (one family).
-    ConsoleAllowed(IpFamily),
+    ConsoleAllowed(Family),
 }
 
 /// A named set.
@@ -82,13 +100,43 @@ pub struct ChainDef {
     pub hook: Option<Hook>,
     /// The rules, in order.
     pub rules: Vec<RuleDef>,
+    /// Remarks for people reading the text: each is shown as a `# ` line before the rule at its
+    /// index (after the last rule for `rules.len()`). The kernel keeps no such lines, so the
+    /// JSON batch leaves them out; what must survive loading belongs in a rule's comment.
+    pub notes: Vec<(usize, String)>,
 }
 
-/// Where a base chain hooks in. Policy is always accept: our table only restricts by rules.
+impl ChainDef {
+    /// A chain with these rules and no notes.
+    pub fn new(name: impl Into<String>, hook: Option<Hook>, rules: Vec<RuleDef>) -> Self {
+        Self {
+            name: name.into(),
+            hook,
+            rules,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Where a base chain hooks in (a filter chain at filter priority) and what becomes of a packet
+/// no rule decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
-    /// Locally generated packets, filter priority.
-    Output,
+    /// Locally generated packets.
+    Output {
+        /// The chain's policy.
+        policy: ChainPolicy,
+    },
+}
+
+/// A base chain's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainPolicy {
+    /// The host's table: it only restricts, by its rules, so whatever they leave passes on to
+    /// the next base chain (another table's, or the kernel).
+    Accept,
+    /// An allow-list (the guest's table): what no rule accepted is dropped.
+    Drop,
 }
 
 /// One rule: all matches must hold, then the statements run in order.
@@ -112,19 +160,29 @@ pub struct RuleDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
     /// The packet is IPv4 / IPv6.
-    Family(IpFamily),
+    Family(Family),
     /// The layer-4 protocol.
     L4Proto(&'static str),
     /// Destination address in a network (family implied).
     Daddr(IpNet),
     /// Destination address in any of these networks (one family).
-    DaddrAnyOf(IpFamily, Vec<IpNet>),
+    DaddrAnyOf(Family, Vec<IpNet>),
+    /// Destination address in none of these networks (one family).
+    DaddrNoneOf(Family, Vec<IpNet>),
     /// Destination address in a named set.
-    DaddrInSet(IpFamily, String),
+    DaddrInSet(Family, String),
     /// Destination port of a TCP/UDP packet.
     Dport(&'static str, PortSet),
+    /// Source port of a TCP/UDP packet.
+    Sport(&'static str, PortSet),
     /// ICMP or ICMPv6 type.
     IcmpType(&'static str, u8),
+    /// ICMP or ICMPv6 type, any of these.
+    IcmpTypeAnyOf(&'static str, Vec<u8>),
+    /// IPv6 hop limit (255 only on packets that cannot have crossed a router).
+    HopLimit(u8),
+    /// The output interface, by name.
+    Oif(&'static str),
     /// Connection is established or related.
     CtEstablished,
     /// Connection mark is in a named set.
@@ -134,27 +192,32 @@ pub enum Match {
     /// The packet travels in the reply direction of its connection.
     CtReply,
     /// `daddr . tcp dport` is in a console endpoint set.
-    ConsoleEndpoint(IpFamily, String),
+    ConsoleEndpoint(Family, String),
     /// `meta skuid . daddr . tcp dport` is NOT in a console allowed set.
-    ConsoleNotAllowed(IpFamily, String),
+    ConsoleNotAllowed(Family, String),
 }
 
-/// IPv4 or IPv6, as nft names the payload protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    /// `ip`
-    V4,
-    /// `ip6`
-    V6,
+/// The nft payload protocol of a family: `ip` or `ip6`.
+pub fn nft_family(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
+    }
 }
 
-impl IpFamily {
-    /// The nft payload protocol name.
-    pub fn nft(self) -> &'static str {
-        match self {
-            IpFamily::V4 => "ip",
-            IpFamily::V6 => "ip6",
-        }
+/// The `meta nfproto` value of a family: `ipv4` or `ipv6`.
+pub fn nfproto(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    }
+}
+
+/// The family of an address or network.
+pub fn family_of(n: &IpNet) -> Family {
+    match n {
+        IpNet::V4(_) => Family::V4,
+        IpNet::V6(_) => Family::V6,
     }
 }
 

@@ -11,17 +11,17 @@
 //! - The helper dying does not stop VMs: QEMU runs in its own process group and is adopted again
 //!   from its pid file and QMP socket.
 
+use super::accel;
 use super::images::Images;
 use super::io;
 use super::launch::{launch, LaunchRequest};
 use super::qemu::{self, Fds, Launch, RunMode};
 use super::qmp::{Monitor, MonitorEvent};
-use super::accel;
 use crate::accounts;
+use crate::firewall::facts::ConsolePorts;
 use palisade_dbus::policy::{Policy, Vm, VmName};
 use palisade_dbus::types::{AttachedDevice, VmDetails, VmInfo, VmState};
 use palisade_dbus::Error;
-use crate::firewall::facts::ConsolePorts;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::fd::OwnedFd;

@@ -131,7 +131,8 @@ async fn vm_and_console_rows(env: &TestEnv) -> Result<Vec<Row>> {
     let mut starts = Vec::new();
     for _ in 0..VM_RUNS {
         let started = Instant::now();
-        vms.start("work", palisade_dbus::types::RunMode::Ephemeral).await?;
+        vms.start("work", palisade_dbus::types::RunMode::Ephemeral)
+            .await?;
         starts.push(started.elapsed());
         vms.stop("work", true, 0).await?;
     }
@@ -143,7 +144,8 @@ async fn vm_and_console_rows(env: &TestEnv) -> Result<Vec<Row>> {
         "< 500 ms (TCG)".into(),
     )];
 
-    vms.start("work", palisade_dbus::types::RunMode::Ephemeral).await?;
+    vms.start("work", palisade_dbus::types::RunMode::Ephemeral)
+        .await?;
     let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/console_flood.py"));
     let out = env.run_as(
         Some(palisade_tests::ALICE),

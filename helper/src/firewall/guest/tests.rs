@@ -1,9 +1,11 @@
-//! Guest ruleset tests: golden files (reviewed like code) and, as root, the real `nft --check`.
+//! Guest ruleset tests: golden files (reviewed like code) and, as root, the real `nft --check`
+//! of both renderings and a real load that must let through exactly what the host would.
 //!
 //! Set `PALISADE_BLESS=1` to rewrite the golden files after an intended change, then review the
 //! diff in git like any other code change.
 
 use super::*;
+use crate::firewall::json::ruleset_batch;
 use crate::test_support::policy;
 use palisade_dbus::policy::HostName;
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ fn facts() -> Facts {
 }
 
 fn golden(name: &str, actual: &str) {
-    crate::test_support::golden("src/vm/guest_firewall/golden", name, actual);
+    crate::test_support::golden("src/firewall/guest/golden", name, actual);
 }
 
 /// Every kind of destination, ICMP types, port ranges, IPv6, an expired and an expiring rule.
@@ -143,12 +145,12 @@ fn guest_firewall_golden_bare() {
 fn guest_firewall_translates_slirp_addresses() {
     let text = ruleset(RICH);
     // The host's loopback is 10.0.2.2 inside the guest; the proxy too.
-    assert!(text.contains("ip daddr 10.0.2.2 meta l4proto tcp tcp dport 8443"));
-    assert!(text.contains("ip daddr 10.0.2.2 meta l4proto tcp tcp dport 1080"));
-    assert!(text.contains("ip6 daddr fec0::2 meta l4proto tcp tcp dport 1080"));
+    assert!(text.contains("ip daddr 10.0.2.2 tcp dport 8443"));
+    assert!(text.contains("ip daddr 10.0.2.2 tcp dport 1080"));
+    assert!(text.contains("ip6 daddr fec0::2 tcp dport 1080"));
     // Resolvers: slirp's DNS address as well as the resolvers themselves.
-    assert!(text.contains("ip daddr { 10.0.2.3, 192.0.2.53 } meta l4proto udp udp dport 53"));
-    assert!(text.contains("ip6 daddr { 2001:db8::53, fec0::3 } meta l4proto tcp tcp dport 53"));
+    assert!(text.contains("ip daddr { 10.0.2.3, 192.0.2.53 } udp dport 53"));
+    assert!(text.contains("ip6 daddr { 2001:db8::53, fec0::3 } tcp dport 53"));
     // A network holding 10.0.2.2 but not the host's loopback must not let the guest reach it.
     assert!(text.contains("ip daddr 10.0.0.0/8 ip daddr != { 10.0.2.2, 10.0.2.3 }"));
     // The guest's own loopback is not the host's: 127.0.0.53 leaves nothing behind.
@@ -177,14 +179,19 @@ fn guest_firewall_does_not_depend_on_uids() {
     assert_eq!(guest_ruleset(&p.vms[0], &p, &other), ruleset(RICH));
 }
 
-/// The output goes through the real nft in check mode inside a throwaway network namespace.
+/// The output, and the JSON batch of the same table, go through the real nft in check mode
+/// inside a throwaway network namespace.
 #[test]
 fn guest_firewall_nft_accepts_it() {
     if !crate::test_support::can_run_nft() {
         return;
     }
-    for input in [ruleset(RICH), ruleset(BARE)] {
-        crate::test_support::nft_check(&[], &input);
+    for doc in [RICH, BARE] {
+        let p = policy(doc);
+        crate::test_support::nft_check(&[], &guest_ruleset(&p.vms[0], &p, &facts()));
+        let batch = ruleset_batch(&guest_table(&p.vms[0], &p, &facts()));
+        let json = serde_json::to_string(&batch).unwrap_or_else(|e| panic!("{e}"));
+        crate::test_support::nft_check(&["-j"], &json);
     }
 }
 

@@ -1,8 +1,11 @@
 //! The firewall: policy in → validate → compile → apply → observe.
 //!
-//! `compile` is pure; `kernel` sends one batch; this module owns the live state and the order of
-//! events. Applies are serialized behind one lock, and the in-memory picture of what is live is
-//! changed only after the kernel accepted the batch and the generation is on disk.
+//! `compile` and `generations` (the live state machine) are pure; `kernel` sends one batch; this
+//! module performs the effects in order around them. Applies are serialized behind one lock, and
+//! the in-memory picture of what is live is changed only after the kernel accepted the batch and
+//! the generation is on disk; a step after that commit that fails is reported as a warning with
+//! the success, never as a failure. Readers never take the lock: they read the `Snapshot`
+//! published after every change.
 //!
 //! Generations: every apply gets the next number and is kept forever. A generation applied with a
 //! confirmation window is *pending*: unless `confirm` arrives in time, the last *confirmed*
@@ -12,6 +15,7 @@
 pub mod compile;
 pub mod conntrack;
 pub mod facts;
+pub mod generations;
 pub mod guest;
 pub mod json;
 pub mod kernel;
@@ -23,9 +27,7 @@ use crate::store::{GenerationRecord, LiveState, Outcome, Store};
 use compile::compile_ruleset;
 use facts::ConsolePorts;
 use palisade_dbus::policy::{Policy, Vm};
-use palisade_dbus::types::{
-    Applied, Finding, GenerationInfo, GenerationState, Preview, Severity, Status,
-};
+use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
 use palisade_dbus::Error;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -117,25 +119,25 @@ impl Firewall {
             .live_state()
             .map_err(|e| internal("read the live state", e))?;
         let mut problem = String::new();
-        if pointers.live != pointers.confirmed {
+        let boot = generations::boot(pointers);
+        if let Some(pending) = boot.reverted {
             // The helper stopped during a confirmation window: nobody confirmed, so revert.
-            if let Ok(mut rec) = store.record(pointers.live) {
+            if let Ok(mut rec) = store.record(pending) {
                 rec.outcome = Outcome::Reverted;
                 let _ = store.save_record(&rec);
             }
             tracing::warn!(
-                "generation {} was never confirmed; generation {} comes back",
-                pointers.live,
-                pointers.confirmed
+                "generation {pending} was never confirmed; generation {} comes back",
+                boot.load
             );
         }
-        let confirmed_doc = match pointers.confirmed {
+        let confirmed_doc = match boot.load {
             0 => Vec::new(),
             g => store
                 .document(g)
                 .map_err(|e| internal("read the confirmed generation", e))?,
         };
-        let mut generation = pointers.confirmed;
+        let mut generation = boot.load;
         let mut document = confirmed_doc.clone();
         let on_disk = store.read_policy_file();
         match &on_disk {
@@ -187,11 +189,7 @@ impl Firewall {
             .policy;
         let policy = Arc::new(policy);
         let (installed, _) = install(&store, &*ports, &policy, &BTreeSet::new()).await?;
-        pointers = LiveState {
-            live: generation,
-            confirmed: generation,
-            pending_until: 0,
-        };
+        pointers = generations::loaded(generation);
         store
             .save_live_state(&pointers)
             .map_err(|e| internal("save the live state", e))?;
@@ -343,17 +341,14 @@ impl Firewall {
         }
         let parsed = Policy::parse(&document).map_err(invalid)?;
         let mut st = self.state.lock().await;
-        if st.live.generation != base {
-            return Err(Error::Conflict(format!(
-                "generation {} is live now, not {base}: someone applied a change since you read the \
-                 policy; reload it, redo your edit and apply again",
-                st.live.generation
-            )));
-        }
+        // Refuse a stale base before numbering anything.
+        generations::apply(st.pointers, base, 0, confirm_seconds, 0)?;
         let generation = self
             .store
             .next_generation()
             .map_err(|e| internal("number generations", e))?;
+        let applying =
+            generations::apply(st.pointers, base, generation, confirm_seconds, unix_now())?;
         let (installed, cut) = install(
             &self.store,
             &*self.ports,
@@ -361,13 +356,13 @@ impl Firewall {
             &st.live.installed.marks,
         )
         .await?;
-        let outcome = if confirm_seconds > 0 {
-            Outcome::Pending
-        } else {
-            Outcome::Confirmed
-        };
         let saved = self.store.save_generation(
-            &record(generation, origin.author_uid, &origin.reason, outcome),
+            &record(
+                generation,
+                origin.author_uid,
+                &origin.reason,
+                applying.outcome,
+            ),
             &document,
         );
         if let Err(e) = saved {
@@ -375,29 +370,33 @@ impl Firewall {
             let _ = install(&self.store, &*self.ports, &st.live.policy, &installed.marks).await;
             return Err(internal("store the new generation", e));
         }
-        let pending_until = if confirm_seconds > 0 {
-            unix_now() + u64::from(confirm_seconds)
-        } else {
-            0
-        };
-        let confirmed = if confirm_seconds > 0 {
-            st.pointers.confirmed
-        } else {
-            generation
-        };
-        st.pointers = LiveState {
-            live: generation,
-            confirmed,
-            pending_until,
-        };
-        self.store
-            .save_live_state(&st.pointers)
-            .map_err(|e| internal("save the live state", e))?;
-        if confirm_seconds == 0 {
-            self.store
-                .write_policy_file(&document)
-                .map_err(|e| internal("write the policy file", e))?;
-            st.problem.clear();
+        // The kernel has the new ruleset and the store its generation: from here on nothing may
+        // fail the call, or client, disk and memory would disagree. What still goes wrong is
+        // reported with the success.
+        let mut warnings = parsed.warnings;
+        let previous_confirmed = st.pointers.confirmed;
+        st.pointers = applying.next;
+        let pending_until = st.pointers.pending_until;
+        if let Err(e) = self.store.save_live_state(&st.pointers) {
+            warnings.push(after_commit(
+                "live.json",
+                format!(
+                    "generation {generation} is live, but could not be recorded as live ({e}); \
+                     after a restart generation {previous_confirmed} would come back"
+                ),
+            ));
+        }
+        if applying.outcome == Outcome::Confirmed {
+            match self.store.write_policy_file(&document) {
+                Ok(()) => st.problem.clear(),
+                Err(e) => warnings.push(after_commit(
+                    "policy.toml",
+                    format!(
+                        "generation {generation} is live, but {} could not be written ({e})",
+                        self.store.policy_file().display()
+                    ),
+                )),
+            }
         }
         st.live = Live {
             generation,
@@ -427,41 +426,39 @@ impl Firewall {
             generation,
             pending_until,
             connections_cut: cut,
-            warnings: parsed.warnings,
+            warnings,
         })
     }
 
     /// Keeps a pending generation.
     pub async fn confirm(&self, generation: u64) -> Result<(), Error> {
         let mut st = self.state.lock().await;
-        if st.live.generation == generation && st.pointers.pending_until == 0 {
-            return Ok(()); // already confirmed: confirming twice is harmless
-        }
-        if st.live.generation != generation {
-            return Err(Error::NotFound(format!(
-                "generation {generation} is not waiting for confirmation (generation {} is live)",
-                st.live.generation
-            )));
-        }
-        let mut rec = self
-            .store
-            .record(generation)
-            .map_err(|e| internal("read the generation", e))?;
-        rec.outcome = Outcome::Confirmed;
+        let next = match generations::confirm(st.pointers, generation)? {
+            generations::Confirming::AlreadyConfirmed => return Ok(()),
+            generations::Confirming::Confirm(next) => next,
+        };
+        // The pointers decide what boot loads: until they are on disk nothing is confirmed, and
+        // the window keeps running.
         self.store
-            .save_record(&rec)
-            .map_err(|e| internal("save the generation", e))?;
-        self.store
-            .write_policy_file(st.live.document.as_bytes())
-            .map_err(|e| internal("write the policy file", e))?;
-        st.pointers.confirmed = generation;
-        st.pointers.pending_until = 0;
-        self.publish(&st);
-        self.store
-            .save_live_state(&st.pointers)
+            .save_live_state(&next)
             .map_err(|e| internal("save the live state", e))?;
+        st.pointers = next;
         if let Some(task) = st.revert.take() {
             task.abort();
+        }
+        self.publish(&st);
+        // What follows only mirrors the pointers for people: a failure is logged, not returned.
+        match self.store.record(generation) {
+            Ok(mut rec) => {
+                rec.outcome = Outcome::Confirmed;
+                if let Err(e) = self.store.save_record(&rec) {
+                    tracing::error!("generation {generation} is confirmed, but its record could not be updated: {e}");
+                }
+            }
+            Err(e) => tracing::error!("cannot read the record of generation {generation}: {e}"),
+        }
+        if let Err(e) = self.store.write_policy_file(st.live.document.as_bytes()) {
+            tracing::error!("generation {generation} is confirmed, but the policy file could not be written: {e}");
         }
         tracing::info!("generation {generation} confirmed");
         Ok(())
@@ -499,13 +496,7 @@ impl Firewall {
                 generation: r.generation,
                 applied_at: r.applied_at,
                 author_uid: r.author_uid,
-                state: match (r.generation == live, r.outcome) {
-                    (true, Outcome::Pending) => GenerationState::Pending,
-                    (true, _) => GenerationState::Live,
-                    (false, Outcome::Confirmed) => GenerationState::Confirmed,
-                    (false, Outcome::Reverted) => GenerationState::Reverted,
-                    (false, Outcome::Pending) => GenerationState::Superseded,
-                },
+                state: generations::shown_state(live, r.generation, r.outcome),
                 origin: r.origin,
             })
             .collect())
@@ -514,10 +505,10 @@ impl Firewall {
     /// The confirmation window of `generation` ran out: the last confirmed generation returns.
     async fn revert_if_pending(&self, generation: u64) {
         let mut st = self.state.lock().await;
-        if st.live.generation != generation || st.pointers.pending_until == 0 {
+        let Some(revert) = generations::window_ended(st.pointers, generation) else {
             return;
-        }
-        let back = st.pointers.confirmed;
+        };
+        let back = revert.load;
         let document = match back {
             0 => Ok(Vec::new()),
             g => self.store.document(g),
@@ -539,11 +530,7 @@ impl Firewall {
                     rec.outcome = Outcome::Reverted;
                     let _ = self.store.save_record(&rec);
                 }
-                st.pointers = LiveState {
-                    live: back,
-                    confirmed: back,
-                    pending_until: 0,
-                };
+                st.pointers = generations::loaded(back);
                 let _ = self.store.save_live_state(&st.pointers);
                 st.live = Live {
                     generation: back,
@@ -695,5 +682,15 @@ fn text_of(document: Vec<u8>) -> Arc<str> {
     match String::from_utf8(document) {
         Ok(s) => Arc::from(s),
         Err(e) => Arc::from(String::from_utf8_lossy(e.as_bytes())),
+    }
+}
+
+/// A warning about a step after the kernel commit that did not work out: the apply succeeded.
+fn after_commit(what: &str, message: String) -> Finding {
+    tracing::error!("{message}");
+    Finding {
+        severity: Severity::Warning,
+        path: format!("store.{what}"),
+        message,
     }
 }

@@ -19,6 +19,7 @@ pub mod generations;
 pub mod guest;
 pub mod json;
 pub mod kernel;
+pub mod netlink;
 pub mod render;
 pub mod ruleset;
 

@@ -1,0 +1,1083 @@
+//! Set data over raw nfnetlink: adds, deletes and refreshes elements of the sets in our table
+//! (and creates, flushes and deletes sets) without the `nft` tool, which reads whole sets before
+//! it acts and so takes minutes once a set holds a million entries.
+//!
+//! Invariants. One [`Batch`] is one nftables transaction: it lands whole or not at all, and
+//! [`NftSocket::send`] returns only after the kernel answered every message in it, naming the
+//! first message it refused. Every message asks for an acknowledgement; the batch's begin and end
+//! markers do not, because kernels before 6.10 ignore that flag there and an answer that may or
+//! may not come cannot be counted. No message is longer than 64 KiB: the element list is one
+//! nested attribute whose length field has 16 bits, so long lists are split over several
+//! messages of the same transaction. Networks in `flags interval` sets are sent as nft sends
+//! them: a start element and an `NFT_SET_ELEM_INTERVAL_END` element at the first address after
+//! the network, the end left out when the network reaches the top of the address space. Big
+//! loads go through [`NftSocket::send_chunked`], which streams elements from an iterator into
+//! transactions of a bounded size, so neither this process nor the kernel holds more than one
+//! chunk at a time and other writers of the ruleset wait at most one chunk.
+//!
+//! Why by hand. `rustables` packs a whole element list into one attribute whose 16-bit length
+//! overflows past 64 KiB and has no interval-end flag; `nftnl`/`nftnl-rs` bind the C libraries
+//! libnftnl/libmnl (unsafe FFI and another system library); `netlink-packet-netfilter` (0.4 added
+//! nftables message types) is a packet parser and leaves batching, splitting, interval ends and
+//! acknowledgements to the caller — that is all of this module; `nlink` is a young async netlink
+//! stack, far more than the few messages needed here; the `nftables` crate drives the `nft` tool
+//! this module exists to avoid. So `netlink-sys` provides the socket (`nix` sizes its buffers),
+//! and the encoding, a few hundred lines against the kernel's stable ABI, lives here with its
+//! tests.
+
+#![allow(dead_code)] // reason: used by the data path that lands next (a binary crate warns on unused pub items)
+
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use ipnet::IpNet;
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+use wire::{
+    attr_size, begin_message, begin_nest, end_message, end_nest, nft_type, parse_replies, put_attr,
+    put_be32, put_be64, put_str, set_seq, Reply, ELEM_USERDATA_INTERVAL_OPEN, NFNL_MSG_BATCH_BEGIN,
+    NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_SET_ELEM_FLAGS,
+    NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_TIMEOUT, NFTA_SET_ELEM_USERDATA, NFTA_SET_FLAGS,
+    NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFTA_SET_TABLE,
+    NFTA_SET_TIMEOUT, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELSET, NFT_MSG_DELSETELEM,
+    NFT_MSG_GETSET, NFT_MSG_GETTABLE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE,
+    NFT_SET_ELEM_INTERVAL_END, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NLA_HDRLEN, NLM_F_ACK,
+    NLM_F_CREATE, NLM_F_REQUEST, SET_USERDATA_KEY_BIG_ENDIAN,
+};
+
+/// Longest message this module writes: the 16-bit length of the element list bounds it.
+const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Longest table or set name the kernel accepts (`NFT_NAME_MAXLEN` less the NUL).
+const MAX_NAME: usize = 255;
+/// Largest transaction one `sendmsg` can carry: the kernel caps a forced send buffer at
+/// `INT_MAX / 2` and needs 32 bytes of it for itself.
+const MAX_TRANSACTION: usize = (i32::MAX as usize) / 2 - 32;
+/// Receive-buffer room per expected acknowledgement: an acknowledgement is a small socket
+/// buffer, but the kernel charges its whole allocation (under 1 KiB) against the buffer.
+const RECEIVE_PER_ANSWER: usize = 1024;
+/// Buffers set when the socket opens, raised per transaction when one needs more.
+const INITIAL_SEND_BUFFER: usize = 4 << 20;
+const INITIAL_RECEIVE_BUFFER: usize = 1 << 20;
+/// Longest wait for an answer. The kernel handles a transaction inside `sendmsg`, so its
+/// answers are queued before the wait begins; this only bounds a kernel that misbehaves.
+const ANSWER_TIMEOUT_SECONDS: i64 = 30;
+/// Size of one read; answers are acknowledgements or one set's description.
+const ANSWER_BUFFER: usize = 64 << 10;
+
+/// The family of a table, as in `table inet palisade` (not an address family: an `inet` table
+/// holds both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFamily {
+    Inet,
+    Ip,
+    Ip6,
+}
+
+impl TableFamily {
+    fn nfproto(self) -> u8 {
+        match self {
+            TableFamily::Inet => libc::NFPROTO_INET as u8,
+            TableFamily::Ip => libc::NFPROTO_IPV4 as u8,
+            TableFamily::Ip6 => libc::NFPROTO_IPV6 as u8,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            TableFamily::Inet => "inet",
+            TableFamily::Ip => "ip",
+            TableFamily::Ip6 => "ip6",
+        }
+    }
+}
+
+/// A set by family, table and name, the names checked once here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetRef {
+    family: TableFamily,
+    table: String,
+    set: String,
+}
+
+impl SetRef {
+    /// Names must have 1 to 255 bytes and no NUL, as the kernel requires.
+    pub fn new(family: TableFamily, table: &str, set: &str) -> Result<Self, NetlinkError> {
+        for name in [table, set] {
+            if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
+                return Err(NetlinkError::InvalidName {
+                    name: name.to_owned(),
+                });
+            }
+        }
+        Ok(Self {
+            family,
+            table: table.to_owned(),
+            set: set.to_owned(),
+        })
+    }
+
+    pub fn family(&self) -> TableFamily {
+        self.family
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn set(&self) -> &str {
+        &self.set
+    }
+}
+
+impl fmt::Display for SetRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "set {} {} {}", self.family.word(), self.table, self.set)
+    }
+}
+
+/// One address as a set key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl Key {
+    fn len(self) -> usize {
+        match self {
+            Key::V4(_) => 4,
+            Key::V6(_) => 16,
+        }
+    }
+}
+
+impl From<IpAddr> for Key {
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(a) => Key::V4(a),
+            IpAddr::V6(a) => Key::V6(a),
+        }
+    }
+}
+
+impl From<Ipv4Addr> for Key {
+    fn from(addr: Ipv4Addr) -> Self {
+        Key::V4(addr)
+    }
+}
+
+impl From<Ipv6Addr> for Key {
+    fn from(addr: Ipv6Addr) -> Self {
+        Key::V6(addr)
+    }
+}
+
+/// The key type of a set this module creates: nft's `ipv4_addr` or `ipv6_addr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Ipv4Addr,
+    Ipv6Addr,
+}
+
+impl KeyType {
+    /// nft's datatype number (`TYPE_IPADDR`, `TYPE_IP6ADDR`), which `nft list` uses to print.
+    fn datatype(self) -> u32 {
+        match self {
+            KeyType::Ipv4Addr => 7,
+            KeyType::Ipv6Addr => 8,
+        }
+    }
+
+    fn len(self) -> u32 {
+        match self {
+            KeyType::Ipv4Addr => 4,
+            KeyType::Ipv6Addr => 16,
+        }
+    }
+}
+
+/// What a new set is: its key and flags. Name and table come from the [`SetRef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetSpec {
+    pub key: KeyType,
+    /// `flags interval`: elements are networks ([`Element::Network`]).
+    pub interval: bool,
+    /// `flags timeout`: elements may expire. Implied by `default_timeout`.
+    pub timeout: bool,
+    /// `timeout ...` of the set: elements added without their own timeout expire after it.
+    pub default_timeout: Option<Duration>,
+}
+
+/// One element as the caller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element {
+    /// One address in a set without `flags interval`, expiring after `timeout` when given (the
+    /// set needs `flags timeout`). A zero timeout is sent as 1 ms: meant to expire at once, it
+    /// must not be taken for "never".
+    Single { key: Key, timeout: Option<Duration> },
+    /// A network in a set with `flags interval`. Networks in one set must not overlap (the
+    /// kernel refuses overlaps; `IpNet::aggregate` merges them first); host bits are ignored.
+    Network(IpNet),
+}
+
+impl Element {
+    pub fn single(key: impl Into<Key>) -> Self {
+        Element::Single {
+            key: key.into(),
+            timeout: None,
+        }
+    }
+
+    pub fn expiring(key: impl Into<Key>, timeout: Duration) -> Self {
+        Element::Single {
+            key: key.into(),
+            timeout: Some(timeout),
+        }
+    }
+
+    /// The one or two elements the kernel stores for this one.
+    fn kernel_elements(&self) -> impl Iterator<Item = KernelElement> {
+        let (first, second) = match *self {
+            Element::Single { key, timeout } => (
+                KernelElement {
+                    key,
+                    end: false,
+                    open: false,
+                    timeout_ms: timeout.map(millis),
+                },
+                None,
+            ),
+            Element::Network(net) => {
+                let (start, end) = interval_bounds(&net);
+                let start = KernelElement {
+                    key: start,
+                    end: false,
+                    open: end.is_none(),
+                    timeout_ms: None,
+                };
+                let end = end.map(|key| KernelElement {
+                    key,
+                    end: true,
+                    open: false,
+                    timeout_ms: None,
+                });
+                (start, end)
+            }
+        };
+        std::iter::once(first).chain(second)
+    }
+}
+
+/// A timeout in the kernel's unit; zero becomes 1 ms (see [`Element::Single`]).
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The first address of `net` and the first address after it, `None` past the top.
+fn interval_bounds(net: &IpNet) -> (Key, Option<Key>) {
+    match net {
+        IpNet::V4(n) => (
+            Key::V4(n.network()),
+            u32::from(n.broadcast())
+                .checked_add(1)
+                .map(|end| Key::V4(end.into())),
+        ),
+        IpNet::V6(n) => (
+            Key::V6(n.network()),
+            u128::from(n.broadcast())
+                .checked_add(1)
+                .map(|end| Key::V6(end.into())),
+        ),
+    }
+}
+
+/// One element as the kernel stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KernelElement {
+    key: Key,
+    /// `NFT_SET_ELEM_INTERVAL_END`: the first address after an interval.
+    end: bool,
+    /// The start of an interval with no end (it reaches the top of the address space); nft
+    /// marks these in the element's user data to list them as prefixes.
+    open: bool,
+    timeout_ms: Option<u64>,
+}
+
+impl KernelElement {
+    /// Bytes [`Self::encode`] writes.
+    fn size(&self) -> usize {
+        let mut size = NLA_HDRLEN + NLA_HDRLEN + attr_size(self.key.len());
+        if self.end {
+            size += attr_size(4);
+        }
+        if self.timeout_ms.is_some() {
+            size += attr_size(8);
+        }
+        if self.open {
+            size += attr_size(ELEM_USERDATA_INTERVAL_OPEN.len());
+        }
+        size
+    }
+
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let element = begin_nest(buf, NFTA_LIST_ELEM);
+        let key = begin_nest(buf, NFTA_SET_ELEM_KEY);
+        match self.key {
+            Key::V4(a) => put_attr(buf, NFTA_DATA_VALUE, &a.octets()),
+            Key::V6(a) => put_attr(buf, NFTA_DATA_VALUE, &a.octets()),
+        }
+        end_nest(buf, key);
+        if self.end {
+            put_be32(buf, NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+        }
+        if let Some(ms) = self.timeout_ms {
+            put_be64(buf, NFTA_SET_ELEM_TIMEOUT, ms);
+        }
+        if self.open {
+            put_attr(buf, NFTA_SET_ELEM_USERDATA, &ELEM_USERDATA_INTERVAL_OPEN);
+        }
+        end_nest(buf, element);
+    }
+}
+
+/// Whether [`NftSocket::send_chunked`] adds or deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementOp {
+    Add,
+    Delete,
+}
+
+/// What one call on a [`Batch`] asked for, kept to name a refused message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    AddElements,
+    DeleteElements,
+    NewSet,
+    DeleteSet,
+    FlushSet,
+}
+
+#[derive(Debug)]
+struct Request {
+    action: Action,
+    set: SetRef,
+}
+
+/// One message of a batch: where it starts in the buffer, which request wrote it, and how many
+/// of the caller's elements it carries (a network split across two messages counts in both).
+#[derive(Debug, Clone, Copy)]
+struct Message {
+    start: usize,
+    request: usize,
+    elements: usize,
+}
+
+/// An element list being written: its message and the nested attribute holding the elements.
+#[derive(Debug, Clone, Copy)]
+struct OpenList {
+    message: usize,
+    nest: usize,
+}
+
+/// One nftables transaction, encoded as it is built. Messages are numbered when sent.
+#[derive(Debug)]
+pub struct Batch {
+    buf: Vec<u8>,
+    messages: Vec<Message>,
+    requests: Vec<Request>,
+    next_set_id: u32,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        let mut batch = Self {
+            buf: Vec::new(),
+            messages: Vec::new(),
+            requests: Vec::new(),
+            next_set_id: 1,
+        };
+        batch.begin();
+        batch
+    }
+
+    /// Empties the batch, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.messages.clear();
+        self.requests.clear();
+        self.next_set_id = 1;
+        self.begin();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Messages in the transaction, begin and end markers not counted.
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Bytes the transaction takes on the wire, its end marker not yet counted.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn begin(&mut self) {
+        let start = begin_message(
+            &mut self.buf,
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            libc::AF_UNSPEC as u8,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        end_message(&mut self.buf, start);
+    }
+
+    /// Adds elements; adding one already in the set is no error (whether its timeout restarts
+    /// depends on the kernel: see [`Self::refresh_elements`]). Returns how many elements were
+    /// taken from `elements`.
+    pub fn add_elements<I>(&mut self, set: &SetRef, elements: I) -> usize
+    where
+        I: IntoIterator<Item = Element>,
+    {
+        self.push_elements(ElementOp::Add, set, elements)
+    }
+
+    /// Deletes elements; the transaction fails if one of them is not in the set.
+    pub fn delete_elements<I>(&mut self, set: &SetRef, elements: I) -> usize
+    where
+        I: IntoIterator<Item = Element>,
+    {
+        self.push_elements(ElementOp::Delete, set, elements)
+    }
+
+    /// Puts elements in the set with a fresh timeout, whether they were there or not. Debian 12's
+    /// kernel does not reset the timeout of an element added again (6.18 does), so this adds (a
+    /// no-op for those present), deletes and adds again, all in this one transaction.
+    pub fn refresh_elements(&mut self, set: &SetRef, elements: &[Element]) {
+        self.add_elements(set, elements.iter().copied());
+        self.delete_elements(set, elements.iter().copied());
+        self.add_elements(set, elements.iter().copied());
+    }
+
+    fn push_elements<I>(&mut self, op: ElementOp, set: &SetRef, elements: I) -> usize
+    where
+        I: IntoIterator<Item = Element>,
+    {
+        let (action, msg_type, flags) = match op {
+            ElementOp::Add => (
+                Action::AddElements,
+                NFT_MSG_NEWSETELEM,
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+            ),
+            ElementOp::Delete => (
+                Action::DeleteElements,
+                NFT_MSG_DELSETELEM,
+                NLM_F_REQUEST | NLM_F_ACK,
+            ),
+        };
+        let request = self.push_request(action, set);
+        let mut open: Option<OpenList> = None;
+        let mut taken = 0;
+        for element in elements {
+            taken += 1;
+            let mut counted_in = None;
+            for kernel in element.kernel_elements() {
+                let size = kernel.size();
+                let fits =
+                    open.is_some_and(|list| self.buf.len() + size - list.message <= MAX_MESSAGE);
+                if !fits {
+                    if let Some(full) = open.take() {
+                        self.close_list(full);
+                    }
+                    open = Some(self.open_list(msg_type, flags, set, request));
+                }
+                kernel.encode(&mut self.buf);
+                let index = self.messages.len() - 1;
+                if counted_in != Some(index) {
+                    counted_in = Some(index);
+                    if let Some(message) = self.messages.last_mut() {
+                        message.elements += 1;
+                    }
+                }
+            }
+        }
+        if let Some(list) = open {
+            self.close_list(list);
+        }
+        taken
+    }
+
+    fn open_list(&mut self, msg_type: u16, flags: u16, set: &SetRef, request: usize) -> OpenList {
+        let message = self.begin_request_message(msg_type, flags, set, request);
+        put_str(&mut self.buf, NFTA_SET_ELEM_LIST_TABLE, &set.table);
+        put_str(&mut self.buf, NFTA_SET_ELEM_LIST_SET, &set.set);
+        let nest = begin_nest(&mut self.buf, NFTA_SET_ELEM_LIST_ELEMENTS);
+        OpenList { message, nest }
+    }
+
+    fn close_list(&mut self, list: OpenList) {
+        end_nest(&mut self.buf, list.nest);
+        end_message(&mut self.buf, list.message);
+    }
+
+    /// Creates a set (or, if one of that name exists with the same properties, leaves it).
+    pub fn new_set(&mut self, set: &SetRef, spec: &SetSpec) {
+        let request = self.push_request(Action::NewSet, set);
+        let start = self.begin_request_message(
+            NFT_MSG_NEWSET,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+            set,
+            request,
+        );
+        let mut flags = 0;
+        if spec.interval {
+            flags |= NFT_SET_INTERVAL;
+        }
+        if spec.timeout || spec.default_timeout.is_some() {
+            flags |= NFT_SET_TIMEOUT;
+        }
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        let buf = &mut self.buf;
+        put_str(buf, NFTA_SET_TABLE, &set.table);
+        put_str(buf, NFTA_SET_NAME, &set.set);
+        put_be32(buf, NFTA_SET_FLAGS, flags);
+        put_be32(buf, NFTA_SET_KEY_TYPE, spec.key.datatype());
+        put_be32(buf, NFTA_SET_KEY_LEN, spec.key.len());
+        put_be32(buf, NFTA_SET_ID, id);
+        if let Some(timeout) = spec.default_timeout {
+            put_be64(buf, NFTA_SET_TIMEOUT, millis(timeout));
+        }
+        put_attr(buf, NFTA_SET_USERDATA, &SET_USERDATA_KEY_BIG_ENDIAN);
+        end_message(buf, start);
+    }
+
+    /// Deletes a set; the kernel refuses while a rule refers to it.
+    pub fn delete_set(&mut self, set: &SetRef) {
+        let request = self.push_request(Action::DeleteSet, set);
+        let start =
+            self.begin_request_message(NFT_MSG_DELSET, NLM_F_REQUEST | NLM_F_ACK, set, request);
+        put_str(&mut self.buf, NFTA_SET_TABLE, &set.table);
+        put_str(&mut self.buf, NFTA_SET_NAME, &set.set);
+        end_message(&mut self.buf, start);
+    }
+
+    /// Removes every element of a set (an element deletion naming no element).
+    pub fn flush_set(&mut self, set: &SetRef) {
+        let request = self.push_request(Action::FlushSet, set);
+        let start =
+            self.begin_request_message(NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, set, request);
+        put_str(&mut self.buf, NFTA_SET_ELEM_LIST_TABLE, &set.table);
+        put_str(&mut self.buf, NFTA_SET_ELEM_LIST_SET, &set.set);
+        end_message(&mut self.buf, start);
+    }
+
+    fn push_request(&mut self, action: Action, set: &SetRef) -> usize {
+        self.requests.push(Request {
+            action,
+            set: set.clone(),
+        });
+        self.requests.len() - 1
+    }
+
+    fn begin_request_message(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        set: &SetRef,
+        request: usize,
+    ) -> usize {
+        let start = begin_message(&mut self.buf, nft_type(msg), flags, set.family.nfproto(), 0);
+        self.messages.push(Message {
+            start,
+            request,
+            elements: 0,
+        });
+        start
+    }
+
+    /// Numbers the messages from `base` (the begin marker) on and appends the end marker;
+    /// returns where the end marker starts, for [`Self::unseal`].
+    fn seal(&mut self, base: u32) -> usize {
+        set_seq(&mut self.buf, 0, base);
+        for (i, message) in self.messages.iter().enumerate() {
+            set_seq(
+                &mut self.buf,
+                message.start,
+                base.wrapping_add(i as u32 + 1),
+            );
+        }
+        let end = begin_message(
+            &mut self.buf,
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            libc::AF_UNSPEC as u8,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        end_message(&mut self.buf, end);
+        set_seq(
+            &mut self.buf,
+            end,
+            base.wrapping_add(self.messages.len() as u32 + 1),
+        );
+        end
+    }
+
+    /// Takes the end marker off again, so more can be added and the batch sent again.
+    fn unseal(&mut self, end: usize) {
+        self.buf.truncate(end);
+    }
+
+    /// A sentence fragment for message `index`, such as "add 1600 elements to set inet t s".
+    fn describe(&self, index: usize) -> String {
+        let Some(message) = self.messages.get(index) else {
+            return "an unknown request".to_owned();
+        };
+        let Some(request) = self.requests.get(message.request) else {
+            return "an unknown request".to_owned();
+        };
+        let set = &request.set;
+        let n = match message.elements {
+            1 => "1 element".to_owned(),
+            n => format!("{n} elements"),
+        };
+        match request.action {
+            Action::AddElements => format!("add {n} to {set}"),
+            Action::DeleteElements => format!("delete {n} from {set}"),
+            Action::NewSet => format!("create {set}"),
+            Action::DeleteSet => format!("delete {set}"),
+            Action::FlushSet => format!("flush {set}"),
+        }
+    }
+}
+
+/// How much a chunked load put in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loaded {
+    pub transactions: usize,
+    pub elements: usize,
+}
+
+/// Why the kernel did not take a batch, or why its answer is unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{name:?} is not a valid nftables name: it needs 1 to 255 bytes and no NUL")]
+    InvalidName { name: String },
+    #[error("the transaction has {bytes} bytes, more than one netlink message can carry ({max}); load it in chunks")]
+    TooLarge { bytes: usize, max: usize },
+    #[error(
+        "cannot size the netlink socket's buffers for a transaction of {bytes} bytes: {source}"
+    )]
+    Buffers { bytes: usize, source: io::Error },
+    #[error("cannot send the transaction ({bytes} bytes) to the kernel, so nothing of it was applied: {source}")]
+    Send { bytes: usize, source: io::Error },
+    #[error(
+        "cannot read the kernel's answer to the transaction, so its outcome is unknown: {source}"
+    )]
+    Receive { source: io::Error },
+    #[error("the kernel's answer to the transaction is malformed, so its outcome is unknown")]
+    Malformed,
+    #[error("the kernel refused to {what} (message {index} of {count} in the transaction): {reason}; nothing of the transaction was applied")]
+    Refused {
+        what: String,
+        index: usize,
+        count: usize,
+        errno: i32,
+        reason: String,
+    },
+    #[error("the kernel refused the transaction as a whole: {reason}; nothing of it was applied")]
+    TransactionRefused { errno: i32, reason: String },
+    #[error("cannot look up {object}: {reason}")]
+    Lookup {
+        object: String,
+        errno: i32,
+        reason: String,
+    },
+    #[error("the load stopped at transaction {failed}, after {elements} elements had landed in {landed} transactions: {source}")]
+    PartlyLoaded {
+        landed: usize,
+        elements: usize,
+        failed: usize,
+        source: Box<NetlinkError>,
+    },
+}
+
+impl NetlinkError {
+    /// The errno the kernel answered with, if it answered with one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Refused { errno, .. }
+            | NetlinkError::TransactionRefused { errno, .. }
+            | NetlinkError::Lookup { errno, .. } => Some(*errno),
+            NetlinkError::PartlyLoaded { source, .. } => source.errno(),
+            _ => None,
+        }
+    }
+}
+
+/// The kernel's reason: the errno's text, and the kernel's own words when it gave some.
+fn reason(errno: i32, message: Option<&str>) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    match message {
+        Some(m) if !m.is_empty() => format!("{text}: {m}"),
+        _ => text,
+    }
+}
+
+/// The first refusal among a transaction's answers.
+#[derive(Debug)]
+struct Refusal {
+    index: usize,
+    errno: i32,
+    message: Option<String>,
+}
+
+/// A `NETLINK_NETFILTER` socket for nftables transactions. Its calls block until the kernel has
+/// answered (a 20,000-element chunk takes up to ~0.3 s next to a million-element set), so async
+/// code calls it from a blocking thread (`tokio::task::spawn_blocking`), one transaction at a
+/// time.
+#[derive(Debug)]
+pub struct NftSocket {
+    socket: Socket,
+    next_seq: u32,
+    send_buffer: usize,
+    receive_buffer: usize,
+    answer: Vec<u8>,
+}
+
+impl NftSocket {
+    /// Opens the socket in the calling thread's network namespace. Needs `CAP_NET_ADMIN` to
+    /// change anything, and to raise the buffers past the system's maximum.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_NETFILTER)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        // Refusals carry only the refused message's header, not the message (up to 64 KiB).
+        socket.set_cap_ack(true)?;
+        // The kernel's words on a refusal where it has some; kernels without it still answer.
+        let _ = socket.set_ext_ack(true);
+        setsockopt(
+            &socket,
+            sockopt::ReceiveTimeout,
+            &TimeVal::new(ANSWER_TIMEOUT_SECONDS, 0),
+        )?;
+        let mut nft = Self {
+            socket,
+            next_seq: 1,
+            send_buffer: 0,
+            receive_buffer: 0,
+            answer: Vec::with_capacity(ANSWER_BUFFER),
+        };
+        nft.ensure_buffers(INITIAL_SEND_BUFFER, INITIAL_RECEIVE_BUFFER)?;
+        Ok(nft)
+    }
+
+    /// Raises the buffers to at least these sizes: forced as root, else within the system's
+    /// limits (then a big transaction fails to send, with a clear error).
+    fn ensure_buffers(&mut self, send: usize, receive: usize) -> io::Result<()> {
+        if send > self.send_buffer {
+            setsockopt(&self.socket, sockopt::SndBufForce, &send)
+                .or_else(|_| setsockopt(&self.socket, sockopt::SndBuf, &send))?;
+            self.send_buffer = send;
+        }
+        if receive > self.receive_buffer {
+            setsockopt(&self.socket, sockopt::RcvBufForce, &receive)
+                .or_else(|_| setsockopt(&self.socket, sockopt::RcvBuf, &receive))?;
+            self.receive_buffer = receive;
+        }
+        Ok(())
+    }
+
+    /// Reserves `count` sequence numbers; returns the first.
+    fn take_seqs(&mut self, count: usize) -> u32 {
+        let first = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(count as u32);
+        first
+    }
+
+    /// Sends one transaction and reads every answer to it. `Ok` means the kernel committed it;
+    /// a refusal names the first refused message, and then nothing of the transaction landed.
+    /// The batch is left as it was (it may be cleared and reused).
+    pub fn send(&mut self, batch: &mut Batch) -> Result<(), NetlinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The end marker is not in the buffer yet.
+        let bytes = batch.encoded_len() + wire::NLMSG_HDRLEN + wire::NFGENMSG_LEN;
+        if bytes > MAX_TRANSACTION {
+            return Err(NetlinkError::TooLarge {
+                bytes,
+                max: MAX_TRANSACTION,
+            });
+        }
+        // All of it goes in one sendmsg (the kernel doubles the send buffer it is given and
+        // keeps 32 bytes of it); all answers are queued before sendmsg returns.
+        let receive = (batch.message_count() + 2) * RECEIVE_PER_ANSWER;
+        self.ensure_buffers(bytes, receive)
+            .map_err(|source| NetlinkError::Buffers { bytes, source })?;
+        let base = self.take_seqs(batch.message_count() + 2);
+        let end = batch.seal(base);
+        let result = self
+            .transmit(&batch.buf)
+            .and_then(|()| self.collect_answers(batch, base));
+        batch.unseal(end);
+        result
+    }
+
+    /// Streams `elements` into transactions of at most `per_transaction` elements each (a
+    /// network counts once), sending each before the next is encoded. Each transaction is
+    /// atomic, the whole load is not: on failure the error says how much had landed.
+    pub fn send_chunked<I>(
+        &mut self,
+        set: &SetRef,
+        op: ElementOp,
+        elements: I,
+        per_transaction: usize,
+    ) -> Result<Loaded, NetlinkError>
+    where
+        I: IntoIterator<Item = Element>,
+    {
+        let per_transaction = per_transaction.max(1);
+        let mut elements = elements.into_iter().peekable();
+        let mut batch = Batch::new();
+        let mut loaded = Loaded::default();
+        while elements.peek().is_some() {
+            batch.clear();
+            let taken = batch.push_elements(op, set, elements.by_ref().take(per_transaction));
+            if let Err(e) = self.send(&mut batch) {
+                if loaded.transactions == 0 {
+                    return Err(e);
+                }
+                return Err(NetlinkError::PartlyLoaded {
+                    landed: loaded.transactions,
+                    elements: loaded.elements,
+                    failed: loaded.transactions + 1,
+                    source: Box::new(e),
+                });
+            }
+            loaded.transactions += 1;
+            loaded.elements += taken;
+        }
+        Ok(loaded)
+    }
+
+    /// Whether the set exists (one `NFT_MSG_GETSET`; the set's elements are not read, so this is
+    /// as quick for a million elements as for none). A missing table counts as a missing set.
+    pub fn set_exists(&mut self, set: &SetRef) -> Result<bool, NetlinkError> {
+        self.exists(
+            NFT_MSG_GETSET,
+            NFT_MSG_NEWSET,
+            set.family,
+            &[(NFTA_SET_TABLE, &set.table), (NFTA_SET_NAME, &set.set)],
+            &set.to_string(),
+        )
+    }
+
+    /// Whether the table exists (one `NFT_MSG_GETTABLE`; nothing inside it is read, unlike
+    /// `nft list tables`, which reads every set's elements first and takes minutes beside a big
+    /// set).
+    pub fn table_exists(&mut self, family: TableFamily, table: &str) -> Result<bool, NetlinkError> {
+        if table.is_empty() || table.len() > MAX_NAME || table.contains('\0') {
+            return Ok(false);
+        }
+        self.exists(
+            NFT_MSG_GETTABLE,
+            NFT_MSG_NEWTABLE,
+            family,
+            &[(NFTA_TABLE_NAME, table)],
+            &format!("table {} {table}", family.word()),
+        )
+    }
+
+    /// One `get` request for a single object; true if the kernel described it.
+    fn exists(
+        &mut self,
+        get: u16,
+        described_as: u16,
+        family: TableFamily,
+        attrs: &[(u16, &str)],
+        what: &str,
+    ) -> Result<bool, NetlinkError> {
+        let seq = self.take_seqs(1);
+        let mut buf = Vec::with_capacity(128);
+        let start = begin_message(
+            &mut buf,
+            nft_type(get),
+            NLM_F_REQUEST | NLM_F_ACK,
+            family.nfproto(),
+            0,
+        );
+        for (kind, value) in attrs {
+            put_str(&mut buf, *kind, value);
+        }
+        end_message(&mut buf, start);
+        set_seq(&mut buf, start, seq);
+        self.transmit(&buf)?;
+        let mut described = false;
+        loop {
+            for reply in self.receive(0)? {
+                match reply {
+                    Reply::Other { seq: s, msg_type } if s == seq => {
+                        described |= msg_type == nft_type(described_as);
+                    }
+                    Reply::Ack {
+                        seq: s,
+                        errno,
+                        message,
+                    } if s == seq => {
+                        return match errno {
+                            0 => Ok(described),
+                            libc::ENOENT => Ok(false),
+                            _ => Err(NetlinkError::Lookup {
+                                object: what.to_owned(),
+                                errno,
+                                reason: reason(errno, message.as_deref()),
+                            }),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, buf: &[u8]) -> Result<(), NetlinkError> {
+        loop {
+            match self.socket.send(buf, 0) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(NetlinkError::Send {
+                        bytes: buf.len(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads one datagram of answers.
+    fn receive(&mut self, flags: libc::c_int) -> Result<Vec<Reply>, NetlinkError> {
+        self.answer.clear();
+        let read = loop {
+            // MSG_TRUNC: the datagram's real length, so a truncated one is noticed.
+            match self.socket.recv(&mut self.answer, flags | libc::MSG_TRUNC) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && flags == 0 => {
+                    return Err(NetlinkError::Receive {
+                        source: io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no answer within {ANSWER_TIMEOUT_SECONDS} s"),
+                        ),
+                    })
+                }
+                Err(source) => return Err(NetlinkError::Receive { source }),
+                Ok(read) => break read,
+            }
+        };
+        if read > self.answer.len() {
+            return Err(NetlinkError::Malformed);
+        }
+        parse_replies(&self.answer).ok_or(NetlinkError::Malformed)
+    }
+
+    /// Reads the answers to the batch sent with sequence numbers from `base`: one per message,
+    /// the begin marker's only if the kernel refused the transaction as a whole.
+    fn collect_answers(&mut self, batch: &Batch, base: u32) -> Result<(), NetlinkError> {
+        let expected = batch.message_count();
+        let mut answered = 0;
+        let mut refusal: Option<Refusal> = None;
+        let mut whole: Option<(i32, Option<String>)> = None;
+        while answered < expected && whole.is_none() {
+            // After a refusal, read what is queued (the kernel answers inside sendmsg) and stop.
+            let flags = if refusal.is_some() {
+                libc::MSG_DONTWAIT
+            } else {
+                0
+            };
+            let replies = match self.receive(flags) {
+                Ok(replies) => replies,
+                Err(NetlinkError::Receive { source })
+                    if source.kind() == io::ErrorKind::WouldBlock && refusal.is_some() =>
+                {
+                    break
+                }
+                Err(e) => return Err(e),
+            };
+            for reply in replies {
+                let Reply::Ack {
+                    seq,
+                    errno,
+                    message,
+                } = reply
+                else {
+                    continue;
+                };
+                let offset = seq.wrapping_sub(base) as usize;
+                if offset == 0 {
+                    if errno != 0 {
+                        whole = Some((errno, message));
+                    }
+                } else if offset <= expected {
+                    answered += 1;
+                    let index = offset - 1;
+                    // The first refusal in message order, whatever order answers come in.
+                    let first = match &refusal {
+                        Some(r) => index < r.index,
+                        None => true,
+                    };
+                    if errno != 0 && first {
+                        refusal = Some(Refusal {
+                            index,
+                            errno,
+                            message,
+                        });
+                    }
+                }
+                // Else the end marker's answer (kernels from 6.10 on, should it be asked
+                // for) or a late answer to an earlier transaction: neither changes this one.
+            }
+        }
+        if refusal.is_some() || whole.is_some() {
+            self.drain();
+        }
+        if let Some(r) = refusal {
+            return Err(NetlinkError::Refused {
+                what: batch.describe(r.index),
+                index: r.index + 1,
+                count: expected,
+                errno: r.errno,
+                reason: reason(r.errno, r.message.as_deref()),
+            });
+        }
+        if let Some((errno, message)) = whole {
+            return Err(NetlinkError::TransactionRefused {
+                errno,
+                reason: reason(errno, message.as_deref()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Discards answers still queued, so they cannot fill the buffer for the next transaction.
+    fn drain(&mut self) {
+        while self.receive(libc::MSG_DONTWAIT).is_ok() {}
+    }
+}

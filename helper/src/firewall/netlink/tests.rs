@@ -1,0 +1,1275 @@
+use super::wire::*;
+use super::*;
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+// ---------------------------------------------------------------------------------------------
+// A decoder for what the encoder wrote, so the tests read messages the way the kernel does.
+
+#[derive(Debug)]
+struct Msg {
+    msg_type: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    len: usize,
+    body: Vec<u8>,
+}
+
+fn messages(mut buf: &[u8]) -> Vec<Msg> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("a field of its size")) as usize;
+        assert!(
+            len >= NLMSG_HDRLEN + NFGENMSG_LEN && len <= buf.len(),
+            "bad length {len}"
+        );
+        assert_eq!(len % 4, 0, "messages are 4-byte aligned");
+        out.push(Msg {
+            msg_type: u16::from_ne_bytes(buf[4..6].try_into().expect("a field of its size")),
+            flags: u16::from_ne_bytes(buf[6..8].try_into().expect("a field of its size")),
+            seq: u32::from_ne_bytes(buf[8..12].try_into().expect("a field of its size")),
+            family: buf[16],
+            res_id: u16::from_be_bytes(buf[18..20].try_into().expect("a field of its size")),
+            len,
+            body: buf[20..len].to_vec(),
+        });
+        buf = &buf[len..];
+    }
+    out
+}
+
+/// Attributes as (type without flags, nested flag, payload).
+fn attrs(mut buf: &[u8]) -> Vec<(u16, bool, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let len = usize::from(u16::from_ne_bytes([buf[0], buf[1]]));
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]);
+        assert!(len >= 4 && len <= buf.len(), "bad attribute length {len}");
+        out.push((
+            kind & 0x3fff,
+            kind & NLA_F_NESTED != 0,
+            buf[4..len].to_vec(),
+        ));
+        buf = &buf[align(len).min(buf.len())..];
+    }
+    out
+}
+
+fn attr(list: &[(u16, bool, Vec<u8>)], kind: u16) -> Option<Vec<u8>> {
+    list.iter().find(|a| a.0 == kind).map(|a| a.2.clone())
+}
+
+fn string(payload: &[u8]) -> String {
+    assert_eq!(payload.last(), Some(&0), "strings are NUL-terminated");
+    String::from_utf8(payload[..payload.len() - 1].to_vec()).expect("UTF-8")
+}
+
+fn be32(payload: &[u8]) -> u32 {
+    u32::from_be_bytes(payload.try_into().expect("a field of its size"))
+}
+
+/// The kernel elements of one element message, decoded back.
+fn decode_elements(body: &[u8]) -> (String, String, Vec<KernelElement>) {
+    let top = attrs(body);
+    let table = string(&attr(&top, NFTA_SET_ELEM_LIST_TABLE).expect("the attribute"));
+    let set = string(&attr(&top, NFTA_SET_ELEM_LIST_SET).expect("the attribute"));
+    let list = top
+        .iter()
+        .find(|a| a.0 == NFTA_SET_ELEM_LIST_ELEMENTS)
+        .expect("an element list");
+    assert!(list.1, "the element list is nested");
+    let mut out = Vec::new();
+    for (kind, nested, payload) in attrs(&list.2) {
+        assert_eq!((kind, nested), (NFTA_LIST_ELEM, true));
+        let fields = attrs(&payload);
+        let key = attrs(&attr(&fields, NFTA_SET_ELEM_KEY).expect("the attribute"));
+        let value = attr(&key, NFTA_DATA_VALUE).expect("the attribute");
+        let key = match value.len() {
+            4 => Key::V4(
+                <[u8; 4]>::try_from(value)
+                    .expect("a key of its size")
+                    .into(),
+            ),
+            16 => Key::V6(
+                <[u8; 16]>::try_from(value)
+                    .expect("a key of its size")
+                    .into(),
+            ),
+            n => panic!("key of {n} bytes"),
+        };
+        let flags = attr(&fields, NFTA_SET_ELEM_FLAGS).map_or(0, |p| be32(&p));
+        let timeout_ms = attr(&fields, NFTA_SET_ELEM_TIMEOUT)
+            .map(|p| u64::from_be_bytes(p.try_into().expect("a field of its size")));
+        let open =
+            attr(&fields, NFTA_SET_ELEM_USERDATA).is_some_and(|u| u == ELEM_USERDATA_INTERVAL_OPEN);
+        out.push(KernelElement {
+            key,
+            end: flags & NFT_SET_ELEM_INTERVAL_END != 0,
+            open,
+            timeout_ms,
+        });
+    }
+    (table, set, out)
+}
+
+fn set_ref(set: &str) -> SetRef {
+    SetRef::new(TableFamily::Inet, "palisade_nltest", set).expect("valid names")
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().expect("a valid address")
+}
+
+fn v4(text: &str) -> Key {
+    Key::V4(text.parse().expect("a valid address"))
+}
+
+fn v6(text: &str) -> Key {
+    Key::V6(text.parse().expect("a valid address"))
+}
+
+fn start(key: Key) -> KernelElement {
+    KernelElement {
+        key,
+        end: false,
+        open: false,
+        timeout_ms: None,
+    }
+}
+
+fn end(key: Key) -> KernelElement {
+    KernelElement {
+        end: true,
+        ..start(key)
+    }
+}
+
+fn open(key: Key) -> KernelElement {
+    KernelElement {
+        open: true,
+        ..start(key)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding, without root.
+
+#[test]
+fn interval_ends_at_the_first_address_after_the_network() {
+    assert_eq!(
+        interval_bounds(&net("10.0.0.0/24")),
+        (v4("10.0.0.0"), Some(v4("10.0.1.0")))
+    );
+    assert_eq!(
+        interval_bounds(&net("10.1.2.3/32")),
+        (v4("10.1.2.3"), Some(v4("10.1.2.4")))
+    );
+    // Host bits are ignored, as nft does.
+    assert_eq!(
+        interval_bounds(&net("10.0.0.5/24")),
+        (v4("10.0.0.0"), Some(v4("10.0.1.0")))
+    );
+    assert_eq!(
+        interval_bounds(&net("10.255.255.255/32")),
+        (v4("10.255.255.255"), Some(v4("11.0.0.0")))
+    );
+    assert_eq!(
+        interval_bounds(&net("2001:db8::/32")),
+        (v6("2001:db8::"), Some(v6("2001:db9::")))
+    );
+    assert_eq!(
+        interval_bounds(&net("2001:db8::1/128")),
+        (v6("2001:db8::1"), Some(v6("2001:db8::2")))
+    );
+    assert_eq!(interval_bounds(&net("::/128")), (v6("::"), Some(v6("::1"))));
+}
+
+#[test]
+fn networks_reaching_the_top_have_no_end() {
+    for (text, first) in [
+        ("0.0.0.0/0", v4("0.0.0.0")),
+        ("255.255.255.255/32", v4("255.255.255.255")),
+        ("255.255.255.0/24", v4("255.255.255.0")),
+        ("128.0.0.0/1", v4("128.0.0.0")),
+        ("::/0", v6("::")),
+        (
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+            v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ),
+        ("ff00::/8", v6("ff00::")),
+    ] {
+        let elements: Vec<_> = Element::Network(net(text)).kernel_elements().collect();
+        assert_eq!(elements, vec![open(first)], "{text}");
+    }
+    let elements: Vec<_> = Element::Network(net("0.0.0.0/1"))
+        .kernel_elements()
+        .collect();
+    assert_eq!(elements, vec![start(v4("0.0.0.0")), end(v4("128.0.0.0"))]);
+}
+
+#[test]
+fn elements_are_laid_out_as_nft_lays_them_out() {
+    // `nft --debug=mnl add element inet t s { 10.0.0.0/24 }`, lengths in host order.
+    let mut buf = Vec::new();
+    for e in Element::Network(net("10.0.0.0/24")).kernel_elements() {
+        let before = buf.len();
+        e.encode(&mut buf);
+        assert_eq!(buf.len() - before, e.size());
+    }
+    let mut expected = Vec::new();
+    for chunk in [
+        &[16u16.to_ne_bytes(), (1 | NLA_F_NESTED).to_ne_bytes()].concat()[..],
+        &[12u16.to_ne_bytes(), (1 | NLA_F_NESTED).to_ne_bytes()].concat(),
+        &[8u16.to_ne_bytes(), 1u16.to_ne_bytes()].concat(),
+        &[10, 0, 0, 0],
+        &[24u16.to_ne_bytes(), (1 | NLA_F_NESTED).to_ne_bytes()].concat(),
+        &[12u16.to_ne_bytes(), (1 | NLA_F_NESTED).to_ne_bytes()].concat(),
+        &[8u16.to_ne_bytes(), 1u16.to_ne_bytes()].concat(),
+        &[10, 0, 1, 0],
+        &[8u16.to_ne_bytes(), 3u16.to_ne_bytes()].concat(),
+        &[0, 0, 0, 1],
+    ] {
+        expected.extend_from_slice(chunk);
+    }
+    assert_eq!(buf, expected);
+}
+
+#[test]
+fn timeouts_are_big_endian_milliseconds_and_never_zero() {
+    let e = Element::expiring(v6("::1"), Duration::from_secs(10));
+    let k: Vec<_> = e.kernel_elements().collect();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0].timeout_ms, Some(10_000));
+    let mut buf = Vec::new();
+    k[0].encode(&mut buf);
+    assert_eq!(buf.len(), k[0].size());
+    let fields = attrs(&attrs(&buf)[0].2);
+    assert_eq!(
+        attr(&fields, NFTA_SET_ELEM_TIMEOUT).expect("the attribute"),
+        10_000u64.to_be_bytes()
+    );
+    let key = attrs(&attr(&fields, NFTA_SET_ELEM_KEY).expect("the attribute"));
+    assert_eq!(
+        attr(&key, NFTA_DATA_VALUE).expect("the attribute"),
+        "::1".parse::<Ipv6Addr>().expect("a valid address").octets()
+    );
+    let zero = Element::expiring(v4("10.0.0.1"), Duration::ZERO);
+    assert_eq!(
+        zero.kernel_elements()
+            .next()
+            .expect("one element")
+            .timeout_ms,
+        Some(1)
+    );
+    let plain = Element::single(v4("10.0.0.1"));
+    assert_eq!(
+        plain
+            .kernel_elements()
+            .next()
+            .expect("one element")
+            .timeout_ms,
+        None
+    );
+}
+
+#[test]
+fn a_batch_is_framed_and_every_message_asks_for_an_answer() {
+    let mut batch = Batch::new();
+    assert!(batch.is_empty());
+    batch.add_elements(&set_ref("s"), [Element::Network(net("10.0.0.0/8"))]);
+    batch.delete_elements(&set_ref("s"), [Element::Network(net("10.0.0.0/8"))]);
+    batch.flush_set(&set_ref("s"));
+    assert_eq!(batch.message_count(), 3);
+    let end_at = batch.seal(1000);
+    let all = messages(&batch.buf);
+    assert_eq!(all.len(), 5);
+    let (begin, end) = (&all[0], &all[4]);
+    assert_eq!(begin.msg_type, NFNL_MSG_BATCH_BEGIN);
+    assert_eq!(end.msg_type, NFNL_MSG_BATCH_END);
+    for marker in [begin, end] {
+        assert_eq!(marker.flags, NLM_F_REQUEST);
+        assert_eq!(marker.res_id, NFNL_SUBSYS_NFTABLES);
+        assert_eq!(marker.family, 0);
+        assert!(marker.body.is_empty());
+    }
+    let seqs: Vec<u32> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![1000, 1001, 1002, 1003, 1004]);
+    for m in &all[1..4] {
+        assert_ne!(m.flags & NLM_F_ACK, 0, "every message asks for an answer");
+        assert_eq!(m.family, libc::NFPROTO_INET as u8);
+    }
+    assert_eq!(all[1].msg_type, nft_type(NFT_MSG_NEWSETELEM));
+    assert_ne!(all[1].flags & NLM_F_CREATE, 0);
+    assert_eq!(all[2].msg_type, nft_type(NFT_MSG_DELSETELEM));
+    assert_eq!(all[3].msg_type, nft_type(NFT_MSG_DELSETELEM));
+    // A flush names the set and no element.
+    let flush = attrs(&all[3].body);
+    assert_eq!(
+        string(&attr(&flush, NFTA_SET_ELEM_LIST_SET).expect("the attribute")),
+        "s"
+    );
+    assert!(attr(&flush, NFTA_SET_ELEM_LIST_ELEMENTS).is_none());
+    batch.unseal(end_at);
+    assert_eq!(messages(&batch.buf).len(), 4);
+    batch.clear();
+    assert!(batch.is_empty());
+    assert_eq!(messages(&batch.buf).len(), 1);
+}
+
+#[test]
+fn long_element_lists_are_split_below_64_kib_and_lose_nothing() {
+    // 60,000 IPv6 networks with every kind of element, and 200,000 IPv4 ones.
+    let v6_nets: Vec<Element> = (0..60_000u128)
+        .map(|i| {
+            let base = 0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + (i << 64);
+            Element::Network(IpNet::new(Ipv6Addr::from(base).into(), 64).expect("a valid prefix"))
+        })
+        .chain([Element::Network(net("ff00::/8"))])
+        .collect();
+    let v4_nets = (0..200_000u32).map(|i| {
+        let base = u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i * 256;
+        let prefix = if i % 2 == 0 { 24 } else { 32 };
+        Element::Network(IpNet::new(Ipv4Addr::from(base).into(), prefix).expect("a valid prefix"))
+    });
+    let timeouts: Vec<Element> = (0..5_000u32)
+        .map(|i| Element::expiring(Ipv4Addr::from(i), Duration::from_secs(60)))
+        .collect();
+    for (name, elements) in [
+        ("six", v6_nets.clone()),
+        ("four", v4_nets.collect()),
+        ("dns", timeouts),
+    ] {
+        let mut batch = Batch::new();
+        let taken = batch.add_elements(&set_ref(name), elements.iter().copied());
+        assert_eq!(taken, elements.len());
+        let expected: Vec<KernelElement> =
+            elements.iter().flat_map(|e| e.kernel_elements()).collect();
+        batch.seal(1);
+        let all = messages(&batch.buf);
+        assert!(all.len() > 3, "{name}: the list was split");
+        let mut decoded = Vec::new();
+        let mut counted = 0;
+        for (i, m) in all[1..all.len() - 1].iter().enumerate() {
+            assert!(m.len <= 65_535, "{name}: message of {} bytes", m.len);
+            let (table, set, elems) = decode_elements(&m.body);
+            assert_eq!((table.as_str(), set.as_str()), ("palisade_nltest", name));
+            counted += batch.messages[i].elements;
+            // Messages are filled: the next element would not have fitted.
+            if i + 2 < all.len() - 1 {
+                assert!(
+                    m.len + 64 > 65_535,
+                    "{name}: message {i} only {} bytes",
+                    m.len
+                );
+            }
+            decoded.extend(elems);
+        }
+        assert_eq!(decoded, expected, "{name}");
+        // Each element counts once, or twice when a network's end went to the next message.
+        assert!(
+            counted >= taken && counted < taken + all.len(),
+            "{name}: {counted}"
+        );
+    }
+}
+
+#[test]
+fn no_elements_no_message() {
+    let mut batch = Batch::new();
+    assert_eq!(batch.add_elements(&set_ref("s"), []), 0);
+    assert!(batch.is_empty());
+}
+
+#[test]
+fn a_new_set_carries_what_nft_sends() {
+    let mut batch = Batch::new();
+    batch.new_set(
+        &set_ref("q"),
+        &SetSpec {
+            key: KeyType::Ipv4Addr,
+            interval: true,
+            timeout: false,
+            default_timeout: Some(Duration::from_secs(300)),
+        },
+    );
+    batch.new_set(
+        &set_ref("r"),
+        &SetSpec {
+            key: KeyType::Ipv6Addr,
+            interval: false,
+            timeout: false,
+            default_timeout: None,
+        },
+    );
+    batch.delete_set(&set_ref("r"));
+    batch.seal(1);
+    let all = messages(&batch.buf);
+    let q = attrs(&all[1].body);
+    assert_eq!(all[1].msg_type, nft_type(NFT_MSG_NEWSET));
+    assert_eq!(
+        string(&attr(&q, NFTA_SET_TABLE).expect("the attribute")),
+        "palisade_nltest"
+    );
+    assert_eq!(
+        string(&attr(&q, NFTA_SET_NAME).expect("the attribute")),
+        "q"
+    );
+    assert_eq!(
+        be32(&attr(&q, NFTA_SET_FLAGS).expect("the attribute")),
+        0x14
+    );
+    assert_eq!(
+        be32(&attr(&q, NFTA_SET_KEY_TYPE).expect("the attribute")),
+        7
+    );
+    assert_eq!(be32(&attr(&q, NFTA_SET_KEY_LEN).expect("the attribute")), 4);
+    assert_eq!(be32(&attr(&q, NFTA_SET_ID).expect("the attribute")), 1);
+    assert_eq!(
+        attr(&q, NFTA_SET_TIMEOUT).expect("the attribute"),
+        300_000u64.to_be_bytes()
+    );
+    assert_eq!(
+        attr(&q, NFTA_SET_USERDATA).expect("the attribute"),
+        SET_USERDATA_KEY_BIG_ENDIAN
+    );
+    let r = attrs(&all[2].body);
+    assert_eq!(be32(&attr(&r, NFTA_SET_FLAGS).expect("the attribute")), 0);
+    assert_eq!(
+        be32(&attr(&r, NFTA_SET_KEY_TYPE).expect("the attribute")),
+        8
+    );
+    assert_eq!(
+        be32(&attr(&r, NFTA_SET_KEY_LEN).expect("the attribute")),
+        16
+    );
+    assert_eq!(be32(&attr(&r, NFTA_SET_ID).expect("the attribute")), 2);
+    assert!(attr(&r, NFTA_SET_TIMEOUT).is_none());
+    assert_eq!(all[3].msg_type, nft_type(NFT_MSG_DELSET));
+    assert_eq!(
+        string(&attr(&attrs(&all[3].body), NFTA_SET_NAME).expect("the attribute")),
+        "r"
+    );
+}
+
+#[test]
+fn names_are_checked_once() {
+    assert!(SetRef::new(TableFamily::Inet, "palisade", "blocklist_v4").is_ok());
+    assert!(SetRef::new(TableFamily::Inet, &"t".repeat(255), "s").is_ok());
+    for (table, set) in [
+        ("", "s"),
+        ("t", ""),
+        ("t", "a\0b"),
+        (&"t".repeat(256)[..], "s"),
+    ] {
+        let err = SetRef::new(TableFamily::Inet, table, set).expect_err("the kernel refuses");
+        assert!(
+            err.to_string().contains("is not a valid nftables name"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        SetRef::new(TableFamily::Ip6, "t", "s")
+            .expect("valid names")
+            .to_string(),
+        "set ip6 t s"
+    );
+}
+
+/// An answer as the kernel writes it: `nlmsgerr` with the request's header only (capped) and,
+/// optionally, the extended-ack message.
+fn answer(seq: u32, errno: i32, text: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-errno).to_ne_bytes());
+    let mut request = Vec::new();
+    let start = begin_message(
+        &mut request,
+        nft_type(NFT_MSG_NEWSETELEM),
+        NLM_F_REQUEST,
+        1,
+        0,
+    );
+    end_message(&mut request, start);
+    set_seq(&mut request, start, seq);
+    body.extend_from_slice(&request[..NLMSG_HDRLEN]);
+    let mut flags = NLM_F_CAPPED;
+    if let Some(text) = text {
+        flags |= NLM_F_ACK_TLVS;
+        put_str(&mut body, NLMSGERR_ATTR_MSG, text);
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+    out.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&77u32.to_ne_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn answers_are_read_with_their_errno_and_text() {
+    let mut datagram = answer(7, 0, None);
+    datagram.extend(answer(8, libc::ENOENT, Some("set not found")));
+    assert_eq!(
+        parse_replies(&datagram).expect("well-formed answers"),
+        vec![
+            Reply::Ack {
+                seq: 7,
+                errno: 0,
+                message: None
+            },
+            Reply::Ack {
+                seq: 8,
+                errno: libc::ENOENT,
+                message: Some("set not found".to_owned())
+            },
+        ]
+    );
+    assert_eq!(parse_replies(&datagram[..datagram.len() - 3]), None);
+    assert_eq!(parse_replies(&[]), Some(vec![]));
+}
+
+#[test]
+fn a_refusal_is_a_sentence_naming_the_request() {
+    let mut batch = Batch::new();
+    batch.add_elements(&set_ref("present"), [Element::single(v4("10.0.0.1"))]);
+    batch.add_elements(
+        &set_ref("missing"),
+        [
+            Element::single(v4("10.0.0.1")),
+            Element::single(v4("10.0.0.2")),
+        ],
+    );
+    batch.delete_elements(&set_ref("present"), [Element::Network(net("10.0.0.0/8"))]);
+    assert_eq!(
+        batch.describe(2),
+        "delete 1 element from set inet palisade_nltest present"
+    );
+    assert_eq!(batch.describe(9), "an unknown request");
+    let err = NetlinkError::Refused {
+        what: batch.describe(1),
+        index: 2,
+        count: 2,
+        errno: libc::ENOENT,
+        reason: reason(libc::ENOENT, None),
+    };
+    assert_eq!(
+        err.to_string(),
+        "the kernel refused to add 2 elements to set inet palisade_nltest missing (message 2 \
+         of 2 in the transaction): No such file or directory (os error 2); nothing of the \
+         transaction was applied"
+    );
+    assert_eq!(err.errno(), Some(libc::ENOENT));
+    assert_eq!(
+        reason(libc::EINVAL, Some("bad key")),
+        "Invalid argument (os error 22): bad key"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the real kernel, as root, each test in a network namespace of its own.
+
+/// Runs `f` on a new thread moved into a new network namespace: the namespace belongs to the
+/// thread, and so do sockets it opens and programs it starts.
+fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET) needs root");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes())
+            .expect("writes to the child");
+    }
+    let out = child.wait_with_output().expect("the child finishes");
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn nft(args: &[&str]) -> String {
+    run("nft", args, None)
+}
+
+const TABLE: &str = "
+table inet palisade_nltest {
+    set v4 { type ipv4_addr; flags interval; }
+    set v6 { type ipv6_addr; flags interval; }
+    set dns { type ipv4_addr; flags timeout; }
+    set dns6 { type ipv6_addr; flags timeout; }
+}
+";
+
+/// A set's elements as nft lists them (`nft -j`, so only for sets of up to ~10k elements):
+/// networks as `addr/len`, single addresses as they are, with the timeout in seconds if any.
+fn listed(set: &str) -> BTreeSet<(String, Option<u64>)> {
+    let out = nft(&["-j", "list", "set", "inet", "palisade_nltest", set]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("nft -j prints JSON");
+    let item = json["nftables"]
+        .as_array()
+        .expect("a list of objects")
+        .iter()
+        .find_map(|i| i.get("set"))
+        .expect("the set")
+        .clone();
+    let mut out = BTreeSet::new();
+    for e in item["elem"].as_array().cloned().unwrap_or_default() {
+        let (value, timeout) = match e.get("elem") {
+            Some(inner) => (inner["val"].clone(), inner["timeout"].as_u64()),
+            None => (e, None),
+        };
+        let text = if let Some(s) = value.as_str() {
+            s.to_owned()
+        } else if let Some(p) = value.get("prefix") {
+            format!("{}/{}", p["addr"].as_str().expect("an address"), p["len"])
+        } else if let Some(r) = value.get("range") {
+            format!(
+                "{}-{}",
+                r[0].as_str().expect("an address"),
+                r[1].as_str().expect("an address")
+            )
+        } else {
+            panic!("unexpected element {value}")
+        };
+        out.insert((text, timeout));
+    }
+    out
+}
+
+/// How nft lists a network: a single address bare, else as a prefix.
+fn as_listed(n: &IpNet) -> String {
+    if n.prefix_len() == n.max_prefix_len() {
+        n.addr().to_string()
+    } else {
+        n.trunc().to_string()
+    }
+}
+
+/// `count` non-overlapping IPv4 networks, alternately a /24 and a /32, from 10.0.0.0 on.
+fn v4_networks(count: u32) -> impl Iterator<Item = IpNet> + Clone {
+    (0..count).map(|i| {
+        let base = u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i * 256;
+        if i % 2 == 0 {
+            IpNet::new(Ipv4Addr::from(base).into(), 24).expect("a valid prefix")
+        } else {
+            IpNet::new(Ipv4Addr::from(base + 7).into(), 32).expect("a valid prefix")
+        }
+    })
+}
+
+fn networks(nets: impl Iterator<Item = IpNet>) -> impl Iterator<Item = Element> {
+    nets.map(Element::Network)
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_loads_reads_back_and_deletes() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(TABLE));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+
+        // 10,000 IPv4 intervals, including one open at the top, in one transaction.
+        let mut v4: Vec<IpNet> = v4_networks(9_999).collect();
+        v4.push(net("255.255.255.0/24"));
+        let mut batch = Batch::new();
+        batch.add_elements(&set_ref("v4"), networks(v4.iter().copied()));
+        let began = Instant::now();
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        eprintln!(
+            "10,000 IPv4 intervals in one transaction ({} messages, {} bytes): {:?}",
+            batch.message_count(),
+            batch.encoded_len(),
+            began.elapsed()
+        );
+        let expected: BTreeSet<_> = v4.iter().map(|n| (as_listed(n), None)).collect();
+        assert_eq!(listed("v4"), expected);
+
+        // IPv6 intervals, the top one open.
+        let six: Vec<IpNet> = (0..1_000u128)
+            .map(|i| {
+                let base = 0x2001_0db8u128 << 96 | i << 64;
+                IpNet::new(
+                    Ipv6Addr::from(base).into(),
+                    if i % 2 == 0 { 64 } else { 128 },
+                )
+                .expect("a valid prefix")
+            })
+            .chain([net("ffff::/16")])
+            .collect();
+        batch.clear();
+        batch.add_elements(&set_ref("v6"), networks(six.iter().copied()));
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        let expected6: BTreeSet<_> = six.iter().map(|n| (as_listed(n), None)).collect();
+        assert_eq!(listed("v6"), expected6);
+
+        // 2,000 addresses with timeouts, through the chunked path (4 transactions).
+        let dns: Vec<Element> = (0..2_000u32)
+            .map(|i| {
+                Element::expiring(
+                    Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 168, 0, 0)) + i),
+                    Duration::from_secs(3_600),
+                )
+            })
+            .collect();
+        let began = Instant::now();
+        let loaded = nft_socket
+            .send_chunked(&set_ref("dns"), ElementOp::Add, dns.iter().copied(), 500)
+            .expect("the load lands");
+        eprintln!(
+            "2,000 timeout elements in 4 transactions: {:?}",
+            began.elapsed()
+        );
+        assert_eq!(
+            loaded,
+            Loaded {
+                transactions: 4,
+                elements: 2_000
+            }
+        );
+        let expected_dns: BTreeSet<_> = (0..2_000u32)
+            .map(|i| {
+                let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 168, 0, 0)) + i);
+                (a.to_string(), Some(3_600))
+            })
+            .collect();
+        assert_eq!(listed("dns"), expected_dns);
+        batch.clear();
+        batch.add_elements(
+            &set_ref("dns6"),
+            [Element::expiring(
+                v6("2001:db8::53"),
+                Duration::from_secs(600),
+            )],
+        );
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert_eq!(
+            listed("dns6"),
+            BTreeSet::from([("2001:db8::53".to_owned(), Some(600))])
+        );
+
+        // Deleting: every other interval, chunked, and half the addresses in one batch.
+        let (gone, kept): (Vec<_>, Vec<_>) = v4.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let loaded = nft_socket
+            .send_chunked(
+                &set_ref("v4"),
+                ElementOp::Delete,
+                networks(gone.iter().map(|(_, n)| **n)),
+                2_000,
+            )
+            .expect("the deletion lands");
+        assert_eq!(loaded.elements, 5_000);
+        let expected: BTreeSet<_> = kept.iter().map(|(_, n)| (as_listed(n), None)).collect();
+        assert_eq!(listed("v4"), expected);
+        batch.clear();
+        batch.delete_elements(&set_ref("dns"), dns[..1_000].iter().copied());
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        let second_half: BTreeSet<_> = expected_dns
+            .into_iter()
+            .filter(|(a, _)| {
+                let a: Ipv4Addr = a.parse().expect("a valid address");
+                u32::from(a) >= u32::from(Ipv4Addr::new(192, 168, 0, 0)) + 1_000
+            })
+            .collect();
+        assert_eq!(listed("dns"), second_half);
+
+        // Flushing empties a set; its neighbours keep their elements.
+        batch.clear();
+        batch.flush_set(&set_ref("v6"));
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert!(listed("v6").is_empty());
+        assert_eq!(listed("dns6").len(), 1);
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_lookups_match_the_intervals() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(TABLE));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let mut batch = Batch::new();
+        batch.add_elements(
+            &set_ref("v4"),
+            networks(
+                [
+                    "10.0.0.0/24",
+                    "10.0.1.7/32",
+                    "0.0.0.0/8",
+                    "255.255.255.255/32",
+                ]
+                .into_iter()
+                .map(net),
+            ),
+        );
+        batch.add_elements(&set_ref("v6"), [Element::Network(net("::/0"))]);
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        let found = |set: &str, addr: &str| {
+            Command::new("nft")
+                .args(["get", "element", "inet", "palisade_nltest", set])
+                .arg(format!("{{ {addr} }}"))
+                .output()
+                .expect("nft runs")
+                .status
+                .success()
+        };
+        for addr in [
+            "10.0.0.0",
+            "10.0.0.255",
+            "10.0.1.7",
+            "0.0.0.0",
+            "0.255.255.255",
+            "255.255.255.255",
+        ] {
+            assert!(found("v4", addr), "{addr} is in the set");
+        }
+        for addr in [
+            "10.0.1.0",
+            "10.0.1.6",
+            "10.0.1.8",
+            "1.0.0.0",
+            "255.255.255.254",
+            "9.255.255.255",
+        ] {
+            assert!(!found("v4", addr), "{addr} is not in the set");
+        }
+        for addr in [
+            "::",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            assert!(found("v6", addr), "{addr} is in ::/0");
+        }
+        assert_eq!(listed("v6"), BTreeSet::from([("::/0".to_owned(), None)]));
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_timeouts_expire_and_refresh_restarts_them() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(TABLE));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let dns = set_ref("dns");
+        let short = |a: &str, ms: u64| Element::expiring(v4(a), Duration::from_millis(ms));
+        let mut batch = Batch::new();
+        batch.add_elements(
+            &dns,
+            [
+                short("10.0.0.1", 1_000),
+                short("10.0.0.2", 3_600_000),
+                short("10.0.0.3", 2_000),
+                short("10.0.0.4", 2_000),
+            ],
+        );
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        std::thread::sleep(Duration::from_millis(1_200));
+        // 10.0.0.3: refreshed to 3 s from now. 10.0.0.4: only added again. 10.0.0.5: refreshed
+        // without having been there.
+        batch.clear();
+        batch.refresh_elements(&dns, &[short("10.0.0.3", 3_000), short("10.0.0.5", 3_000)]);
+        batch.add_elements(&dns, [short("10.0.0.4", 3_000)]);
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        std::thread::sleep(Duration::from_millis(1_800));
+        // 3.0 s after the first load: 10.0.0.1 (1 s) is gone, 10.0.0.3 lives on.
+        let now: BTreeSet<String> = listed("dns").into_iter().map(|(a, _)| a).collect();
+        assert!(!now.contains("10.0.0.1"), "{now:?}");
+        assert!(now.contains("10.0.0.2"), "{now:?}");
+        assert!(
+            now.contains("10.0.0.3"),
+            "refresh restarts the timeout: {now:?}"
+        );
+        assert!(
+            now.contains("10.0.0.5"),
+            "refresh adds a missing element: {now:?}"
+        );
+        eprintln!(
+            "an element added again with a longer timeout {} its old expiry",
+            if now.contains("10.0.0.4") {
+                "outlived"
+            } else {
+                "kept"
+            }
+        );
+        std::thread::sleep(Duration::from_millis(2_000));
+        let later: BTreeSet<String> = listed("dns").into_iter().map(|(a, _)| a).collect();
+        assert_eq!(
+            later,
+            BTreeSet::from(["10.0.0.2".to_owned()]),
+            "all short ones expired"
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_a_refused_request_names_its_set_and_applies_nothing() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(TABLE));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let mut batch = Batch::new();
+        batch.add_elements(&set_ref("v4"), networks(v4_networks(5_000)));
+        let ok_messages = batch.message_count();
+        batch.add_elements(&set_ref("missing"), [Element::Network(net("10.9.9.0/24"))]);
+        batch.add_elements(&set_ref("v6"), [Element::Network(net("2001:db8::/32"))]);
+        let err = nft_socket.send(&mut batch).expect_err("the kernel refuses");
+        let text = err.to_string();
+        eprintln!("{text}");
+        assert_eq!(err.errno(), Some(libc::ENOENT));
+        assert!(text.contains("set inet palisade_nltest missing"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "message {} of {}",
+                ok_messages + 1,
+                ok_messages + 2
+            )),
+            "{text}"
+        );
+        assert!(listed("v4").is_empty(), "nothing of the transaction landed");
+        assert!(listed("v6").is_empty(), "nothing of the transaction landed");
+
+        // The socket stays usable, and a key of the wrong family is refused too.
+        batch.clear();
+        batch.add_elements(&set_ref("v4"), [Element::Network(net("2001:db8::/32"))]);
+        let err = nft_socket.send(&mut batch).expect_err("the kernel refuses");
+        eprintln!("{err}");
+        assert!(err.errno().is_some(), "{err}");
+        // Deleting what is not there fails the transaction.
+        batch.clear();
+        batch.add_elements(&set_ref("dns"), [Element::single(v4("10.0.0.1"))]);
+        batch.delete_elements(&set_ref("dns"), [Element::single(v4("10.0.0.2"))]);
+        let err = nft_socket.send(&mut batch).expect_err("the kernel refuses");
+        assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+        assert!(listed("dns").is_empty());
+        // A chunked load that fails part-way says what landed.
+        let elements = networks(v4_networks(300).chain([net("2001:db8::/32")]));
+        let err = nft_socket
+            .send_chunked(&set_ref("v4"), ElementOp::Add, elements, 100)
+            .expect_err("the kernel refuses");
+        eprintln!("{err}");
+        assert!(
+            matches!(
+                err,
+                NetlinkError::PartlyLoaded {
+                    landed: 3,
+                    elements: 300,
+                    failed: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(listed("v4").len(), 300);
+        // And then a good transaction goes through.
+        batch.clear();
+        batch.add_elements(&set_ref("dns"), [Element::single(v4("10.0.0.1"))]);
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert_eq!(listed("dns").len(), 1);
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_sets_are_created_looked_up_and_deleted() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some("table inet palisade_nltest {}"));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let block = set_ref("block6");
+        let dns = set_ref("dns");
+        assert!(!nft_socket
+            .set_exists(&block)
+            .expect("the lookup is answered"));
+        let elsewhere = SetRef::new(TableFamily::Inet, "no_such_table", "s").expect("valid names");
+        assert!(!nft_socket
+            .set_exists(&elsewhere)
+            .expect("the lookup is answered"));
+        assert!(nft_socket
+            .table_exists(TableFamily::Inet, "palisade_nltest")
+            .expect("the lookup is answered"));
+        assert!(!nft_socket
+            .table_exists(TableFamily::Inet, "no_such_table")
+            .expect("the lookup is answered"));
+        assert!(!nft_socket
+            .table_exists(TableFamily::Ip, "palisade_nltest")
+            .expect("another family is another table"));
+
+        let mut batch = Batch::new();
+        batch.new_set(
+            &block,
+            &SetSpec {
+                key: KeyType::Ipv6Addr,
+                interval: true,
+                timeout: false,
+                default_timeout: None,
+            },
+        );
+        batch.new_set(
+            &dns,
+            &SetSpec {
+                key: KeyType::Ipv4Addr,
+                interval: false,
+                timeout: true,
+                default_timeout: Some(Duration::from_secs(120)),
+            },
+        );
+        batch.add_elements(&block, [Element::Network(net("2001:db8::/48"))]);
+        batch.add_elements(&dns, [Element::single(v4("10.0.0.1"))]);
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert!(nft_socket
+            .set_exists(&block)
+            .expect("the lookup is answered"));
+        assert!(nft_socket.set_exists(&dns).expect("the lookup is answered"));
+
+        let text = nft(&["list", "table", "inet", "palisade_nltest"]);
+        eprintln!("{text}");
+        assert!(text.contains("type ipv6_addr"), "{text}");
+        assert!(text.contains("flags interval"), "{text}");
+        assert!(text.contains("2001:db8::/48"), "{text}");
+        assert!(text.contains("type ipv4_addr"), "{text}");
+        assert!(text.contains("timeout 2m"), "{text}");
+        // The set's default timeout applies to an element without its own.
+        assert_eq!(
+            listed("dns"),
+            BTreeSet::from([("10.0.0.1".to_owned(), None)])
+        );
+
+        // Creating again with the same properties is a no-op, as `nft add set` is.
+        batch.clear();
+        batch.new_set(
+            &dns,
+            &SetSpec {
+                key: KeyType::Ipv4Addr,
+                interval: false,
+                timeout: true,
+                default_timeout: Some(Duration::from_secs(120)),
+            },
+        );
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert_eq!(listed("dns").len(), 1);
+
+        batch.clear();
+        batch.delete_set(&block);
+        batch.delete_set(&dns);
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert!(!nft_socket
+            .set_exists(&block)
+            .expect("the lookup is answered"));
+        assert!(!nft_socket.set_exists(&dns).expect("the lookup is answered"));
+    });
+}
+
+/// Whether the kernel lets a UDP datagram to `addr` leave (the test chain drops `@big`). This is
+/// how the big set is checked: `nft get element` on it did not finish within 60 s (nft reads the
+/// whole set first), and listing it is out of the question.
+fn may_send_to(addr: Ipv4Addr) -> bool {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    match socket.send_to(b"x", (addr, 9)) {
+        Ok(_) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => false,
+        Err(e) => panic!("sending to {addr}: {e}"),
+    }
+}
+
+fn million_setup() {
+    run(
+        "nft",
+        &["-f", "-"],
+        Some(
+            "table inet palisade_nltest {
+                set big { type ipv4_addr; flags interval; }
+                set small { type ipv4_addr; flags timeout; }
+                chain out { type filter hook output priority 0; policy accept; ip daddr @big drop; }
+            }",
+        ),
+    );
+    run("ip", &["link", "set", "lo", "up"], None);
+    run("ip", &["route", "add", "0.0.0.0/0", "dev", "lo"], None);
+}
+
+fn check_million_by_packets() {
+    // i = 0: 10.0.0.0/24; i = 1: 10.0.1.7/32; i = 999,999: 10.0.0.0 + 999,999 * 256 + 7.
+    let last = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + 999_999 * 256 + 7);
+    let after = Ipv4Addr::from(u32::from(last) + 1);
+    for addr in [
+        Ipv4Addr::new(10, 0, 0, 77),
+        Ipv4Addr::new(10, 0, 1, 7),
+        Ipv4Addr::new(10, 1, 2, 200),
+        last,
+    ] {
+        assert!(!may_send_to(addr), "{addr} is in the set, so dropped");
+    }
+    for addr in [
+        Ipv4Addr::new(10, 0, 1, 8),
+        Ipv4Addr::new(10, 0, 1, 6),
+        Ipv4Addr::new(9, 9, 9, 9),
+        after,
+    ] {
+        assert!(may_send_to(addr), "{addr} is not in the set, so sent");
+    }
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_a_million_intervals_in_chunks() {
+    in_netns(|| {
+        million_setup();
+        assert!(
+            may_send_to(Ipv4Addr::new(10, 0, 0, 77)),
+            "nothing blocked before the load"
+        );
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let began = Instant::now();
+        let loaded = nft_socket
+            .send_chunked(
+                &set_ref("big"),
+                ElementOp::Add,
+                networks(v4_networks(1_000_000)),
+                20_000,
+            )
+            .expect("the load lands");
+        eprintln!(
+            "1,000,000 IPv4 intervals in {} transactions of 20,000: {:?}",
+            loaded.transactions,
+            began.elapsed()
+        );
+        assert_eq!(
+            loaded,
+            Loaded {
+                transactions: 50,
+                elements: 1_000_000
+            }
+        );
+        check_million_by_packets();
+        let status = std::fs::read_to_string("/proc/self/status").expect("our own status");
+        let peak = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap_or("VmHWM: ?");
+        eprintln!("peak memory of this test process after the load: {peak}");
+
+        // A few-address write beside the big set stays quick, and lookups of it too.
+        let began = Instant::now();
+        assert!(nft_socket
+            .set_exists(&set_ref("big"))
+            .expect("the lookup is answered"));
+        eprintln!("set_exists on the 1M set: {:?}", began.elapsed());
+        let mut batch = Batch::new();
+        batch.add_elements(
+            &set_ref("small"),
+            (1..=4)
+                .map(|i| Element::expiring(Ipv4Addr::new(192, 0, 2, i), Duration::from_secs(60))),
+        );
+        let began = Instant::now();
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        eprintln!(
+            "4 timeout elements beside the 1M set: {:?}",
+            began.elapsed()
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_a_million_intervals_in_one_transaction() {
+    in_netns(|| {
+        million_setup();
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let mut batch = Batch::new();
+        let began = Instant::now();
+        batch.add_elements(&set_ref("big"), networks(v4_networks(1_000_000)));
+        let encoded = began.elapsed();
+        let began = Instant::now();
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        eprintln!(
+            "1,000,000 IPv4 intervals in one transaction ({} messages, {} bytes): encoded in \
+             {encoded:?}, sent and acknowledged in {:?}",
+            batch.message_count(),
+            batch.encoded_len(),
+            began.elapsed()
+        );
+        check_million_by_packets();
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_a_transaction_refused_as_a_whole_is_reported() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(TABLE));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let mut batch = Batch::new();
+        batch.add_elements(&set_ref("dns"), [Element::single(v4("10.0.0.1"))]);
+        // A begin marker for a subsystem that does not exist: the kernel refuses the batch
+        // before it looks at any message in it.
+        batch.buf[18..20].copy_from_slice(&0x00ffu16.to_be_bytes());
+        let err = nft_socket.send(&mut batch).expect_err("the kernel refuses");
+        eprintln!("{err}");
+        assert!(
+            matches!(
+                err,
+                NetlinkError::TransactionRefused {
+                    errno: libc::EINVAL,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(listed("dns").is_empty());
+        // The next transaction is read correctly, stale answers or not.
+        batch.buf[18..20].copy_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
+        nft_socket
+            .send(&mut batch)
+            .expect("the kernel takes the batch");
+        assert_eq!(listed("dns").len(), 1);
+    });
+}

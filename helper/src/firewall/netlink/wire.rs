@@ -1,0 +1,235 @@
+//! The bytes: netlink and nf_tables constants, an attribute writer over a `Vec<u8>`, and the
+//! reader for the kernel's answers. Values are those of `linux/netlink.h`,
+//! `linux/netfilter/nfnetlink.h` and `linux/netfilter/nf_tables.h`; they are part of the kernel's
+//! stable ABI.
+
+/// `struct nlmsghdr`: length, type, flags, sequence, port id.
+pub const NLMSG_HDRLEN: usize = 16;
+/// `struct nfgenmsg`: family, version, resource id.
+pub const NFGENMSG_LEN: usize = 4;
+/// Netlink attribute header: length and type, both 16-bit.
+pub const NLA_HDRLEN: usize = 4;
+
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_CREATE: u16 = 0x400;
+/// Set by the kernel on an acknowledgement that carries only the request's header.
+pub const NLM_F_CAPPED: u16 = 0x100;
+/// Set by the kernel on an acknowledgement followed by extended-ack attributes.
+pub const NLM_F_ACK_TLVS: u16 = 0x200;
+
+pub const NLMSG_ERROR: u16 = 0x2;
+pub const NLMSG_DONE: u16 = 0x3;
+/// `NLMSGERR_ATTR_MSG`: the kernel's error text, NUL-terminated.
+pub const NLMSGERR_ATTR_MSG: u16 = 1;
+pub const NLA_F_NESTED: u16 = 0x8000;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+pub const NFNETLINK_V0: u8 = 0;
+pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub const NFNL_MSG_BATCH_END: u16 = 0x11;
+
+pub const NFT_MSG_NEWTABLE: u16 = 0;
+pub const NFT_MSG_GETTABLE: u16 = 1;
+pub const NFTA_TABLE_NAME: u16 = 1;
+pub const NFT_MSG_NEWSET: u16 = 9;
+pub const NFT_MSG_GETSET: u16 = 10;
+pub const NFT_MSG_DELSET: u16 = 11;
+pub const NFT_MSG_NEWSETELEM: u16 = 12;
+pub const NFT_MSG_DELSETELEM: u16 = 14;
+
+pub const NFTA_SET_TABLE: u16 = 1;
+pub const NFTA_SET_NAME: u16 = 2;
+pub const NFTA_SET_FLAGS: u16 = 3;
+pub const NFTA_SET_KEY_TYPE: u16 = 4;
+pub const NFTA_SET_KEY_LEN: u16 = 5;
+pub const NFTA_SET_ID: u16 = 10;
+pub const NFTA_SET_TIMEOUT: u16 = 11;
+pub const NFTA_SET_USERDATA: u16 = 13;
+
+pub const NFT_SET_INTERVAL: u32 = 0x4;
+pub const NFT_SET_TIMEOUT: u32 = 0x10;
+
+pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub const NFTA_LIST_ELEM: u16 = 1;
+pub const NFTA_SET_ELEM_KEY: u16 = 1;
+pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+pub const NFTA_SET_ELEM_USERDATA: u16 = 6;
+pub const NFTA_DATA_VALUE: u16 = 1;
+pub const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
+
+/// nft's user data in a set: the key's byte order (`NFTNL_UDATA_SET_KEYBYTEORDER`) is big
+/// endian (`BYTEORDER_BIG_ENDIAN`), so `nft list` prints addresses, as for a set it made.
+pub const SET_USERDATA_KEY_BIG_ENDIAN: [u8; 6] = [0, 4, 2, 0, 0, 0];
+/// nft's user data on the start of an interval that runs to the top of the address space
+/// (`NFTNL_UDATA_SET_ELEM_FLAGS` = `NFTNL_SET_ELEM_F_INTERVAL_OPEN`), so `nft list` shows the
+/// network as a prefix. Little endian: nft writes it in host order and this is x86/arm64 Linux.
+pub const ELEM_USERDATA_INTERVAL_OPEN: [u8; 6] = [1, 4, 1, 0, 0, 0];
+
+/// nf_tables message type: the subsystem in the high byte.
+pub const fn nft_type(msg: u16) -> u16 {
+    (NFNL_SUBSYS_NFTABLES << 8) | msg
+}
+
+/// Attribute length rounded up to the 4-byte alignment netlink requires.
+pub const fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// Bytes an attribute with a payload of `payload` bytes takes, padding included.
+pub const fn attr_size(payload: usize) -> usize {
+    align(NLA_HDRLEN + payload)
+}
+
+/// Appends one netlink message header and `nfgenmsg`; returns where the message starts, for
+/// [`end_message`]. The sequence number is written at send time.
+pub fn begin_message(
+    buf: &mut Vec<u8>,
+    msg_type: u16,
+    flags: u16,
+    family: u8,
+    res_id: u16,
+) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched by end_message
+    buf.extend_from_slice(&msg_type.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: 0 is the kernel
+    buf.push(family);
+    buf.push(NFNETLINK_V0);
+    buf.extend_from_slice(&res_id.to_be_bytes());
+    start
+}
+
+/// Writes the length of the message that began at `start`.
+pub fn end_message(buf: &mut [u8], start: usize) {
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Writes the sequence number of the message at `start`.
+pub fn set_seq(buf: &mut [u8], start: usize, seq: u32) {
+    buf[start + 8..start + 12].copy_from_slice(&seq.to_ne_bytes());
+}
+
+pub fn put_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = NLA_HDRLEN + payload.len();
+    // Callers pass names (at most 256 bytes) and fixed-size values: always fits in 16 bits.
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    buf.resize(buf.len() + align(len) - len, 0);
+}
+
+/// A NUL-terminated string attribute, as the kernel's `NLA_STRING` policy reads it.
+pub fn put_str(buf: &mut Vec<u8>, kind: u16, value: &str) {
+    let len = NLA_HDRLEN + value.len() + 1;
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(value.as_bytes());
+    buf.push(0);
+    buf.resize(buf.len() + align(len) - len, 0);
+}
+
+pub fn put_be32(buf: &mut Vec<u8>, kind: u16, value: u32) {
+    put_attr(buf, kind, &value.to_be_bytes());
+}
+
+pub fn put_be64(buf: &mut Vec<u8>, kind: u16, value: u64) {
+    put_attr(buf, kind, &value.to_be_bytes());
+}
+
+/// Opens a nested attribute; returns where it starts, for [`end_nest`].
+pub fn begin_nest(buf: &mut Vec<u8>, kind: u16) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    start
+}
+
+/// Closes the nested attribute that began at `start`. Its length must fit in 16 bits: callers
+/// split element lists long before (see `MAX_MESSAGE`), and debug builds check.
+pub fn end_nest(buf: &mut [u8], start: usize) {
+    let len = buf.len() - start;
+    debug_assert!(
+        len <= usize::from(u16::MAX),
+        "nested attribute of {len} bytes"
+    );
+    buf[start..start + 2].copy_from_slice(&(len as u16).to_ne_bytes());
+}
+
+/// One message of the kernel's answer, as far as this module needs to understand it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `NLMSG_ERROR`: an acknowledgement (`errno` 0) or a refusal of the request with `seq`.
+    Ack {
+        seq: u32,
+        errno: i32,
+        message: Option<String>,
+    },
+    /// Any other message (the answer to a get, `NLMSG_DONE`, ...).
+    Other { seq: u32, msg_type: u16 },
+}
+
+/// Splits one datagram from the kernel into its messages. `None` when it is malformed.
+pub fn parse_replies(mut data: &[u8]) -> Option<Vec<Reply>> {
+    let mut replies = Vec::new();
+    while data.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(data[0..4].try_into().ok()?) as usize;
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return None;
+        }
+        let msg_type = u16::from_ne_bytes(data[4..6].try_into().ok()?);
+        let flags = u16::from_ne_bytes(data[6..8].try_into().ok()?);
+        let seq = u32::from_ne_bytes(data[8..12].try_into().ok()?);
+        let body = &data[NLMSG_HDRLEN..len];
+        replies.push(if msg_type == NLMSG_ERROR {
+            parse_error(flags, body)?
+        } else {
+            Reply::Other { seq, msg_type }
+        });
+        data = &data[align(len).min(data.len())..];
+    }
+    Some(replies)
+}
+
+/// `struct nlmsgerr`: the negative errno, then the request's header (and, unless capped, its
+/// payload), then with `NLM_F_ACK_TLVS` the extended-ack attributes.
+fn parse_error(flags: u16, body: &[u8]) -> Option<Reply> {
+    let error = i32::from_ne_bytes(body.get(0..4)?.try_into().ok()?);
+    let request = body.get(4..4 + NLMSG_HDRLEN)?;
+    let request_len = u32::from_ne_bytes(request[0..4].try_into().ok()?) as usize;
+    let request_seq = u32::from_ne_bytes(request[8..12].try_into().ok()?);
+    let mut message = None;
+    if flags & NLM_F_ACK_TLVS != 0 {
+        let echoed = if flags & NLM_F_CAPPED != 0 {
+            NLMSG_HDRLEN
+        } else {
+            align(request_len)
+        };
+        let mut tlvs = body.get(4 + echoed..).unwrap_or_default();
+        while tlvs.len() >= NLA_HDRLEN {
+            let len = usize::from(u16::from_ne_bytes([tlvs[0], tlvs[1]]));
+            let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & NLA_TYPE_MASK;
+            if len < NLA_HDRLEN || len > tlvs.len() {
+                break;
+            }
+            if kind == NLMSGERR_ATTR_MSG {
+                let text = &tlvs[NLA_HDRLEN..len];
+                let text = text.split(|b| *b == 0).next().unwrap_or_default();
+                message = Some(String::from_utf8_lossy(text).into_owned());
+            }
+            tlvs = &tlvs[align(len).min(tlvs.len())..];
+        }
+    }
+    Some(Reply::Ack {
+        seq: request_seq,
+        errno: -error,
+        message,
+    })
+}

@@ -15,6 +15,8 @@ pub const POLICY_INTERFACE: &str = "io.palisade.Helper1.Policy";
 pub const VMS_INTERFACE: &str = "io.palisade.Helper1.Vms";
 /// Consoles: which Spice displays the caller may open, and one-time tickets for them.
 pub const CONSOLES_INTERFACE: &str = "io.palisade.Helper1.Consoles";
+/// Blocklists: imported lists of networks and domains the policy names.
+pub const BLOCKLISTS_INTERFACE: &str = "io.palisade.Helper1.Blocklists";
 /// Prefix of every error name the helper returns.
 pub const ERROR_PREFIX: &str = "io.palisade.Error";
 /// The application id of the desktop app (also its D-Bus name on the session bus).

@@ -22,6 +22,9 @@ use std::time::SystemTime;
 
 /// Largest policy document the helper reads (a million-entry blocklist fits in this).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Most networks a `[[blocklist]]` may list inline; bigger lists are imported
+/// (`palisadectl blocklist import`) and named with `imported = true`.
+pub const MAX_INLINE_ENTRIES: usize = 10_000;
 /// Longest comment on a rule.
 pub const MAX_COMMENT_CHARS: usize = 256;
 
@@ -283,8 +286,11 @@ pub struct RemoteConsole {
 pub struct Blocklist {
     /// Its name, used by rules as `blocklist = "name"`.
     pub name: ShortName,
-    /// The networks.
+    /// The networks written in the policy (at most `MAX_INLINE_ENTRIES`); empty when imported.
     pub entries: Vec<ipnet::IpNet>,
+    /// Its contents live in the helper's list store (`palisadectl blocklist import NAME ...`),
+    /// loaded into the kernel on their own schedule; the policy only names it.
+    pub imported: bool,
 }
 
 /// A policy that passed validation, with what validation still had to say.

@@ -7,8 +7,8 @@
 
 use crate::error::Error;
 use crate::types::{
-    Applied, AttachedDevice, ConsoleInfo, ConsoleTicket, Finding, GenerationInfo, ImageVersion,
-    Preview, RunMode, Status, UsbDevice, VmDetails, VmInfo, VmState,
+    Applied, AttachedDevice, BlocklistInfo, ConsoleInfo, ConsoleTicket, Finding, GenerationInfo,
+    ImageVersion, Preview, RunMode, Status, UsbDevice, VmDetails, VmInfo, VmState,
 };
 
 /// `io.palisade.Helper1`: status of the helper.
@@ -144,4 +144,37 @@ pub trait Consoles {
     /// A one-time ticket for a console: for a local VM a fresh Spice password that expires
     /// shortly; for a remote console its address. Rate-limited per caller.
     fn open(&self, name: &str) -> Result<ConsoleTicket, Error>;
+}
+
+/// `io.palisade.Helper1.Blocklists`: lists kept outside the policy (a million networks load in
+/// seconds), named by the policy's `[[blocklist]] imported = true`. polkit
+/// `io.palisade.policy.read` to look, `io.palisade.policy.manage` to change.
+#[zbus::proxy(
+    interface = "io.palisade.Helper1.Blocklists",
+    default_service = "io.palisade.Helper1",
+    default_path = "/io/palisade/Helper1"
+)]
+pub trait Blocklists {
+    /// Imports (or replaces) list `name` from a regular file the caller opened and passes as a
+    /// descriptor (the helper never opens a caller's path). `format` is `auto`, `plain`,
+    /// `netset`, `spamhaus`, `hosts` or `domains`; `strict` refuses the whole list at the first
+    /// bad line; `force` accepts a list covering a whole address family. If the live policy
+    /// names the list, the kernel enforces the new version when this returns.
+    fn import(
+        &self,
+        name: &str,
+        file: zbus::Fd<'_>,
+        format: &str,
+        strict: bool,
+        force: bool,
+    ) -> Result<BlocklistInfo, Error>;
+
+    /// Every imported list.
+    fn list(&self) -> Result<Vec<BlocklistInfo>, Error>;
+
+    /// One imported list.
+    fn show(&self, name: &str) -> Result<BlocklistInfo, Error>;
+
+    /// Removes an imported list the live policy does not name.
+    fn remove(&self, name: &str) -> Result<(), Error>;
 }

@@ -307,6 +307,64 @@ pub struct ConsoleTicket {
     pub ca_pem: String,
 }
 
+wire_enum! {
+    /// Where an imported list comes from.
+    pub enum ListSourceKind {
+        /// A file an admin handed over.
+        File = "file",
+        /// A URL the helper fetches on a schedule.
+        Url = "url",
+    }
+}
+
+/// A line of an imported list that was skipped.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct ListProblem {
+    /// Its line number, from 1.
+    pub line: u64,
+    /// Why, as a sentence.
+    pub reason: String,
+    /// The line, cleaned of control characters and shortened.
+    pub text: String,
+}
+
+/// An imported list, as `Blocklists.List()` and `Show()` return it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct BlocklistInfo {
+    /// Its name, which the policy uses.
+    pub name: String,
+    /// File or URL.
+    pub source_kind: ListSourceKind,
+    /// The file's label (its name when imported) or the URL.
+    pub source: String,
+    /// The format it is read as.
+    pub format: String,
+    /// Whether one bad line refuses the whole list.
+    pub strict: bool,
+    /// Merged address ranges, both families.
+    pub ranges: u64,
+    /// IPv4 addresses covered.
+    pub addresses_v4: u64,
+    /// IPv6 addresses covered, in decimal (more than 64 bits).
+    pub addresses_v6: String,
+    /// Domain names (they take effect through the DNS forwarder).
+    pub domains: u64,
+    /// Lines the source had.
+    pub lines: u64,
+    /// Unix seconds of the first import.
+    pub imported_at: u64,
+    /// Unix seconds the source was last read.
+    pub refreshed_at: u64,
+    /// The first lines skipped, with why.
+    pub problems: Vec<ListProblem>,
+    /// Lines skipped beyond those.
+    pub problems_not_listed: u64,
+    /// `sha256:` and the hash of the merged contents.
+    pub content_hash: String,
+    /// Whether the live policy names it.
+    pub in_use: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! changing anything; the end-to-end tests introspect these interfaces and call every method as
 //! a refused user, so a method added without a check fails them.
 
+pub mod blocklists;
 pub mod consoles;
 pub mod vms;
 

@@ -14,6 +14,7 @@
 
 pub mod compile;
 pub mod conntrack;
+pub mod data;
 pub mod facts;
 pub mod generations;
 pub mod guest;
@@ -23,6 +24,7 @@ pub mod netlink;
 pub mod render;
 pub mod ruleset;
 
+use crate::blocklist::store::ListStore;
 use crate::clock::unix_now;
 use crate::store::{GenerationRecord, LiveState, Outcome, Store};
 use compile::compile_ruleset;
@@ -90,7 +92,7 @@ struct State {
 /// The firewall service.
 pub struct Firewall {
     store: Store,
-    ports: Arc<dyn ConsolePorts>,
+    engine: Engine,
     state: Mutex<State>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     changed: watch::Sender<u64>,
@@ -115,7 +117,12 @@ impl Firewall {
     /// Loads the last confirmed generation into the kernel (adopting a policy file an admin
     /// edited by hand, refusing a corrupt one) and returns the running service. `ports` tells
     /// the console ports of local VMs at every compile.
-    pub async fn start(store: Store, ports: Arc<dyn ConsolePorts>) -> Result<Arc<Self>, Error> {
+    pub async fn start(
+        store: Store,
+        ports: Arc<dyn ConsolePorts>,
+        lists: Arc<ListStore>,
+    ) -> Result<Arc<Self>, Error> {
+        let engine = Engine::new(&store, ports, lists);
         let mut pointers = store
             .live_state()
             .map_err(|e| internal("read the live state", e))?;
@@ -189,7 +196,7 @@ impl Firewall {
             })?
             .policy;
         let policy = Arc::new(policy);
-        let (installed, _) = install(&store, &*ports, &policy, &BTreeSet::new()).await?;
+        let (installed, _) = engine.install(&policy, &BTreeSet::new()).await?;
         pointers = generations::loaded(generation);
         store
             .save_live_state(&pointers)
@@ -221,7 +228,7 @@ impl Firewall {
         let (snapshot, _) = watch::channel(Arc::new(state.snapshot()));
         let fw = Arc::new(Self {
             store,
-            ports,
+            engine,
             state: Mutex::new(state),
             snapshot,
             changed,
@@ -263,13 +270,10 @@ impl Firewall {
     /// a name resolved differently); the generation stays the same.
     pub async fn reinstall(&self) -> Result<(), Error> {
         let mut st = self.state.lock().await;
-        let (installed, _) = install(
-            &self.store,
-            &*self.ports,
-            &st.live.policy,
-            &st.live.installed.marks,
-        )
-        .await?;
+        let (installed, _) = self
+            .engine
+            .install(&st.live.policy, &st.live.installed.marks)
+            .await?;
         st.live.installed = installed;
         self.publish(&st);
         Ok(())
@@ -290,14 +294,14 @@ impl Firewall {
     /// The chain `vm`'s traffic meets, as nft text, compiled from the live policy with the
     /// machine's facts as they are now (VM users are looked up, never created).
     pub async fn vm_chain(&self, policy: &Policy, vm: &Vm) -> Result<String, Error> {
-        let facts = facts::gather(policy, facts::Users::LookUp, &*self.ports).await?;
+        let facts = self.engine.facts(policy, facts::Users::LookUp).await?;
         let ruleset = compile_ruleset(policy, &facts);
         Ok(render::render_chain(&ruleset, &vm.name.chain()))
     }
 
     /// An nft ruleset for inside `vm`'s guest mirroring its egress policy.
     pub async fn guest_ruleset(&self, policy: &Policy, vm: &Vm) -> Result<String, Error> {
-        let facts = facts::gather(policy, facts::Users::LookUp, &*self.ports).await?;
+        let facts = self.engine.facts(policy, facts::Users::LookUp).await?;
         Ok(guest::guest_ruleset(vm, policy, &facts))
     }
 
@@ -312,7 +316,10 @@ impl Firewall {
     /// What applying `document` would install, and how it differs from what is live.
     pub async fn preview(&self, document: &[u8]) -> Result<Preview, Error> {
         let parsed = Policy::parse(document).map_err(invalid)?;
-        let facts = facts::gather(&parsed.policy, facts::Users::LookUp, &*self.ports).await?;
+        let facts = self
+            .engine
+            .facts(&parsed.policy, facts::Users::LookUp)
+            .await?;
         let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
         let live = self.snapshot();
         let diff = similar::TextDiff::from_lines(&*live.ruleset, &text)
@@ -350,13 +357,10 @@ impl Firewall {
             .map_err(|e| internal("number generations", e))?;
         let applying =
             generations::apply(st.pointers, base, generation, confirm_seconds, unix_now())?;
-        let (installed, cut) = install(
-            &self.store,
-            &*self.ports,
-            &parsed.policy,
-            &st.live.installed.marks,
-        )
-        .await?;
+        let (installed, cut) = self
+            .engine
+            .install(&parsed.policy, &st.live.installed.marks)
+            .await?;
         let saved = self.store.save_generation(
             &record(
                 generation,
@@ -368,7 +372,7 @@ impl Firewall {
         );
         if let Err(e) = saved {
             // Keep disk and kernel in agreement: put the previous ruleset back.
-            let _ = install(&self.store, &*self.ports, &st.live.policy, &installed.marks).await;
+            let _ = self.engine.install(&st.live.policy, &installed.marks).await;
             return Err(internal("store the new generation", e));
         }
         // The kernel has the new ruleset and the store its generation: from here on nothing may
@@ -525,7 +529,7 @@ impl Firewall {
             );
             return;
         };
-        match install(&self.store, &*self.ports, &policy, &st.live.installed.marks).await {
+        match self.engine.install(&policy, &st.live.installed.marks).await {
             Ok((installed, _)) => {
                 if let Ok(mut rec) = self.store.record(generation) {
                     rec.outcome = Outcome::Reverted;
@@ -567,13 +571,10 @@ impl Firewall {
                 continue;
             }
             let mut st = self.state.lock().await;
-            match install(
-                &self.store,
-                &*self.ports,
-                &st.live.policy,
-                &st.live.installed.marks,
-            )
-            .await
+            match self
+                .engine
+                .install(&st.live.policy, &st.live.installed.marks)
+                .await
             {
                 Ok((installed, cut)) => {
                     st.live.installed = installed;
@@ -595,30 +596,92 @@ impl Firewall {
     }
 }
 
-/// Gathers facts, compiles and sends the ruleset, then cuts connections the new ruleset no longer
-/// allows (those carrying a mark in `previous` that the new ruleset does not have). Returns what
-/// is kept of the ruleset and how many connections were cut.
-async fn install(
-    store: &Store,
-    ports: &dyn ConsolePorts,
-    policy: &Policy,
-    previous: &BTreeSet<u32>,
-) -> Result<(Installed, u32), Error> {
-    let facts = facts::gather(policy, facts::Users::Create, ports).await?;
-    let ruleset = compile_ruleset(policy, &facts);
-    kernel::apply_batch(
-        &json::ruleset_batch(&ruleset),
-        &store.refused_payload_file(),
-    )
-    .await?;
-    let gone = previous.difference(&ruleset.live_marks).copied().collect();
-    let cut = conntrack::cut_connections(&gone).await;
-    let installed = Installed {
-        text: Arc::from(render::render_ruleset(&ruleset)),
-        rules: ruleset.rule_count(),
-        marks: ruleset.live_marks,
-    };
-    Ok((installed, cut))
+/// What installing a policy needs besides the policy: the machine's facts, the imported lists'
+/// contents and the record of their kernel sets.
+pub struct Engine {
+    /// Where a payload the kernel refused is kept.
+    refused: std::path::PathBuf,
+    /// The console ports of local VMs.
+    ports: Arc<dyn ConsolePorts>,
+    /// The imported lists.
+    lists: Arc<ListStore>,
+    /// Their kernel sets.
+    data: Arc<data::DataSets>,
+}
+
+impl Engine {
+    /// The engine for `store`'s state folder.
+    pub fn new(store: &Store, ports: Arc<dyn ConsolePorts>, lists: Arc<ListStore>) -> Self {
+        Self {
+            refused: store.refused_payload_file(),
+            ports,
+            lists,
+            data: Arc::new(data::DataSets::open(store.data_sets_file())),
+        }
+    }
+
+    /// The facts for `policy`.
+    async fn facts(&self, policy: &Policy, users: facts::Users) -> Result<compile::Facts, Error> {
+        facts::gather(policy, users, &*self.ports, &self.lists).await
+    }
+
+    /// Gathers facts and compiles; loads the imported lists' sets the ruleset names that the
+    /// kernel does not hold yet (over netlink, in chunks, while no rule names them); replaces the
+    /// structure in one transaction, leaving those sets alone; deletes the sets no rule names any
+    /// more; then cuts connections the new ruleset no longer allows (those carrying a mark in
+    /// `previous` that the new ruleset does not have). Returns what is kept of the ruleset and
+    /// how many connections were cut.
+    async fn install(
+        &self,
+        policy: &Policy,
+        previous: &BTreeSet<u32>,
+    ) -> Result<(Installed, u32), Error> {
+        let facts = self.facts(policy, facts::Users::Create).await?;
+        let ruleset = Arc::new(compile_ruleset(policy, &facts));
+        let (data, lists, r) = (
+            Arc::clone(&self.data),
+            Arc::clone(&self.lists),
+            Arc::clone(&ruleset),
+        );
+        let existing = tokio::task::spawn_blocking(move || {
+            let existing = data::existing()?;
+            data.ensure_loaded(&r, &existing, &lists)?;
+            Ok::<_, Error>(existing)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        // The structure transaction leaves every complete list set alone; those no longer named
+        // go after it, once no rule looks at them.
+        let kept = self.data.kept();
+        let structure = json::Existing {
+            chains: existing.chains.clone(),
+            sets: existing
+                .sets
+                .iter()
+                .filter(|s| !kept.contains(*s))
+                .cloned()
+                .collect(),
+        };
+        kernel::apply_batch(&json::ruleset_batch(&ruleset, &structure), &self.refused).await?;
+        let (data, r) = (Arc::clone(&self.data), Arc::clone(&ruleset));
+        let deleted = tokio::task::spawn_blocking(move || data.delete_unused(&r, &existing))
+            .await
+            .unwrap_or_default();
+        if !deleted.is_empty() {
+            tracing::info!(
+                "deleted the sets of lists no rule names: {}",
+                deleted.join(", ")
+            );
+        }
+        let gone = previous.difference(&ruleset.live_marks).copied().collect();
+        let cut = conntrack::cut_connections(&gone).await;
+        let installed = Installed {
+            text: Arc::from(render::render_ruleset(&ruleset)),
+            rules: ruleset.rule_count(),
+            marks: ruleset.live_marks.clone(),
+        };
+        Ok((installed, cut))
+    }
 }
 
 fn record(generation: u64, author_uid: u32, origin: &str, outcome: Outcome) -> GenerationRecord {

@@ -7,10 +7,12 @@
 
 mod accounts;
 mod authz;
+mod blocklist;
 mod bus;
 mod clock;
 mod console;
 mod firewall;
+mod lists;
 mod machines;
 mod memory;
 mod store;
@@ -74,7 +76,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         run: args.state_dir.join("run"),
         state: args.state_dir.clone(),
     });
-    let firewall = firewall::Firewall::start(store, supervisor.clone())
+    let list_store = std::sync::Arc::new(
+        blocklist::store::ListStore::open(&args.state_dir.join("lists"))
+            .with_context(|| format!("cannot open {}", args.state_dir.join("lists").display()))?,
+    );
+    let firewall = firewall::Firewall::start(store, supervisor.clone(), list_store.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.apply_only {
@@ -123,6 +129,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             OBJECT_PATH,
             bus::consoles::ConsolesIface {
                 consoles: console::Consoles::new(firewall.clone(), supervisor.clone()),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::blocklists::BlocklistsIface {
+                lists: lists::Lists::new(list_store, firewall.clone()),
                 authority,
             },
         )

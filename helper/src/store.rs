@@ -80,6 +80,11 @@ impl Store {
         self.config_dir.join("policy.toml")
     }
 
+    /// The record of which imported lists' kernel sets were filled completely.
+    pub fn data_sets_file(&self) -> PathBuf {
+        self.state_dir.join("data-sets.json")
+    }
+
     /// Where a payload the kernel refused is kept for inspection.
     pub fn refused_payload_file(&self) -> PathBuf {
         self.state_dir.join("last-refused.json")

@@ -128,7 +128,23 @@ impl Drop for Listener {
 pub fn listen(env: &TestEnv, ports: &[u16]) -> Listener {
     let mut argv = vec!["python3".to_owned(), netcheck(env), "listen".to_owned()];
     argv.extend(ports.iter().map(u16::to_string));
-    let mut child = env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}"));
+    ready_listener(env, &argv)
+}
+
+/// Starts an echo listener on `addr`:`port` (`0.0.0.0` for every IPv4 address), as root.
+pub fn listen_on(env: &TestEnv, addr: &str, port: u16) -> Listener {
+    let argv = [
+        "python3".to_owned(),
+        netcheck(env),
+        "listen-on".to_owned(),
+        addr.to_owned(),
+        port.to_string(),
+    ];
+    ready_listener(env, &argv)
+}
+
+fn ready_listener(env: &TestEnv, argv: &[String]) -> Listener {
+    let mut child = env.spawn_as(None, argv).unwrap_or_else(|e| panic!("{e}"));
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         use std::io::BufRead;

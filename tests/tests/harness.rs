@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _, Result};
 use palisade_dbus::names::{Action, BUS_NAME};
 use palisade_tests::{
-    describe, list_netns, name_has_owner, run_bounded, TestEnv, ADMIN, ALICE, BOB, POLKIT_BUS_NAME,
+    describe, list_netns, name_has_owner, run_bounded, wait_until, TestEnv, ADMIN, ALICE, BOB,
+    POLKIT_BUS_NAME,
 };
 
 /// pkcheck's exit status for "authorized".
@@ -174,7 +175,13 @@ fn drop_removes_netns_dir_and_processes() -> Result<()> {
     ensure!(list_netns()?.contains(&netns));
     // A process the test starts and forgets must die with the environment too.
     let forgotten = env.spawn_as(Some(ALICE), &["sleep", "600"])?;
-    let pids = env.netns_pids();
+    // `ip netns exec` enters the namespace a moment after it is spawned: wait for it (bounded),
+    // or a loaded machine fails this at random.
+    let mut pids = env.netns_pids();
+    wait_until(Duration::from_secs(10), || {
+        pids = env.netns_pids();
+        pids.contains(&(forgotten.id() as i32))
+    });
     ensure!(pids.contains(&(forgotten.id() as i32)), "{pids:?}");
     ensure!(
         pids.len() >= 3,

@@ -4,6 +4,8 @@
 //! 65 invalid policy, 66 not found, 69 helper unreachable, 70 helper failure, 75 conflict or
 //! rate limit (try again), 77 not authorized. Errors print the helper's own sentence.
 
+#[path = "palisadectl/blocklist.rs"]
+mod blocklist;
 #[path = "palisadectl/console.rs"]
 mod console;
 #[path = "palisadectl/output.rs"]
@@ -15,7 +17,7 @@ mod vm;
 
 use clap::{Parser, Subcommand};
 use output::{print, when};
-use palisade_dbus::proxy::{ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
 use palisade_dbus::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,42 @@ enum Command {
     /// Open the consoles you are allowed to.
     #[command(subcommand)]
     Console(ConsoleCommand),
+    /// Import and manage big lists of networks and domains the policy names.
+    #[command(subcommand)]
+    Blocklist(BlocklistCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BlocklistCommand {
+    /// Import (or replace) a list from a file: addresses and networks one per line (plain,
+    /// FireHOL .netset, Spamhaus DROP), or domains (hosts file, plain list).
+    Import {
+        /// The list's name, as the policy's [[blocklist]] names it.
+        name: String,
+        /// The file.
+        file: PathBuf,
+        /// auto, plain, netset, spamhaus, hosts or domains.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Refuse the whole list at its first bad line instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Accept a list that covers a whole address family (0.0.0.0/0, ::/0).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The imported lists: size, source, last refresh, skipped lines.
+    List,
+    /// One imported list in detail.
+    Show {
+        /// The list's name.
+        name: String,
+    },
+    /// Remove a list no rule of the live policy names.
+    Remove {
+        /// The list's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +301,9 @@ async fn run(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Vm(cmd) => vm::run(cli.json, &VmsProxy::new(&connection).await?, cmd).await,
         Command::Console(cmd) => {
             console::run(cli.json, &ConsolesProxy::new(&connection).await?, cmd).await
+        }
+        Command::Blocklist(cmd) => {
+            blocklist::run(cli.json, &BlocklistsProxy::new(&connection).await?, cmd).await
         }
     }
 }

@@ -144,4 +144,6 @@ pub(super) struct RawBlocklist {
     pub name: String,
     #[serde(default)]
     pub entries: Vec<String>,
+    #[serde(default)]
+    pub imported: bool,
 }

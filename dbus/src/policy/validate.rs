@@ -607,8 +607,31 @@ impl Validator {
                     format!("{} more bad entries", bad - 20),
                 );
             }
+            if b.entries.len() > MAX_INLINE_ENTRIES {
+                self.error(
+                    &format!("{path}.entries"),
+                    format!(
+                        "{} entries written in the policy; the most is {MAX_INLINE_ENTRIES}: import a \
+                         big list with `palisadectl blocklist import` and name it here with \
+                         imported = true",
+                        b.entries.len()
+                    ),
+                );
+            }
+            if b.imported && !b.entries.is_empty() {
+                self.error(
+                    &format!("{path}.imported"),
+                    "an imported list takes its entries from the import; remove `entries` or \
+                     `imported`"
+                        .to_owned(),
+                );
+            }
             if let Some(name) = name {
-                out.push(Blocklist { name, entries });
+                out.push(Blocklist {
+                    name,
+                    entries,
+                    imported: b.imported,
+                });
             }
         }
         out

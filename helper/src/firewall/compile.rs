@@ -20,7 +20,7 @@ use super::ruleset::*;
 use ipnet::IpNet;
 use palisade_dbus::policy::{
     AccountName, Destination, Family, HostName, Policy, PortRange, PortSet, Protocol, Rule,
-    Verdict, Vm, VmName,
+    ShortName, Verdict, Vm, VmName,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -44,6 +44,17 @@ pub struct Facts {
     pub user_uids: HashMap<AccountName, u32>,
     /// Member uids of the groups access lists name (supplementary and primary members).
     pub group_uids: HashMap<AccountName, Vec<u32>>,
+    /// The current version of each imported list the policy names.
+    pub imported: BTreeMap<ShortName, ImportedFacts>,
+}
+
+/// What the compiler knows of an imported list: enough to name and describe its sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedFacts {
+    /// Content hash of the list's current version (hex).
+    pub hash: String,
+    /// Ranges it holds, both families.
+    pub ranges: u64,
 }
 
 /// Longest comment the kernel keeps with a rule (nft's user data is 256 bytes, shared).
@@ -55,6 +66,30 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     let mut out = Ruleset::new(TABLE);
 
     for b in &policy.blocklists {
+        if b.imported {
+            for family in [Family::V4, Family::V6] {
+                let Some(data) = facts.imported.get(&b.name) else {
+                    // Gathering the facts refuses a policy naming a list nobody imported.
+                    continue;
+                };
+                let mut set = net_set(
+                    &blocklist_set_of(&b.name, facts, family),
+                    match family {
+                        Family::V4 => SetKind::Ipv4Nets,
+                        Family::V6 => SetKind::Ipv6Nets,
+                    },
+                    Vec::new(),
+                );
+                set.imported = Some(ImportedData {
+                    list: b.name.clone(),
+                    family,
+                    hash: data.hash.clone(),
+                    ranges: data.ranges,
+                });
+                out.sets.push(set);
+            }
+            continue;
+        }
         let (v4, v6) = split_families(b.entries.iter().copied());
         out.sets.push(net_set(
             &blocklist_set(b.name.as_str(), Family::V4),
@@ -144,6 +179,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             nets: Vec::new(),
             marks: out.live_marks.iter().copied().collect(),
             consoles: Vec::new(),
+            imported: None,
         },
     );
     out.chains = chains;
@@ -225,6 +261,7 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             nets: Vec::new(),
             marks: Vec::new(),
             consoles: endpoint_set,
+            imported: None,
         });
         out.sets.push(SetDef {
             name: allowed.clone(),
@@ -232,6 +269,7 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             nets: Vec::new(),
             marks: Vec::new(),
             consoles: allowed_set,
+            imported: None,
         });
         let mut rule = RuleDef::new(
             vec![
@@ -479,7 +517,7 @@ fn destination_matches(
         }
         Destination::Blocklist(b) => families
             .iter()
-            .map(|f| vec![Match::DaddrInSet(*f, blocklist_set(b.as_str(), *f))])
+            .map(|f| vec![Match::DaddrInSet(*f, blocklist_set_of(b, facts, *f))])
             .collect(),
         Destination::Dns => {
             let (v4, v6) = split_families(facts.dns_servers.iter().copied().map(IpNet::from));
@@ -554,6 +592,7 @@ pub(crate) fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
         nets,
         marks: Vec::new(),
         consoles: Vec::new(),
+        imported: None,
     }
 }
 
@@ -567,6 +606,20 @@ fn family_suffix(f: Family) -> &'static str {
 /// The set holding one family of a blocklist.
 pub fn blocklist_set(name: &str, f: Family) -> String {
     format!("bl_{}_{}", name.replace('-', "_"), family_suffix(f))
+}
+
+/// The set holding one family of blocklist `name`: for an imported list, the set of its current
+/// version (the hash in the name makes a new version a new set, swapped in whole).
+pub fn blocklist_set_of(name: &ShortName, facts: &Facts, f: Family) -> String {
+    match facts.imported.get(name) {
+        Some(data) => format!(
+            "bl_{}_{}_{}",
+            name.as_str().replace('-', "_"),
+            data.hash.get(..12).unwrap_or(&data.hash),
+            family_suffix(f)
+        ),
+        None => blocklist_set(name.as_str(), f),
+    }
 }
 
 /// The connection mark of an accepting rule: a stable hash of what it matches (not of its

@@ -6,8 +6,9 @@
 //! forwards guests' DNS to these); host names are resolved with a short deadline so a dead
 //! resolver cannot stall an apply.
 
-use super::compile::Facts;
+use super::compile::{Facts, ImportedFacts};
 use crate::accounts;
+use crate::blocklist::store::ListStore;
 use palisade_dbus::policy::{Destination, HostName, Policy, VmName};
 use palisade_dbus::Error;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,11 +34,13 @@ pub trait ConsolePorts: Send + Sync {
     fn console_ports(&self, policy: &Policy) -> BTreeMap<VmName, u16>;
 }
 
-/// Collects the facts for `policy`.
+/// Collects the facts for `policy`. A policy naming an imported list that was never imported is
+/// refused here, with what to do.
 pub async fn gather(
     policy: &Policy,
     users: Users,
     ports: &dyn ConsolePorts,
+    lists: &ListStore,
 ) -> Result<Facts, Error> {
     let mut facts = Facts {
         now: Some(SystemTime::now()),
@@ -51,6 +54,27 @@ pub async fn gather(
         if let Some(uid) = uid {
             facts.vm_uids.insert(vm.name.clone(), uid);
         }
+    }
+    for b in policy.blocklists.iter().filter(|b| b.imported) {
+        let meta = lists.meta(&b.name).map_err(|_| {
+            Error::InvalidPolicy(format!(
+                "blocklist[{0}]: the policy names the imported list {0}, but no list of that name \
+                 was imported; import it first (palisadectl blocklist import {0} FILE)",
+                b.name
+            ))
+        })?;
+        let hash = meta
+            .content_hash
+            .strip_prefix("sha256:")
+            .unwrap_or(&meta.content_hash)
+            .to_owned();
+        facts.imported.insert(
+            b.name.clone(),
+            ImportedFacts {
+                hash,
+                ranges: meta.networks,
+            },
+        );
     }
     facts.spice_ports.extend(
         ports

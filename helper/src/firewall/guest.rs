@@ -283,14 +283,14 @@ impl Ctx<'_> {
                 (self.translate(pinned, &addrs, None), Some(note))
             }
             Destination::Blocklist(b) => {
-                let entries = self
-                    .policy
-                    .blocklists
-                    .iter()
-                    .find(|l| l.name == *b)
-                    .map(|l| l.entries.as_slice())
-                    .unwrap_or_default();
-                (self.translate(pinned, entries, Some(b.as_str())), None)
+                let list = self.policy.blocklists.iter().find(|l| l.name == *b);
+                let entries = list.map(|l| l.entries.as_slice()).unwrap_or_default();
+                // An imported list may hold a million networks: the host enforces it, and the
+                // guest's file stays small.
+                let note = list
+                    .filter(|l| l.imported)
+                    .map(|_| format!("imported list {b} is enforced by the host only"));
+                (self.translate(pinned, entries, Some(b.as_str())), note)
             }
             Destination::Dns => {
                 let servers: Vec<IpNet> = self

@@ -1,9 +1,10 @@
 //! The ruleset as the nftables JSON batch the kernel receives, in one transaction.
 //!
-//! The batch first adds then deletes the ruleset's table (so the delete never fails on a fresh
-//! host) and then recreates it whole. nft applies a batch atomically: either the new table
-//! replaces the old one completely or, on any error, the old one stays untouched. No other table
-//! is named. Notes (`ChainDef::notes`) are for the text rendering only and are left out.
+//! The batch replaces the structure of the table in place — chains, rules and small sets — and
+//! leaves the sets of imported lists alone, so a generation that does not change a list does not
+//! touch its elements (and `nft` is never asked to read them). nft applies a batch atomically:
+//! either the new structure replaces the old one completely or, on any error, the old one stays
+//! untouched. Notes (`ChainDef::notes`) are for the text rendering only and are left out.
 
 use super::ruleset::*;
 use nftables::batch::Batch;
@@ -15,23 +16,62 @@ use palisade_dbus::policy::{Family, Verdict};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-/// The batch replacing `r`'s table with `r`, as the JSON document `nft -j -f` reads.
+/// What the kernel's table holds now, as far as replacing its structure needs to know: the names
+/// of its chains and of its named sets (from netlink dumps, which read no set elements).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// Every chain of the table.
+    pub chains: Vec<String>,
+    /// Every named set of the table (anonymous sets go with their rules).
+    pub sets: Vec<String>,
+}
+
+/// The batch replacing the structure of `r`'s table with `r`, as the JSON document `nft -j -f`
+/// reads: every existing chain flushed and deleted, every existing set deleted except the sets
+/// of imported lists `r` still names (their elements stay where they are), then `r`'s sets,
+/// chains and rules added. One transaction: the new structure replaces the old one completely or,
+/// on any error, the old one stays untouched. No other table is named.
 ///
 /// Everything is built with the nftables crate's types except the console sets, whose key
 /// includes a uid: the crate has no `uid` set type, so those `add set` commands are written as
-/// plain JSON in the same batch (same transaction), right after the table is created.
-pub fn ruleset_batch(r: &Ruleset) -> serde_json::Value {
+/// plain JSON in the same batch (same transaction), right after the deletions.
+pub fn ruleset_batch(r: &Ruleset, existing: &Existing) -> serde_json::Value {
     let t = r.table;
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table(t)));
-    batch.delete(NfListObject::Table(table(t)));
-    batch.add(NfListObject::Table(table(t)));
-    let (console_sets, sets): (Vec<&SetDef>, Vec<&SetDef>) = r.sets.iter().partition(|s| {
-        matches!(
-            s.kind,
-            SetKind::ConsoleEndpoints(_) | SetKind::ConsoleAllowed(_)
-        )
-    });
+    for chain in &existing.chains {
+        batch.add_cmd(schema::NfCmd::Flush(schema::FlushObject::Chain(
+            named_chain(t, chain),
+        )));
+    }
+    for chain in &existing.chains {
+        batch.delete(NfListObject::Chain(named_chain(t, chain)));
+    }
+    let kept: HashSet<&str> = r
+        .sets
+        .iter()
+        .filter(|s| s.imported.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    for set in existing.sets.iter().filter(|s| !kept.contains(s.as_str())) {
+        batch.delete(NfListObject::Set(Box::new(named_set(t, set))));
+    }
+    let deletions = 1 + 2 * existing.chains.len() + existing.sets.len()
+        - existing
+            .sets
+            .iter()
+            .filter(|s| kept.contains(s.as_str()))
+            .count();
+    let (console_sets, sets): (Vec<&SetDef>, Vec<&SetDef>) = r
+        .sets
+        .iter()
+        .filter(|s| s.imported.is_none())
+        .partition(|s| {
+            matches!(
+                s.kind,
+                SetKind::ConsoleEndpoints(_) | SetKind::ConsoleAllowed(_)
+            )
+        });
     for set in sets {
         batch.add(NfListObject::Set(Box::new(set_object(t, set))));
     }
@@ -45,7 +85,7 @@ pub fn ruleset_batch(r: &Ruleset) -> serde_json::Value {
     }
     let mut document = serde_json::to_value(batch.to_nftables()).unwrap_or_default();
     if let Some(commands) = document.get_mut("nftables").and_then(|n| n.as_array_mut()) {
-        let at = commands.len().min(3);
+        let at = commands.len().min(deletions);
         commands.splice(
             at..at,
             console_sets.into_iter().map(|s| console_set_command(t, s)),
@@ -120,6 +160,26 @@ fn set_object(table: &'static str, set: &SetDef) -> schema::Set<'static> {
         set_type: SetTypeValue::Single(ty),
         flags: flag.map(|f| HashSet::from([f])),
         elem: (!elements.is_empty()).then(|| Cow::Owned(elements)),
+        ..schema::Set::default()
+    }
+}
+
+/// A chain by name only, for flushing and deleting.
+fn named_chain(table: &'static str, name: &str) -> schema::Chain<'static> {
+    schema::Chain {
+        family: NfFamily::INet,
+        table: table.into(),
+        name: name.to_owned().into(),
+        ..schema::Chain::default()
+    }
+}
+
+/// A set by name only, for deleting.
+fn named_set(table: &'static str, name: &str) -> schema::Set<'static> {
+    schema::Set {
+        family: NfFamily::INet,
+        table: table.into(),
+        name: name.to_owned().into(),
         ..schema::Set::default()
     }
 }

@@ -36,8 +36,9 @@ pub fn render_ruleset(r: &Ruleset) -> String {
 
 /// The whole table as a file that replaces it when loaded with `nft -f`, run after run.
 ///
-/// Only an `nft -f` file needs this: the helper's own applies go through the JSON batch, which
-/// replaces the table the same way (`json::ruleset_batch`), and previews show just the table.
+/// Only an `nft -f` file needs this (the guest's): the helper's own applies go through the JSON
+/// batch (`json::ruleset_batch`), which replaces the structure in place, and previews show just
+/// the table.
 /// Declaring the table first makes the delete succeed where it does not exist yet; the three
 /// commands are one transaction, so a reload never leaves the table missing or half-written.
 pub fn render_replacing(r: &Ruleset) -> String {
@@ -88,6 +89,14 @@ fn render_set(s: &mut String, set: &SetDef) {
     let _ = write!(s, "\tset {} {{\n\t\ttype {ty}\n", set.name);
     if !flags.is_empty() {
         let _ = writeln!(s, "\t\tflags {flags}");
+    }
+    if let Some(data) = &set.imported {
+        // The elements are loaded on their own (and may be a million): name them, not list them.
+        let _ = writeln!(
+            s,
+            "\t\t# imported list {1} ({0} ranges in both families), version {2}",
+            data.ranges, data.list, data.hash
+        );
     }
     let elements: Vec<String> = match set.kind {
         SetKind::Marks => set.marks.iter().map(|m| format!("{m:#010x}")).collect(),

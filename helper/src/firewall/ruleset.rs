@@ -10,7 +10,7 @@
 //! (`nft_family`, `nfproto`), because they belong to nftables, not to the policy.
 
 use ipnet::IpNet;
-use palisade_dbus::policy::{Family, PortSet, Verdict};
+use palisade_dbus::policy::{Family, PortSet, ShortName, Verdict};
 use std::collections::BTreeSet;
 
 /// The host's table. Its name is fixed: the helper never creates, edits or deletes any other
@@ -89,6 +89,23 @@ pub struct SetDef {
     pub marks: Vec<u32>,
     /// Console tuples (for the console kinds): uid (allowed sets only), address, port.
     pub consoles: Vec<(Option<u32>, std::net::IpAddr, u16)>,
+    /// For a set of an imported list: which list and which version of it. Its elements are not
+    /// part of the ruleset: the data path loads them over netlink before the structure that
+    /// names the set is installed, and the structure transaction never touches them.
+    pub imported: Option<ImportedData>,
+}
+
+/// The contents of an imported list, as one kernel set holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedData {
+    /// The list's name.
+    pub list: ShortName,
+    /// Which address family of the list the set holds.
+    pub family: Family,
+    /// The list's content hash: a new version of the list gets a new set.
+    pub hash: String,
+    /// Ranges the list holds (both families), for people reading the ruleset.
+    pub ranges: u64,
 }
 
 /// A chain.

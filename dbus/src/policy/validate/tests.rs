@@ -189,3 +189,44 @@ fn spice_beyond_loopback_needs_tls() {
     let f = problems("[[vm]]\nname = \"work\"\ndisplay = { address = \"0.0.0.0\", tls = true }\n");
     assert!(has(&f, "vm[work].display.address", "wildcard"), "{f:?}");
 }
+
+#[test]
+fn imported_lists_are_named_and_inline_lists_stay_small() {
+    let ok = Policy::parse(
+        br#"
+[[blocklist]]
+name = "firehol"
+imported = true
+
+[[host_rule]]
+action = "drop"
+blocklist = "firehol"
+"#,
+    )
+    .expect("an imported list needs only its name");
+    assert!(ok.policy.blocklists[0].imported);
+    assert!(ok.policy.blocklists[0].entries.is_empty());
+
+    let both = problems(
+        r#"
+[[blocklist]]
+name = "mixed"
+imported = true
+entries = ["192.0.2.0/24"]
+"#,
+    );
+    assert!(has(&both, "blocklist[mixed].imported", "remove `entries`"));
+
+    let entries: Vec<String> = (0..=MAX_INLINE_ENTRIES)
+        .map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256))
+        .collect();
+    let big = problems(&format!(
+        "[[blocklist]]\nname = \"big\"\nentries = [{}]\n",
+        entries.join(",")
+    ));
+    assert!(has(
+        &big,
+        "blocklist[big].entries",
+        "palisadectl blocklist import"
+    ));
+}

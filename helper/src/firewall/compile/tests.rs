@@ -5,7 +5,10 @@
 //! diff in git like any other code change.
 
 use super::*;
-use crate::firewall::{json::ruleset_batch, render::render_ruleset};
+use crate::firewall::{
+    json::{ruleset_batch, Existing},
+    render::render_ruleset,
+};
 use crate::test_support::policy;
 use palisade_dbus::policy::AccountName;
 use std::time::Duration;
@@ -34,6 +37,7 @@ fn facts() -> Facts {
             AccountName::parse("staff").unwrap_or_else(|e| panic!("{e}")),
             vec![1000, 1002],
         )]),
+        imported: BTreeMap::new(),
     }
 }
 
@@ -207,7 +211,57 @@ fn nft_accepts_both_renderings() {
         return;
     }
     let r = compile_ruleset(&policy(WORK), &facts());
-    let json = serde_json::to_string(&ruleset_batch(&r)).unwrap_or_else(|e| panic!("{e}"));
+    let json = serde_json::to_string(&ruleset_batch(&r, &Existing::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&["-j"], &json);
     crate::test_support::nft_check(&[], &render_ruleset(&r));
+}
+
+/// An imported list becomes a set named by its version, described and never listed; the
+/// structure batch neither declares nor deletes it, and a rule naming the list looks it up.
+#[test]
+fn an_imported_list_is_a_set_of_its_version_that_the_structure_leaves_alone() {
+    let p = policy(
+        "[[blocklist]]\nname = \"fire-hol\"\nimported = true\n\n\
+         [[host_rule]]\naction = \"drop\"\nblocklist = \"fire-hol\"\n",
+    );
+    let mut f = facts();
+    f.imported.insert(
+        ShortName::parse("fire-hol").unwrap_or_else(|e| panic!("{e}")),
+        ImportedFacts {
+            hash: "0123456789abcdef0123".into(),
+            ranges: 1_000_000,
+        },
+    );
+    let r = compile_ruleset(&p, &f);
+    let text = render_ruleset(&r);
+    assert!(
+        text.contains("set bl_fire_hol_0123456789ab_v4 {")
+            && text.contains("# imported list fire-hol (1000000 ranges in both families)")
+            && text.contains("ip daddr @bl_fire_hol_0123456789ab_v4"),
+        "{text}"
+    );
+    let existing = Existing {
+        chains: vec!["output".into(), "old_chain".into()],
+        sets: vec!["live_marks".into(), "bl_old_v4".into()],
+    };
+    let batch = ruleset_batch(&r, &existing);
+    let has = |verb: &str, kind: &str, name: &str| {
+        batch["nftables"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|cmd| cmd[verb][kind]["name"].as_str() == Some(name))
+        })
+    };
+    assert!(!has("add", "set", "bl_fire_hol_0123456789ab_v4"), "{batch}");
+    assert!(
+        !has("delete", "set", "bl_fire_hol_0123456789ab_v4"),
+        "{batch}"
+    );
+    assert!(has("flush", "chain", "output") && has("delete", "chain", "output"));
+    assert!(has("delete", "chain", "old_chain") && has("delete", "set", "bl_old_v4"));
+    assert!(has("add", "chain", "output") && has("add", "set", "live_marks"));
+    if crate::test_support::can_run_nft() {
+        // The text declares the set (empty): previews and `vm show` stay loadable.
+        crate::test_support::nft_check(&[], &render_ruleset(&r));
+    }
 }

@@ -5,7 +5,7 @@
 //! diff in git like any other code change.
 
 use super::*;
-use crate::firewall::json::ruleset_batch;
+use crate::firewall::json::{ruleset_batch, Existing};
 use crate::test_support::policy;
 use palisade_dbus::policy::HostName;
 use std::collections::HashMap;
@@ -189,7 +189,7 @@ fn guest_firewall_nft_accepts_it() {
     for doc in [RICH, BARE] {
         let p = policy(doc);
         crate::test_support::nft_check(&[], &guest_ruleset(&p.vms[0], &p, &facts()));
-        let batch = ruleset_batch(&guest_table(&p.vms[0], &p, &facts()));
+        let batch = ruleset_batch(&guest_table(&p.vms[0], &p, &facts()), &Existing::default());
         let json = serde_json::to_string(&batch).unwrap_or_else(|e| panic!("{e}"));
         crate::test_support::nft_check(&["-j"], &json);
     }

@@ -570,6 +570,372 @@ fn a_refusal_is_a_sentence_naming_the_request() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Listings, without root: descriptions as the kernel writes them, built with the writers above.
+
+/// One message of a dump: an object of type `msg` described by `write`.
+fn described(msg: u16, seq: u32, flags: u16, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let start = begin_message(&mut buf, nft_type(msg), flags, libc::NFPROTO_INET as u8, 0);
+    write(&mut buf);
+    end_message(&mut buf, start);
+    set_seq(&mut buf, start, seq);
+    buf
+}
+
+/// A chain as `nf_tables_fill_chain_info` lays it out: table, handle, name, and for a base
+/// chain the hook, policy and type; then its use count.
+fn chain_message(seq: u32, table: &str, name: &str, base: bool) -> Vec<u8> {
+    described(NFT_MSG_NEWCHAIN, seq, NLM_F_MULTI, |buf| {
+        put_str(buf, NFTA_CHAIN_TABLE, table);
+        put_be64(buf, 2, 7); // NFTA_CHAIN_HANDLE
+        put_str(buf, NFTA_CHAIN_NAME, name);
+        if base {
+            let hook = begin_nest(buf, NFTA_CHAIN_HOOK);
+            put_be32(buf, 1, 1); // NFTA_HOOK_HOOKNUM: input
+            put_be32(buf, 2, 0); // NFTA_HOOK_PRIORITY
+            end_nest(buf, hook);
+            put_be32(buf, 5, 1); // NFTA_CHAIN_POLICY: accept
+            put_str(buf, 7, "filter"); // NFTA_CHAIN_TYPE
+        }
+        put_be32(buf, 8, 0); // NFTA_CHAIN_USE
+    })
+}
+
+/// A set as `nf_tables_fill_set` lays it out (flags only when not 0), user data and all.
+fn set_message(seq: u32, table: &str, name: &str, flags: u32, key: KeyType) -> Vec<u8> {
+    described(NFT_MSG_NEWSET, seq, NLM_F_MULTI, |buf| {
+        put_str(buf, NFTA_SET_TABLE, table);
+        put_str(buf, NFTA_SET_NAME, name);
+        put_be64(buf, 16, 3); // NFTA_SET_HANDLE
+        if flags != 0 {
+            put_be32(buf, NFTA_SET_FLAGS, flags);
+        }
+        put_be32(buf, NFTA_SET_KEY_TYPE, key.datatype());
+        put_be32(buf, NFTA_SET_KEY_LEN, key.len());
+        put_be32(buf, 6, 0); // NFTA_SET_POLICY
+        put_attr(buf, NFTA_SET_USERDATA, &SET_USERDATA_KEY_BIG_ENDIAN);
+    })
+}
+
+/// `NLMSG_DONE`, its body the dump's outcome (0 or a negative errno).
+fn done_message(seq: u32, flags: u16, errno: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&((NLMSG_HDRLEN + 4) as u32).to_ne_bytes());
+    out.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+    out.extend_from_slice(&(NLM_F_MULTI | flags).to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&77u32.to_ne_bytes());
+    out.extend_from_slice(&(-errno).to_ne_bytes());
+    out
+}
+
+fn chain(name: &str, base: bool) -> ChainInfo {
+    ChainInfo {
+        name: name.to_owned(),
+        base,
+    }
+}
+
+fn set_info(name: &str, flags: u32, key_type: u32, key_len: u32) -> SetInfo {
+    SetInfo {
+        name: name.to_owned(),
+        flags,
+        key_type,
+        key_len,
+    }
+}
+
+/// Feeds datagrams to a reader of a chain dump of `palisade_nltest` sent with sequence 40;
+/// returns what each datagram ended with.
+fn read_chain_dump(datagrams: &[Vec<u8>]) -> Vec<Option<DumpEnd<ChainInfo>>> {
+    let mut reader = DumpReader::new(40, NFT_MSG_NEWCHAIN, |attrs: &[u8]| {
+        parse_chain(attrs, "palisade_nltest")
+    });
+    datagrams
+        .iter()
+        .map(|d| reader.take(parse_replies(d).expect("well-formed answers")))
+        .collect()
+}
+
+#[test]
+fn descriptions_are_read_from_the_kernels_layout() {
+    let chains = [
+        chain_message(1, "palisade_nltest", "input", true),
+        chain_message(1, "palisade_nltest", "allow", false),
+        chain_message(1, "other", "input", true),
+    ];
+    let parsed: Vec<_> = chains
+        .iter()
+        .map(
+            |m| match &parse_replies(m).expect("a well-formed message")[..] {
+                [Reply::Other {
+                    seq: 1,
+                    msg_type,
+                    flags,
+                    attrs,
+                }] => {
+                    assert_eq!(*msg_type, nft_type(NFT_MSG_NEWCHAIN));
+                    assert_eq!(*flags, NLM_F_MULTI);
+                    parse_chain(attrs, "palisade_nltest").expect("a well-formed chain")
+                }
+                other => panic!("unexpected answers {other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        parsed,
+        vec![
+            Some(chain("input", true)),
+            Some(chain("allow", false)),
+            None
+        ]
+    );
+
+    let sets = [
+        set_message(
+            1,
+            "palisade_nltest",
+            "block4",
+            NFT_SET_INTERVAL,
+            KeyType::Ipv4Addr,
+        ),
+        set_message(
+            1,
+            "palisade_nltest",
+            "dns6",
+            NFT_SET_TIMEOUT,
+            KeyType::Ipv6Addr,
+        ),
+        set_message(1, "palisade_nltest", "plain", 0, KeyType::Ipv6Addr),
+        set_message(1, "palisade_nltest", "__set0", 0x3, KeyType::Ipv4Addr),
+        set_message(1, "other", "block4", NFT_SET_INTERVAL, KeyType::Ipv4Addr),
+    ];
+    let parsed: Vec<_> = sets
+        .iter()
+        .map(
+            |m| match &parse_replies(m).expect("a well-formed message")[..] {
+                [Reply::Other { attrs, .. }] => {
+                    parse_set(attrs, "palisade_nltest").expect("a well-formed set")
+                }
+                other => panic!("unexpected answers {other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        parsed,
+        vec![
+            Some(set_info("block4", 0x4, 7, 4)),
+            Some(set_info("dns6", 0x10, 8, 16)),
+            Some(set_info("plain", 0, 8, 16)),
+            Some(set_info("__set0", 0x3, 7, 4)),
+            None,
+        ]
+    );
+    let anonymous = set_info("__set0", 0x3, 7, 4);
+    assert!(anonymous.anonymous() && !anonymous.interval() && !anonymous.timeout());
+    assert!(set_info("b", 0x4, 7, 4).interval());
+    assert!(set_info("d", 0x10, 8, 16).timeout());
+}
+
+#[test]
+fn a_dump_is_read_over_datagrams_to_its_done() {
+    // Several descriptions in one datagram, the rest in the next; answers to other requests
+    // (a late acknowledgement, a stale dump) in between are skipped.
+    let mut first = chain_message(40, "palisade_nltest", "input", true);
+    first.extend(chain_message(40, "other", "x", false));
+    first.extend(answer(39, 0, None));
+    first.extend(chain_message(39, "palisade_nltest", "stale", false));
+    first.extend(chain_message(40, "palisade_nltest", "allow", false));
+    let mut second = chain_message(40, "palisade_nltest", "log_drop", false);
+    second.extend(done_message(39, 0, 0));
+    second.extend(done_message(40, 0, 0));
+    assert_eq!(
+        read_chain_dump(&[first, second]),
+        vec![
+            None,
+            Some(DumpEnd::Listed(vec![
+                chain("input", true),
+                chain("allow", false),
+                chain("log_drop", false),
+            ])),
+        ]
+    );
+    // An empty dump.
+    assert_eq!(
+        read_chain_dump(&[done_message(40, 0, 0)]),
+        vec![Some(DumpEnd::Listed(vec![]))]
+    );
+}
+
+#[test]
+fn a_dump_ends_missing_interrupted_failed_or_malformed() {
+    // Refused before it began: a missing table, or another reason.
+    assert_eq!(
+        read_chain_dump(&[answer(40, libc::ENOENT, Some("table not found"))]),
+        vec![Some(DumpEnd::Missing)]
+    );
+    assert_eq!(
+        read_chain_dump(&[answer(40, libc::EPERM, None)]),
+        vec![Some(DumpEnd::Failed {
+            errno: libc::EPERM,
+            message: None
+        })]
+    );
+    // Failed part-way: the errno comes in NLMSG_DONE.
+    let mut failed = chain_message(40, "palisade_nltest", "input", true);
+    failed.extend(done_message(40, 0, libc::EMSGSIZE));
+    assert_eq!(
+        read_chain_dump(&[failed]),
+        vec![Some(DumpEnd::Failed {
+            errno: libc::EMSGSIZE,
+            message: None
+        })]
+    );
+    // The ruleset changed: read to the end, then reported.
+    let first = chain_message(40, "palisade_nltest", "input", true);
+    let mut second = described(NFT_MSG_NEWCHAIN, 40, NLM_F_MULTI | NLM_F_DUMP_INTR, |buf| {
+        put_str(buf, NFTA_CHAIN_TABLE, "palisade_nltest");
+        put_str(buf, NFTA_CHAIN_NAME, "allow");
+    });
+    second.extend(done_message(40, NLM_F_DUMP_INTR, 0));
+    assert_eq!(
+        read_chain_dump(&[first.clone(), second]),
+        vec![None, Some(DumpEnd::Interrupted)]
+    );
+    // Only the done message carries the mark.
+    assert_eq!(
+        read_chain_dump(&[first.clone(), done_message(40, NLM_F_DUMP_INTR, 0)]),
+        vec![None, Some(DumpEnd::Interrupted)]
+    );
+    // A description without a name: the dump is read to its end all the same.
+    let nameless = described(NFT_MSG_NEWCHAIN, 40, NLM_F_MULTI, |buf| {
+        put_str(buf, NFTA_CHAIN_TABLE, "palisade_nltest");
+    });
+    assert_eq!(
+        read_chain_dump(&[nameless, first, done_message(40, 0, 0)]),
+        vec![None, None, Some(DumpEnd::Malformed)]
+    );
+}
+
+#[test]
+fn malformed_descriptions_are_refused_never_a_panic() {
+    let chain_bytes = chain_message(1, "palisade_nltest", "input", true);
+    let set_bytes = set_message(1, "palisade_nltest", "block4", 0x4, KeyType::Ipv4Addr);
+    for bytes in [&chain_bytes, &set_bytes] {
+        let attrs = &bytes[NLMSG_HDRLEN + NFGENMSG_LEN..];
+        assert!(parse_attrs(attrs).is_some());
+        // Cut anywhere: an attribute list cut inside an attribute is malformed; cut between
+        // attributes, what is left is read (and then lacks what comes later).
+        for cut in 0..attrs.len() {
+            let _ = parse_chain(&attrs[..cut], "palisade_nltest");
+            let _ = parse_set(&attrs[..cut], "palisade_nltest");
+        }
+        for cut in 0..bytes.len() {
+            let _ = parse_replies(&bytes[..cut]);
+        }
+        // Any one byte changed to anything.
+        for at in 0..bytes.len() {
+            for value in [0u8, 1, 3, 4, 5, 0x7f, 0x80, 0xff] {
+                let mut bad = bytes.clone();
+                bad[at] = value;
+                if let Some(replies) = parse_replies(&bad) {
+                    for reply in replies {
+                        if let Reply::Other { attrs, .. } = reply {
+                            let _ = parse_chain(&attrs, "palisade_nltest");
+                            let _ = parse_set(&attrs, "palisade_nltest");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let attrs = &set_bytes[NLMSG_HDRLEN + NFGENMSG_LEN..];
+    // A length below the header, past the end, or a header cut short.
+    let header = |len: u16| [len.to_ne_bytes(), 1u16.to_ne_bytes()].concat();
+    assert_eq!(parse_attrs(&header(2)), None);
+    assert_eq!(parse_attrs(&[&header(9)[..], &[0; 4]].concat()), None);
+    assert_eq!(parse_attrs(&header(8)[..2]), None);
+    assert_eq!(parse_attrs(&[]), Some(vec![]));
+    assert_eq!(
+        parse_attrs(&[&header(5)[..], &[42, 0, 0, 0]].concat()),
+        Some(vec![Attr {
+            kind: 1,
+            payload: &[42]
+        }])
+    );
+    // The last attribute (6 bytes of user data, 2 of padding) cut by 3 bytes: into its payload.
+    assert!(parse_set(&attrs[..attrs.len() - 2], "palisade_nltest").is_some());
+    assert_eq!(
+        parse_set(&attrs[..attrs.len() - 3], "palisade_nltest"),
+        None
+    );
+    // A key type of 2 bytes instead of 4.
+    let short_key = described(NFT_MSG_NEWSET, 1, 0, |buf| {
+        put_str(buf, NFTA_SET_TABLE, "palisade_nltest");
+        put_str(buf, NFTA_SET_NAME, "s");
+        put_attr(buf, NFTA_SET_KEY_TYPE, &[0, 7]);
+        put_be32(buf, NFTA_SET_KEY_LEN, 4);
+    });
+    assert_eq!(
+        parse_set(&short_key[NLMSG_HDRLEN + NFGENMSG_LEN..], "palisade_nltest"),
+        None
+    );
+    // No table, no name, an empty name.
+    for write in [
+        (|buf: &mut Vec<u8>| put_str(buf, NFTA_CHAIN_NAME, "input")) as fn(&mut Vec<u8>),
+        |buf| put_str(buf, NFTA_CHAIN_TABLE, "palisade_nltest"),
+        |buf| {
+            put_str(buf, NFTA_CHAIN_TABLE, "palisade_nltest");
+            put_str(buf, NFTA_CHAIN_NAME, "");
+        },
+    ] {
+        let bytes = described(NFT_MSG_NEWCHAIN, 1, 0, write);
+        assert_eq!(
+            parse_chain(&bytes[NLMSG_HDRLEN + NFGENMSG_LEN..], "palisade_nltest"),
+            None
+        );
+    }
+    // A done message without its outcome.
+    assert_eq!(
+        parse_replies(&done_message(1, 0, 0)[..NLMSG_HDRLEN + 2]),
+        None
+    );
+    let mut short_done = done_message(1, 0, 0);
+    short_done.truncate(NLMSG_HDRLEN);
+    short_done[0..4].copy_from_slice(&(NLMSG_HDRLEN as u32).to_ne_bytes());
+    assert_eq!(parse_replies(&short_done), None);
+}
+
+#[test]
+fn listing_errors_are_sentences() {
+    for (err, text) in [
+        (
+            NetlinkError::MalformedListing {
+                what: "the sets of table inet palisade".to_owned(),
+            },
+            "the kernel's listing of the sets of table inet palisade is malformed",
+        ),
+        (
+            NetlinkError::ListingInterrupted {
+                what: "the chains of table inet palisade".to_owned(),
+                attempts: 10,
+            },
+            "cannot list the chains of table inet palisade: the ruleset changed while it was \
+             read, 10 times in a row",
+        ),
+        (
+            NetlinkError::Listing {
+                what: "the sets of table inet palisade".to_owned(),
+                source: io::Error::from_raw_os_error(libc::EBUSY),
+            },
+            "cannot list the sets of table inet palisade: Device or resource busy (os error 16)",
+        ),
+    ] {
+        assert_eq!(err.to_string(), text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Against the real kernel, as root, each test in a network namespace of its own.
 
 /// Runs `f` on a new thread moved into a new network namespace: the namespace belongs to the
@@ -1271,5 +1637,374 @@ fn root_a_transaction_refused_as_a_whole_is_reported() {
             .send(&mut batch)
             .expect("the kernel takes the batch");
         assert_eq!(listed("dns").len(), 1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings against the real kernel.
+
+/// Our table with a base chain, two regular chains, an interval set, a timeout set and a rule
+/// with an anonymous set; beside it a table of the same family and one of the same name in
+/// another family, whose chains and sets must not be listed.
+const LISTED_TABLES: &str = "
+table inet palisade_nltest {
+    set block4 { type ipv4_addr; flags interval; }
+    set dns6 { type ipv6_addr; flags timeout; }
+    chain input {
+        type filter hook input priority 0; policy accept;
+        ip saddr @block4 drop
+        ip6 saddr @dns6 drop
+        jump allow
+    }
+    chain allow { ip saddr { 192.0.2.1, 192.0.2.2 } accept; jump log_drop; }
+    chain log_drop { drop; }
+}
+table inet other_nltest {
+    set other_set { type ipv4_addr; }
+    chain other_base { type filter hook output priority 0; }
+    chain other_regular { }
+}
+table ip palisade_nltest {
+    set ip_family_set { type ipv4_addr; }
+    chain ip_family_chain { }
+}
+";
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_lists_the_chains_and_sets_of_one_table() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(LISTED_TABLES));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let chains = nft_socket
+            .list_chains(TableFamily::Inet, "palisade_nltest")
+            .expect("the chains are listed");
+        let sets = nft_socket
+            .list_sets(TableFamily::Inet, "palisade_nltest")
+            .expect("the sets are listed");
+        eprintln!("{chains:?}\n{sets:?}");
+        assert_eq!(
+            sorted(chains),
+            vec![
+                chain("allow", false),
+                chain("input", true),
+                chain("log_drop", false)
+            ]
+        );
+        assert_eq!(
+            sorted(sets),
+            vec![
+                set_info("__set0", NFT_SET_ANONYMOUS | NFT_SET_CONSTANT, 7, 4),
+                set_info("block4", NFT_SET_INTERVAL, 7, 4),
+                set_info("dns6", NFT_SET_TIMEOUT, 8, 16),
+            ]
+        );
+        // The other tables, through the same calls.
+        assert_eq!(
+            sorted(
+                nft_socket
+                    .list_chains(TableFamily::Inet, "other_nltest")
+                    .expect("the chains are listed")
+            ),
+            vec![chain("other_base", true), chain("other_regular", false)]
+        );
+        assert_eq!(
+            nft_socket
+                .list_chains(TableFamily::Ip, "palisade_nltest")
+                .expect("the chains are listed"),
+            vec![chain("ip_family_chain", false)]
+        );
+        assert_eq!(
+            nft_socket
+                .list_sets(TableFamily::Ip, "palisade_nltest")
+                .expect("the sets are listed"),
+            vec![set_info("ip_family_set", 0, 7, 4)]
+        );
+    });
+}
+
+/// Dumps as the listings send them, every object kept with its table, to see where the
+/// kernel applies the table named in the request.
+fn tables_in_dump(nft_socket: &mut NftSocket, kind: &DumpKind, table_attr: u16) -> Vec<String> {
+    nft_socket
+        .dump(kind, TableFamily::Inet, "palisade_nltest", |attrs| {
+            let attrs = parse_attrs(attrs)?;
+            Some(Some(
+                String::from_utf8_lossy(attr_bytes(find_attr(&attrs, table_attr)?)).into_owned(),
+            ))
+        })
+        .expect("the dump is read")
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_what_the_kernel_does_with_the_table_in_a_dump() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(LISTED_TABLES));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let chain_tables: BTreeSet<_> = tables_in_dump(&mut nft_socket, &CHAINS, NFTA_CHAIN_TABLE)
+            .into_iter()
+            .collect();
+        let set_tables: BTreeSet<_> = tables_in_dump(&mut nft_socket, &SETS, NFTA_SET_TABLE)
+            .into_iter()
+            .collect();
+        eprintln!(
+            "a chain dump naming table palisade_nltest sent chains of {chain_tables:?}; a set \
+             dump sent sets of {set_tables:?}"
+        );
+        // Sets: restricted by the kernel since nf_tables began (nft_ctx_init_from_setattr).
+        assert_eq!(set_tables, BTreeSet::from(["palisade_nltest".to_owned()]));
+        // Chains: whatever the kernel does, the family is kept apart.
+        assert!(chain_tables.contains("palisade_nltest"), "{chain_tables:?}");
+        // A missing table: the set dump is refused with ENOENT, the chain dump is not.
+        let mut missing = |kind: &DumpKind| {
+            let mut seen = 0;
+            let listed = nft_socket.dump(kind, TableFamily::Inet, "no_such_table", |_| {
+                seen += 1;
+                Some(Some(()))
+            });
+            (listed.map(|l| l.len()), seen)
+        };
+        let (chains, chains_seen) = missing(&CHAINS);
+        let (sets, sets_seen) = missing(&SETS);
+        eprintln!(
+            "for a missing table, a chain dump sent {chains_seen} chains, a set dump {sets_seen} \
+             sets ({chains:?}, {sets:?})"
+        );
+        assert_eq!(sets_seen, 0);
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_empty_and_missing_tables_list_nothing() {
+    in_netns(|| {
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(
+                "table inet palisade_nltest {}
+                 table inet other_nltest {
+                     set s { type ipv4_addr; }
+                     chain c { type filter hook input priority 0; }
+                 }",
+            ),
+        );
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        for table in ["palisade_nltest", "no_such_table"] {
+            assert_eq!(
+                nft_socket
+                    .list_chains(TableFamily::Inet, table)
+                    .expect("the chains are listed"),
+                vec![],
+                "{table}"
+            );
+            assert_eq!(
+                nft_socket
+                    .list_sets(TableFamily::Inet, table)
+                    .expect("the sets are listed"),
+                vec![],
+                "{table}"
+            );
+        }
+        // Another family is another table.
+        assert_eq!(
+            nft_socket
+                .list_chains(TableFamily::Ip6, "other_nltest")
+                .expect("the chains are listed"),
+            vec![]
+        );
+        assert_eq!(
+            nft_socket
+                .list_sets(TableFamily::Ip6, "other_nltest")
+                .expect("the sets are listed"),
+            vec![]
+        );
+        for bad in ["", "a\0b"] {
+            let err = nft_socket
+                .list_sets(TableFamily::Inet, bad)
+                .expect_err("an invalid name");
+            assert!(matches!(err, NetlinkError::InvalidName { .. }), "{err}");
+            let err = nft_socket
+                .list_chains(TableFamily::Inet, bad)
+                .expect_err("an invalid name");
+            assert!(matches!(err, NetlinkError::InvalidName { .. }), "{err}");
+        }
+        // The socket still works for everything else.
+        assert!(nft_socket
+            .table_exists(TableFamily::Inet, "palisade_nltest")
+            .expect("the lookup is answered"));
+    });
+}
+
+/// `chains` regular chains and `sets` sets in our table, beside a base chain.
+fn many(chains: usize, sets: usize) -> String {
+    let mut text = String::from(
+        "table inet palisade_nltest {\n chain input { type filter hook input priority 0; }\n",
+    );
+    for i in 0..chains {
+        text.push_str(&format!(" chain regular_{i:04} {{ }}\n"));
+    }
+    for i in 0..sets {
+        text.push_str(&format!(
+            " set set_{i:04} {{ type ipv6_addr; flags interval, timeout; }}\n"
+        ));
+    }
+    text.push_str("}\n");
+    text
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_long_listings_span_many_datagrams() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(&many(3_000, 1_000)));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let began = Instant::now();
+        let chains = nft_socket
+            .list_chains(TableFamily::Inet, "palisade_nltest")
+            .expect("the chains are listed");
+        eprintln!("3,001 chains listed in {:?}", began.elapsed());
+        let began = Instant::now();
+        let sets = nft_socket
+            .list_sets(TableFamily::Inet, "palisade_nltest")
+            .expect("the sets are listed");
+        eprintln!("1,000 sets listed in {:?}", began.elapsed());
+        let mut expected = vec![chain("input", true)];
+        expected.extend((0..3_000).map(|i| chain(&format!("regular_{i:04}"), false)));
+        assert_eq!(sorted(chains), expected);
+        let expected: Vec<_> = (0..1_000)
+            .map(|i| {
+                set_info(
+                    &format!("set_{i:04}"),
+                    NFT_SET_INTERVAL | NFT_SET_TIMEOUT,
+                    8,
+                    16,
+                )
+            })
+            .collect();
+        assert_eq!(sorted(sets), expected);
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_a_dump_the_ruleset_changed_under_is_asked_for_again() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(&many(3_000, 0)));
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let mut writer = NftSocket::open().expect("the netlink socket opens");
+        // A chain dump by hand: the first datagram, then a commit, then the rest.
+        let seq = nft_socket.take_seqs(1);
+        let mut buf = Vec::new();
+        let start = begin_message(
+            &mut buf,
+            nft_type(NFT_MSG_GETCHAIN),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            libc::NFPROTO_INET as u8,
+            0,
+        );
+        end_message(&mut buf, start);
+        set_seq(&mut buf, start, seq);
+        nft_socket.transmit(&buf).expect("the request is sent");
+        let mut reader = DumpReader::new(seq, NFT_MSG_NEWCHAIN, |attrs: &[u8]| {
+            parse_chain(attrs, "palisade_nltest")
+        });
+        let mut datagrams = 1;
+        let first = nft_socket.receive(0).expect("the dump's first datagram");
+        assert_eq!(reader.take(first), None, "the dump needs more datagrams");
+        let mut batch = Batch::new();
+        batch.new_set(
+            &set_ref("changed"),
+            &SetSpec {
+                key: KeyType::Ipv4Addr,
+                interval: false,
+                timeout: false,
+                default_timeout: None,
+            },
+        );
+        writer.send(&mut batch).expect("the kernel takes the batch");
+        let end = loop {
+            datagrams += 1;
+            let replies = nft_socket.receive(0).expect("the dump's next datagram");
+            if let Some(end) = reader.take(replies) {
+                break end;
+            }
+        };
+        eprintln!("a dump of {datagrams} datagrams with a commit after the first: {end:?}");
+        assert_eq!(end, DumpEnd::Interrupted);
+        // The listing asks again and gets the whole table, and the socket serves a new dump.
+        let chains = nft_socket
+            .list_chains(TableFamily::Inet, "palisade_nltest")
+            .expect("the chains are listed");
+        assert_eq!(chains.len(), 3_001);
+        assert_eq!(
+            nft_socket
+                .list_sets(TableFamily::Inet, "palisade_nltest")
+                .expect("the sets are listed"),
+            vec![set_info("changed", 0, 7, 4)]
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_list_sets_beside_200_000_intervals() {
+    in_netns(|| {
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(
+                "table inet palisade_nltest {
+                    set big { type ipv4_addr; flags interval; }
+                    set small { type ipv4_addr; flags timeout; }
+                    chain out { type filter hook output priority 0; ip daddr @big drop; }
+                    chain allow { }
+                }",
+            ),
+        );
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let began = Instant::now();
+        let loaded = nft_socket
+            .send_chunked(
+                &set_ref("big"),
+                ElementOp::Add,
+                networks(v4_networks(200_000)),
+                20_000,
+            )
+            .expect("the load lands");
+        eprintln!(
+            "200,000 IPv4 intervals in {} transactions: {:?}",
+            loaded.transactions,
+            began.elapsed()
+        );
+        assert_eq!(loaded.elements, 200_000);
+        let began = Instant::now();
+        let sets = nft_socket
+            .list_sets(TableFamily::Inet, "palisade_nltest")
+            .expect("the sets are listed");
+        let sets_took = began.elapsed();
+        let began = Instant::now();
+        let chains = nft_socket
+            .list_chains(TableFamily::Inet, "palisade_nltest")
+            .expect("the chains are listed");
+        let chains_took = began.elapsed();
+        eprintln!("beside 200,000 intervals: list_sets {sets_took:?}, list_chains {chains_took:?}");
+        assert_eq!(
+            sorted(sets),
+            vec![
+                set_info("big", NFT_SET_INTERVAL, 7, 4),
+                set_info("small", NFT_SET_TIMEOUT, 7, 4),
+            ]
+        );
+        assert_eq!(
+            sorted(chains),
+            vec![chain("allow", false), chain("out", true)]
+        );
     });
 }

@@ -1,5 +1,5 @@
 //! The bytes: netlink and nf_tables constants, an attribute writer over a `Vec<u8>`, and the
-//! reader for the kernel's answers. Values are those of `linux/netlink.h`,
+//! readers for the kernel's answers and for the attributes of the objects it describes. Values are those of `linux/netlink.h`,
 //! `linux/netfilter/nfnetlink.h` and `linux/netfilter/nf_tables.h`; they are part of the kernel's
 //! stable ABI.
 
@@ -11,7 +11,15 @@ pub const NFGENMSG_LEN: usize = 4;
 pub const NLA_HDRLEN: usize = 4;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
+/// Set by the kernel on every message of a dump.
+pub const NLM_F_MULTI: u16 = 0x2;
 pub const NLM_F_ACK: u16 = 0x4;
+/// Set by the kernel on a message of a dump when the ruleset changed while it was dumped: the
+/// dump is not one consistent picture and has to be asked for again.
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+/// `NLM_F_ROOT | NLM_F_MATCH`: every object (of the family, of the table where the kernel
+/// filters), one message each, then `NLMSG_DONE`.
+pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_CREATE: u16 = 0x400;
 /// Set by the kernel on an acknowledgement that carries only the request's header.
 pub const NLM_F_CAPPED: u16 = 0x100;
@@ -33,6 +41,12 @@ pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFT_MSG_NEWTABLE: u16 = 0;
 pub const NFT_MSG_GETTABLE: u16 = 1;
 pub const NFTA_TABLE_NAME: u16 = 1;
+pub const NFT_MSG_NEWCHAIN: u16 = 3;
+pub const NFT_MSG_GETCHAIN: u16 = 4;
+pub const NFTA_CHAIN_TABLE: u16 = 1;
+pub const NFTA_CHAIN_NAME: u16 = 3;
+/// Present on base chains only: the hook, priority and devices they are attached to.
+pub const NFTA_CHAIN_HOOK: u16 = 4;
 pub const NFT_MSG_NEWSET: u16 = 9;
 pub const NFT_MSG_GETSET: u16 = 10;
 pub const NFT_MSG_DELSET: u16 = 11;
@@ -48,6 +62,8 @@ pub const NFTA_SET_ID: u16 = 10;
 pub const NFTA_SET_TIMEOUT: u16 = 11;
 pub const NFTA_SET_USERDATA: u16 = 13;
 
+pub const NFT_SET_ANONYMOUS: u32 = 0x1;
+pub const NFT_SET_CONSTANT: u32 = 0x2;
 pub const NFT_SET_INTERVAL: u32 = 0x4;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
 
@@ -172,8 +188,17 @@ pub enum Reply {
         errno: i32,
         message: Option<String>,
     },
-    /// Any other message (the answer to a get, `NLMSG_DONE`, ...).
-    Other { seq: u32, msg_type: u16 },
+    /// `NLMSG_DONE`: the end of a dump; `errno` is 0 unless the dump failed part-way.
+    Done { seq: u32, flags: u16, errno: i32 },
+    /// Any other message: an object the kernel describes (the answer to a get, or one part of a
+    /// dump), with its attributes, the bytes after the `nfgenmsg` (none if it has no
+    /// `nfgenmsg`); [`parse_attrs`] splits them.
+    Other {
+        seq: u32,
+        msg_type: u16,
+        flags: u16,
+        attrs: Vec<u8>,
+    },
 }
 
 /// Splits one datagram from the kernel into its messages. `None` when it is malformed.
@@ -188,10 +213,20 @@ pub fn parse_replies(mut data: &[u8]) -> Option<Vec<Reply>> {
         let flags = u16::from_ne_bytes(data[6..8].try_into().ok()?);
         let seq = u32::from_ne_bytes(data[8..12].try_into().ok()?);
         let body = &data[NLMSG_HDRLEN..len];
-        replies.push(if msg_type == NLMSG_ERROR {
-            parse_error(flags, body)?
-        } else {
-            Reply::Other { seq, msg_type }
+        replies.push(match msg_type {
+            NLMSG_ERROR => parse_error(flags, body)?,
+            // The dump's outcome, an `int`; extended-ack attributes may follow.
+            NLMSG_DONE => Reply::Done {
+                seq,
+                flags,
+                errno: -i32::from_ne_bytes(body.get(0..4)?.try_into().ok()?),
+            },
+            _ => Reply::Other {
+                seq,
+                msg_type,
+                flags,
+                attrs: body.get(NFGENMSG_LEN..).unwrap_or_default().to_vec(),
+            },
         });
         data = &data[align(len).min(data.len())..];
     }
@@ -232,4 +267,42 @@ fn parse_error(flags: u16, body: &[u8]) -> Option<Reply> {
         errno: -error,
         message,
     })
+}
+
+/// One attribute of a received message: its type (flags masked off) and its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr<'a> {
+    pub kind: u16,
+    pub payload: &'a [u8],
+}
+
+/// Splits a list of attributes (not descending into nested ones). `None` when it is malformed:
+/// an attribute shorter than its header, longer than what is left, or bytes left over that
+/// cannot hold a header.
+pub fn parse_attrs(mut data: &[u8]) -> Option<Vec<Attr<'_>>> {
+    let mut attrs = Vec::new();
+    while !data.is_empty() {
+        let header = data.get(..NLA_HDRLEN)?;
+        let len = usize::from(u16::from_ne_bytes([header[0], header[1]]));
+        let kind = u16::from_ne_bytes([header[2], header[3]]) & NLA_TYPE_MASK;
+        let payload = data.get(NLA_HDRLEN..len)?;
+        attrs.push(Attr { kind, payload });
+        data = data.get(align(len)..).unwrap_or_default();
+    }
+    Some(attrs)
+}
+
+/// The payload of the first attribute of this type.
+pub fn find_attr<'a>(attrs: &[Attr<'a>], kind: u16) -> Option<&'a [u8]> {
+    attrs.iter().find(|a| a.kind == kind).map(|a| a.payload)
+}
+
+/// A string attribute's bytes, up to its terminating NUL.
+pub fn attr_bytes(payload: &[u8]) -> &[u8] {
+    payload.split(|b| *b == 0).next().unwrap_or_default()
+}
+
+/// A big-endian 32-bit attribute; `None` unless it has exactly 4 bytes.
+pub fn attr_be32(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.try_into().ok()?))
 }

@@ -1,0 +1,317 @@
+//! Acceptance tests of the "Big data in the firewall" issue: lists imported from a descriptor,
+//! loaded over netlink beside the structure, enforced on real connections, swapped without a
+//! gap, and left alone by applies that do not change them.
+
+mod common;
+
+use common::*;
+use palisade_tests::{TestEnv, ADMIN};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn start() -> TestEnv {
+    TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"))
+}
+
+/// The test's port; listeners bind 0.0.0.0, so every 127/8 address reaches them.
+const PORT: u16 = 8443;
+/// Inside the list (127.66.0.0/24 is listed).
+const LISTED: &str = "127.66.0.1";
+/// Outside it.
+const UNLISTED: &str = "127.77.0.1";
+
+/// A policy that rejects (fast, for the prober) connections to the imported list `big`.
+fn policy_with_list(extra_rule_port: u16) -> String {
+    format!(
+        r#"
+[[blocklist]]
+name = "big"
+imported = true
+
+[[host_rule]]
+action = "reject"
+blocklist = "big"
+comment = "the big list"
+
+[[host_rule]]
+action = "drop"
+destination = "127.99.0.1"
+proto = "tcp"
+ports = {extra_rule_port}
+comment = "an unrelated rule"
+"#
+    )
+}
+
+/// `n` non-adjacent /28 networks (so none merge and the kernel holds `n` intervals), plus the
+/// listed test network, with comments and a blank line as real lists have.
+fn write_list(env: &TestEnv, name: &str, n: usize, extra: &[&str]) -> String {
+    let path = env.dir().join(name);
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = std::io::BufWriter::new(file);
+    let _ = writeln!(w, "# a FireHOL-style list\n#\n");
+    let mut written = 0;
+    'outer: for a in [11u32, 12, 13] {
+        for b in 0..256u32 {
+            for c in 0..256u32 {
+                for d in 0..8u32 {
+                    if written == n {
+                        break 'outer;
+                    }
+                    let _ = writeln!(w, "{a}.{b}.{c}.{}/28", d * 32);
+                    written += 1;
+                }
+            }
+        }
+    }
+    let _ = writeln!(w, "127.66.0.0/24\n2001:db8:bad::/48");
+    for line in extra {
+        let _ = writeln!(w, "{line}");
+    }
+    drop(w);
+    // Readable by the admin user who imports it (palisadectl opens it as the caller).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("{e}"));
+    path.to_string_lossy().into_owned()
+}
+
+fn connects_to(env: &TestEnv, host: &str) -> bool {
+    let out = env.run_as(
+        Some(ADMIN),
+        &[
+            "python3".to_owned(),
+            netcheck(env),
+            "connect".into(),
+            host.into(),
+            PORT.to_string(),
+        ],
+    );
+    out.status.success()
+}
+
+fn listen_any(env: &TestEnv) -> Listener {
+    listen_on(env, "0.0.0.0", PORT)
+}
+
+fn import(env: &TestEnv, file: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json", "blocklist", "import", "big", file];
+    args.extend_from_slice(extra);
+    let out = ok(env, env.palisadectl(Some(ADMIN), &args));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+fn loads_logged(env: &TestEnv) -> usize {
+    env.helper_log()
+        .matches("ranges of list big into set")
+        .count()
+}
+
+#[test]
+fn a_million_entry_list_from_a_descriptor_is_enforced_and_left_alone_by_other_applies() {
+    let env = start();
+    let _listener = listen_any(&env);
+    assert!(connects_to(&env, LISTED) && connects_to(&env, UNLISTED));
+
+    // A policy naming a list nobody imported is refused with what to do, and changes nothing.
+    let file = env
+        .write_file("policy.toml", policy_with_list(9000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = env.palisadectl(Some(ADMIN), &["policy", "apply", &file.to_string_lossy()]);
+    assert_eq!(refused.status.code(), Some(65), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("blocklist import big"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(generation(&env), 0);
+
+    // Import a million networks (the file is opened by palisadectl, as the admin) while status
+    // and the VM list are asked again and again: they answer throughout.
+    let list = write_list(&env, "big.netset", 1_000_000, &[]);
+    let importing = AtomicBool::new(true);
+    let began = Instant::now();
+    let info = std::thread::scope(|scope| {
+        let readers = scope.spawn(|| {
+            let mut answered = Vec::new();
+            while importing.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                let status = env.palisadectl(Some(ADMIN), &["--json", "status"]);
+                let vms = env.palisadectl(Some(ADMIN), &["--json", "vm", "list"]);
+                assert!(status.status.success(), "{}", text(&status));
+                assert!(vms.status.success(), "{}", text(&vms));
+                answered.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answered
+        });
+        let info = import(&env, &list, &["--format", "netset"]);
+        importing.store(false, Ordering::SeqCst);
+        let answered = readers
+            .join()
+            .unwrap_or_else(|_| panic!("readers panicked"));
+        assert!(
+            answered.len() >= 2,
+            "status was not asked during the import"
+        );
+        eprintln!(
+            "import of 1M took {:?}; {} status+list rounds answered, slowest {:?}",
+            began.elapsed(),
+            answered.len(),
+            answered.iter().max()
+        );
+        info
+    });
+    assert_eq!(info["ranges"].as_u64(), Some(1_000_002), "{info}");
+    assert_eq!(info["in_use"], false);
+
+    // Named by the policy, it is loaded and enforced: the listed address is refused, the rest
+    // passes.
+    apply(&env, &policy_with_list(9000), &[]);
+    assert_eq!(loads_logged(&env), 2, "v4 and v6 loaded once each");
+    assert!(
+        !connects_to(&env, LISTED),
+        "a listed address still connects"
+    );
+    assert!(
+        connects_to(&env, UNLISTED),
+        "an unlisted address is refused"
+    );
+
+    // An apply that changes another rule leaves the list's sets alone.
+    let sets_before = std::fs::read_to_string(env.state_dir().join("data-sets.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    apply(&env, &policy_with_list(9001), &[]);
+    assert_eq!(
+        loads_logged(&env),
+        2,
+        "an unrelated apply reloaded the list"
+    );
+    let sets_after = std::fs::read_to_string(env.state_dir().join("data-sets.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sets_before, sets_after);
+    assert!(!connects_to(&env, LISTED));
+
+    // Status answers at once beside the big set (it never lists the kernel's table).
+    let t = Instant::now();
+    let status = ok(&env, env.palisadectl(Some(ADMIN), &["--json", "status"]));
+    eprintln!("status beside the 1M list: {:?}", t.elapsed());
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    assert_eq!(s["table_present"], true, "{s}");
+}
+
+#[test]
+fn replacing_a_list_never_lets_a_listed_address_through() {
+    let env = start();
+    let _listener = listen_any(&env);
+    let first = write_list(&env, "first.netset", 50_000, &[]);
+    import(&env, &first, &[]);
+    apply(&env, &policy_with_list(9000), &[]);
+    assert!(!connects_to(&env, LISTED));
+
+    // A prober connects to the listed address in a loop while the list is replaced by a new
+    // version (which still lists it): not one attempt may pass.
+    let second = write_list(&env, "second.netset", 60_000, &["198.51.100.0/24"]);
+    let probing = AtomicBool::new(true);
+    let (attempts, passed) = std::thread::scope(|scope| {
+        let prober = scope.spawn(|| {
+            let (mut attempts, mut passed) = (0u32, 0u32);
+            while probing.load(Ordering::SeqCst) {
+                attempts += 1;
+                if connects_to(&env, LISTED) {
+                    passed += 1;
+                }
+            }
+            (attempts, passed)
+        });
+        let info = import(&env, &second, &[]);
+        assert_eq!(info["in_use"], true, "{info}");
+        // Keep probing a moment after the swap, when the old set is deleted.
+        std::thread::sleep(Duration::from_millis(500));
+        probing.store(false, Ordering::SeqCst);
+        prober.join().unwrap_or_else(|_| panic!("prober panicked"))
+    });
+    assert!(attempts >= 3, "the prober hardly ran: {attempts} attempts");
+    assert_eq!(
+        passed, 0,
+        "{passed} of {attempts} attempts passed during the swap"
+    );
+    assert_eq!(
+        loads_logged(&env),
+        4,
+        "the new version is loaded once (v4, v6)"
+    );
+    assert!(env
+        .helper_log()
+        .contains("deleted the sets of lists no rule names"));
+    assert!(connects_to(&env, UNLISTED));
+}
+
+#[test]
+fn bad_lists_are_refused_with_a_sentence_and_change_nothing() {
+    let env = start();
+    let good = write_list(&env, "good.netset", 10, &[]);
+    import(&env, &good, &[]);
+    let before = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "blocklist", "show", "big"]),
+    );
+
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>, &str)> = vec![
+        (
+            "everything.txt",
+            b"10.0.0.0/8\n0.0.0.0/0\n".to_vec(),
+            vec![],
+            "covers every",
+        ),
+        (
+            "strict.txt",
+            b"10.0.0.0/8\n10.0.0.300\n".to_vec(),
+            vec!["--strict"],
+            "line 2",
+        ),
+        (
+            "binary.bin",
+            (0..200_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+            vec![],
+            "does not look like a blocklist",
+        ),
+    ];
+    for (name, bytes, extra, needle) in cases {
+        let path = env
+            .write_file(name, &bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = path.to_string_lossy().into_owned();
+        let mut args = vec!["blocklist", "import", "big", path.as_str()];
+        args.extend(extra.iter().copied());
+        let out = env.palisadectl(Some(ADMIN), &args);
+        assert_eq!(out.status.code(), Some(64), "{name}: {}", text(&out));
+        assert!(text(&out).contains(needle), "{name}: {}", text(&out));
+    }
+    // Names that could inject anything go nowhere.
+    let out = env.palisadectl(
+        Some(ADMIN),
+        &["blocklist", "import", "x; flush ruleset", &good],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let after = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "blocklist", "show", "big"]),
+    );
+    assert_eq!(
+        before.stdout, after.stdout,
+        "a refused import changed the list"
+    );
+
+    // Malformed lines without --strict are skipped and reported with their numbers.
+    let mixed = env
+        .write_file("mixed.txt", "192.0.2.0/24\nnot an address\n198.51.100.7\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mixed = mixed.to_string_lossy().into_owned();
+    let info = import(&env, &mixed, &[]);
+    assert_eq!(info["ranges"].as_u64(), Some(2), "{info}");
+    assert_eq!(info["problems"][0]["line"].as_u64(), Some(2), "{info}");
+}

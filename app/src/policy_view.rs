@@ -167,14 +167,21 @@ impl PolicyView {
         blocklists.clear();
         for list in policy.blocklists {
             let n = list.entries.len();
-            blocklists.push_back(InfoRowInit {
-                title: list.name.to_string(),
-                subtitle: ni18n_f(
+            let subtitle = if list.imported {
+                // Translators: a blocklist whose contents were imported on their own
+                // (palisadectl blocklist import), not written in the policy.
+                gettext("Imported list")
+            } else {
+                ni18n_f(
                     "{count} network",
                     "{count} networks",
                     format::count(n),
                     &[("count", &n.to_string())],
-                ),
+                )
+            };
+            blocklists.push_back(InfoRowInit {
+                title: list.name.to_string(),
+                subtitle,
                 icon: None,
             });
         }

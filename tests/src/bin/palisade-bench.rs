@@ -102,7 +102,12 @@ const LIST_ENTRIES: usize = 1_000_000;
 fn list_text(n: usize, offset: usize) -> String {
     let mut out = String::with_capacity(n * 16);
     for i in offset..offset + n {
-        let (a, b, c, d) = (11 + (i >> 19), (i >> 11) & 255, (i >> 3) & 255, (i & 7) * 32);
+        let (a, b, c, d) = (
+            11 + (i >> 19),
+            (i >> 11) & 255,
+            (i >> 3) & 255,
+            (i & 7) * 32,
+        );
         out.push_str(&format!("{a}.{b}.{c}.{d}/28\n"));
     }
     out
@@ -150,7 +155,9 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     for port in 0..RUNS as u16 {
         let base = policy.get().await?.0;
         let t = Instant::now();
-        policy.apply(without_list(7000 + port).as_bytes(), base, 0).await?;
+        policy
+            .apply(without_list(7000 + port).as_bytes(), base, 0)
+            .await?;
         plain.push(t.elapsed());
     }
 
@@ -167,14 +174,23 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     let peak = peak_kib(helper);
 
     // The anchor: nft -f of the same list as one interval set, with its peak memory.
-    let mut anchor_script = String::from("table inet anchor {\n set big { type ipv4_addr; flags interval; elements = {\n");
+    let mut anchor_script = String::from(
+        "table inet anchor {\n set big { type ipv4_addr; flags interval; elements = {\n",
+    );
     anchor_script.push_str(&list_text(LIST_ENTRIES, 0).replace('\n', ",\n"));
     anchor_script.push_str("1.1.1.1 } } }\n");
     let anchor_file = env.write_file("anchor-list.nft", anchor_script)?;
     let t = Instant::now();
     let out = env.run_as(
         None,
-        &["/usr/bin/time", "-f", "%M", "nft", "-f", &anchor_file.to_string_lossy()],
+        &[
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            "nft",
+            "-f",
+            &anchor_file.to_string_lossy(),
+        ],
     );
     let anchor = t.elapsed();
     let anchor_kib: u64 = String::from_utf8_lossy(&out.stderr)
@@ -216,13 +232,18 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     for port in 0..RUNS as u16 {
         let base = policy.get().await?.0;
         let t = Instant::now();
-        policy.apply(with_list(9000 + port).as_bytes(), base, 0).await?;
+        policy
+            .apply(with_list(9000 + port).as_bytes(), base, 0)
+            .await?;
         beside.push(t.elapsed());
     }
     rows.push((
         format!("apply of an unrelated change, 1M list live (median of {RUNS})"),
         ms(median(&mut beside)),
-        format!("the same apply without the list: {}", ms(median(&mut plain))),
+        format!(
+            "the same apply without the list: {}",
+            ms(median(&mut plain))
+        ),
         "same as without".into(),
     ));
 

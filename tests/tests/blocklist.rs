@@ -315,3 +315,76 @@ fn bad_lists_are_refused_with_a_sentence_and_change_nothing() {
     assert_eq!(info["ranges"].as_u64(), Some(2), "{info}");
     assert_eq!(info["problems"][0]["line"].as_u64(), Some(2), "{info}");
 }
+
+/// The helper killed (SIGKILL) at different moments of an import that replaces a list the policy
+/// names: after each restart the kernel enforces the complete old list or the complete new one,
+/// and the store says which.
+#[test]
+fn a_helper_killed_during_an_import_comes_back_with_one_whole_list() {
+    let mut env = start();
+    let _listener = listen_any(&env);
+    let old = write_list(&env, "old.netset", 20_000, &[]);
+    import(&env, &old, &[]);
+    apply(&env, &policy_with_list(9000), &[]);
+    let old_hash = show_hash(&env);
+    // The new version adds a network at its very end: it is the last range loaded.
+    let new = write_list(&env, "new.netset", 300_000, &["127.88.0.0/24"]);
+    let mut outcomes = Vec::new();
+    for delay_ms in [200u64, 900, 2_500, 6_000] {
+        let mut importing = env
+            .command_as(
+                Some(ADMIN),
+                &[
+                    env.user_path(&env.bin_dir().join("palisadectl"))
+                        .to_string_lossy()
+                        .into_owned(),
+                    "blocklist".into(),
+                    "import".into(),
+                    "big".into(),
+                    new.clone(),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        env.kill_helper(palisade_tests::Signal::SIGKILL)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = importing.wait();
+        env.start_helper().unwrap_or_else(|e| panic!("{e}"));
+        let hash = show_hash(&env);
+        let new_enforced = !connects_to(&env, "127.88.0.1");
+        assert!(
+            !connects_to(&env, LISTED),
+            "after a kill at {delay_ms} ms nothing is listed"
+        );
+        assert!(connects_to(&env, UNLISTED));
+        if hash == old_hash {
+            assert!(
+                !new_enforced,
+                "the store has the old list, the kernel the new one"
+            );
+        } else {
+            assert!(
+                new_enforced,
+                "the store has the new list, the kernel not all of it"
+            );
+        }
+        outcomes.push((delay_ms, hash != old_hash));
+        // Back to the old list for the next round.
+        import(&env, &old, &[]);
+        assert!(connects_to(&env, "127.88.0.1"));
+    }
+    eprintln!("kill moments (ms) and whether the new list had landed: {outcomes:?}");
+}
+
+fn show_hash(env: &TestEnv) -> String {
+    let out = ok(
+        env,
+        env.palisadectl(Some(ADMIN), &["--json", "blocklist", "show", "big"]),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["content_hash"].as_str().unwrap_or_default().to_owned()
+}

@@ -26,8 +26,10 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Tests that need root and a network namespace are marked #[ignore = "needs root ..."] so a plain
+# `cargo test` as a user skips them visibly; `make test` runs as root and runs them too.
 unit: build
-	$(CARGO) test --workspace --exclude palisade-tests --lib --bins --tests
+	$(CARGO) test --workspace --exclude palisade-tests --lib --bins --tests -- --include-ignored
 
 # End-to-end tests share machine-wide things (test users, per-VM users), so they run one at a time.
 e2e: build

@@ -136,6 +136,8 @@ pub fn state_words(state: VmState, mode: RunMode) -> String {
         (VmState::Running, RunMode::Install) => gettext("Running the installer"),
         // Translators: a VM's state. Changes made inside it are thrown away when it stops.
         (VmState::Running, RunMode::Ephemeral) => gettext("Running"),
+        // Translators: a VM's state: the helper is launching it.
+        (VmState::Starting, _) => gettext("Starting…"),
         // Translators: a VM's state.
         (VmState::Paused, _) => gettext("Paused"),
         // Translators: a VM's state: the guest powers off and QEMU is about to end.

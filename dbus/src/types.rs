@@ -47,6 +47,8 @@ macro_rules! wire_enum {
 wire_enum! {
     /// A VM's state, from QEMU's own events.
     pub enum VmState {
+        /// The helper is launching its QEMU.
+        Starting = "starting",
         /// The guest runs.
         Running = "running",
         /// QEMU stopped the guest's CPUs (a `stop` or an error); it can resume.

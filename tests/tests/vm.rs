@@ -307,3 +307,52 @@ fn nothing_is_hidden_show_and_guest_firewall() {
         .unwrap_or_else(|e| panic!("{e}"));
     ok(&env, env.nft(&["-c", "-f", &file.to_string_lossy()]));
 }
+
+/// Ten concurrent starts of one VM launch exactly one QEMU; the others are told it is already
+/// starting or running.
+#[test]
+fn concurrent_starts_launch_one_qemu() {
+    let env = start();
+    create_work(&env, "pal.stay=1");
+    let outcomes: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..10)
+            .map(|_| scope.spawn(|| env.palisadectl(Some(ALICE), &["vm", "start", "work"])))
+            .collect();
+        calls
+            .into_iter()
+            .map(|c| c.join().unwrap_or_else(|_| panic!("a start panicked")))
+            .collect()
+    });
+    let started = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        started,
+        1,
+        "{:#?}",
+        outcomes.iter().map(text).collect::<Vec<_>>()
+    );
+    for refused in outcomes.iter().filter(|o| !o.status.success()) {
+        assert_eq!(refused.status.code(), Some(75), "{}", text(refused));
+        assert!(text(refused).contains("already"), "{}", text(refused));
+    }
+    let vm_uid = env
+        .uid_of("palisade-vm-work")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let qemus = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                    let owner = std::fs::metadata(e.path())
+                        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                        .ok();
+                    comm.starts_with("qemu") && owner == Some(vm_uid)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(qemus, 1, "QEMU processes of the VM's user");
+    ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "stop", "work", "--force"]),
+    );
+}

@@ -71,6 +71,9 @@ pub struct Paths {
 pub struct Supervisor {
     paths: Paths,
     running: Mutex<HashMap<VmName, Running>>,
+    /// VMs between the decision to start them and their entry in `running`: reserved under the
+    /// `running` lock, so two concurrent starts of one VM cannot both launch QEMU.
+    starting: std::sync::Mutex<std::collections::HashSet<VmName>>,
     changes: broadcast::Sender<(VmName, VmState)>,
 }
 
@@ -89,6 +92,7 @@ impl Supervisor {
         Arc::new(Self {
             paths,
             running: Mutex::new(HashMap::new()),
+            starting: std::sync::Mutex::new(std::collections::HashSet::new()),
             changes,
         })
     }
@@ -151,9 +155,7 @@ impl Supervisor {
         mode: RunMode,
         iso: Option<OwnedFd>,
     ) -> Result<VmInfo, Error> {
-        if self.running.lock().await.contains_key(&vm.name) {
-            return Err(Error::Conflict(format!("{} is already running", vm.name)));
-        }
+        let mut reserved = self.reserve(&vm.name).await?;
         // Drawn before QEMU exists, so a failing generator starts nothing.
         let initial_secret = random_secret()?;
         let images = self.images(vm);
@@ -196,6 +198,8 @@ impl Supervisor {
                 log.trim()
             )));
         }
+        // QEMU runs and is in `running` (its monitor announced its state).
+        reserved.started = true;
         // Ticketing is on from the first moment, with a password nobody knows that has already
         // expired: no one connects until a console ticket is issued.
         let monitor = self.monitor(&vm.name).await?;
@@ -213,6 +217,32 @@ impl Supervisor {
             mode.as_str()
         );
         self.info(vm, &images, true, true).await
+    }
+
+    /// Reserves `name` for a start, or says why it cannot start now. The reservation ends when
+    /// the returned guard drops (the VM is then in `running`, or the start failed).
+    async fn reserve(&self, name: &VmName) -> Result<Reservation<'_>, Error> {
+        let running = self.running.lock().await;
+        if running.contains_key(name) {
+            return Err(Error::Conflict(format!("{name} is already running")));
+        }
+        let mut starting = self
+            .starting
+            .lock()
+            .map_err(|_| Error::Internal("the start reservations are poisoned".into()))?;
+        if !starting.insert(name.clone()) {
+            return Err(Error::Conflict(format!(
+                "{name} is already starting; wait a moment"
+            )));
+        }
+        drop(starting);
+        drop(running);
+        self.announce(name, VmState::Starting);
+        Ok(Reservation {
+            supervisor: self,
+            name: name.clone(),
+            started: false,
+        })
     }
 
     async fn attach_monitor(
@@ -547,7 +577,16 @@ impl Supervisor {
         let r = running.get(&vm.name);
         Ok(VmInfo {
             name: vm.name.to_string(),
-            state: r.map_or(VmState::ShutDown, |r| r.state),
+            state: r.map_or_else(
+                || {
+                    if self.is_starting(&vm.name) {
+                        VmState::Starting
+                    } else {
+                        VmState::ShutDown
+                    }
+                },
+                |r| r.state,
+            ),
             mode: r.map_or(RunMode::Ephemeral, |r| r.mode),
             spice_port: r.map_or_else(|| images.spice_port(), |r| r.spice_port),
             pid: r.map_or(0, |r| r.pid),
@@ -564,13 +603,20 @@ impl Supervisor {
         super::tls::tls_root(&self.paths.state)
     }
 
-    /// The state of `name`: its running state, or shut down.
+    /// The state of `name`: its running state, starting, or shut down.
     pub async fn state_of(&self, name: &VmName) -> VmState {
-        self.running
-            .lock()
-            .await
-            .get(name)
-            .map_or(VmState::ShutDown, |r| r.state)
+        if let Some(r) = self.running.lock().await.get(name) {
+            return r.state;
+        }
+        if self.is_starting(name) {
+            VmState::Starting
+        } else {
+            VmState::ShutDown
+        }
+    }
+
+    fn is_starting(&self, name: &VmName) -> bool {
+        self.starting.lock().is_ok_and(|s| s.contains(name))
     }
 
     /// `info` by VM.
@@ -647,6 +693,25 @@ impl Supervisor {
             })?;
         images.set_spice_port(port)?;
         Ok(port)
+    }
+}
+
+/// A VM reserved for a start; dropping it ends the reservation. A start that did not get as far
+/// as a running QEMU says so: its watchers saw "starting" and must see it end.
+struct Reservation<'a> {
+    supervisor: &'a Supervisor,
+    name: VmName,
+    started: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut starting) = self.supervisor.starting.lock() {
+            starting.remove(&self.name);
+        }
+        if !self.started {
+            self.supervisor.announce(&self.name, VmState::ShutDown);
+        }
     }
 }
 

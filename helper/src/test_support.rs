@@ -30,15 +30,6 @@ pub fn golden(dir: &str, name: &str, actual: &str) {
     );
 }
 
-/// Whether these tests may run nft (root, as `make test` is); prints why not otherwise.
-pub fn can_run_nft() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("SKIP: nft --check needs root (make test runs as root)");
-    }
-    root
-}
-
 /// Feeds `input` to `nft <flags> -c -f -` in a new network namespace; panics with nft's
 /// complaint if it refuses.
 pub fn nft_check(flags: &[&str], input: &str) {

@@ -20,8 +20,10 @@ pub use ports::{PortRange, PortSet};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
-/// Largest policy document the helper reads (a million-entry blocklist fits in this).
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Largest policy document the helper reads: well under the system bus's 32 MiB message limit, so
+/// a too-large document gets this sentence instead of a cut connection. Big lists are imported
+/// (`palisadectl blocklist import`), not written into the policy.
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 /// Most networks a `[[blocklist]]` may list inline; bigger lists are imported
 /// (`palisadectl blocklist import`) and named with `imported = true`.
 pub const MAX_INLINE_ENTRIES: usize = 10_000;

@@ -344,3 +344,25 @@ fn removing_an_allowance_cuts_an_open_connection() {
     );
     let _ = session.wait();
 }
+
+/// A document over the size limit is refused with a sentence naming the limit and what to do,
+/// before it reaches the bus (which would only cut the connection), and changes nothing.
+#[test]
+fn a_too_large_document_is_refused_with_the_limit_and_what_to_do() {
+    let env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let huge = "#".repeat(palisade_dbus::policy::MAX_DOCUMENT_BYTES + 1);
+    let file = env
+        .write_file("huge.toml", huge)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for verb in ["apply", "preview", "validate"] {
+        let out = env.palisadectl(Some(ADMIN), &["policy", verb, &file.to_string_lossy()]);
+        assert_eq!(out.status.code(), Some(64), "{verb}: {}", text(&out));
+        assert!(
+            text(&out).contains("larger than 16 MiB") && text(&out).contains("blocklist import"),
+            "{verb}: {}",
+            text(&out)
+        );
+    }
+    assert_eq!(common::generation(&env), 1);
+}

@@ -135,16 +135,26 @@ pub async fn run(
 
 /// Reads a policy file as bytes: the helper, not this tool, decides what is valid text.
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    let limit = palisade_dbus::policy::MAX_DOCUMENT_BYTES;
     let mut bytes = Vec::new();
     let result = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+        std::io::stdin()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map(|_| ())
     } else {
-        std::fs::File::open(path).and_then(|f| {
-            f.take(palisade_dbus::policy::MAX_DOCUMENT_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map(|_| ())
-        })
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes).map(|_| ()))
     };
     result.map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", path.display())))?;
+    // Checked here, before the bus: a message over its limit only shows as a broken connection.
+    if bytes.len() > limit {
+        return Err(Error::InvalidArgument(format!(
+            "{} is larger than {} MiB, the most a policy may be; import big lists with \
+             `palisadectl blocklist import` and name them with imported = true",
+            path.display(),
+            limit >> 20
+        )));
+    }
     Ok(bytes)
 }

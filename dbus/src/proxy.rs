@@ -169,6 +169,25 @@ pub trait Blocklists {
         force: bool,
     ) -> Result<BlocklistInfo, Error>;
 
+    /// Imports (or replaces) list `name` downloaded from `url` (`http` or `https` only, at most
+    /// 2048 characters), read again every `refresh_seconds` (0: never; else 300 to 2592000, 30
+    /// days) with a conditional request: an unchanged list (`304 Not Modified`, or the same
+    /// content hash) reloads nothing. `format`, `strict` and `force` as for `import`, kept for the
+    /// refreshes. A download or parse failure changes nothing.
+    fn import_url(
+        &self,
+        name: &str,
+        url: &str,
+        refresh_seconds: u32,
+        format: &str,
+        strict: bool,
+        force: bool,
+    ) -> Result<BlocklistInfo, Error>;
+
+    /// Reads a downloaded list's address again now (conditionally, as a scheduled refresh
+    /// does); a list imported from a file cannot be refreshed, only imported again.
+    fn refresh(&self, name: &str) -> Result<BlocklistInfo, Error>;
+
     /// Every imported list.
     fn list(&self) -> Result<Vec<BlocklistInfo>, Error>;
 

@@ -15,6 +15,7 @@
 
 #![allow(dead_code)] // reason: wired to the Blocklists interface next
 
+pub mod fetch;
 pub mod parse;
 pub mod ranges;
 pub mod store;

@@ -133,11 +133,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
         )
         .await?;
+    let lists = std::sync::Arc::new(lists::Lists::new(list_store, firewall.clone()));
     server
         .at(
             OBJECT_PATH,
             bus::blocklists::BlocklistsIface {
-                lists: lists::Lists::new(list_store, firewall.clone()),
+                lists: lists.clone(),
                 authority,
             },
         )
@@ -149,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("serving {BUS_NAME}");
 
     tokio::spawn(firewall.clone().run_expiry());
+    tokio::spawn(lists.run_refresh());
     tokio::spawn(revoke_lost_console_access(
         firewall.clone(),
         supervisor.clone(),

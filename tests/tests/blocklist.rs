@@ -388,3 +388,169 @@ fn show_hash(env: &TestEnv) -> String {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["content_hash"].as_str().unwrap_or_default().to_owned()
 }
+
+/// The port of the test's HTTP server.
+const HTTP_PORT: u16 = 8470;
+
+/// A Python HTTP server serving a folder, as root in the test's namespace; killed when dropped.
+struct HttpServer(std::process::Child);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(env: &TestEnv, dir: &std::path::Path) -> HttpServer {
+    let argv = [
+        "python3".to_owned(),
+        "-m".to_owned(),
+        "http.server".to_owned(),
+        HTTP_PORT.to_string(),
+        "--bind".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--directory".to_owned(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    let server = HttpServer(env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = env.run_as(
+            None,
+            &[
+                "python3".to_owned(),
+                netcheck(env),
+                "connect".into(),
+                "127.0.0.1".into(),
+                HTTP_PORT.to_string(),
+            ],
+        );
+        if probe.status.success() {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "the HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn show_big(env: &TestEnv) -> serde_json::Value {
+    let out = ok(
+        env,
+        env.palisadectl(Some(ADMIN), &["--json", "blocklist", "show", "big"]),
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+#[test]
+fn a_list_imported_by_url_is_refreshed_conditionally_and_bad_addresses_change_nothing() {
+    let env = start();
+    let _listener = listen_any(&env);
+    let www = env.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap_or_else(|e| panic!("{e}"));
+    let list = www.join("list.txt");
+    std::fs::write(
+        &list,
+        "# served\n192.0.2.0/24\n198.51.100.0/24\n127.66.0.0/24\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _server = serve(&env, &www);
+    let url = format!("http://127.0.0.1:{HTTP_PORT}/list.txt");
+
+    // Imported by address, named by the policy: enforced.
+    let out = ok(
+        &env,
+        env.palisadectl(
+            Some(ADMIN),
+            &[
+                "--json",
+                "blocklist",
+                "import",
+                "big",
+                "--url",
+                &url,
+                "--refresh",
+                "1h",
+            ],
+        ),
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(info["source_kind"], "url", "{info}");
+    assert_eq!(info["source"], url.as_str(), "{info}");
+    assert_eq!(info["ranges"].as_u64(), Some(3), "{info}");
+    apply(&env, &policy_with_list(9000), &[]);
+    assert!(!connects_to(&env, LISTED), "a listed address connects");
+    assert!(
+        connects_to(&env, UNLISTED),
+        "an unlisted address is refused"
+    );
+    let loads = loads_logged(&env);
+    assert!(loads >= 1, "the list was never loaded");
+
+    // Unchanged at the source: the conditional request is answered 304, nothing is reloaded.
+    let first = show_big(&env);
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "blocklist", "refresh", "big"]),
+    );
+    let refreshed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(refreshed["content_hash"], first["content_hash"]);
+    assert!(
+        refreshed["refreshed_at"].as_u64() >= first["refreshed_at"].as_u64(),
+        "{refreshed}"
+    );
+    assert_eq!(loads_logged(&env), loads, "an unchanged list was reloaded");
+    assert!(
+        env.helper_log().contains("not modified at its source"),
+        "no conditional request was answered 304"
+    );
+
+    // Changed at the source (a later modification time): the new version is enforced.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        &list,
+        "# served\n192.0.2.0/24\n198.51.100.0/24\n127.77.0.0/24\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "blocklist", "refresh", "big"]),
+    );
+    let changed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_ne!(changed["content_hash"], first["content_hash"], "{changed}");
+    assert!(
+        loads_logged(&env) > loads,
+        "the changed list was not loaded"
+    );
+    assert!(
+        connects_to(&env, LISTED),
+        "a removed network is still refused"
+    );
+    assert!(!connects_to(&env, UNLISTED), "an added network connects");
+
+    // Other schemes are refused before any connection, with a sentence; a 404 changes nothing.
+    let before = show_big(&env);
+    for bad in ["file:///etc/shadow", "gopher://127.0.0.1:70/"] {
+        let out = env.palisadectl(Some(ADMIN), &["blocklist", "import", "big", "--url", bad]);
+        assert_eq!(out.status.code(), Some(64), "{bad}: {}", text(&out));
+        assert!(
+            text(&out).contains("not an http or https address"),
+            "{bad}: {}",
+            text(&out)
+        );
+    }
+    let missing = format!("http://127.0.0.1:{HTTP_PORT}/missing.txt");
+    let out = env.palisadectl(
+        Some(ADMIN),
+        &["blocklist", "import", "big", "--url", &missing],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("404"), "{}", text(&out));
+    let after = show_big(&env);
+    assert_eq!(after["content_hash"], before["content_hash"]);
+    assert_eq!(after["source"], url.as_str(), "{after}");
+    assert!(!connects_to(&env, UNLISTED));
+}

@@ -56,13 +56,22 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BlocklistCommand {
-    /// Import (or replace) a list from a file: addresses and networks one per line (plain,
-    /// FireHOL .netset, Spamhaus DROP), or domains (hosts file, plain list).
+    /// Import (or replace) a list from a file or an http(s) address: addresses and networks one
+    /// per line (plain, FireHOL .netset, Spamhaus DROP), or domains (hosts file, plain list).
     Import {
         /// The list's name, as the policy's [[blocklist]] names it.
         name: String,
         /// The file.
-        file: PathBuf,
+        #[arg(required_unless_present = "url", conflicts_with = "url")]
+        file: Option<PathBuf>,
+        /// Download the list from this http or https address instead of a file.
+        #[arg(long)]
+        url: Option<String>,
+        /// With --url: how often the helper downloads it again (conditionally: an unchanged list
+        /// is not reloaded), e.g. 6h, 1d (the default), 3600; "never" or 0 for never. At least
+        /// 5m, at most 30d.
+        #[arg(long, requires = "url")]
+        refresh: Option<String>,
         /// auto, plain, netset, spamhaus, hosts or domains.
         #[arg(long, default_value = "auto")]
         format: String,
@@ -72,6 +81,11 @@ enum BlocklistCommand {
         /// Accept a list that covers a whole address family (0.0.0.0/0, ::/0).
         #[arg(long)]
         force: bool,
+    },
+    /// Download a list imported with --url again now (only what changed is reloaded).
+    Refresh {
+        /// The list's name.
+        name: String,
     },
     /// The imported lists: size, source, last refresh, skipped lines.
     List,

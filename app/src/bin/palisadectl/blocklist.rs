@@ -1,6 +1,7 @@
-//! `palisadectl blocklist`: import, list, show and remove the lists the policy names with
-//! `[[blocklist]] imported = true`. The file is opened here, as the caller, and handed to the
-//! helper as a descriptor: the helper never opens a caller's path.
+//! `palisadectl blocklist`: import (from a file or an http(s) address), refresh, list, show and
+//! remove the lists the policy names with `[[blocklist]] imported = true`. A file is opened here,
+//! as the caller, and handed to the helper as a descriptor: the helper never opens a caller's
+//! path. An address is checked and downloaded by the helper, which also refreshes it on schedule.
 
 use crate::output::{print, when};
 use crate::BlocklistCommand;
@@ -20,14 +21,37 @@ pub async fn run(
         BlocklistCommand::Import {
             name,
             file,
+            url,
+            refresh,
             format,
             strict,
             force,
         } => {
-            let opened = open_list(file)?;
-            let info = proxy
-                .import(name, zbus::Fd::from(&opened), format, *strict, *force)
-                .await?;
+            let info = match (url, file) {
+                (Some(url), _) => {
+                    let every = refresh_seconds(refresh.as_deref().unwrap_or("1d"))?;
+                    proxy
+                        .import_url(name, url, every, format, *strict, *force)
+                        .await?
+                }
+                (None, Some(_)) if refresh.is_some() => {
+                    return Err(Error::InvalidArgument(
+                        "--refresh applies to a list imported with --url; a file is read once"
+                            .into(),
+                    ))
+                }
+                (None, Some(file)) => {
+                    let opened = open_list(file)?;
+                    proxy
+                        .import(name, zbus::Fd::from(&opened), format, *strict, *force)
+                        .await?
+                }
+                (None, None) => {
+                    return Err(Error::InvalidArgument(
+                        "give the list's file or --url ADDRESS".into(),
+                    ))
+                }
+            };
             print(json, &info, || {
                 let mut out = format!(
                     "Imported {}: {} ranges, {} domains from {} lines.{}\n",
@@ -43,6 +67,30 @@ pub async fn run(
                 );
                 out.push_str(&problems_text(&info));
                 out
+            });
+        }
+        BlocklistCommand::Refresh { name } => {
+            let before = proxy.show(name).await?;
+            let info = proxy.refresh(name).await?;
+            print(json, &info, || {
+                if info.content_hash == before.content_hash {
+                    format!("{} is unchanged at its source.\n", info.name)
+                } else {
+                    let mut out = format!(
+                        "Refreshed {}: {} ranges, {} domains from {} lines.{}\n",
+                        info.name,
+                        info.ranges,
+                        info.domains,
+                        info.lines,
+                        if info.in_use {
+                            " The firewall enforces the new version now."
+                        } else {
+                            ""
+                        }
+                    );
+                    out.push_str(&problems_text(&info));
+                    out
+                }
             });
         }
         BlocklistCommand::List => {
@@ -115,6 +163,30 @@ fn problems_text(l: &BlocklistInfo) -> String {
         ));
     }
     out
+}
+
+/// The refresh interval in seconds: "never" or 0, a number of seconds, or a duration such as
+/// `6h` or `1d` (the helper checks the range).
+fn refresh_seconds(text: &str) -> Result<u32, Error> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("never") {
+        return Ok(0);
+    }
+    let seconds = match text.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "--refresh {text}: {e}; give a duration such as 6h or 1d, or never"
+                ))
+            })?
+            .as_secs(),
+    };
+    u32::try_from(seconds).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "--refresh {text} is too long; at most 30d is accepted"
+        ))
+    })
 }
 
 /// Opens the list as the caller; symbolic links are refused, as for ISOs.

@@ -3,12 +3,11 @@
 //! as the caller, and handed to the helper as a descriptor: the helper never opens a caller's
 //! path. An address is checked and downloaded by the helper, which also refreshes it on schedule.
 
-use crate::output::{print, when};
+use crate::output::{open_as_caller, print, when};
 use crate::BlocklistCommand;
 use palisade_dbus::proxy::BlocklistsProxy;
 use palisade_dbus::types::BlocklistInfo;
 use palisade_dbus::Error;
-use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs one `blocklist` subcommand.
@@ -41,7 +40,7 @@ pub async fn run(
                     ))
                 }
                 (None, Some(file)) => {
-                    let opened = open_list(file)?;
+                    let opened = open_as_caller(file, "the list")?;
                     proxy
                         .import(name, zbus::Fd::from(&opened), format, *strict, *force)
                         .await?
@@ -187,21 +186,4 @@ fn refresh_seconds(text: &str) -> Result<u32, Error> {
             "--refresh {text} is too long; at most 30d is accepted"
         ))
     })
-}
-
-/// Opens the list as the caller; symbolic links are refused, as for ISOs.
-fn open_list(path: &Path) -> Result<std::fs::File, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-        .map_err(|e| {
-            let why = if e.raw_os_error() == Some(40) {
-                "it is a symbolic link; give the real file".to_owned()
-            } else {
-                e.to_string()
-            };
-            Error::InvalidArgument(format!("cannot open the list {}: {why}", path.display()))
-        })
 }

@@ -1,12 +1,11 @@
 //! `palisadectl vm`: create, start, stop and inspect virtual machines, their image versions and
 //! their USB devices.
 
-use crate::output::{print, shell_words, when};
+use crate::output::{open_as_caller, print, shell_words, when};
 use crate::{UsbCommand, VmCommand};
 use palisade_dbus::proxy::VmsProxy;
 use palisade_dbus::types::RunMode;
 use palisade_dbus::Error;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Runs a `vm` subcommand against the helper.
@@ -58,7 +57,7 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
         } => {
             let info = match install {
                 Some(iso) => {
-                    let file = open_iso(iso)?;
+                    let file = open_as_caller(iso, "the ISO")?;
                     proxy.install(name, zbus::Fd::from(&file)).await?
                 }
                 None => {
@@ -205,27 +204,4 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens an installer ISO as the caller: the helper gets the open file, never a path, so it can
-/// read only what the caller can. Symbolic links are refused outright.
-fn open_iso(path: &PathBuf) -> Result<std::fs::File, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_nofollow())
-        .open(path)
-        .map_err(|e| {
-            let why = if e.raw_os_error() == Some(40) {
-                "it is a symbolic link; give the real file".to_owned()
-            } else {
-                e.to_string()
-            };
-            Error::InvalidArgument(format!("cannot open the ISO {}: {why}", path.display()))
-        })
-}
-
-/// O_NOFOLLOW, from nix so this tool needs no libc dependency.
-fn libc_o_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }

@@ -231,9 +231,9 @@ pub fn existing() -> Result<Existing, Error> {
         .list_sets(TableFamily::Inet, TABLE)
         .map_err(kernel)?
         .into_iter()
-        .map(|s| s.name)
         // Anonymous sets belong to their rules and go with them.
-        .filter(|name| !name.starts_with("__"))
+        .filter(|s| !s.anonymous())
+        .map(|s| s.name)
         .collect();
     Ok(Existing { chains, sets })
 }

@@ -44,18 +44,13 @@ pub async fn table_present() -> bool {
             .table_exists(super::netlink::TableFamily::Inet, super::ruleset::TABLE)
             .map_err(|e| e.to_string())
     })
-    .await;
-    match asked {
-        Ok(Ok(present)) => present,
-        Ok(Err(e)) => {
-            tracing::warn!("cannot ask the kernel for our table: {e}");
-            false
-        }
-        Err(e) => {
-            tracing::warn!("cannot ask the kernel for our table: {e}");
-            false
-        }
-    }
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|answer| answer);
+    asked.unwrap_or_else(|e| {
+        tracing::warn!("cannot ask the kernel for our table: {e}");
+        false
+    })
 }
 
 async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {

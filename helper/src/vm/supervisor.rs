@@ -577,16 +577,7 @@ impl Supervisor {
         let r = running.get(&vm.name);
         Ok(VmInfo {
             name: vm.name.to_string(),
-            state: r.map_or_else(
-                || {
-                    if self.is_starting(&vm.name) {
-                        VmState::Starting
-                    } else {
-                        VmState::ShutDown
-                    }
-                },
-                |r| r.state,
-            ),
+            state: r.map_or_else(|| self.idle_state(&vm.name), |r| r.state),
             mode: r.map_or(RunMode::Ephemeral, |r| r.mode),
             spice_port: r.map_or_else(|| images.spice_port(), |r| r.spice_port),
             pid: r.map_or(0, |r| r.pid),
@@ -605,18 +596,19 @@ impl Supervisor {
 
     /// The state of `name`: its running state, starting, or shut down.
     pub async fn state_of(&self, name: &VmName) -> VmState {
-        if let Some(r) = self.running.lock().await.get(name) {
-            return r.state;
+        match self.running.lock().await.get(name) {
+            Some(r) => r.state,
+            None => self.idle_state(name),
         }
-        if self.is_starting(name) {
+    }
+
+    /// The state of a VM with no QEMU in `running`: reserved for a start, or shut down.
+    fn idle_state(&self, name: &VmName) -> VmState {
+        if self.starting.lock().is_ok_and(|s| s.contains(name)) {
             VmState::Starting
         } else {
             VmState::ShutDown
         }
-    }
-
-    fn is_starting(&self, name: &VmName) -> bool {
-        self.starting.lock().is_ok_and(|s| s.contains(name))
     }
 
     /// `info` by VM.

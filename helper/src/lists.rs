@@ -113,9 +113,8 @@ impl Lists {
         }
         let (name, options) = (request.name, request.options);
         let _changing = self.changing.lock().await;
-        let store = Arc::clone(&self.store);
         let label = format!("file ({} bytes)", meta.len());
-        let stored = tokio::task::spawn_blocking(move || {
+        let (meta, parsed) = tokio::task::spawn_blocking(move || {
             let parsed = parse(std::io::BufReader::new(file), &options)?;
             let meta = ListMeta::new(
                 name,
@@ -124,18 +123,12 @@ impl Lists {
                 &parsed,
                 unix_now(),
             );
-            store
-                .save(meta, &parsed.networks, &parsed.domains)
-                .map_err(store_error)
+            Ok::<_, Error>((meta, parsed))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        crate::memory::release_soon();
-        let in_use = self.in_use(&stored.name);
-        if in_use {
-            self.firewall.reinstall().await?;
-        }
-        Ok(info(&stored, in_use))
+        // No earlier version counts as the same: a file import always enforces what it stored.
+        self.save_and_enforce(meta, parsed, None).await
     }
 
     /// Downloads, checks and stores a list (replacing any list of that name); it is read again

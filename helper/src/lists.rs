@@ -69,7 +69,8 @@ pub fn refresh_interval(seconds: u32) -> Result<u64, Error> {
         Ok(seconds)
     } else {
         Err(Error::InvalidArgument(format!(
-            "a list is refreshed every {MIN_REFRESH} seconds (5 minutes) at most often and every              {MAX_REFRESH} seconds (30 days) at least often, not every {seconds}; 0 means never"
+            "a list is refreshed every {MIN_REFRESH} seconds (5 minutes) at most often and every \
+             {MAX_REFRESH} seconds (30 days) at least often, not every {seconds}; 0 means never"
         )))
     }
 }
@@ -146,7 +147,8 @@ impl Lists {
         let Fetched::Fresh { parsed, validators } = fetched else {
             // Unconditional requests are not answered 304 by a correct server.
             return Err(Error::InvalidArgument(format!(
-                "the server answered 304 Not Modified to a plain request for {}; nothing was                  imported",
+                "the server answered 304 Not Modified to a plain request for {}; nothing was \
+             imported",
                 request.url
             )));
         };
@@ -180,7 +182,8 @@ impl Lists {
         } = meta.source.clone()
         else {
             return Err(Error::InvalidArgument(format!(
-                "the list {name} was imported from a file, which the helper cannot read again;                  import it again to update it"
+                "the list {name} was imported from a file, which the helper cannot read again; \
+             import it again to update it"
             )));
         };
         let validators = Validators {

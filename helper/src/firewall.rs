@@ -621,8 +621,18 @@ impl Engine {
     }
 
     /// The facts for `policy`.
+    /// The facts for `policy`, with the kernel sets of its imported lists chosen against what
+    /// the kernel holds now.
     async fn facts(&self, policy: &Policy, users: facts::Users) -> Result<compile::Facts, Error> {
-        facts::gather(policy, users, &*self.ports, &self.lists).await
+        let mut facts = facts::gather(policy, users, &*self.ports, &self.lists).await?;
+        if !facts.imported.is_empty() {
+            let existing = tokio::task::spawn_blocking(data::existing)
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            self.data
+                .name_sets(&mut facts, &existing.sets.into_iter().collect());
+        }
+        Ok(facts)
     }
 
     /// Gathers facts and compiles; loads the imported lists' sets the ruleset names that the

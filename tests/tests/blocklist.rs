@@ -211,8 +211,10 @@ fn replacing_a_list_never_lets_a_listed_address_through() {
     assert!(!connects_to(&env, LISTED));
 
     // A prober connects to the listed address in a loop while the list is replaced by a new
-    // version (which still lists it): not one attempt may pass.
-    let second = write_list(&env, "second.netset", 60_000, &["198.51.100.0/24"]);
+    // version (which still lists it): not one attempt may pass. The new version changes more
+    // ranges than a difference may (30,001 > MAX_IN_PLACE), so it is loaded into a new set and
+    // swapped in.
+    let second = write_list(&env, "second.netset", 80_000, &["198.51.100.0/24"]);
     let probing = AtomicBool::new(true);
     let (attempts, passed) = std::thread::scope(|scope| {
         let prober = scope.spawn(|| {
@@ -246,6 +248,112 @@ fn replacing_a_list_never_lets_a_listed_address_through() {
         .helper_log()
         .contains("deleted the sets of lists no rule names"));
     assert!(connects_to(&env, UNLISTED));
+}
+
+/// The kernel set a list's family is in, from the helper's record of its data sets.
+fn set_of_big(env: &TestEnv, v6: bool) -> String {
+    let record =
+        std::fs::read(env.state_dir().join("data-sets.json")).unwrap_or_else(|e| panic!("{e}"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&record).unwrap_or_else(|e| panic!("{e}"));
+    let sets = record["sets"].as_object().cloned().unwrap_or_default();
+    let mine: Vec<&String> = sets
+        .iter()
+        .filter(|(_, held)| {
+            held["state"] == "complete" && held["list"] == "big" && held["v6"] == v6
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(mine.len(), 1, "{record}");
+    mine[0].clone()
+}
+
+/// How many elements (ranges) the kernel's set holds, read back with nft (the set is small
+/// enough to list).
+fn kernel_ranges(env: &TestEnv, set: &str) -> usize {
+    let out = env.nft(&["-j", "list", "set", "inet", "palisade", set]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .and_then(|items| items.iter().find_map(|i| i["set"]["elem"].as_array()))
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
+    let mut env = start();
+    let _listener = listen_any(&env);
+    // 20,000 networks, the listed test network and one more; the new version drops 100 of the
+    // networks and trades that one for another: 101 ranges removed and 1 added, in place.
+    let (gone, new) = ("127.88.0.1", "127.89.0.1");
+    let first = write_list(&env, "first.netset", 20_000, &["127.88.0.0/24"]);
+    import(&env, &first, &[]);
+    apply(&env, &policy_with_list(9000), &[]);
+    let set = set_of_big(&env, false);
+    assert_eq!(kernel_ranges(&env, &set), 20_002);
+    assert!(!connects_to(&env, gone) && connects_to(&env, new));
+    let hash_before = show_hash(&env);
+
+    let second = write_list(&env, "second.netset", 19_900, &["127.89.0.0/24"]);
+    let probing = AtomicBool::new(true);
+    let (attempts, passed) = std::thread::scope(|scope| {
+        let prober = scope.spawn(|| {
+            let (mut attempts, mut passed) = (0u32, 0u32);
+            while probing.load(Ordering::SeqCst) {
+                attempts += 1;
+                if connects_to(&env, LISTED) {
+                    passed += 1;
+                }
+            }
+            (attempts, passed)
+        });
+        let info = import(&env, &second, &[]);
+        assert_eq!(info["in_use"], true, "{info}");
+        std::thread::sleep(Duration::from_millis(300));
+        probing.store(false, Ordering::SeqCst);
+        prober.join().unwrap_or_else(|_| panic!("prober panicked"))
+    });
+    assert!(attempts >= 2, "the prober hardly ran: {attempts} attempts");
+    assert_eq!(passed, 0, "{passed} of {attempts} attempts passed");
+
+    // The same kernel set, not reloaded, now holding the new version.
+    assert_ne!(show_hash(&env), hash_before);
+    assert_eq!(
+        set_of_big(&env, false),
+        set,
+        "the list moved to another set"
+    );
+    assert_eq!(loads_logged(&env), 2, "the list was reloaded");
+    assert!(
+        env.helper_log().contains(&format!(
+            "updated set {set} of list big in place: 101 ranges removed, 1 added"
+        )),
+        "{}",
+        env.helper_log()
+    );
+    assert_eq!(kernel_ranges(&env, &set), 19_902);
+    assert!(
+        connects_to(&env, gone),
+        "a range the new version dropped is still refused"
+    );
+    assert!(
+        !connects_to(&env, new),
+        "a range the new version added is not refused"
+    );
+    assert!(!connects_to(&env, LISTED));
+
+    // The same contents once more change nothing in the kernel.
+    import(&env, &second, &[]);
+    assert_eq!(kernel_ranges(&env, &set), 19_902);
+    assert_eq!(loads_logged(&env), 2);
+
+    // After a restart the record still vouches for the set: the boot load leaves it alone.
+    env.stop_helper();
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let _ = ok(&env, env.palisadectl(Some(ADMIN), &["status"]));
+    assert_eq!(set_of_big(&env, false), set);
+    assert!(!connects_to(&env, new) && connects_to(&env, gone));
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //!
 //! `<name>.json` is the list's record ([`ListMeta`]): where it came from, how it was read, what
 //! it holds, and the SHA-256 of its data. `<name>.<hash>.data` is the data, named by the first 16
-//! hex digits of that hash, in the binary format below. Saving writes the data file first and the
-//! record second, each atomically (temporary file, fsync, rename), then removes the list's older
-//! data file. So the record always names a complete data file: a crash at any point leaves the
+//! hex digits of that hash, in the binary format below. When a save replaces a version,
+//! `<name>.<old>-<new>.diff` holds the ranges that turn the old version into the new one (two
+//! sections in the data format: removed, then added), so a kernel set holding the old version
+//! is updated by the difference instead of being reloaded. Saving writes the data and difference
+//! files first and the record second, each atomically (temporary file, fsync, rename), then
+//! removes the list's older data and difference files. So the record always names a complete data file: a crash at any point leaves the
 //! old list or the new one, never a mix, and at worst an unreferenced data file that the next
 //! save or removal of that list deletes. Loading checks the hash, so damage is an error, never a
 //! wrong list. Names are [`ShortName`]s (`[a-z][a-z0-9_-]*`), safe in file names and in nft set
@@ -30,7 +33,7 @@
 //! One caller at a time: the helper serializes list operations.
 
 use super::parse::{Format, ParseOptions, ParsedList, Problem, MAX_ENTRIES};
-use super::ranges::NetworkList;
+use super::ranges::{diff, NetworkList, RangeDiff};
 use crate::store::write_atomic;
 use palisade_dbus::policy::{HostName, ShortName};
 use serde::{Deserialize, Serialize};
@@ -109,6 +112,41 @@ pub struct ListMeta {
     pub problems_not_listed: u64,
     /// `sha256:` and the hex SHA-256 of the data file, which is canonical (see the module).
     pub content_hash: String,
+    /// The version this one replaced, when the store holds the difference between the two (a
+    /// kernel set holding that version is brought up to date by it, in one transaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousVersion>,
+}
+
+/// The version a list replaced, and the size of the difference the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousVersion {
+    /// Its content hash (`sha256:` and hex).
+    pub content_hash: String,
+    /// Ranges to delete to get from it to the current version.
+    pub removed: u64,
+    /// Ranges to add after that.
+    pub added: u64,
+    /// `sha256:` and the hex SHA-256 of the difference file.
+    pub diff_hash: String,
+}
+
+impl PreviousVersion {
+    /// Ranges the difference changes.
+    pub fn changed(&self) -> u64 {
+        self.removed.saturating_add(self.added)
+    }
+}
+
+/// The difference between two versions of a list, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDiff {
+    /// The version it starts from (`sha256:` and hex).
+    pub from: String,
+    /// The version it leads to: the list's current one.
+    pub to: String,
+    /// What to delete, then add.
+    pub ranges: RangeDiff,
 }
 
 impl ListMeta {
@@ -138,6 +176,7 @@ impl ListMeta {
             problems: parsed.problems[..kept].to_vec(),
             problems_not_listed: parsed.problems_not_listed + (parsed.problems.len() - kept) as u64,
             content_hash: String::new(),
+            previous: None,
         }
     }
 
@@ -228,13 +267,21 @@ impl ListStore {
     }
 
     fn data_path(&self, name: &ShortName, content_hash: &str) -> PathBuf {
-        let hex = content_hash.strip_prefix("sha256:").unwrap_or(content_hash);
-        let short = hex.get(..HASH_IN_NAME).unwrap_or(hex);
-        self.dir.join(format!("{name}.{short}.data"))
+        self.dir
+            .join(format!("{name}.{}.data", short_hash(content_hash)))
+    }
+
+    fn diff_path(&self, name: &ShortName, from: &str, to: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{name}.{}-{}.diff",
+            short_hash(from),
+            short_hash(to)
+        ))
     }
 
     /// Stores a list, replacing any list of that name. The record's counts and hash are set
-    /// from the contents; the stored record is returned.
+    /// from the contents; the stored record is returned. When the contents change, the
+    /// difference from the version replaced is kept beside them (see the module).
     pub fn save(
         &self,
         mut meta: ListMeta,
@@ -248,10 +295,43 @@ impl ListStore {
         meta.addresses_v6 = networks.addresses_v6();
         meta.domains = domains.len() as u64;
         let data = self.data_path(&meta.name, &meta.content_hash);
+        let mut keep = vec![data.clone()];
+        meta.previous = match self.meta(&meta.name) {
+            // The same contents again: the difference kept still leads to them.
+            Ok(old) if old.content_hash == meta.content_hash => old.previous,
+            Ok(old) => match self.read_data(&old) {
+                Ok((before, _)) => {
+                    let ranges = diff(&before, networks);
+                    drop(before);
+                    let diff_bytes = encode_diff(&ranges);
+                    write_atomic(
+                        &self.diff_path(&meta.name, &old.content_hash, &meta.content_hash),
+                        &diff_bytes,
+                        0o600,
+                    )?;
+                    Some(PreviousVersion {
+                        content_hash: old.content_hash,
+                        removed: ranges.removed.len() as u64,
+                        added: ranges.added.len() as u64,
+                        diff_hash: format!("sha256:{}", hex(&Sha256::digest(&diff_bytes))),
+                    })
+                }
+                // Without the old contents there is no difference: a set holding them is
+                // reloaded instead.
+                Err(e) => {
+                    tracing::warn!("blocklist {}: no difference kept: {e}", meta.name);
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        if let Some(p) = &meta.previous {
+            keep.push(self.diff_path(&meta.name, &p.content_hash, &meta.content_hash));
+        }
         write_atomic(&data, &bytes, 0o600)?;
         drop(bytes);
         self.write_meta(&meta)?;
-        self.remove_data_files(&meta.name, Some(&data))?;
+        self.remove_files(&meta.name, &keep)?;
         Ok(meta)
     }
 
@@ -297,13 +377,16 @@ impl ListStore {
         if &meta.name != name {
             return Err(corrupt(format!("its record names {}", meta.name)));
         }
-        // The hash names the data file: only hex digits may reach a path.
-        let hash_ok = meta
-            .content_hash
-            .strip_prefix("sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !hash_ok {
+        // Hashes name the data and difference files: only hex digits may reach a path.
+        if !is_hash(&meta.content_hash) {
             return Err(corrupt("its record has no valid content hash".into()));
+        }
+        if let Some(p) = &meta.previous {
+            if !is_hash(&p.content_hash) || !is_hash(&p.diff_hash) {
+                return Err(corrupt(
+                    "its record names its previous version wrongly".into(),
+                ));
+            }
         }
         Ok(meta)
     }
@@ -311,37 +394,51 @@ impl ListStore {
     /// A list whole: record, networks and names.
     pub fn load(&self, name: &ShortName) -> Result<StoredList, StoreError> {
         let meta = self.meta(name)?;
-        let corrupt = |reason: String| StoreError::Corrupt {
-            name: name.clone(),
-            reason,
-        };
-        let path = self.data_path(name, &meta.content_hash);
-        let file = fs::File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => corrupt("its data file is missing".into()),
-            _ => StoreError::Io(e),
-        })?;
-        let len = file.metadata()?.len();
-        let mut reader = HashingReader {
-            inner: BufReader::with_capacity(64 << 10, file),
-            hasher: Sha256::new(),
-            read: 0,
-        };
-        let (networks, domains) = decode(&mut reader, len).map_err(|e| match e {
-            Decode::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                corrupt("its data file is truncated".into())
-            }
-            Decode::Io(e) => StoreError::Io(e),
-            Decode::Bad(reason) => corrupt(format!("its data file {reason}")),
-        })?;
-        let hash = format!("sha256:{}", hex(&reader.hasher.finalize()));
-        if hash != meta.content_hash {
-            return Err(corrupt("its data does not match its record's hash".into()));
-        }
+        let (networks, domains) = self.read_data(&meta)?;
         Ok(StoredList {
             meta,
             networks,
             domains,
         })
+    }
+
+    /// The data file `meta` names, checked against its hash.
+    fn read_data(&self, meta: &ListMeta) -> Result<(NetworkList, Vec<String>), StoreError> {
+        let path = self.data_path(&meta.name, &meta.content_hash);
+        let contents = read_checked(&path, &meta.content_hash, |reader, len| {
+            let section = decode_section(reader, len)?;
+            expect_end(reader)?;
+            Ok(section)
+        });
+        contents.map_err(|e| e.about(&meta.name, "data"))
+    }
+
+    /// The difference from the version a list replaced to its current one, if the store keeps
+    /// one.
+    pub fn load_diff(&self, name: &ShortName) -> Result<Option<StoredDiff>, StoreError> {
+        let meta = self.meta(name)?;
+        let Some(previous) = &meta.previous else {
+            return Ok(None);
+        };
+        let path = self.diff_path(name, &previous.content_hash, &meta.content_hash);
+        let (removed, added) = read_checked(&path, &previous.diff_hash, |reader, len| {
+            let (removed, _) = decode_section(reader, len)?;
+            let (added, _) = decode_section(reader, len)?;
+            expect_end(reader)?;
+            Ok((removed, added))
+        })
+        .map_err(|e| e.about(name, "difference"))?;
+        if removed.len() as u64 != previous.removed || added.len() as u64 != previous.added {
+            return Err(StoreError::Corrupt {
+                name: name.clone(),
+                reason: "its difference file does not match its record".into(),
+            });
+        }
+        Ok(Some(StoredDiff {
+            from: previous.content_hash.clone(),
+            to: meta.content_hash.clone(),
+            ranges: RangeDiff { removed, added },
+        }))
     }
 
     /// Every list's record, by name. Records that cannot be read are skipped and logged.
@@ -372,13 +469,13 @@ impl ListStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(e.into()),
         };
-        self.remove_data_files(name, None)?;
+        self.remove_files(name, &[])?;
         fs::File::open(&self.dir)?.sync_all()?;
         Ok(existed)
     }
 
-    /// Removes `name`'s data files other than `keep`.
-    fn remove_data_files(&self, name: &ShortName, keep: Option<&Path>) -> Result<(), StoreError> {
+    /// Removes `name`'s data and difference files other than those in `keep`.
+    fn remove_files(&self, name: &ShortName, keep: &[PathBuf]) -> Result<(), StoreError> {
         // Names hold no '.', so "<name>." starts only this list's files.
         let prefix = format!("{name}.");
         for entry in fs::read_dir(&self.dir)? {
@@ -386,8 +483,8 @@ impl ListStore {
             let file = entry.file_name();
             let Some(file) = file.to_str() else { continue };
             if file.starts_with(&prefix)
-                && file.ends_with(".data")
-                && keep != Some(entry.path().as_path())
+                && (file.ends_with(".data") || file.ends_with(".diff"))
+                && !keep.contains(&entry.path())
             {
                 match fs::remove_file(entry.path()) {
                     Ok(()) => {}
@@ -494,7 +591,9 @@ impl<R: Read> HashingReader<R> {
     }
 }
 
-fn decode<R: Read>(
+/// One section in the data format: header, networks, names. A data file is one section; a
+/// difference file two (removed, then added), each without names.
+fn decode_section<R: Read>(
     r: &mut HashingReader<R>,
     len: u64,
 ) -> Result<(NetworkList, Vec<String>), Decode> {
@@ -546,11 +645,81 @@ fn decode<R: Read>(
         }
         domains.push(s.to_owned());
     }
+    Ok((networks, domains))
+}
+
+fn expect_end<R: Read>(r: &mut HashingReader<R>) -> Result<(), Decode> {
     let mut extra = [0u8; 1];
     if r.read(&mut extra)? != 0 {
         return Err(Decode::Bad("has bytes after its end".into()));
     }
-    Ok((networks, domains))
+    Ok(())
+}
+
+/// Reads the file at `path` with `decode`, then checks its SHA-256 against `hash`.
+fn read_checked<T>(
+    path: &Path,
+    hash: &str,
+    decode: impl FnOnce(&mut HashingReader<BufReader<fs::File>>, u64) -> Result<T, Decode>,
+) -> Result<T, ReadError> {
+    let file = fs::File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ReadError::Bad("is missing".into()),
+        _ => ReadError::Io(e),
+    })?;
+    let len = file.metadata().map_err(ReadError::Io)?.len();
+    let mut reader = HashingReader {
+        inner: BufReader::with_capacity(64 << 10, file),
+        hasher: Sha256::new(),
+        read: 0,
+    };
+    let value = decode(&mut reader, len).map_err(|e| match e {
+        Decode::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            ReadError::Bad("is truncated".into())
+        }
+        Decode::Io(e) => ReadError::Io(e),
+        Decode::Bad(reason) => ReadError::Bad(reason),
+    })?;
+    if format!("sha256:{}", hex(&reader.hasher.finalize())) != hash {
+        return Err(ReadError::Bad("does not match its record's hash".into()));
+    }
+    Ok(value)
+}
+
+/// Why [`read_checked`] failed: the file system, or the file.
+enum ReadError {
+    Io(io::Error),
+    Bad(String),
+}
+
+impl ReadError {
+    /// As the store reports it, for `name`'s `what` file.
+    fn about(self, name: &ShortName, what: &str) -> StoreError {
+        match self {
+            ReadError::Io(e) => StoreError::Io(e),
+            ReadError::Bad(reason) => StoreError::Corrupt {
+                name: name.clone(),
+                reason: format!("its {what} file {reason}"),
+            },
+        }
+    }
+}
+
+/// The difference file's bytes: the removed ranges, then the added ones, each a section.
+fn encode_diff(ranges: &RangeDiff) -> Vec<u8> {
+    let mut out = encode(&ranges.removed, &[]);
+    out.extend_from_slice(&encode(&ranges.added, &[]));
+    out
+}
+
+/// Whether `s` is `sha256:` and 64 hex digits.
+fn is_hash(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn short_hash(content_hash: &str) -> &str {
+    let hex = content_hash.strip_prefix("sha256:").unwrap_or(content_hash);
+    hex.get(..HASH_IN_NAME).unwrap_or(hex)
 }
 
 #[cfg(test)]
@@ -653,7 +822,8 @@ mod tests {
         assert_eq!(again.content_hash, saved.content_hash);
         let other = store.save(meta("drop"), &NetworkList::default(), &[])?;
         assert_ne!(other.content_hash, saved.content_hash);
-        assert_eq!(files(&t.0).len(), 2, "{:?}", files(&t.0));
+        // Record, data and the difference from the version before.
+        assert_eq!(files(&t.0).len(), 3, "{:?}", files(&t.0));
         assert_eq!(store.load(&name("drop"))?.networks, NetworkList::default());
         // A refresh that found nothing new rewrites the record only.
         let mut refreshed = other.clone();
@@ -668,6 +838,88 @@ mod tests {
         let json = fs::read_to_string(t.0.join("drop.json"))?;
         assert!(json.contains("\"addresses_v6\": \"0\""), "{json}");
         assert!(json.contains("\"format\": \"spamhaus\""), "{json}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_changed_version_keeps_the_difference_from_the_one_before() -> Result<(), StoreError> {
+        let t = TempDir::new("diff");
+        let store = ListStore::open(&t.0)?;
+        let first = NetworkList::from_ranges(vec![(1, 2), (10, 20), (30, 40)], vec![(5, 5)]);
+        let second = NetworkList::from_ranges(vec![(1, 2), (10, 21), (50, 60)], vec![(5, 5)]);
+        let saved = store.save(meta("drop"), &first, &[])?;
+        assert_eq!(saved.previous, None);
+        assert_eq!(store.load_diff(&name("drop"))?, None);
+        let changed = store.save(meta("drop"), &second, &[])?;
+        let previous = changed
+            .previous
+            .clone()
+            .unwrap_or_else(|| panic!("no previous"));
+        assert_eq!(previous.content_hash, saved.content_hash);
+        assert_eq!(
+            (previous.removed, previous.added, previous.changed()),
+            (2, 2, 4)
+        );
+        let d = store
+            .load_diff(&name("drop"))?
+            .unwrap_or_else(|| panic!("no difference"));
+        assert_eq!(
+            (d.from.as_str(), d.to.as_str()),
+            (saved.content_hash.as_str(), changed.content_hash.as_str())
+        );
+        assert_eq!(d.ranges.removed.v4(), &[(10, 20), (30, 40)]);
+        assert_eq!(d.ranges.added.v4(), &[(10, 21), (50, 60)]);
+        assert!(d.ranges.removed.v6().is_empty() && d.ranges.added.v6().is_empty());
+
+        // Saving the same contents again keeps the difference; a third version replaces it.
+        let again = store.save(meta("drop"), &second, &[])?;
+        assert_eq!(again.previous, changed.previous);
+        assert!(store.load_diff(&name("drop"))?.is_some());
+        let third = store.save(meta("drop"), &first, &[])?;
+        let d = store
+            .load_diff(&name("drop"))?
+            .unwrap_or_else(|| panic!("no difference"));
+        assert_eq!(
+            (d.from.as_str(), d.to.as_str()),
+            (changed.content_hash.as_str(), third.content_hash.as_str())
+        );
+        let diffs: Vec<String> = files(&t.0)
+            .into_iter()
+            .filter(|f| f.ends_with(".diff"))
+            .collect();
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+
+        // A damaged difference is an error, never a wrong update.
+        let path = t.0.join(&diffs[0]);
+        let mut bytes = fs::read(&path)?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes)?;
+        assert!(matches!(
+            store.load_diff(&name("drop")),
+            Err(StoreError::Corrupt { .. })
+        ));
+        fs::remove_file(&path)?;
+        assert!(matches!(
+            store.load_diff(&name("drop")),
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        // A record whose previous version is not a hash never reaches a path.
+        let mut bad = store.meta(&name("drop"))?;
+        if let Some(p) = &mut bad.previous {
+            p.content_hash = "sha256:../../etc".into();
+        }
+        fs::write(
+            t.0.join("drop.json"),
+            serde_json::to_vec(&bad).map_err(io::Error::other)?,
+        )?;
+        assert!(matches!(
+            store.meta(&name("drop")),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(store.remove(&name("drop"))?);
+        assert!(files(&t.0).is_empty(), "{:?}", files(&t.0));
         Ok(())
     }
 

@@ -49,12 +49,27 @@ pub struct Facts {
 }
 
 /// What the compiler knows of an imported list: enough to name and describe its sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportedFacts {
     /// Content hash of the list's current version (hex).
     pub hash: String,
     /// Ranges it holds, both families.
     pub ranges: u64,
+    /// The version it replaced, when the store keeps the difference.
+    pub previous: Option<PreviousFacts>,
+    /// The kernel sets holding its IPv4 and IPv6 ranges, as the data path chose them
+    /// (`data::DataSets::name_sets`).
+    pub set_v4: String,
+    pub set_v6: String,
+}
+
+/// The version an imported list replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousFacts {
+    /// Its content hash (hex).
+    pub hash: String,
+    /// Ranges the difference to the current version changes.
+    pub changed: u64,
 }
 
 /// Longest comment the kernel keeps with a rule (nft's user data is 256 bytes, shared).
@@ -608,16 +623,14 @@ pub fn blocklist_set(name: &str, f: Family) -> String {
     format!("bl_{}_{}", name.replace('-', "_"), family_suffix(f))
 }
 
-/// The set holding one family of blocklist `name`: for an imported list, the set of its current
-/// version (the hash in the name makes a new version a new set, swapped in whole).
+/// The set holding one family of blocklist `name`: for an imported list, the set the data path
+/// chose for its current version.
 pub fn blocklist_set_of(name: &ShortName, facts: &Facts, f: Family) -> String {
     match facts.imported.get(name) {
-        Some(data) => format!(
-            "bl_{}_{}_{}",
-            name.as_str().replace('-', "_"),
-            data.hash.get(..12).unwrap_or(&data.hash),
-            family_suffix(f)
-        ),
+        Some(data) => match f {
+            Family::V4 => data.set_v4.clone(),
+            Family::V6 => data.set_v6.clone(),
+        },
         None => blocklist_set(name.as_str(), f),
     }
 }

@@ -6,7 +6,7 @@
 //! forwards guests' DNS to these); host names are resolved with a short deadline so a dead
 //! resolver cannot stall an apply.
 
-use super::compile::{Facts, ImportedFacts};
+use super::compile::{Facts, ImportedFacts, PreviousFacts};
 use crate::accounts;
 use crate::blocklist::store::ListStore;
 use palisade_dbus::policy::{Destination, HostName, Policy, VmName};
@@ -32,6 +32,11 @@ pub enum Users {
 pub trait ConsolePorts: Send + Sync {
     /// The port of every VM of `policy` that has one.
     fn console_ports(&self, policy: &Policy) -> BTreeMap<VmName, u16>;
+}
+
+/// A content hash without its `sha256:` prefix, as the compiler carries it.
+fn bare_hash(hash: &str) -> String {
+    hash.strip_prefix("sha256:").unwrap_or(hash).to_owned()
 }
 
 /// Collects the facts for `policy`. A policy naming an imported list that was never imported is
@@ -63,16 +68,18 @@ pub async fn gather(
                 b.name
             ))
         })?;
-        let hash = meta
-            .content_hash
-            .strip_prefix("sha256:")
-            .unwrap_or(&meta.content_hash)
-            .to_owned();
+        let hash = bare_hash(&meta.content_hash);
+        let previous = meta.previous.map(|p| PreviousFacts {
+            changed: p.changed(),
+            hash: bare_hash(&p.content_hash),
+        });
         facts.imported.insert(
             b.name.clone(),
             ImportedFacts {
                 hash,
                 ranges: meta.networks,
+                previous,
+                ..ImportedFacts::default()
             },
         );
     }

@@ -6,6 +6,7 @@
 //! dialog) is requested only when the call itself carries ALLOW_INTERACTIVE_AUTH, which the app
 //! sets for button presses and scripts do not.
 
+use crate::accounts;
 use palisade_dbus::{Action, Error};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -134,26 +135,17 @@ impl Authority {
     }
 }
 
-/// Whether the user `uid` is named in `access`, directly or through one of their groups.
+/// Whether the user `uid` is named in `access`, directly or through one of their groups (as
+/// [`accounts::groups_of`] defines membership, the same definition the kernel's console sets use).
 pub fn is_granted(access: &palisade_dbus::policy::Access, uid: u32) -> bool {
-    use nix::unistd::{getgrouplist, Group, Uid, User};
-    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+    let Some(user) = accounts::groups_of(uid) else {
         return false;
     };
-    if access.users.iter().any(|u| u.as_str() == user.name) {
-        return true;
-    }
-    if access.groups.is_empty() {
-        return false;
-    }
-    let Ok(name) = std::ffi::CString::new(user.name.clone()) else {
-        return false;
-    };
-    getgrouplist(&name, user.gid)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|g| Group::from_gid(g).ok().flatten())
-        .any(|g| access.groups.iter().any(|a| a.as_str() == g.name))
+    access.users.iter().any(|u| u.as_str() == user.name)
+        || access
+            .groups
+            .iter()
+            .any(|g| user.groups.contains(g.as_str()))
 }
 
 fn describe(action: Action) -> &'static str {

@@ -18,6 +18,12 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^pal-' || true)
   ip netns delete "$ns" && echo "cleanup: removed netns $ns"
 done
 
+# Files a test put in place for one namespace's processes (ip netns exec bind-mounts them over /etc).
+for dir in /etc/netns/pal-*; do
+  [ -d "$dir" ] || continue
+  rm -rf -- "$dir" && echo "cleanup: removed $dir"
+done
+
 for dir in /tmp/palisade-test-*; do
   [ -d "$dir" ] || continue
   # A polkitd that died mid-test may leave nothing mounted, but be safe before deleting.

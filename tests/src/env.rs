@@ -109,6 +109,12 @@ impl TestEnv {
         })
     }
 
+    /// Where files go that replace `/etc` files for processes started in the namespace from now
+    /// on (see [`Netns::etc_dir`]).
+    pub fn netns_etc_dir(&self) -> PathBuf {
+        self.netns.etc_dir()
+    }
+
     /// The private bus's address (what `DBUS_SYSTEM_BUS_ADDRESS` is set to).
     pub fn bus_address(&self) -> &str {
         self.bus.address()

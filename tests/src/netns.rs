@@ -28,6 +28,13 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// `/etc/netns/<name>`: `ip netns exec` bind-mounts each file in it over the one of the same
+    /// name in `/etc` for the processes it starts (so a test can give only the helper another
+    /// `nsswitch.conf`, say). Removed with the namespace.
+    pub fn etc_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.name)
+    }
+
     /// Creates `pal-<suffix>` with `lo` up (loopback is down in a fresh namespace, and tests
     /// connect to 127.0.0.1).
     pub fn create(suffix: &str) -> Result<Netns> {
@@ -82,6 +89,8 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // Files a test put in place for this namespace's processes only.
+        let _ = std::fs::remove_dir_all(self.etc_dir());
         if !self.kill_all() {
             eprintln!(
                 "palisade-tests: processes still in netns {} after SIGKILL: {:?}",

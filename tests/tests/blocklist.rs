@@ -429,8 +429,8 @@ fn bad_lists_are_refused_with_a_sentence_and_change_nothing() {
 /// and the store says which.
 /// The helper's peak resident memory so far, in KiB.
 fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("{e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -449,9 +449,8 @@ fn two_gigabytes_of_junk_are_streamed_with_bounded_memory_and_refused() {
     // one line) while keeping only the first bytes of that line.
     let path = env.dir().join("junk.txt");
     {
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}")),
-        );
+        let mut w =
+            std::io::BufWriter::new(std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}")));
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let block: Vec<u8> = (0..1 << 20)
             .map(|_| {

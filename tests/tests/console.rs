@@ -237,6 +237,122 @@ fn console_client_role_only_assigned_users_reach_the_remote_server() {
     let _ = child.wait();
 }
 
+/// The extrausers NSS module's files, written for one test and put back as they were on drop.
+struct ExtraUsers {
+    saved: Vec<(std::path::PathBuf, Option<Vec<u8>>)>,
+}
+
+impl ExtraUsers {
+    fn install(passwd: &str, group: &str) -> ExtraUsers {
+        let dir = std::path::Path::new("/var/lib/extrausers");
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut saved = Vec::new();
+        for (name, text) in [("passwd", passwd), ("group", group)] {
+            let path = dir.join(name);
+            saved.push((path.clone(), std::fs::read(&path).ok()));
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        ExtraUsers { saved }
+    }
+}
+
+impl Drop for ExtraUsers {
+    fn drop(&mut self) {
+        for (path, old) in &self.saved {
+            let _ = match old {
+                Some(bytes) => std::fs::write(path, bytes),
+                None => std::fs::remove_file(path),
+            };
+        }
+    }
+}
+
+/// A user known only to NSS (here the extrausers module, standing in for LDAP/SSSD), in a group
+/// only by its primary gid, is in the kernel's console set exactly as the bus checks count them:
+/// both ask NSS. (The helper used to read /etc/passwd for primary members and left them out.)
+#[test]
+fn a_directory_user_in_an_allowed_group_reaches_the_console_the_kernel_guards() {
+    const UID: u32 = 64_123;
+    let _extra = ExtraUsers::install(
+        &format!("pal-ldap:x:{UID}:{UID}:directory user:/nonexistent:/usr/sbin/nologin\n"),
+        &format!("pal-directory:x:{UID}:\n"),
+    );
+    let mut env = TestEnv::start_without_helper()
+        .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    // Only processes started in the namespace from now on (the helper among them) look users up
+    // in extrausers too.
+    let etc = env.netns_etc_dir();
+    std::fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("{e}"));
+    let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    let nsswitch: String = nsswitch
+        .lines()
+        .map(|l| match l.split(':').next().map(str::trim) {
+            Some(db @ ("passwd" | "group")) => format!("{db}: files extrausers\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(etc.join("nsswitch.conf"), nsswitch).unwrap_or_else(|e| panic!("{e}"));
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let seen = env.run_as(None, &["getent", "passwd", "pal-ldap"]);
+    assert!(
+        seen.status.success(),
+        "NSS in the namespace does not see the directory user"
+    );
+
+    let doc = "[[remote_console]]\nname = \"server-work\"\nhost = \"192.0.2.10\"\nport = 5999\n\
+               groups = [\"pal-directory\"]\n";
+    apply(&env, doc, &[]);
+    ok(
+        &env,
+        env.run_as(None, &["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"]),
+    );
+    let mut child = env
+        .spawn_as(
+            None,
+            &[
+                "python3".to_owned(),
+                netcheck(&env),
+                "listen-on".into(),
+                "192.0.2.10".into(),
+                "5999".into(),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        use std::io::BufRead;
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    assert_eq!(line.trim(), "ready");
+    // The directory user has no entry in /etc/passwd: enter the uid directly.
+    let reach_as_uid = |uid: u32| {
+        let out = env.run_as(
+            None,
+            &[
+                "setpriv".to_owned(),
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".into(),
+                "python3".into(),
+                netcheck(&env),
+                "connect".into(),
+                "192.0.2.10".into(),
+                "5999".into(),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(reach_as_uid(UID), "connected");
+    let bob = env.uid_of(BOB).unwrap_or_else(|e| panic!("{e:#}"));
+    let refused = reach_as_uid(bob);
+    assert!(
+        refused.starts_with("failed") && refused.contains("refused"),
+        "{refused}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn rss_and_fds(pid: u32) -> (u64, usize) {
     (palisade_tests::rss_kib(pid), palisade_tests::open_fds(pid))
 }

@@ -104,7 +104,7 @@ pub async fn gather(
             facts
                 .group_uids
                 .entry(group.clone())
-                .or_insert_with(|| group_members(group.as_str()));
+                .or_insert_with(|| accounts::members_of(group.as_str()));
         }
     }
     facts.dns_servers =
@@ -121,31 +121,6 @@ pub async fn gather(
         .collect();
     facts.resolved = resolve_all(names).await;
     Ok(facts)
-}
-
-/// Every uid in group `name`: its listed members and the users whose primary group it is.
-fn group_members(name: &str) -> Vec<u32> {
-    let Ok(Some(group)) = nix::unistd::Group::from_name(name) else {
-        return Vec::new();
-    };
-    let mut uids: Vec<u32> = group
-        .mem
-        .iter()
-        .filter_map(|m| nix::unistd::User::from_name(m).ok().flatten())
-        .map(|u| u.uid.as_raw())
-        .collect();
-    // Primary members are not listed in the group file; the user database lists them.
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let gid = group.gid.as_raw().to_string();
-    uids.extend(passwd.lines().filter_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 3 && f[3] == gid)
-            .then(|| f[2].parse::<u32>().ok())
-            .flatten()
-    }));
-    uids.sort_unstable();
-    uids.dedup();
-    uids
 }
 
 /// `nameserver` lines of a resolv.conf.

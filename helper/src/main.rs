@@ -15,6 +15,7 @@ mod firewall;
 mod lists;
 mod machines;
 mod memory;
+mod preflight;
 mod store;
 #[cfg(test)]
 mod test_support;
@@ -67,6 +68,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    preflight::check()?;
     let store = store::Store::open(&args.state_dir, &args.config_dir)
         .with_context(|| format!("cannot open {}", args.state_dir.display()))?;
     // The supervisor exists before the firewall: the ruleset guards the console ports it

@@ -140,3 +140,47 @@ fn apply_only_loads_the_confirmed_generation_at_boot() {
         "boot did not load the last confirmed generation"
     );
 }
+
+/// Without `nft` the helper says what is missing and which package has it, and exits; it does
+/// not panic, and it does not serve a firewall it cannot load.
+#[test]
+fn a_missing_program_is_one_sentence_at_start_not_a_panic() {
+    let env = TestEnv::start_without_helper()
+        .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    // A PATH with everything but nft and QEMU: a folder of links to conntrack only.
+    let bin = env.dir().join("bin-without-nft");
+    std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{e}"));
+    let conntrack = ["/usr/sbin/conntrack", "/sbin/conntrack"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("conntrack is not installed"));
+    std::os::unix::fs::symlink(conntrack, bin.join("conntrack")).unwrap_or_else(|e| panic!("{e}"));
+    let helper = env.bin_dir().join("palisade-helper");
+    let state = env.state_dir().to_string_lossy().into_owned();
+    let config = env.config_dir().to_string_lossy().into_owned();
+    let out = env.run_as_timeout(
+        None,
+        &[
+            "env".to_owned(),
+            format!("PATH={}", bin.display()),
+            helper.to_string_lossy().into_owned(),
+            "--bus-address".into(),
+            env.bus_address().to_owned(),
+            "--state-dir".into(),
+            state,
+            "--config-dir".into(),
+            config,
+        ],
+        Duration::from_secs(30),
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "the helper ran without nft: {said}");
+    assert!(
+        said.contains("the program nft is not installed") && said.contains("nftables package"),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    // Nothing was loaded into the kernel.
+    let tables = env.nft(&["list", "tables"]);
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("palisade"));
+}

@@ -184,3 +184,74 @@ fn a_missing_program_is_one_sentence_at_start_not_a_panic() {
     let tables = env.nft(&["list", "tables"]);
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("palisade"));
 }
+
+/// A tmpfs mounted over a folder for one test, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The state folder full while a generation is saved: a clear error, and the previous generation
+/// stays live in the kernel and in the helper; with room again, the same apply works.
+#[test]
+fn a_full_disk_while_saving_keeps_the_previous_generation() {
+    let mut env = TestEnv::start_without_helper()
+        .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    let state = env.state_dir().to_path_buf();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m,mode=0700",
+            "palisade-test-full",
+        ])
+        .arg(&state)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        mounted.success(),
+        "cannot mount a tmpfs over the state folder"
+    );
+    let _disk = SmallDisk(state.clone());
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    apply(&env, &work_policy(8443), &[]);
+    let live = generation(&env);
+
+    // Fill what is left of the folder.
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("{e}"));
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let file = env
+        .write_file("next.toml", work_policy(9443))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = env.palisadectl(Some(ADMIN), &["policy", "apply", &file.to_string_lossy()]);
+    assert!(!out.status.success(), "an apply succeeded on a full disk");
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(generation(&env), live, "the live generation changed");
+    let table = table_raw(&env);
+    assert!(
+        table.contains("8443") && !table.contains("9443"),
+        "the kernel does not hold the previous generation:\n{table}"
+    );
+
+    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{e}"));
+    apply(&env, &work_policy(9443), &[]);
+    assert!(generation(&env) > live);
+    assert!(table_raw(&env).contains("9443"));
+}

@@ -356,3 +356,109 @@ fn concurrent_starts_launch_one_qemu() {
         env.palisadectl(Some(ALICE), &["vm", "stop", "work", "--force"]),
     );
 }
+
+/// Everything under `dir` that is world-writable, owned by someone other than root or `vm_uid`,
+/// or a symbolic link (the helper, as root, would follow it): one line each.
+fn unsafe_entries(dir: &std::path::Path, vm_uid: u32) -> Vec<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue; // gone while walking (a socket closed)
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            found.push(format!("{}: a symbolic link", path.display()));
+            continue;
+        }
+        // A socket's mode does not guard it (its folder does), but a world-writable one is
+        // still worth knowing about; the folders and files are what this is about.
+        if meta.mode() & 0o002 != 0 && !kind.is_socket() {
+            found.push(format!(
+                "{}: world-writable ({:o})",
+                path.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+        if meta.uid() != 0 && meta.uid() != vm_uid {
+            found.push(format!("{}: owned by uid {}", path.display(), meta.uid()));
+        }
+        if kind.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                todo.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn state_runtime_and_config_folders_hold_nothing_writable_foreign_or_linked() {
+    let env = start();
+    // The walk itself finds each kind of problem.
+    let control = env.dir().join("walk-control");
+    std::fs::create_dir_all(&control).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("/etc/shadow", control.join("link"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let open = control.join("open");
+    std::fs::write(&open, "x").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let foreign = control.join("foreign");
+    std::fs::write(&foreign, "x").unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::chown(&foreign, Some(65_534), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        unsafe_entries(&control, 0).len(),
+        3,
+        "{:?}",
+        unsafe_entries(&control, 0)
+    );
+    create_work(&env, "pal.stay=1");
+    let list = env
+        .write_file("list.txt", "203.0.113.0/24\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&list, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(
+        &env,
+        env.palisadectl(
+            Some(ADMIN),
+            &["blocklist", "import", "walk", &list.to_string_lossy()],
+        ),
+    );
+    ok(&env, env.palisadectl(Some(ALICE), &["vm", "start", "work"]));
+    wait_state(&env, "running", Duration::from_secs(60));
+    let vm_uid = env
+        .uid_of("palisade-vm-work")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut found = Vec::new();
+    for dir in [env.state_dir(), env.config_dir()] {
+        found.extend(unsafe_entries(dir, vm_uid));
+    }
+    assert!(found.is_empty(), "while the VM runs:\n{}", found.join("\n"));
+    // The folders themselves are closed to other users.
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(env.state_dir())
+        .map(|m| m.mode() & 0o777)
+        .unwrap_or(0o777);
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the state folder is open to others: {mode:o}"
+    );
+    ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["vm", "stop", "work", "--force"]),
+    );
+    wait_state(&env, "shut down", Duration::from_secs(30));
+    let after: Vec<String> = [env.state_dir(), env.config_dir()]
+        .into_iter()
+        .flat_map(|d| unsafe_entries(d, vm_uid))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "after the VM stopped:\n{}",
+        after.join("\n")
+    );
+}

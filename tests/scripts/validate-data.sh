@@ -297,6 +297,24 @@ check_systemd() {
   done
 }
 
+# systemd-analyze security scores the helper's sandbox (0 safe … 10 exposed); the README reports
+# the score. A change that loosens the sandbox past it fails here.
+readonly helper_exposure_max=31   # tenths: 3.1, "OK"
+check_systemd_security() {
+  if ! have systemd-analyze; then skip "systemd: systemd-analyze not installed"; return; fi
+  local unit="$top/data/systemd/palisade-helper.service" out score
+  out=$(systemd-analyze security --offline=true --threshold="$helper_exposure_max" "$unit" 2>&1)
+  local rc=$?
+  score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$out")
+  if [ -z "$score" ]; then
+    skip "systemd: systemd-analyze security --offline cannot run here ($(head -n1 <<<"$out"))"
+  elif [ "$rc" -eq 0 ]; then
+    ok "systemd: the helper's exposure is $score (at most 3.1)"
+  else
+    fail "systemd: the helper's exposure is $score, above 3.1" "$(grep '✗' <<<"$out")"
+  fi
+}
+
 check_tmpfiles() {
   if ! have systemd-tmpfiles; then skip "tmpfiles: systemd-tmpfiles not installed"; return; fi
   local root="$work/tmpfiles" out got want
@@ -370,6 +388,7 @@ check_polkit_actions
 check_polkit_rules
 check_dbus
 check_systemd
+check_systemd_security
 check_tmpfiles
 check_desktop
 check_metainfo

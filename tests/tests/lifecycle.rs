@@ -255,3 +255,79 @@ fn a_full_disk_while_saving_keeps_the_previous_generation() {
     assert!(generation(&env) > live);
     assert!(table_raw(&env).contains("9443"));
 }
+
+/// A bind mount of a folder onto itself, read-only, for one test; unmounted when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &std::path::Path) -> ReadOnly {
+        for args in [vec!["--bind"], vec!["-o", "remount,bind,ro"]] {
+            let done = std::process::Command::new("mount")
+                .args(&args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(done.success(), "mount {args:?} {}", dir.display());
+        }
+        ReadOnly(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The policy file cannot be written after the kernel took the new ruleset: the apply succeeds
+/// with a warning saying what was not saved, and client, kernel and helper agree on the new
+/// generation (nothing after the kernel's commit fails the call); a restart brings back that
+/// generation, which the state folder recorded.
+#[test]
+fn a_failure_after_the_commit_is_a_warning_with_the_success() {
+    let mut env = TestEnv::start_without_helper()
+        .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    // Mounted before the helper starts: the host's mounts are private here, so later ones would
+    // not reach the helper's mount namespace.
+    let config = env.config_dir().to_path_buf();
+    let read_only = ReadOnly::mount(&config);
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let before = generation(&env);
+    let file = env
+        .write_file("next.toml", work_policy(9443))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["policy", "apply", &file.to_string_lossy()]),
+    );
+    let said = text(&out);
+    assert!(
+        said.contains("is live, but") && said.contains("could not be written"),
+        "{said}"
+    );
+    let now = generation(&env);
+    assert!(now > before, "the generation did not advance");
+    assert!(
+        table_raw(&env).contains("9443"),
+        "the kernel lacks the new ruleset"
+    );
+    let got = ok(&env, env.palisadectl(Some(ADMIN), &["policy", "show"]));
+    assert!(
+        text(&got).contains("9443"),
+        "the helper serves another policy"
+    );
+
+    env.stop_helper();
+    drop(read_only);
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        generation(&env),
+        now,
+        "a restart brought back another generation"
+    );
+    assert!(table_raw(&env).contains("9443"));
+}

@@ -168,6 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
+    let bus = connection.clone();
     let mut states = supervisor.subscribe();
     let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)?.into_owned();
     tokio::spawn(async move {
@@ -198,6 +199,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        // Without the bus nobody can reach the helper: exit with an error, so that systemd
+        // (Restart=on-failure) starts it again once the bus is back. The ruleset stays.
+        () = bus.closed() => {
+            anyhow::bail!(
+                "lost the connection to the D-Bus system bus; exiting so that systemd starts \
+                 the helper again (the live ruleset stays in the kernel)"
+            );
+        }
     }
     // The kernel keeps enforcing the live ruleset after we are gone.
     tracing::info!("stopping; the live ruleset stays in the kernel");

@@ -96,6 +96,11 @@ impl Bus {
         &self.address
     }
 
+    /// Kills the daemon (SIGKILL), as a crash would: every connection to it closes.
+    pub fn kill(&mut self) {
+        stop_child(&mut self.child, Signal::SIGKILL, Duration::from_secs(2));
+    }
+
     /// The daemon's log (its stderr).
     pub fn log(&self) -> &Path {
         &self.log

@@ -375,6 +375,16 @@ impl TestEnv {
         self.helper.start(&self.netns)
     }
 
+    /// Kills the private bus daemon, as a crash would.
+    pub fn kill_bus(&mut self) {
+        self.bus.kill();
+    }
+
+    /// Waits up to `timeout` for the helper to exit by itself; its status, or `None`.
+    pub fn wait_helper_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.helper.wait_exit(timeout)
+    }
+
     /// Stops the helper gracefully (SIGTERM, then SIGKILL).
     pub fn stop_helper(&mut self) {
         self.helper.stop();

@@ -149,6 +149,14 @@ impl Helper {
     }
 
     /// Whether the helper process is alive.
+    /// Waits up to `timeout` for the helper to end by itself; its exit status, or `None` if it
+    /// still runs (or was not running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = wait_exit(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(status)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

@@ -331,3 +331,27 @@ fn a_failure_after_the_commit_is_a_warning_with_the_success() {
     );
     assert!(table_raw(&env).contains("9443"));
 }
+
+/// The bus dies under the helper: it exits with an error that says so (for systemd's
+/// Restart=on-failure), without a panic, and the kernel keeps the live ruleset.
+#[test]
+fn losing_the_bus_ends_the_helper_cleanly_and_the_ruleset_stays() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let before = table_normalised(&env);
+    env.kill_bus();
+    let status = env
+        .wait_helper_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the helper still runs 20 s after the bus died"));
+    assert!(
+        !status.success(),
+        "the helper exited with success: {status}"
+    );
+    let log = env.helper_log();
+    assert!(
+        log.contains("lost the connection to the D-Bus system bus"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(table_normalised(&env), before, "the ruleset changed");
+}

@@ -9,7 +9,7 @@ RELEASE_DIR := $(CURDIR)/target/release
 export PALISADE_BIN_DIR ?= $(BIN_DIR)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps build build-release check lint unit e2e data test bench demo clean-test
+.PHONY: all deps build build-release check lint unit e2e data test bench demo clean-test fuzz
 
 all: build
 
@@ -46,6 +46,22 @@ bench: build-release
 	$(CARGO) build --release -p palisade-tests --bin palisade-bench
 	@trap 'bash tests/scripts/cleanup.sh >/dev/null 2>&1 || true' EXIT; \
 	PALISADE_BIN_DIR=$(RELEASE_DIR) $(RELEASE_DIR)/palisade-bench
+
+# Fuzzing with cargo fuzz (libFuzzer), FUZZ_SECONDS per target. cargo fuzz passes nightly-only
+# -Z flags; where no nightly toolchain is installed (the project's machines have one stable
+# toolchain) RUSTC_BOOTSTRAP=1 lets stable accept them. No sanitizer: the targets are safe Rust,
+# and what they look for is panics, hangs and unbounded memory, which libFuzzer reports itself.
+# New inputs go to fuzz/corpus/<target> (minimized afterwards, and replayed by `make test`);
+# a crash goes to fuzz/artifacts/<target>: copy it to fuzz/regressions/<target> with its fix.
+FUZZ_TARGETS := policy blocklist usb vv bus_arguments
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 || exit 1; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin --sanitizer none $$t || exit 1; \
+	done
 
 demo: build
 	@trap 'bash tests/scripts/cleanup.sh >/dev/null 2>&1 || true' EXIT; \

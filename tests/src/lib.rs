@@ -19,6 +19,7 @@ mod display;
 mod env;
 mod guest;
 mod helper;
+pub mod load;
 mod netns;
 mod paths;
 mod polkit;

@@ -295,3 +295,13 @@ pub fn boot(env: &TestEnv, user: &str, extra: &[&str]) -> Vec<String> {
 pub fn has(lines: &[String], line: &str) -> bool {
     lines.iter().any(|l| l == line)
 }
+
+/// Whether the JSON holds the number `n` anywhere (a rule's port).
+pub fn holds_number(v: &serde_json::Value, n: u16) -> bool {
+    match v {
+        serde_json::Value::Number(x) => x.as_u64() == Some(u64::from(n)),
+        serde_json::Value::Array(items) => items.iter().any(|i| holds_number(i, n)),
+        serde_json::Value::Object(map) => map.values().any(|i| holds_number(i, n)),
+        _ => false,
+    }
+}

@@ -115,16 +115,6 @@ fn qemus(env: &TestEnv, vm_uid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Whether the JSON holds the number `n` anywhere (a rule's port).
-fn holds_number(v: &serde_json::Value, n: u16) -> bool {
-    match v {
-        serde_json::Value::Number(x) => x.as_u64() == Some(u64::from(n)),
-        serde_json::Value::Array(items) => items.iter().any(|i| holds_number(i, n)),
-        serde_json::Value::Object(map) => map.values().any(|i| holds_number(i, n)),
-        _ => false,
-    }
-}
-
 /// A small deterministic generator, so a failing round can be named and run again.
 struct Rounds(u64);
 

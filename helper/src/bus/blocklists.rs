@@ -19,7 +19,7 @@ pub struct BlocklistsIface {
     pub authority: Authority,
 }
 
-fn list_name(name: &str) -> Result<ShortName, Error> {
+pub(crate) fn list_name(name: &str) -> Result<ShortName, Error> {
     ShortName::parse(name).map_err(|_| {
         Error::InvalidArgument(format!(
             "{} is not a list name: use letters, digits, - and _",

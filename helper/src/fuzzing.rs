@@ -1,0 +1,270 @@
+//! Entry points for the fuzz targets (`fuzz/`, cargo fuzz) and for the replay of their corpus
+//! that the unit tests run on stable: each takes arbitrary bytes and must neither panic, nor
+//! hang, nor allocate without bound, and each checks the properties its parser promises.
+//!
+//! The targets are what reaches the helper from outside: policy documents (parse, validate,
+//! compile, render), blocklists (every format and option), the USB sysfs tree, the `.vv` file
+//! written from a ticket, and the arguments of every D-Bus method, decoded from the wire as zbus
+//! decodes them and then parsed as `bus/` parses them.
+
+use crate::blocklist::parse::{parse, Format, ParseOptions};
+use crate::blocklist::ranges::diff;
+use crate::firewall::compile::{compile_ruleset, Facts};
+use crate::firewall::json::{ruleset_batch, Existing};
+use crate::firewall::render::render_ruleset;
+use palisade_dbus::policy::{Policy, ShortName, VmName};
+use palisade_dbus::types::{ConsoleTicket, RunMode};
+use zbus::wire::serialized::{Context, Data};
+use zbus::wire::Endian;
+
+/// A policy document: parse and validate; a valid one is compiled, rendered as text and as the
+/// JSON batch, and each VM's guest ruleset is rendered too.
+pub fn policy(data: &[u8]) {
+    let Ok(parsed) = Policy::parse(data) else {
+        return;
+    };
+    let facts = Facts::default();
+    let ruleset = compile_ruleset(&parsed.policy, &facts);
+    let text = render_ruleset(&ruleset);
+    assert!(text.contains("table inet palisade"), "{text}");
+    let _ = ruleset_batch(&ruleset, &Existing::default());
+    for vm in &parsed.policy.vms {
+        let _ = crate::firewall::guest::guest_ruleset(vm, &parsed.policy, &facts);
+    }
+}
+
+/// A blocklist; the first byte picks the format and options. A list that parses is merged
+/// (its difference to itself is empty) and never covers a whole family unless forced.
+pub fn blocklist(data: &[u8]) {
+    let Some((&choice, text)) = data.split_first() else {
+        return;
+    };
+    const FORMATS: [Format; 6] = [
+        Format::Auto,
+        Format::Plain,
+        Format::Netset,
+        Format::SpamhausDrop,
+        Format::Hosts,
+        Format::Domains,
+    ];
+    let options = ParseOptions {
+        format: FORMATS[usize::from(choice) % FORMATS.len()],
+        strict: choice & 0x40 != 0,
+        force: choice & 0x80 != 0,
+    };
+    let Ok(list) = parse(text, &options) else {
+        return;
+    };
+    assert!(diff(&list.networks, &list.networks).is_empty());
+    if !options.force {
+        assert!(!list
+            .networks
+            .covers_everything(palisade_dbus::policy::Family::V4));
+        assert!(!list
+            .networks
+            .covers_everything(palisade_dbus::policy::Family::V6));
+    }
+    assert!(!options.strict || list.problems.is_empty());
+}
+
+/// A USB sysfs tree written from the input (entries separated by `\0\0`, an entry's name and
+/// attributes by `\0`, each attribute `name=value`), listed as the helper lists the real one;
+/// then the rest of the input as a caller's device argument, selected against it.
+pub fn usb(data: &[u8]) {
+    use crate::vm::usb::{list_host_devices, select, AttachRequest};
+    let dir = scratch_dir("usb");
+    let (tree, argument) = match data.iter().position(|&b| b == 0xff) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    for entry in tree
+        .split(|&b| b == 0)
+        .collect::<Vec<_>>()
+        .split(|part| part.is_empty())
+    {
+        let Some((name, attributes)) = entry.split_first() else {
+            continue;
+        };
+        let Some(name) = file_name(name) else {
+            continue;
+        };
+        let entry_dir = dir.join(name);
+        if std::fs::create_dir_all(&entry_dir).is_err() {
+            continue;
+        }
+        for attribute in attributes {
+            let Some(eq) = attribute.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if let Some(attr) = file_name(&attribute[..eq]) {
+                let _ = std::fs::write(entry_dir.join(attr), &attribute[eq + 1..]);
+            }
+        }
+    }
+    let devices = list_host_devices(&dir);
+    for d in &devices {
+        assert!(d.bus >= 1 && (1..=127).contains(&d.address), "{d:?}");
+        assert!(!d.product.chars().any(char::is_control), "{d:?}");
+    }
+    if let Ok(argument) = std::str::from_utf8(argument) {
+        if let Ok(AttachRequest::Host(selector)) = AttachRequest::parse(argument) {
+            let _ = select(&devices, &selector);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `.vv` file from a ticket whose fields come from the input (split at `0xff`): whatever the
+/// fields hold, the file has one `[virt-viewer]` group and each key once, so no value adds a key.
+pub fn vv(data: &[u8]) {
+    let mut fields = data.split(|&b| b == 0xff).map(String::from_utf8_lossy);
+    let mut next = || fields.next().map(|s| s.into_owned()).unwrap_or_default();
+    let (name, host, password, ca_pem) = (next(), next(), next(), next());
+    let flags = next();
+    let ticket = ConsoleTicket {
+        name,
+        host,
+        port: u16::try_from(flags.len()).unwrap_or(u16::MAX),
+        password,
+        expires_at: 0,
+        tls: flags.len() % 2 == 1,
+        ca_pem,
+    };
+    let file = palisade_dbus::vv::vv_file(&ticket);
+    let mut lines = file.lines();
+    assert_eq!(lines.next(), Some("[virt-viewer]"), "{file}");
+    let mut keys = std::collections::BTreeSet::new();
+    for line in lines {
+        let Some((key, _)) = line.split_once('=') else {
+            panic!("a line without a key: {line:?} in {file}");
+        };
+        assert!(
+            [
+                "type",
+                "host",
+                "port",
+                "tls-port",
+                "ca",
+                "password",
+                "title",
+                "delete-this-file"
+            ]
+            .contains(&key),
+            "an unknown key {key:?} in {file}"
+        );
+        assert!(keys.insert(key.to_owned()), "{key} twice in {file}");
+    }
+}
+
+/// The arguments of one D-Bus method (the first byte picks it), decoded from the wire as zbus
+/// decodes a call's body, then parsed as `bus/` parses them. Descriptor arguments are left out:
+/// the bus daemon, not the caller, puts descriptors in a message.
+pub fn bus_arguments(data: &[u8]) {
+    let Some((&method, body)) = data.split_first() else {
+        return;
+    };
+    let body = Data::new(body, Context::new(Endian::Little, 0));
+    match method % 12 {
+        // Policy.Validate, Preview, Apply(document, base, confirm_seconds)
+        0 => {
+            if let Ok(((document, _base, _confirm), _)) = body.deserialize::<(Vec<u8>, u64, u32)>()
+            {
+                let _ = Policy::parse(&document);
+            }
+        }
+        // Vms.Create(name, disk_size, memory, cpus)
+        1 => {
+            if let Ok(((name, disk, _memory, _cpus), _)) =
+                body.deserialize::<(String, String, String, u32)>()
+            {
+                let _ = VmName::parse(&name);
+                let _ = crate::machines::parse_disk_size(&disk);
+            }
+        }
+        // Vms.Start(name, mode)
+        2 => {
+            if let Ok(((name, mode), _)) = body.deserialize::<(String, String)>() {
+                let _ = VmName::parse(&name);
+                let _ = RunMode::parse(&mode);
+            }
+        }
+        // Vms.UsbAttach(name, device), UsbDetach(name, id)
+        3 => {
+            if let Ok(((name, device), _)) = body.deserialize::<(String, String)>() {
+                let _ = VmName::parse(&name);
+                let _ = crate::vm::usb::AttachRequest::parse(&device);
+                let _ = crate::vm::usb::parse_device_selector(&device);
+            }
+        }
+        // Vms.Stop(name, force, timeout_seconds)
+        4 => {
+            if let Ok(((name, _force, _timeout), _)) = body.deserialize::<(String, bool, u32)>() {
+                let _ = VmName::parse(&name);
+            }
+        }
+        // Vms.Restore(name, version), Policy.Confirm / Rollback(generation)
+        5 => {
+            let _ = body.deserialize::<(String, u32)>();
+            let _ = body.deserialize::<(u64,)>();
+        }
+        // Consoles.Open(name), Blocklists.Refresh / Show / Remove(name), Vms.Show etc.
+        6 => {
+            if let Ok(((name,), _)) = body.deserialize::<(String,)>() {
+                let _ = ShortName::parse(&name);
+                let _ = VmName::parse(&name);
+                let _ = crate::bus::blocklists::list_name(&name);
+            }
+        }
+        // Blocklists.ImportUrl(name, url, refresh_seconds, format, strict, force)
+        7 => {
+            if let Ok(((name, url, refresh, format, _strict, _force), _)) =
+                body.deserialize::<(String, String, u32, String, bool, bool)>()
+            {
+                let _ = crate::bus::blocklists::list_name(&name);
+                let _ = crate::lists::url(&url);
+                let _ = crate::lists::refresh_interval(refresh);
+                let _ = crate::lists::format(&format);
+            }
+        }
+        // Blocklists.Import(name, <fd>, format, strict, force), without the descriptor
+        8 => {
+            if let Ok(((name, format, _strict, _force), _)) =
+                body.deserialize::<(String, String, bool, bool)>()
+            {
+                let _ = crate::bus::blocklists::list_name(&name);
+                let _ = crate::lists::format(&format);
+            }
+        }
+        // Whole values of any signature the input names: the decoder on its own.
+        _ => {
+            if let Some(end) = body.bytes().iter().position(|&b| b == 0) {
+                if let Ok(signature) = zbus::wire::Signature::try_from(&body.bytes()[..end]) {
+                    let rest = Data::new(&body.bytes()[end + 1..], Context::new(Endian::Little, 0));
+                    let _ =
+                        rest.deserialize_for_signature::<_, zbus::wire::OwnedVariant>(&signature);
+                }
+            }
+        }
+    }
+}
+
+/// A folder of its own for one run of a target (fuzzers run targets in many processes).
+fn scratch_dir(target: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "palisade-fuzz-{target}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Bytes usable as one file name inside the scratch folder (no `/`, not `.` or `..`).
+fn file_name(bytes: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    (!s.is_empty() && s.len() < 64 && !s.contains('/') && s != "." && s != "..").then_some(s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! palisade-helper: the root side of Palisade.
+//!
+//! Owns table `inet palisade` and the QEMU processes; serves `io.palisade.Helper1` on the
+//! system bus with a polkit check before every method. With `--apply-only` it loads the last
+//! confirmed policy into the kernel and exits, which is what the boot unit runs before the
+//! network comes up.
+//!
+//! The program is this library's [`main`]; the library exists so that the fuzz targets
+//! (`fuzz/`) reach the parsers through [`fuzzing`]. Everything else stays private to it.
+
+mod accounts;
+mod authz;
+mod blocklist;
+mod bus;
+mod clock;
+mod console;
+mod firewall;
+pub mod fuzzing;
+mod lists;
+mod machines;
+mod memory;
+mod preflight;
+mod store;
+#[cfg(test)]
+mod test_support;
+mod vm;
+
+use anyhow::Context;
+use clap::Parser;
+use palisade_dbus::names::{BUS_NAME, OBJECT_PATH};
+use std::path::PathBuf;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-helper",
+    version,
+    about = "Palisade's privileged helper"
+)]
+struct Args {
+    /// Connect to this bus address instead of the system bus (tests).
+    #[arg(long, value_name = "ADDRESS")]
+    bus_address: Option<String>,
+    /// Where generations and state are kept.
+    #[arg(long, default_value = "/var/lib/palisade")]
+    state_dir: PathBuf,
+    /// Where the policy file lives.
+    #[arg(long, default_value = "/etc/palisade")]
+    config_dir: PathBuf,
+    /// Load the last confirmed policy into the kernel and exit (boot).
+    #[arg(long)]
+    apply_only: bool,
+}
+
+/// The helper program: parses the command line, then serves until SIGTERM.
+pub fn main() -> anyhow::Result<()> {
+    memory::use_one_arena();
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Two worker threads: the helper waits on the bus, polkit and nft; it never computes much.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    preflight::check()?;
+    let store = store::Store::open(&args.state_dir, &args.config_dir)
+        .with_context(|| format!("cannot open {}", args.state_dir.display()))?;
+    // The supervisor exists before the firewall: the ruleset guards the console ports it
+    // allocated, at boot too.
+    let supervisor = vm::supervisor::Supervisor::new(vm::supervisor::Paths {
+        images: args.state_dir.join("images"),
+        run: args.state_dir.join("run"),
+        state: args.state_dir.clone(),
+    });
+    let list_store = std::sync::Arc::new(
+        blocklist::store::ListStore::open(&args.state_dir.join("lists"))
+            .with_context(|| format!("cannot open {}", args.state_dir.join("lists").display()))?,
+    );
+    let firewall = firewall::Firewall::start(store, supervisor.clone(), list_store.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.apply_only {
+        return Ok(());
+    }
+    supervisor.adopt(&firewall.live_policy().1).await;
+
+    let builder = match &args.bus_address {
+        Some(address) => zbus::connection::Builder::address(address.as_str()),
+        None => zbus::connection::Builder::system(),
+    };
+    let connection = builder.build().await.context("cannot connect to the bus")?;
+    let authority = authz::Authority::new(connection.clone());
+    // Serve the object first, then take the name, so a client activated by the name never
+    // finds an empty object.
+    let server = connection.object_server();
+    server
+        .at(
+            OBJECT_PATH,
+            bus::HelperIface {
+                firewall: firewall.clone(),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::PolicyIface {
+                firewall: firewall.clone(),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::vms::VmsIface {
+                machines: machines::Machines::new(firewall.clone(), supervisor.clone()),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::consoles::ConsolesIface {
+                consoles: console::Consoles::new(firewall.clone(), supervisor.clone()),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    let lists = std::sync::Arc::new(lists::Lists::new(list_store, firewall.clone()));
+    server
+        .at(
+            OBJECT_PATH,
+            bus::blocklists::BlocklistsIface {
+                lists: lists.clone(),
+                authority,
+            },
+        )
+        .await?;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .context("cannot own the bus name")?;
+    tracing::info!("serving {BUS_NAME}");
+
+    tokio::spawn(firewall.clone().run_expiry());
+    tokio::spawn(lists.run_refresh());
+    tokio::spawn(revoke_lost_console_access(
+        firewall.clone(),
+        supervisor.clone(),
+    ));
+    let mut changes = firewall.subscribe();
+    let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)?.into_owned();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let generation = *changes.borrow_and_update();
+            if let Err(e) = bus::PolicyIface::generation_changed(&emitter, generation).await {
+                tracing::warn!("cannot announce generation {generation}: {e}");
+            }
+        }
+    });
+
+    let bus = connection.clone();
+    let mut states = supervisor.subscribe();
+    let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)?.into_owned();
+    tokio::spawn(async move {
+        loop {
+            match states.recv().await {
+                Ok((name, state)) => {
+                    if let Ok(iface) = connection
+                        .object_server()
+                        .interface::<_, bus::vms::VmsIface>(OBJECT_PATH)
+                        .await
+                    {
+                        let _ = iface.get().await.states_invalidate(&emitter).await;
+                    }
+                    if let Err(e) =
+                        bus::vms::VmsIface::state_changed(&emitter, name.as_str(), state).await
+                    {
+                        tracing::warn!("cannot announce {name} {state}: {e}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    });
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        // Without the bus nobody can reach the helper: exit with an error, so that systemd
+        // (Restart=on-failure) starts it again once the bus is back. The ruleset stays.
+        () = bus.closed() => {
+            anyhow::bail!(
+                "lost the connection to the D-Bus system bus; exiting so that systemd starts \
+                 the helper again (the live ruleset stays in the kernel)"
+            );
+        }
+    }
+    // The kernel keeps enforcing the live ruleset after we are gone.
+    tracing::info!("stopping; the live ruleset stays in the kernel");
+    Ok(())
+}
+
+/// When a new generation changes who may open a VM's console, everyone watching it is
+/// disconnected and its tickets die: the kernel only judges new connections, so without this
+/// a user who lost access would keep the session they had.
+async fn revoke_lost_console_access(
+    firewall: std::sync::Arc<firewall::Firewall>,
+    supervisor: std::sync::Arc<vm::supervisor::Supervisor>,
+) {
+    let mut changes = firewall.subscribe();
+    let mut before = firewall.live_policy().1;
+    while changes.changed().await.is_ok() {
+        let after = firewall.live_policy().1;
+        for vm in &before.vms {
+            let now = after.vm(vm.name.as_str()).map(|v| &v.console);
+            if now != Some(&vm.console) {
+                supervisor.revoke_console(&vm.name).await;
+            }
+        }
+        before = after;
+    }
+}

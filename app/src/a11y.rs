@@ -1,5 +1,6 @@
-//! Accessible names for controls whose content does not name them fully: icon-only buttons, and
-//! buttons repeated on every row ("Open console") that need the row's name to be told apart.
+//! Accessible names for controls whose content does not name them fully: icon-only buttons,
+//! switches, and buttons repeated on every row ("Open console") that need the row's name to be
+//! told apart.
 //!
 //! gtk4-rs exposes `Accessible::update_property` only when built for GTK 4.10, and Debian 12
 //! ships GTK 4.8. GtkBuilder's `<accessibility>` element sets the same accessible property on
@@ -59,4 +60,23 @@ pub fn text_button(label: &str, accessible: &str) -> gtk::Button {
             button.set_tooltip_text(Some(accessible));
             button
         })
+}
+
+/// A switch named `label` for screen readers and AT-SPI: a switch at the end of a row is not
+/// named by the row's title on GTK 4.8.
+pub fn switch(label: &str) -> gtk::Switch {
+    let ui = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<interface>
+  <object class="GtkSwitch" id="switch">
+    <accessibility>
+      <property name="label">{label}</property>
+    </accessibility>
+  </object>
+</interface>"#,
+        label = glib::markup_escape_text(label),
+    );
+    gtk::Builder::from_string(&ui)
+        .object::<gtk::Switch>("switch")
+        .unwrap_or_default()
 }

@@ -167,6 +167,34 @@ pub fn unix_time(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// How long ago Unix second `then` was at `now`: "just now", "5 minutes ago", "3 hours ago",
+/// "2 days ago"; a time in the future (a clock set back) reads "just now".
+pub fn ago(then: u64, now: u64) -> String {
+    let secs = now.saturating_sub(then);
+    let (n, singular, plural) = match secs {
+        0..=59 => return gettext("just now"),
+        60..=3599 => (secs / 60, "{count} minute ago", "{count} minutes ago"),
+        3600..=86_399 => (secs / 3600, "{count} hour ago", "{count} hours ago"),
+        _ => (secs / 86_400, "{count} day ago", "{count} days ago"),
+    };
+    ni18n_f(
+        singular,
+        plural,
+        u32::try_from(n).unwrap_or(u32::MAX),
+        &[("count", &n.to_string())],
+    )
+}
+
+/// The sentence with its first letter in upper case (the helper's sentences start in lower case
+/// so that command-line tools can prefix them).
+pub fn capitalized(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// A count for `ngettext`, saturating rather than wrapping.
 pub fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -243,6 +271,24 @@ ports = 53
         assert_eq!(access(&vm.console), "users alice, bob · group staff");
         assert_eq!(access(&Access::default()), "Nobody");
         assert_eq!(verdict(vm.default_action), "Drop");
+    }
+
+    #[test]
+    fn capitalizes_the_first_letter_only() {
+        assert_eq!(capitalized("cannot reach it: X"), "Cannot reach it: X");
+        assert_eq!(capitalized("éa"), "Éa");
+        assert_eq!(capitalized(""), "");
+    }
+
+    #[test]
+    fn says_how_long_ago() {
+        assert_eq!(ago(1_000, 1_030), "just now");
+        assert_eq!(ago(1_000, 900), "just now");
+        assert_eq!(ago(0, 60), "1 minute ago");
+        assert_eq!(ago(0, 3599), "59 minutes ago");
+        assert_eq!(ago(0, 3 * 3600 + 59), "3 hours ago");
+        assert_eq!(ago(0, 86_400), "1 day ago");
+        assert_eq!(ago(0, 10 * 86_400), "10 days ago");
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! Accessible names for controls whose content does not name them fully: icon-only buttons,
-//! switches, and buttons repeated on every row ("Open console") that need the row's name to be
-//! told apart.
+//! Accessible names for controls whose content does not name them fully: icon-only buttons, and
+//! buttons repeated on every row ("Open console") that need the row's name to be told apart.
 //!
 //! gtk4-rs exposes `Accessible::update_property` only when built for GTK 4.10, and Debian 12
 //! ships GTK 4.8. GtkBuilder's `<accessibility>` element sets the same accessible property on
@@ -27,13 +26,19 @@ pub fn icon_button(icon_name: &str, label: &str) -> gtk::Button {
         icon = glib::markup_escape_text(icon_name),
         label = glib::markup_escape_text(label),
     );
-    gtk::Builder::from_string(&ui)
+    let button = gtk::Builder::from_string(&ui)
         .object::<gtk::Button>("button")
         .unwrap_or_else(|| {
             let button = gtk::Button::from_icon_name(icon_name);
             button.set_tooltip_text(Some(label));
             button
-        })
+        });
+    // The icon has no accessible of its own: picking the button's centre (what an assistive
+    // technology's hit test does) must find the button, not an anonymous image.
+    if let Some(icon) = button.child() {
+        icon.set_can_target(false);
+    }
+    button
 }
 
 /// A button showing `label`, named `accessible` for screen readers and AT-SPI (e.g. "Open
@@ -60,23 +65,4 @@ pub fn text_button(label: &str, accessible: &str) -> gtk::Button {
             button.set_tooltip_text(Some(accessible));
             button
         })
-}
-
-/// A switch named `label` for screen readers and AT-SPI: a switch at the end of a row is not
-/// named by the row's title on GTK 4.8.
-pub fn switch(label: &str) -> gtk::Switch {
-    let ui = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<interface>
-  <object class="GtkSwitch" id="switch">
-    <accessibility>
-      <property name="label">{label}</property>
-    </accessibility>
-  </object>
-</interface>"#,
-        label = glib::markup_escape_text(label),
-    );
-    gtk::Builder::from_string(&ui)
-        .object::<gtk::Switch>("switch")
-        .unwrap_or_default()
 }

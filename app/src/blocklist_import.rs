@@ -182,6 +182,8 @@ impl BlocklistImport {
 
     /// The request the form describes, or the first thing wrong with it.
     fn request(&self) -> Result<Request, String> {
+        // The name first: it is what the user is most likely typing when the hint shows.
+        let name = blocklists::check_name(&self.name)?;
         let from = match self.source {
             Source::File => match &self.file {
                 Some(path) => Origin::File(path.clone()),
@@ -197,7 +199,7 @@ impl BlocklistImport {
             },
         };
         Ok(Request {
-            name: blocklists::check_name(&self.name)?,
+            name,
             from,
             format: FORMATS.get(self.format).copied().unwrap_or(FORMATS[0]),
             strict: self.strict,
@@ -437,8 +439,9 @@ impl Component for BlocklistImport {
             error: None,
             chooser: None,
         };
-        let strict_switch = &a11y::switch(&gettext("Stop at the first bad line"));
-        let force_switch = &a11y::switch(&gettext("Accept a list that blocks everything"));
+        // A row's activatable widget is named by the row's title (GTK's labelled-by relation).
+        let strict_switch = &gtk::Switch::new();
+        let force_switch = &gtk::Switch::new();
         let widgets = view_output!();
         ComponentParts { model, widgets }
     }
@@ -453,9 +456,7 @@ impl Component for BlocklistImport {
         // A chosen file names the list, unless the user has named it already.
         if let BlocklistImportInput::FileChosen(Some(path)) = &message {
             if widgets.name_row.text().trim().is_empty() {
-                widgets
-                    .name_row
-                    .set_text(&blocklists::suggested_name(path));
+                widgets.name_row.set_text(&blocklists::suggested_name(path));
             }
         }
         self.update(message, sender.clone(), root);

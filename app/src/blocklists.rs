@@ -103,9 +103,7 @@ pub fn check_url(text: &str) -> Result<String, String> {
     } else if lower.starts_with("http://") {
         &text[7..]
     } else {
-        return Err(gettext(
-            "The address must start with http:// or https://",
-        ));
+        return Err(gettext("The address must start with http:// or https://"));
     };
     if rest.is_empty() || rest.starts_with(['/', ':', '?', '#']) {
         return Err(gettext("The address names no server"));
@@ -193,10 +191,7 @@ pub fn schedule(info: &BlocklistInfo) -> String {
     match (info.source_kind, info.refresh_seconds) {
         (ListSourceKind::File, _) => gettext("Import the file again to update it"),
         (ListSourceKind::Url, 0) => gettext("Downloaded again only when you update it"),
-        (ListSourceKind::Url, s) => i18n_f(
-            "Downloaded again {every}",
-            &[("every", &every(s))],
-        ),
+        (ListSourceKind::Url, s) => i18n_f("Downloaded again {every}", &[("every", &every(s))]),
     }
 }
 

@@ -10,7 +10,9 @@
 //! the window's toasts through [`BlocklistsViewOutput`].
 
 use crate::a11y;
-use crate::blocklist_import::{BlocklistImport, BlocklistImportInit, BlocklistImportOutput, Source};
+use crate::blocklist_import::{
+    BlocklistImport, BlocklistImportInit, BlocklistImportOutput, Source,
+};
 use crate::blocklist_row::{BlocklistRow, BlocklistRowInit, BlocklistRowInput, BlocklistRowOutput};
 use crate::i18n::{gettext, i18n_f};
 use crate::{blocklists, format};
@@ -159,13 +161,7 @@ async fn refresh(name: String, before: String) -> BlocklistsViewCmd {
 }
 
 async fn remove(connection: zbus::Connection, name: String) -> BlocklistsViewCmd {
-    let result = async {
-        BlocklistsProxy::new(&connection)
-            .await?
-            .remove(&name)
-            .await
-    }
-    .await;
+    let result = async { BlocklistsProxy::new(&connection).await?.remove(&name).await }.await;
     BlocklistsViewCmd::Removed { name, result }
 }
 
@@ -240,7 +236,12 @@ impl BlocklistsView {
         }
     }
 
-    fn row(&mut self, action: BlocklistRowOutput, sender: &ComponentSender<Self>, root: &gtk::Stack) {
+    fn row(
+        &mut self,
+        action: BlocklistRowOutput,
+        sender: &ComponentSender<Self>,
+        root: &gtk::Stack,
+    ) {
         match action {
             BlocklistRowOutput::Expanded { name, expanded } => {
                 if expanded {
@@ -438,7 +439,10 @@ impl Component for BlocklistsView {
                     &sender,
                     i18n_f(
                         "Imported {name}: {entries}",
-                        &[("name", &info.name), ("entries", &blocklists::entries(&info))],
+                        &[
+                            ("name", &info.name),
+                            ("entries", &blocklists::entries(&info)),
+                        ],
                     ),
                 );
                 self.load(&sender);

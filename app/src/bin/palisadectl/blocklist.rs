@@ -4,8 +4,8 @@
 //! path. An address is checked and downloaded by the helper, which also refreshes it on schedule.
 
 use crate::output::{print, when};
-use palisade_app::handover;
 use crate::BlocklistCommand;
+use palisade_app::handover;
 use palisade_dbus::proxy::BlocklistsProxy;
 use palisade_dbus::types::{BlocklistInfo, ListSourceKind};
 use palisade_dbus::Error;

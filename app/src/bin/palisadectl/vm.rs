@@ -2,8 +2,8 @@
 //! their USB devices.
 
 use crate::output::{print, shell_words, when};
-use palisade_app::handover::open_as_caller;
 use crate::{UsbCommand, VmCommand};
+use palisade_app::handover::open_as_caller;
 use palisade_dbus::proxy::VmsProxy;
 use palisade_dbus::types::RunMode;
 use palisade_dbus::Error;

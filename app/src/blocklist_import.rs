@@ -99,7 +99,7 @@ pub enum BlocklistImportInput {
 #[derive(Debug)]
 pub enum BlocklistImportOutput {
     /// A list was imported; the dialog has closed.
-    Imported(BlocklistInfo),
+    Imported(Box<BlocklistInfo>),
     /// The dialog closed without importing.
     Closed,
 }
@@ -522,7 +522,7 @@ impl Component for BlocklistImport {
             BlocklistImportCmd::Done(Ok(info)) => {
                 self.busy = false;
                 root.destroy();
-                let _ = sender.output(BlocklistImportOutput::Imported(info));
+                let _ = sender.output(BlocklistImportOutput::Imported(Box::new(info)));
                 let _ = sender.output(BlocklistImportOutput::Closed);
             }
             BlocklistImportCmd::Done(Err(e)) => {

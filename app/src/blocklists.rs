@@ -203,21 +203,21 @@ fn every(seconds: u64) -> String {
     match preset {
         Some(Refresh::Daily) => gettext("every day"),
         Some(Refresh::Weekly) => gettext("every week"),
-        _ if seconds % 86_400 == 0 => {
+        _ if seconds.is_multiple_of(86_400) => {
             let days = seconds / 86_400;
             ni18n_f(
                 "every {count} day",
                 "every {count} days",
-                u32::try_from(days).unwrap_or(u32::MAX),
+                format::saturated(days),
                 &[("count", &days.to_string())],
             )
         }
-        _ if seconds % 3600 == 0 => {
+        _ if seconds.is_multiple_of(3600) => {
             let hours = seconds / 3600;
             ni18n_f(
                 "every {count} hour",
                 "every {count} hours",
-                u32::try_from(hours).unwrap_or(u32::MAX),
+                format::saturated(hours),
                 &[("count", &hours.to_string())],
             )
         }
@@ -226,7 +226,7 @@ fn every(seconds: u64) -> String {
             ni18n_f(
                 "every {count} minute",
                 "every {count} minutes",
-                u32::try_from(minutes).unwrap_or(u32::MAX),
+                format::saturated(minutes),
                 &[("count", &minutes.to_string())],
             )
         }
@@ -271,7 +271,7 @@ pub fn problems_title(info: &BlocklistInfo) -> String {
     ni18n_f(
         "{count} line skipped",
         "{count} lines skipped",
-        u32::try_from(n).unwrap_or(u32::MAX),
+        format::saturated(n),
         &[("count", &n.to_string())],
     )
 }
@@ -295,7 +295,7 @@ pub fn more_problems(info: &BlocklistInfo, shown: usize) -> Option<String> {
         ni18n_f(
             "and {count} more line",
             "and {count} more lines",
-            u32::try_from(rest).unwrap_or(u32::MAX),
+            format::saturated(rest),
             &[("count", &rest.to_string())],
         )
     })

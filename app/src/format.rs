@@ -171,18 +171,42 @@ pub fn unix_time(secs: u64) -> String {
 /// "2 days ago"; a time in the future (a clock set back) reads "just now".
 pub fn ago(then: u64, now: u64) -> String {
     let secs = now.saturating_sub(then);
-    let (n, singular, plural) = match secs {
-        0..=59 => return gettext("just now"),
-        60..=3599 => (secs / 60, "{count} minute ago", "{count} minutes ago"),
-        3600..=86_399 => (secs / 3600, "{count} hour ago", "{count} hours ago"),
-        _ => (secs / 86_400, "{count} day ago", "{count} days ago"),
-    };
-    ni18n_f(
-        singular,
-        plural,
-        u32::try_from(n).unwrap_or(u32::MAX),
-        &[("count", &n.to_string())],
-    )
+    // Each plural written out, so that xgettext finds the words.
+    match secs {
+        0..=59 => gettext("just now"),
+        60..=3599 => {
+            let n = secs / 60;
+            ni18n_f(
+                "{count} minute ago",
+                "{count} minutes ago",
+                saturated(n),
+                &[("count", &n.to_string())],
+            )
+        }
+        3600..=86_399 => {
+            let n = secs / 3600;
+            ni18n_f(
+                "{count} hour ago",
+                "{count} hours ago",
+                saturated(n),
+                &[("count", &n.to_string())],
+            )
+        }
+        _ => {
+            let n = secs / 86_400;
+            ni18n_f(
+                "{count} day ago",
+                "{count} days ago",
+                saturated(n),
+                &[("count", &n.to_string())],
+            )
+        }
+    }
+}
+
+/// A 64-bit count for `ngettext`, saturating rather than wrapping.
+pub fn saturated(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The sentence with its first letter in upper case (the helper's sentences start in lower case

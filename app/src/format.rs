@@ -1,5 +1,7 @@
 //! Words for the policy model: how a verdict, a destination, a rule or an assignment reads in
-//! the window. Pure functions of the model (and the clock, passed in), translated with gettext.
+//! the window; and the few words every page needs (times, "3 hours ago", counts, the helper's
+//! sentences capitalized). Pure functions of their arguments (and the clock, passed in),
+//! translated with gettext.
 
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use palisade_dbus::policy::{Access, Destination, NetworkMode, PortSet, Protocol, Rule, Verdict};

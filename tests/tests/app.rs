@@ -926,7 +926,7 @@ fn my_machines_starts_a_vm_and_opens_its_console_in_one_click() {
 }
 
 #[test]
-fn a_user_refused_everything_is_told_so_on_both_pages() {
+fn a_user_refused_everything_is_told_so_on_every_page() {
     let env =
         TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
     assert_eq!(apply_as_root(&env, "policy.toml", &example_policy()), 1);
@@ -943,6 +943,12 @@ fn a_user_refused_everything_is_told_so_on_both_pages() {
         "{}",
         outline(&tree)
     );
+    // The Blocklists page asks the helper itself, is refused, and says so.
+    gui.show_page(&env, "Blocklists");
+    let tree = gui.wait_for(&env, "the blocklists refused to bob", UPDATE_TIMEOUT, |t| {
+        shows_label_containing(t, "may not see the imported blocklists")
+    });
+    assert!(!has_button(&tree, "Import from URL…"), "{}", outline(&tree));
     gui.assert_running();
 }
 

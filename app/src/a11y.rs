@@ -26,13 +26,19 @@ pub fn icon_button(icon_name: &str, label: &str) -> gtk::Button {
         icon = glib::markup_escape_text(icon_name),
         label = glib::markup_escape_text(label),
     );
-    gtk::Builder::from_string(&ui)
+    let button = gtk::Builder::from_string(&ui)
         .object::<gtk::Button>("button")
         .unwrap_or_else(|| {
             let button = gtk::Button::from_icon_name(icon_name);
             button.set_tooltip_text(Some(label));
             button
-        })
+        });
+    // The icon has no accessible of its own: picking the button's centre (what an assistive
+    // technology's hit test does) must find the button, not an anonymous image.
+    if let Some(icon) = button.child() {
+        icon.set_can_target(false);
+    }
+    button
 }
 
 /// A button showing `label`, named `accessible` for screen readers and AT-SPI (e.g. "Open

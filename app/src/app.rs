@@ -1,6 +1,7 @@
-//! The main window: connects to the helper over the system bus and shows two pages, "My
+//! The main window: connects to the helper over the system bus and shows three pages, "My
 //! machines" (the VMs and consoles this user may use, with **Open console**, **Start** and
-//! **Stop**) and "Firewall" (the helper's status and the live policy, read-only). It follows
+//! **Stop**), "Firewall" (the helper's status and the live policy, read-only) and "Blocklists"
+//! (the imported lists, which that page imports, updates and removes itself). It follows
 //! `GenerationChanged`, `StateChanged` and the helper coming and going, and reports every
 //! failure as a toast with the helper's own sentence.
 //!
@@ -8,7 +9,9 @@
 //! `update` starts commands, `update_cmd` only folds their results into the model.
 
 use crate::a11y;
+use crate::blocklists_view::{BlocklistsView, BlocklistsViewInput, BlocklistsViewOutput};
 use crate::config;
+use crate::format::capitalized;
 use crate::i18n::{gettext, i18n_f};
 use crate::machine_row::MachineRowOutput;
 use crate::machines_view::{MachinesView, MachinesViewInput};
@@ -85,6 +88,8 @@ pub struct App {
     status_view: Controller<StatusView>,
     /// The live policy.
     policy_view: Controller<PolicyView>,
+    /// The imported blocklists.
+    blocklists_view: Controller<BlocklistsView>,
 }
 
 impl std::fmt::Debug for App {
@@ -108,6 +113,8 @@ pub enum AppInput {
     About,
     /// A machine's row asked to open its console, start it or stop it.
     Machine(MachineRowOutput),
+    /// The Blocklists page has something to say.
+    Blocklists(BlocklistsViewOutput),
 }
 
 /// Results of the window's background work.
@@ -351,16 +358,6 @@ async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), 
     Ok(())
 }
 
-/// The sentence with its first letter in upper case (the helper's sentences start in lower case
-/// so that command-line tools can prefix them).
-fn capitalized(sentence: &str) -> String {
-    let mut chars = sentence.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 /// Shows the About window over `parent`.
 fn about(parent: &adw::ApplicationWindow) {
     let window = adw::AboutWindow::builder()
@@ -463,8 +460,14 @@ impl App {
                 self.fail(&e);
                 self.policy_view.emit(PolicyViewInput::Clear);
                 self.machines_view.emit(MachinesViewInput::Clear);
+                self.blocklists_view.emit(BlocklistsViewInput::Clear);
                 return;
             }
+        }
+        // The page reads the lists itself; a new generation may have changed which are in use.
+        if let Some(connection) = &self.connection {
+            self.blocklists_view
+                .emit(BlocklistsViewInput::Load(connection.clone()));
         }
         let consoles = self.listed(consoles);
         let vms = self.listed(vms);
@@ -670,6 +673,8 @@ impl Component for App {
                                     #[watch]
                                     set_visible_child_name: model.firewall_page(),
                                 },
+
+                                add_titled_with_icon[Some("blocklists"), &gettext("Blocklists"), "action-unavailable-symbolic"] = model.blocklists_view.widget(),
                             },
 
                             #[name = "switcher_bar"]
@@ -707,6 +712,9 @@ impl Component for App {
                 .forward(sender.input_sender(), AppInput::Machine),
             status_view: StatusView::builder().launch(()).detach(),
             policy_view: PolicyView::builder().launch(()).detach(),
+            blocklists_view: BlocklistsView::builder()
+                .launch(())
+                .forward(sender.input_sender(), AppInput::Blocklists),
         };
         let toast_overlay = model.toaster.overlay_widget();
         let widgets = view_output!();
@@ -737,6 +745,9 @@ impl Component for App {
         match message {
             AppInput::About => about(root),
             AppInput::Machine(action) => self.machine(action, &sender),
+            AppInput::Blocklists(BlocklistsViewOutput::Toast(sentence)) => {
+                self.toast(&sentence);
+            }
             AppInput::Refresh => {
                 if self.busy {
                     self.reload_queued = true;
@@ -865,17 +876,5 @@ impl Component for App {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::capitalized;
-
-    #[test]
-    fn capitalizes_the_first_letter_only() {
-        assert_eq!(capitalized("cannot reach it: X"), "Cannot reach it: X");
-        assert_eq!(capitalized("éa"), "Éa");
-        assert_eq!(capitalized(""), "");
     }
 }

@@ -1,5 +1,7 @@
 //! Words for the policy model: how a verdict, a destination, a rule or an assignment reads in
-//! the window. Pure functions of the model (and the clock, passed in), translated with gettext.
+//! the window; and the few words every page needs (times, "3 hours ago", counts, the helper's
+//! sentences capitalized). Pure functions of their arguments (and the clock, passed in),
+//! translated with gettext.
 
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use palisade_dbus::policy::{Access, Destination, NetworkMode, PortSet, Protocol, Rule, Verdict};
@@ -167,6 +169,58 @@ pub fn unix_time(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// How long ago Unix second `then` was at `now`: "just now", "5 minutes ago", "3 hours ago",
+/// "2 days ago"; a time in the future (a clock set back) reads "just now".
+pub fn ago(then: u64, now: u64) -> String {
+    let secs = now.saturating_sub(then);
+    // Each plural written out, so that xgettext finds the words.
+    match secs {
+        0..=59 => gettext("just now"),
+        60..=3599 => {
+            let n = secs / 60;
+            ni18n_f(
+                "{count} minute ago",
+                "{count} minutes ago",
+                saturated(n),
+                &[("count", &n.to_string())],
+            )
+        }
+        3600..=86_399 => {
+            let n = secs / 3600;
+            ni18n_f(
+                "{count} hour ago",
+                "{count} hours ago",
+                saturated(n),
+                &[("count", &n.to_string())],
+            )
+        }
+        _ => {
+            let n = secs / 86_400;
+            ni18n_f(
+                "{count} day ago",
+                "{count} days ago",
+                saturated(n),
+                &[("count", &n.to_string())],
+            )
+        }
+    }
+}
+
+/// A 64-bit count for `ngettext`, saturating rather than wrapping.
+pub fn saturated(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The sentence with its first letter in upper case (the helper's sentences start in lower case
+/// so that command-line tools can prefix them).
+pub fn capitalized(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// A count for `ngettext`, saturating rather than wrapping.
 pub fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -243,6 +297,24 @@ ports = 53
         assert_eq!(access(&vm.console), "users alice, bob · group staff");
         assert_eq!(access(&Access::default()), "Nobody");
         assert_eq!(verdict(vm.default_action), "Drop");
+    }
+
+    #[test]
+    fn capitalizes_the_first_letter_only() {
+        assert_eq!(capitalized("cannot reach it: X"), "Cannot reach it: X");
+        assert_eq!(capitalized("éa"), "Éa");
+        assert_eq!(capitalized(""), "");
+    }
+
+    #[test]
+    fn says_how_long_ago() {
+        assert_eq!(ago(1_000, 1_030), "just now");
+        assert_eq!(ago(1_000, 900), "just now");
+        assert_eq!(ago(0, 60), "1 minute ago");
+        assert_eq!(ago(0, 3599), "59 minutes ago");
+        assert_eq!(ago(0, 3 * 3600 + 59), "3 hours ago");
+        assert_eq!(ago(0, 86_400), "1 day ago");
+        assert_eq!(ago(0, 10 * 86_400), "10 days ago");
     }
 
     #[test]

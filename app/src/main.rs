@@ -1,5 +1,6 @@
 //! Palisade's desktop app: "My machines" (the VMs and consoles the user may use, with one-click
-//! **Open console**), and the helper's status and the live firewall policy.
+//! **Open console**), the helper's status and the live firewall policy, and the imported
+//! blocklists.
 //!
 //! The window talks to the root helper only through the proxies of the `palisade-dbus` contract
 //! crate, on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` selects a private bus for tests and
@@ -7,6 +8,10 @@
 
 mod a11y;
 mod app;
+mod blocklist_import;
+mod blocklist_row;
+mod blocklists;
+mod blocklists_view;
 mod config;
 mod console_row;
 mod format;

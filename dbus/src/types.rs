@@ -365,6 +365,8 @@ pub struct BlocklistInfo {
     pub content_hash: String,
     /// Whether the live policy names it.
     pub in_use: bool,
+    /// Seconds between scheduled downloads of a URL list; 0 for never and for a file.
+    pub refresh_seconds: u64,
 }
 
 #[cfg(test)]

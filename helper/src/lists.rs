@@ -345,9 +345,13 @@ pub fn format(word: &str) -> Result<Format, Error> {
 }
 
 fn info(m: &ListMeta, in_use: bool) -> BlocklistInfo {
-    let (source_kind, source) = match &m.source {
-        ListSource::File { label } => (ListSourceKind::File, label.clone()),
-        ListSource::Url { url, .. } => (ListSourceKind::Url, url.clone()),
+    let (source_kind, source, refresh_seconds) = match &m.source {
+        ListSource::File { label } => (ListSourceKind::File, label.clone(), 0),
+        ListSource::Url {
+            url,
+            refresh_seconds,
+            ..
+        } => (ListSourceKind::Url, url.clone(), *refresh_seconds),
     };
     BlocklistInfo {
         name: m.name.to_string(),
@@ -374,6 +378,7 @@ fn info(m: &ListMeta, in_use: bool) -> BlocklistInfo {
         problems_not_listed: m.problems_not_listed,
         content_hash: m.content_hash.clone(),
         in_use,
+        refresh_seconds,
     }
 }
 

@@ -565,51 +565,6 @@ fn show_hash(env: &TestEnv) -> String {
     v["content_hash"].as_str().unwrap_or_default().to_owned()
 }
 
-/// The port of the test's HTTP server.
-const HTTP_PORT: u16 = 8470;
-
-/// A Python HTTP server serving a folder, as root in the test's namespace; killed when dropped.
-struct HttpServer(std::process::Child);
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(env: &TestEnv, dir: &std::path::Path) -> HttpServer {
-    let argv = [
-        "python3".to_owned(),
-        "-m".to_owned(),
-        "http.server".to_owned(),
-        HTTP_PORT.to_string(),
-        "--bind".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--directory".to_owned(),
-        dir.to_string_lossy().into_owned(),
-    ];
-    let server = HttpServer(env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}")));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let probe = env.run_as(
-            None,
-            &[
-                "python3".to_owned(),
-                netcheck(env),
-                "connect".into(),
-                "127.0.0.1".into(),
-                HTTP_PORT.to_string(),
-            ],
-        );
-        if probe.status.success() {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "the HTTP server did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn show_big(env: &TestEnv) -> serde_json::Value {
     let out = ok(
         env,

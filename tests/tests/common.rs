@@ -1,5 +1,5 @@
 //! Pieces shared by the end-to-end test files: policies, assertions on command output, the
-//! connection tool, and a normalised view of our table.
+//! connection tool, a normalised view of our table, and an HTTP server for lists by address.
 #![allow(dead_code)] // each test file uses a different subset
 
 use palisade_tests::vm_policy;
@@ -303,5 +303,51 @@ pub fn holds_number(v: &serde_json::Value, n: u16) -> bool {
         serde_json::Value::Array(items) => items.iter().any(|i| holds_number(i, n)),
         serde_json::Value::Object(map) => map.values().any(|i| holds_number(i, n)),
         _ => false,
+    }
+}
+
+/// The port of the test's HTTP server.
+pub const HTTP_PORT: u16 = 8470;
+
+/// A Python HTTP server serving a folder on 127.0.0.1:[`HTTP_PORT`], as root in the test's
+/// namespace; killed when dropped.
+pub struct HttpServer(std::process::Child);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn serve(env: &TestEnv, dir: &std::path::Path) -> HttpServer {
+    let argv = [
+        "python3".to_owned(),
+        "-m".to_owned(),
+        "http.server".to_owned(),
+        HTTP_PORT.to_string(),
+        "--bind".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--directory".to_owned(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    let server = HttpServer(env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = env.run_as(
+            None,
+            &[
+                "python3".to_owned(),
+                netcheck(env),
+                "connect".into(),
+                "127.0.0.1".into(),
+                HTTP_PORT.to_string(),
+            ],
+        );
+        if probe.status.success() {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "the HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

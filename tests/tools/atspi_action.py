@@ -3,11 +3,17 @@
 the way an assistive technology would: no synthetic mouse events, no coordinates.
 
 Usage: atspi_action.py APP_NAME ROLE NAME [ACTION]
+       atspi_action.py APP_NAME ROLE NAME set-text TEXT
 
 The control is the one whose role is ROLE (e.g. "push button", "toggle button") and whose
 accessible name is exactly NAME. If several match (a view switcher exists once in the header
 bar and once at the bottom), the one really on screen is taken (see atspi_common.py for what
 "on screen" means). ACTION is the name of one of its actions ("click" for GTK buttons).
+
+"set-text" replaces the text of the control, or of the first editable text inside it (an
+AdwEntryRow holds its GtkText), through the AT-SPI EditableText interface, as a screen reader's
+user typing would: the widget's "changed" handlers run. It then reads the text back and fails
+if it differs.
 
 Exit status: 0 when the action was done; 3 when no such application or control is there (yet);
 4 when the control is there but not on screen or not enabled; 1 on any other error (the reason
@@ -43,6 +49,39 @@ def find(node, role, name, depth, out, budget):
         find(child, role, name, depth + 1, out, budget)
 
 
+def editable(node, depth=0):
+    """`node` or its first descendant that implements EditableText, or None."""
+    if depth > MAX_DEPTH:
+        return None
+    try:
+        if "EditableText" in node.get_interfaces():
+            return node
+    except GLib.Error:
+        return None
+    for child in children(node):
+        found = editable(child, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def set_text(node, role, name, text):
+    target = editable(node)
+    if target is None:
+        print(f"atspi_action: the {role} named {name!r} holds no editable text", file=sys.stderr)
+        return 1
+    if not Atspi.EditableText.set_text_contents(target, text):
+        print(f"atspi_action: setting the text of {name!r} was refused", file=sys.stderr)
+        return 1
+    count = Atspi.Text.get_character_count(target)
+    now = Atspi.Text.get_text(target, 0, count)
+    if now != text:
+        print(f"atspi_action: {name!r} reads {now!r} after setting {text!r}", file=sys.stderr)
+        return 1
+    print(f"set-text {role} {name!r}")
+    return 0
+
+
 def enabled(node):
     try:
         states = node.get_state_set()
@@ -52,11 +91,11 @@ def enabled(node):
 
 
 def main():
-    if len(sys.argv) not in (4, 5):
+    action = sys.argv[4] if len(sys.argv) >= 5 else "click"
+    if len(sys.argv) not in (4, 5, 6) or (len(sys.argv) == 6) != (action == "set-text"):
         print(__doc__, file=sys.stderr)
         return 2
     wanted, role, name = sys.argv[1:4]
-    action = sys.argv[4] if len(sys.argv) == 5 else "click"
     app = find_app(wanted)
     if app is None:
         print(f"atspi_action: no application {wanted!r} on the accessibility bus", file=sys.stderr)
@@ -69,7 +108,10 @@ def main():
     if not candidates:
         print(f"atspi_action: no {role} named {name!r}", file=sys.stderr)
         return 3
-    on_screen = [node for node, frame in candidates if shown(node, frame)]
+    # An entry row's text cannot be picked (see atspi_common.shown); one that is not known to be
+    # off screen will do for typing, as the control must still be enabled.
+    wanted_shown = (True, None) if action == "set-text" else (True,)
+    on_screen = [node for node, frame in candidates if shown(node, frame) in wanted_shown]
     if not on_screen:
         print(f"atspi_action: the {role} named {name!r} is not on screen", file=sys.stderr)
         return 4
@@ -77,6 +119,8 @@ def main():
     if not enabled(node):
         print(f"atspi_action: the {role} named {name!r} is not enabled", file=sys.stderr)
         return 4
+    if action == "set-text":
+        return set_text(node, role, name, sys.argv[5])
     names = [Atspi.Action.get_action_name(node, i) for i in range(Atspi.Action.get_n_actions(node))]
     if action not in names:
         print(f"atspi_action: the {role} named {name!r} has no action {action!r} ({names})",

@@ -86,7 +86,8 @@ def shown(node, frame):
     GTK 4.8 marks every present widget "visible", also the pages of a GtkStack that are not
     showing, so this asks the window which accessible is at the centre of the node's extents
     (GTK answers with gtk_widget_pick, which only finds what is drawn) and checks that it is the
-    node or one of its descendants."""
+    node or one of its descendants. None when it cannot be told: the extents or the point
+    cannot be asked, or what is drawn there has no accessible."""
     try:
         ext = Atspi.Component.get_extents(node, Atspi.CoordType.WINDOW)
     except GLib.Error:
@@ -98,5 +99,9 @@ def shown(node, frame):
     try:
         hit = Atspi.Component.get_accessible_at_point(frame, x, y, Atspi.CoordType.WINDOW)
     except GLib.Error:
+        return None
+    if hit is None:
+        # GTK found a widget there that has no accessible of its own (the GtkText inside an
+        # AdwEntryRow): nothing to compare with.
         return None
     return is_within(hit, node, frame)

@@ -3,10 +3,11 @@
 //! as the caller, and handed to the helper as a descriptor: the helper never opens a caller's
 //! path. An address is checked and downloaded by the helper, which also refreshes it on schedule.
 
-use crate::output::{open_as_caller, print, when};
+use crate::output::{print, when};
 use crate::BlocklistCommand;
+use palisade_app::handover;
 use palisade_dbus::proxy::BlocklistsProxy;
-use palisade_dbus::types::BlocklistInfo;
+use palisade_dbus::types::{BlocklistInfo, ListSourceKind};
 use palisade_dbus::Error;
 use std::process::ExitCode;
 
@@ -40,9 +41,7 @@ pub async fn run(
                     ))
                 }
                 (None, Some(file)) => {
-                    let opened = open_as_caller(file, "the list")?;
-                    proxy
-                        .import(name, zbus::Fd::from(&opened), format, *strict, *force)
+                    handover::import_list(proxy, name, file.clone(), format, *strict, *force)
                         .await?
                 }
                 (None, None) => {
@@ -135,6 +134,15 @@ pub async fn run(
                     if l.in_use { "yes" } else { "no" },
                     l.content_hash
                 );
+                if l.source_kind == ListSourceKind::Url {
+                    out.push_str(&match l.refresh_seconds {
+                        0 => "Refreshed on schedule: never\n".to_owned(),
+                        s => format!(
+                            "Refreshed on schedule: every {}\n",
+                            humantime::format_duration(std::time::Duration::from_secs(s))
+                        ),
+                    });
+                }
                 out.push_str(&problems_text(&l));
                 out
             });

@@ -2,7 +2,6 @@
 //! small formatting helpers (findings, times, command lines) the commands share.
 
 use palisade_dbus::types::{Finding, Severity};
-use palisade_dbus::Error;
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -72,23 +71,4 @@ pub fn shell_words(words: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Opens `path` for reading as the caller, for handing to the helper as a descriptor: the helper
-/// gets the open file, never a path, so it can read only what the caller can. Symbolic links are
-/// refused outright (`what` names the file in the sentence: "the ISO", "the list").
-pub fn open_as_caller(path: &std::path::Path, what: &str) -> Result<std::fs::File, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-        .map_err(|e| {
-            let why = if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                "it is a symbolic link; give the real file".to_owned()
-            } else {
-                e.to_string()
-            };
-            Error::InvalidArgument(format!("cannot open {what} {}: {why}", path.display()))
-        })
 }

@@ -1,8 +1,9 @@
 //! `palisadectl vm`: create, start, stop and inspect virtual machines, their image versions and
 //! their USB devices.
 
-use crate::output::{open_as_caller, print, shell_words, when};
+use crate::output::{print, shell_words, when};
 use crate::{UsbCommand, VmCommand};
+use palisade_app::handover::open_as_caller;
 use palisade_dbus::proxy::VmsProxy;
 use palisade_dbus::types::RunMode;
 use palisade_dbus::Error;

@@ -18,7 +18,6 @@ pub mod data;
 pub mod facts;
 pub mod generations;
 pub mod guest;
-pub mod json;
 pub mod kernel;
 pub mod netlink;
 pub mod render;
@@ -653,7 +652,7 @@ impl Engine {
         // The structure transaction leaves every complete list set alone; those no longer named
         // go after it, once no rule looks at them.
         let kept = self.data.kept();
-        let structure = json::Existing {
+        let structure = kernel::Existing {
             chains: existing.chains.clone(),
             sets: existing
                 .sets
@@ -662,7 +661,7 @@ impl Engine {
                 .cloned()
                 .collect(),
         };
-        kernel::apply_batch(&json::ruleset_batch(&ruleset, &structure), &self.refused).await?;
+        kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
         let (data, r) = (Arc::clone(&self.data), Arc::clone(&ruleset));
         let deleted = tokio::task::spawn_blocking(move || data.delete_unused(&r, &existing))
             .await

@@ -16,7 +16,7 @@
 //! Every call runs under the firewall's apply lock, and blocks (netlink): callers use
 //! `spawn_blocking`.
 
-use super::json::Existing;
+use super::kernel::Existing;
 use super::netlink::{
     Batch, Element, ElementOp, Key, KeyType, NftSocket, SetRef, SetSpec, TableFamily,
 };

@@ -19,7 +19,6 @@ pub mod facts;
 pub mod generations;
 pub mod guest;
 pub mod kernel;
-pub mod netlink;
 pub mod render;
 pub mod ruleset;
 
@@ -31,6 +30,8 @@ use facts::ConsolePorts;
 use palisade_dbus::policy::{Policy, Vm};
 use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
 use palisade_dbus::Error;
+/// The nfnetlink encoder, under the name the data path and `kernel` use.
+use palisade_nfnetlink as netlink;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;

@@ -18,9 +18,7 @@ pub mod data;
 pub mod facts;
 pub mod generations;
 pub mod guest;
-pub mod json;
 pub mod kernel;
-pub mod netlink;
 pub mod render;
 pub mod ruleset;
 
@@ -32,6 +30,8 @@ use facts::ConsolePorts;
 use palisade_dbus::policy::{Policy, Vm};
 use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
 use palisade_dbus::Error;
+/// The nfnetlink encoder, under the name the data path and `kernel` use.
+use palisade_nfnetlink as netlink;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -663,7 +663,7 @@ impl Engine {
         // The structure transaction leaves every complete list set alone; those no longer named
         // go after it, once no rule looks at them.
         let kept = self.data.kept();
-        let structure = json::Existing {
+        let structure = kernel::Existing {
             chains: existing.chains.clone(),
             sets: existing
                 .sets
@@ -672,7 +672,7 @@ impl Engine {
                 .cloned()
                 .collect(),
         };
-        kernel::apply_batch(&json::ruleset_batch(&ruleset, &structure), &self.refused).await?;
+        kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
         let (data, r) = (Arc::clone(&self.data), Arc::clone(&ruleset));
         let deleted = tokio::task::spawn_blocking(move || data.delete_unused(&r, &existing))
             .await

@@ -3,14 +3,15 @@
 //! hang, nor allocate without bound, and each checks the properties its parser promises.
 //!
 //! The targets are what reaches the helper from outside: policy documents (parse, validate,
-//! compile, render), blocklists (every format and option), the USB sysfs tree, the `.vv` file
+//! compile, render as text and as the structure transaction), blocklists (every format and option), the USB sysfs tree, the `.vv` file
 //! written from a ticket, and the arguments of every D-Bus method, decoded from the wire as zbus
 //! decodes them and then parsed as `bus/` parses them.
 
 use crate::blocklist::parse::{parse, Format, ParseOptions};
 use crate::blocklist::ranges::diff;
 use crate::firewall::compile::{compile_ruleset, Facts};
-use crate::firewall::json::{ruleset_batch, Existing};
+use crate::firewall::kernel::Existing;
+use crate::firewall::render::render_batch;
 use crate::firewall::render::render_ruleset;
 use palisade_dbus::policy::{Policy, ShortName, VmName};
 use palisade_dbus::types::{ConsoleTicket, RunMode};
@@ -18,7 +19,7 @@ use zbus::wire::serialized::{Context, Data};
 use zbus::wire::Endian;
 
 /// A policy document: parse and validate; a valid one is compiled, rendered as text and as the
-/// JSON batch, and each VM's guest ruleset is rendered too.
+/// structure transaction, and each VM's guest ruleset is rendered too.
 pub fn policy(data: &[u8]) {
     let Ok(parsed) = Policy::parse(data) else {
         return;
@@ -27,7 +28,8 @@ pub fn policy(data: &[u8]) {
     let ruleset = compile_ruleset(&parsed.policy, &facts);
     let text = render_ruleset(&ruleset);
     assert!(text.contains("table inet palisade"), "{text}");
-    let _ = ruleset_batch(&ruleset, &Existing::default());
+    let batch = render_batch(&ruleset, &Existing::default());
+    assert!(batch.is_ok_and(|b| b.starts_with("add table inet palisade\n")));
     for vm in &parsed.policy.vms {
         let _ = crate::firewall::guest::guest_ruleset(vm, &parsed.policy, &facts);
     }

@@ -5,8 +5,8 @@
 //! connections) and the kernel's nftables over netlink. QEMU is needed only for VMs: without it
 //! the firewall still works, a warning says so at start and starting a VM says so again.
 
-use crate::firewall::netlink::{NftSocket, TableFamily};
 use crate::vm::qemu::QEMU;
+use palisade_nfnetlink::{NftSocket, TableFamily};
 use std::path::{Path, PathBuf};
 
 /// A program the helper runs, and the Debian package that has it.

@@ -87,7 +87,7 @@ impl Store {
 
     /// Where a payload the kernel refused is kept for inspection.
     pub fn refused_payload_file(&self) -> PathBuf {
-        self.state_dir.join("last-refused.json")
+        self.state_dir.join("last-refused.nft")
     }
 
     /// The live/confirmed pointers; default when none was ever written.

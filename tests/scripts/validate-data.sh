@@ -71,7 +71,8 @@ check_scripts() {
 # bus/ only translates: it authorizes, parses arguments, calls one service method and maps the
 # result, so it never compiles rulesets, touches files, runs programs or edits policy documents.
 # The firewall and the VMs do not know each other, except that the supervisor tells the
-# firewall its console ports through firewall::facts::ConsolePorts.
+# firewall its console ports through firewall::facts::ConsolePorts. The nfnetlink crate below
+# the firewall is a leaf.
 check_layers() {
   local hits
   hits=$(grep -nE 'compile|render::|facts::|std::fs|fs::|File::|Command|process::|toml::|chown|OpenOptions' \
@@ -86,6 +87,14 @@ check_layers() {
     ok "layers: the firewall does not import vm"
   else
     fail "layers: the firewall imports vm; take what it needs as a fact" "$hits"
+  fi
+  # The nfnetlink encoder is a leaf: it speaks netlink for whoever names a table and a set, and
+  # knows no Palisade crate (so neither policies nor VMs can leak into it).
+  hits=$(grep -nE 'palisade[-_](dbus|helper|tests|app)' nfnetlink/Cargo.toml $(find nfnetlink/src -name '*.rs') 2>/dev/null || true)
+  if [ -z "$hits" ]; then
+    ok "layers: nfnetlink depends on no other Palisade crate"
+  else
+    fail "layers: nfnetlink uses another Palisade crate; pass what it needs as arguments" "$hits"
   fi
   hits=$(grep -nE 'crate::firewall' helper/src/vm.rs $(find helper/src/vm -name '*.rs') 2>/dev/null |
            grep -vE 'crate::firewall::facts::ConsolePorts;' || true)

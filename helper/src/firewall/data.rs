@@ -22,7 +22,7 @@
 //! use `spawn_blocking`.
 
 use super::compile::{Facts, PreviousFacts};
-use super::json::Existing;
+use super::kernel::Existing;
 use super::netlink::{
     Batch, Element, ElementOp, Key, KeyType, NftSocket, SetRef, SetSpec, TableFamily,
 };

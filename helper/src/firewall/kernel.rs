@@ -1,10 +1,13 @@
-//! The thin layer that talks to the kernel: one `nft -j -f -` per ruleset (the structure), and
+//! The thin layer that talks to the kernel: one `nft -f -` per ruleset (the structure), and
 //! questions answered over netlink without reading any set.
 //!
-//! The batch arrives on stdin, never on a command line, and carries only values the compiler
-//! built from validated types. When the kernel refuses it, the whole payload is kept on disk
-//! (root only) and logged by path, so the failure can be reproduced exactly.
+//! The transaction arrives on stdin, never on a command line, and is text rendered from the
+//! compiler's validated types (`render::render_batch`). When the kernel refuses it, the whole
+//! payload is kept on disk (root only) and logged by path, so the failure can be reproduced
+//! exactly with `nft -f`.
 
+use super::render::render_batch;
+use super::ruleset::Ruleset;
 use palisade_dbus::Error;
 use std::path::Path;
 use std::process::Stdio;
@@ -15,11 +18,29 @@ use tokio::process::Command;
 /// Longest an nft run may take before it is treated as failed (a 1M-entry set takes ~20 s).
 const NFT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Sends one batch; it lands whole or not at all.
-pub async fn apply_batch(batch: &serde_json::Value, refused_file: &Path) -> Result<(), Error> {
-    let payload = serde_json::to_string(batch)
-        .map_err(|e| Error::Internal(format!("cannot encode the ruleset: {e}")))?;
-    match run_nft(&["-j", "-f", "-"], Some(payload.as_bytes())).await {
+/// What the kernel's table holds now, as far as replacing its structure needs to know: the names
+/// of its chains and of its named sets (from netlink dumps, which read no set elements).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// Every chain of the table.
+    pub chains: Vec<String>,
+    /// Every named set of the table (anonymous sets go with their rules).
+    pub sets: Vec<String>,
+}
+
+/// Replaces the structure of `ruleset`'s table, `existing` being what it holds now, in one
+/// transaction: it lands whole or not at all (see `render::render_batch` for what it touches).
+pub async fn apply_structure(
+    ruleset: &Ruleset,
+    existing: &Existing,
+    refused_file: &Path,
+) -> Result<(), Error> {
+    let payload = render_batch(ruleset, existing).map_err(|e| {
+        Error::ApplyFailed(format!(
+            "cannot replace the ruleset, nothing was changed: {e}"
+        ))
+    })?;
+    match run_nft(&["-f", "-"], Some(payload.as_bytes())).await {
         Ok(_) => Ok(()),
         Err(reason) => {
             let kept = crate::store::write_atomic(refused_file, payload.as_bytes(), 0o600);

@@ -1,19 +1,101 @@
-//! The ruleset in nft's own syntax, for previews, diffs, `vm show`, the guest's file and golden
-//! files.
+//! The ruleset in nft's own syntax: the structure transaction the kernel receives
+//! ([`render_batch`]), and the text people read in previews, diffs, `vm show`, the guest's file
+//! and golden files ([`render_ruleset`]). Both come from the same code, so what is shown is what
+//! is loaded. Notes (`ChainDef::notes`) appear as `#` lines, which nft skips.
 //!
-//! The output is valid input for `nft -f` and describes the same table as the JSON batch; a test
-//! feeds both to `nft --check` so the two renderings cannot drift apart. Notes (`ChainDef::notes`)
-//! appear only here, as `#` lines, which nft skips.
+//! Text rather than nft's JSON: measured with 10,000 rules that cannot be merged, `nft -j -f`
+//! took 0.68 s of CPU where `nft -f` of the same table took 0.45 s (the difference is jansson
+//! and the allocator; the kernel's share is the same), and building and serialising the JSON
+//! value in the helper came on top.
+//!
+//! Nothing is interpolated that nft could read as syntax: every name and value comes from a
+//! validated type, strings go through [`quoted`] (which cannot end its quotes early), and the
+//! names of what the kernel already holds are checked against nft's identifier grammar before
+//! they are written ([`UnsayableName`] otherwise).
 
+use super::kernel::Existing;
 use super::ruleset::*;
 use palisade_dbus::policy::{Family, Verdict};
+use std::collections::HashSet;
 use std::fmt::Write;
 
 /// Renders the whole table.
 pub fn render_ruleset(r: &Ruleset) -> String {
-    let mut s = format!("table inet {} {{\n", r.table);
-    for set in &r.sets {
-        render_set(&mut s, set);
+    let mut s = String::new();
+    render_table(&mut s, r, true);
+    s
+}
+
+/// The transaction replacing the structure of `r`'s table with `r`, as `nft -f` reads it: the
+/// table declared (created if missing, never deleted), every existing chain flushed and then
+/// deleted, every existing named set deleted except the sets of imported lists `r` still names
+/// (their elements stay where they are, and `nft` is never asked to read them), then `r`'s own
+/// sets, chains and rules. The sets of imported lists are neither declared nor deleted: the data
+/// path created and filled them, and a rule naming a missing one fails the whole transaction.
+/// One `nft -f` run is one transaction: it lands whole or not at all. No other table is named.
+pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, UnsayableName> {
+    let t = r.table;
+    let kept: HashSet<&str> = r
+        .sets
+        .iter()
+        .filter(|s| s.imported.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut s = format!("add table inet {t}\n");
+    for chain in &existing.chains {
+        let _ = writeln!(s, "flush chain inet {t} {}", identifier("chain", chain)?);
+    }
+    for chain in &existing.chains {
+        let _ = writeln!(s, "delete chain inet {t} {}", identifier("chain", chain)?);
+    }
+    for set in existing.sets.iter().filter(|s| !kept.contains(s.as_str())) {
+        let _ = writeln!(s, "delete set inet {t} {}", identifier("set", set)?);
+    }
+    render_table(&mut s, r, false);
+    Ok(s)
+}
+
+/// A chain or set of our table whose name nft's syntax cannot write (nft 1.0 has no quoted
+/// identifiers), so the structure cannot be replaced by `nft -f`. Only someone editing our table
+/// by hand can have put it there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the table holds a {kind} whose name nft cannot write ({name:?}); delete it by its handle (nft -a list chains)")]
+pub struct UnsayableName {
+    /// `chain` or `set`.
+    pub kind: &'static str,
+    /// The name, as the kernel reported it.
+    pub name: String,
+}
+
+/// `name` if it is a plain nft identifier (a letter or `_`, then letters, digits, `_` and `-`),
+/// the grammar of every name the compiler makes.
+fn identifier<'a>(kind: &'static str, name: &'a str) -> Result<&'a str, UnsayableName> {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 255;
+    if plain {
+        Ok(name)
+    } else {
+        Err(UnsayableName {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// The table block; the sets of imported lists only when `with_imported` (their declaration is
+/// for people: the data path creates them).
+fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
+    let _ = writeln!(s, "table inet {} {{", r.table);
+    for set in r
+        .sets
+        .iter()
+        .filter(|s| with_imported || s.imported.is_none())
+    {
+        render_set(s, set);
     }
     for chain in &r.chains {
         let _ = writeln!(s, "\tchain {} {{", chain.name);
@@ -27,17 +109,16 @@ pub fn render_ruleset(r: &Ruleset) -> String {
                 "\t\ttype filter hook output priority filter; policy {policy};"
             );
         }
-        render_body(&mut s, chain, "\t\t");
+        render_body(s, chain, "\t\t");
         s.push_str("\t}\n");
     }
     s.push_str("}\n");
-    s
 }
 
 /// The whole table as a file that replaces it when loaded with `nft -f`, run after run.
 ///
-/// Only an `nft -f` file needs this (the guest's): the helper's own applies go through the JSON
-/// batch (`json::ruleset_batch`), which replaces the structure in place, and previews show just
+/// Only the guest's file needs this: the helper's own applies go through [`render_batch`], which
+/// replaces the structure in place and keeps the sets of imported lists, and previews show just
 /// the table.
 /// Declaring the table first makes the delete succeed where it does not exist yet; the three
 /// commands are one transaction, so a reload never leaves the table missing or half-written.
@@ -64,6 +145,8 @@ pub fn render_chain(r: &Ruleset, name: &str) -> String {
 fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
     let notes_at = |s: &mut String, at: usize| {
         for (_, note) in chain.notes.iter().filter(|(i, _)| *i == at) {
+            // A line break would end the `#` comment and start a command.
+            let note = note.replace(|c: char| c.is_control(), " ");
             let _ = writeln!(s, "{indent}# {note}");
         }
     };
@@ -207,7 +290,14 @@ fn port_expr(ports: &palisade_dbus::policy::PortSet) -> String {
     }
 }
 
+/// A string in nft's quotes. nft's scanner knows no escapes: a `"` would end the string and the
+/// rest would be read as commands, and a line break would end the command. Validation refuses
+/// control characters and the compiler already replaces quotes in comments; this is the last
+/// line of defence at the text boundary, so no caller can forget it.
 fn quoted(s: &str) -> String {
-    // Validation refused control characters and the compiler replaced quotes and backslashes.
-    format!("\"{s}\"")
+    let safe: String = s
+        .chars()
+        .map(|c| if c == '"' || c.is_control() { '\'' } else { c })
+        .collect();
+    format!("\"{safe}\"")
 }

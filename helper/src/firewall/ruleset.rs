@@ -1,10 +1,10 @@
 //! The compiled ruleset: a small, typed picture of exactly what goes into one nftables table.
 //!
 //! The compiler produces this for the host's table `inet palisade`, and `guest` for the table
-//! `inet palisade_guest` a VM loads inside itself; `json` turns it into the nftables batch the
-//! kernel receives and `render` into the nft text people read in previews, guest files and golden
-//! files. Keeping one intermediate form means the renderings can never describe different
-//! rulesets, and the host and the guest cannot spell the same match two ways.
+//! `inet palisade_guest` a VM loads inside itself; `render` turns it into the transaction the
+//! kernel receives and into the nft text people read in previews, guest files and golden files.
+//! Keeping one intermediate form means what is shown can never differ from what is loaded, and
+//! the host and the guest cannot spell the same match two ways.
 //!
 //! Address families are the contract crate's `Family`; the names nft gives them live here
 //! (`nft_family`, `nfproto`), because they belong to nftables, not to the policy.
@@ -118,8 +118,8 @@ pub struct ChainDef {
     /// The rules, in order.
     pub rules: Vec<RuleDef>,
     /// Remarks for people reading the text: each is shown as a `# ` line before the rule at its
-    /// index (after the last rule for `rules.len()`). The kernel keeps no such lines, so the
-    /// JSON batch leaves them out; what must survive loading belongs in a rule's comment.
+    /// index (after the last rule for `rules.len()`). nft skips them and the kernel keeps no such
+    /// lines; what must survive loading belongs in a rule's comment.
     pub notes: Vec<(usize, String)>,
 }
 

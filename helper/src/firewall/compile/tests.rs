@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::firewall::{
-    json::{ruleset_batch, Existing},
-    render::render_ruleset,
+    kernel::Existing,
+    render::{render_batch, render_ruleset},
 };
 use crate::test_support::policy;
 use palisade_dbus::policy::AccountName;
@@ -226,10 +226,75 @@ fn nft_accepts_both_renderings() {
     );
     crate::test_support::nft_check(&[], &render_ruleset(&compile_ruleset(&with_list, &f)));
     let r = compile_ruleset(&policy(WORK), &facts());
-    let json = serde_json::to_string(&ruleset_batch(&r, &Existing::default()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    crate::test_support::nft_check(&["-j"], &json);
+    let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    crate::test_support::nft_check(&[], &batch);
     crate::test_support::nft_check(&[], &render_ruleset(&r));
+}
+
+/// The structure transaction loaded for real, then loaded again over what the first one left
+/// (as the helper does on every apply): the second replaces chains and small sets in place,
+/// keeps an imported list's set and its elements, and names no other table.
+#[test]
+#[ignore = "needs root to load nft rules in a network namespace: make test runs it"]
+fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
+    let r = compile_ruleset(&policy(WORK), &facts());
+    let first = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    let existing = Existing {
+        chains: r.chains.iter().map(|c| c.name.clone()).collect(),
+        sets: r
+            .sets
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(["bl_kept_v4".to_owned()])
+            .collect(),
+    };
+    let mut kept = r.clone();
+    kept.sets.push(SetDef {
+        name: "bl_kept_v4".into(),
+        kind: SetKind::Ipv4Nets,
+        nets: Vec::new(),
+        marks: Vec::new(),
+        consoles: Vec::new(),
+        imported: Some(ImportedData {
+            list: ShortName::parse("kept").unwrap_or_else(|e| panic!("{e}")),
+            family: Family::V4,
+            hash: "00".into(),
+            ranges: 1,
+        }),
+    });
+    let second = render_batch(&kept, &existing).unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("palisade-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("first.nft"), &first).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("second.nft"), &second).unwrap_or_else(|e| panic!("{e}"));
+    let script = "set -eu\n\
+        nft -f first.nft\n\
+        nft add set inet palisade bl_kept_v4 '{ type ipv4_addr; flags interval; }'\n\
+        nft add element inet palisade bl_kept_v4 '{ 203.0.113.0/24 }'\n\
+        nft -f second.nft\n\
+        nft -f second.nft\n\
+        nft list set inet palisade bl_kept_v4\n\
+        nft list chains\n";
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", script])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{second}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("203.0.113.0/24"), "{text}");
+    for chain in &r.chains {
+        assert_eq!(
+            text.matches(&format!("chain {} {{", chain.name)).count(),
+            1,
+            "{text}"
+        );
+    }
 }
 
 /// An imported list becomes the set the data path chose for it, described and never listed; the
@@ -261,18 +326,59 @@ fn an_imported_list_is_the_chosen_set_that_the_structure_leaves_alone() {
     );
     let existing = Existing {
         chains: vec!["output".into(), "old_chain".into()],
-        sets: vec!["live_marks".into(), "bl_old_v4".into()],
+        sets: vec![
+            "live_marks".into(),
+            "bl_old_v4".into(),
+            "bl_fire_hol_v4_1".into(),
+        ],
     };
-    let batch = ruleset_batch(&r, &existing);
-    let has = |verb: &str, kind: &str, name: &str| {
-        batch["nftables"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|cmd| cmd[verb][kind]["name"].as_str() == Some(name))
-        })
-    };
-    assert!(!has("add", "set", "bl_fire_hol_v4_1"), "{batch}");
-    assert!(!has("delete", "set", "bl_fire_hol_v4_1"), "{batch}");
-    assert!(has("flush", "chain", "output") && has("delete", "chain", "output"));
-    assert!(has("delete", "chain", "old_chain") && has("delete", "set", "bl_old_v4"));
-    assert!(has("add", "chain", "output") && has("add", "set", "live_marks"));
+    let batch = render_batch(&r, &existing).unwrap_or_else(|e| panic!("{e}"));
+    // Up to the table block: what the transaction removes, exactly as the JSON batch before it
+    // did — every chain flushed, then deleted, then every set but the imported list's.
+    let (head, table) = batch
+        .split_once("table inet palisade {\n")
+        .unwrap_or_else(|| panic!("{batch}"));
+    assert_eq!(
+        head,
+        "add table inet palisade\n\
+         flush chain inet palisade output\n\
+         flush chain inet palisade old_chain\n\
+         delete chain inet palisade output\n\
+         delete chain inet palisade old_chain\n\
+         delete set inet palisade live_marks\n\
+         delete set inet palisade bl_old_v4\n"
+    );
+    // The table block declares our small sets and chains, never the imported list's set, and
+    // nothing in the transaction names another table or deletes ours.
+    assert!(!table.contains("bl_fire_hol_v4_1 {"), "{table}");
+    assert!(table.contains("ip daddr @bl_fire_hol_v4_1"), "{table}");
+    assert!(table.contains("set live_marks {") && table.contains("chain output {"));
+    assert!(!batch.contains("delete table"), "{batch}");
+    assert_eq!(batch.matches("inet palisade").count(), 8, "{batch}");
+}
+
+/// With nothing in the kernel, nothing is flushed or deleted; a name nft's syntax cannot write
+/// (someone edited our table by hand) refuses the transaction instead of being interpolated.
+#[test]
+fn the_batch_deletes_nothing_it_was_not_told_of_and_writes_no_raw_names() {
+    let r = compile_ruleset(&policy(WORK), &facts());
+    let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(batch.starts_with("add table inet palisade\ntable inet palisade {\n"));
+    assert_eq!(
+        batch.split_once('\n').map(|(_, b)| b),
+        Some(render_ruleset(&r).as_str())
+    );
+    for (chains, sets) in [
+        (vec!["x; delete table ip filter"], vec![]),
+        (vec![], vec!["a\nflush ruleset"]),
+        (vec!["\"q\""], vec![]),
+        (vec!["9lives"], vec![]),
+    ] {
+        let existing = Existing {
+            chains: chains.into_iter().map(String::from).collect(),
+            sets: sets.into_iter().map(String::from).collect(),
+        };
+        let refused = render_batch(&r, &existing);
+        assert!(refused.is_err(), "{existing:?} -> {refused:?}");
+    }
 }

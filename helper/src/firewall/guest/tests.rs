@@ -5,7 +5,7 @@
 //! diff in git like any other code change.
 
 use super::*;
-use crate::firewall::json::{ruleset_batch, Existing};
+use crate::firewall::{kernel::Existing, render::render_batch};
 use crate::test_support::policy;
 use palisade_dbus::policy::HostName;
 use std::collections::HashMap;
@@ -179,17 +179,17 @@ fn guest_firewall_does_not_depend_on_uids() {
     assert_eq!(guest_ruleset(&p.vms[0], &p, &other), ruleset(RICH));
 }
 
-/// The output, and the JSON batch of the same table, go through the real nft in check mode
-/// inside a throwaway network namespace.
+/// The output, and the structure transaction of the same table, go through the real nft in check
+/// mode inside a throwaway network namespace.
 #[test]
 #[ignore = "needs root for nft in a network namespace: make test runs it"]
 fn guest_firewall_nft_accepts_it() {
     for doc in [RICH, BARE] {
         let p = policy(doc);
         crate::test_support::nft_check(&[], &guest_ruleset(&p.vms[0], &p, &facts()));
-        let batch = ruleset_batch(&guest_table(&p.vms[0], &p, &facts()), &Existing::default());
-        let json = serde_json::to_string(&batch).unwrap_or_else(|e| panic!("{e}"));
-        crate::test_support::nft_check(&["-j"], &json);
+        let batch = render_batch(&guest_table(&p.vms[0], &p, &facts()), &Existing::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::test_support::nft_check(&[], &batch);
     }
 }
 

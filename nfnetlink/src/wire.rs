@@ -11,7 +11,8 @@ pub const NFGENMSG_LEN: usize = 4;
 pub const NLA_HDRLEN: usize = 4;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
-/// Set by the kernel on every message of a dump.
+/// Set by the kernel on every message of a dump (only the tests build such messages).
+#[cfg(test)]
 pub const NLM_F_MULTI: u16 = 0x2;
 pub const NLM_F_ACK: u16 = 0x4;
 /// Set by the kernel on a message of a dump when the ruleset changed while it was dumped: the
@@ -63,6 +64,8 @@ pub const NFTA_SET_TIMEOUT: u16 = 11;
 pub const NFTA_SET_USERDATA: u16 = 13;
 
 pub const NFT_SET_ANONYMOUS: u32 = 0x1;
+/// Anonymous sets of rules carry it (only the tests build such sets).
+#[cfg(test)]
 pub const NFT_SET_CONSTANT: u32 = 0x2;
 pub const NFT_SET_INTERVAL: u32 = 0x4;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;

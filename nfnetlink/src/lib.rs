@@ -1,5 +1,5 @@
-//! Set data over raw nfnetlink: adds, deletes and refreshes elements of the sets in our table
-//! (and creates, flushes and deletes sets) without the `nft` tool, which reads whole sets before
+//! Set data over raw nfnetlink: adds, deletes and refreshes elements of nftables sets (and
+//! creates, flushes and deletes sets) without the `nft` tool, which reads whole sets before
 //! it acts and so takes minutes once a set holds a million entries. It also answers what exists
 //! in a table, again without reading any set's elements: whether a table or set exists (one get
 //! each), and which chains and which sets a table holds ([`NftSocket::list_chains`] and
@@ -33,13 +33,16 @@
 //! overflows past 64 KiB and has no interval-end flag; `nftnl`/`nftnl-rs` bind the C libraries
 //! libnftnl/libmnl (unsafe FFI and another system library); `netlink-packet-netfilter` (0.4 added
 //! nftables message types) is a packet parser and leaves batching, splitting, interval ends and
-//! acknowledgements to the caller — that is all of this module; `nlink` is a young async netlink
+//! acknowledgements to the caller — that is all of this crate; `nlink` is a young async netlink
 //! stack, far more than the few messages needed here; the `nftables` crate drives the `nft` tool
-//! this module exists to avoid. So `netlink-sys` provides the socket (`nix` sizes its buffers),
+//! this crate exists to avoid. So `netlink-sys` provides the socket (`nix` sizes its buffers),
 //! and the encoding, a few hundred lines against the kernel's stable ABI, lives here with its
 //! tests.
-
-#![allow(dead_code)] // reason: used by the data path that lands next (a binary crate warns on unused pub items)
+//!
+//! Its own crate so that more than the helper can use it: the helper's data path (imported lists)
+//! and the bench, which inserts into a small set while a big list loads, speak to the kernel
+//! through the same encoder. It knows nothing of Palisade's policies or tables: callers name
+//! the table and set.
 
 #[cfg(test)]
 mod tests;
@@ -68,7 +71,7 @@ use wire::{
     NLM_F_DUMP_INTR, NLM_F_REQUEST, SET_USERDATA_KEY_BIG_ENDIAN,
 };
 
-/// Longest message this module writes: the 16-bit length of the element list bounds it.
+/// Longest message this crate writes: the 16-bit length of the element list bounds it.
 const MAX_MESSAGE: usize = u16::MAX as usize;
 /// Longest table or set name the kernel accepts (`NFT_NAME_MAXLEN` less the NUL).
 const MAX_NAME: usize = 255;
@@ -203,7 +206,7 @@ impl From<Ipv6Addr> for Key {
     }
 }
 
-/// The key type of a set this module creates: nft's `ipv4_addr` or `ipv6_addr`.
+/// The key type of a set this crate creates: nft's `ipv4_addr` or `ipv6_addr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     Ipv4Addr,

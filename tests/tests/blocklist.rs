@@ -205,16 +205,16 @@ fn a_million_entry_list_from_a_descriptor_is_enforced_and_left_alone_by_other_ap
 fn replacing_a_list_never_lets_a_listed_address_through() {
     let env = start();
     let _listener = listen_any(&env);
-    let first = write_list(&env, "first.netset", 50_000, &[]);
+    let first = write_list(&env, "first.netset", 10_000, &[]);
     import(&env, &first, &[]);
     apply(&env, &policy_with_list(9000), &[]);
     assert!(!connects_to(&env, LISTED));
 
     // A prober connects to the listed address in a loop while the list is replaced by a new
     // version (which still lists it): not one attempt may pass. The new version changes more
-    // ranges than a difference may (30,001 > MAX_IN_PLACE), so it is loaded into a new set and
+    // ranges than a difference may (60,001 > MAX_IN_PLACE), so it is loaded into a new set and
     // swapped in.
-    let second = write_list(&env, "second.netset", 80_000, &["198.51.100.0/24"]);
+    let second = write_list(&env, "second.netset", 70_000, &["198.51.100.0/24"]);
     let probing = AtomicBool::new(true);
     let (attempts, passed) = std::thread::scope(|scope| {
         let prober = scope.spawn(|| {

@@ -112,9 +112,17 @@ pub async fn launch(
     unsafe {
         cmd.pre_exec(move || drop_into_vm_user(&raw, &groups, gid, uid));
     }
-    let mut child = tokio::process::Command::from(cmd)
-        .spawn()
-        .map_err(|e| io("start QEMU", e))?;
+    let mut child = tokio::process::Command::from(cmd).spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            palisade_dbus::Error::Internal(format!(
+                "{} is not installed, so no virtual machine can start: install the \
+                 qemu-system-x86 package",
+                qemu::QEMU
+            ))
+        } else {
+            io("start QEMU", e)
+        }
+    })?;
     drop(files);
     let pid = child.id().unwrap_or(0);
     tokio::spawn(async move {

@@ -435,6 +435,16 @@ fn load_rows() -> Result<Vec<Row>> {
             duration: Duration::from_secs(10),
         },
     )?;
+    // The same readers without writers: what the applies add to a read, as opposed to what 50
+    // clients asking polkit at once cost by themselves.
+    let readers_only = run(
+        &env,
+        Load {
+            readers: 50,
+            writers: 0,
+            duration: Duration::from_secs(20),
+        },
+    )?;
     let busy = run(
         &env,
         Load {
@@ -458,7 +468,9 @@ fn load_rows() -> Result<Vec<Row>> {
                 busy.read_errors.len() + busy.apply_errors.len()
             ),
             format!(
-                "one reader alone: {} / {}",
+                "50 readers, no writers: {} / {}; one reader alone: {} / {}",
+                ms(readers_only.read_percentile(50.0)),
+                ms(readers_only.read_percentile(99.0)),
                 ms(idle.read_percentile(50.0)),
                 ms(idle.read_percentile(99.0))
             ),

@@ -626,27 +626,23 @@ impl Engine {
     async fn facts(&self, policy: &Policy, users: facts::Users) -> Result<compile::Facts, Error> {
         let mut facts = facts::gather(policy, users, &*self.ports, &self.lists).await?;
         if !facts.imported.is_empty() {
-            let existing = tokio::task::spawn_blocking(data::existing)
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
-            self.data
-                .name_sets(&mut facts, &existing.sets.into_iter().collect());
+            let existing = existing_table().await?;
+            self.data.name_sets(&mut facts, &existing);
         }
         Ok(facts)
     }
 
-    /// Gathers facts and compiles; loads the imported lists' sets the ruleset names that the
-    /// kernel does not hold yet (over netlink, in chunks, while no rule names them); replaces the
-    /// structure in one transaction, leaving those sets alone; deletes the sets no rule names any
-    /// more; then cuts connections the new ruleset no longer allows (those carrying a mark in
-    /// `previous` that the new ruleset does not have). Returns what is kept of the ruleset and
-    /// how many connections were cut.
     async fn install(
         &self,
         policy: &Policy,
         previous: &BTreeSet<u32>,
     ) -> Result<(Installed, u32), Error> {
-        let facts = self.facts(policy, facts::Users::Create).await?;
+        // What the kernel's table holds is asked once: the list sets are named against it and
+        // the structure transaction replaces it.
+        let existing = existing_table().await?;
+        let mut facts =
+            facts::gather(policy, facts::Users::Create, &*self.ports, &self.lists).await?;
+        self.data.name_sets(&mut facts, &existing);
         let ruleset = Arc::new(compile_ruleset(policy, &facts));
         let (data, lists, r) = (
             Arc::clone(&self.data),
@@ -654,7 +650,6 @@ impl Engine {
             Arc::clone(&ruleset),
         );
         let existing = tokio::task::spawn_blocking(move || {
-            let existing = data::existing()?;
             data.ensure_loaded(&r, &existing, &lists)?;
             Ok::<_, Error>(existing)
         })
@@ -692,6 +687,13 @@ impl Engine {
         };
         Ok((installed, cut))
     }
+}
+
+/// What the kernel's table holds now (netlink dumps; no set element is read).
+async fn existing_table() -> Result<kernel::Existing, Error> {
+    tokio::task::spawn_blocking(data::existing)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 fn record(generation: u64, author_uid: u32, origin: &str, outcome: Outcome) -> GenerationRecord {

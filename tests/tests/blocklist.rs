@@ -78,17 +78,35 @@ fn write_list(env: &TestEnv, name: &str, n: usize, extra: &[&str]) -> String {
 }
 
 fn connects_to(env: &TestEnv, host: &str) -> bool {
-    let out = env.run_as(
-        Some(ADMIN),
-        &[
-            "python3".to_owned(),
-            netcheck(env),
-            "connect".into(),
-            host.into(),
-            PORT.to_string(),
-        ],
-    );
-    out.status.success()
+    connects_to_host(env, ADMIN, host, PORT)
+}
+
+/// Connects to `host` in a loop while `during` runs, and `linger` after it; returns how many
+/// attempts were made, how many connected, and what `during` returned.
+fn probe_during<R>(
+    env: &TestEnv,
+    host: &str,
+    linger: Duration,
+    during: impl FnOnce() -> R,
+) -> (u32, u32, R) {
+    let probing = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let prober = scope.spawn(|| {
+            let (mut attempts, mut passed) = (0u32, 0u32);
+            while probing.load(Ordering::SeqCst) {
+                attempts += 1;
+                if connects_to(env, host) {
+                    passed += 1;
+                }
+            }
+            (attempts, passed)
+        });
+        let out = during();
+        std::thread::sleep(linger);
+        probing.store(false, Ordering::SeqCst);
+        let (attempts, passed) = prober.join().unwrap_or_else(|_| panic!("prober panicked"));
+        (attempts, passed, out)
+    })
 }
 
 fn listen_any(env: &TestEnv) -> Listener {
@@ -215,25 +233,11 @@ fn replacing_a_list_never_lets_a_listed_address_through() {
     // ranges than a difference may (60,001 > MAX_IN_PLACE), so it is loaded into a new set and
     // swapped in.
     let second = write_list(&env, "second.netset", 70_000, &["198.51.100.0/24"]);
-    let probing = AtomicBool::new(true);
-    let (attempts, passed) = std::thread::scope(|scope| {
-        let prober = scope.spawn(|| {
-            let (mut attempts, mut passed) = (0u32, 0u32);
-            while probing.load(Ordering::SeqCst) {
-                attempts += 1;
-                if connects_to(&env, LISTED) {
-                    passed += 1;
-                }
-            }
-            (attempts, passed)
-        });
-        let info = import(&env, &second, &[]);
-        assert_eq!(info["in_use"], true, "{info}");
-        // Keep probing a moment after the swap, when the old set is deleted.
-        std::thread::sleep(Duration::from_millis(500));
-        probing.store(false, Ordering::SeqCst);
-        prober.join().unwrap_or_else(|_| panic!("prober panicked"))
+    // Probing goes on a moment after the swap, when the old set is deleted.
+    let (attempts, passed, info) = probe_during(&env, LISTED, Duration::from_millis(500), || {
+        import(&env, &second, &[])
     });
+    assert_eq!(info["in_use"], true, "{info}");
     assert!(attempts >= 3, "the prober hardly ran: {attempts} attempts");
     assert_eq!(
         passed, 0,
@@ -296,24 +300,10 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     let hash_before = show_hash(&env);
 
     let second = write_list(&env, "second.netset", 19_900, &["127.89.0.0/24"]);
-    let probing = AtomicBool::new(true);
-    let (attempts, passed) = std::thread::scope(|scope| {
-        let prober = scope.spawn(|| {
-            let (mut attempts, mut passed) = (0u32, 0u32);
-            while probing.load(Ordering::SeqCst) {
-                attempts += 1;
-                if connects_to(&env, LISTED) {
-                    passed += 1;
-                }
-            }
-            (attempts, passed)
-        });
-        let info = import(&env, &second, &[]);
-        assert_eq!(info["in_use"], true, "{info}");
-        std::thread::sleep(Duration::from_millis(300));
-        probing.store(false, Ordering::SeqCst);
-        prober.join().unwrap_or_else(|_| panic!("prober panicked"))
+    let (attempts, passed, info) = probe_during(&env, LISTED, Duration::from_millis(300), || {
+        import(&env, &second, &[])
     });
+    assert_eq!(info["in_use"], true, "{info}");
     assert!(attempts >= 2, "the prober hardly ran: {attempts} attempts");
     assert_eq!(passed, 0, "{passed} of {attempts} attempts passed");
 
@@ -507,24 +497,7 @@ fn a_helper_killed_during_an_import_comes_back_with_one_whole_list() {
     let new = write_list(&env, "new.netset", 300_000, &["127.88.0.0/24"]);
     let mut outcomes = Vec::new();
     for delay_ms in [200u64, 900, 2_500, 6_000] {
-        let mut importing = env
-            .command_as(
-                Some(ADMIN),
-                &[
-                    env.user_path(&env.bin_dir().join("palisadectl"))
-                        .to_string_lossy()
-                        .into_owned(),
-                    "blocklist".into(),
-                    "import".into(),
-                    "big".into(),
-                    new.clone(),
-                ],
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut importing = spawn_palisadectl(&env, ADMIN, &["blocklist", "import", "big", &new]);
         std::thread::sleep(Duration::from_millis(delay_ms));
         env.kill_helper(palisade_tests::Signal::SIGKILL)
             .unwrap_or_else(|e| panic!("{e}"));

@@ -157,13 +157,18 @@ fn ready_listener(env: &TestEnv, argv: &[String]) -> Listener {
 
 /// Connects to 127.0.0.1:`port` as `user`; true if the connection was established.
 pub fn connects(env: &TestEnv, user: &str, port: u16) -> bool {
+    connects_to_host(env, user, "127.0.0.1", port)
+}
+
+/// Connects to `host`:`port` as `user`; true if the connection was established.
+pub fn connects_to_host(env: &TestEnv, user: &str, host: &str, port: u16) -> bool {
     let out = env.run_as(
         Some(user),
         &[
             "python3".to_owned(),
             netcheck(env),
             "connect".into(),
-            "127.0.0.1".into(),
+            host.into(),
             port.to_string(),
         ],
     );
@@ -174,6 +179,22 @@ pub fn connects(env: &TestEnv, user: &str, port: u16) -> bool {
         text(&out)
     );
     out.status.success()
+}
+
+/// `palisadectl ARGS` as `user`, running in the background with its output discarded (for a
+/// call the test interrupts by killing the helper).
+pub fn spawn_palisadectl(env: &TestEnv, user: &str, args: &[&str]) -> std::process::Child {
+    let mut argv = vec![env
+        .user_path(&env.bin_dir().join("palisadectl"))
+        .to_string_lossy()
+        .into_owned()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    env.command_as(Some(user), &argv)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Packets counted by the rule of `chain` whose comment is `comment`.

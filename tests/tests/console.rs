@@ -175,13 +175,11 @@ fn an_expired_ticket_no_longer_links() {
     );
 }
 
-#[test]
-fn console_client_role_only_assigned_users_reach_the_remote_server() {
-    let env = start();
-    let doc = "[[remote_console]]\nname = \"server-work\"\nhost = \"192.0.2.10\"\nport = 5999\nusers = [\"pal-alice\"]\n";
-    apply(&env, doc, &[]);
+/// A server standing in for a remote console at 192.0.2.10:5999 (the address put on `lo`),
+/// listening once this returns; kill the child to stop it.
+fn remote_console_server(env: &TestEnv) -> std::process::Child {
     ok(
-        &env,
+        env,
         env.run_as(None, &["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"]),
     );
     let mut child = env
@@ -189,7 +187,7 @@ fn console_client_role_only_assigned_users_reach_the_remote_server() {
             None,
             &[
                 "python3".to_owned(),
-                netcheck(&env),
+                netcheck(env),
                 "listen-on".into(),
                 "192.0.2.10".into(),
                 "5999".into(),
@@ -202,6 +200,15 @@ fn console_client_role_only_assigned_users_reach_the_remote_server() {
         let _ = std::io::BufReader::new(out).read_line(&mut line);
     }
     assert_eq!(line.trim(), "ready");
+    child
+}
+
+#[test]
+fn console_client_role_only_assigned_users_reach_the_remote_server() {
+    let env = start();
+    let doc = "[[remote_console]]\nname = \"server-work\"\nhost = \"192.0.2.10\"\nport = 5999\nusers = [\"pal-alice\"]\n";
+    apply(&env, doc, &[]);
+    let mut child = remote_console_server(&env);
     let reach = |user: &str| {
         let out = env.run_as(
             Some(user),
@@ -302,28 +309,7 @@ fn a_directory_user_in_an_allowed_group_reaches_the_console_the_kernel_guards() 
     let doc = "[[remote_console]]\nname = \"server-work\"\nhost = \"192.0.2.10\"\nport = 5999\n\
                groups = [\"pal-directory\"]\n";
     apply(&env, doc, &[]);
-    ok(
-        &env,
-        env.run_as(None, &["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"]),
-    );
-    let mut child = env
-        .spawn_as(
-            None,
-            &[
-                "python3".to_owned(),
-                netcheck(&env),
-                "listen-on".into(),
-                "192.0.2.10".into(),
-                "5999".into(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        use std::io::BufRead;
-        let _ = std::io::BufReader::new(out).read_line(&mut line);
-    }
-    assert_eq!(line.trim(), "ready");
+    let mut child = remote_console_server(&env);
     // The directory user has no entry in /etc/passwd: enter the uid directly.
     let reach_as_uid = |uid: u32| {
         let out = env.run_as(

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use palisade_tests::{TestEnv, ADMIN, ALICE};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// Rounds of the loop.
@@ -64,33 +63,7 @@ fn write_list(env: &TestEnv, name: &str, n: u32, second: bool) -> String {
 }
 
 fn connects_to(env: &TestEnv, host: &str) -> bool {
-    env.run_as(
-        Some(ADMIN),
-        &[
-            "python3".to_owned(),
-            netcheck(env),
-            "connect".into(),
-            host.into(),
-            PORT.to_string(),
-        ],
-    )
-    .status
-    .success()
-}
-
-/// `palisadectl ARGS` as `user`, running in the background.
-fn spawn_ctl(env: &TestEnv, user: &str, args: &[&str]) -> Child {
-    let mut argv = vec![env
-        .user_path(&env.bin_dir().join("palisadectl"))
-        .to_string_lossy()
-        .into_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    env.command_as(Some(user), &argv)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"))
+    connects_to_host(env, ADMIN, host, PORT)
 }
 
 /// QEMU processes running as the VM's user in the test's namespace (other tests may run VMs of
@@ -168,12 +141,12 @@ fn fifty_kills_during_applies_imports_and_starts_leave_one_whole_state() {
     for round in 0..ROUNDS {
         let what = round % 3;
         let mut client = match what {
-            0 => spawn_ctl(
+            0 => spawn_palisadectl(
                 &env,
                 ADMIN,
                 &["policy", "apply", &docs[(round as usize / 3) % 2]],
             ),
-            1 => spawn_ctl(
+            1 => spawn_palisadectl(
                 &env,
                 ADMIN,
                 &[
@@ -183,8 +156,10 @@ fn fifty_kills_during_applies_imports_and_starts_leave_one_whole_state() {
                     &lists[(round as usize / 3) % 2],
                 ],
             ),
-            _ if qemus(&env, vm_uid).is_empty() => spawn_ctl(&env, ALICE, &["vm", "start", "work"]),
-            _ => spawn_ctl(&env, ALICE, &["vm", "stop", "work", "--force"]),
+            _ if qemus(&env, vm_uid).is_empty() => {
+                spawn_palisadectl(&env, ALICE, &["vm", "start", "work"])
+            }
+            _ => spawn_palisadectl(&env, ALICE, &["vm", "stop", "work", "--force"]),
         };
         let delay = rng.next(700);
         std::thread::sleep(Duration::from_millis(delay));

@@ -185,10 +185,45 @@ fn a_missing_program_is_one_sentence_at_start_not_a_panic() {
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("palisade"));
 }
 
-/// A tmpfs mounted over a folder for one test, unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
+/// A mount over a test's folder, made before the helper starts (the host's mounts are private
+/// here, so a later one would not reach the helper's mount namespace); unmounted when dropped.
+struct Mount(std::path::PathBuf);
 
-impl Drop for SmallDisk {
+impl Mount {
+    /// A tmpfs of `size` (`1m`) over `dir`.
+    fn tmpfs(dir: &std::path::Path, size: &str) -> Mount {
+        Mount::run(
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "palisade-test",
+            ],
+            dir,
+        );
+        Mount(dir.to_path_buf())
+    }
+
+    /// `dir` bound onto itself, read-only.
+    fn read_only(dir: &std::path::Path) -> Mount {
+        Mount::run(&["--bind", &dir.to_string_lossy()], dir);
+        let mount = Mount(dir.to_path_buf());
+        Mount::run(&["-o", "remount,bind,ro"], dir);
+        mount
+    }
+
+    fn run(args: &[&str], dir: &std::path::Path) {
+        let done = std::process::Command::new("mount")
+            .args(args)
+            .arg(dir)
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(done.success(), "mount {args:?} {}", dir.display());
+    }
+}
+
+impl Drop for Mount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg("--lazy")
@@ -204,22 +239,7 @@ fn a_full_disk_while_saving_keeps_the_previous_generation() {
     let mut env = TestEnv::start_without_helper()
         .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
     let state = env.state_dir().to_path_buf();
-    let mounted = std::process::Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=1m,mode=0700",
-            "palisade-test-full",
-        ])
-        .arg(&state)
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        mounted.success(),
-        "cannot mount a tmpfs over the state folder"
-    );
-    let _disk = SmallDisk(state.clone());
+    let _disk = Mount::tmpfs(&state, "1m");
     env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
     apply(&env, &work_policy(8443), &[]);
     let live = generation(&env);
@@ -256,33 +276,6 @@ fn a_full_disk_while_saving_keeps_the_previous_generation() {
     assert!(table_raw(&env).contains("9443"));
 }
 
-/// A bind mount of a folder onto itself, read-only, for one test; unmounted when dropped.
-struct ReadOnly(std::path::PathBuf);
-
-impl ReadOnly {
-    fn mount(dir: &std::path::Path) -> ReadOnly {
-        for args in [vec!["--bind"], vec!["-o", "remount,bind,ro"]] {
-            let done = std::process::Command::new("mount")
-                .args(&args)
-                .arg(dir)
-                .arg(dir)
-                .status()
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(done.success(), "mount {args:?} {}", dir.display());
-        }
-        ReadOnly(dir.to_path_buf())
-    }
-}
-
-impl Drop for ReadOnly {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("--lazy")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// The policy file cannot be written after the kernel took the new ruleset: the apply succeeds
 /// with a warning saying what was not saved, and client, kernel and helper agree on the new
 /// generation (nothing after the kernel's commit fails the call); a restart brings back that
@@ -291,10 +284,8 @@ impl Drop for ReadOnly {
 fn a_failure_after_the_commit_is_a_warning_with_the_success() {
     let mut env = TestEnv::start_without_helper()
         .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
-    // Mounted before the helper starts: the host's mounts are private here, so later ones would
-    // not reach the helper's mount namespace.
     let config = env.config_dir().to_path_buf();
-    let read_only = ReadOnly::mount(&config);
+    let read_only = Mount::read_only(&config);
     env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
     let before = generation(&env);
     let file = env

@@ -717,8 +717,13 @@ fn is_hash(s: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A content hash's hex digits, without `sha256:` (as the compiler and the data path carry it).
+pub fn hex_digits(content_hash: &str) -> &str {
+    content_hash.strip_prefix("sha256:").unwrap_or(content_hash)
+}
+
 fn short_hash(content_hash: &str) -> &str {
-    let hex = content_hash.strip_prefix("sha256:").unwrap_or(content_hash);
+    let hex = hex_digits(content_hash);
     hex.get(..HASH_IN_NAME).unwrap_or(hex)
 }
 

@@ -28,7 +28,7 @@ use super::netlink::{
 };
 use super::ruleset::{ImportedData, Ruleset, TABLE};
 use crate::blocklist::ranges::NetworkList;
-use crate::blocklist::store::ListStore;
+use crate::blocklist::store::{hex_digits, ListStore};
 use palisade_dbus::policy::{Family, ShortName};
 use palisade_dbus::Error;
 use serde::{Deserialize, Serialize};
@@ -117,15 +117,16 @@ impl DataSets {
     /// Chooses the kernel set for each family of each imported list in `facts`: the set that
     /// holds that version already; else a live set holding the version it replaced, when the
     /// store keeps a difference small enough to apply in place; else a new name, free both in
-    /// the record and among `taken` (the sets the kernel's table has).
-    pub fn name_sets(&self, facts: &mut Facts, taken: &BTreeSet<String>) {
+    /// the record and among the sets the kernel's table has (`existing`).
+    pub fn name_sets(&self, facts: &mut Facts, existing: &Existing) {
+        let taken: BTreeSet<String> = existing.sets.iter().cloned().collect();
         let record = self.record();
         let mut chosen = BTreeSet::new();
         for (list, data) in facts.imported.iter_mut() {
             for family in [Family::V4, Family::V6] {
                 let name = set_for(
                     &record,
-                    taken,
+                    &taken,
                     &chosen,
                     list,
                     family,
@@ -213,7 +214,7 @@ impl DataSets {
         let stored = lists
             .load_diff(&data.list)
             .map_err(|e| unreadable(&data.list, e))?
-            .filter(|d| bare(&d.from) == old)
+            .filter(|d| hex_digits(&d.from) == old)
             .ok_or_else(|| {
                 Error::ApplyFailed(format!(
                     "the list {} changed again while it was being enforced; nothing was \
@@ -247,7 +248,7 @@ impl DataSets {
             Held::Complete {
                 list: data.list.clone(),
                 v6: data.family == Family::V6,
-                hash: bare(&stored.to).to_owned(),
+                hash: hex_digits(&stored.to).to_owned(),
             },
         );
         self.save(record.clone())?;
@@ -370,11 +371,6 @@ fn v6_ranges(list: &NetworkList) -> impl Iterator<Item = Element> + '_ {
     })
 }
 
-/// A content hash without its `sha256:` prefix, as the compiler and the record carry it.
-fn bare(hash: &str) -> &str {
-    hash.strip_prefix("sha256:").unwrap_or(hash)
-}
-
 fn unreadable(list: &ShortName, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("cannot read imported list {}: {e}", list.as_str()))
 }
@@ -423,7 +419,7 @@ fn fill(
         target.set(),
         began.elapsed()
     );
-    Ok(bare(&stored.meta.content_hash).to_owned())
+    Ok(hex_digits(&stored.meta.content_hash).to_owned())
 }
 
 /// What the kernel's table holds now (netlink dumps: no set element is read).

@@ -8,7 +8,7 @@
 
 use super::compile::{Facts, ImportedFacts, PreviousFacts};
 use crate::accounts;
-use crate::blocklist::store::ListStore;
+use crate::blocklist::store::{hex_digits, ListStore};
 use palisade_dbus::policy::{Destination, HostName, Policy, VmName};
 use palisade_dbus::Error;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -32,11 +32,6 @@ pub enum Users {
 pub trait ConsolePorts: Send + Sync {
     /// The port of every VM of `policy` that has one.
     fn console_ports(&self, policy: &Policy) -> BTreeMap<VmName, u16>;
-}
-
-/// A content hash without its `sha256:` prefix, as the compiler carries it.
-fn bare_hash(hash: &str) -> String {
-    hash.strip_prefix("sha256:").unwrap_or(hash).to_owned()
 }
 
 /// Collects the facts for `policy`. A policy naming an imported list that was never imported is
@@ -68,10 +63,10 @@ pub async fn gather(
                 b.name
             ))
         })?;
-        let hash = bare_hash(&meta.content_hash);
+        let hash = hex_digits(&meta.content_hash).to_owned();
         let previous = meta.previous.map(|p| PreviousFacts {
             changed: p.changed(),
-            hash: bare_hash(&p.content_hash),
+            hash: hex_digits(&p.content_hash).to_owned(),
         });
         facts.imported.insert(
             b.name.clone(),

@@ -42,6 +42,27 @@ impl Authority {
 
     /// Succeeds only if polkit says the caller of the message with `header` may do `action`.
     pub async fn check(&self, header: &Header<'_>, action: Action) -> Result<Caller, Error> {
+        self.authorize(header, action).await?;
+        self.caller(header).await
+    }
+
+    /// Who sent the message with `header`, as the bus daemon knows it. This asks no one but the
+    /// bus, so it can come before polkit where a check must be cheap (rate limits).
+    pub async fn caller(&self, header: &Header<'_>) -> Result<Caller, Error> {
+        let sender = header
+            .sender()
+            .ok_or_else(|| Error::NotAuthorized("the call carries no sender; refused".into()))?;
+        let uid = zbus::fdo::DBusProxy::new(&self.connection)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot ask the bus who called: {e}")))?
+            .get_connection_unix_user(BusName::Unique(sender.clone()))
+            .await
+            .map_err(|e| Error::NotAuthorized(format!("cannot identify the caller: {e}")))?;
+        Ok(Caller { uid })
+    }
+
+    /// Succeeds only if polkit says the sender of the message with `header` may do `action`.
+    pub async fn authorize(&self, header: &Header<'_>, action: Action) -> Result<(), Error> {
         let sender = header
             .sender()
             .ok_or_else(|| Error::NotAuthorized("the call carries no sender; refused".into()))?;
@@ -89,13 +110,7 @@ impl Authority {
                 )
             }));
         }
-        let uid = zbus::fdo::DBusProxy::new(&self.connection)
-            .await
-            .map_err(|e| Error::Internal(format!("cannot ask the bus who called: {e}")))?
-            .get_connection_unix_user(BusName::Unique(sender.clone()))
-            .await
-            .map_err(|e| Error::NotAuthorized(format!("cannot identify the caller: {e}")))?;
-        Ok(Caller { uid })
+        Ok(())
     }
 }
 

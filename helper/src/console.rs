@@ -101,9 +101,14 @@ impl Consoles {
         Ok(out)
     }
 
-    /// A one-time ticket for console `name`, if `uid` may open it.
+    /// Takes one of `uid`'s ticket requests from its rate limit, or refuses the request.
+    pub fn admit(&self, uid: u32) -> Result<(), Error> {
+        self.limiter.take(uid)
+    }
+
+    /// A one-time ticket for console `name`, if `uid` may open it; the caller was
+    /// [admitted](Self::admit) first.
     pub async fn open(&self, uid: u32, name: &ShortName) -> Result<ConsoleTicket, Error> {
-        self.limiter.take(uid)?;
         let (_, policy) = self.firewall.live_policy();
         if let Some(vm) = policy.vm(name.as_str()) {
             if !is_granted(&vm.console, uid) {

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Asks the helper for console tickets many times in a row, as whoever runs it, and prints one
 JSON line: how many calls got a ticket, were rate-limited, or failed otherwise (by error name),
-and the median time of the calls that got a ticket.
+the median time of the calls that got a ticket, and how long the whole flood took.
 
   console_flood.py NAME COUNT
 """
@@ -17,6 +17,7 @@ consoles = dbus.Interface(dbus.SystemBus().get_object("io.palisade.Helper1", "/i
                           "io.palisade.Helper1.Consoles")
 result = {"ok": 0, "rate_limited": 0, "other": {}}
 granted = []
+flood_started = time.monotonic()
 for _ in range(count):
     started = time.monotonic()
     try:
@@ -28,5 +29,6 @@ for _ in range(count):
             result["rate_limited"] += 1
         else:
             result["other"][e.get_dbus_name()] = result["other"].get(e.get_dbus_name(), 0) + 1
+result["seconds"] = round(time.monotonic() - flood_started, 3)
 result["median_ms"] = round(statistics.median(granted) * 1000, 2) if granted else None
 print(json.dumps(result), flush=True)

@@ -1,5 +1,7 @@
 //! `io.palisade.Helper1.Consoles`: the D-Bus face of the console service. polkit
-//! `console.open` first; the service then checks the policy's console assignment.
+//! `console.open` first; the service then checks the policy's console assignment. A ticket
+//! request passes the caller's rate limit before polkit is asked, so a flood of requests is
+//! refused here and never becomes a flood of polkit checks.
 
 use crate::authz::Authority;
 use crate::console::Consoles;
@@ -30,7 +32,11 @@ impl ConsolesIface {
         #[zbus(header)] header: Header<'_>,
         name: &str,
     ) -> Result<ConsoleTicket, Error> {
-        let caller = self.authority.check(&header, Action::ConsoleOpen).await?;
+        let caller = self.authority.caller(&header).await?;
+        self.consoles.admit(caller.uid)?;
+        self.authority
+            .authorize(&header, Action::ConsoleOpen)
+            .await?;
         let name = ShortName::parse(name).map_err(|_| {
             Error::InvalidArgument(format!("{} is not a console name", quote(name)))
         })?;

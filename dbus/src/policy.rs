@@ -56,6 +56,58 @@ pub struct Settings {
     pub versions_kept: u8,
     /// How long a console ticket (one-time Spice password) stays valid.
     pub console_ticket_seconds: u32,
+    /// The DNS forwarder guests resolve through.
+    pub dns: DnsSettings,
+}
+
+/// The DNS forwarder's settings (`[settings.dns]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSettings {
+    /// Where the forwarder sends the questions it passes on.
+    pub upstream: DnsUpstream,
+    /// Shortest time an answered address stays admitted, whatever the answer's TTL: answers with
+    /// a TTL of 0 or 1 must still admit the connection the guest opens next.
+    pub ttl_floor_seconds: u32,
+    /// Added to every admission, so a connection opened just before the TTL ends still passes.
+    pub grace_seconds: u32,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        Self {
+            upstream: DnsUpstream::System,
+            ttl_floor_seconds: 30,
+            grace_seconds: 30,
+        }
+    }
+}
+
+/// Where the DNS forwarder asks. A failing upstream is reported, never replaced by another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsUpstream {
+    /// The name servers of the host's `/etc/resolv.conf`, over UDP (TCP when an answer is
+    /// truncated).
+    System,
+    /// One server, plain DNS over UDP and TCP.
+    Server(std::net::SocketAddr),
+    /// DNS over TLS (RFC 7858) to one server, whose certificate must name `name` and chain to
+    /// the system's roots, or to the one CA in `ca` when given (pinned).
+    Tls {
+        /// The server's address (port 853, usually).
+        server: std::net::SocketAddr,
+        /// The name its certificate must carry.
+        name: HostName,
+        /// A PEM file with the only CA to trust instead of the system's roots.
+        ca: Option<std::path::PathBuf>,
+    },
+    /// DNS over TCP to `server` through the SOCKS5 proxy at `proxy` (which resolves nothing
+    /// itself: the forwarder names the server by address).
+    Socks {
+        /// The proxy, usually on this host.
+        proxy: std::net::SocketAddr,
+        /// The DNS server the proxy connects to.
+        server: std::net::SocketAddr,
+    },
 }
 
 impl Default for Settings {
@@ -65,6 +117,7 @@ impl Default for Settings {
             spice_ports: PortRange::new(5900, 5999).unwrap_or_else(|| unreachable!("5900 <= 5999")),
             versions_kept: 3,
             console_ticket_seconds: 60,
+            dns: DnsSettings::default(),
         }
     }
 }
@@ -101,8 +154,11 @@ pub struct Vm {
     pub default_action: Verdict,
     /// Egress rules, first match wins.
     pub rules: Vec<Rule>,
-    /// Whether the guest may resolve names through this host's resolvers.
+    /// Whether the guest may resolve names, through the helper's DNS forwarder (which admits
+    /// the addresses of names the rules mention as the guest learns them).
     pub dns: bool,
+    /// Strict DNS: only names the VM's rules mention resolve; every other name is refused.
+    pub strict_dns: bool,
     /// The host's SOCKS5 proxy port, which the guest reaches at 10.0.2.2; allowed by itself.
     pub socks_proxy: Option<u16>,
     /// The Spice display.

@@ -28,6 +28,20 @@ pub(super) struct RawSettings {
     pub spice_ports: Option<String>,
     pub versions_kept: Option<i64>,
     pub console_ticket_seconds: Option<i64>,
+    #[serde(default)]
+    pub dns: RawDnsSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDnsSettings {
+    pub upstream: Option<String>,
+    pub server: Option<String>,
+    pub tls_name: Option<String>,
+    pub tls_ca: Option<String>,
+    pub socks_proxy: Option<String>,
+    pub ttl_floor_seconds: Option<i64>,
+    pub grace_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +60,7 @@ pub(super) struct RawVm {
     #[serde(default)]
     pub rule: Vec<RawRule>,
     pub dns: Option<bool>,
+    pub strict_dns: Option<bool>,
     pub socks_proxy: Option<i64>,
     #[serde(default)]
     pub display: RawDisplay,

@@ -230,6 +230,7 @@ impl Validator {
             default_action: default_action?,
             rules,
             dns: rv.dns.unwrap_or(false),
+            strict_dns: self.strict_dns(path, rv.dns, rv.strict_dns),
             socks_proxy,
             display: Display {
                 video: video?,
@@ -340,6 +341,7 @@ impl Validator {
                 format!("{n}: keep 1 to 100 earlier versions"),
             ),
         }
+        s.dns = self.dns_settings(raw.dns);
         match raw.console_ticket_seconds {
             None => {}
             Some(n @ 5..=3600) => s.console_ticket_seconds = u32::try_from(n).unwrap_or(60),
@@ -349,6 +351,168 @@ impl Validator {
             ),
         }
         s
+    }
+
+    fn strict_dns(&mut self, path: &str, dns: Option<bool>, strict: Option<bool>) -> bool {
+        let strict = strict.unwrap_or(false);
+        if strict && dns != Some(true) {
+            self.error(
+                &format!("{path}.strict_dns"),
+                "strict DNS needs the guest to resolve through Palisade: add dns = true",
+            );
+        }
+        strict
+    }
+
+    fn dns_settings(&mut self, raw: RawDnsSettings) -> DnsSettings {
+        let mut d = DnsSettings::default();
+        let mut seconds = |field: &str, value: Option<i64>, most: i64, default: u32| match value {
+            None => default,
+            Some(n) if (0..=most).contains(&n) => u32::try_from(n).unwrap_or(default),
+            Some(n) => {
+                self.error(
+                    &format!("settings.dns.{field}"),
+                    format!("{n} s: give 0 to {most} seconds"),
+                );
+                default
+            }
+        };
+        d.ttl_floor_seconds = seconds("ttl_floor_seconds", raw.ttl_floor_seconds, 86_400, 30);
+        d.grace_seconds = seconds("grace_seconds", raw.grace_seconds, 3_600, 30);
+        let server = self.socket_address("settings.dns.server", raw.server.as_deref());
+        let unused = |this: &mut Self, field: &str, value: &Option<String>, kind: &str| {
+            if value.is_some() {
+                this.error(
+                    &format!("settings.dns.{field}"),
+                    format!("{field} is only read with upstream = {kind}"),
+                );
+            }
+        };
+        match raw.upstream.as_deref() {
+            None | Some("system") => {
+                unused(self, "server", &raw.server, "\"server\", \"tls\" or \"socks\"");
+                unused(self, "tls_name", &raw.tls_name, "\"tls\"");
+                unused(self, "tls_ca", &raw.tls_ca, "\"tls\"");
+                unused(self, "socks_proxy", &raw.socks_proxy, "\"socks\"");
+            }
+            Some("server") => {
+                unused(self, "tls_name", &raw.tls_name, "\"tls\"");
+                unused(self, "tls_ca", &raw.tls_ca, "\"tls\"");
+                unused(self, "socks_proxy", &raw.socks_proxy, "\"socks\"");
+                if let Some(server) = self.required(server, "settings.dns.server", "server") {
+                    d.upstream = DnsUpstream::Server(server);
+                }
+            }
+            Some("tls") => {
+                unused(self, "socks_proxy", &raw.socks_proxy, "\"socks\"");
+                let name = match raw.tls_name.as_deref().map(HostName::parse) {
+                    Some(Ok(n)) => Some(n),
+                    Some(Err(e)) => {
+                        self.error("settings.dns.tls_name", e);
+                        None
+                    }
+                    None => {
+                        self.error(
+                            "settings.dns.tls_name",
+                            "DNS over TLS needs the name the server's certificate carries \
+                             (tls_name = \"dns.example.net\")",
+                        );
+                        None
+                    }
+                };
+                let ca = match raw.tls_ca.as_deref() {
+                    None => Some(None),
+                    Some(p) if p.starts_with('/') && !p.split('/').any(|c| c == "..") && p.len() < 4096 && !p.contains('\0') => {
+                        Some(Some(std::path::PathBuf::from(p)))
+                    }
+                    Some(p) => {
+                        self.error(
+                            "settings.dns.tls_ca",
+                            format!("{} is not an absolute path to a PEM file", quote(p)),
+                        );
+                        None
+                    }
+                };
+                if let (Some(server), Some(name), Some(ca)) = (
+                    self.required(server, "settings.dns.server", "tls"),
+                    name,
+                    ca,
+                ) {
+                    d.upstream = DnsUpstream::Tls { server, name, ca };
+                }
+            }
+            Some("socks") => {
+                unused(self, "tls_name", &raw.tls_name, "\"tls\"");
+                unused(self, "tls_ca", &raw.tls_ca, "\"tls\"");
+                let proxy =
+                    self.socket_address("settings.dns.socks_proxy", raw.socks_proxy.as_deref());
+                let proxy = match proxy {
+                    Ok(Some(p)) => Some(p),
+                    Ok(None) => {
+                        self.error(
+                            "settings.dns.socks_proxy",
+                            "DNS through SOCKS5 needs the proxy's address (socks_proxy = \"127.0.0.1:1080\")",
+                        );
+                        None
+                    }
+                    Err(()) => None,
+                };
+                if let (Some(server), Some(proxy)) =
+                    (self.required(server, "settings.dns.server", "socks"), proxy)
+                {
+                    d.upstream = DnsUpstream::Socks { proxy, server };
+                }
+            }
+            Some(other) => self.error(
+                "settings.dns.upstream",
+                format!(
+                    "{} is not an upstream: use \"system\", \"server\", \"tls\" or \"socks\"",
+                    quote(other)
+                ),
+            ),
+        }
+        d
+    }
+
+    /// `Ok(None)` when absent, `Err(())` (already reported) when malformed.
+    fn socket_address(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+    ) -> Result<Option<std::net::SocketAddr>, ()> {
+        match raw.map(str::parse::<std::net::SocketAddr>) {
+            None => Ok(None),
+            Some(Ok(a)) => Ok(Some(a)),
+            Some(Err(_)) => {
+                self.error(
+                    path,
+                    format!(
+                        "{} is not an address with a port, like \"192.0.2.53:53\" or \"[2001:db8::53]:853\"",
+                        quote(raw.unwrap_or_default())
+                    ),
+                );
+                Err(())
+            }
+        }
+    }
+
+    fn required(
+        &mut self,
+        value: Result<Option<std::net::SocketAddr>, ()>,
+        path: &str,
+        kind: &str,
+    ) -> Option<std::net::SocketAddr> {
+        match value {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => {
+                self.error(
+                    path,
+                    format!("upstream = \"{kind}\" needs the server's address (server = \"192.0.2.53:53\")"),
+                );
+                None
+            }
+            Err(()) => None,
+        }
     }
 
     fn memory(&mut self, path: &str, raw: Option<RawSize>) -> Option<u32> {

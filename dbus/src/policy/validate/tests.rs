@@ -230,3 +230,46 @@ entries = ["192.0.2.0/24"]
         "palisadectl blocklist import"
     ));
 }
+
+const VM: &str = "[[vm]]\nname = \"work\"\ndisk = \"w.qcow2\"\n";
+
+#[test]
+fn dns_upstreams_are_read_with_what_each_needs() {
+    let parse = |doc: &str| Policy::parse(doc.as_bytes()).map(|p| p.policy.settings.dns);
+    let d = parse("").unwrap_or_else(|f| panic!("{f:?}"));
+    assert_eq!(d.upstream, DnsUpstream::System);
+    let d = parse(
+        "[settings.dns]\nupstream = \"tls\"\nserver = \"10.0.0.53:853\"\ntls_name = \"dns.test\"\n\
+         tls_ca = \"/etc/palisade/ca.pem\"\nttl_floor_seconds = 2\ngrace_seconds = 0\n",
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    assert_eq!(
+        d.upstream,
+        DnsUpstream::Tls {
+            server: "10.0.0.53:853".parse().unwrap_or_else(|e| panic!("{e}")),
+            name: HostName::parse("dns.test").unwrap_or_else(|e| panic!("{e}")),
+            ca: Some("/etc/palisade/ca.pem".into()),
+        }
+    );
+    assert_eq!((d.ttl_floor_seconds, d.grace_seconds), (2, 0));
+    let f = problems("[settings.dns]\nupstream = \"tls\"\nserver = \"10.0.0.53\"\n");
+    assert!(has(&f, "settings.dns.server", "not an address with a port"), "{f:?}");
+    assert!(has(&f, "settings.dns.tls_name", "certificate"), "{f:?}");
+    let f = problems("[settings.dns]\nupstream = \"socks\"\nserver = \"10.0.0.53:53\"\n");
+    assert!(has(&f, "settings.dns.socks_proxy", "proxy's address"), "{f:?}");
+    let f = problems("[settings.dns]\nserver = \"10.0.0.53:53\"\ntls_ca = \"../ca.pem\"\n");
+    assert!(has(&f, "settings.dns.server", "only read with"), "{f:?}");
+    let f = problems("[settings.dns]\nupstream = \"doh\"\n");
+    assert!(has(&f, "settings.dns.upstream", "not an upstream"), "{f:?}");
+    let f = problems("[settings.dns]\nttl_floor_seconds = -1\n");
+    assert!(has(&f, "settings.dns.ttl_floor_seconds", "0 to 86400"), "{f:?}");
+}
+
+#[test]
+fn strict_dns_needs_the_forwarder() {
+    let f = problems(&format!("{VM}strict_dns = true\n"));
+    assert!(has(&f, "vm[work].strict_dns", "dns = true"), "{f:?}");
+    let p = Policy::parse(format!("{VM}dns = true\nstrict_dns = true\n").as_bytes())
+        .unwrap_or_else(|f| panic!("{f:?}"));
+    assert!(p.policy.vms[0].strict_dns);
+}

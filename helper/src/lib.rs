@@ -14,6 +14,7 @@ mod blocklist;
 mod bus;
 mod clock;
 mod console;
+mod dns;
 mod firewall;
 pub mod fuzzing;
 mod lists;

@@ -197,3 +197,21 @@ pub trait Blocklists {
     /// Removes an imported list the live policy does not name.
     fn remove(&self, name: &str) -> Result<(), Error>;
 }
+
+/// `io.palisade.Helper1.Dns`: the DNS forwarder's log and the state of the names rules mention.
+#[zbus::proxy(
+    interface = "io.palisade.Helper1.Dns",
+    default_service = "io.palisade.Helper1",
+    default_path = "/io/palisade/Helper1"
+)]
+pub trait Dns {
+    /// The state of every host name and wildcard the live policy's VM rules mention: addresses
+    /// admitted by the last answer, when, and why the last lookup failed. polkit: `policy.read`.
+    fn names(&self) -> Result<Vec<crate::types::DnsNameState>, Error>;
+
+    /// The latest questions guests asked (at most 1000), of VM `vm` (all VMs when empty), only
+    /// those after `after_seq` when `follow` is true (to follow the log, pass the last `seq`
+    /// seen). polkit: `log.read`.
+    fn log(&self, vm: &str, follow: bool, after_seq: u64)
+        -> Result<Vec<crate::types::DnsEvent>, Error>;
+}

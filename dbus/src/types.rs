@@ -394,3 +394,60 @@ mod tests {
         assert_eq!(ImageRole::parse("kept"), Some(ImageRole::Kept));
     }
 }
+
+wire_enum! {
+    /// What the DNS forwarder did with one question.
+    pub enum DnsOutcome {
+        /// Passed on and answered; the name is no rule's, so nothing was admitted.
+        Answered = "answered",
+        /// Answered after the answered addresses were put in the VM's sets.
+        Admitted = "admitted",
+        /// A domain list the VM's rules block names it: answered NXDOMAIN.
+        Blocked = "blocked",
+        /// Strict mode, or a name browsers ask to learn whether DoH is allowed: not passed on.
+        Refused = "refused",
+        /// The upstream failed, or the firewall did not take the addresses: answered SERVFAIL.
+        Failed = "failed",
+    }
+}
+
+/// One question a guest asked, for `palisadectl dns log`.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct DnsEvent {
+    /// Its place in the log: ask for events after the last one seen to follow it.
+    pub seq: u64,
+    /// When, in Unix seconds.
+    pub at: u64,
+    /// The VM that asked.
+    pub vm: String,
+    /// The name asked, lower case.
+    pub name: String,
+    /// The record type asked for (`A`, `AAAA`, `MX`, ...).
+    pub kind: String,
+    /// What happened.
+    pub outcome: DnsOutcome,
+    /// The addresses admitted (empty unless `Admitted`).
+    pub admitted: Vec<String>,
+    /// The VM's rules (1-based) that admitted them, or the list that blocked the name.
+    pub rules: Vec<u32>,
+    /// Words for people: the blocking list, the upstream's error, the answer's code.
+    pub detail: String,
+}
+
+/// The state of one host name or wildcard a VM's rules name, for status and the app's rule rows.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct DnsNameState {
+    /// The VM.
+    pub vm: String,
+    /// The name or `*.domain`.
+    pub pattern: String,
+    /// The VM's rules (1-based) naming it.
+    pub rules: Vec<u32>,
+    /// Addresses admitted by the last answer that had some.
+    pub addresses: Vec<String>,
+    /// When the last answer came, Unix seconds (0: never asked yet).
+    pub last_answer_at: u64,
+    /// Why the last lookup failed, empty when it did not: this name's rule admits nothing new
+    /// while it fails, and only this rule is affected.
+    pub problem: String,
+}

@@ -7,6 +7,7 @@
 
 pub mod blocklists;
 pub mod consoles;
+pub mod dns;
 pub mod vms;
 
 use crate::authz::Authority;

@@ -1,7 +1,347 @@
 //! The DNS forwarder: every guest's DNS is redirected here (one listening port per VM, so the
 //! port says for certain which VM asked), passed to the upstream, and — before the answer goes
-//! back — the answered addresses of names the VM's rules mention are put in that VM's sets with
-//! a timeout tied to the TTL, acknowledged by the kernel. The guest never knows an address the
-//! firewall does not.
+//! back — the answered addresses of names the VM's rules mention are put in that VM's answers
+//! sets with a timeout tied to the TTL, acknowledged by the kernel. The guest never knows an
+//! address the firewall does not.
+//!
+//! The answer itself passes through unchanged (EDNS and all). The forwarder answers by itself
+//! only to refuse: NXDOMAIN for names a blocking domain list holds and for
+//! `use-application-dns.net` (so browsers keep their automatic DNS-over-HTTPS off), REFUSED for
+//! unknown names in strict mode, SERVFAIL when the upstream fails or the firewall did not take
+//! the addresses — never an answer whose addresses are not admitted.
+//!
+//! The firewall drives it: at each compile it asks for the VMs' ports (`FollowNames`), and once
+//! a generation is live it hands over the policy and ruleset, from which the names to follow are
+//! rebuilt (`names`). A name that fails to resolve marks only its own rule (`journal`).
 
+pub mod admit;
+pub mod answer;
+pub mod journal;
+pub mod listen;
+pub mod names;
 pub mod upstream;
+
+use crate::blocklist::store::ListStore;
+use crate::firewall::facts::FollowNames;
+use crate::firewall::ruleset::{Ruleset, TABLE};
+use admit::{Admission, Admitter};
+use answer::{NotAQuestion, Question};
+use hickory_proto::op::ResponseCode;
+use journal::{Entry, Journal};
+use names::{DomainSet, NameTable};
+use palisade_dbus::policy::{DnsSettings, Family, Policy, ShortName, VmName};
+use palisade_dbus::types::{DnsEvent, DnsNameState, DnsOutcome};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime};
+use upstream::{Transport, Upstream};
+
+/// The name browsers ask to learn whether they may turn on DNS over HTTPS by themselves
+/// (Mozilla's canary domain): NXDOMAIN says no.
+const DOH_CANARY: &str = "use-application-dns.net";
+
+/// The forwarder service.
+pub struct Forwarder {
+    me: Weak<Forwarder>,
+    live: RwLock<Live>,
+    listeners: Mutex<BTreeMap<VmName, listen::Listener>>,
+    admitter: Admitter,
+    journal: Journal,
+    lists: Arc<ListStore>,
+    /// Domain lists by name, with the content hash they were read at.
+    domains: Mutex<HashMap<ShortName, (String, Arc<DomainSet>)>>,
+}
+
+/// What the live generation says.
+struct Live {
+    table: Arc<NameTable>,
+    upstream: Result<Arc<Upstream>, String>,
+    settings: DnsSettings,
+}
+
+impl Forwarder {
+    /// The service; no VM is served until the firewall asks for ports.
+    pub fn new(lists: Arc<ListStore>) -> std::io::Result<Arc<Self>> {
+        let admitter = Admitter::start(TABLE)?;
+        let settings = DnsSettings::default();
+        let upstream = Upstream::new(&settings.upstream)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            live: RwLock::new(Live {
+                table: Arc::default(),
+                upstream,
+                settings,
+            }),
+            listeners: Mutex::default(),
+            admitter,
+            journal: Journal::default(),
+            lists,
+            domains: Mutex::default(),
+        }))
+    }
+
+    /// The latest questions, of `vm` if given, after `after_seq` if given.
+    pub fn events(&self, vm: Option<&str>, after_seq: Option<u64>) -> Vec<DnsEvent> {
+        self.journal.events(vm, after_seq)
+    }
+
+    /// The state of every name the live policy's VM rules mention.
+    pub fn names(&self) -> Vec<DnsNameState> {
+        self.journal.names()
+    }
+
+    /// Answers one question of `vm`: `None` drops it.
+    async fn answer(&self, vm: &VmName, bytes: Vec<u8>, transport: Transport) -> Option<Vec<u8>> {
+        let q = match answer::read_question(&bytes) {
+            Ok(q) => q,
+            Err(NotAQuestion::Unreadable) => return None,
+            Err(NotAQuestion::Unsupported { id, code }) => {
+                return Some(answer::error_answer(id, code))
+            }
+        };
+        let (table, upstream, settings) = {
+            let live = self.live.read().ok()?;
+            (
+                Arc::clone(&live.table),
+                live.upstream.clone(),
+                live.settings.clone(),
+            )
+        };
+        let mut entry = Entry {
+            vm: vm.as_str(),
+            name: &q.name,
+            kind: q.kind.to_string(),
+            outcome: DnsOutcome::Answered,
+            admitted: Vec::new(),
+            rules: Vec::new(),
+            detail: String::new(),
+            patterns: Vec::new(),
+        };
+        let reply = self
+            .decide(vm, &q, &bytes, transport, &table, upstream, &settings, &mut entry)
+            .await;
+        self.journal.record(entry);
+        Some(reply)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn decide(
+        &self,
+        vm: &VmName,
+        q: &Question,
+        bytes: &[u8],
+        transport: Transport,
+        table: &NameTable,
+        upstream: Result<Arc<Upstream>, String>,
+        settings: &DnsSettings,
+        entry: &mut Entry<'_>,
+    ) -> Vec<u8> {
+        if q.name == DOH_CANARY {
+            return refuse(entry, q, 
+                DnsOutcome::Refused,
+                ResponseCode::NXDomain,
+                "browsers keep their own DNS over HTTPS off".into(),
+            );
+        }
+        let Some(names) = table.get(vm) else {
+            return refuse(entry, q, 
+                DnsOutcome::Failed,
+                ResponseCode::ServFail,
+                "the VM's names are not set up yet".into(),
+            );
+        };
+        if let Some(list) = names.blocked_by(&q.name) {
+            return refuse(entry, q, 
+                DnsOutcome::Blocked,
+                ResponseCode::NXDomain,
+                format!("listed in {list}"),
+            );
+        }
+        let matching = names.matching(&q.name);
+        if matching.is_empty() && names.strict {
+            return refuse(entry, q, 
+                DnsOutcome::Refused,
+                ResponseCode::Refused,
+                "strict DNS: no rule of this VM names it".into(),
+            );
+        }
+        entry.patterns = matching.iter().map(|m| m.pattern.to_string()).collect();
+        entry.rules = matching
+            .iter()
+            .flat_map(|m| m.rules.iter().map(|r| u32::try_from(*r).unwrap_or(u32::MAX)))
+            .collect();
+        let upstream = match upstream {
+            Ok(u) => u,
+            Err(why) => return refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, why),
+        };
+        let reply = match upstream.exchange(bytes, transport).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("DNS for {vm}: {} {}: {e}", q.name, q.kind);
+                return refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, e.to_string());
+            }
+        };
+        if matching.is_empty() {
+            return reply;
+        }
+        let found = match answer::addresses(&reply, q) {
+            Ok(a) => a,
+            Err(e) => return refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, e.to_string()),
+        };
+        entry.detail = found.code.to_string();
+        let admissions = admissions(&matching, &found.found, settings);
+        if admissions.is_empty() {
+            return reply;
+        }
+        match self.admitter.admit(admissions).await {
+            Ok(()) => {
+                entry.outcome = DnsOutcome::Admitted;
+                entry.admitted = found.found.iter().map(|(a, _)| a.to_string()).collect();
+                reply
+            }
+            Err(e) => {
+                tracing::warn!("DNS for {vm}: {}: {e}", q.name);
+                refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, e.to_string())
+            }
+        }
+    }
+
+    fn domains_of(&self, list: &ShortName) -> Option<Arc<DomainSet>> {
+        let meta = self.lists.meta(list).ok()?;
+        if meta.domains == 0 {
+            return None;
+        }
+        let mut cache = self.domains.lock().ok()?;
+        if let Some((hash, set)) = cache.get(list) {
+            if *hash == meta.content_hash {
+                return Some(Arc::clone(set));
+            }
+        }
+        let stored = self.lists.load(list).ok()?;
+        let set = Arc::new(DomainSet::new(list.clone(), stored.domains));
+        cache.insert(list.clone(), (meta.content_hash, Arc::clone(&set)));
+        Some(set)
+    }
+
+    fn start_listener(&self, vm: &VmName) -> std::io::Result<listen::Listener> {
+        let me = self.me.clone();
+        let vm = vm.clone();
+        let answerer: listen::Answerer = Arc::new(move |bytes, transport| {
+            let (me, vm) = (me.clone(), vm.clone());
+            Box::pin(async move {
+                let me = me.upgrade()?;
+                me.answer(&vm, bytes, transport).await
+            })
+        });
+        listen::start(&answerer)
+    }
+}
+
+/// The forwarder's own answer to `q`, recorded in `entry`.
+fn refuse(
+    entry: &mut Entry<'_>,
+    q: &Question,
+    outcome: DnsOutcome,
+    code: ResponseCode,
+    detail: String,
+) -> Vec<u8> {
+    entry.outcome = outcome;
+    entry.detail = detail;
+    answer::own_answer(q, code)
+}
+
+/// The admissions for one answer: each address into the set of its family of every matching
+/// name rule, for max(TTL, floor) + grace.
+fn admissions(
+    matching: &[&names::NameRule],
+    found: &[(IpAddr, u32)],
+    settings: &DnsSettings,
+) -> Vec<Admission> {
+    let mut out = Vec::new();
+    for (address, ttl) in found {
+        let family = match address {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        };
+        let seconds = (*ttl).max(settings.ttl_floor_seconds) + settings.grace_seconds;
+        for rule in matching {
+            for (f, set) in &rule.sets {
+                if *f == family {
+                    out.push(Admission {
+                        set: set.clone(),
+                        address: *address,
+                        timeout: Duration::from_secs(u64::from(seconds)),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+impl FollowNames for Forwarder {
+    fn forwarder_ports(&self, policy: &Policy, allocate: bool) -> BTreeMap<VmName, u16> {
+        let Ok(mut listeners) = self.listeners.lock() else {
+            return BTreeMap::new();
+        };
+        let mut ports = BTreeMap::new();
+        for vm in policy.vms.iter().filter(|v| v.dns) {
+            if !listeners.contains_key(&vm.name) && allocate {
+                match self.start_listener(&vm.name) {
+                    Ok(l) => {
+                        tracing::info!("DNS of {} is answered on port {}", vm.name, l.port);
+                        listeners.insert(vm.name.clone(), l);
+                    }
+                    // Without its port the VM's DNS is refused, not let out unwatched.
+                    Err(e) => tracing::error!("cannot listen for the DNS of {}: {e}", vm.name),
+                }
+            }
+            if let Some(l) = listeners.get(&vm.name) {
+                ports.insert(vm.name.clone(), l.port);
+            }
+        }
+        ports
+    }
+
+    fn follow(&self, policy: &Policy, ruleset: &Ruleset) {
+        let table = names::name_table(policy, ruleset, SystemTime::now(), &mut |list| {
+            self.domains_of(list)
+        });
+        self.journal.follow(
+            table
+                .iter()
+                .flat_map(|(vm, names)| {
+                    names.names.iter().map(move |n| {
+                        (
+                            vm.to_string(),
+                            n.pattern.to_string(),
+                            n.rules.iter().map(|r| u32::try_from(*r).unwrap_or(u32::MAX)).collect(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.retain(|vm, _| table.contains_key(vm));
+        }
+        if let Ok(mut cache) = self.domains.lock() {
+            cache.retain(|list, _| policy.blocklists.iter().any(|b| &b.name == list));
+        }
+        let Ok(mut live) = self.live.write() else {
+            return;
+        };
+        if live.settings.upstream != policy.settings.dns.upstream {
+            live.upstream = Upstream::new(&policy.settings.dns.upstream)
+                .map(Arc::new)
+                .map_err(|e| {
+                    tracing::error!("{e}");
+                    e.to_string()
+                });
+        }
+        live.settings = policy.settings.dns.clone();
+        live.table = Arc::new(table);
+    }
+}

@@ -26,7 +26,7 @@ use crate::blocklist::store::ListStore;
 use crate::clock::unix_now;
 use crate::store::{GenerationRecord, LiveState, Outcome, Store};
 use compile::compile_ruleset;
-use facts::ConsolePorts;
+use facts::{ConsolePorts, FollowNames};
 use palisade_dbus::policy::{Policy, Vm};
 use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
 use palisade_dbus::Error;
@@ -116,13 +116,15 @@ pub struct Origin {
 impl Firewall {
     /// Loads the last confirmed generation into the kernel (adopting a policy file an admin
     /// edited by hand, refusing a corrupt one) and returns the running service. `ports` tells
-    /// the console ports of local VMs at every compile.
+    /// the console ports of local VMs at every compile; `names` is the DNS forwarder, which
+    /// gives VMs their DNS ports and follows each live generation's names.
     pub async fn start(
         store: Store,
         ports: Arc<dyn ConsolePorts>,
+        names: Arc<dyn FollowNames>,
         lists: Arc<ListStore>,
     ) -> Result<Arc<Self>, Error> {
-        let engine = Engine::new(&store, ports, lists);
+        let engine = Engine::new(&store, ports, names, lists);
         let mut pointers = store
             .live_state()
             .map_err(|e| internal("read the live state", e))?;
@@ -603,6 +605,8 @@ pub struct Engine {
     refused: std::path::PathBuf,
     /// The console ports of local VMs.
     ports: Arc<dyn ConsolePorts>,
+    /// The DNS forwarder.
+    names: Arc<dyn FollowNames>,
     /// The imported lists.
     lists: Arc<ListStore>,
     /// Their kernel sets.
@@ -611,10 +615,16 @@ pub struct Engine {
 
 impl Engine {
     /// The engine for `store`'s state folder.
-    pub fn new(store: &Store, ports: Arc<dyn ConsolePorts>, lists: Arc<ListStore>) -> Self {
+    pub fn new(
+        store: &Store,
+        ports: Arc<dyn ConsolePorts>,
+        names: Arc<dyn FollowNames>,
+        lists: Arc<ListStore>,
+    ) -> Self {
         Self {
             refused: store.refused_payload_file(),
             ports,
+            names,
             lists,
             data: Arc::new(data::DataSets::open(store.data_sets_file())),
         }
@@ -624,7 +634,7 @@ impl Engine {
     /// The facts for `policy`, with the kernel sets of its imported lists chosen against what
     /// the kernel holds now.
     async fn facts(&self, policy: &Policy, users: facts::Users) -> Result<compile::Facts, Error> {
-        let mut facts = facts::gather(policy, users, &*self.ports, &self.lists).await?;
+        let mut facts = facts::gather(policy, users, &*self.ports, &*self.names, &self.lists).await?;
         if !facts.imported.is_empty() {
             let existing = existing_table().await?;
             self.data.name_sets(&mut facts, &existing);
@@ -640,8 +650,14 @@ impl Engine {
         // What the kernel's table holds is asked once: the list sets are named against it and
         // the structure transaction replaces it.
         let existing = existing_table().await?;
-        let mut facts =
-            facts::gather(policy, facts::Users::Create, &*self.ports, &self.lists).await?;
+        let mut facts = facts::gather(
+            policy,
+            facts::Users::Create,
+            &*self.ports,
+            &*self.names,
+            &self.lists,
+        )
+        .await?;
         self.data.name_sets(&mut facts, &existing);
         let ruleset = Arc::new(compile_ruleset(policy, &facts));
         let (data, lists, r) = (
@@ -668,6 +684,7 @@ impl Engine {
                 .collect(),
         };
         kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
+        self.names.follow(policy, &ruleset);
         let (data, r) = (Arc::clone(&self.data), Arc::clone(&ruleset));
         let deleted = tokio::task::spawn_blocking(move || data.delete_unused(&r, &existing))
             .await

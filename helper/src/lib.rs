@@ -88,9 +88,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         blocklist::store::ListStore::open(&args.state_dir.join("lists"))
             .with_context(|| format!("cannot open {}", args.state_dir.join("lists").display()))?,
     );
-    let firewall = firewall::Firewall::start(store, supervisor.clone(), list_store.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let forwarder = dns::Forwarder::new(list_store.clone())
+        .context("cannot start the DNS forwarder's admission thread")?;
+    let firewall = firewall::Firewall::start(
+        store,
+        supervisor.clone(),
+        forwarder.clone(),
+        list_store.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.apply_only {
         return Ok(());
     }
@@ -137,6 +144,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             OBJECT_PATH,
             bus::consoles::ConsolesIface {
                 consoles: console::Consoles::new(firewall.clone(), supervisor.clone()),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
+    server
+        .at(
+            OBJECT_PATH,
+            bus::dns::DnsIface {
+                forwarder: forwarder.clone(),
                 authority: authority.clone(),
             },
         )

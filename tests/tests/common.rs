@@ -143,7 +143,7 @@ pub fn listen_on(env: &TestEnv, addr: &str, port: u16) -> Listener {
     ready_listener(env, &argv)
 }
 
-fn ready_listener(env: &TestEnv, argv: &[String]) -> Listener {
+pub fn ready_listener(env: &TestEnv, argv: &[String]) -> Listener {
     let mut child = env.spawn_as(None, argv).unwrap_or_else(|e| panic!("{e}"));
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {

@@ -8,6 +8,8 @@
 mod blocklist;
 #[path = "palisadectl/console.rs"]
 mod console;
+#[path = "palisadectl/dns.rs"]
+mod dns;
 #[path = "palisadectl/output.rs"]
 mod output;
 #[path = "palisadectl/policy.rs"]
@@ -17,7 +19,10 @@ mod vm;
 
 use clap::{Parser, Subcommand};
 use output::{print, when};
-use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::proxy::{
+    BlocklistsProxy, ConsolesProxy, DnsProxy, HelperProxy, PolicyProxy, VmsProxy,
+};
+use palisade_dbus::types::{DnsNameState, Status};
 use palisade_dbus::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +57,9 @@ enum Command {
     /// Import and manage big lists of networks and domains the policy names.
     #[command(subcommand)]
     Blocklist(BlocklistCommand),
+    /// What the DNS forwarder answered the VMs.
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,7 +316,15 @@ async fn run(cli: &Cli) -> Result<ExitCode, Error> {
     }
     let connection = zbus::Connection::system().await?;
     match &cli.command {
-        Command::Status => status(cli.json, &HelperProxy::new(&connection).await?).await,
+        Command::Status => {
+            status(
+                cli.json,
+                &HelperProxy::new(&connection).await?,
+                &DnsProxy::new(&connection).await?,
+            )
+            .await
+        }
+        Command::Dns(cmd) => dns::run(cli.json, &DnsProxy::new(&connection).await?, cmd).await,
         Command::Policy(cmd) => {
             policy::run(cli.json, &PolicyProxy::new(&connection).await?, cmd).await
         }
@@ -322,10 +338,23 @@ async fn run(cli: &Cli) -> Result<ExitCode, Error> {
     }
 }
 
-/// `palisadectl status`: the helper's version, the live generation and the state of its table.
-async fn status(json: bool, proxy: &HelperProxy<'_>) -> Result<ExitCode, Error> {
-    let s = proxy.status().await?;
-    print(json, &s, || {
+/// What `palisadectl status` reports: the helper's status and the state of the VMs' names.
+#[derive(serde::Serialize)]
+struct StatusReport {
+    #[serde(flatten)]
+    status: Status,
+    dns_names: Vec<DnsNameState>,
+}
+
+/// `palisadectl status`: the helper's version, the live generation, the state of its table, and
+/// every name a rule follows that fails to resolve (only that rule is affected).
+async fn status(json: bool, proxy: &HelperProxy<'_>, dns: &DnsProxy<'_>) -> Result<ExitCode, Error> {
+    let report = StatusReport {
+        status: proxy.status().await?,
+        dns_names: dns.names().await?,
+    };
+    let s = &report.status;
+    print(json, &report, || {
         let mut out = format!(
             "Palisade helper {}\nGeneration: {}{}\nVMs: {}, rules: {}\nTable inet palisade: {}\n",
             s.version,
@@ -348,6 +377,16 @@ async fn status(json: bool, proxy: &HelperProxy<'_>) -> Result<ExitCode, Error> 
         );
         if !s.problem.is_empty() {
             out.push_str(&format!("Problem: {}\n", s.problem));
+        }
+        for n in report.dns_names.iter().filter(|n| !n.problem.is_empty()) {
+            let rules: Vec<String> = n.rules.iter().map(ToString::to_string).collect();
+            out.push_str(&format!(
+                "Name {} (VM {}, rule {}) does not resolve: {}\n",
+                n.pattern,
+                n.vm,
+                rules.join(", "),
+                n.problem
+            ));
         }
         out
     });

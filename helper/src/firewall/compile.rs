@@ -46,6 +46,8 @@ pub struct Facts {
     pub group_uids: HashMap<AccountName, Vec<u32>>,
     /// The current version of each imported list the policy names.
     pub imported: BTreeMap<ShortName, ImportedFacts>,
+    /// The DNS forwarder's port for each VM that resolves through it (`dns = true`).
+    pub dns_ports: BTreeMap<VmName, u16>,
 }
 
 /// What the compiler knows of an imported list: enough to name and describe its sets.
@@ -128,6 +130,8 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     let mut jump_host = RuleDef::new(Vec::new(), RuleVerdict::Jump("host".into()));
     jump_host.comment = Some(MANAGED_BY.into());
     output.rules.push(jump_host);
+    let forwarders = forwarders(policy, facts);
+    output.rules.extend(forwarder_guards(&forwarders));
     output.rules.extend(console_rules(policy, facts, &mut out));
     let uid_map: Vec<(u32, String)> = policy
         .vms
@@ -146,10 +150,14 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     }
 
     let mut chains = vec![output];
+    if !forwarders.is_empty() {
+        chains.push(dns_redirect(&forwarders));
+    }
     let host = Owner {
         chain: "host".into(),
         label: "host".into(),
         vm: None,
+        forwarder: None,
     };
     chains.push(ChainDef::new(
         "host",
@@ -158,10 +166,15 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     ));
 
     for vm in &policy.vms {
+        let forwarder = forwarders
+            .iter()
+            .find(|f| f.vm == &vm.name)
+            .map(|f| f.port);
         let owner = Owner {
             chain: vm.name.chain(),
             label: format!("vm={}", vm.name),
             vm: Some(&vm.name),
+            forwarder,
         };
         let mut rules = vec![
             // Replies on connections others opened to the VM (a viewer on its Spice port): the
@@ -179,6 +192,9 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             now,
             &mut out,
         ));
+        if forwarder.is_some() {
+            rules.extend(other_resolvers_refused());
+        }
         rules.extend(compile_rules(&owner, &vm.rules, facts, now, &mut out));
         rules.push(default_rule(&owner.label, vm.default_action));
         chains.push(ChainDef::new(owner.chain, None, rules));
@@ -360,6 +376,126 @@ struct Owner<'a> {
     chain: String,
     label: String,
     vm: Option<&'a VmName>,
+    /// The VM's DNS forwarder port: its "dns" target means the forwarder.
+    forwarder: Option<u16>,
+}
+
+/// A VM whose DNS goes to its own forwarder port.
+struct Forwarder<'a> {
+    vm: &'a VmName,
+    uid: u32,
+    port: u16,
+}
+
+/// The VMs that resolve through the forwarder and have a uid and a port.
+fn forwarders<'a>(policy: &'a Policy, facts: &Facts) -> Vec<Forwarder<'a>> {
+    policy
+        .vms
+        .iter()
+        .filter(|vm| vm.dns)
+        .filter_map(|vm| {
+            Some(Forwarder {
+                vm: &vm.name,
+                uid: *facts.vm_uids.get(&vm.name)?,
+                port: *facts.dns_ports.get(&vm.name)?,
+            })
+        })
+        .collect()
+}
+
+/// The loopback addresses the forwarder listens on; `redirect` sends to the one of the
+/// packet's family.
+const LOOPBACKS: [IpAddr; 2] = [
+    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+];
+
+/// A VM's forwarder port hears only that VM: the port is how the forwarder knows who asked, so
+/// no other local process (another VM included) may send to it.
+fn forwarder_guards(forwarders: &[Forwarder<'_>]) -> Vec<RuleDef> {
+    let mut rules = Vec::new();
+    for f in forwarders {
+        for addr in LOOPBACKS {
+            for proto in ["udp", "tcp"] {
+                let mut rule = RuleDef::new(
+                    vec![
+                        Match::Daddr(IpNet::from(addr)),
+                        Match::Dport(proto, single_port_set(f.port)),
+                        Match::SkUidNot(f.uid),
+                    ],
+                    RuleVerdict::Policy(Verdict::Drop),
+                );
+                rule.counter = true;
+                rule.comment = Some(format!("DNS forwarder of {}: that VM only", f.vm));
+                rules.push(rule);
+            }
+        }
+    }
+    rules
+}
+
+/// The NAT chain: every VM's DNS (to whichever server, port 53, UDP and TCP) goes to its own
+/// forwarder port, whatever the guest or slirp chose as its resolver.
+fn dns_redirect(forwarders: &[Forwarder<'_>]) -> ChainDef {
+    let mut rules = Vec::new();
+    for f in forwarders {
+        for proto in ["udp", "tcp"] {
+            let mut rule = RuleDef::new(
+                vec![Match::SkUid(f.uid), Match::Dport(proto, single_port_set(53))],
+                RuleVerdict::Redirect(f.port),
+            );
+            rule.comment = Some(format!("DNS of {} to its forwarder", f.vm));
+            rules.push(rule);
+        }
+    }
+    ChainDef::new(DNS_REDIRECT, Some(Hook::NatOutput), rules)
+}
+
+/// After the forwarder's accept: no other resolver, over plain DNS (53) or DNS over TLS or
+/// QUIC (853), so every name the VM learns passes the forwarder.
+fn other_resolvers_refused() -> Vec<RuleDef> {
+    let ports = PortSet::from_ranges(
+        [53, 853]
+            .into_iter()
+            .filter_map(|p| PortRange::new(p, p))
+            .collect(),
+    )
+    .unwrap_or_else(|| unreachable!("two ports are a port set"));
+    ["udp", "tcp"]
+        .into_iter()
+        .map(|proto| {
+            let mut rule = RuleDef::new(
+                vec![Match::Dport(proto, ports.clone())],
+                RuleVerdict::Policy(Verdict::Reject),
+            );
+            rule.counter = true;
+            rule.comment = Some("DNS only through Palisade".into());
+            rule
+        })
+        .collect()
+}
+
+/// The forwarder's endpoints as destination and transport alternatives: what a VM's "dns" target
+/// means once its DNS is redirected (the filter chains see the redirected destination).
+fn forwarder_matches(port: u16, protocol: Protocol) -> (Vec<Vec<Match>>, Vec<Vec<Match>>) {
+    let destinations = LOOPBACKS
+        .iter()
+        .map(|a| vec![Match::Daddr(IpNet::from(*a))])
+        .collect();
+    let protocols: &[&'static str] = match protocol {
+        Protocol::Udp => &["udp"],
+        Protocol::Tcp => &["tcp"],
+        _ => &["udp", "tcp"],
+    };
+    let transports = protocols
+        .iter()
+        .map(|p| vec![Match::Dport(p, single_port_set(port))])
+        .collect();
+    (destinations, transports)
+}
+
+fn single_port_set(port: u16) -> PortSet {
+    single_port(port).unwrap_or_else(|| unreachable!("a single port is a port set"))
 }
 
 fn compile_rules(
@@ -395,10 +531,13 @@ fn compile_rules(
             out.live_marks.insert(m);
         }
         let verdict = rule_verdict(owner.vm.is_none(), rule.action);
-        let destinations = if group.len() == 1 {
-            destination_matches(owner, first_number, rule, facts, out)
-        } else {
-            merged_destinations(group)
+        let (destinations, transports) = match (owner.forwarder, &rule.destination) {
+            (Some(port), Destination::Dns) => forwarder_matches(port, rule.protocol),
+            _ if group.len() == 1 => (
+                destination_matches(owner, first_number, rule, facts, out),
+                transport_matches(rule),
+            ),
+            _ => (merged_destinations(group), transport_matches(rule)),
         };
         let shared_comment = group.iter().all(|(_, r)| r.comment == rule.comment);
         let comment = if group.len() == 1 || (shared_comment && !rule.comment.is_empty()) {
@@ -416,7 +555,7 @@ fn compile_rules(
             verdict,
             comment,
         };
-        compiled.extend(expand(&template, &destinations, &transport_matches(rule)));
+        compiled.extend(expand(&template, &destinations, &transports));
     }
     compiled
 }
@@ -511,6 +650,18 @@ fn destination_matches(
     match &rule.destination {
         Destination::Any => vec![pinned.map(Match::Family).into_iter().collect()],
         Destination::Net(n) => vec![vec![Match::Daddr(*n)]],
+        Destination::Host(_) | Destination::Wildcard(_) if owner.vm.is_some() => {
+            let mut alternatives = Vec::new();
+            for family in families {
+                let name = answers_set(&owner.chain, &rule.destination, family);
+                if !out.sets.iter().any(|s| s.name == name) {
+                    out.sets
+                        .push(net_set(&name, SetKind::Answers(family), Vec::new()));
+                }
+                alternatives.push(vec![Match::DaddrInSet(family, name)]);
+            }
+            alternatives
+        }
         Destination::Host(_) | Destination::Wildcard(_) => {
             let learned = match &rule.destination {
                 Destination::Host(h) => facts.resolved.get(h).cloned().unwrap_or_default(),
@@ -633,6 +784,18 @@ pub fn blocklist_set_of(name: &ShortName, facts: &Facts, f: Family) -> String {
         },
         None => blocklist_set(name.as_str(), f),
     }
+}
+
+/// The set holding the addresses the forwarder admitted for `destination` (a host name or a
+/// wildcard) in the VM chain `chain`. Named by the destination, not the rule's position, so it
+/// and its addresses outlive edits elsewhere in the policy; rules naming the same destination
+/// share it.
+pub fn answers_set(chain: &str, destination: &Destination, family: Family) -> String {
+    format!(
+        "{chain}_n{:08x}_{}",
+        fnv1a(destination.to_string().bytes()),
+        family_suffix(family)
+    )
 }
 
 /// The connection mark of an accepting rule: a stable hash of what it matches (not of its

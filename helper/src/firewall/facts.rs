@@ -34,12 +34,24 @@ pub trait ConsolePorts: Send + Sync {
     fn console_ports(&self, policy: &Policy) -> BTreeMap<VmName, u16>;
 }
 
+/// The DNS forwarder, as the firewall sees it: it gives each VM that resolves through it a port
+/// (which the redirect and the guard rules name), and it follows the names of each generation
+/// once that generation is live.
+pub trait FollowNames: Send + Sync {
+    /// The forwarder port of every VM of `policy` with `dns = true`; when `allocate`, VMs
+    /// without one get one (applying), else only existing ports are told (previews).
+    fn forwarder_ports(&self, policy: &Policy, allocate: bool) -> BTreeMap<VmName, u16>;
+    /// `policy`, compiled into `ruleset`, is live now.
+    fn follow(&self, policy: &Policy, ruleset: &super::ruleset::Ruleset);
+}
+
 /// Collects the facts for `policy`. A policy naming an imported list that was never imported is
 /// refused here, with what to do.
 pub async fn gather(
     policy: &Policy,
     users: Users,
     ports: &dyn ConsolePorts,
+    names: &dyn FollowNames,
     lists: &ListStore,
 ) -> Result<Facts, Error> {
     let mut facts = Facts {
@@ -78,6 +90,7 @@ pub async fn gather(
             },
         );
     }
+    facts.dns_ports = names.forwarder_ports(policy, users == Users::Create);
     facts.spice_ports.extend(
         ports
             .console_ports(policy)

@@ -35,10 +35,12 @@ pub fn render_ruleset(r: &Ruleset) -> String {
 /// One `nft -f` run is one transaction: it lands whole or not at all. No other table is named.
 pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, UnsayableName> {
     let t = r.table;
+    // Sets that hold data the structure does not carry: imported lists (never declared here) and
+    // the forwarder's answers (declared, which leaves an existing one and its elements alone).
     let kept: HashSet<&str> = r
         .sets
         .iter()
-        .filter(|s| s.imported.is_some())
+        .filter(|s| s.imported.is_some() || matches!(s.kind, SetKind::Answers(_)))
         .map(|s| s.name.as_str())
         .collect();
     let mut s = format!("add table inet {t}\n");
@@ -99,15 +101,23 @@ fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
     }
     for chain in &r.chains {
         let _ = writeln!(s, "\tchain {} {{", chain.name);
-        if let Some(Hook::Output { policy }) = chain.hook {
-            let policy = match policy {
-                ChainPolicy::Accept => "accept",
-                ChainPolicy::Drop => "drop",
-            };
-            let _ = writeln!(
-                s,
-                "\t\ttype filter hook output priority filter; policy {policy};"
-            );
+        match chain.hook {
+            Some(Hook::Output { policy }) => {
+                let policy = match policy {
+                    ChainPolicy::Accept => "accept",
+                    ChainPolicy::Drop => "drop",
+                };
+                let _ = writeln!(
+                    s,
+                    "\t\ttype filter hook output priority filter; policy {policy};"
+                );
+            }
+            Some(Hook::NatOutput) => {
+                // Below dstnat (-100, which nft names only for prerouting): before any other
+                // manager's NAT (libvirt's, docker's) can send our VMs' DNS elsewhere.
+                let _ = writeln!(s, "\t\ttype nat hook output priority -110;");
+            }
+            None => {}
         }
         render_body(s, chain, "\t\t");
         s.push_str("\t}\n");
@@ -163,6 +173,8 @@ fn render_set(s: &mut String, set: &SetDef) {
         SetKind::Ipv6Nets => ("ipv6_addr", "interval"),
         SetKind::Ipv4Learned => ("ipv4_addr", "timeout"),
         SetKind::Ipv6Learned => ("ipv6_addr", "timeout"),
+        SetKind::Answers(Family::V4) => ("ipv4_addr", "timeout"),
+        SetKind::Answers(Family::V6) => ("ipv6_addr", "timeout"),
         SetKind::Marks => ("mark", ""),
         SetKind::ConsoleEndpoints(Family::V4) => ("ipv4_addr . inet_service", ""),
         SetKind::ConsoleEndpoints(Family::V6) => ("ipv6_addr . inet_service", ""),
@@ -172,6 +184,10 @@ fn render_set(s: &mut String, set: &SetDef) {
     let _ = write!(s, "\tset {} {{\n\t\ttype {ty}\n", set.name);
     if !flags.is_empty() {
         let _ = writeln!(s, "\t\tflags {flags}");
+    }
+    if matches!(set.kind, SetKind::Answers(_)) {
+        let _ = writeln!(s, "\t\tsize {MAX_ANSWERS}");
+        s.push_str("\t\t# filled by the DNS forwarder as the VM's names are answered\n");
     }
     if let Some(data) = &set.imported {
         // The elements are loaded on their own (and may be a million): name them, not list them.
@@ -227,6 +243,7 @@ pub fn render_rule(rule: &RuleDef) -> String {
         RuleVerdict::TcpReset => "reject with tcp reset".into(),
         RuleVerdict::IcmpxUnreachable => "reject with icmpx port-unreachable".into(),
         RuleVerdict::Jump(c) => format!("jump {c}"),
+        RuleVerdict::Redirect(port) => format!("redirect to :{port}"),
         RuleVerdict::UidMap(map) => {
             let entries: Vec<String> = map
                 .iter()
@@ -265,6 +282,8 @@ fn render_match(m: &Match) -> String {
         Match::ConsoleEndpoint(f, set) => {
             format!("{} daddr . tcp dport @{set}", nft_family(*f))
         }
+        Match::SkUid(uid) => format!("meta skuid {uid}"),
+        Match::SkUidNot(uid) => format!("meta skuid != {uid}"),
         Match::ConsoleNotAllowed(f, set) => {
             format!(
                 "meta skuid . {} daddr . tcp dport != @{set}",

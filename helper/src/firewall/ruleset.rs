@@ -26,6 +26,11 @@ pub const CONSOLE_PORTS: &str = "console_ports";
 pub const CONSOLE_ALLOWED: &str = "console_allowed";
 /// Set of connection marks whose accepting rule still exists.
 pub const LIVE_MARKS: &str = "live_marks";
+/// The NAT chain sending each VM's DNS to its forwarder port.
+pub const DNS_REDIRECT: &str = "dns_redirect";
+/// Most addresses one answers set holds: a guest resolving endless names under a wildcard fills
+/// it, and then its answers are refused rather than the helper's or the kernel's memory growing.
+pub const MAX_ANSWERS: u32 = 65_536;
 
 /// A whole table (of family `inet`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,10 @@ pub enum SetKind {
     Ipv4Learned,
     /// IPv6 addresses learned at run time, expiring with their DNS TTL.
     Ipv6Learned,
+    /// Addresses the DNS forwarder admitted for one VM's rules naming one host name or
+    /// wildcard, each expiring with its answer. Filled at run time over netlink, kept across
+    /// generations while a rule names it, and bounded in size (a full set refuses the answer).
+    Answers(Family),
     /// Connection marks.
     Marks,
     /// Console endpoints: `address . port` (one family).
@@ -144,6 +153,9 @@ pub enum Hook {
         /// The chain's policy.
         policy: ChainPolicy,
     },
+    /// Locally generated packets, destination NAT, before any filter chain sees them (so the
+    /// filter chains see the translated destination).
+    NatOutput,
 }
 
 /// A base chain's policy.
@@ -212,6 +224,10 @@ pub enum Match {
     ConsoleEndpoint(Family, String),
     /// `meta skuid . daddr . tcp dport` is NOT in a console allowed set.
     ConsoleNotAllowed(Family, String),
+    /// The sending socket belongs to this uid.
+    SkUid(u32),
+    /// The sending socket belongs to another uid (or to none).
+    SkUidNot(u32),
 }
 
 /// The nft payload protocol of a family: `ip` or `ip6`.
@@ -253,6 +269,8 @@ pub enum RuleVerdict {
     UidMap(Vec<(u32, String)>),
     /// Jump to another chain.
     Jump(String),
+    /// Destination NAT to this port on the local host (in a `NatOutput` chain only).
+    Redirect(u16),
 }
 
 impl RuleDef {

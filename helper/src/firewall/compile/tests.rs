@@ -38,6 +38,16 @@ fn facts() -> Facts {
             vec![1000, 1002],
         )]),
         imported: BTreeMap::new(),
+        dns_ports: BTreeMap::from([
+            (
+                VmName::parse("work").unwrap_or_else(|e| panic!("{e}")),
+                40053,
+            ),
+            (
+                VmName::parse("banking").unwrap_or_else(|e| panic!("{e}")),
+                40054,
+            ),
+        ]),
     }
 }
 
@@ -63,6 +73,8 @@ groups = ["staff"]
 
 [[vm]]
 name = "work"
+dns = true
+strict_dns = true
 console = { users = ["alice"], groups = ["staff"] }
 [[vm.rule]]
 action = "accept"

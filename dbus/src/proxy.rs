@@ -212,6 +212,10 @@ pub trait Dns {
     /// The latest questions guests asked (at most 1000), of VM `vm` (all VMs when empty), only
     /// those after `after_seq` when `follow` is true (to follow the log, pass the last `seq`
     /// seen). polkit: `log.read`.
-    fn log(&self, vm: &str, follow: bool, after_seq: u64)
-        -> Result<Vec<crate::types::DnsEvent>, Error>;
+    fn log(
+        &self,
+        vm: &str,
+        follow: bool,
+        after_seq: u64,
+    ) -> Result<Vec<crate::types::DnsEvent>, Error>;
 }

@@ -121,7 +121,9 @@ impl Forwarder {
             patterns: Vec::new(),
         };
         let reply = self
-            .decide(vm, &q, &bytes, transport, &table, upstream, &settings, &mut entry)
+            .decide(
+                vm, &q, &bytes, transport, &table, upstream, &settings, &mut entry,
+            )
             .await;
         self.journal.record(entry);
         Some(reply)
@@ -140,21 +142,27 @@ impl Forwarder {
         entry: &mut Entry<'_>,
     ) -> Vec<u8> {
         if q.name == DOH_CANARY {
-            return refuse(entry, q, 
+            return refuse(
+                entry,
+                q,
                 DnsOutcome::Refused,
                 ResponseCode::NXDomain,
                 "browsers keep their own DNS over HTTPS off".into(),
             );
         }
         let Some(names) = table.get(vm) else {
-            return refuse(entry, q, 
+            return refuse(
+                entry,
+                q,
                 DnsOutcome::Failed,
                 ResponseCode::ServFail,
                 "the VM's names are not set up yet".into(),
             );
         };
         if let Some(list) = names.blocked_by(&q.name) {
-            return refuse(entry, q, 
+            return refuse(
+                entry,
+                q,
                 DnsOutcome::Blocked,
                 ResponseCode::NXDomain,
                 format!("listed in {list}"),
@@ -162,7 +170,9 @@ impl Forwarder {
         }
         let matching = names.matching(&q.name);
         if matching.is_empty() && names.strict {
-            return refuse(entry, q, 
+            return refuse(
+                entry,
+                q,
                 DnsOutcome::Refused,
                 ResponseCode::Refused,
                 "strict DNS: no rule of this VM names it".into(),
@@ -171,7 +181,11 @@ impl Forwarder {
         entry.patterns = matching.iter().map(|m| m.pattern.to_string()).collect();
         entry.rules = matching
             .iter()
-            .flat_map(|m| m.rules.iter().map(|r| u32::try_from(*r).unwrap_or(u32::MAX)))
+            .flat_map(|m| {
+                m.rules
+                    .iter()
+                    .map(|r| u32::try_from(*r).unwrap_or(u32::MAX))
+            })
             .collect();
         let upstream = match upstream {
             Ok(u) => u,
@@ -181,7 +195,13 @@ impl Forwarder {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("DNS for {vm}: {} {}: {e}", q.name, q.kind);
-                return refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, e.to_string());
+                return refuse(
+                    entry,
+                    q,
+                    DnsOutcome::Failed,
+                    ResponseCode::ServFail,
+                    e.to_string(),
+                );
             }
         };
         if matching.is_empty() {
@@ -189,7 +209,15 @@ impl Forwarder {
         }
         let found = match answer::addresses(&reply, q) {
             Ok(a) => a,
-            Err(e) => return refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, e.to_string()),
+            Err(e) => {
+                return refuse(
+                    entry,
+                    q,
+                    DnsOutcome::Failed,
+                    ResponseCode::ServFail,
+                    e.to_string(),
+                )
+            }
         };
         entry.detail = found.code.to_string();
         let admissions = admissions(&matching, &found.found, settings);
@@ -204,7 +232,13 @@ impl Forwarder {
             }
             Err(e) => {
                 tracing::warn!("DNS for {vm}: {}: {e}", q.name);
-                refuse(entry, q, DnsOutcome::Failed, ResponseCode::ServFail, e.to_string())
+                refuse(
+                    entry,
+                    q,
+                    DnsOutcome::Failed,
+                    ResponseCode::ServFail,
+                    e.to_string(),
+                )
             }
         }
     }
@@ -318,7 +352,10 @@ impl FollowNames for Forwarder {
                         (
                             vm.to_string(),
                             n.pattern.to_string(),
-                            n.rules.iter().map(|r| u32::try_from(*r).unwrap_or(u32::MAX)).collect(),
+                            n.rules
+                                .iter()
+                                .map(|r| u32::try_from(*r).unwrap_or(u32::MAX))
+                                .collect(),
                         )
                     })
                 })

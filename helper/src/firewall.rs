@@ -634,7 +634,8 @@ impl Engine {
     /// The facts for `policy`, with the kernel sets of its imported lists chosen against what
     /// the kernel holds now.
     async fn facts(&self, policy: &Policy, users: facts::Users) -> Result<compile::Facts, Error> {
-        let mut facts = facts::gather(policy, users, &*self.ports, &*self.names, &self.lists).await?;
+        let mut facts =
+            facts::gather(policy, users, &*self.ports, &*self.names, &self.lists).await?;
         if !facts.imported.is_empty() {
             let existing = existing_table().await?;
             self.data.name_sets(&mut facts, &existing);

@@ -139,7 +139,10 @@ fn every_answered_address_is_reachable_at_once_and_leaves_after_its_ttl() {
     // An address the server has not handed out yet was never admitted.
     let next = resolve(env, "other.test");
     assert_eq!(addresses(&next), vec!["10.81.0.1".to_string()]);
-    assert!(!reaches(env, "10.77.3.232"), "address 1001 is not answered yet");
+    assert!(
+        !reaches(env, "10.77.3.232"),
+        "address 1001 is not answered yet"
+    );
     assert!(!reaches(env, "10.81.0.1"), "other.test is no rule's name");
     // TTL 1 s, floor 1 s, grace 1 s: gone after 2 s (the kernel's timeout granularity aside).
     let last = seen.last().cloned().unwrap_or_default();
@@ -190,7 +193,10 @@ fn wildcards_cnames_truncated_answers_and_no_other_resolver() {
         .as_array()
         .map(|events| events.iter().filter(|e| e["name"] == "alias.test").count())
         .unwrap_or(0);
-    assert_eq!(asked_99, 2, "both alias.test questions passed the forwarder: {log}");
+    assert_eq!(
+        asked_99, 2,
+        "both alias.test questions passed the forwarder: {log}"
+    );
     let dot = probe(env, &["connect", "10.53.0.99", "853"]);
     assert_eq!(dot["connected"], Value::Bool(false), "{dot}");
     assert!(

@@ -348,7 +348,11 @@ struct StatusReport {
 
 /// `palisadectl status`: the helper's version, the live generation, the state of its table, and
 /// every name a rule follows that fails to resolve (only that rule is affected).
-async fn status(json: bool, proxy: &HelperProxy<'_>, dns: &DnsProxy<'_>) -> Result<ExitCode, Error> {
+async fn status(
+    json: bool,
+    proxy: &HelperProxy<'_>,
+    dns: &DnsProxy<'_>,
+) -> Result<ExitCode, Error> {
     let report = StatusReport {
         status: proxy.status().await?,
         dns_names: dns.names().await?,

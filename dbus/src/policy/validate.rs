@@ -390,7 +390,12 @@ impl Validator {
         };
         match raw.upstream.as_deref() {
             None | Some("system") => {
-                unused(self, "server", &raw.server, "\"server\", \"tls\" or \"socks\"");
+                unused(
+                    self,
+                    "server",
+                    &raw.server,
+                    "\"server\", \"tls\" or \"socks\"",
+                );
                 unused(self, "tls_name", &raw.tls_name, "\"tls\"");
                 unused(self, "tls_ca", &raw.tls_ca, "\"tls\"");
                 unused(self, "socks_proxy", &raw.socks_proxy, "\"socks\"");
@@ -422,7 +427,12 @@ impl Validator {
                 };
                 let ca = match raw.tls_ca.as_deref() {
                     None => Some(None),
-                    Some(p) if p.starts_with('/') && !p.split('/').any(|c| c == "..") && p.len() < 4096 && !p.contains('\0') => {
+                    Some(p)
+                        if p.starts_with('/')
+                            && !p.split('/').any(|c| c == "..")
+                            && p.len() < 4096
+                            && !p.contains('\0') =>
+                    {
                         Some(Some(std::path::PathBuf::from(p)))
                     }
                     Some(p) => {

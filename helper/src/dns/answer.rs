@@ -193,7 +193,11 @@ mod tests {
     }
 
     fn a(n: &str, ttl: u32, addr: [u8; 4]) -> Record {
-        Record::from_rdata(name(n), ttl, RData::A(A::from(std::net::Ipv4Addr::from(addr))))
+        Record::from_rdata(
+            name(n),
+            ttl,
+            RData::A(A::from(std::net::Ipv4Addr::from(addr))),
+        )
     }
 
     fn cname(n: &str, ttl: u32, target: &str) -> Record {
@@ -204,7 +208,10 @@ mod tests {
     fn a_question_is_read_in_lower_case_without_the_final_dot() {
         let q = read_question(&question("Allowed.TEST.", RecordType::A))
             .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!((q.id, q.name.as_str(), q.kind), (7, "allowed.test", RecordType::A));
+        assert_eq!(
+            (q.id, q.name.as_str(), q.kind),
+            (7, "allowed.test", RecordType::A)
+        );
         let nx = Message::from_vec(&own_answer(&q, ResponseCode::NXDomain))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(nx.id(), 7);
@@ -215,13 +222,19 @@ mod tests {
 
     #[test]
     fn garbage_is_dropped_and_odd_messages_get_an_error_code() {
-        assert_eq!(read_question(b"\x01\x02").err(), Some(NotAQuestion::Unreadable));
+        assert_eq!(
+            read_question(b"\x01\x02").err(),
+            Some(NotAQuestion::Unreadable)
+        );
         let mut junk = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
         // A name of one label that claims 63 bytes and ends the message: not readable.
         junk.extend_from_slice(&[63, b'a']);
         assert!(matches!(
             read_question(&junk),
-            Err(NotAQuestion::Unsupported { id: 0x1234, code: ResponseCode::FormErr })
+            Err(NotAQuestion::Unsupported {
+                id: 0x1234,
+                code: ResponseCode::FormErr
+            })
         ));
         // A compression pointer to itself.
         let mut looped = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
@@ -234,7 +247,10 @@ mod tests {
         let two = two.to_vec().unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
             read_question(&two),
-            Err(NotAQuestion::Unsupported { id: 9, code: ResponseCode::FormErr })
+            Err(NotAQuestion::Unsupported {
+                id: 9,
+                code: ResponseCode::FormErr
+            })
         ));
     }
 

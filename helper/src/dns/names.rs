@@ -204,7 +204,13 @@ mod tests {
         for yes in ["a.corp.test", "b.x.corp.test"] {
             assert!(p.matches(yes), "{yes}");
         }
-        for no in ["corp.test", "corp.test.evil.test", "evilcorp.test", "test", ""] {
+        for no in [
+            "corp.test",
+            "corp.test.evil.test",
+            "evilcorp.test",
+            "test",
+            "",
+        ] {
             assert!(!p.matches(no), "{no}");
         }
         assert!(Pattern::Exact("allowed.test".into()).matches("allowed.test"));
@@ -269,10 +275,17 @@ destination = "allowed.test"
         assert_eq!(names.names[0].sets.len(), 2);
         // ICMP is IPv4 only: the wildcard has only the IPv4 set.
         assert_eq!(
-            names.names[1].sets.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            names.names[1]
+                .sets
+                .iter()
+                .map(|(f, _)| *f)
+                .collect::<Vec<_>>(),
             vec![Family::V4]
         );
         assert_eq!(names.matching("b.x.corp.test").len(), 1);
-        assert!(names.matching("old.test").is_empty(), "expired rules name nothing");
+        assert!(
+            names.matching("old.test").is_empty(),
+            "expired rules name nothing"
+        );
     }
 }

@@ -166,10 +166,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     ));
 
     for vm in &policy.vms {
-        let forwarder = forwarders
-            .iter()
-            .find(|f| f.vm == &vm.name)
-            .map(|f| f.port);
+        let forwarder = forwarders.iter().find(|f| f.vm == &vm.name).map(|f| f.port);
         let owner = Owner {
             chain: vm.name.chain(),
             label: format!("vm={}", vm.name),
@@ -441,7 +438,10 @@ fn dns_redirect(forwarders: &[Forwarder<'_>]) -> ChainDef {
     for f in forwarders {
         for proto in ["udp", "tcp"] {
             let mut rule = RuleDef::new(
-                vec![Match::SkUid(f.uid), Match::Dport(proto, single_port_set(53))],
+                vec![
+                    Match::SkUid(f.uid),
+                    Match::Dport(proto, single_port_set(53)),
+                ],
                 RuleVerdict::Redirect(f.port),
             );
             rule.comment = Some(format!("DNS of {} to its forwarder", f.vm));

@@ -253,16 +253,25 @@ fn dns_upstreams_are_read_with_what_each_needs() {
     );
     assert_eq!((d.ttl_floor_seconds, d.grace_seconds), (2, 0));
     let f = problems("[settings.dns]\nupstream = \"tls\"\nserver = \"10.0.0.53\"\n");
-    assert!(has(&f, "settings.dns.server", "not an address with a port"), "{f:?}");
+    assert!(
+        has(&f, "settings.dns.server", "not an address with a port"),
+        "{f:?}"
+    );
     assert!(has(&f, "settings.dns.tls_name", "certificate"), "{f:?}");
     let f = problems("[settings.dns]\nupstream = \"socks\"\nserver = \"10.0.0.53:53\"\n");
-    assert!(has(&f, "settings.dns.socks_proxy", "proxy's address"), "{f:?}");
+    assert!(
+        has(&f, "settings.dns.socks_proxy", "proxy's address"),
+        "{f:?}"
+    );
     let f = problems("[settings.dns]\nserver = \"10.0.0.53:53\"\ntls_ca = \"../ca.pem\"\n");
     assert!(has(&f, "settings.dns.server", "only read with"), "{f:?}");
     let f = problems("[settings.dns]\nupstream = \"doh\"\n");
     assert!(has(&f, "settings.dns.upstream", "not an upstream"), "{f:?}");
     let f = problems("[settings.dns]\nttl_floor_seconds = -1\n");
-    assert!(has(&f, "settings.dns.ttl_floor_seconds", "0 to 86400"), "{f:?}");
+    assert!(
+        has(&f, "settings.dns.ttl_floor_seconds", "0 to 86400"),
+        "{f:?}"
+    );
 }
 
 #[test]

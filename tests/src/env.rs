@@ -259,7 +259,12 @@ impl TestEnv {
         let shared = self.dir.path.join("shared");
         let copy = shared.join(path.file_name().unwrap_or_default());
         if !copy.exists() {
-            let copied = make_dir(&shared, 0o755).and_then(|()| {
+            let made = if shared.is_dir() {
+                Ok(())
+            } else {
+                make_dir(&shared, 0o755)
+            };
+            let copied = made.and_then(|()| {
                 std::fs::copy(path, &copy)
                     .with_context(|| format!("copying {} for the test users", path.display()))?;
                 std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;

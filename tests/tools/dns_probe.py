@@ -3,8 +3,10 @@
 /etc/resolv.conf (or --server) on port 53, which the firewall redirects to the VM's forwarder.
 Prints one JSON object.
 
-  dns_probe.py resolve NAME [--type A] [--server ADDR] [--port 53]
-        {"rcode": "NOERROR", "addresses": [...], "tcp": bool}   (tcp: a truncated answer was asked again)
+  dns_probe.py resolve NAME [--type A] [--server ADDR] [--port 53] [--connect PORT]
+        {"rcode": "NOERROR", "addresses": [...], "tcp": bool, "unreachable": [...]}
+        (tcp: a truncated answer was asked again; with --connect, every answered address is
+        connected to straight after the answer, and those that refuse are listed)
   dns_probe.py rotate COUNT PORT
         asks allowed.test COUNT times; straight after each answer connects to every answered address
         on PORT. {"answers": n, "addresses": [...], "misses": [...], "failed_lookups": n}
@@ -26,6 +28,8 @@ import dns.rcode
 import dns.rdatatype
 
 TIMEOUT = 3.0
+# Longer than the forwarder's wait for its upstream, so its SERVFAIL arrives.
+LOOKUP_TIMEOUT = 12.0
 
 
 def resolver():
@@ -44,7 +48,7 @@ def option(name, default):
 
 def ask(name, kind="A", server=None, port=53):
     query = dns.message.make_query(name, kind)
-    answer, tcp = dns.query.udp_with_fallback(query, server or resolver(), timeout=TIMEOUT, port=port)
+    answer, tcp = dns.query.udp_with_fallback(query, server or resolver(), timeout=LOOKUP_TIMEOUT, port=port)
     addresses = [r.address for rrset in answer.answer for r in rrset
                  if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)]
     return dns.rcode.to_text(answer.rcode()), addresses, tcp
@@ -64,20 +68,26 @@ def main():
         try:
             rcode, addresses, tcp = ask(sys.argv[2], option("--type", "A"), option("--server", None),
                                         int(option("--port", "53")))
-            print(json.dumps({"rcode": rcode, "addresses": addresses, "tcp": tcp}))
+            out = {"rcode": rcode, "addresses": addresses, "tcp": tcp, "unreachable": []}
+            if "--connect" in sys.argv:
+                port = int(option("--connect", "80"))
+                out["unreachable"] = [a for a in addresses if not connect(a, port)[0]]
+            print(json.dumps(out))
         except Exception as e:
             print(json.dumps({"rcode": "no answer", "addresses": [], "error": repr(e)}))
     elif cmd == "rotate":
         count, port = int(sys.argv[2]), int(sys.argv[3])
-        out = {"answers": 0, "addresses": [], "misses": [], "failed_lookups": 0}
+        out = {"answers": 0, "addresses": [], "misses": [], "failed_lookups": 0, "failures": []}
         for _ in range(count):
             try:
                 rcode, addresses, _ = ask("allowed.test")
-            except Exception:
+            except Exception as e:
                 out["failed_lookups"] += 1
+                out["failures"] = (out["failures"] + [repr(e)])[:5]
                 continue
             if rcode != "NOERROR" or not addresses:
                 out["failed_lookups"] += 1
+                out["failures"] = (out["failures"] + [rcode])[:5]
                 continue
             out["answers"] += 1
             for a in addresses:

@@ -151,6 +151,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
 
     let mut chains = vec![output];
     if !forwarders.is_empty() {
+        chains.push(dns_zones(&forwarders));
         chains.push(dns_redirect(&forwarders));
     }
     let host = Owner {
@@ -429,6 +430,35 @@ fn forwarder_guards(forwarders: &[Forwarder<'_>]) -> Vec<RuleDef> {
         }
     }
     rules
+}
+
+/// Each VM's DNS connections are tracked in a conntrack zone of their own (the original
+/// direction; replies are found in the common zone). Without it, a connection from another
+/// program that happens to reuse the same ports within conntrack's memory of a VM's closed one
+/// (30 s for UDP) would be taken for it and redirected to that VM's forwarder — and dropped
+/// there — while a VM's new question could inherit a connection that was never redirected.
+fn dns_zones(forwarders: &[Forwarder<'_>]) -> ChainDef {
+    let mut rules = Vec::new();
+    for f in forwarders {
+        for proto in ["udp", "tcp"] {
+            let mut rule = RuleDef::new(
+                vec![
+                    Match::SkUid(f.uid),
+                    Match::Dport(proto, single_port_set(53)),
+                ],
+                RuleVerdict::CtZone(conntrack_zone(f.uid)),
+            );
+            rule.comment = Some(format!("DNS of {} in its own conntrack zone", f.vm));
+            rules.push(rule);
+        }
+    }
+    ChainDef::new(DNS_ZONES, Some(Hook::RawOutput), rules)
+}
+
+/// A VM's conntrack zone, from its uid: stable across generations and restarts, never 0 (the
+/// zone of everything else).
+fn conntrack_zone(uid: u32) -> u16 {
+    u16::try_from(uid % 65_534 + 1).unwrap_or(u16::MAX)
 }
 
 /// The NAT chain: every VM's DNS (to whichever server, port 53, UDP and TCP) goes to its own

@@ -117,6 +117,9 @@ fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
                 // manager's NAT (libvirt's, docker's) can send our VMs' DNS elsewhere.
                 let _ = writeln!(s, "\t\ttype nat hook output priority -110;");
             }
+            Some(Hook::RawOutput) => {
+                let _ = writeln!(s, "\t\ttype filter hook output priority raw;");
+            }
             None => {}
         }
         render_body(s, chain, "\t\t");
@@ -244,6 +247,7 @@ pub fn render_rule(rule: &RuleDef) -> String {
         RuleVerdict::IcmpxUnreachable => "reject with icmpx port-unreachable".into(),
         RuleVerdict::Jump(c) => format!("jump {c}"),
         RuleVerdict::Redirect(port) => format!("redirect to :{port}"),
+        RuleVerdict::CtZone(zone) => format!("ct original zone set {zone}"),
         RuleVerdict::UidMap(map) => {
             let entries: Vec<String> = map
                 .iter()

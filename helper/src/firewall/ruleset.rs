@@ -28,6 +28,8 @@ pub const CONSOLE_ALLOWED: &str = "console_allowed";
 pub const LIVE_MARKS: &str = "live_marks";
 /// The NAT chain sending each VM's DNS to its forwarder port.
 pub const DNS_REDIRECT: &str = "dns_redirect";
+/// The chain putting each VM's DNS connections in a conntrack zone of their own.
+pub const DNS_ZONES: &str = "dns_zones";
 /// Most addresses one answers set holds: a guest resolving endless names under a wildcard fills
 /// it, and then its answers are refused rather than the helper's or the kernel's memory growing.
 pub const MAX_ANSWERS: u32 = 65_536;
@@ -156,6 +158,8 @@ pub enum Hook {
     /// Locally generated packets, destination NAT, before any filter chain sees them (so the
     /// filter chains see the translated destination).
     NatOutput,
+    /// Locally generated packets before connection tracking sees them (raw priority).
+    RawOutput,
 }
 
 /// A base chain's policy.
@@ -271,6 +275,9 @@ pub enum RuleVerdict {
     Jump(String),
     /// Destination NAT to this port on the local host (in a `NatOutput` chain only).
     Redirect(u16),
+    /// Track the connection's original direction in this conntrack zone, then go on (in a
+    /// `RawOutput` chain only).
+    CtZone(u16),
 }
 
 impl RuleDef {

@@ -256,6 +256,7 @@ impl Forwarder {
         }
         let stored = self.lists.load(list).ok()?;
         let set = Arc::new(DomainSet::new(list.clone(), stored.domains));
+        tracing::info!("DNS: list {list} blocks {} names", set.len());
         cache.insert(list.clone(), (meta.content_hash, Arc::clone(&set)));
         Some(set)
     }
@@ -372,7 +373,10 @@ impl FollowNames for Forwarder {
         };
         if live.settings.upstream != policy.settings.dns.upstream {
             live.upstream = Upstream::new(&policy.settings.dns.upstream)
-                .map(Arc::new)
+                .map(|u| {
+                    tracing::info!("DNS questions go to {}", u.describe());
+                    Arc::new(u)
+                })
                 .map_err(|e| {
                     tracing::error!("{e}");
                     e.to_string()

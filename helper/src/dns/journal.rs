@@ -138,17 +138,6 @@ impl Journal {
         }
         inner.names = next;
     }
-
-    /// Records that a name could not be looked up at all (for host-wide names the helper
-    /// resolves itself).
-    pub fn name_failed(&self, vm: &str, pattern: &str, why: &str) {
-        if let Ok(mut inner) = self.inner.lock() {
-            if let Some(s) = inner.names.get_mut(&(vm.to_owned(), pattern.to_owned())) {
-                s.problem = why.to_owned();
-                s.last_answer_at = unix_now();
-            }
-        }
-    }
 }
 
 #[cfg(test)]

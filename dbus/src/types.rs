@@ -432,6 +432,9 @@ pub struct DnsEvent {
     pub rules: Vec<u32>,
     /// Words for people: the blocking list, the upstream's error, the answer's code.
     pub detail: String,
+    /// How long the kernel took to take the admitted addresses, in microseconds (the answer
+    /// waited that long; 0 when nothing was admitted).
+    pub admit_us: u64,
 }
 
 /// The state of one host name or wildcard a VM's rules name, for status and the app's rule rows.

@@ -119,6 +119,7 @@ impl Forwarder {
             rules: Vec::new(),
             detail: String::new(),
             patterns: Vec::new(),
+            admit_us: 0,
         };
         let reply = self
             .decide(
@@ -224,7 +225,10 @@ impl Forwarder {
         if admissions.is_empty() {
             return reply;
         }
-        match self.admitter.admit(admissions).await {
+        let started = std::time::Instant::now();
+        let admitted = self.admitter.admit(admissions).await;
+        entry.admit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match admitted {
             Ok(()) => {
                 entry.outcome = DnsOutcome::Admitted;
                 entry.admitted = found.found.iter().map(|(a, _)| a.to_string()).collect();

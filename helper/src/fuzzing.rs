@@ -270,3 +270,34 @@ fn file_name(bytes: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests;
+
+/// A DNS message, read as a guest's question (the forwarder's own answers to it must read back
+/// as answers to the same question) and as the upstream's answer to a fixed question (whatever
+/// it holds, the addresses that count are bounded by its records).
+pub fn dns(data: &[u8]) {
+    use crate::dns::answer::{addresses, own_answer, read_question};
+    use hickory_proto::op::ResponseCode;
+    if let Ok(q) = read_question(data) {
+        let refusal = own_answer(&q, ResponseCode::Refused);
+        let back = addresses(&refusal, &q);
+        assert!(back.is_ok_and(|a| a.found.is_empty() && a.code == ResponseCode::Refused));
+        assert!(q.name.len() <= 255);
+        if let Ok(found) = addresses(data, &q) {
+            assert!(found.found.len() <= data.len() / 11);
+        }
+    }
+    let mut fixed = hickory_proto::op::Message::new();
+    fixed.set_id(u16::from_be_bytes([
+        data.first().copied().unwrap_or(0),
+        data.get(1).copied().unwrap_or(0),
+    ]));
+    fixed.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("allowed.test.").unwrap_or_default(),
+        hickory_proto::rr::RecordType::A,
+    ));
+    if let Ok(q) = fixed.to_vec().map(|b| read_question(&b)) {
+        if let Ok(q) = q {
+            let _ = addresses(data, &q);
+        }
+    }
+}

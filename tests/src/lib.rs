@@ -16,6 +16,7 @@
 
 mod bus;
 mod display;
+pub mod dns;
 mod env;
 mod guest;
 mod helper;

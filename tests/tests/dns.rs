@@ -1,58 +1,21 @@
 //! Acceptance tests of the DNS-names issue: the helper's forwarder between a VM's user and a real
 //! DNS server in the test's namespace, with every connection made for real as the VM's user.
 //!
-//! The namespace gets a DNS server on 10.53.0.53 and 10.53.0.99 (`tests/tools/dns_server.py`),
-//! `/etc/resolv.conf` naming 10.53.0.53 (for the helper and everything started after it), and
-//! 10.64.0.0/10 routed locally with an echo listener on port 80, so every address the server
-//! hands out can be connected to — if the firewall lets the connection out.
+//! The lab (`palisade_tests::dns`): a DNS server in the test's namespace and an echo listener on
+//! every address it hands out.
 
 mod common;
 
 use common::*;
-use palisade_tests::TestEnv;
+use palisade_tests::dns::DnsLab;
+use palisade_tests::{TestEnv, ALICE};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const VM_USER: &str = "palisade-vm-work";
-const PORT: u16 = 80;
-
-struct DnsLab {
-    env: TestEnv,
-    _server: Listener,
-    _echo: Listener,
-}
 
 fn lab() -> DnsLab {
-    let mut env = TestEnv::start_without_helper()
-        .unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
-    let etc = env.netns_etc_dir();
-    std::fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(etc.join("resolv.conf"), "nameserver 10.53.0.53\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    for argv in [
-        &["ip", "addr", "add", "10.53.0.53/32", "dev", "lo"][..],
-        &["ip", "addr", "add", "10.53.0.99/32", "dev", "lo"],
-        &["ip", "route", "add", "local", "10.64.0.0/10", "dev", "lo"],
-    ] {
-        ok(&env, env.run_as(None, argv));
-    }
-    let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/dns_server.py"));
-    let server = ready_listener(
-        &env,
-        &[
-            "python3".to_owned(),
-            tool.to_string_lossy().into_owned(),
-            "10.53.0.53".into(),
-            "10.53.0.99".into(),
-        ],
-    );
-    let echo = listen_on(&env, "0.0.0.0", PORT);
-    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
-    DnsLab {
-        env,
-        _server: server,
-        _echo: echo,
-    }
+    DnsLab::start().unwrap_or_else(|e| panic!("cannot start the DNS lab: {e:#}"))
 }
 
 /// The lab's policy; answers stay admitted max(TTL 1 s, `floor`) + 1 s.
@@ -99,10 +62,14 @@ grace_seconds = 1
 }
 
 fn probe(env: &TestEnv, args: &[&str]) -> Value {
+    probe_as(env, VM_USER, args)
+}
+
+fn probe_as(env: &TestEnv, user: &str, args: &[&str]) -> Value {
     let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/dns_probe.py"));
     let mut argv = vec!["python3".to_owned(), tool.to_string_lossy().into_owned()];
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let out = env.run_as_timeout(Some(VM_USER), &argv, Duration::from_secs(600));
+    let out = env.run_as_timeout(Some(user), &argv, Duration::from_secs(600));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
 
@@ -272,4 +239,307 @@ fn palisade_json(env: &TestEnv, args: &[&str]) -> Value {
     argv.extend_from_slice(args);
     let out = ok(env, env.palisadectl(Some(palisade_tests::ADMIN), &argv));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+#[test]
+fn bad_questions_and_a_flood_from_one_vm_leave_the_forwarder_and_the_other_vm_alone() {
+    let lab = lab();
+    let env = &lab.env;
+    let home = "\n[[vm]]\nname = \"home\"\ndns = true\ndefault = \"reject\"\n[[vm.rule]]\n\
+                action = \"accept\"\ndestination = \"allowed.test\"\nproto = \"tcp\"\nports = 80\n";
+    apply(env, &policy("", home, 60), &[]);
+    let pid = env.helper_pid().unwrap_or(0);
+    let header = "123401000001000000000000";
+    let long_name: String = std::iter::repeat_n("3f", 300).collect();
+    for (what, hex) in [
+        ("garbage", "00".to_owned()),
+        ("a header alone", header.to_owned()),
+        ("a label running past the end", format!("{header}3f61")),
+        (
+            "a compression pointer to itself",
+            format!("{header}c00c00010001"),
+        ),
+        (
+            "a name longer than 255 bytes",
+            format!("{header}{long_name}"),
+        ),
+        (
+            "two questions",
+            format!(
+                "000701000002000000000000{0}{0}",
+                "016100".to_owned() + "00010001"
+            ),
+        ),
+        (
+            "an update, not a query",
+            format!("12342800000100000000000001610000010001"),
+        ),
+    ] {
+        for transport in ["udp", "tcp"] {
+            let mut args = vec!["raw", hex.as_str()];
+            if transport == "tcp" {
+                args.push("--tcp");
+            }
+            let answer = probe(env, &args);
+            // Dropped, or answered with an error code (FORMERR 1, NOTIMP 4): never a crash.
+            if let Some(hex) = answer["answer"].as_str() {
+                let code = u8::from_str_radix(&hex[7..8], 16).unwrap_or(0);
+                assert!(matches!(code, 1 | 4), "{what} over {transport}: {answer}");
+            }
+        }
+    }
+    assert!(env.helper_pid().is_some(), "the helper is alive");
+    let rss_before = palisade_tests::rss_kib(pid);
+    let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/dns_probe.py"));
+    let mut flood = env
+        .spawn_as(
+            Some(VM_USER),
+            &["python3", &tool.to_string_lossy(), "flood", "20000"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let during = probe_as(env, "palisade-vm-home", &["rotate", "50", "80"]);
+    let _ = flood.wait();
+    assert_eq!(during["answers"], 50, "{during}");
+    assert_eq!(during["misses"], Value::Array(Vec::new()), "{during}");
+    let rss_after = palisade_tests::rss_kib(pid);
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    // The flooding VM itself is answered again once the flood is over.
+    let after = resolve_and_connect(env, "allowed.test");
+    assert_eq!(after["rcode"], "NOERROR", "{after}");
+    assert_eq!(after["unreachable"], Value::Array(Vec::new()), "{after}");
+}
+
+#[test]
+fn no_miss_while_a_million_entry_list_loads() {
+    let lab = lab();
+    let env = &lab.env;
+    apply(env, &policy("", "", 60), &[]);
+    let path = env.dir().join("million.netset");
+    let mut list = String::with_capacity(17_000_000);
+    for i in 0..1_000_000u32 {
+        list.push_str(&format!(
+            "{}.{}.{}.{}/28\n",
+            11 + (i >> 19),
+            (i >> 11) & 255,
+            (i >> 3) & 255,
+            (i & 7) * 32
+        ));
+    }
+    std::fs::write(&path, list).unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(
+        env,
+        env.palisadectl(
+            Some(palisade_tests::ADMIN),
+            &["blocklist", "import", "big", &path.to_string_lossy()],
+        ),
+    );
+    let with_list = env
+        .write_file(
+            "with-list.toml",
+            policy(
+                "",
+                "\n[[blocklist]]\nname = \"big\"\nimported = true\n\
+                 [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
+                60,
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut applying = spawn_palisadectl(
+        env,
+        palisade_tests::ADMIN,
+        &["policy", "apply", &with_list.to_string_lossy()],
+    );
+    let (mut answers, mut misses, mut rounds_during) = (0, Vec::new(), 0);
+    loop {
+        let done = matches!(applying.try_wait(), Ok(Some(_)));
+        let run = probe(env, &["rotate", "50", "80"]);
+        answers += run["answers"].as_u64().unwrap_or(0);
+        misses.extend(run["misses"].as_array().cloned().unwrap_or_default());
+        if done {
+            break;
+        }
+        rounds_during += 1;
+    }
+    let status = applying.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "the apply naming the list failed");
+    assert!(
+        rounds_during >= 1,
+        "the load ended before a question was asked"
+    );
+    assert!(answers >= 50 * rounds_during, "{answers} answers");
+    assert!(misses.is_empty(), "{} misses: {misses:?}", misses.len());
+}
+
+/// Captures `filter` on `link` in the lab's namespace until dropped; `count` reads the capture.
+struct Capture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(env: &TestEnv, link: &str, name: &str) -> Capture {
+        let file = env.dir().join(name);
+        let mut child = env
+            .spawn_as(
+                None,
+                &[
+                    "tcpdump",
+                    "-i",
+                    link,
+                    "-n",
+                    "-U",
+                    "-w",
+                    &file.to_string_lossy(),
+                    "port 53 or port 853",
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut line = String::new();
+        if let Some(err) = child.stderr.take() {
+            use std::io::BufRead;
+            let _ = std::io::BufReader::new(err).read_line(&mut line);
+        }
+        assert!(line.contains("listening on"), "tcpdump: {line}");
+        Capture { child, file }
+    }
+
+    /// Stops the capture; the number of packets on each port.
+    fn stop(mut self, env: &TestEnv) -> (usize, usize) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+        let count = |port: &str| {
+            let out = env.run_as(
+                None,
+                &[
+                    "tcpdump",
+                    "-r",
+                    &self.file.to_string_lossy(),
+                    "-n",
+                    "port",
+                    port,
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        };
+        (count("53"), count("853"))
+    }
+}
+
+#[test]
+fn dns_over_tls_leaves_no_plaintext_on_the_link_and_a_wrong_certificate_fails_closed() {
+    let lab = lab();
+    let env = &lab.env;
+    let upstream = palisade_tests::dns::TlsUpstream::start(&lab)
+        .unwrap_or_else(|e| panic!("cannot start the TLS upstream: {e:#}"));
+    let tls = |name: &str| {
+        format!(
+            "upstream = \"tls\"\nserver = \"10.99.0.2:853\"\ntls_name = \"{name}\"\ntls_ca = \"{}\"\n",
+            upstream.ca.display()
+        )
+    };
+    apply(env, &policy("", &tls("dns.test"), 1), &[]);
+    let capture = Capture::start(env, &upstream.link, "tls.pcap");
+    let run = probe(env, &["rotate", "1000", "80"]);
+    let summary = format!(
+        "answers {}, misses {}, failed lookups {} {}",
+        run["answers"], run["misses"], run["failed_lookups"], run["failures"]
+    );
+    assert_eq!(run["answers"], 1000, "{summary}");
+    assert_eq!(run["misses"], Value::Array(Vec::new()), "{summary}");
+    let (plain, tls_packets) = capture.stop(env);
+    assert_eq!(plain, 0, "plaintext DNS crossed the link");
+    assert!(tls_packets > 0, "the capture saw no DNS over TLS either");
+
+    // A certificate that does not name the configured server: lookups fail, and say why.
+    apply(env, &policy("", &tls("wrong.test"), 1), &[]);
+    let capture = Capture::start(env, &upstream.link, "wrong.pcap");
+    let failed = resolve(env, "allowed.test");
+    assert_eq!(failed["rcode"], "SERVFAIL", "{failed}");
+    let (plain, _) = capture.stop(env);
+    assert_eq!(plain, 0, "a failing TLS upstream fell back to plaintext");
+    let log = palisade_json(env, &["dns", "log", "--vm", "work"]);
+    let last = log
+        .as_array()
+        .and_then(|l| l.iter().rev().find(|e| e["name"] == "allowed.test"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(last["outcome"], "failed", "{last}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("certificate"),
+        "{last}"
+    );
+}
+
+#[test]
+fn the_tiny_guest_resolves_through_slirp_and_reaches_only_what_its_rules_name() {
+    let lab = lab();
+    let env = &lab.env;
+    create_work(env, "");
+    let guest = format!(
+        r#"
+[settings]
+accel = "tcg"
+[settings.dns]
+ttl_floor_seconds = 60
+
+[[vm]]
+name = "work"
+memory = 256
+cpus = 1
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0 quiet pal.resolve=allowed.test:80,other.test:80"
+operators = {{ users = ["{ALICE}"] }}
+dns = true
+default = "reject"
+
+[[vm.rule]]
+action = "accept"
+destination = "allowed.test"
+proto = "tcp"
+ports = 80
+"#
+    );
+    apply(env, &guest, &[]);
+    let lines = boot(env, ALICE, &[]);
+    let result = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("PALISADE-RESULT resolve {name} ")))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let allowed = result("allowed.test");
+    assert!(
+        allowed.starts_with("PALISADE-RESULT resolve allowed.test 10.77.")
+            && allowed.ends_with(" ok"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        result("other.test"),
+        "PALISADE-RESULT resolve other.test 10.81.0.1 fail",
+        "{lines:?}"
+    );
+    // The guest's lookups went through the forwarder, as VM work.
+    let log = palisade_json(env, &["dns", "log", "--vm", "work"]);
+    let admitted = log
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .any(|e| e["name"] == "allowed.test" && e["outcome"] == "admitted")
+        })
+        .unwrap_or(false);
+    assert!(admitted, "{log}");
 }

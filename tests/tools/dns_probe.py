@@ -14,6 +14,8 @@ Prints one JSON object.
         {"connected": bool, "why": "..."}
   dns_probe.py raw HEX [--tcp]
         sends the bytes as they are; {"answer": "hex" or null}
+  dns_probe.py qps SECONDS NAME [--server ADDR]
+        keeps 32 questions for NAME outstanding for SECONDS; {"answers": n, "per_second": x}
   dns_probe.py flood COUNT
         sends COUNT questions for distinct names as fast as it can, without waiting for answers
 """
@@ -116,6 +118,36 @@ def main():
             print(json.dumps({"answer": answer.hex() if answer else None}))
         except OSError:
             print(json.dumps({"answer": None}))
+    elif cmd == "qps":
+        import select
+        seconds, name = float(sys.argv[2]), sys.argv[3]
+        server = option("--server", None) or resolver()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        wire = bytearray(dns.message.make_query(name, "A").to_wire())
+        outstanding, answers, next_id = {}, 0, 0
+        started = time.monotonic()
+        deadline = started + seconds
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            for qid in [q for q, t in outstanding.items() if now - t > 1.0]:
+                del outstanding[qid]
+            while len(outstanding) < 32:
+                next_id = (next_id + 1) % 65536
+                wire[0:2] = next_id.to_bytes(2, "big")
+                s.sendto(bytes(wire), (server, 53))
+                outstanding[next_id] = now
+            ready, _, _ = select.select([s], [], [], 0.05)
+            while ready:
+                try:
+                    data = s.recv(65535)
+                except BlockingIOError:
+                    break
+                qid = int.from_bytes(data[0:2], "big")
+                if outstanding.pop(qid, None) is not None:
+                    answers += 1
+        elapsed = time.monotonic() - started
+        print(json.dumps({"answers": answers, "per_second": round(answers / elapsed, 1)}))
     elif cmd == "flood":
         count = int(sys.argv[2])
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -190,6 +190,20 @@ impl Validator {
             Some(s) => self.check(&format!("{path}.default"), verdict(s)),
         };
         let rules = self.rules(&format!("{path}.rule"), rv.rule, blocklists);
+        if rv.dns != Some(true) {
+            for (i, rule) in rules.iter().enumerate() {
+                if let Destination::Host(_) | Destination::Wildcard(_) = &rule.destination {
+                    self.warn(
+                        &format!("{path}.rule[{}]", i + 1),
+                        format!(
+                            "the addresses of {} are learned from this VM's own lookups through \
+                             Palisade: add dns = true, or this rule matches nothing",
+                            rule.destination
+                        ),
+                    );
+                }
+            }
+        }
         let socks_proxy = rv
             .socks_proxy
             .and_then(|p| self.check(&format!("{path}.socks_proxy"), ports::port_from_int(p)));

@@ -48,6 +48,8 @@ pub struct Entry<'a> {
     pub detail: String,
     /// The patterns of the VM's name rules that matched, so their state follows the answer.
     pub patterns: Vec<String>,
+    /// Microseconds the admission took.
+    pub admit_us: u64,
 }
 
 impl Journal {
@@ -88,6 +90,7 @@ impl Journal {
             admitted: e.admitted,
             rules: e.rules,
             detail: e.detail,
+            admit_us: e.admit_us,
         });
     }
 
@@ -154,6 +157,7 @@ mod tests {
             rules: vec![1],
             detail: "upstream down".into(),
             patterns: vec![name.to_owned()],
+            admit_us: 0,
         }
     }
 

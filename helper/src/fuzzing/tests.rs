@@ -59,3 +59,8 @@ fn vv_corpus_replays() {
 fn bus_arguments_corpus_replays() {
     replay("bus_arguments", super::bus_arguments);
 }
+
+#[test]
+fn dns_corpus_replays() {
+    replay("dns", super::dns);
+}

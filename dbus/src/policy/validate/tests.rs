@@ -282,3 +282,25 @@ fn strict_dns_needs_the_forwarder() {
         .unwrap_or_else(|f| panic!("{f:?}"));
     assert!(p.policy.vms[0].strict_dns);
 }
+
+#[test]
+fn a_name_rule_without_the_forwarder_is_warned_about() {
+    let doc = format!("{VM}[[vm.rule]]\naction = \"accept\"\ndestination = \"*.example.com\"\n");
+    let parsed = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+    assert!(
+        has(&parsed.warnings, "vm[work].rule[1]", "add dns = true"),
+        "{:?}",
+        parsed.warnings
+    );
+    let with = Policy::parse(
+        format!(
+            "{VM}dns = true\n[[vm.rule]]\naction = \"accept\"\ndestination = \"a.example.com\"\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    assert!(!with
+        .warnings
+        .iter()
+        .any(|f| f.message.contains("dns = true")));
+}

@@ -295,9 +295,7 @@ pub fn dns(data: &[u8]) {
         hickory_proto::rr::Name::from_ascii("allowed.test.").unwrap_or_default(),
         hickory_proto::rr::RecordType::A,
     ));
-    if let Ok(q) = fixed.to_vec().map(|b| read_question(&b)) {
-        if let Ok(q) = q {
-            let _ = addresses(data, &q);
-        }
+    if let Ok(Ok(q)) = fixed.to_vec().map(|b| read_question(&b)) {
+        let _ = addresses(data, &q);
     }
 }

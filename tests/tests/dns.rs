@@ -272,7 +272,7 @@ fn bad_questions_and_a_flood_from_one_vm_leave_the_forwarder_and_the_other_vm_al
         ),
         (
             "an update, not a query",
-            format!("12342800000100000000000001610000010001"),
+            "12342800000100000000000001610000010001".to_owned(),
         ),
     ] {
         for transport in ["udp", "tcp"] {

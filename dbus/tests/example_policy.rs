@@ -32,14 +32,21 @@ fn example_policy_shows_what_the_readme_promises() {
         .vm("work")
         .unwrap_or_else(|| panic!("no VM named work"));
     assert_eq!(work.default_action, Verdict::Drop);
-    assert_eq!(
-        work.rules.len(),
-        2,
-        "work may reach DNS and the mail server only"
-    );
+    assert_eq!(work.rules.len(), 1, "work may reach the mail server only");
+    assert!(work.dns, "work resolves names through the forwarder");
     assert!(work.rules.iter().all(|r| r.action == Verdict::Accept));
-    assert!(work.rules.iter().any(|r| r.destination == Destination::Dns));
-    assert!(policy.vm("banking").is_some());
+    assert!(work
+        .rules
+        .iter()
+        .any(|r| matches!(r.destination, Destination::Host(_))));
+    let banking = policy
+        .vm("banking")
+        .unwrap_or_else(|| panic!("no VM named banking"));
+    assert!(banking.strict_dns, "banking shows strict DNS");
+    assert!(banking
+        .rules
+        .iter()
+        .any(|r| matches!(r.destination, Destination::Wildcard(_))));
     assert!(policy
         .host_rules
         .iter()

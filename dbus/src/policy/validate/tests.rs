@@ -26,6 +26,7 @@ cpus = 2
 operators = { users = ["alice"] }
 console = { users = ["alice"], groups = ["staff"] }
 default = "drop"
+dns = true
 
 [[vm.rule]]
 action = "accept"
@@ -135,7 +136,7 @@ fn protocol_consistency() {
 
 #[test]
 fn warns_about_shadowed_rules() {
-    let doc = "[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n\
+    let doc = "[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\ndns = true\n\
                [[vm.rule]]\naction = \"drop\"\ndestination = \"10.0.0.0/8\"\n\
                [[vm.rule]]\naction = \"accept\"\ndestination = \"10.1.2.3\"\nproto = \"tcp\"\nports = 443\n\
                [[vm.rule]]\naction = \"accept\"\ndestination = \"*.example.com\"\n\

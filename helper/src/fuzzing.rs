@@ -281,7 +281,9 @@ pub fn dns(data: &[u8]) {
         let refusal = own_answer(&q, ResponseCode::Refused);
         let back = addresses(&refusal, &q);
         assert!(back.is_ok_and(|a| a.found.is_empty() && a.code == ResponseCode::Refused));
-        assert!(q.name.len() <= 255);
+        // The presentation form: at most 255 bytes on the wire, each written as itself, `\c`
+        // or `\DDD`.
+        assert!(q.name.len() <= 4 * 255);
         if let Ok(found) = addresses(data, &q) {
             assert!(found.found.len() <= data.len() / 11);
         }

@@ -254,22 +254,30 @@ fn replacing_a_list_never_lets_a_listed_address_through() {
     assert!(connects_to(&env, UNLISTED));
 }
 
-/// The kernel set a list's family is in, from the helper's record of its data sets.
-fn set_of_big(env: &TestEnv, v6: bool) -> String {
+/// The kernel sets a list's family is in, from the helper's record of its data sets, in address
+/// order.
+fn sets_of_big(env: &TestEnv, v6: bool) -> Vec<String> {
     let record =
         std::fs::read(env.state_dir().join("data-sets.json")).unwrap_or_else(|e| panic!("{e}"));
     let record: serde_json::Value =
         serde_json::from_slice(&record).unwrap_or_else(|e| panic!("{e}"));
     let sets = record["sets"].as_object().cloned().unwrap_or_default();
-    let mine: Vec<&String> = sets
+    let mut mine: Vec<(std::net::IpAddr, String)> = sets
         .iter()
         .filter(|(_, held)| {
             held["state"] == "complete" && held["list"] == "big" && held["v6"] == v6
         })
-        .map(|(name, _)| name)
+        .map(|(name, held)| {
+            let first = held["first"].as_str().unwrap_or_default();
+            (
+                first.parse().unwrap_or_else(|e| panic!("{first}: {e}")),
+                name.clone(),
+            )
+        })
         .collect();
-    assert_eq!(mine.len(), 1, "{record}");
-    mine[0].clone()
+    mine.sort();
+    assert!(!mine.is_empty(), "{record}");
+    mine.into_iter().map(|(_, name)| name).collect()
 }
 
 /// How many elements (ranges) the kernel's set holds, read back with nft (the set is small
@@ -288,18 +296,33 @@ fn kernel_ranges(env: &TestEnv, set: &str) -> usize {
 fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     let mut env = start();
     let _listener = listen_any(&env);
-    // 20,000 networks, the listed test network and one more; the new version drops 100 of the
-    // networks and trades that one for another: 101 ranges removed and 1 added, in place.
+    // 120,000 networks, the listed test network and two more: three kernel sets of at most
+    // 50,000 ranges. The new version drops the last 100 networks and trades 127.88.0.0/24 for
+    // 127.89.0.0/24 (the last set: 101 ranges removed, 1 added) and 10.1.0.0/24 for
+    // 10.2.0.0/24 (the first set: 1 removed, 1 added), in place; the middle set is untouched.
     let (gone, new) = ("127.88.0.1", "127.89.0.1");
-    let first = write_list(&env, "first.netset", 20_000, &["127.88.0.0/24"]);
+    let first = write_list(
+        &env,
+        "first.netset",
+        120_000,
+        &["127.88.0.0/24", "10.1.0.0/24"],
+    );
     import(&env, &first, &[]);
     apply(&env, &policy_with_list(9000), &[]);
-    let set = set_of_big(&env, false);
-    assert_eq!(kernel_ranges(&env, &set), 20_002);
+    let sets = sets_of_big(&env, false);
+    assert_eq!(sets.len(), 3, "{sets:?}");
+    let ranges =
+        |env: &TestEnv| -> Vec<usize> { sets.iter().map(|s| kernel_ranges(env, s)).collect() };
+    assert_eq!(ranges(&env), vec![50_000, 50_000, 20_003]);
     assert!(!connects_to(&env, gone) && connects_to(&env, new));
     let hash_before = show_hash(&env);
 
-    let second = write_list(&env, "second.netset", 19_900, &["127.89.0.0/24"]);
+    let second = write_list(
+        &env,
+        "second.netset",
+        119_900,
+        &["127.89.0.0/24", "10.2.0.0/24"],
+    );
     let (attempts, passed, info) = probe_during(&env, LISTED, Duration::from_millis(300), || {
         import(&env, &second, &[])
     });
@@ -307,22 +330,29 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert!(attempts >= 2, "the prober hardly ran: {attempts} attempts");
     assert_eq!(passed, 0, "{passed} of {attempts} attempts passed");
 
-    // The same kernel set, not reloaded, now holding the new version.
+    // The same kernel sets, not reloaded, now holding the new version.
     assert_ne!(show_hash(&env), hash_before);
     assert_eq!(
-        set_of_big(&env, false),
-        set,
-        "the list moved to another set"
+        sets_of_big(&env, false),
+        sets,
+        "the list moved to other sets"
     );
     assert_eq!(loads_logged(&env), 2, "the list was reloaded");
+    let log = env.helper_log();
+    for (set, change) in [
+        (&sets[0], "1 ranges removed, 1 added"),
+        (&sets[2], "101 ranges removed, 1 added"),
+    ] {
+        assert!(
+            log.contains(&format!("updated set {set} of list big in place: {change}")),
+            "{log}"
+        );
+    }
     assert!(
-        env.helper_log().contains(&format!(
-            "updated set {set} of list big in place: 101 ranges removed, 1 added"
-        )),
-        "{}",
-        env.helper_log()
+        !log.contains(&format!("updated set {} ", sets[1])),
+        "an untouched set was written to: {log}"
     );
-    assert_eq!(kernel_ranges(&env, &set), 19_902);
+    assert_eq!(ranges(&env), vec![50_000, 50_000, 19_903]);
     assert!(
         connects_to(&env, gone),
         "a range the new version dropped is still refused"
@@ -335,14 +365,14 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
 
     // The same contents once more change nothing in the kernel.
     import(&env, &second, &[]);
-    assert_eq!(kernel_ranges(&env, &set), 19_902);
+    assert_eq!(ranges(&env), vec![50_000, 50_000, 19_903]);
     assert_eq!(loads_logged(&env), 2);
 
-    // After a restart the record still vouches for the set: the boot load leaves it alone.
+    // After a restart the record still vouches for the sets: the boot load leaves them alone.
     env.stop_helper();
     env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
     let _ = ok(&env, env.palisadectl(Some(ADMIN), &["status"]));
-    assert_eq!(set_of_big(&env, false), set);
+    assert_eq!(sets_of_big(&env, false), sets);
     assert!(!connects_to(&env, new) && connects_to(&env, gone));
 }
 

@@ -206,6 +206,61 @@ impl NetworkList {
     }
 }
 
+/// Ranges per kernel set a list is enforced through. The kernel rebuilds a set's lookup
+/// structure on every transaction that touches it, so a transaction's cost grows with the set
+/// it touches (measured here: one 20,000-range chunk into a 1M-range set 0.3–0.7 s, into a
+/// 50,000-range set under 0.1 s; the whole million loads in 5 s in such sets instead of 14 s).
+pub const SHARD_RANGES: usize = 50_000;
+
+/// Where a family's ranges are cut into pieces of `every` ranges: the first address of every
+/// `every`-th range after the first. Empty for a list of at most `every` ranges.
+fn split_points<A: Copy>(ranges: &[(A, A)], every: usize) -> Vec<A> {
+    ranges
+        .iter()
+        .step_by(every.max(1))
+        .skip(1)
+        .map(|r| r.0)
+        .collect()
+}
+
+/// The part of `ranges` (sorted, disjoint) inside `first..=last`: ranges crossing either end
+/// are cut there.
+fn clipped<A: Address>(ranges: &[(A, A)], first: A, last: A) -> impl Iterator<Item = (A, A)> + '_ {
+    let start = ranges.partition_point(|r| r.1 < first);
+    ranges[start..]
+        .iter()
+        .take_while(move |r| r.0 <= last)
+        .map(move |&(s, e)| (s.max(first), e.min(last)))
+}
+
+impl NetworkList {
+    /// Where the IPv4 ranges are cut into kernel sets of `every` ranges (see [`SHARD_RANGES`]).
+    pub fn split_points_v4(&self, every: usize) -> Vec<Ipv4Addr> {
+        split_points(&self.v4, every)
+            .into_iter()
+            .map(Ipv4Addr::from)
+            .collect()
+    }
+
+    /// Where the IPv6 ranges are cut into kernel sets of `every` ranges.
+    pub fn split_points_v6(&self, every: usize) -> Vec<Ipv6Addr> {
+        split_points(&self.v6, every)
+            .into_iter()
+            .map(Ipv6Addr::from)
+            .collect()
+    }
+
+    /// The IPv4 ranges inside `first..=last`, cut at both ends.
+    pub fn v4_within(&self, first: u32, last: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        clipped(&self.v4, first, last)
+    }
+
+    /// The IPv6 ranges inside `first..=last`, cut at both ends.
+    pub fn v6_within(&self, first: u128, last: u128) -> impl Iterator<Item = (u128, u128)> + '_ {
+        clipped(&self.v6, first, last)
+    }
+}
+
 /// What turns one version of a list into another: delete `removed`, then add `added`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeDiff {
@@ -481,5 +536,34 @@ mod tests {
         let d = diff(&old, &new);
         assert_eq!(d.removed.v4(), &[(2000, 2001)]);
         assert_eq!(d.added.v4(), &[(2000, 2002), (10_000, 10_000)]);
+    }
+
+    #[test]
+    fn split_points_cut_every_nth_range_and_clipping_cuts_ranges_across_the_ends() {
+        let list =
+            NetworkList::from_ranges((0..10u32).map(|i| (i * 10, i * 10 + 5)).collect(), vec![]);
+        assert_eq!(
+            list.split_points_v4(4),
+            vec![Ipv4Addr::from(40), Ipv4Addr::from(80)]
+        );
+        assert!(list.split_points_v4(10).is_empty());
+        assert!(list.split_points_v6(1).is_empty());
+        // The pieces between consecutive points hold every range exactly once.
+        let pieces = [(0, 39), (40, 79), (80, u32::MAX)];
+        let total: usize = pieces
+            .iter()
+            .map(|&(a, b)| list.v4_within(a, b).count())
+            .sum();
+        assert_eq!(total, 10);
+        // A range crossing a cut is cut there, on both sides, and nothing else moves.
+        assert_eq!(
+            list.v4_within(3, 22).collect::<Vec<_>>(),
+            vec![(3, 5), (10, 15), (20, 22)]
+        );
+        assert_eq!(list.v4_within(6, 9).count(), 0);
+        assert_eq!(
+            list.v4_within(95, u32::MAX).collect::<Vec<_>>(),
+            vec![(95, 95)]
+        );
     }
 }

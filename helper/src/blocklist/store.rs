@@ -33,13 +33,14 @@
 //! One caller at a time: the helper serializes list operations.
 
 use super::parse::{Format, ParseOptions, ParsedList, Problem, MAX_ENTRIES};
-use super::ranges::{diff, NetworkList, RangeDiff};
+use super::ranges::{diff, NetworkList, RangeDiff, SHARD_RANGES};
 use crate::store::write_atomic;
 use palisade_dbus::policy::{HostName, ShortName};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{self, BufReader, Read};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,14 @@ pub struct ListMeta {
     /// kernel set holding that version is brought up to date by it, in one transaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousVersion>,
+    /// Where the IPv4 ranges are cut into kernel sets ([`SHARD_RANGES`] ranges each): the
+    /// firewall loads a new version into sets cut there. Missing in records written before
+    /// there were cuts: one set per family.
+    #[serde(default)]
+    pub splits_v4: Vec<Ipv4Addr>,
+    /// Where the IPv6 ranges are cut.
+    #[serde(default)]
+    pub splits_v6: Vec<Ipv6Addr>,
 }
 
 /// The version a list replaced, and the size of the difference the store keeps.
@@ -177,6 +186,8 @@ impl ListMeta {
             problems_not_listed: parsed.problems_not_listed + (parsed.problems.len() - kept) as u64,
             content_hash: String::new(),
             previous: None,
+            splits_v4: Vec::new(),
+            splits_v6: Vec::new(),
         }
     }
 
@@ -294,6 +305,8 @@ impl ListStore {
         meta.addresses_v4 = networks.addresses_v4();
         meta.addresses_v6 = networks.addresses_v6();
         meta.domains = domains.len() as u64;
+        meta.splits_v4 = networks.split_points_v4(SHARD_RANGES);
+        meta.splits_v6 = networks.split_points_v6(SHARD_RANGES);
         let data = self.data_path(&meta.name, &meta.content_hash);
         let mut keep = vec![data.clone()];
         meta.previous = match self.meta(&meta.name) {

@@ -59,10 +59,33 @@ pub struct ImportedFacts {
     pub ranges: u64,
     /// The version it replaced, when the store keeps the difference.
     pub previous: Option<PreviousFacts>,
-    /// The kernel sets holding its IPv4 and IPv6 ranges, as the data path chose them
+    /// Where the current version is cut into kernel sets, per family (the list store's cuts).
+    pub splits_v4: Vec<std::net::Ipv4Addr>,
+    pub splits_v6: Vec<std::net::Ipv6Addr>,
+    /// The kernel sets holding its IPv4 and IPv6 ranges, each a slice of the family's
+    /// addresses, in address order, together covering the family: as the data path chose them
     /// (`data::DataSets::name_sets`).
-    pub set_v4: String,
-    pub set_v6: String,
+    pub sets_v4: Vec<ListShard>,
+    pub sets_v6: Vec<ListShard>,
+}
+
+impl ImportedFacts {
+    /// The kernel sets of one family.
+    pub fn sets(&self, family: Family) -> &[ListShard] {
+        match family {
+            Family::V4 => &self.sets_v4,
+            Family::V6 => &self.sets_v6,
+        }
+    }
+}
+
+/// One kernel set of an imported list: the list's ranges from `first` to `last` (cut at both
+/// ends), of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListShard {
+    pub set: String,
+    pub first: IpAddr,
+    pub last: IpAddr,
 }
 
 /// The version an imported list replaced.
@@ -72,6 +95,8 @@ pub struct PreviousFacts {
     pub hash: String,
     /// Ranges the difference to the current version changes.
     pub changed: u64,
+    /// Ranges it adds (a set updated by the difference grows by at most these).
+    pub added: u64,
 }
 
 /// Longest comment the kernel keeps with a rule (nft's user data is 256 bytes, shared).
@@ -84,26 +109,30 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
 
     for b in &policy.blocklists {
         if b.imported {
+            // Gathering the facts refuses a policy naming a list nobody imported.
+            let Some(data) = facts.imported.get(&b.name) else {
+                continue;
+            };
             for family in [Family::V4, Family::V6] {
-                let Some(data) = facts.imported.get(&b.name) else {
-                    // Gathering the facts refuses a policy naming a list nobody imported.
-                    continue;
-                };
-                let mut set = net_set(
-                    &blocklist_set_of(&b.name, facts, family),
-                    match family {
-                        Family::V4 => SetKind::Ipv4Nets,
-                        Family::V6 => SetKind::Ipv6Nets,
-                    },
-                    Vec::new(),
-                );
-                set.imported = Some(ImportedData {
-                    list: b.name.clone(),
-                    family,
-                    hash: data.hash.clone(),
-                    ranges: data.ranges,
-                });
-                out.sets.push(set);
+                for shard in data.sets(family) {
+                    let mut set = net_set(
+                        &shard.set,
+                        match family {
+                            Family::V4 => SetKind::Ipv4Nets,
+                            Family::V6 => SetKind::Ipv6Nets,
+                        },
+                        Vec::new(),
+                    );
+                    set.imported = Some(ImportedData {
+                        list: b.name.clone(),
+                        family,
+                        hash: data.hash.clone(),
+                        ranges: data.ranges,
+                        first: shard.first,
+                        last: shard.last,
+                    });
+                    out.sets.push(set);
+                }
             }
             continue;
         }
@@ -713,7 +742,7 @@ fn destination_matches(
         }
         Destination::Blocklist(b) => families
             .iter()
-            .map(|f| vec![Match::DaddrInSet(*f, blocklist_set_of(b, facts, *f))])
+            .flat_map(|f| blocklist_matches(b, facts, *f))
             .collect(),
         Destination::Dns => {
             let (v4, v6) = split_families(facts.dns_servers.iter().copied().map(IpNet::from));
@@ -804,15 +833,29 @@ pub fn blocklist_set(name: &str, f: Family) -> String {
     format!("bl_{}_{}", name.replace('-', "_"), family_suffix(f))
 }
 
-/// The set holding one family of blocklist `name`: for an imported list, the set the data path
-/// chose for its current version.
-pub fn blocklist_set_of(name: &ShortName, facts: &Facts, f: Family) -> String {
-    match facts.imported.get(name) {
-        Some(data) => match f {
-            Family::V4 => data.set_v4.clone(),
-            Family::V6 => data.set_v6.clone(),
-        },
-        None => blocklist_set(name.as_str(), f),
+/// The alternatives matching one family of blocklist `name`. An imported list spread over
+/// several sets is matched by each set behind a range test of the addresses it holds, so a
+/// packet is looked up in one set only (a range test costs a comparison, a lookup a search).
+/// An imported list whose sets were not chosen names the inline set, which does not exist: the
+/// kernel refuses such a ruleset rather than dropping the rule.
+fn blocklist_matches(name: &ShortName, facts: &Facts, f: Family) -> Vec<Vec<Match>> {
+    let shards = facts
+        .imported
+        .get(name)
+        .map(|d| d.sets(f))
+        .unwrap_or_default();
+    match shards {
+        [] => vec![vec![Match::DaddrInSet(f, blocklist_set(name.as_str(), f))]],
+        [one] => vec![vec![Match::DaddrInSet(f, one.set.clone())]],
+        many => many
+            .iter()
+            .map(|s| {
+                vec![
+                    Match::DaddrWithin(s.first, s.last),
+                    Match::DaddrInSet(f, s.set.clone()),
+                ]
+            })
+            .collect(),
     }
 }
 

@@ -2,61 +2,80 @@
 //! never through `nft` and never by re-sending the ruleset.
 //!
 //! Invariants:
+//! - One family of one version of a list is held by a *group* of sets, `<stem>_s0`, `_s1`,
+//!   ..., each holding the list's ranges within one slice of the family's addresses; the
+//!   slices are cut where the list store says ([`SHARD_RANGES`] ranges each) and together cover
+//!   the family. The kernel rebuilds a set's lookup structure on every transaction that
+//!   touches it, so small sets keep every transaction short: a load, a difference and the
+//!   other writers waiting behind them (a DNS answer's addresses) alike.
 //! - A set is filled completely before any rule names it. A new version of a list goes into a
-//!   new set, filled while no rule looks at it; the structure transaction that follows swaps
+//!   new group, filled while no rule looks at it; the structure transaction that follows swaps
 //!   the rules over in one step. So the packet path sees the old list or the new one, never a
 //!   partial one, and never neither.
-//! - A version that differs from the one a live set holds by at most [`MAX_IN_PLACE`] ranges
+//! - A version that differs from the one a live group holds by at most [`MAX_IN_PLACE`] ranges
 //!   (the daily update of a FireHOL or Spamhaus list) is not reloaded: its difference, kept by
-//!   the list store, is deleted from and added to the live set in one transaction, which is as
-//!   atomic for the packet path as the swap and costs a fraction of it.
-//! - Loads go in transactions of at most `CHUNK` elements: other writers of the ruleset (a DNS
-//!   answer's addresses, an apply) wait at most one chunk.
+//!   the list store, is cut at the group's slices and applied to each set it touches in one
+//!   transaction per set. An address belongs to one slice, so each address's verdict changes
+//!   once, from the old list's to the new one's: the packet path never sees an address in
+//!   neither. A group whose sets would grow past [`MAX_SHARD_RANGES`] is loaded afresh, cut
+//!   anew.
+//! - Loads go in transactions of at most [`CHUNK`] elements into one small set: other writers
+//!   of the ruleset wait at most one chunk.
 //! - What each set holds is on disk (`<state>/data-sets.json`): a set is recorded as holding a
 //!   version only after the kernel committed it, and as unknown before any change to it starts.
 //!   After a crash a set the record does not vouch for is never trusted: no new structure names
-//!   it, and the structure transaction deletes it.
-//! - A generation that does not change a list does not touch its set.
+//!   it, and the structure transaction deletes it. A group is used only while every one of its
+//!   sets is vouched for at the same version.
+//! - A generation that does not change a list does not touch its sets.
 //!
 //! Every call that writes runs under the firewall's apply lock, and blocks (netlink): callers
 //! use `spawn_blocking`.
 
-use super::compile::{Facts, PreviousFacts};
+use super::compile::{Facts, ImportedFacts, ListShard};
 use super::kernel::Existing;
 use super::netlink::{
     Batch, Element, ElementOp, Key, KeyType, NftSocket, SetRef, SetSpec, TableFamily,
 };
-use super::ruleset::{ImportedData, Ruleset, TABLE};
-use crate::blocklist::ranges::NetworkList;
-use crate::blocklist::store::{hex_digits, ListStore};
+use super::ruleset::{ImportedData, Ruleset, SetDef, TABLE};
+use crate::blocklist::ranges::{NetworkList, SHARD_RANGES};
+use crate::blocklist::store::{hex_digits, ListStore, StoredDiff, StoredList};
 use palisade_dbus::policy::{Family, ShortName};
 use palisade_dbus::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Elements per transaction of a big load (measured here: about 0.3 s per transaction at the
-/// end of a million-entry load, so other writers are never held longer).
-pub const CHUNK: usize = 20_000;
+/// Elements per transaction of a big load (measured here: under 0.1 s per transaction into a
+/// set of [`SHARD_RANGES`] ranges, so other writers are never held longer).
+pub const CHUNK: usize = 10_000;
 
 /// Most ranges (removed plus added, both families) a new version may change to be applied to
-/// the live set as a difference, in one transaction: the daily change of the lists people use
-/// fits (1 % of a million networks is 20,000 ranges out and in); `make bench` times it.
+/// the live sets as a difference: the daily change of the lists people use fits (1 % of a
+/// million networks is 20,000 ranges out and in); `make bench` times it.
 pub const MAX_IN_PLACE: u64 = 50_000;
+
+/// Most ranges one set of a group may hold after differences; past that the list is loaded
+/// afresh into a new group, cut evenly again.
+pub const MAX_SHARD_RANGES: u64 = 2 * SHARD_RANGES as u64;
 
 /// What one kernel set of our table holds, as far as the record knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 enum Held {
-    /// Exactly one family of one version of a list.
+    /// Exactly the ranges of one version of a list, of one family, between `first` and
+    /// `last`.
     Complete {
         list: ShortName,
         v6: bool,
         /// The version's content hash (hex).
         hash: String,
+        first: IpAddr,
+        last: IpAddr,
+        /// How many ranges (kernel intervals) the set holds.
+        ranges: u64,
     },
     /// Being filled or changed, or left so by a crash: nothing is known.
     Unknown,
@@ -65,9 +84,9 @@ enum Held {
 impl Held {
     fn holds(&self, list: &ShortName, family: Family) -> Option<&str> {
         match self {
-            Held::Complete { list: l, v6, hash } if l == list && *v6 == (family == Family::V6) => {
-                Some(hash)
-            }
+            Held::Complete {
+                list: l, v6, hash, ..
+            } if l == list && *v6 == (family == Family::V6) => Some(hash),
             _ => None,
         }
     }
@@ -87,8 +106,8 @@ pub struct DataSets {
 }
 
 impl DataSets {
-    /// The record in `path` (missing or unreadable, as after an upgrade from the record of
-    /// names only: nothing is vouched for, and the lists are loaded again once).
+    /// The record in `path` (missing or unreadable, as after an upgrade from an older record:
+    /// nothing is vouched for, and the lists are loaded again once).
     pub fn open(path: PathBuf) -> Self {
         let record = std::fs::read(&path)
             .ok()
@@ -114,37 +133,30 @@ impl DataSets {
         Ok(())
     }
 
-    /// Chooses the kernel set for each family of each imported list in `facts`: the set that
-    /// holds that version already; else a live set holding the version it replaced, when the
-    /// store keeps a difference small enough to apply in place; else a new name, free both in
-    /// the record and among the sets the kernel's table has (`existing`).
+    /// Chooses the kernel sets for each family of each imported list in `facts`: the group
+    /// that holds that version already; else a live group holding the version it replaced,
+    /// when the store keeps a difference small enough to apply in place; else a new group, its
+    /// names free both in the record and among the sets the kernel's table has (`existing`),
+    /// cut where the list store says.
     pub fn name_sets(&self, facts: &mut Facts, existing: &Existing) {
         let taken: BTreeSet<String> = existing.sets.iter().cloned().collect();
         let record = self.record();
         let mut chosen = BTreeSet::new();
         for (list, data) in facts.imported.iter_mut() {
             for family in [Family::V4, Family::V6] {
-                let name = set_for(
-                    &record,
-                    &taken,
-                    &chosen,
-                    list,
-                    family,
-                    &data.hash,
-                    data.previous.as_ref(),
-                );
-                chosen.insert(name.clone());
+                let sets = sets_for(&record, &taken, &chosen, list, family, data);
+                chosen.extend(sets.iter().map(|s| s.set.clone()));
                 match family {
-                    Family::V4 => data.set_v4 = name,
-                    Family::V6 => data.set_v6 = name,
+                    Family::V4 => data.sets_v4 = sets,
+                    Family::V6 => data.sets_v6 = sets,
                 }
             }
         }
     }
 
     /// Makes sure every set of an imported list that `ruleset` names exists and holds the
-    /// list's current version: sets that do not exist yet are filled from `lists`; a set
-    /// holding the version before is brought up to date by the stored difference.
+    /// list's current version: sets that do not exist yet are filled from `lists`; sets
+    /// holding the version before are brought up to date by the stored difference.
     /// `existing` is what the kernel's table holds.
     pub fn ensure_loaded(
         &self,
@@ -155,86 +167,99 @@ impl DataSets {
         let mut record = self.record();
         // A set the kernel no longer has (reboot, someone deleted the table) holds nothing.
         record.sets.retain(|name, _| existing.sets.contains(name));
-        let mut socket = None;
+        let mut groups: BTreeMap<(&ShortName, bool), Vec<(&SetDef, &ImportedData)>> =
+            BTreeMap::new();
         for set in &ruleset.sets {
-            let Some(data) = &set.imported else { continue };
-            let held = record.sets.get(&set.name).cloned();
-            let held_hash = held.as_ref().and_then(|h| h.holds(&data.list, data.family));
-            if held_hash == Some(data.hash.as_str()) {
+            if let Some(data) = &set.imported {
+                groups
+                    .entry((&data.list, data.family == Family::V6))
+                    .or_default()
+                    .push((set, data));
+            }
+        }
+        let mut socket = None;
+        for ((list, _), sets) in groups {
+            let pending: Vec<(&SetDef, &ImportedData)> = sets
+                .into_iter()
+                .filter(|(set, data)| {
+                    record
+                        .sets
+                        .get(&set.name)
+                        .and_then(|h| h.holds(&data.list, data.family))
+                        != Some(data.hash.as_str())
+                })
+                .collect();
+            if pending.is_empty() {
                 continue;
             }
             let socket = match &mut socket {
                 Some(s) => s,
                 None => socket.insert(open()?),
             };
-            let target = set_ref(&set.name)?;
-            if let Some(old) = held_hash {
-                let old = old.to_owned();
-                record = self.update_in_place(socket, &target, data, &old, lists, record)?;
-                continue;
+            let mut work = GroupWork::new(list, lists);
+            for (set, data) in pending {
+                let held = record.sets.get(&set.name).cloned();
+                let target = set_ref(&set.name)?;
+                if let Some(Held::Complete { hash, ranges, .. }) =
+                    held.filter(|h| h.holds(&data.list, data.family).is_some())
+                {
+                    record = self
+                        .update_in_place(socket, &target, data, &hash, ranges, &mut work, record)?;
+                    continue;
+                }
+                if existing.sets.contains(&set.name) {
+                    // A fill that did not finish (the helper died): start again from empty.
+                    // Naming never picks a set the kernel has unless the record vouches for
+                    // it, so no rule looks at this one.
+                    tracing::warn!("set {} holds unknown contents; filling it again", set.name);
+                    let mut batch = Batch::new();
+                    batch.delete_set(&target);
+                    socket.send(&mut batch).map_err(kernel)?;
+                }
+                record.sets.insert(set.name.clone(), Held::Unknown);
+                self.save(record.clone())?;
+                let (hash, ranges) = work.fill(socket, &target, data)?;
+                record.sets.insert(
+                    set.name.clone(),
+                    Held::Complete {
+                        list: data.list.clone(),
+                        v6: data.family == Family::V6,
+                        hash,
+                        first: data.first,
+                        last: data.last,
+                        ranges,
+                    },
+                );
+                self.save(record.clone())?;
             }
-            if existing.sets.contains(&set.name) {
-                // A fill that did not finish (the helper died): start again from empty. Naming
-                // never picks a set the kernel has unless the record vouches for it, so no rule
-                // looks at this one.
-                tracing::warn!("set {} holds unknown contents; filling it again", set.name);
-                let mut batch = Batch::new();
-                batch.delete_set(&target);
-                socket.send(&mut batch).map_err(kernel)?;
-            }
-            record.sets.insert(set.name.clone(), Held::Unknown);
-            self.save(record.clone())?;
-            let hash = fill(socket, &target, data, lists)?;
-            record.sets.insert(
-                set.name.clone(),
-                Held::Complete {
-                    list: data.list.clone(),
-                    v6: data.family == Family::V6,
-                    hash,
-                },
-            );
-            self.save(record.clone())?;
+            work.log();
         }
         Ok(())
     }
 
-    /// Turns the live set `target`, holding version `old` of `data`'s list, into the list's
-    /// current version by the difference the store keeps: every removal and addition in one
-    /// transaction. Returns the record after it.
+    /// Turns the live set `target`, holding version `old` of `data`'s list in `ranges`
+    /// ranges, into the list's current version by the part of the stored difference within
+    /// its addresses, in one transaction. Returns the record after it.
+    #[allow(clippy::too_many_arguments)]
     fn update_in_place(
         &self,
         socket: &mut NftSocket,
         target: &SetRef,
         data: &ImportedData,
         old: &str,
-        lists: &ListStore,
+        ranges: u64,
+        work: &mut GroupWork<'_>,
         mut record: Record,
     ) -> Result<Record, Error> {
         let began = Instant::now();
-        let stored = lists
-            .load_diff(&data.list)
-            .map_err(|e| unreadable(&data.list, e))?
-            .filter(|d| hex_digits(&d.from) == old)
-            .ok_or_else(|| {
-                Error::ApplyFailed(format!(
-                    "the list {} changed again while it was being enforced; nothing was \
-                     changed, try again",
-                    data.list.as_str()
-                ))
-            })?;
+        let stored = work.diff(old)?;
         let previous = record.sets.insert(target.set().to_owned(), Held::Unknown);
         self.save(record.clone())?;
         let mut batch = Batch::new();
-        let (removed, added) = match data.family {
-            Family::V4 => (
-                batch.delete_elements(target, v4_ranges(&stored.ranges.removed)),
-                batch.add_elements(target, v4_ranges(&stored.ranges.added)),
-            ),
-            Family::V6 => (
-                batch.delete_elements(target, v6_ranges(&stored.ranges.removed)),
-                batch.add_elements(target, v6_ranges(&stored.ranges.added)),
-            ),
-        };
+        let (removed, added) = (
+            batch.delete_elements(target, within(&stored.ranges.removed, data)),
+            batch.add_elements(target, within(&stored.ranges.added, data)),
+        );
         if let Err(e) = socket.send(&mut batch) {
             // The transaction did not land: the set holds what it held.
             if let Some(previous) = previous {
@@ -249,20 +274,25 @@ impl DataSets {
                 list: data.list.clone(),
                 v6: data.family == Family::V6,
                 hash: hex_digits(&stored.to).to_owned(),
+                first: data.first,
+                last: data.last,
+                ranges: (ranges + added as u64).saturating_sub(removed as u64),
             },
         );
         self.save(record.clone())?;
-        tracing::info!(
-            "updated set {} of list {} in place: {removed} ranges removed, {added} added, in {:?}",
-            target.set(),
-            data.list.as_str(),
-            began.elapsed()
-        );
+        if removed + added > 0 {
+            tracing::info!(
+                "updated set {} of list {} in place: {removed} ranges removed, {added} added, in {:?}",
+                target.set(),
+                data.list.as_str(),
+                began.elapsed()
+            );
+        }
         Ok(record)
     }
 
     /// Sets of imported lists that `ruleset` does not name: deleted once the structure no
-    /// longer names them. Returns their names.
+    /// longer names them, one transaction each (a set is small). Returns their names.
     pub fn delete_unused(&self, ruleset: &Ruleset, existing: &Existing) -> Vec<String> {
         let named: BTreeSet<&str> = ruleset
             .sets
@@ -314,32 +344,143 @@ impl DataSets {
     }
 }
 
-/// The set for one family of `list` at version `hash` (see [`DataSets::name_sets`]).
-fn set_for(
+/// One family of one list being brought up to date: its contents and its difference, read
+/// from the store once for all the group's sets, and what was loaded, for one log line.
+struct GroupWork<'a> {
+    list: &'a ShortName,
+    lists: &'a ListStore,
+    contents: Option<StoredList>,
+    diff: Option<StoredDiff>,
+    began: Instant,
+    filled: Vec<String>,
+    loaded: usize,
+}
+
+impl<'a> GroupWork<'a> {
+    fn new(list: &'a ShortName, lists: &'a ListStore) -> Self {
+        Self {
+            list,
+            lists,
+            contents: None,
+            diff: None,
+            began: Instant::now(),
+            filled: Vec::new(),
+            loaded: 0,
+        }
+    }
+
+    /// The stored difference, which must start at version `old`.
+    fn diff(&mut self, old: &str) -> Result<&StoredDiff, Error> {
+        if self.diff.is_none() {
+            let list = self.list;
+            let stored = self
+                .lists
+                .load_diff(list)
+                .map_err(|e| unreadable(list, e))?;
+            self.diff = stored;
+        }
+        self.diff
+            .as_ref()
+            .filter(|d| hex_digits(&d.from) == old)
+            .ok_or_else(|| {
+                Error::ApplyFailed(format!(
+                    "the list {} changed again while it was being enforced; nothing was \
+                     changed, try again",
+                    self.list.as_str()
+                ))
+            })
+    }
+
+    /// Creates `target` and loads into it the list's ranges within `data`'s addresses, in
+    /// chunks. Returns the version it loaded (the store's current one, which is newer than
+    /// `data`'s if the list changed since the ruleset was compiled; every set of the group
+    /// gets the same one) and how many ranges.
+    fn fill(
+        &mut self,
+        socket: &mut NftSocket,
+        target: &SetRef,
+        data: &ImportedData,
+    ) -> Result<(String, u64), Error> {
+        let stored = match &mut self.contents {
+            Some(s) => &*s,
+            None => {
+                let list = self.list;
+                let loaded = self.lists.load(list).map_err(|e| unreadable(list, e))?;
+                &*self.contents.insert(loaded)
+            }
+        };
+        let key = match data.family {
+            Family::V4 => KeyType::Ipv4Addr,
+            Family::V6 => KeyType::Ipv6Addr,
+        };
+        let mut batch = Batch::new();
+        batch.new_set(
+            target,
+            &SetSpec {
+                key,
+                interval: true,
+                timeout: false,
+                default_timeout: None,
+            },
+        );
+        socket.send(&mut batch).map_err(kernel)?;
+        let loaded = socket
+            .send_chunked(
+                target,
+                ElementOp::Add,
+                within(&stored.networks, data),
+                CHUNK,
+            )
+            .map_err(kernel)?;
+        self.filled.push(target.set().to_owned());
+        self.loaded += loaded.elements;
+        Ok((
+            hex_digits(&stored.meta.content_hash).to_owned(),
+            loaded.elements as u64,
+        ))
+    }
+
+    fn log(&self) {
+        match self.filled.as_slice() {
+            [] => {}
+            [one] => tracing::info!(
+                "loaded {} ranges of list {} into set {one} in {:?}",
+                self.loaded,
+                self.list.as_str(),
+                self.began.elapsed()
+            ),
+            [first, .., last] => tracing::info!(
+                "loaded {} ranges of list {} into sets {first} to {last} ({} sets) in {:?}",
+                self.loaded,
+                self.list.as_str(),
+                self.filled.len(),
+                self.began.elapsed()
+            ),
+        }
+    }
+}
+
+/// The kernel sets for one family of `list` at its current version (see
+/// [`DataSets::name_sets`]).
+fn sets_for(
     record: &Record,
     taken: &BTreeSet<String>,
     chosen: &BTreeSet<String>,
     list: &ShortName,
     family: Family,
-    hash: &str,
-    previous: Option<&PreviousFacts>,
-) -> String {
-    let live = |want: &str| {
-        record.sets.iter().find_map(|(name, held)| {
-            (held.holds(list, family) == Some(want)
-                && taken.contains(name)
-                && !chosen.contains(name))
-            .then(|| name.clone())
-        })
-    };
-    if let Some(name) = live(hash) {
-        return name;
+    data: &ImportedFacts,
+) -> Vec<ListShard> {
+    let live = |want: &str| live_group(record, taken, chosen, list, family, want);
+    if let Some((sets, _)) = live(&data.hash) {
+        return sets;
     }
-    if let Some(name) = previous
-        .filter(|p| p.changed <= MAX_IN_PLACE)
-        .and_then(|p| live(&p.hash))
-    {
-        return name;
+    let in_place = data.previous.as_ref().filter(|p| p.changed <= MAX_IN_PLACE);
+    if let Some(p) = in_place {
+        if let Some((sets, largest)) = live(&p.hash) {
+            if largest.saturating_add(p.added) <= MAX_SHARD_RANGES {
+                return sets;
+            }
+        }
     }
     let stem = format!(
         "bl_{}_{}",
@@ -349,77 +490,143 @@ fn set_for(
             Family::V6 => "v6",
         }
     );
-    (1u64..)
+    let in_use = |stem: &str| {
+        let prefix = format!("{stem}_s");
+        record
+            .sets
+            .keys()
+            .chain(taken)
+            .chain(chosen)
+            .any(|name| name == stem || name.starts_with(&prefix))
+    };
+    let stem = (1u64..)
         .map(|n| format!("{stem}_{n}"))
-        .find(|name| {
-            !record.sets.contains_key(name) && !taken.contains(name) && !chosen.contains(name)
+        .find(|s| !in_use(s))
+        .unwrap_or(stem);
+    let cuts: Vec<IpAddr> = match family {
+        Family::V4 => data.splits_v4.iter().copied().map(IpAddr::from).collect(),
+        Family::V6 => data.splits_v6.iter().copied().map(IpAddr::from).collect(),
+    };
+    slices(family, &cuts)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (first, last))| ListShard {
+            set: format!("{stem}_s{k}"),
+            first,
+            last,
         })
-        .unwrap_or(stem)
+        .collect()
 }
 
-fn v4_ranges(list: &NetworkList) -> impl Iterator<Item = Element> + '_ {
-    list.v4().iter().map(|&(first, last)| Element::Range {
-        first: Key::V4(Ipv4Addr::from(first)),
-        last: Key::V4(Ipv4Addr::from(last)),
+/// A group of live sets holding version `hash` of one family of `list` whose slices cover the
+/// family, none chosen yet, all in the kernel's table; with the most ranges one of them holds.
+fn live_group(
+    record: &Record,
+    taken: &BTreeSet<String>,
+    chosen: &BTreeSet<String>,
+    list: &ShortName,
+    family: Family,
+    hash: &str,
+) -> Option<(Vec<ListShard>, u64)> {
+    let mut groups: BTreeMap<&str, Vec<(ListShard, u64)>> = BTreeMap::new();
+    for (name, held) in &record.sets {
+        let Held::Complete {
+            first,
+            last,
+            ranges,
+            ..
+        } = held
+        else {
+            continue;
+        };
+        if held.holds(list, family) != Some(hash) || !taken.contains(name) || chosen.contains(name)
+        {
+            continue;
+        }
+        let Some((stem, _)) = name.rsplit_once("_s") else {
+            continue;
+        };
+        let shard = ListShard {
+            set: name.clone(),
+            first: *first,
+            last: *last,
+        };
+        groups.entry(stem).or_default().push((shard, *ranges));
+    }
+    groups.into_values().find_map(|mut sets| {
+        sets.sort_by_key(|(s, _)| s.first);
+        let spans: Vec<(IpAddr, IpAddr)> = sets.iter().map(|(s, _)| (s.first, s.last)).collect();
+        let cuts: Vec<IpAddr> = spans.iter().skip(1).map(|s| s.0).collect();
+        (spans == slices(family, &cuts)).then(|| {
+            let largest = sets.iter().map(|(_, r)| *r).max().unwrap_or(0);
+            (sets.into_iter().map(|(s, _)| s).collect(), largest)
+        })
     })
 }
 
-fn v6_ranges(list: &NetworkList) -> impl Iterator<Item = Element> + '_ {
-    list.v6().iter().map(|&(first, last)| Element::Range {
-        first: Key::V6(Ipv6Addr::from(first)),
-        last: Key::V6(Ipv6Addr::from(last)),
-    })
+/// The slices of a family's addresses between `cuts` (ascending, none at the family's first
+/// address): `[first address, cut 1 - 1], [cut 1, cut 2 - 1], ..., [last cut, last address]`.
+fn slices(family: Family, cuts: &[IpAddr]) -> Vec<(IpAddr, IpAddr)> {
+    let (zero, max): (u128, u128) = match family {
+        Family::V4 => (0, u128::from(u32::MAX)),
+        Family::V6 => (0, u128::MAX),
+    };
+    let to_ip = |a: u128| -> IpAddr {
+        match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(u32::try_from(a).unwrap_or(u32::MAX))),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(a)),
+        }
+    };
+    let numbers: Vec<u128> = cuts
+        .iter()
+        .filter_map(|c| match (family, c) {
+            (Family::V4, IpAddr::V4(a)) => Some(u128::from(u32::from(*a))),
+            (Family::V6, IpAddr::V6(a)) => Some(u128::from(*a)),
+            _ => None,
+        })
+        .filter(|&c| c > zero)
+        .collect();
+    let mut out = Vec::with_capacity(numbers.len() + 1);
+    let mut start = zero;
+    for cut in numbers {
+        if cut <= start {
+            // Not ascending: a record or list store that says so is not to be trusted with
+            // more than one slice here.
+            continue;
+        }
+        out.push((to_ip(start), to_ip(cut - 1)));
+        start = cut;
+    }
+    out.push((to_ip(start), to_ip(max)));
+    out
+}
+
+/// The ranges of `list` within `data`'s addresses and family, as kernel elements.
+fn within<'l>(
+    list: &'l NetworkList,
+    data: &ImportedData,
+) -> Box<dyn Iterator<Item = Element> + 'l> {
+    match (data.first, data.last) {
+        (IpAddr::V4(first), IpAddr::V4(last)) => Box::new(
+            list.v4_within(u32::from(first), u32::from(last))
+                .map(|(first, last)| Element::Range {
+                    first: Key::V4(Ipv4Addr::from(first)),
+                    last: Key::V4(Ipv4Addr::from(last)),
+                }),
+        ),
+        (IpAddr::V6(first), IpAddr::V6(last)) => Box::new(
+            list.v6_within(u128::from(first), u128::from(last))
+                .map(|(first, last)| Element::Range {
+                    first: Key::V6(Ipv6Addr::from(first)),
+                    last: Key::V6(Ipv6Addr::from(last)),
+                }),
+        ),
+        _ => Box::new(std::iter::empty()),
+    }
 }
 
 fn unreadable(list: &ShortName, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("cannot read imported list {}: {e}", list.as_str()))
-}
-
-/// Creates the set and loads one family of the list into it, in chunks. Returns the version it
-/// loaded: the store's current one, which is newer than `data`'s if the list changed since the
-/// ruleset was compiled.
-fn fill(
-    socket: &mut NftSocket,
-    target: &SetRef,
-    data: &ImportedData,
-    lists: &ListStore,
-) -> Result<String, Error> {
-    let began = Instant::now();
-    let stored = lists
-        .load(&data.list)
-        .map_err(|e| unreadable(&data.list, e))?;
-    let key = match data.family {
-        Family::V4 => KeyType::Ipv4Addr,
-        Family::V6 => KeyType::Ipv6Addr,
-    };
-    let mut batch = Batch::new();
-    batch.new_set(
-        target,
-        &SetSpec {
-            key,
-            interval: true,
-            timeout: false,
-            default_timeout: None,
-        },
-    );
-    socket.send(&mut batch).map_err(kernel)?;
-    let loaded = match data.family {
-        Family::V4 => {
-            socket.send_chunked(target, ElementOp::Add, v4_ranges(&stored.networks), CHUNK)
-        }
-        Family::V6 => {
-            socket.send_chunked(target, ElementOp::Add, v6_ranges(&stored.networks), CHUNK)
-        }
-    }
-    .map_err(kernel)?;
-    tracing::info!(
-        "loaded {} ranges of list {} into set {} in {:?}",
-        loaded.elements,
-        data.list.as_str(),
-        target.set(),
-        began.elapsed()
-    );
-    Ok(hex_digits(&stored.meta.content_hash).to_owned())
 }
 
 /// What the kernel's table holds now (netlink dumps: no set element is read).
@@ -460,99 +667,251 @@ fn kernel(e: super::netlink::NetlinkError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::compile::PreviousFacts;
 
     fn name(s: &str) -> ShortName {
         ShortName::parse(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn complete(list: &str, v6: bool, hash: &str) -> Held {
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn complete(list: &str, v6: bool, hash: &str, span: (&str, &str), ranges: u64) -> Held {
         Held::Complete {
             list: name(list),
             v6,
             hash: hash.into(),
+            first: ip(span.0),
+            last: ip(span.1),
+            ranges,
         }
     }
+
+    const ALL: (&str, &str) = ("0.0.0.0", "255.255.255.255");
 
     fn names(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| s.to_string()).collect()
     }
 
-    fn choose(
-        record: &Record,
-        taken: &[&str],
-        hash: &str,
-        previous: Option<(&str, u64)>,
-    ) -> String {
-        let previous = previous.map(|(hash, changed)| PreviousFacts {
+    fn facts(hash: &str, previous: Option<(&str, u64)>, cuts: &[&str]) -> ImportedFacts {
+        ImportedFacts {
             hash: hash.into(),
-            changed,
-        });
-        set_for(
+            previous: previous.map(|(hash, changed)| PreviousFacts {
+                hash: hash.into(),
+                changed,
+                added: changed / 2,
+            }),
+            splits_v4: cuts
+                .iter()
+                .map(|c| c.parse().unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
+            ..ImportedFacts::default()
+        }
+    }
+
+    fn choose(record: &Record, taken: &[&str], data: &ImportedFacts) -> Vec<String> {
+        sets_for(
             record,
             &names(taken),
             &BTreeSet::new(),
             &name("fire-hol"),
             Family::V4,
-            hash,
-            previous.as_ref(),
+            data,
         )
+        .into_iter()
+        .map(|s| s.set)
+        .collect()
     }
 
     #[test]
-    fn a_version_the_kernel_holds_keeps_its_set() {
+    fn a_version_the_kernel_holds_keeps_its_sets() {
         let mut record = Record::default();
-        record
-            .sets
-            .insert("bl_fire_hol_v4_3".into(), complete("fire-hol", false, "aa"));
-        record
-            .sets
-            .insert("bl_fire_hol_v6_3".into(), complete("fire-hol", true, "aa"));
-        let taken = ["bl_fire_hol_v4_3", "bl_fire_hol_v6_3"];
-        assert_eq!(choose(&record, &taken, "aa", None), "bl_fire_hol_v4_3");
-        // Not in the kernel (after a reboot): a new set.
-        assert_eq!(choose(&record, &[], "aa", None), "bl_fire_hol_v4_1");
-    }
-
-    #[test]
-    fn a_small_difference_is_applied_to_the_live_set_and_a_big_one_gets_a_new_set() {
-        let mut record = Record::default();
-        record
-            .sets
-            .insert("bl_fire_hol_v4_1".into(), complete("fire-hol", false, "aa"));
-        let taken = ["bl_fire_hol_v4_1"];
+        record.sets.insert(
+            "bl_fire_hol_v4_3_s0".into(),
+            complete("fire-hol", false, "aa", ("0.0.0.0", "9.255.255.255"), 10),
+        );
+        record.sets.insert(
+            "bl_fire_hol_v4_3_s1".into(),
+            complete("fire-hol", false, "aa", ("10.0.0.0", "255.255.255.255"), 10),
+        );
+        record.sets.insert(
+            "bl_fire_hol_v6_3_s0".into(),
+            complete(
+                "fire-hol",
+                true,
+                "aa",
+                ("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                1,
+            ),
+        );
+        let taken = [
+            "bl_fire_hol_v4_3_s0",
+            "bl_fire_hol_v4_3_s1",
+            "bl_fire_hol_v6_3_s0",
+        ];
         assert_eq!(
-            choose(&record, &taken, "bb", Some(("aa", MAX_IN_PLACE))),
-            "bl_fire_hol_v4_1"
+            choose(&record, &taken, &facts("aa", None, &[])),
+            vec!["bl_fire_hol_v4_3_s0", "bl_fire_hol_v4_3_s1"]
+        );
+        // Not in the kernel (after a reboot): new sets, cut where the store says.
+        assert_eq!(
+            choose(&record, &[], &facts("aa", None, &["1.0.0.0"])),
+            vec!["bl_fire_hol_v4_1_s0", "bl_fire_hol_v4_1_s1"]
+        );
+        // One set of the group missing: the group is not used.
+        assert_eq!(
+            choose(&record, &taken[..1], &facts("aa", None, &[])),
+            vec!["bl_fire_hol_v4_1_s0"]
+        );
+    }
+
+    #[test]
+    fn a_small_difference_is_applied_to_the_live_sets_and_a_big_one_gets_new_sets() {
+        let mut record = Record::default();
+        record.sets.insert(
+            "bl_fire_hol_v4_1_s0".into(),
+            complete("fire-hol", false, "aa", ALL, 60_000),
+        );
+        let taken = ["bl_fire_hol_v4_1_s0"];
+        let live = vec!["bl_fire_hol_v4_1_s0"];
+        let new = vec!["bl_fire_hol_v4_2_s0"];
+        assert_eq!(
+            choose(
+                &record,
+                &taken,
+                &facts("bb", Some(("aa", MAX_IN_PLACE)), &[])
+            ),
+            live
         );
         assert_eq!(
-            choose(&record, &taken, "bb", Some(("aa", MAX_IN_PLACE + 1))),
-            "bl_fire_hol_v4_2"
+            choose(
+                &record,
+                &taken,
+                &facts("bb", Some(("aa", MAX_IN_PLACE + 1)), &[])
+            ),
+            new
+        );
+        // A set that would grow past its bound: loaded afresh, cut anew.
+        let grows = MAX_SHARD_RANGES - 60_000 + 1;
+        assert_eq!(
+            choose(&record, &taken, &facts("bb", Some(("aa", grows * 2)), &[])),
+            new
         );
         // A difference from a version no set holds is of no use.
         assert_eq!(
-            choose(&record, &taken, "bb", Some(("cc", 1))),
-            "bl_fire_hol_v4_2"
+            choose(&record, &taken, &facts("bb", Some(("cc", 1)), &[])),
+            new
         );
-        assert_eq!(choose(&record, &taken, "bb", None), "bl_fire_hol_v4_2");
+        assert_eq!(choose(&record, &taken, &facts("bb", None, &[])), new);
     }
 
     #[test]
     fn new_names_avoid_every_set_the_record_or_the_kernel_knows() {
         let mut record = Record::default();
-        record.sets.insert("bl_fire_hol_v4_1".into(), Held::Unknown);
         record
             .sets
-            .insert("bl_fire_hol_v4_2".into(), complete("other", false, "aa"));
-        // Unrecorded in the kernel (a record lost): never reused either.
+            .insert("bl_fire_hol_v4_1_s0".into(), Held::Unknown);
+        record.sets.insert(
+            "bl_fire_hol_v4_2_s3".into(),
+            complete("other", false, "aa", ALL, 1),
+        );
+        // Unrecorded in the kernel (a record lost): never reused either, nor the old names.
         assert_eq!(
-            choose(&record, &["bl_fire_hol_v4_3"], "aa", None),
-            "bl_fire_hol_v4_4"
+            choose(
+                &record,
+                &["bl_fire_hol_v4_3_s0", "bl_fire_hol_v4_4"],
+                &facts("aa", None, &[])
+            ),
+            vec!["bl_fire_hol_v4_5_s0"]
         );
         // An unknown set is never trusted, even for the version it was meant to hold.
         assert_eq!(
-            choose(&record, &["bl_fire_hol_v4_1"], "aa", Some(("aa", 0))),
-            "bl_fire_hol_v4_3"
+            choose(
+                &record,
+                &["bl_fire_hol_v4_1_s0"],
+                &facts("aa", Some(("aa", 0)), &[])
+            ),
+            vec!["bl_fire_hol_v4_3_s0"]
         );
+    }
+
+    #[test]
+    fn slices_cover_the_family_and_groups_must_cover_it_too() {
+        assert_eq!(
+            slices(Family::V4, &[]),
+            vec![(ip("0.0.0.0"), ip("255.255.255.255"))]
+        );
+        assert_eq!(
+            slices(
+                Family::V4,
+                &[
+                    ip("10.0.0.0"),
+                    ip("10.0.0.0"),
+                    ip("0.0.0.0"),
+                    ip("172.16.0.1")
+                ]
+            ),
+            vec![
+                (ip("0.0.0.0"), ip("9.255.255.255")),
+                (ip("10.0.0.0"), ip("172.16.0.0")),
+                (ip("172.16.0.1"), ip("255.255.255.255")),
+            ]
+        );
+        assert_eq!(
+            slices(Family::V6, &[ip("2001:db8::")]),
+            vec![
+                (ip("::"), ip("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff")),
+                (
+                    ip("2001:db8::"),
+                    ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+                ),
+            ]
+        );
+        // A group with a gap between its slices does not vouch for the list.
+        let mut record = Record::default();
+        record.sets.insert(
+            "bl_fire_hol_v4_1_s0".into(),
+            complete("fire-hol", false, "aa", ("0.0.0.0", "9.255.255.255"), 1),
+        );
+        record.sets.insert(
+            "bl_fire_hol_v4_1_s1".into(),
+            complete("fire-hol", false, "aa", ("10.0.0.1", "255.255.255.255"), 1),
+        );
+        let taken = ["bl_fire_hol_v4_1_s0", "bl_fire_hol_v4_1_s1"];
+        assert_eq!(
+            choose(&record, &taken, &facts("aa", None, &[])),
+            vec!["bl_fire_hol_v4_2_s0"]
+        );
+    }
+
+    #[test]
+    fn within_cuts_a_list_at_a_sets_addresses() {
+        let list = NetworkList::from_ranges(vec![(5, 20), (30, 40), (50, 60)], vec![(1, 2)]);
+        let data = |first: &str, last: &str| ImportedData {
+            list: name("x"),
+            family: Family::V4,
+            hash: String::new(),
+            ranges: 0,
+            first: ip(first),
+            last: ip(last),
+        };
+        let got: Vec<Element> = within(&list, &data("0.0.0.10", "0.0.0.35")).collect();
+        let v4 = |a: u32| Key::V4(Ipv4Addr::from(a));
+        assert_eq!(
+            got,
+            vec![
+                Element::Range {
+                    first: v4(10),
+                    last: v4(20)
+                },
+                Element::Range {
+                    first: v4(30),
+                    last: v4(35)
+                },
+            ]
+        );
+        assert_eq!(within(&list, &data("::", "::ffff")).count(), 1);
     }
 
     #[test]
@@ -560,18 +919,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("palisade-data-sets-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("data-sets.json");
-        // The record of names only, as an earlier helper wrote it.
-        std::fs::write(&path, br#"["bl_big_0123456789ab_v4"]"#).unwrap_or_else(|e| panic!("{e}"));
+        // A record as an earlier helper wrote it (one set per family, no addresses).
+        std::fs::write(
+            &path,
+            br#"{"sets":{"bl_big_v4_1":{"state":"complete","list":"big","v6":false,"hash":"aa"}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let sets = DataSets::open(path.clone());
         assert!(sets.kept().is_empty());
         let mut record = Record::default();
-        record
-            .sets
-            .insert("bl_big_v4_1".into(), complete("big", false, "aa"));
-        record.sets.insert("bl_big_v6_1".into(), Held::Unknown);
+        record.sets.insert(
+            "bl_big_v4_1_s0".into(),
+            complete("big", false, "aa", ALL, 3),
+        );
+        record.sets.insert("bl_big_v6_1_s0".into(), Held::Unknown);
         sets.save(record).unwrap_or_else(|e| panic!("{e}"));
         let again = DataSets::open(path);
-        assert_eq!(again.kept(), names(&["bl_big_v4_1"]));
+        assert_eq!(again.kept(), names(&["bl_big_v4_1_s0"]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -78,6 +78,7 @@ pub async fn gather(
         let hash = hex_digits(&meta.content_hash).to_owned();
         let previous = meta.previous.map(|p| PreviousFacts {
             changed: p.changed(),
+            added: p.added,
             hash: hex_digits(&p.content_hash).to_owned(),
         });
         facts.imported.insert(
@@ -86,6 +87,8 @@ pub async fn gather(
                 hash,
                 ranges: meta.networks,
                 previous,
+                splits_v4: meta.splits_v4,
+                splits_v6: meta.splits_v6,
                 ..ImportedFacts::default()
             },
         );

@@ -199,6 +199,9 @@ fn render_set(s: &mut String, set: &SetDef) {
             "\t\t# imported list {1} ({0} ranges in both families), version {2}",
             data.ranges, data.list, data.hash
         );
+        if !whole_family(data.first, data.last) {
+            let _ = writeln!(s, "\t\t# its addresses {}-{}", data.first, data.last);
+        }
     }
     let elements: Vec<String> = match set.kind {
         SetKind::Marks => set.marks.iter().map(|m| format!("{m:#010x}")).collect(),
@@ -270,6 +273,14 @@ fn render_match(m: &Match) -> String {
         Match::DaddrAnyOf(f, nets) => format!("{} daddr {}", nft_family(*f), net_list(nets)),
         Match::DaddrNoneOf(f, nets) => format!("{} daddr != {}", nft_family(*f), net_list(nets)),
         Match::DaddrInSet(f, set) => format!("{} daddr @{set}", nft_family(*f)),
+        Match::DaddrWithin(first, last) => {
+            let f = if first.is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
+            };
+            format!("{} daddr {first}-{last}", nft_family(f))
+        }
         Match::Dport(p, ports) => format!("{p} dport {}", port_expr(ports)),
         Match::Sport(p, ports) => format!("{p} sport {}", port_expr(ports)),
         Match::IcmpType(p, t) => format!("{p} type {t}"),
@@ -323,4 +334,17 @@ fn quoted(s: &str) -> String {
         .map(|c| if c == '"' || c.is_control() { '\'' } else { c })
         .collect();
     format!("\"{safe}\"")
+}
+
+/// Whether `first..=last` is a family's whole address space.
+fn whole_family(first: std::net::IpAddr, last: std::net::IpAddr) -> bool {
+    match (first, last) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+            u32::from(a) == 0 && u32::from(b) == u32::MAX
+        }
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+            u128::from(a) == 0 && u128::from(b) == u128::MAX
+        }
+        _ => false,
+    }
 }

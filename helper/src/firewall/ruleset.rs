@@ -117,6 +117,10 @@ pub struct ImportedData {
     pub hash: String,
     /// Ranges the list holds (both families), for people reading the ruleset.
     pub ranges: u64,
+    /// The addresses of the family this set holds the list's ranges for (cut at both ends):
+    /// a big list is spread over several sets, each a slice of the address space.
+    pub first: std::net::IpAddr,
+    pub last: std::net::IpAddr,
 }
 
 /// A chain.
@@ -204,6 +208,8 @@ pub enum Match {
     DaddrNoneOf(Family, Vec<IpNet>),
     /// Destination address in a named set.
     DaddrInSet(Family, String),
+    /// Destination address from the first to the last, inclusive (one family).
+    DaddrWithin(std::net::IpAddr, std::net::IpAddr),
     /// Destination port of a TCP/UDP packet.
     Dport(&'static str, PortSet),
     /// Source port of a TCP/UDP packet.

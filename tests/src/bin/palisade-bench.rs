@@ -30,7 +30,38 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
 
+/// Whether `section` of the bench runs: all of them, unless `PALISADE_BENCH_ONLY` names some
+/// (comma-separated: rules, vm, blocklist, load, dns) — for timing one part while working on
+/// it; `make bench` runs everything.
+fn wanted(section: &str) -> bool {
+    std::env::var("PALISADE_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
 fn main() -> Result<()> {
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    if wanted("rules") || wanted("vm") {
+        rows.extend(rules_and_vm_rows()?);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // A fresh environment, so the helper's peak memory is the list's alone.
+    if wanted("blocklist") {
+        rows.extend(rt.block_on(blocklist_rows())?);
+    }
+    if wanted("load") {
+        rows.extend(load_rows()?);
+    }
+    if wanted("dns") {
+        rows.extend(dns_rows()?);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// The apply rows for growing rule counts, idle memory, and the VM and console rows.
+fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
     let env = TestEnv::start().context("starting the bench environment")?;
     std::thread::sleep(Duration::from_secs(1));
     let start_rss = env.helper_pid().map(palisade_tests::rss_kib).unwrap_or(0);
@@ -39,6 +70,9 @@ fn main() -> Result<()> {
         .build()?;
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     rt.block_on(async {
+        if !wanted("rules") {
+            return anyhow::Ok(());
+        }
         let conn = zbus::connection::Builder::address(env.bus_address())
             .build()
             .await?;
@@ -102,14 +136,10 @@ fn main() -> Result<()> {
         format!("polkitd {} / dbus-daemon {}", mib(polkit_rss), mib(bus_rss)),
         "< 15 MB".into(),
     ));
-    rows.extend(rt.block_on(vm_and_console_rows(&env))?);
-    drop(env);
-    // A fresh environment, so the helper's peak memory is the list's alone.
-    rows.extend(rt.block_on(blocklist_rows())?);
-    rows.extend(load_rows()?);
-    rows.extend(dns_rows()?);
-    print_table(&rows);
-    Ok(())
+    if wanted("vm") {
+        rows.extend(rt.block_on(vm_and_console_rows(&env))?);
+    }
+    Ok(rows)
 }
 
 /// Networks in the benchmark's list.
@@ -129,6 +159,12 @@ fn bench_list() -> String {
 /// `n` non-adjacent /28 networks (none merge, so the kernel holds `n` intervals), starting at
 /// the `offset`-th one.
 fn list_text(n: usize, offset: usize) -> String {
+    changed_list_text(n, offset, usize::MAX)
+}
+
+/// [`list_text`] with every `every`-th network (counting from `every / 2`) replaced by a
+/// smaller one inside it: a change spread over the whole list, as a daily update's is.
+fn changed_list_text(n: usize, offset: usize, every: usize) -> String {
     let mut out = String::with_capacity(n * 16);
     for i in offset..offset + n {
         let (a, b, c, d) = (
@@ -137,7 +173,11 @@ fn list_text(n: usize, offset: usize) -> String {
             (i >> 3) & 255,
             (i & 7) * 32,
         );
-        out.push_str(&format!("{a}.{b}.{c}.{d}/28\n"));
+        if every != usize::MAX && i % every == every / 2 {
+            out.push_str(&format!("{a}.{b}.{c}.{}/30\n", d + 4));
+        } else {
+            out.push_str(&format!("{a}.{b}.{c}.{d}/28\n"));
+        }
     }
     out
 }
@@ -196,6 +236,7 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
         .map(str::to_owned)
         .collect();
     let no_rules = connection_cost(&netns)?;
+    let conntrack_only = with_conntrack_only(&env, &netns)?;
     let linear = with_linear_chain(&env, &netns)?;
     let with_list = |port: u16| {
         format!(
@@ -304,15 +345,19 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
              of {COST_ROUNDS} rounds of {COST_CONNECTIONS}), 1M list looked up on the path"
         ),
         format!(
-            "{} ({:+.1} % over no rules)",
+            "{} ({:+.1} % over no rules; {:+.1} % over Palisade's rules without the list)",
             us(with_list_cost),
-            percent(with_list_cost, no_rules)
+            percent(with_list_cost, no_rules),
+            percent(with_list_cost, palisade_rules)
         ),
         format!(
-            "no rules: {}; Palisade's rules, no list: {} ({:+.1} %); 10,000-rule linear chain: \
+            "no rules: {}; connection tracking alone (one `ct state` rule): {} ({:+.1} %); \
+             Palisade's rules, no list: {} ({:+.1} %); 10,000-rule linear chain: \
              {} ({:+.1} %); listed {LISTED} connects before the load: {reachable_before}, \
              refused after: {refused_after}{}",
             us(no_rules),
+            us(conntrack_only),
+            percent(conntrack_only, no_rules),
             us(palisade_rules),
             percent(palisade_rules, no_rules),
             us(linear),
@@ -361,20 +406,18 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
         "same as without".into(),
     ));
 
-    // A new version with 1 % of the networks replaced (10,000 out, 10,000 in): the helper
-    // parses and stores it, keeps the difference, and applies the 20,000 changed ranges to the
-    // live set in one transaction. The kernel's part is what the helper logs for it.
-    let changed = format!(
-        "{}{}",
-        list_text(LIST_ENTRIES - LIST_ENTRIES / 100, 0),
-        list_text(LIST_ENTRIES / 100, LIST_ENTRIES + 1000)
-    );
+    // A new version with 1 % of the networks replaced, spread over the whole list (10,000
+    // out, 10,000 in): the helper parses and stores it, keeps the difference, and applies the
+    // 20,000 changed ranges to the live sets, one transaction per set. The kernel's part is
+    // what the helper logs for them.
+    let changed = changed_list_text(LIST_ENTRIES - 1, 0, 100) + "127.66.0.0/24\n";
     let changed_file = env.write_file("big-changed.netset", changed)?;
     let file = std::fs::File::open(&changed_file)?;
     let loads_before = env
         .helper_log()
         .matches("ranges of list big into set")
         .count();
+    let in_place_before = env.helper_log().matches("of list big in place").count();
     let t = Instant::now();
     lists
         .import("big", zbus::Fd::from(&file), "netset", false, false)
@@ -385,9 +428,10 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     let in_place: Vec<Duration> = log
         .lines()
         .filter(|l| l.contains("of list big in place"))
+        .skip(in_place_before)
         .filter_map(|l| parse_debug_duration(l.rsplit(" in ").next()?))
         .collect();
-    let kernel = in_place.iter().rev().take(2).sum::<Duration>();
+    let kernel = in_place.iter().sum::<Duration>();
     rows.push((
         "replace the 1M list by a version 1 % different (20,000 ranges changed), until enforced"
             .into(),
@@ -395,8 +439,9 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
             format!("{} (reloaded: the difference was not used)", ms(whole))
         } else {
             format!(
-                "{} in all; the kernel's part (one transaction per family): {}",
+                "{} in all; the kernel's part ({} transactions, one per set touched): {}",
                 ms(whole),
+                in_place.len(),
                 ms(kernel)
             )
         },
@@ -630,6 +675,26 @@ fn connects(netns: &Path, addr: Ipv4Addr) -> Result<bool> {
 
 /// The connection cost with a table of its own whose output chain holds 10,000 rules, one
 /// address each, none matching loopback: every packet walks all of them.
+/// The connection cost with connection tracking on and nothing else: one `ct state` rule, the
+/// least any stateful firewall (Palisade's included) has, separating the tracking's own cost
+/// from the rules'.
+fn with_conntrack_only(env: &TestEnv, netns: &Path) -> Result<Duration> {
+    let file = env.write_file(
+        "conntrack.nft",
+        "table inet bench_ct {\n chain output {\n  type filter hook output priority 0; policy \
+         accept;\n  ct state established,related accept\n }\n}\n",
+    )?;
+    let out = env.nft(&["-f", &file.to_string_lossy()]);
+    anyhow::ensure!(
+        out.status.success(),
+        "loading the conntrack table: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cost = connection_cost(netns);
+    let _ = env.nft(&["delete", "table", "inet", "bench_ct"]);
+    cost
+}
+
 fn with_linear_chain(env: &TestEnv, netns: &Path) -> Result<Duration> {
     let mut script = String::from(
         "table inet bench_linear {\n chain output {\n  type filter hook output priority 0; policy accept;\n",

@@ -216,6 +216,72 @@ fn removing_a_member_changes_the_group_mark() {
     assert!(all.live_marks.is_disjoint(&fewer.live_marks));
 }
 
+/// The kernel sets `<stem>_s0`, `_s1`, ... covering `first..=last` cut at `cuts`.
+fn shards(stem: &str, first: &str, cuts: &[&str], last: &str) -> Vec<ListShard> {
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+    let mut starts = vec![ip(first)];
+    starts.extend(cuts.iter().map(|c| ip(c)));
+    let ends: Vec<IpAddr> = starts
+        .iter()
+        .skip(1)
+        .map(|s| match s {
+            IpAddr::V4(a) => IpAddr::from(std::net::Ipv4Addr::from(u32::from(*a) - 1)),
+            IpAddr::V6(a) => IpAddr::from(std::net::Ipv6Addr::from(u128::from(*a) - 1)),
+        })
+        .chain([ip(last)])
+        .collect();
+    starts
+        .into_iter()
+        .zip(ends)
+        .enumerate()
+        .map(|(k, (first, last))| ListShard {
+            set: format!("{stem}_s{k}"),
+            first,
+            last,
+        })
+        .collect()
+}
+
+/// A list spread over several sets is looked up in one of them, behind a range test; a list in
+/// one set is looked up directly.
+#[test]
+fn a_list_in_several_sets_is_looked_up_behind_range_tests() {
+    let p = policy(
+        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
+         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
+    );
+    let mut f = facts();
+    f.imported.insert(
+        ShortName::parse("big").unwrap_or_else(|e| panic!("{e}")),
+        ImportedFacts {
+            hash: "00ff".into(),
+            ranges: 3,
+            sets_v4: shards("bl_big_v4_1", "0.0.0.0", &["10.0.0.0"], "255.255.255.255"),
+            sets_v6: shards(
+                "bl_big_v6_1",
+                "::",
+                &[],
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            ),
+            ..ImportedFacts::default()
+        },
+    );
+    let text = render_ruleset(&compile_ruleset(&p, &f));
+    for want in [
+        "ip daddr 0.0.0.0-9.255.255.255 ip daddr @bl_big_v4_1_s0 ",
+        "ip daddr 10.0.0.0-255.255.255.255 ip daddr @bl_big_v4_1_s1 ",
+        "# its addresses 10.0.0.0-255.255.255.255",
+        "ip6 daddr @bl_big_v6_1_s0 ",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    assert!(!text.contains("ip6 daddr ::-"), "{text}");
+    // Without chosen sets the rule names a set that does not exist: the kernel refuses it.
+    f.imported.values_mut().for_each(|d| d.sets_v4.clear());
+    let text = render_ruleset(&compile_ruleset(&p, &f));
+    assert!(text.contains("ip daddr @bl_big_v4 "), "{text}");
+}
+
 /// Both renderings go through the real nft in check mode inside a throwaway network namespace.
 #[test]
 #[ignore = "needs root for nft in a network namespace: make test runs it"]
@@ -231,8 +297,18 @@ fn nft_accepts_both_renderings() {
         ImportedFacts {
             hash: "00ff".into(),
             ranges: 3,
-            set_v4: "bl_big_v4_1".into(),
-            set_v6: "bl_big_v6_1".into(),
+            sets_v4: shards(
+                "bl_big_v4_1",
+                "0.0.0.0",
+                &["10.0.0.0", "172.16.0.0"],
+                "255.255.255.255",
+            ),
+            sets_v6: shards(
+                "bl_big_v6_1",
+                "::",
+                &[],
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            ),
             ..ImportedFacts::default()
         },
     );
@@ -272,6 +348,8 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
             family: Family::V4,
             hash: "00".into(),
             ranges: 1,
+            first: IpAddr::from([0, 0, 0, 0]),
+            last: IpAddr::from([255, 255, 255, 255]),
         }),
     });
     let second = render_batch(&kept, &existing).unwrap_or_else(|e| panic!("{e}"));
@@ -323,17 +401,22 @@ fn an_imported_list_is_the_chosen_set_that_the_structure_leaves_alone() {
         ImportedFacts {
             hash: "0123456789abcdef0123".into(),
             ranges: 1_000_000,
-            set_v4: "bl_fire_hol_v4_1".into(),
-            set_v6: "bl_fire_hol_v6_1".into(),
+            sets_v4: shards("bl_fire_hol_v4_1", "0.0.0.0", &[], "255.255.255.255"),
+            sets_v6: shards(
+                "bl_fire_hol_v6_1",
+                "::",
+                &[],
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            ),
             ..ImportedFacts::default()
         },
     );
     let r = compile_ruleset(&p, &f);
     let text = render_ruleset(&r);
     assert!(
-        text.contains("set bl_fire_hol_v4_1 {")
+        text.contains("set bl_fire_hol_v4_1_s0 {")
             && text.contains("# imported list fire-hol (1000000 ranges in both families)")
-            && text.contains("ip daddr @bl_fire_hol_v4_1"),
+            && text.contains("ip daddr @bl_fire_hol_v4_1_s0"),
         "{text}"
     );
     let existing = Existing {
@@ -341,7 +424,7 @@ fn an_imported_list_is_the_chosen_set_that_the_structure_leaves_alone() {
         sets: vec![
             "live_marks".into(),
             "bl_old_v4".into(),
-            "bl_fire_hol_v4_1".into(),
+            "bl_fire_hol_v4_1_s0".into(),
         ],
     };
     let batch = render_batch(&r, &existing).unwrap_or_else(|e| panic!("{e}"));
@@ -362,7 +445,7 @@ fn an_imported_list_is_the_chosen_set_that_the_structure_leaves_alone() {
     );
     // The table block declares our small sets and chains, never the imported list's set, and
     // nothing in the transaction names another table or deletes ours.
-    assert!(!table.contains("bl_fire_hol_v4_1 {"), "{table}");
+    assert!(!table.contains("bl_fire_hol_v4_1_s0 {"), "{table}");
     assert!(table.contains("ip daddr @bl_fire_hol_v4_1"), "{table}");
     assert!(table.contains("set live_marks {") && table.contains("chain output {"));
     assert!(!batch.contains("delete table"), "{batch}");

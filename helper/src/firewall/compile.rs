@@ -240,6 +240,8 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             imported: None,
         },
     );
+    // The chains compiling rules added (a big list's slices) go after the ones naming them.
+    chains.append(&mut out.chains);
     out.chains = chains;
     out
 }
@@ -614,9 +616,59 @@ fn compile_rules(
             verdict,
             comment,
         };
-        compiled.extend(expand(&template, &destinations, &transports));
+        let (sliced, plain): (Vec<_>, Vec<_>) = destinations
+            .into_iter()
+            .partition(|d| matches!(d.first(), Some(Match::DaddrWithin(..))));
+        compiled.extend(expand(&template, &plain, &transports));
+        compiled.extend(slice_jumps(
+            &format!("{}_r{first_number}", owner.chain),
+            &template,
+            sliced,
+            &transports,
+            out,
+        ));
     }
     compiled
+}
+
+/// The rules for destination alternatives that each test a slice of the addresses and look
+/// the address up in that slice's set (a list spread over several sets): per family, one
+/// verdict map jumping by address to a chain (`<stem>_<family>_s<k>`) that holds the rule
+/// for that slice's set. A packet costs one map lookup and one set lookup, however many sets
+/// the list has, instead of a range test per set.
+fn slice_jumps(
+    stem: &str,
+    template: &RuleDef,
+    sliced: Vec<Vec<Match>>,
+    transports: &[Vec<Match>],
+    out: &mut Ruleset,
+) -> Vec<RuleDef> {
+    let mut maps: Vec<(Family, Vec<SliceJump>)> = Vec::new();
+    for alternative in sliced {
+        let Some(Match::DaddrWithin(first, last)) = alternative.first().cloned() else {
+            continue;
+        };
+        let family = if first.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let entries = match maps.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, entries)) => entries,
+            None => {
+                maps.push((family, Vec::new()));
+                let last = maps.len() - 1;
+                &mut maps[last].1
+            }
+        };
+        let chain = format!("{stem}_{}_s{}", family_suffix(family), entries.len());
+        let rules = expand(template, &[alternative[1..].to_vec()], transports);
+        out.chains.push(ChainDef::new(chain.clone(), None, rules));
+        entries.push((first, last, chain));
+    }
+    maps.into_iter()
+        .map(|(_, entries)| RuleDef::new(Vec::new(), RuleVerdict::DaddrMap(entries)))
+        .collect()
 }
 
 /// How a policy rule's action ends its nft rules. In the host chain an accept only means "no

@@ -249,6 +249,21 @@ pub fn render_rule(rule: &RuleDef) -> String {
         RuleVerdict::TcpReset => "reject with tcp reset".into(),
         RuleVerdict::IcmpxUnreachable => "reject with icmpx port-unreachable".into(),
         RuleVerdict::Jump(c) => format!("jump {c}"),
+        RuleVerdict::DaddrMap(map) => {
+            let family = match map.first() {
+                Some((std::net::IpAddr::V6(_), _, _)) => Family::V6,
+                _ => Family::V4,
+            };
+            let entries: Vec<String> = map
+                .iter()
+                .map(|(first, last, chain)| format!("{first}-{last} : jump {chain}"))
+                .collect();
+            format!(
+                "{} daddr vmap {{ {} }}",
+                nft_family(family),
+                entries.join(", ")
+            )
+        }
         RuleVerdict::Redirect(port) => format!("redirect to :{port}"),
         RuleVerdict::CtZone(zone) => format!("ct original zone set {zone}"),
         RuleVerdict::UidMap(map) => {

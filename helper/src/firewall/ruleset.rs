@@ -279,12 +279,19 @@ pub enum RuleVerdict {
     UidMap(Vec<(u32, String)>),
     /// Jump to another chain.
     Jump(String),
+    /// Jump by destination address: `ip daddr vmap { first-last : jump chain, ... }` (one
+    /// family, ranges disjoint); an address in none goes on to the next rule.
+    DaddrMap(Vec<SliceJump>),
     /// Destination NAT to this port on the local host (in a `NatOutput` chain only).
     Redirect(u16),
     /// Track the connection's original direction in this conntrack zone, then go on (in a
     /// `RawOutput` chain only).
     CtZone(u16),
 }
+
+/// One entry of a [`RuleVerdict::DaddrMap`]: addresses from the first to the last jump to the
+/// chain.
+pub type SliceJump = (std::net::IpAddr, std::net::IpAddr, String);
 
 impl RuleDef {
     /// A rule with these matches and verdict, nothing else.

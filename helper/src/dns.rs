@@ -10,32 +10,44 @@
 //! unknown names in strict mode, SERVFAIL when the upstream fails or the firewall did not take
 //! the addresses — never an answer whose addresses are not admitted.
 //!
-//! The firewall drives it: at each compile it asks for the VMs' ports (`FollowNames`), and once
-//! a generation is live it hands over the policy and ruleset, from which the names to follow are
-//! rebuilt (`names`). A name that fails to resolve marks only its own rule (`journal`).
+//! The firewall drives it: at each compile it asks for the VMs' ports and the addresses of the
+//! names the helper resolves itself (`FollowNames`), and once a generation is live it hands over
+//! the policy and ruleset, from which the names to follow are rebuilt (`names`), and the host
+//! names to keep refreshed (`hosts`). A name that fails to resolve marks only its own rule
+//! (`journal`). A remote console whose name answers a new address asks the firewall to install
+//! the policy again (`reinstall_requests`), since console sets are part of the structure.
 
 pub mod admit;
 pub mod answer;
+pub mod hosts;
 pub mod journal;
 pub mod listen;
 pub mod names;
 pub mod upstream;
 
 use crate::blocklist::store::ListStore;
-use crate::firewall::facts::FollowNames;
-use crate::firewall::ruleset::{Ruleset, TABLE};
+use crate::firewall::facts;
+use crate::firewall::facts::{FollowNames, Resolving};
+use crate::firewall::ruleset::{Ruleset, SetKind, TABLE};
 use admit::{Admission, Admitter};
 use answer::{NotAQuestion, Question};
 use hickory_proto::op::ResponseCode;
 use journal::{Entry, Journal};
 use names::{DomainSet, NameTable};
-use palisade_dbus::policy::{DnsSettings, Family, Policy, ShortName, VmName};
+use palisade_dbus::policy::{
+    Destination, DnsSettings, Family, HostName, Policy, ShortName, VmName,
+};
 use palisade_dbus::types::{DnsEvent, DnsNameState, DnsOutcome};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 use upstream::{Transport, Upstream};
+
+/// The journal's word for names the helper resolves itself (host-wide rules, remote consoles).
+pub const HOST: &str = "host";
 
 /// The name browsers ask to learn whether they may turn on DNS over HTTPS by themselves
 /// (Mozilla's canary domain): NXDOMAIN says no.
@@ -51,6 +63,24 @@ pub struct Forwarder {
     lists: Arc<ListStore>,
     /// Domain lists by name, with the content hash they were read at.
     domains: Mutex<HashMap<ShortName, (String, Arc<DomainSet>)>>,
+    /// The host names the helper resolves itself, and when each is asked next.
+    hosts: Mutex<BTreeMap<HostName, HostTarget>>,
+    /// The addresses each of them had when the firewall last asked (`resolve`).
+    resolved: Mutex<HashMap<HostName, BTreeSet<IpAddr>>>,
+    /// Wakes the refresher when the names change.
+    hosts_changed: Arc<tokio::sync::Notify>,
+    refresher_started: AtomicBool,
+    /// Counts the requests to install the live policy again (a remote console moved).
+    reinstall: tokio::sync::watch::Sender<u64>,
+}
+
+/// A host name the refresher keeps: the learned sets that follow it, whether a remote console
+/// is reached by it, and when it is asked next.
+#[derive(Debug, Clone)]
+struct HostTarget {
+    sets: Vec<(Family, String)>,
+    console: bool,
+    due: Instant,
 }
 
 /// What the live generation says.
@@ -80,7 +110,195 @@ impl Forwarder {
             journal: Journal::default(),
             lists,
             domains: Mutex::default(),
+            hosts: Mutex::default(),
+            resolved: Mutex::default(),
+            hosts_changed: Arc::default(),
+            refresher_started: AtomicBool::new(false),
+            reinstall: tokio::sync::watch::channel(0).0,
         }))
+    }
+
+    /// Changes each time a remote console's name answers an address its console sets lack:
+    /// the live policy is to be installed again with fresh facts.
+    pub fn reinstall_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reinstall.subscribe()
+    }
+
+    /// Keeps the host names' sets following their answers, for as long as the forwarder lives.
+    async fn refresh_hosts(me: Weak<Forwarder>) {
+        loop {
+            let Some(forwarder) = me.upgrade() else {
+                return;
+            };
+            let now = Instant::now();
+            let (due, next): (Vec<(HostName, HostTarget)>, Option<Instant>) = {
+                let Ok(hosts) = forwarder.hosts.lock() else {
+                    return;
+                };
+                let due = hosts
+                    .iter()
+                    .filter(|(_, t)| t.due <= now)
+                    .map(|(n, t)| (n.clone(), t.clone()))
+                    .collect();
+                let next = hosts.values().map(|t| t.due).filter(|d| *d > now).min();
+                (due, next)
+            };
+            for (name, target) in due {
+                let next = forwarder.refresh_host(&name, &target).await;
+                if let Ok(mut hosts) = forwarder.hosts.lock() {
+                    if let Some(t) = hosts.get_mut(&name) {
+                        t.due = Instant::now() + next;
+                    }
+                }
+            }
+            let wake = next.unwrap_or_else(|| Instant::now() + hosts::LONGEST);
+            let notify = Arc::clone(&forwarder.hosts_changed);
+            drop(forwarder);
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                () = notify.notified() => {}
+            }
+        }
+    }
+
+    /// Asks for one host name again and puts its answer in its sets. Returns when to ask next.
+    async fn refresh_host(&self, name: &HostName, target: &HostTarget) -> Duration {
+        let (upstream, settings) = match self.live.read() {
+            Ok(live) => (live.upstream.clone(), live.settings.clone()),
+            Err(_) => return hosts::RETRY,
+        };
+        let mut entry = Entry {
+            vm: HOST,
+            name: name.as_str(),
+            kind: "A+AAAA".into(),
+            outcome: DnsOutcome::Answered,
+            admitted: Vec::new(),
+            rules: Vec::new(),
+            detail: String::new(),
+            patterns: vec![name.to_string()],
+            admit_us: 0,
+        };
+        let found = match upstream {
+            Ok(u) => hosts::lookup(&u, name).await,
+            Err(why) => Err(why),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(why) => {
+                tracing::warn!("DNS for the host: {name}: {why}");
+                entry.outcome = DnsOutcome::Failed;
+                entry.detail = why;
+                self.journal.record(entry);
+                return hosts::RETRY;
+            }
+        };
+        let admissions: Vec<Admission> = found
+            .iter()
+            .flat_map(|(address, ttl)| {
+                let family = match address {
+                    IpAddr::V4(_) => Family::V4,
+                    IpAddr::V6(_) => Family::V6,
+                };
+                let seconds = (*ttl).max(settings.ttl_floor_seconds) + settings.grace_seconds;
+                target
+                    .sets
+                    .iter()
+                    .filter(move |(f, _)| *f == family)
+                    .map(move |(_, set)| Admission {
+                        set: set.clone(),
+                        address: *address,
+                        timeout: Duration::from_secs(u64::from(seconds)),
+                    })
+            })
+            .collect();
+        if !admissions.is_empty() {
+            let started = std::time::Instant::now();
+            let admitted = self.admitter.admit(admissions).await;
+            entry.admit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if let Err(e) = admitted {
+                tracing::warn!("DNS for the host: {name}: {e}");
+                entry.outcome = DnsOutcome::Failed;
+                entry.detail = e.to_string();
+                self.journal.record(entry);
+                return hosts::RETRY;
+            }
+            entry.outcome = DnsOutcome::Admitted;
+        }
+        entry.admitted = found.iter().map(|(a, _)| a.to_string()).collect();
+        self.journal.record(entry);
+        if target.console {
+            let now = hosts::addresses_of(&found);
+            let known = self
+                .resolved
+                .lock()
+                .ok()
+                .and_then(|r| r.get(name).cloned())
+                .unwrap_or_default();
+            if !now.is_subset(&known) {
+                tracing::info!(
+                    "the remote console host {name} answers new addresses; installing the \
+                     policy again"
+                );
+                self.reinstall.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        hosts::next_lookup(&found, settings.ttl_floor_seconds)
+    }
+
+    /// The host names of `policy` and `ruleset` to keep refreshed: each learned set's name, and
+    /// remote consoles reached by name. Known names keep their next lookup; new ones are asked
+    /// when the addresses the install put in their sets could start to expire.
+    fn follow_hosts(&self, policy: &Policy, ruleset: &Ruleset) {
+        let mut targets: BTreeMap<HostName, HostTarget> = BTreeMap::new();
+        let first = Instant::now()
+            + Duration::from_secs(u64::from(policy.settings.dns.ttl_floor_seconds.max(1)));
+        fn target<'t>(
+            targets: &'t mut BTreeMap<HostName, HostTarget>,
+            name: &HostName,
+            first: Instant,
+        ) -> &'t mut HostTarget {
+            targets.entry(name.clone()).or_insert_with(|| HostTarget {
+                sets: Vec::new(),
+                console: false,
+                due: first,
+            })
+        }
+        for set in &ruleset.sets {
+            let Some(follows) = &set.follows else {
+                continue;
+            };
+            let family = match set.kind {
+                SetKind::Ipv6Learned => Family::V6,
+                _ => Family::V4,
+            };
+            target(&mut targets, &follows.name, first)
+                .sets
+                .push((family, set.name.clone()));
+        }
+        for rc in &policy.remote_consoles {
+            if let Destination::Host(h) = &rc.host {
+                target(&mut targets, h, first).console = true;
+            }
+        }
+        let Ok(mut hosts) = self.hosts.lock() else {
+            return;
+        };
+        for (name, t) in targets.iter_mut() {
+            if let Some(old) = hosts.get(name) {
+                t.due = old.due;
+            }
+        }
+        *hosts = targets;
+        drop(hosts);
+        self.hosts_changed.notify_one();
+        if !self.refresher_started.swap(true, Ordering::SeqCst) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(Self::refresh_hosts(self.me.clone()));
+                }
+                Err(_) => self.refresher_started.store(false, Ordering::SeqCst),
+            }
+        }
     }
 
     /// The latest questions, of `vm` if given, after `after_seq` if given.
@@ -349,6 +567,9 @@ impl FollowNames for Forwarder {
         let table = names::name_table(policy, ruleset, SystemTime::now(), &mut |list| {
             self.domains_of(list)
         });
+        let host_names = facts::resolved_names(policy)
+            .into_iter()
+            .map(|n| (HOST.to_owned(), n.to_string(), Vec::new()));
         self.journal.follow(
             table
                 .iter()
@@ -364,8 +585,10 @@ impl FollowNames for Forwarder {
                         )
                     })
                 })
+                .chain(host_names)
                 .collect(),
         );
+        self.follow_hosts(policy, ruleset);
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.retain(|vm, _| table.contains_key(vm));
         }
@@ -388,5 +611,67 @@ impl FollowNames for Forwarder {
         }
         live.settings = policy.settings.dns.clone();
         live.table = Arc::new(table);
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        policy: &'a Policy,
+        names: Vec<HostName>,
+        deadline: Duration,
+    ) -> Resolving<'a> {
+        Box::pin(async move {
+            let live = self.live.read().ok().and_then(|live| {
+                (live.settings.upstream == policy.settings.dns.upstream)
+                    .then(|| live.upstream.clone())
+            });
+            // A policy changing the upstream is resolved through its own, not the old one.
+            let upstream = match live {
+                Some(u) => u,
+                None => Upstream::new(&policy.settings.dns.upstream)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+            };
+            let upstream = match upstream {
+                Ok(u) => u,
+                Err(why) => {
+                    tracing::warn!("cannot resolve the policy's host names: {why}");
+                    return HashMap::new();
+                }
+            };
+            let mut out = HashMap::new();
+            let mut lookups = tokio::task::JoinSet::new();
+            for name in names {
+                let upstream = Arc::clone(&upstream);
+                lookups.spawn(async move {
+                    let found =
+                        tokio::time::timeout(deadline, hosts::lookup(&upstream, &name)).await;
+                    let addresses = match found {
+                        Ok(Ok(found)) => hosts::addresses_of(&found),
+                        Ok(Err(why)) => {
+                            tracing::info!("{name}: {why}; its rule matches once it answers");
+                            BTreeSet::new()
+                        }
+                        Err(_) => {
+                            tracing::info!(
+                                "{name}: no answer yet; its rule matches once it answers"
+                            );
+                            BTreeSet::new()
+                        }
+                    };
+                    (name, addresses)
+                });
+            }
+            while let Some(joined) = lookups.join_next().await {
+                if let Ok((name, addresses)) = joined {
+                    out.insert(name, addresses);
+                }
+            }
+            if let Ok(mut resolved) = self.resolved.lock() {
+                resolved.clone_from(&out);
+            }
+            out.into_iter()
+                .map(|(name, addresses)| (name, addresses.into_iter().collect()))
+                .collect()
+        })
     }
 }

@@ -174,6 +174,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("serving {BUS_NAME}");
 
     tokio::spawn(firewall.clone().run_expiry());
+    // A remote console's host answered a new address: its console sets are structure.
+    let mut moved = forwarder.reinstall_requests();
+    let fw = firewall.clone();
+    tokio::spawn(async move {
+        while moved.changed().await.is_ok() {
+            if let Err(e) = fw.reinstall().await {
+                tracing::warn!("cannot install the policy again for a moved console: {e}");
+            }
+        }
+    });
     tokio::spawn(lists.run_refresh());
     tokio::spawn(revoke_lost_console_access(
         firewall.clone(),

@@ -543,3 +543,135 @@ ports = 80
         .unwrap_or(false);
     assert!(admitted, "{log}");
 }
+
+/// The addresses a set of our table holds now (a small set: listing it is quick).
+fn set_addresses(env: &TestEnv, set: &str) -> Vec<String> {
+    let out = env.nft(&["-j", "list", "set", "inet", "palisade", set]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .and_then(|items| items.iter().find_map(|i| i["set"]["elem"].as_array()))
+        .map(|elems| {
+            elems
+                .iter()
+                .filter_map(|e| {
+                    e.as_str()
+                        .or_else(|| e["elem"]["val"].as_str())
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Host names no guest asks for are resolved by the helper through the forwarder's upstream and
+/// asked again as their TTLs run out: a host-wide rule's set follows a name whose address
+/// changes on every answer (new addresses come in and refused, old ones leave), a remote
+/// console reached by name is guarded at its address, and a name that never answers degrades
+/// only its own rule.
+#[test]
+fn host_wide_names_and_remote_consoles_follow_their_answers_by_ttl() {
+    let lab = lab();
+    let env = &lab.env;
+    let _console = listen_on(env, "0.0.0.0", 5999);
+    // Before any policy: the console host's address is anyone's to reach.
+    assert!(connects_to_host(
+        env,
+        palisade_tests::BOB,
+        "10.81.0.1",
+        5999
+    ));
+    let doc = r#"
+[[host_rule]]
+action = "reject"
+destination = "allowed.test"
+proto = "tcp"
+ports = 80
+
+[[host_rule]]
+action = "reject"
+destination = "broken.test"
+
+[[remote_console]]
+name = "server"
+host = "other.test"
+port = 5999
+users = ["pal-alice"]
+
+[settings.dns]
+ttl_floor_seconds = 2
+grace_seconds = 1
+"#;
+    apply(env, doc, &[]);
+    // Resolved at install: the first address the server handed out is in the set and refused.
+    let first = set_addresses(env, "host_r1_v4");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        !connects_to_host(env, ALICE, &first[0], 80),
+        "{} is in the host rule's set but connects",
+        first[0]
+    );
+    // Asked again every 2 s (TTL 1 s, floor 2 s), each answer a new address kept 3 s: the set
+    // takes the new addresses in, and the first one leaves.
+    let mut seen: std::collections::BTreeSet<String> = first.iter().cloned().collect();
+    let started = Instant::now();
+    loop {
+        let now = set_addresses(env, "host_r1_v4");
+        seen.extend(now.iter().cloned());
+        if seen.len() >= 4 && !now.contains(&first[0]) && !now.is_empty() {
+            let current = &now[now.len() - 1];
+            assert!(
+                !connects_to_host(env, ALICE, current, 80),
+                "{current} was answered to the helper but connects"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the host rule's set did not follow its name: seen {seen:?}, now {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // An address the name never answered is not refused.
+    assert!(connects_to_host(env, ALICE, "10.77.250.1", 80));
+    // The remote console by name: guarded at the address its name answers.
+    assert!(
+        connects_to_host(env, ALICE, "10.81.0.1", 5999),
+        "the console's user is refused"
+    );
+    assert!(
+        !connects_to_host(env, palisade_tests::BOB, "10.81.0.1", 5999),
+        "another user reaches the remote console"
+    );
+    // broken.test never answers: its rule alone says so, and the log shows the refreshes.
+    let started = Instant::now();
+    loop {
+        let status = palisade_json(env, &["status"]);
+        let names = status["dns_names"].as_array().cloned().unwrap_or_default();
+        let problem = |pattern: &str| {
+            names
+                .iter()
+                .find(|n| n["vm"] == "host" && n["pattern"] == pattern)
+                .map(|n| n["problem"].as_str().unwrap_or_default().to_owned())
+        };
+        if problem("broken.test").is_some_and(|p| !p.is_empty()) {
+            assert_eq!(problem("allowed.test").as_deref(), Some(""), "{status}");
+            assert_eq!(problem("other.test").as_deref(), Some(""), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "broken.test's problem is not reported: {status}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = palisade_json(env, &["dns", "log"]);
+    assert!(
+        log.as_array()
+            .is_some_and(|l| l.iter().any(|e| e["vm"] == "host"
+                && e["name"] == "allowed.test"
+                && e["outcome"] == "admitted")),
+        "{log}"
+    );
+}

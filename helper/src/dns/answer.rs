@@ -71,6 +71,29 @@ pub fn read_question(bytes: &[u8]) -> Result<Question, NotAQuestion> {
     })
 }
 
+/// The helper's own question for `name` (an A or AAAA query asking for recursion), and its
+/// bytes; `None` for a name hickory cannot write.
+pub fn own_question(name: &str, kind: RecordType, id: u16) -> Option<(Question, Vec<u8>)> {
+    let mut fqdn = Name::from_ascii(name).ok()?;
+    fqdn.set_fqdn(true);
+    let query = Query::query(fqdn, kind);
+    let mut m = Message::new();
+    m.set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(query.clone());
+    let bytes = m.to_vec().ok()?;
+    let q = Question {
+        id,
+        name: plain_name(query.name()),
+        kind,
+        query,
+        recursion_desired: true,
+    };
+    Some((q, bytes))
+}
+
 /// A name as the policy writes names: lower case, no final dot (the root is "").
 pub fn plain_name(name: &Name) -> String {
     let mut s = name.to_lowercase().to_ascii();

@@ -48,6 +48,10 @@ pub struct Facts {
     pub imported: BTreeMap<ShortName, ImportedFacts>,
     /// The DNS forwarder's port for each VM that resolves through it (`dns = true`).
     pub dns_ports: BTreeMap<VmName, u16>,
+    /// Seconds an address of a name the helper resolved itself stays in its learned set unless
+    /// the name is answered again (the policy's TTL floor plus grace; 0 keeps it until the next
+    /// install).
+    pub learned_seconds: u32,
 }
 
 /// What the compiler knows of an imported list: enough to name and describe its sets.
@@ -238,6 +242,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             marks: out.live_marks.iter().copied().collect(),
             consoles: Vec::new(),
             imported: None,
+            follows: None,
         },
     );
     // The chains compiling rules added (a big list's slices) go after the ones naming them.
@@ -322,6 +327,7 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             marks: Vec::new(),
             consoles: endpoint_set,
             imported: None,
+            follows: None,
         });
         out.sets.push(SetDef {
             name: allowed.clone(),
@@ -330,6 +336,7 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             marks: Vec::new(),
             consoles: allowed_set,
             imported: None,
+            follows: None,
         });
         let mut rule = RuleDef::new(
             vec![
@@ -774,9 +781,15 @@ fn destination_matches(
             alternatives
         }
         Destination::Host(_) | Destination::Wildcard(_) => {
-            let learned = match &rule.destination {
-                Destination::Host(h) => facts.resolved.get(h).cloned().unwrap_or_default(),
-                _ => Vec::new(),
+            let (learned, follows) = match &rule.destination {
+                Destination::Host(h) => (
+                    facts.resolved.get(h).cloned().unwrap_or_default(),
+                    Some(FollowedName {
+                        name: h.clone(),
+                        timeout_seconds: facts.learned_seconds,
+                    }),
+                ),
+                _ => (Vec::new(), None),
             };
             let (v4, v6) = split_families(learned.into_iter().map(IpNet::from));
             let mut alternatives = Vec::new();
@@ -786,7 +799,9 @@ fn destination_matches(
             ] {
                 if families.contains(&family) {
                     let name = format!("{}_r{number}_{}", owner.chain, family_suffix(family));
-                    out.sets.push(net_set(&name, kind, nets));
+                    let mut set = net_set(&name, kind, nets);
+                    set.follows = follows.clone();
+                    out.sets.push(set);
                     alternatives.push(vec![Match::DaddrInSet(family, name)]);
                 }
             }
@@ -870,6 +885,7 @@ pub(crate) fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
         marks: Vec::new(),
         consoles: Vec::new(),
         imported: None,
+        follows: None,
     }
 }
 

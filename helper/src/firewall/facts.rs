@@ -3,8 +3,9 @@
 //! VM uids come from the user database (users are created on demand only when applying, never
 //! in a preview); console ports from whoever allocates them (the VM supervisor, through
 //! `ConsolePorts`: the firewall never reads VM records); resolvers from /etc/resolv.conf (slirp
-//! forwards guests' DNS to these); host names are resolved with a short deadline so a dead
-//! resolver cannot stall an apply.
+//! forwards guests' DNS to these); host names (of rules the forwarder does not serve, and of
+//! remote consoles) are resolved by the forwarder's upstream with a short deadline, so a dead
+//! resolver cannot stall an apply and the names go where the policy's private upstream says.
 
 use super::compile::{Facts, ImportedFacts, PreviousFacts};
 use crate::accounts;
@@ -43,7 +44,20 @@ pub trait FollowNames: Send + Sync {
     fn forwarder_ports(&self, policy: &Policy, allocate: bool) -> BTreeMap<VmName, u16>;
     /// `policy`, compiled into `ruleset`, is live now.
     fn follow(&self, policy: &Policy, ruleset: &super::ruleset::Ruleset);
+    /// The addresses of `names`, asked of the upstream `policy` configures, each name within
+    /// `deadline` (a name that fails has no addresses: only its own rule is affected).
+    fn resolve<'a>(
+        &'a self,
+        policy: &'a Policy,
+        names: Vec<HostName>,
+        deadline: Duration,
+    ) -> Resolving<'a>;
 }
+
+/// What [`FollowNames::resolve`] returns: each name's addresses.
+pub type Resolving<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = HashMap<HostName, Vec<IpAddr>>> + Send + 'a>,
+>;
 
 /// Collects the facts for `policy`. A policy naming an imported list that was never imported is
 /// refused here, with what to do.
@@ -120,18 +134,37 @@ pub async fn gather(
     }
     facts.dns_servers =
         dns_servers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-    let names: BTreeSet<&HostName> = policy
+    facts.learned_seconds = policy
+        .settings
+        .dns
+        .ttl_floor_seconds
+        .saturating_add(policy.settings.dns.grace_seconds);
+    facts.resolved = names
+        .resolve(policy, resolved_names(policy), RESOLVE_TIMEOUT)
+        .await;
+    Ok(facts)
+}
+
+/// The host names the helper resolves itself: those of host-wide rules, of VMs that do not
+/// resolve through the forwarder (the forwarder admits the others' answers as they are asked),
+/// and of remote consoles.
+pub fn resolved_names(policy: &Policy) -> Vec<HostName> {
+    let rules = policy
         .vms
         .iter()
+        .filter(|v| !v.dns)
         .flat_map(|v| v.rules.iter())
         .chain(policy.host_rules.iter())
-        .filter_map(|r| match &r.destination {
+        .map(|r| &r.destination);
+    let consoles = policy.remote_consoles.iter().map(|rc| &rc.host);
+    let names: BTreeSet<&HostName> = rules
+        .chain(consoles)
+        .filter_map(|d| match d {
             Destination::Host(h) => Some(h),
             _ => None,
         })
         .collect();
-    facts.resolved = resolve_all(names).await;
-    Ok(facts)
+    names.into_iter().cloned().collect()
 }
 
 /// `nameserver` lines of a resolv.conf.
@@ -141,38 +174,6 @@ pub fn dns_servers(resolv_conf: &str) -> Vec<IpAddr> {
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|rest| rest.trim().parse().ok())
         .collect()
-}
-
-async fn resolve_all(names: BTreeSet<&HostName>) -> HashMap<HostName, Vec<IpAddr>> {
-    // All names at once, so the whole lookup takes at most one timeout.
-    let mut lookups = tokio::task::JoinSet::new();
-    for name in names {
-        let name = name.clone();
-        lookups.spawn(async move {
-            let query = format!("{name}:0");
-            let addrs = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(query))
-                .await
-            {
-                Ok(Ok(it)) => it
-                    .map(|sa| sa.ip())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect(),
-                _ => {
-                    tracing::info!("{name}: no addresses yet; its rule matches once DNS answers");
-                    Vec::new()
-                }
-            };
-            (name, addrs)
-        });
-    }
-    let mut out = HashMap::new();
-    while let Some(joined) = lookups.join_next().await {
-        if let Ok((name, addrs)) = joined {
-            out.insert(name, addrs);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

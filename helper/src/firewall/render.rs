@@ -192,6 +192,12 @@ fn render_set(s: &mut String, set: &SetDef) {
         let _ = writeln!(s, "\t\tsize {MAX_ANSWERS}");
         s.push_str("\t\t# filled by the DNS forwarder as the VM's names are answered\n");
     }
+    if let Some(f) = &set.follows {
+        if f.timeout_seconds > 0 {
+            let _ = writeln!(s, "\t\ttimeout {}s", f.timeout_seconds);
+        }
+        let _ = writeln!(s, "\t\t# follows the answers for {}", f.name);
+    }
     if let Some(data) = &set.imported {
         // The elements are loaded on their own (and may be a million): name them, not list them.
         let _ = writeln!(

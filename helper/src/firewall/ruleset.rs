@@ -10,7 +10,7 @@
 //! (`nft_family`, `nfproto`), because they belong to nftables, not to the policy.
 
 use ipnet::IpNet;
-use palisade_dbus::policy::{Family, PortSet, ShortName, Verdict};
+use palisade_dbus::policy::{Family, HostName, PortSet, ShortName, Verdict};
 use std::collections::BTreeSet;
 
 /// The host's table. Its name is fixed: the helper never creates, edits or deletes any other
@@ -104,6 +104,20 @@ pub struct SetDef {
     /// part of the ruleset: the data path loads them over netlink before the structure that
     /// names the set is installed, and the structure transaction never touches them.
     pub imported: Option<ImportedData>,
+    /// For a set of a host name the helper resolves itself (a learned set): the name, and how
+    /// long its addresses stay unless its answers are asked again. The DNS forwarder's
+    /// refresher keeps them as the name's answers change.
+    pub follows: Option<FollowedName>,
+}
+
+/// A host name whose answers a learned set follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowedName {
+    /// The name.
+    pub name: HostName,
+    /// Seconds its addresses stay in the set after an answer (the elements the ruleset
+    /// carries, resolved at install, and those the refresher adds without a TTL of their own).
+    pub timeout_seconds: u32,
 }
 
 /// The contents of an imported list, as one kernel set holds them.

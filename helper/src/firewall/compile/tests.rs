@@ -38,6 +38,7 @@ fn facts() -> Facts {
             vec![1000, 1002],
         )]),
         imported: BTreeMap::new(),
+        learned_seconds: 60,
         dns_ports: BTreeMap::from([
             (
                 VmName::parse("work").unwrap_or_else(|e| panic!("{e}")),
@@ -216,6 +217,39 @@ fn removing_a_member_changes_the_group_mark() {
     assert!(all.live_marks.is_disjoint(&fewer.live_marks));
 }
 
+/// A host-wide rule naming a host looks its addresses up in a learned set that says which name
+/// it follows and keeps the addresses resolved at install only for the learned time (the
+/// refresher renews them by TTL).
+#[test]
+fn a_host_rule_by_name_follows_its_answers_in_a_learned_set() {
+    let p = policy(
+        "[[host_rule]]\naction = \"drop\"\ndestination = \"mail.example.com\"\n\n\
+         [[host_rule]]\naction = \"drop\"\ndestination = \"gone.example.com\"\n",
+    );
+    let r = compile_ruleset(&p, &facts());
+    let mail = r
+        .sets
+        .iter()
+        .find(|s| s.name == "host_r1_v4")
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(
+        mail.follows
+            .as_ref()
+            .map(|f| (f.name.as_str(), f.timeout_seconds)),
+        Some(("mail.example.com", 60))
+    );
+    let text = render_ruleset(&r);
+    for want in [
+        "set host_r1_v4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\ttimeout 60s\n\t\t\
+         # follows the answers for mail.example.com\n\t\telements = { 198.51.100.7 }",
+        "# follows the answers for gone.example.com",
+        "ip daddr @host_r1_v4 counter drop",
+        "ip daddr @host_r2_v4 counter drop",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+}
+
 /// The kernel sets `<stem>_s0`, `_s1`, ... covering `first..=last` cut at `cuts`.
 fn shards(stem: &str, first: &str, cuts: &[&str], last: &str) -> Vec<ListShard> {
     let ip = |s: &str| -> IpAddr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
@@ -291,7 +325,8 @@ fn nft_accepts_both_renderings() {
     // The text of an imported list's set declares it (empty): previews and `vm show` load.
     let with_list = policy(
         "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
-         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
+         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n\n\
+         [[host_rule]]\naction = \"drop\"\ndestination = \"mail.example.com\"\n",
     );
     let mut f = facts();
     f.imported.insert(
@@ -353,6 +388,7 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
             first: IpAddr::from([0, 0, 0, 0]),
             last: IpAddr::from([255, 255, 255, 255]),
         }),
+        follows: None,
     });
     let second = render_batch(&kept, &existing).unwrap_or_else(|e| panic!("{e}"));
     let dir = std::env::temp_dir().join(format!("palisade-batch-{}", std::process::id()));

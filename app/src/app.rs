@@ -21,8 +21,8 @@ use crate::viewer::{self, Launched, ViewerError};
 use futures_util::StreamExt;
 use palisade_dbus::names::BUS_NAME;
 use palisade_dbus::policy::{Parsed, Policy};
-use palisade_dbus::proxy::{ConsolesProxy, HelperProxy, PolicyProxy, VmsProxy};
-use palisade_dbus::types::{ConsoleInfo, Finding, RunMode, Status, VmInfo, VmState};
+use palisade_dbus::proxy::{ConsolesProxy, DnsProxy, HelperProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::types::{ConsoleInfo, DnsNameState, Finding, RunMode, Status, VmInfo, VmState};
 use palisade_dbus::Error;
 use relm4::abstractions::Toaster;
 use relm4::adw::prelude::*;
@@ -208,6 +208,8 @@ pub struct Snapshot {
     consoles: Result<Vec<ConsoleInfo>, Error>,
     /// `Vms.List()`.
     vms: Result<Vec<VmInfo>, Error>,
+    /// `Dns.Names()`: the states of the names the rules mention.
+    names: Result<Vec<DnsNameState>, Error>,
 }
 
 /// The live policy document, parsed with the contract's validation.
@@ -231,18 +233,24 @@ async fn connect() -> AppCmd {
 
 /// Reads status, policy, consoles and VMs at once.
 async fn load(connection: zbus::Connection) -> AppCmd {
-    let (status, policy, consoles, vms) = tokio::join!(
+    let (status, policy, consoles, vms, names) = tokio::join!(
         read_status(&connection),
         read_policy(&connection),
         read_consoles(&connection),
         read_vms(&connection),
+        read_names(&connection),
     );
     AppCmd::Loaded(Box::new(Snapshot {
         status,
         policy,
         consoles,
         vms,
+        names,
     }))
+}
+
+async fn read_names(connection: &zbus::Connection) -> Result<Vec<DnsNameState>, Error> {
+    DnsProxy::new(connection).await?.names().await
 }
 
 async fn read_consoles(connection: &zbus::Connection) -> Result<Vec<ConsoleInfo>, Error> {
@@ -438,6 +446,7 @@ impl App {
             policy,
             consoles,
             vms,
+            names,
         } = snapshot;
         match status {
             Ok(status) => {
@@ -484,6 +493,8 @@ impl App {
                 generation,
                 policy: Box::new(parsed.policy),
                 warnings: parsed.warnings,
+                // Without them the rows show the rules alone: nothing else depends on them.
+                names: names.unwrap_or_default(),
             }),
             Ok(LivePolicy {
                 generation,

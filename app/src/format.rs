@@ -231,6 +231,64 @@ fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join(", ")
 }
 
+/// How many of a list's rules name a host that is not answering, for the list's summary line
+/// (the rows themselves say which and why).
+pub fn names_failing(count: usize) -> String {
+    ni18n_f(
+        "{count} name not answering",
+        "{count} names not answering",
+        self::count(count),
+        &[("count", &count.to_string())],
+    )
+}
+
+/// Most addresses a rule row lists of a name's last answer.
+const NAME_ADDRESSES_SHOWN: usize = 3;
+
+/// The state of the name a rule names, for its row: why its last lookup failed, or the
+/// addresses its last answer admitted and when, or that it was not asked yet.
+pub fn name_state(state: &palisade_dbus::types::DnsNameState) -> String {
+    if !state.problem.is_empty() {
+        // Translators: a rule's host name could not be resolved; {problem} says why.
+        return i18n_f(
+            "Name not answering: {problem}",
+            &[("problem", &state.problem)],
+        );
+    }
+    if state.last_answer_at == 0 {
+        // Translators: no lookup of a rule's host name has been answered yet.
+        return gettext("Name not asked yet");
+    }
+    let mut shown: Vec<&str> = state
+        .addresses
+        .iter()
+        .take(NAME_ADDRESSES_SHOWN)
+        .map(String::as_str)
+        .collect();
+    let more = state.addresses.len().saturating_sub(NAME_ADDRESSES_SHOWN);
+    let more_text;
+    if more > 0 {
+        more_text = ni18n_f(
+            "{count} more",
+            "{count} more",
+            count(more),
+            &[("count", &more.to_string())],
+        );
+        shown.push(&more_text);
+    }
+    let at = unix_time(state.last_answer_at);
+    if shown.is_empty() {
+        // Translators: a rule's host name was answered at {time}, without addresses.
+        i18n_f("Name answered {time}, no addresses", &[("time", &at)])
+    } else {
+        // Translators: the addresses a rule's host name had in its last answer, and when.
+        i18n_f(
+            "Name answered {time}: {addresses}",
+            &[("time", &at), ("addresses", &shown.join(", "))],
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +379,40 @@ ports = 53
     fn formats_times() {
         assert!(unix_time(1_700_000_000).starts_with("2023-11-1"));
         assert_eq!(time(UNIX_EPOCH - Duration::from_secs(1)), "before 1970");
+    }
+
+    #[test]
+    fn a_names_state_says_why_it_fails_or_what_it_answered() {
+        use palisade_dbus::types::DnsNameState;
+        let mut state = DnsNameState {
+            vm: "host".into(),
+            pattern: "mail.example.com".into(),
+            rules: vec![1],
+            addresses: Vec::new(),
+            last_answer_at: 0,
+            problem: String::new(),
+        };
+        assert_eq!(name_state(&state), "Name not asked yet");
+        state.last_answer_at = 1_900_000_000;
+        state.addresses = [
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.3",
+            "192.0.2.4",
+            "192.0.2.5",
+        ]
+        .map(String::from)
+        .to_vec();
+        let text = name_state(&state);
+        assert!(
+            text.starts_with("Name answered ")
+                && text.ends_with(": 192.0.2.1, 192.0.2.2, 192.0.2.3, 2 more"),
+            "{text}"
+        );
+        state.problem = "no answer within 2 s".into();
+        assert_eq!(
+            name_state(&state),
+            "Name not answering: no answer within 2 s"
+        );
     }
 }

@@ -1,18 +1,23 @@
 //! The live policy, read-only: problems validation found in it, each VM with its settings and
-//! ordered rules, the host-wide rules, the remote consoles and the blocklists.
+//! ordered rules, the host-wide rules, the remote consoles and the blocklists. Rules naming a
+//! host or a wildcard show that name's state (`Dns.Names`).
 
 use crate::console_row::ConsoleRow;
 use crate::format;
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::info_row::{InfoRow, InfoRowInit};
-use crate::rule_row::{RuleRow, RuleRowInit};
+use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit};
 use crate::vm_row::{VmRow, VmRowInit, VmRowOutput};
 use palisade_dbus::policy::Policy;
-use palisade_dbus::types::{Finding, Severity};
+use palisade_dbus::types::{DnsNameState, Finding, Severity};
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
 use relm4::{adw, gtk, ComponentParts, ComponentSender, SimpleComponent};
 use std::collections::HashSet;
+
+/// The owner the helper gives the names it resolves itself (host-wide rules, remote consoles,
+/// VMs without the forwarder).
+const HOST_NAMES: &str = "host";
 
 /// Shows one generation of the policy.
 pub struct PolicyView {
@@ -28,6 +33,8 @@ pub struct PolicyView {
     vms: FactoryVecDeque<VmRow>,
     /// The rules for every local process.
     host_rules: FactoryVecDeque<RuleRow>,
+    /// How many of them name a host that is not answering.
+    host_names_failing: usize,
     /// The remote consoles.
     consoles: FactoryVecDeque<ConsoleRow>,
     /// The blocklists, with their sizes.
@@ -54,6 +61,8 @@ pub enum PolicyViewInput {
         policy: Box<Policy>,
         /// Warnings about it (shadowed rules, empty assignments, ...).
         warnings: Vec<Finding>,
+        /// The states of the names its rules mention (empty when they cannot be read).
+        names: Vec<DnsNameState>,
     },
     /// The live document did not validate in this app (it is older or newer than the helper).
     Unreadable {
@@ -114,11 +123,18 @@ impl PolicyView {
     }
 
     fn host_rules_summary(&self) -> String {
-        ni18n_f(
+        let rules = ni18n_f(
             "{count} rule, checked before any VM's own rules",
             "{count} rules, checked before any VM's own rules",
             format::count(self.host_rules.len()),
             &[("count", &self.host_rules.len().to_string())],
+        );
+        if self.host_names_failing == 0 {
+            return rules;
+        }
+        format!(
+            "{rules} · {}",
+            format::names_failing(self.host_names_failing)
         )
     }
 
@@ -137,21 +153,34 @@ impl PolicyView {
         }
     }
 
-    fn show(&mut self, policy: Policy) {
+    fn show(&mut self, policy: Policy, names: &[DnsNameState]) {
+        let of = |owner: &str| -> Vec<DnsNameState> {
+            names.iter().filter(|n| n.vm == owner).cloned().collect()
+        };
         let mut vms = self.vms.guard();
         vms.clear();
         for vm in policy.vms {
             let expanded = self.expanded.contains(vm.name.as_str());
-            vms.push_back(VmRowInit { vm, expanded });
+            // A VM without the forwarder has its names resolved by the helper, as the host's.
+            let names = of(if vm.dns { vm.name.as_str() } else { HOST_NAMES });
+            vms.push_back(VmRowInit {
+                vm,
+                expanded,
+                names,
+            });
         }
         drop(vms);
 
+        let host_names = of(HOST_NAMES);
+        self.host_names_failing = failing_names(&policy.host_rules, &host_names);
         let mut host = self.host_rules.guard();
         host.clear();
         for (i, rule) in policy.host_rules.into_iter().enumerate() {
+            let name = name_of(&rule, &host_names);
             host.push_back(RuleRowInit::Rule {
                 position: i + 1,
                 rule,
+                name,
             });
         }
         drop(host);
@@ -190,6 +219,7 @@ impl PolicyView {
     fn clear(&mut self) {
         self.vms.guard().clear();
         self.host_rules.guard().clear();
+        self.host_names_failing = 0;
         self.consoles.guard().clear();
         self.blocklists.guard().clear();
     }
@@ -286,6 +316,7 @@ impl SimpleComponent for PolicyView {
             host_rules: FactoryVecDeque::builder()
                 .launch(adw::ExpanderRow::default())
                 .detach(),
+            host_names_failing: 0,
             consoles: FactoryVecDeque::builder()
                 .launch(adw::PreferencesGroup::default())
                 .detach(),
@@ -308,11 +339,12 @@ impl SimpleComponent for PolicyView {
                 generation,
                 policy,
                 warnings,
+                names,
             } => {
                 self.generation = Some(generation);
                 self.unreadable = false;
                 self.set_findings(&warnings);
-                self.show(*policy);
+                self.show(*policy, &names);
             }
             PolicyViewInput::Unreadable {
                 generation,

@@ -1,10 +1,12 @@
 //! One firewall rule as a row: its position, a coloured verdict badge, the destination, and the
-//! protocol, ports, expiry, logging and comment underneath. Also the closing "anything else" row
-//! that shows a VM's default action.
+//! protocol, ports, expiry, logging and comment underneath, and for a rule naming a host or a
+//! wildcard the state of that name (its last answer's addresses, or why it fails). Also the
+//! closing "anything else" row that shows a VM's default action.
 
 use crate::format;
 use crate::i18n::{gettext, i18n_f};
 use palisade_dbus::policy::{Rule, Verdict};
+use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
 use relm4::{adw, gtk};
@@ -19,6 +21,8 @@ pub enum RuleRowInit {
         position: usize,
         /// The rule.
         rule: Rule,
+        /// The state of the name its destination names, when it names one.
+        name: Option<Box<DnsNameState>>,
     },
     /// What happens to traffic no rule matched.
     Default(Verdict),
@@ -80,14 +84,23 @@ impl FactoryComponent for RuleRow {
 
     fn init_model(init: Self::Init, _index: &DynamicIndex, _sender: FactorySender<Self>) -> Self {
         match init {
-            RuleRowInit::Rule { position, rule } => {
+            RuleRowInit::Rule {
+                position,
+                rule,
+                name,
+            } => {
                 let now = SystemTime::now();
+                let mut details = format::rule_details(&rule, now);
+                if let Some(state) = &name {
+                    details.push('\n');
+                    details.push_str(&format::name_state(state));
+                }
                 RuleRow {
                     position: position.to_string(),
                     verdict: format::verdict(rule.action),
                     verdict_css: format::verdict_css(rule.action),
                     title: format::destination(&rule.destination),
-                    details: format::rule_details(&rule, now),
+                    details,
                     expired: rule.is_expired(now),
                 }
             }
@@ -128,4 +141,28 @@ impl RuleRow {
             )
         }
     }
+}
+
+/// The state of the name `rule` names among `names` (those of the rule's VM, or of the host).
+pub fn name_of(rule: &Rule, names: &[DnsNameState]) -> Option<Box<DnsNameState>> {
+    use palisade_dbus::policy::Destination;
+    match &rule.destination {
+        Destination::Host(_) | Destination::Wildcard(_) => {
+            let pattern = rule.destination.to_string();
+            names
+                .iter()
+                .find(|n| n.pattern == pattern)
+                .map(|n| Box::new(n.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// How many of `rules` name a host or wildcard whose last lookup failed.
+pub fn failing_names(rules: &[Rule], names: &[DnsNameState]) -> usize {
+    rules
+        .iter()
+        .filter_map(|r| name_of(r, names))
+        .filter(|n| !n.problem.is_empty())
+        .count()
 }

@@ -4,8 +4,9 @@
 
 use crate::format;
 use crate::i18n::{gettext, ni18n_f};
-use crate::rule_row::{RuleRow, RuleRowInit};
+use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit};
 use palisade_dbus::policy::Vm;
+use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
 use relm4::{adw, gtk};
@@ -17,6 +18,8 @@ pub struct VmRowInit {
     pub vm: Vm,
     /// Whether the row starts expanded (it was open before a refresh).
     pub expanded: bool,
+    /// The states of the names its rules mention.
+    pub names: Vec<DnsNameState>,
 }
 
 /// A read-only VM row.
@@ -26,6 +29,8 @@ pub struct VmRow {
     vm: Vm,
     /// Whether the row starts expanded.
     expanded: bool,
+    /// The states of the names its rules mention.
+    names: Vec<DnsNameState>,
     /// The rule rows; made once the expander row exists.
     rules: Option<FactoryVecDeque<RuleRow>>,
 }
@@ -63,7 +68,12 @@ impl VmRow {
             &[("count", &vm.cpus.to_string())],
         );
         let default = format::otherwise(vm.default_action);
-        [format::memory(vm.memory_mib), cpus, rules, default].join(" · ")
+        let mut parts = vec![format::memory(vm.memory_mib), cpus, rules, default];
+        let failing = failing_names(&vm.rules, &self.names);
+        if failing > 0 {
+            parts.push(format::names_failing(failing));
+        }
+        parts.join(" · ")
     }
 }
 
@@ -142,6 +152,7 @@ impl FactoryComponent for VmRow {
         VmRow {
             vm: init.vm,
             expanded: init.expanded,
+            names: init.names,
             rules: None,
         }
     }
@@ -162,6 +173,7 @@ impl FactoryComponent for VmRow {
                 guard.push_back(RuleRowInit::Rule {
                     position: i + 1,
                     rule: rule.clone(),
+                    name: name_of(rule, &self.names),
                 });
             }
             guard.push_back(RuleRowInit::Default(self.vm.default_action));

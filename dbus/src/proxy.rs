@@ -205,8 +205,10 @@ pub trait Blocklists {
     default_path = "/io/palisade/Helper1"
 )]
 pub trait Dns {
-    /// The state of every host name and wildcard the live policy's VM rules mention: addresses
-    /// admitted by the last answer, when, and why the last lookup failed. polkit: `policy.read`.
+    /// The state of every host name and wildcard the live policy's VM rules mention, and of the
+    /// names the helper resolves itself (host-wide rules, remote consoles; their `vm` is
+    /// `host`): addresses admitted by the last answer, when, and why the last lookup failed.
+    /// polkit: `policy.read`.
     fn names(&self) -> Result<Vec<crate::types::DnsNameState>, Error>;
 
     /// The latest questions guests asked (at most 1000), of VM `vm` (all VMs when empty), only

@@ -440,7 +440,8 @@ pub struct DnsEvent {
 /// The state of one host name or wildcard a VM's rules name, for status and the app's rule rows.
 #[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
 pub struct DnsNameState {
-    /// The VM.
+    /// The VM, or `host` for a name the helper resolves itself (host-wide rules, the rules of
+    /// VMs without the forwarder, remote consoles).
     pub vm: String,
     /// The name or `*.domain`.
     pub pattern: String,

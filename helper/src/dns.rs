@@ -65,8 +65,9 @@ pub struct Forwarder {
     domains: Mutex<HashMap<ShortName, (String, Arc<DomainSet>)>>,
     /// The host names the helper resolves itself, and when each is asked next.
     hosts: Mutex<BTreeMap<HostName, HostTarget>>,
-    /// The addresses each of them had when the firewall last asked (`resolve`).
-    resolved: Mutex<HashMap<HostName, BTreeSet<IpAddr>>>,
+    /// What each of them answered when the firewall last asked (`resolve`): its addresses, or
+    /// why it did not.
+    resolved: Mutex<HashMap<HostName, Result<BTreeSet<IpAddr>, String>>>,
     /// Wakes the refresher when the names change.
     hosts_changed: Arc<tokio::sync::Notify>,
     refresher_started: AtomicBool,
@@ -233,6 +234,7 @@ impl Forwarder {
                 .lock()
                 .ok()
                 .and_then(|r| r.get(name).cloned())
+                .and_then(Result::ok)
                 .unwrap_or_default();
             if !now.is_subset(&known) {
                 tracing::info!(
@@ -243,6 +245,36 @@ impl Forwarder {
             }
         }
         hosts::next_lookup(&found, settings.ttl_floor_seconds)
+    }
+
+    /// Records what the host names answered when the live generation was installed, so their
+    /// state (and a failure) shows before the refresher asks again.
+    fn record_resolved(&self) {
+        let Ok(resolved) = self.resolved.lock().map(|r| r.clone()) else {
+            return;
+        };
+        for (name, answered) in resolved {
+            let plain = name.to_string();
+            let (outcome, admitted, detail) = match answered {
+                Ok(addresses) => (
+                    DnsOutcome::Admitted,
+                    addresses.iter().map(ToString::to_string).collect(),
+                    String::new(),
+                ),
+                Err(why) => (DnsOutcome::Failed, Vec::new(), why),
+            };
+            self.journal.record(Entry {
+                vm: HOST,
+                name: &plain,
+                kind: "A+AAAA".into(),
+                outcome,
+                admitted,
+                rules: Vec::new(),
+                detail,
+                patterns: vec![plain.clone()],
+                admit_us: 0,
+            });
+        }
     }
 
     /// The host names of `policy` and `ruleset` to keep refreshed: each learned set's name, and
@@ -287,6 +319,9 @@ impl Forwarder {
             if let Some(old) = hosts.get(name) {
                 t.due = old.due;
             }
+        }
+        if let Ok(mut resolved) = self.resolved.lock() {
+            resolved.retain(|name, _| targets.contains_key(name));
         }
         *hosts = targets;
         drop(hosts);
@@ -589,6 +624,7 @@ impl FollowNames for Forwarder {
                 .collect(),
         );
         self.follow_hosts(policy, ruleset);
+        self.record_resolved();
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.retain(|vm, _| table.contains_key(vm));
         }
@@ -645,32 +681,29 @@ impl FollowNames for Forwarder {
                 lookups.spawn(async move {
                     let found =
                         tokio::time::timeout(deadline, hosts::lookup(&upstream, &name)).await;
-                    let addresses = match found {
-                        Ok(Ok(found)) => hosts::addresses_of(&found),
-                        Ok(Err(why)) => {
-                            tracing::info!("{name}: {why}; its rule matches once it answers");
-                            BTreeSet::new()
-                        }
-                        Err(_) => {
-                            tracing::info!(
-                                "{name}: no answer yet; its rule matches once it answers"
-                            );
-                            BTreeSet::new()
-                        }
+                    let answered = match found {
+                        Ok(Ok(found)) => Ok(hosts::addresses_of(&found)),
+                        Ok(Err(why)) => Err(why),
+                        Err(_) => Err(format!("no answer within {} s", deadline.as_secs())),
                     };
-                    (name, addresses)
+                    if let Err(why) = &answered {
+                        tracing::info!("{name}: {why}; its rule matches once it answers");
+                    }
+                    (name, answered)
                 });
             }
             while let Some(joined) = lookups.join_next().await {
-                if let Ok((name, addresses)) = joined {
-                    out.insert(name, addresses);
+                if let Ok((name, answered)) = joined {
+                    out.insert(name, answered);
                 }
             }
             if let Ok(mut resolved) = self.resolved.lock() {
-                resolved.clone_from(&out);
+                // A preview resolves too: kept beside the live names until the next install
+                // drops what the live policy does not name.
+                resolved.extend(out.iter().map(|(n, a)| (n.clone(), a.clone())));
             }
             out.into_iter()
-                .map(|(name, addresses)| (name, addresses.into_iter().collect()))
+                .map(|(name, answered)| (name, answered.unwrap_or_default().into_iter().collect()))
                 .collect()
         })
     }

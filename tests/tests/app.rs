@@ -633,9 +633,12 @@ fn window_shows_the_live_policy_and_follows_changes() {
 
     // A change made elsewhere: the window must follow it by itself (GenerationChanged), with
     // nobody touching it.
+    // It also adds a host-wide rule naming a host that cannot answer here (the namespace
+    // reaches no name server): the host rules' line says so without being opened.
     let changed = format!(
         "{}\n[[vm]]\nname = \"extra\"\ndisk = \"extra.qcow2\"\nmemory = 512\ncpus = 1\n\
-         network = \"none\"\noperators = {{ users = [\"alice\"] }}\ndefault = \"drop\"\n",
+         network = \"none\"\noperators = {{ users = [\"alice\"] }}\ndefault = \"drop\"\n\
+         \n[[host_rule]]\naction = \"drop\"\ndestination = \"nowhere.invalid\"\n",
         example_policy()
     );
     let started = Instant::now();
@@ -664,6 +667,11 @@ fn window_shows_the_live_policy_and_follows_changes() {
     );
     assert!(
         shows_label(&tree, "The live policy, generation 2"),
+        "{}",
+        outline(&tree)
+    );
+    assert!(
+        shows_label_containing(&tree, "1 name not answering"),
         "{}",
         outline(&tree)
     );

@@ -88,7 +88,8 @@ struct HostTarget {
 struct Live {
     table: Arc<NameTable>,
     upstream: Result<Arc<Upstream>, String>,
-    settings: DnsSettings,
+    /// Shared, not cloned per question.
+    settings: Arc<DnsSettings>,
 }
 
 impl Forwarder {
@@ -104,7 +105,7 @@ impl Forwarder {
             live: RwLock::new(Live {
                 table: Arc::default(),
                 upstream,
-                settings,
+                settings: Arc::new(settings),
             }),
             listeners: Mutex::default(),
             admitter,
@@ -165,7 +166,7 @@ impl Forwarder {
     /// Asks for one host name again and puts its answer in its sets. Returns when to ask next.
     async fn refresh_host(&self, name: &HostName, target: &HostTarget) -> Duration {
         let (upstream, settings) = match self.live.read() {
-            Ok(live) => (live.upstream.clone(), live.settings.clone()),
+            Ok(live) => (live.upstream.clone(), Arc::clone(&live.settings)),
             Err(_) => return hosts::RETRY,
         };
         let mut entry = Entry {
@@ -360,7 +361,7 @@ impl Forwarder {
             (
                 Arc::clone(&live.table),
                 live.upstream.clone(),
-                live.settings.clone(),
+                Arc::clone(&live.settings),
             )
         };
         let mut entry = Entry {
@@ -645,7 +646,7 @@ impl FollowNames for Forwarder {
                     e.to_string()
                 });
         }
-        live.settings = policy.settings.dns.clone();
+        live.settings = Arc::new(policy.settings.dns.clone());
         live.table = Arc::new(table);
     }
 

@@ -1039,12 +1039,14 @@ fn percentiles(times: &[Duration]) -> String {
     let mut sorted = times.to_vec();
     sorted.sort();
     let at = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
-    format!(
-        "{} / {} ({} answers)",
-        us(at(0.5)),
-        us(at(0.99)),
-        sorted.len()
-    )
+    // One unit for both, so the two read side by side: ms once either reaches a millisecond.
+    let (p50, p99) = (at(0.5), at(0.99));
+    let unit = if p99 >= Duration::from_millis(1) {
+        ms
+    } else {
+        us
+    };
+    format!("{} / {} ({} answers)", unit(p50), unit(p99), sorted.len())
 }
 
 fn dns_rows() -> Result<Vec<Row>> {

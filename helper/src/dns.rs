@@ -133,27 +133,39 @@ impl Forwarder {
                 return;
             };
             let now = Instant::now();
-            let (due, next): (Vec<(HostName, HostTarget)>, Option<Instant>) = {
+            let due: Vec<(HostName, HostTarget)> = {
                 let Ok(hosts) = forwarder.hosts.lock() else {
                     return;
                 };
-                let due = hosts
+                hosts
                     .iter()
                     .filter(|(_, t)| t.due <= now)
                     .map(|(n, t)| (n.clone(), t.clone()))
-                    .collect();
-                let next = hosts.values().map(|t| t.due).filter(|d| *d > now).min();
-                (due, next)
+                    .collect()
             };
-            for (name, target) in due {
-                let next = forwarder.refresh_host(&name, &target).await;
-                if let Ok(mut hosts) = forwarder.hosts.lock() {
-                    if let Some(t) = hosts.get_mut(&name) {
+            // All at once: a name whose upstream is slow to fail must not hold the others past
+            // their expiry.
+            let refreshed = futures_util::future::join_all(due.iter().map(|(name, target)| {
+                let forwarder = &forwarder;
+                async move { (name, forwarder.refresh_host(name, target).await) }
+            }))
+            .await;
+            let wake = {
+                let Ok(mut hosts) = forwarder.hosts.lock() else {
+                    return;
+                };
+                for (name, next) in refreshed {
+                    if let Some(t) = hosts.get_mut(name) {
                         t.due = Instant::now() + next;
                     }
                 }
-            }
-            let wake = next.unwrap_or_else(|| Instant::now() + hosts::LONGEST);
+                // After the refreshes: the names just asked are due again too.
+                hosts
+                    .values()
+                    .map(|t| t.due)
+                    .min()
+                    .unwrap_or_else(|| Instant::now() + hosts::LONGEST)
+            };
             let notify = Arc::clone(&forwarder.hosts_changed);
             drop(forwarder);
             tokio::select! {

@@ -476,21 +476,37 @@ fn forwarder_guards(forwarders: &[Forwarder<'_>]) -> Vec<RuleDef> {
 /// (30 s for UDP) would be taken for it and redirected to that VM's forwarder — and dropped
 /// there — while a VM's new question could inherit a connection that was never redirected.
 fn dns_zones(forwarders: &[Forwarder<'_>]) -> ChainDef {
+    let rules = vm_dns_rules(forwarders, |f| {
+        (
+            RuleVerdict::CtZone(conntrack_zone(f.uid)),
+            format!("DNS of {} in its own conntrack zone", f.vm),
+        )
+    });
+    ChainDef::new(DNS_ZONES, Some(Hook::RawOutput), rules)
+}
+
+/// One rule per forwarder and transport (UDP, TCP) matching that VM's DNS (its uid, port 53),
+/// with the verdict and comment `what` gives for the VM.
+fn vm_dns_rules(
+    forwarders: &[Forwarder<'_>],
+    what: impl Fn(&Forwarder<'_>) -> (RuleVerdict, String),
+) -> Vec<RuleDef> {
     let mut rules = Vec::new();
     for f in forwarders {
+        let (verdict, comment) = what(f);
         for proto in ["udp", "tcp"] {
             let mut rule = RuleDef::new(
                 vec![
                     Match::SkUid(f.uid),
                     Match::Dport(proto, single_port_set(53)),
                 ],
-                RuleVerdict::CtZone(conntrack_zone(f.uid)),
+                verdict.clone(),
             );
-            rule.comment = Some(format!("DNS of {} in its own conntrack zone", f.vm));
+            rule.comment = Some(comment.clone());
             rules.push(rule);
         }
     }
-    ChainDef::new(DNS_ZONES, Some(Hook::RawOutput), rules)
+    rules
 }
 
 /// A VM's conntrack zone, from its uid: stable across generations and restarts, never 0 (the
@@ -502,20 +518,12 @@ fn conntrack_zone(uid: u32) -> u16 {
 /// The NAT chain: every VM's DNS (to whichever server, port 53, UDP and TCP) goes to its own
 /// forwarder port, whatever the guest or slirp chose as its resolver.
 fn dns_redirect(forwarders: &[Forwarder<'_>]) -> ChainDef {
-    let mut rules = Vec::new();
-    for f in forwarders {
-        for proto in ["udp", "tcp"] {
-            let mut rule = RuleDef::new(
-                vec![
-                    Match::SkUid(f.uid),
-                    Match::Dport(proto, single_port_set(53)),
-                ],
-                RuleVerdict::Redirect(f.port),
-            );
-            rule.comment = Some(format!("DNS of {} to its forwarder", f.vm));
-            rules.push(rule);
-        }
-    }
+    let rules = vm_dns_rules(forwarders, |f| {
+        (
+            RuleVerdict::Redirect(f.port),
+            format!("DNS of {} to its forwarder", f.vm),
+        )
+    });
     ChainDef::new(DNS_REDIRECT, Some(Hook::NatOutput), rules)
 }
 

@@ -183,13 +183,17 @@ impl Store {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new file, never a mix.
+/// Writes `bytes` to `path` so that readers see the old or the new file, never a mix. Writers
+/// of one path at the same time (two tasks of the helper) each have a temporary file of their
+/// own, so one never renames the other's away; the last rename wins.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no folder"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -249,6 +253,39 @@ mod tests {
         assert_eq!(store.read_policy_file()?, Some(b"x".to_vec()));
         let leftovers = fs::read_dir(d.join("etc"))?.count();
         assert_eq!(leftovers, 1, "no temporary files stay behind");
+        fs::remove_dir_all(&d)
+    }
+
+    /// Ten threads writing one file at once all succeed (a shared temporary name once made
+    /// all but one fail with "No such file or directory"), and the file is one of theirs.
+    #[test]
+    fn concurrent_writers_of_one_file_all_succeed() -> io::Result<()> {
+        let d = temp();
+        fs::create_dir_all(&d)?;
+        let path = d.join("versions.json");
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..10u8)
+                .map(|i| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        (0..50).try_for_each(|_| write_atomic(path, &[b'0' + i; 64], 0o600))
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join()
+                    .unwrap_or_else(|_| panic!("a writer panicked"))
+                    .unwrap_or_else(|e| panic!("a write failed: {e}"));
+            }
+        });
+        let bytes = fs::read(&path)?;
+        assert_eq!(bytes.len(), 64);
+        assert!(bytes.iter().all(|b| *b == bytes[0]), "a mixed file");
+        assert_eq!(
+            fs::read_dir(&d)?.count(),
+            1,
+            "no temporary files stay behind"
+        );
         fs::remove_dir_all(&d)
     }
 }

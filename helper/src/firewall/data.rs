@@ -31,7 +31,7 @@
 //! Every call that writes runs under the firewall's apply lock, and blocks (netlink): callers
 //! use `spawn_blocking`.
 
-use super::compile::{Facts, ImportedFacts, ListShard};
+use super::compile::{blocklist_set, Facts, ImportedFacts, ListShard};
 use super::kernel::Existing;
 use super::netlink::{
     Batch, Element, ElementOp, Key, KeyType, NftSocket, SetRef, SetSpec, TableFamily,
@@ -482,14 +482,7 @@ fn sets_for(
             }
         }
     }
-    let stem = format!(
-        "bl_{}_{}",
-        list.as_str().replace('-', "_"),
-        match family {
-            Family::V4 => "v4",
-            Family::V6 => "v6",
-        }
-    );
+    let stem = blocklist_set(list.as_str(), family);
     let in_use = |stem: &str| {
         let prefix = format!("{stem}_s");
         record
@@ -507,7 +500,13 @@ fn sets_for(
         Family::V4 => data.splits_v4.iter().copied().map(IpAddr::from).collect(),
         Family::V6 => data.splits_v6.iter().copied().map(IpAddr::from).collect(),
     };
-    slices(family, &cuts)
+    sliced_sets(&stem, family, &cuts)
+}
+
+/// The sets of a new group, `<stem>_s0`, `_s1`, ...: one per slice of `family`'s addresses
+/// between `cuts` (see [`slices`]).
+pub(crate) fn sliced_sets(stem: &str, family: Family, cuts: &[IpAddr]) -> Vec<ListShard> {
+    slices(family, cuts)
         .into_iter()
         .enumerate()
         .map(|(k, (first, last))| ListShard {

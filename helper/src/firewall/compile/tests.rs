@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::firewall::{
+    data::sliced_sets,
     kernel::Existing,
     render::{render_batch, render_ruleset},
 };
@@ -250,30 +251,24 @@ fn a_host_rule_by_name_follows_its_answers_in_a_learned_set() {
     }
 }
 
-/// The kernel sets `<stem>_s0`, `_s1`, ... covering `first..=last` cut at `cuts`.
-fn shards(stem: &str, first: &str, cuts: &[&str], last: &str) -> Vec<ListShard> {
-    let ip = |s: &str| -> IpAddr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
-    let mut starts = vec![ip(first)];
-    starts.extend(cuts.iter().map(|c| ip(c)));
-    let ends: Vec<IpAddr> = starts
+/// Adds to `f` the imported list `name` at version `hash`: its IPv4 ranges in the sets
+/// `bl_<name>_v4_1_s0`, `_s1`, ... cut at `v4_cuts`, its IPv6 ranges in one set.
+fn import_list(f: &mut Facts, name: &str, hash: &str, ranges: u64, v4_cuts: &[&str]) {
+    let cuts: Vec<IpAddr> = v4_cuts
         .iter()
-        .skip(1)
-        .map(|s| match s {
-            IpAddr::V4(a) => IpAddr::from(std::net::Ipv4Addr::from(u32::from(*a) - 1)),
-            IpAddr::V6(a) => IpAddr::from(std::net::Ipv6Addr::from(u128::from(*a) - 1)),
-        })
-        .chain([ip(last)])
+        .map(|c| c.parse().unwrap_or_else(|e| panic!("{c}: {e}")))
         .collect();
-    starts
-        .into_iter()
-        .zip(ends)
-        .enumerate()
-        .map(|(k, (first, last))| ListShard {
-            set: format!("{stem}_s{k}"),
-            first,
-            last,
-        })
-        .collect()
+    let stem = |family| format!("{}_1", blocklist_set(name, family));
+    f.imported.insert(
+        ShortName::parse(name).unwrap_or_else(|e| panic!("{e}")),
+        ImportedFacts {
+            hash: hash.into(),
+            ranges,
+            sets_v4: sliced_sets(&stem(Family::V4), Family::V4, &cuts),
+            sets_v6: sliced_sets(&stem(Family::V6), Family::V6, &[]),
+            ..ImportedFacts::default()
+        },
+    );
 }
 
 /// A list spread over several sets is looked up in one of them, chosen by a verdict map on the
@@ -285,21 +280,7 @@ fn a_list_in_several_sets_is_looked_up_through_a_map_of_slices() {
          [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
     );
     let mut f = facts();
-    f.imported.insert(
-        ShortName::parse("big").unwrap_or_else(|e| panic!("{e}")),
-        ImportedFacts {
-            hash: "00ff".into(),
-            ranges: 3,
-            sets_v4: shards("bl_big_v4_1", "0.0.0.0", &["10.0.0.0"], "255.255.255.255"),
-            sets_v6: shards(
-                "bl_big_v6_1",
-                "::",
-                &[],
-                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            ),
-            ..ImportedFacts::default()
-        },
-    );
+    import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
     let text = render_ruleset(&compile_ruleset(&p, &f));
     for want in [
         "ip daddr vmap { 0.0.0.0-9.255.255.255 : jump host_r1_v4_s0, \
@@ -329,26 +310,7 @@ fn nft_accepts_both_renderings() {
          [[host_rule]]\naction = \"drop\"\ndestination = \"mail.example.com\"\n",
     );
     let mut f = facts();
-    f.imported.insert(
-        ShortName::parse("big").unwrap_or_else(|e| panic!("{e}")),
-        ImportedFacts {
-            hash: "00ff".into(),
-            ranges: 3,
-            sets_v4: shards(
-                "bl_big_v4_1",
-                "0.0.0.0",
-                &["10.0.0.0", "172.16.0.0"],
-                "255.255.255.255",
-            ),
-            sets_v6: shards(
-                "bl_big_v6_1",
-                "::",
-                &[],
-                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            ),
-            ..ImportedFacts::default()
-        },
-    );
+    import_list(&mut f, "big", "00ff", 3, &["10.0.0.0", "172.16.0.0"]);
     crate::test_support::nft_check(&[], &render_ruleset(&compile_ruleset(&with_list, &f)));
     let r = compile_ruleset(&policy(WORK), &facts());
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -434,21 +396,7 @@ fn an_imported_list_is_the_chosen_set_that_the_structure_leaves_alone() {
          [[host_rule]]\naction = \"drop\"\nblocklist = \"fire-hol\"\n",
     );
     let mut f = facts();
-    f.imported.insert(
-        ShortName::parse("fire-hol").unwrap_or_else(|e| panic!("{e}")),
-        ImportedFacts {
-            hash: "0123456789abcdef0123".into(),
-            ranges: 1_000_000,
-            sets_v4: shards("bl_fire_hol_v4_1", "0.0.0.0", &[], "255.255.255.255"),
-            sets_v6: shards(
-                "bl_fire_hol_v6_1",
-                "::",
-                &[],
-                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            ),
-            ..ImportedFacts::default()
-        },
-    );
+    import_list(&mut f, "fire-hol", "0123456789abcdef0123", 1_000_000, &[]);
     let r = compile_ruleset(&p, &f);
     let text = render_ruleset(&r);
     assert!(

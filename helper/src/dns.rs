@@ -26,7 +26,6 @@ pub mod names;
 pub mod upstream;
 
 use crate::blocklist::store::ListStore;
-use crate::firewall::facts;
 use crate::firewall::facts::{FollowNames, Resolving};
 use crate::firewall::ruleset::{Ruleset, SetKind, TABLE};
 use admit::{Admission, Admitter};
@@ -48,6 +47,22 @@ use upstream::{Transport, Upstream};
 
 /// The journal's word for names the helper resolves itself (host-wide rules, remote consoles).
 pub const HOST: &str = "host";
+
+/// A journal entry for one lookup of a host name the helper asks for itself (both families at
+/// once), answered with nothing yet.
+fn host_entry(name: &str) -> Entry<'_> {
+    Entry {
+        vm: HOST,
+        name,
+        kind: "A+AAAA".into(),
+        outcome: DnsOutcome::Answered,
+        admitted: Vec::new(),
+        rules: Vec::new(),
+        detail: String::new(),
+        patterns: vec![name.to_owned()],
+        admit_us: 0,
+    }
+}
 
 /// The name browsers ask to learn whether they may turn on DNS over HTTPS by themselves
 /// (Mozilla's canary domain): NXDOMAIN says no.
@@ -181,17 +196,7 @@ impl Forwarder {
             Ok(live) => (live.upstream.clone(), Arc::clone(&live.settings)),
             Err(_) => return hosts::RETRY,
         };
-        let mut entry = Entry {
-            vm: HOST,
-            name: name.as_str(),
-            kind: "A+AAAA".into(),
-            outcome: DnsOutcome::Answered,
-            admitted: Vec::new(),
-            rules: Vec::new(),
-            detail: String::new(),
-            patterns: vec![name.to_string()],
-            admit_us: 0,
-        };
+        let mut entry = host_entry(name.as_str());
         let found = match upstream {
             Ok(u) => hosts::lookup(&u, name).await,
             Err(why) => Err(why),
@@ -206,25 +211,7 @@ impl Forwarder {
                 return hosts::RETRY;
             }
         };
-        let admissions: Vec<Admission> = found
-            .iter()
-            .flat_map(|(address, ttl)| {
-                let family = match address {
-                    IpAddr::V4(_) => Family::V4,
-                    IpAddr::V6(_) => Family::V6,
-                };
-                let seconds = (*ttl).max(settings.ttl_floor_seconds) + settings.grace_seconds;
-                target
-                    .sets
-                    .iter()
-                    .filter(move |(f, _)| *f == family)
-                    .map(move |(_, set)| Admission {
-                        set: set.clone(),
-                        address: *address,
-                        timeout: Duration::from_secs(u64::from(seconds)),
-                    })
-            })
-            .collect();
+        let admissions = admissions(target.sets.iter(), &found, &settings);
         if !admissions.is_empty() {
             let started = std::time::Instant::now();
             let admitted = self.admitter.admit(admissions).await;
@@ -277,23 +264,19 @@ impl Forwarder {
                 Err(why) => (DnsOutcome::Failed, Vec::new(), why),
             };
             self.journal.record(Entry {
-                vm: HOST,
-                name: &plain,
-                kind: "A+AAAA".into(),
                 outcome,
                 admitted,
-                rules: Vec::new(),
                 detail,
-                patterns: vec![plain.clone()],
-                admit_us: 0,
+                ..host_entry(&plain)
             });
         }
     }
 
     /// The host names of `policy` and `ruleset` to keep refreshed: each learned set's name, and
     /// remote consoles reached by name. Known names keep their next lookup; new ones are asked
-    /// when the addresses the install put in their sets could start to expire.
-    fn follow_hosts(&self, policy: &Policy, ruleset: &Ruleset) {
+    /// when the addresses the install put in their sets could start to expire. Returns the
+    /// names.
+    fn follow_hosts(&self, policy: &Policy, ruleset: &Ruleset) -> Vec<HostName> {
         let mut targets: BTreeMap<HostName, HostTarget> = BTreeMap::new();
         let first = Instant::now()
             + Duration::from_secs(u64::from(policy.settings.dns.ttl_floor_seconds.max(1)));
@@ -325,8 +308,9 @@ impl Forwarder {
                 target(&mut targets, h, first).console = true;
             }
         }
+        let names: Vec<HostName> = targets.keys().cloned().collect();
         let Ok(mut hosts) = self.hosts.lock() else {
-            return;
+            return names;
         };
         for (name, t) in targets.iter_mut() {
             if let Some(old) = hosts.get(name) {
@@ -347,6 +331,7 @@ impl Forwarder {
                 Err(_) => self.refresher_started.store(false, Ordering::SeqCst),
             }
         }
+        names
     }
 
     /// The latest questions, of `vm` if given, after `after_seq` if given.
@@ -487,7 +472,11 @@ impl Forwarder {
             }
         };
         entry.detail = found.code.to_string();
-        let admissions = admissions(&matching, &found.found, settings);
+        let admissions = admissions(
+            matching.iter().flat_map(|rule| rule.sets.iter()),
+            &found.found,
+            settings,
+        );
         if admissions.is_empty() {
             return reply;
         }
@@ -558,10 +547,11 @@ fn refuse(
     answer::own_answer(q, code)
 }
 
-/// The admissions for one answer: each address into the set of its family of every matching
-/// name rule, for max(TTL, floor) + grace.
-fn admissions(
-    matching: &[&names::NameRule],
+/// The admissions for one answer: each address into every one of `sets` of its family, for
+/// max(TTL, floor) + grace. The sets are those of the name rules an asked name matched, or
+/// those of a host name the refresher asked.
+fn admissions<'s>(
+    sets: impl Iterator<Item = &'s (Family, String)> + Clone,
     found: &[(IpAddr, u32)],
     settings: &DnsSettings,
 ) -> Vec<Admission> {
@@ -572,16 +562,12 @@ fn admissions(
             IpAddr::V6(_) => Family::V6,
         };
         let seconds = (*ttl).max(settings.ttl_floor_seconds) + settings.grace_seconds;
-        for rule in matching {
-            for (f, set) in &rule.sets {
-                if *f == family {
-                    out.push(Admission {
-                        set: set.clone(),
-                        address: *address,
-                        timeout: Duration::from_secs(u64::from(seconds)),
-                    });
-                }
-            }
+        for (_, set) in sets.clone().filter(|(f, _)| *f == family) {
+            out.push(Admission {
+                set: set.clone(),
+                address: *address,
+                timeout: Duration::from_secs(u64::from(seconds)),
+            });
         }
     }
     out
@@ -615,7 +601,8 @@ impl FollowNames for Forwarder {
         let table = names::name_table(policy, ruleset, SystemTime::now(), &mut |list| {
             self.domains_of(list)
         });
-        let host_names = facts::resolved_names(policy)
+        let host_names = self
+            .follow_hosts(policy, ruleset)
             .into_iter()
             .map(|n| (HOST.to_owned(), n.to_string(), Vec::new()));
         self.journal.follow(
@@ -636,7 +623,6 @@ impl FollowNames for Forwarder {
                 .chain(host_names)
                 .collect(),
         );
-        self.follow_hosts(policy, ruleset);
         self.record_resolved();
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.retain(|vm, _| table.contains_key(vm));

@@ -148,7 +148,7 @@ pub async fn gather(
 /// The host names the helper resolves itself: those of host-wide rules, of VMs that do not
 /// resolve through the forwarder (the forwarder admits the others' answers as they are asked),
 /// and of remote consoles.
-pub fn resolved_names(policy: &Policy) -> Vec<HostName> {
+fn resolved_names(policy: &Policy) -> Vec<HostName> {
     let rules = policy
         .vms
         .iter()

@@ -283,13 +283,7 @@ fn sets_of_big(env: &TestEnv, v6: bool) -> Vec<String> {
 /// How many elements (ranges) the kernel's set holds, read back with nft (the set is small
 /// enough to list).
 fn kernel_ranges(env: &TestEnv, set: &str) -> usize {
-    let out = env.nft(&["-j", "list", "set", "inet", "palisade", set]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["nftables"]
-        .as_array()
-        .and_then(|items| items.iter().find_map(|i| i["set"]["elem"].as_array()))
-        .map_or(0, Vec::len)
+    set_elements(env, set).len()
 }
 
 #[test]

@@ -372,3 +372,16 @@ pub fn serve(env: &TestEnv, dir: &std::path::Path) -> HttpServer {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The elements the kernel's set `set` of our table holds now, as `nft -j` lists them (call it
+/// only for sets small enough to list: nft reads every element).
+pub fn set_elements(env: &TestEnv, set: &str) -> Vec<serde_json::Value> {
+    let out = env.nft(&["-j", "list", "set", "inet", "palisade", set]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .and_then(|items| items.iter().find_map(|i| i["set"]["elem"].as_array()))
+        .cloned()
+        .unwrap_or_default()
+}

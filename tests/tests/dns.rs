@@ -550,23 +550,14 @@ ports = 80
 
 /// The addresses a set of our table holds now (a small set: listing it is quick).
 fn set_addresses(env: &TestEnv, set: &str) -> Vec<String> {
-    let out = env.nft(&["-j", "list", "set", "inet", "palisade", set]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["nftables"]
-        .as_array()
-        .and_then(|items| items.iter().find_map(|i| i["set"]["elem"].as_array()))
-        .map(|elems| {
-            elems
-                .iter()
-                .filter_map(|e| {
-                    e.as_str()
-                        .or_else(|| e["elem"]["val"].as_str())
-                        .map(str::to_owned)
-                })
-                .collect()
+    set_elements(env, set)
+        .iter()
+        .filter_map(|e| {
+            e.as_str()
+                .or_else(|| e["elem"]["val"].as_str())
+                .map(str::to_owned)
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Host names no guest asks for are resolved by the helper through the forwarder's upstream and

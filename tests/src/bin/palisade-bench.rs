@@ -673,50 +673,54 @@ fn connects(netns: &Path, addr: Ipv4Addr) -> Result<bool> {
     })
 }
 
-/// The connection cost with a table of its own whose output chain holds 10,000 rules, one
-/// address each, none matching loopback: every packet walks all of them.
 /// The connection cost with connection tracking on and nothing else: one `ct state` rule, the
 /// least any stateful firewall (Palisade's included) has, separating the tracking's own cost
 /// from the rules'.
 fn with_conntrack_only(env: &TestEnv, netns: &Path) -> Result<Duration> {
-    let file = env.write_file(
-        "conntrack.nft",
-        "table inet bench_ct {\n chain output {\n  type filter hook output priority 0; policy \
-         accept;\n  ct state established,related accept\n }\n}\n",
-    )?;
-    let out = env.nft(&["-f", &file.to_string_lossy()]);
-    anyhow::ensure!(
-        out.status.success(),
-        "loading the conntrack table: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cost = connection_cost(netns);
-    let _ = env.nft(&["delete", "table", "inet", "bench_ct"]);
-    cost
+    cost_with_output_chain(
+        env,
+        netns,
+        "bench_ct",
+        "  ct state established,related accept\n",
+    )
 }
 
+/// The connection cost with a table of its own whose output chain holds 10,000 rules, one
+/// address each, none matching loopback: every packet walks all of them.
 fn with_linear_chain(env: &TestEnv, netns: &Path) -> Result<Duration> {
-    let mut script = String::from(
-        "table inet bench_linear {\n chain output {\n  type filter hook output priority 0; policy accept;\n",
-    );
+    let mut rules = String::new();
     for i in 0..10_000u32 {
-        script.push_str(&format!(
+        rules.push_str(&format!(
             "  ip daddr 10.{}.{}.{} drop\n",
             (i >> 16) & 255,
             (i >> 8) & 255,
             i & 255
         ));
     }
-    script.push_str(" }\n}\n");
-    let file = env.write_file("linear.nft", script)?;
+    cost_with_output_chain(env, netns, "bench_linear", &rules)
+}
+
+/// The connection cost with a table `table` of our own whose output chain holds `rules` (nft
+/// text, one per line), loaded for the measurement and deleted after it.
+fn cost_with_output_chain(
+    env: &TestEnv,
+    netns: &Path,
+    table: &str,
+    rules: &str,
+) -> Result<Duration> {
+    let script = format!(
+        "table inet {table} {{\n chain output {{\n  type filter hook output priority 0; policy \
+         accept;\n{rules} }}\n}}\n"
+    );
+    let file = env.write_file(&format!("{table}.nft"), script)?;
     let out = env.nft(&["-f", &file.to_string_lossy()]);
     anyhow::ensure!(
         out.status.success(),
-        "loading the linear chain: {}",
+        "loading table {table}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let cost = connection_cost(netns);
-    let _ = env.nft(&["delete", "table", "inet", "bench_linear"]);
+    let _ = env.nft(&["delete", "table", "inet", table]);
     cost
 }
 

@@ -683,6 +683,8 @@ impl Engine {
                 .filter(|s| !kept.contains(*s))
                 .cloned()
                 .collect(),
+            counters: existing.counters.clone(),
+            limits: existing.limits.clone(),
         };
         kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
         self.names.follow(policy, &ruleset);

@@ -57,18 +57,20 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use wire::{
-    attr_be32, attr_bytes, attr_size, begin_message, begin_nest, end_message, end_nest, find_attr,
-    nft_type, parse_attrs, parse_replies, put_attr, put_be32, put_be64, put_str, set_seq, Reply,
-    ELEM_USERDATA_INTERVAL_OPEN, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
-    NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_DATA_VALUE, NFTA_LIST_ELEM,
-    NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
-    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_TIMEOUT, NFTA_SET_ELEM_USERDATA, NFTA_SET_FLAGS,
-    NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFTA_SET_TABLE,
-    NFTA_SET_TIMEOUT, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELSET, NFT_MSG_DELSETELEM,
-    NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET,
-    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_ANONYMOUS, NFT_SET_ELEM_INTERVAL_END,
-    NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NLA_HDRLEN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_REQUEST, SET_USERDATA_KEY_BIG_ENDIAN,
+    attr_be32, attr_be64, attr_bytes, attr_size, begin_message, begin_nest, end_message, end_nest,
+    find_attr, nft_type, parse_attrs, parse_replies, put_attr, put_be32, put_be64, put_str,
+    set_seq, Reply, ELEM_USERDATA_INTERVAL_OPEN, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
+    NFNL_SUBSYS_NFTABLES, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_COUNTER_BYTES,
+    NFTA_COUNTER_PACKETS, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_OBJ_DATA, NFTA_OBJ_NAME,
+    NFTA_OBJ_TABLE, NFTA_OBJ_TYPE, NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY,
+    NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE,
+    NFTA_SET_ELEM_TIMEOUT, NFTA_SET_ELEM_USERDATA, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN,
+    NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_TIMEOUT, NFTA_SET_USERDATA,
+    NFTA_TABLE_NAME, NFT_MSG_DELSET, NFT_MSG_DELSETELEM, NFT_MSG_GETCHAIN, NFT_MSG_GETOBJ,
+    NFT_MSG_GETSET, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWOBJ, NFT_MSG_NEWSET,
+    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_OBJECT_COUNTER, NFT_SET_ANONYMOUS,
+    NFT_SET_ELEM_INTERVAL_END, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NLA_HDRLEN, NLM_F_ACK,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, SET_USERDATA_KEY_BIG_ENDIAN,
 };
 
 /// Longest message this crate writes: the 16-bit length of the element list bounds it.
@@ -427,6 +429,55 @@ impl SetInfo {
     }
 }
 
+/// A stateful object of a table (`counter`, `limit`, `quota`, ...), as
+/// [`NftSocket::list_objects`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectInfo {
+    pub name: String,
+    /// The kernel's `NFT_OBJECT_*` type: 1 counter, 2 quota, 3 ct helper, 4 limit, ...
+    pub kind: u32,
+    /// For a counter: what it counted.
+    pub counted: Option<Counted>,
+}
+
+impl ObjectInfo {
+    /// A named counter (`counter NAME { }`).
+    pub fn is_counter(&self) -> bool {
+        self.kind == NFT_OBJECT_COUNTER
+    }
+}
+
+/// What a named counter counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Counted {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// An object's description (the attributes of an `NFT_MSG_NEWOBJ`): `None` if it is malformed,
+/// `Some(None)` if it is in another table than `table`.
+fn parse_object(attrs: &[u8], table: &str) -> Option<Option<ObjectInfo>> {
+    let attrs = parse_attrs(attrs)?;
+    if attr_bytes(find_attr(&attrs, NFTA_OBJ_TABLE)?) != table.as_bytes() {
+        return Some(None);
+    }
+    let kind = attr_be32(find_attr(&attrs, NFTA_OBJ_TYPE)?)?;
+    let counted = if kind == NFT_OBJECT_COUNTER {
+        let data = parse_attrs(find_attr(&attrs, NFTA_OBJ_DATA)?)?;
+        Some(Counted {
+            packets: attr_be64(find_attr(&data, NFTA_COUNTER_PACKETS)?)?,
+            bytes: attr_be64(find_attr(&data, NFTA_COUNTER_BYTES)?)?,
+        })
+    } else {
+        None
+    };
+    Some(Some(ObjectInfo {
+        name: name_of(find_attr(&attrs, NFTA_OBJ_NAME)?)?,
+        kind,
+        counted,
+    }))
+}
+
 /// A chain's description (the attributes of an `NFT_MSG_NEWCHAIN`): `None` if it is
 /// malformed, `Some(None)` if the chain is in another table than `table`.
 fn parse_chain(attrs: &[u8], table: &str) -> Option<Option<ChainInfo>> {
@@ -495,6 +546,13 @@ const SETS: DumpKind = DumpKind {
     object: NFT_MSG_NEWSET,
     table_attr: NFTA_SET_TABLE,
     noun: "sets",
+};
+
+const OBJECTS: DumpKind = DumpKind {
+    get: NFT_MSG_GETOBJ,
+    object: NFT_MSG_NEWOBJ,
+    table_attr: NFTA_OBJ_TABLE,
+    noun: "objects",
 };
 
 /// How the answers to one dump request ended.
@@ -1187,6 +1245,17 @@ impl NftSocket {
         // The kernel keeps to the table; filtering again costs nothing and keeps this correct
         // should one not.
         self.dump(&SETS, family, table, |attrs| parse_set(attrs, table))
+    }
+
+    /// The stateful objects of a table (named counters, limits, quotas, ...), in the kernel's
+    /// order, with what each counter counted: one dump, which reads no set element and no
+    /// rule. A missing table has none. An invalid table name is an error.
+    pub fn list_objects(
+        &mut self,
+        family: TableFamily,
+        table: &str,
+    ) -> Result<Vec<ObjectInfo>, NetlinkError> {
+        self.dump(&OBJECTS, family, table, |attrs| parse_object(attrs, table))
     }
 
     /// One dump request naming the table, read to its end and asked for again while the

@@ -2040,3 +2040,59 @@ fn root_list_sets_beside_200_000_intervals() {
         );
     });
 }
+
+const COUNTED_TABLE: &str = "
+table inet palisade_nltest {
+    counter hits { }
+    counter idle { }
+    limit rate_log { rate 10/second burst 20 packets }
+    chain output {
+        type filter hook output priority filter; policy accept;
+        ip daddr 127.0.0.9 udp dport 9 counter name \"hits\" drop
+    }
+}
+table inet other_nltest {
+    counter elsewhere { }
+}
+";
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_lists_objects_with_what_each_counter_counted() {
+    in_netns(|| {
+        run("ip", &["link", "set", "lo", "up"], None);
+        run("nft", &["-f", "-"], Some(COUNTED_TABLE));
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        for _ in 0..7 {
+            // Dropped in the output hook: the send itself fails (EPERM), the counter counts it.
+            let _ = sender.send_to(b"12345678", "127.0.0.9:9");
+        }
+        let mut nft_socket = NftSocket::open().expect("the netlink socket opens");
+        let objects = sorted(
+            nft_socket
+                .list_objects(TableFamily::Inet, "palisade_nltest")
+                .expect("the objects are listed"),
+        );
+        eprintln!("{objects:?}");
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["hits", "idle", "rate_log"]);
+        // 8 bytes of payload, 8 of UDP header, 20 of IPv4 header.
+        assert_eq!(
+            objects[0].counted,
+            Some(Counted {
+                packets: 7,
+                bytes: 7 * 36
+            })
+        );
+        assert!(objects[0].is_counter());
+        assert_eq!(objects[1].counted, Some(Counted::default()));
+        assert!(!objects[2].is_counter());
+        assert_eq!(objects[2].counted, None);
+        assert_eq!(
+            nft_socket
+                .list_objects(TableFamily::Inet, "missing_nltest")
+                .expect("a missing table has no objects"),
+            Vec::new()
+        );
+    });
+}

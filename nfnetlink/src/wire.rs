@@ -70,6 +70,17 @@ pub const NFT_SET_CONSTANT: u32 = 0x2;
 pub const NFT_SET_INTERVAL: u32 = 0x4;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
 
+// Stateful objects (`counter`, `limit`, ...): the dump of a table's objects and their data.
+pub const NFT_MSG_NEWOBJ: u16 = 18;
+pub const NFT_MSG_GETOBJ: u16 = 19;
+pub const NFTA_OBJ_TABLE: u16 = 1;
+pub const NFTA_OBJ_NAME: u16 = 2;
+pub const NFTA_OBJ_TYPE: u16 = 3;
+pub const NFTA_OBJ_DATA: u16 = 4;
+pub const NFT_OBJECT_COUNTER: u32 = 1;
+pub const NFTA_COUNTER_BYTES: u16 = 1;
+pub const NFTA_COUNTER_PACKETS: u16 = 2;
+
 pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -308,4 +319,10 @@ pub fn attr_bytes(payload: &[u8]) -> &[u8] {
 /// A big-endian 32-bit attribute; `None` unless it has exactly 4 bytes.
 pub fn attr_be32(payload: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(payload.try_into().ok()?))
+}
+
+/// A big-endian 64-bit attribute (a counter's packets and bytes); `None` unless it has exactly
+/// 8 bytes.
+pub fn attr_be64(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(payload.try_into().ok()?))
 }

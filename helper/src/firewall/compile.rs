@@ -189,21 +189,28 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     }
     let host = Owner {
         chain: "host".into(),
-        label: "host".into(),
+        tag: TagOwner::Host,
         vm: None,
         forwarder: None,
     };
     chains.push(ChainDef::new(
         "host",
         None,
-        compile_rules(&host, &policy.host_rules, facts, now, &mut out),
+        compile_rules(
+            &host,
+            Source::Policy,
+            &policy.host_rules,
+            facts,
+            now,
+            &mut out,
+        ),
     ));
 
     for vm in &policy.vms {
         let forwarder = forwarders.iter().find(|f| f.vm == &vm.name).map(|f| f.port);
         let owner = Owner {
             chain: vm.name.chain(),
-            label: format!("vm={}", vm.name),
+            tag: TagOwner::Vm(vm.name.clone()),
             vm: Some(&vm.name),
             forwarder,
         };
@@ -218,6 +225,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
         ];
         rules.extend(compile_rules(
             &owner,
+            Source::Implicit,
             &implicit_rules(vm),
             facts,
             now,
@@ -226,8 +234,21 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
         if forwarder.is_some() {
             rules.extend(other_resolvers_refused());
         }
-        rules.extend(compile_rules(&owner, &vm.rules, facts, now, &mut out));
-        rules.push(default_rule(&owner.label, vm.default_action));
+        rules.extend(compile_rules(
+            &owner,
+            Source::Policy,
+            &vm.rules,
+            facts,
+            now,
+            &mut out,
+        ));
+        let tag = RuleTag {
+            owner: owner.tag.clone(),
+            rule: TagRule::Default,
+            action: vm.default_action,
+        };
+        let (counter, log) = counted_and_logged(&tag, &vm.default_action.to_string(), &mut out);
+        rules.push(default_rule(vm.default_action, counter, log));
         chains.push(ChainDef::new(owner.chain, None, rules));
     }
 
@@ -252,12 +273,46 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
 }
 
 /// The last rule of a VM's chain: its default action, counted and logged.
-pub(crate) fn default_rule(label: &str, action: Verdict) -> RuleDef {
+pub(crate) fn default_rule(action: Verdict, counter: Counter, log: LogDef) -> RuleDef {
     let mut default = RuleDef::new(Vec::new(), RuleVerdict::Policy(action));
-    default.counter = true;
-    default.log = Some(format!("palisade {label} default {action}: "));
+    default.counter = counter;
+    default.log = Some(log);
     default.comment = Some("default action".into());
     default
+}
+
+/// The named counter and the rate-limited nflog statement of the host's rule `tag`: the counter
+/// is named after the rule and a hash of what it does (`content`), so a rule that stays as it was
+/// keeps counting across generations while a changed or renumbered one starts from zero; the
+/// limit is shared by the owner's rules. Both are declared in `out`.
+fn counted_and_logged(tag: &RuleTag, content: &str, out: &mut Ruleset) -> (Counter, LogDef) {
+    let owner = match &tag.owner {
+        TagOwner::Host => "host".to_owned(),
+        TagOwner::Vm(vm) => format!("vm_{vm}"),
+        TagOwner::Console => "console".to_owned(),
+    };
+    let rule = match tag.rule {
+        TagRule::Numbers { first, last } if first == last => format!("r{first}"),
+        TagRule::Numbers { first, last } => format!("r{first}-{last}"),
+        TagRule::Default => "default".to_owned(),
+        TagRule::Refused => "refused".to_owned(),
+    };
+    let hash = fnv1a(content.bytes().chain(tag.action.to_string().into_bytes()));
+    let name = format!("c_{owner}_{rule}_{hash:08x}");
+    if !out.counters.iter().any(|(n, _)| *n == name) {
+        out.counters.push((name.clone(), tag.clone()));
+    }
+    let limit = format!("log_{owner}");
+    if !out.limits.contains(&limit) {
+        out.limits.push(limit.clone());
+    }
+    (
+        Counter::Named(name),
+        LogDef::Nflog {
+            tag: tag.clone(),
+            limit,
+        },
+    )
 }
 
 /// The chain a reject verdict jumps to: TCP reset for TCP, ICMP(v6) port-unreachable otherwise.
@@ -347,8 +402,14 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             ],
             RuleVerdict::TcpReset,
         );
-        rule.counter = true;
-        rule.log = Some("palisade console refused: ".into());
+        let tag = RuleTag {
+            owner: TagOwner::Console,
+            rule: TagRule::Refused,
+            action: Verdict::Reject,
+        };
+        let (counter, log) = counted_and_logged(&tag, "", out);
+        rule.counter = counter;
+        rule.log = Some(log);
         rule.comment = Some("console access".into());
         rules.push(rule);
     }
@@ -410,7 +471,7 @@ pub fn implicit_rules(vm: &Vm) -> Vec<Rule> {
 /// Whose rules are being compiled.
 struct Owner<'a> {
     chain: String,
-    label: String,
+    tag: TagOwner,
     vm: Option<&'a VmName>,
     /// The VM's DNS forwarder port: its "dns" target means the forwarder.
     forwarder: Option<u16>,
@@ -461,7 +522,7 @@ fn forwarder_guards(forwarders: &[Forwarder<'_>]) -> Vec<RuleDef> {
                     ],
                     RuleVerdict::Policy(Verdict::Drop),
                 );
-                rule.counter = true;
+                rule.counter = Counter::Anonymous;
                 rule.comment = Some(format!("DNS forwarder of {}: that VM only", f.vm));
                 rules.push(rule);
             }
@@ -544,7 +605,7 @@ fn other_resolvers_refused() -> Vec<RuleDef> {
                 vec![Match::Dport(proto, ports.clone())],
                 RuleVerdict::Policy(Verdict::Reject),
             );
-            rule.counter = true;
+            rule.counter = Counter::Anonymous;
             rule.comment = Some("DNS only through Palisade".into());
             rule
         })
@@ -574,8 +635,18 @@ fn single_port_set(port: u16) -> PortSet {
     single_port(port).unwrap_or_else(|| unreachable!("a single port is a port set"))
 }
 
+/// Where the rules being compiled come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The policy's own: numbered, with named counters and nflog logging.
+    Policy,
+    /// What a VM's settings imply (`implicit_rules`): counted, never logged.
+    Implicit,
+}
+
 fn compile_rules(
     owner: &Owner<'_>,
+    source: Source,
     rules: &[Rule],
     facts: &Facts,
     now: SystemTime,
@@ -621,12 +692,26 @@ fn compile_rules(
         } else {
             Some(format!("rules {numbers}"))
         };
+        let (counter, log) = match source {
+            Source::Policy => {
+                let tag = RuleTag {
+                    owner: owner.tag.clone(),
+                    rule: TagRule::Numbers {
+                        first: u32::try_from(first_number).unwrap_or(u32::MAX),
+                        last: u32::try_from(last_number).unwrap_or(u32::MAX),
+                    },
+                    action: rule.action,
+                };
+                let content: String = group.iter().map(|(_, r)| rule_content(r)).collect();
+                let (counter, log) = counted_and_logged(&tag, &content, out);
+                (counter, rule.log.then_some(log))
+            }
+            Source::Implicit => (Counter::Anonymous, None),
+        };
         let template = RuleDef {
             matches: Vec::new(),
-            counter: true,
-            log: rule
-                .log
-                .then(|| log_prefix(&owner.label, &numbers, rule.action)),
+            counter,
+            log,
             set_mark: mark,
             verdict,
             comment,
@@ -695,7 +780,17 @@ pub(crate) fn rule_verdict(in_host_chain: bool, action: Verdict) -> RuleVerdict 
     }
 }
 
-/// The log prefix of rules `numbers` (`3` or `3-5`) of `label`'s rules.
+/// What a policy rule does, for its counter's name: everything but its comment and expiry,
+/// which change no packet's fate.
+fn rule_content(rule: &Rule) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{}|{};",
+        rule.destination, rule.protocol, rule.ports, rule.icmp_type, rule.action, rule.log
+    )
+}
+
+/// The log prefix of rules `numbers` (`3` or `3-5`) of `label`'s rules, in a guest's kernel log
+/// (the host's rules log to nflog, with a [`RuleTag`]'s prefix).
 pub(crate) fn log_prefix(label: &str, numbers: &str, action: Verdict) -> String {
     format!("palisade {label} rule={numbers} {action}: ")
 }

@@ -628,6 +628,10 @@ fn unreadable(list: &ShortName, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("cannot read imported list {}: {e}", list.as_str()))
 }
 
+/// The kernel's numbers of the object types the compiler makes (`NFT_OBJECT_*`).
+const NFT_OBJECT_COUNTER: u32 = 1;
+const NFT_OBJECT_LIMIT: u32 = 4;
+
 /// What the kernel's table holds now (netlink dumps: no set element is read).
 pub fn existing() -> Result<Existing, Error> {
     let mut socket = open()?;
@@ -645,7 +649,24 @@ pub fn existing() -> Result<Existing, Error> {
         .filter(|s| !s.anonymous())
         .map(|s| s.name)
         .collect();
-    Ok(Existing { chains, sets })
+    let (mut counters, mut limits) = (Vec::new(), Vec::new());
+    for object in socket
+        .list_objects(TableFamily::Inet, TABLE)
+        .map_err(kernel)?
+    {
+        match object.kind {
+            NFT_OBJECT_COUNTER => counters.push(object.name),
+            NFT_OBJECT_LIMIT => limits.push(object.name),
+            // The compiler makes no other kind; one made by hand stays, unused.
+            _ => {}
+        }
+    }
+    Ok(Existing {
+        chains,
+        sets,
+        counters,
+        limits,
+    })
 }
 
 fn open() -> Result<NftSocket, Error> {

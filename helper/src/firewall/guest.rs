@@ -113,9 +113,14 @@ pub(crate) fn guest_table(vm: &Vm, policy: &Policy, facts: &Facts) -> Ruleset {
     for (i, rule) in vm.rules.iter().enumerate() {
         ctx.rule(&mut output, Origin::Vm(i + 1), rule);
     }
-    output
-        .rules
-        .push(compile::default_rule(GUEST_LABEL, vm.default_action));
+    output.rules.push(compile::default_rule(
+        vm.default_action,
+        Counter::Anonymous,
+        LogDef::Kernel(format!(
+            "palisade {GUEST_LABEL} default {}: ",
+            vm.default_action
+        )),
+    ));
 
     r.chains.push(output);
     if !policy.host_rules.is_empty() {
@@ -235,10 +240,14 @@ impl Ctx<'_> {
         }
         let template = RuleDef {
             matches: Vec::new(),
-            counter: true,
+            counter: Counter::Anonymous,
             log: rule.log.then(|| {
                 let number = origin.number().to_string();
-                compile::log_prefix(&origin.log_label(), &number, rule.action)
+                LogDef::Kernel(compile::log_prefix(
+                    &origin.log_label(),
+                    &number,
+                    rule.action,
+                ))
             }),
             set_mark: None,
             verdict: compile::rule_verdict(matches!(origin, Origin::Host(_)), rule.action),

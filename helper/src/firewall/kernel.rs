@@ -26,6 +26,10 @@ pub struct Existing {
     pub chains: Vec<String>,
     /// Every named set of the table (anonymous sets go with their rules).
     pub sets: Vec<String>,
+    /// Every named counter of the table.
+    pub counters: Vec<String>,
+    /// Every named limit of the table.
+    pub limits: Vec<String>,
 }
 
 /// Replaces the structure of `ruleset`'s table, `existing` being what it holds now, in one

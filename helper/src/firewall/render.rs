@@ -53,6 +53,20 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
     for set in existing.sets.iter().filter(|s| !kept.contains(s.as_str())) {
         let _ = writeln!(s, "delete set inet {t} {}", identifier("set", set)?);
     }
+    // Counters and limits the new structure names again are declared again, which leaves them
+    // (and what they counted) as they are; the others go once no rule uses them.
+    for counter in &existing.counters {
+        if !r.counters.iter().any(|(name, _)| name == counter) {
+            let _ = writeln!(
+                s,
+                "delete counter inet {t} {}",
+                identifier("counter", counter)?
+            );
+        }
+    }
+    for limit in existing.limits.iter().filter(|l| !r.limits.contains(l)) {
+        let _ = writeln!(s, "delete limit inet {t} {}", identifier("limit", limit)?);
+    }
     render_table(&mut s, r, false);
     Ok(s)
 }
@@ -63,7 +77,7 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the table holds a {kind} whose name nft cannot write ({name:?}); delete it by its handle (nft -a list chains)")]
 pub struct UnsayableName {
-    /// `chain` or `set`.
+    /// `chain`, `set`, `counter` or `limit`.
     pub kind: &'static str,
     /// The name, as the kernel reported it.
     pub name: String,
@@ -98,6 +112,19 @@ fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
         .filter(|s| with_imported || s.imported.is_none())
     {
         render_set(s, set);
+    }
+    for (name, tag) in &r.counters {
+        let _ = writeln!(
+            s,
+            "\tcounter {name} {{\n\t\tcomment {}\n\t}}",
+            quoted(tag.prefix().trim_end_matches(": "))
+        );
+    }
+    for name in &r.limits {
+        let _ = writeln!(
+            s,
+            "\tlimit {name} {{\n\t\trate {LOG_RATE_PER_SECOND}/second burst {LOG_BURST} packets\n\t}}"
+        );
     }
     for chain in &r.chains {
         let _ = writeln!(s, "\tchain {} {{", chain.name);
@@ -165,7 +192,9 @@ fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
     };
     for (i, rule) in chain.rules.iter().enumerate() {
         notes_at(s, i);
-        let _ = writeln!(s, "{indent}{}", render_rule(rule));
+        for line in rule_lines(rule) {
+            let _ = writeln!(s, "{indent}{line}");
+        }
     }
     notes_at(s, chain.rules.len());
 }
@@ -235,13 +264,33 @@ fn net(n: &ipnet::IpNet) -> String {
     }
 }
 
-/// One rule on one line.
-pub fn render_rule(rule: &RuleDef) -> String {
-    let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();
-    if rule.counter {
-        parts.push("counter".into());
+/// One rule as nft lines: one, or two for a rule logging to nflog at a limited rate — the first
+/// logs (its limit, when exceeded, ends only that line), the second counts and decides, so a
+/// flood is counted and decided in full and logged at the limit's rate.
+fn rule_lines(rule: &RuleDef) -> Vec<String> {
+    match &rule.log {
+        Some(LogDef::Nflog { tag, limit }) => {
+            let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();
+            parts.push(format!("limit name {}", quoted(limit)));
+            parts.push(format!(
+                "log prefix {} group {LOG_GROUP}",
+                quoted(&tag.prefix())
+            ));
+            vec![parts.join(" "), one_line(rule)]
+        }
+        _ => vec![one_line(rule)],
     }
-    if let Some(prefix) = &rule.log {
+}
+
+/// A rule's matches, counter, kernel log, mark, verdict and comment on one line.
+fn one_line(rule: &RuleDef) -> String {
+    let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();
+    match &rule.counter {
+        Counter::None => {}
+        Counter::Anonymous => parts.push("counter".into()),
+        Counter::Named(name) => parts.push(format!("counter name {}", quoted(name))),
+    }
+    if let Some(LogDef::Kernel(prefix)) = &rule.log {
         parts.push(format!("log prefix {}", quoted(prefix)));
     }
     if let Some(m) = rule.set_mark {

@@ -10,7 +10,7 @@
 //! (`nft_family`, `nfproto`), because they belong to nftables, not to the policy.
 
 use ipnet::IpNet;
-use palisade_dbus::policy::{Family, HostName, PortSet, ShortName, Verdict};
+use palisade_dbus::policy::{Family, HostName, PortSet, ShortName, Verdict, VmName};
 use std::collections::BTreeSet;
 
 /// The host's table. Its name is fixed: the helper never creates, edits or deletes any other
@@ -30,6 +30,13 @@ pub const LIVE_MARKS: &str = "live_marks";
 pub const DNS_REDIRECT: &str = "dns_redirect";
 /// The chain putting each VM's DNS connections in a conntrack zone of their own.
 pub const DNS_ZONES: &str = "dns_zones";
+/// The nflog group our logged rules send to; the helper's drop log reads it. A number no
+/// distribution's logging daemon uses by default (ulogd listens on group 0 or 1).
+pub const LOG_GROUP: u16 = 27_183;
+/// Log entries one owner's rules may produce per second, and in one burst: over it packets are
+/// still counted and decided, not logged, so a flood costs the host a bounded amount of work.
+pub const LOG_RATE_PER_SECOND: u32 = 50;
+pub const LOG_BURST: u32 = 100;
 /// Most addresses one answers set holds: a guest resolving endless names under a wildcard fills
 /// it, and then its answers are refused rather than the helper's or the kernel's memory growing.
 pub const MAX_ANSWERS: u32 = 65_536;
@@ -45,6 +52,11 @@ pub struct Ruleset {
     pub chains: Vec<ChainDef>,
     /// Marks set by accepting rules: connections carrying one of these stay allowed.
     pub live_marks: BTreeSet<u32>,
+    /// Named counters (the host's policy rules, default actions and console refusals): the rule
+    /// each counts, by the counter's name.
+    pub counters: Vec<(String, RuleTag)>,
+    /// Named log rate limits, one per owner of logged rules (`LOG_RATE_PER_SECOND`).
+    pub limits: Vec<String>,
 }
 
 impl Ruleset {
@@ -55,6 +67,8 @@ impl Ruleset {
             sets: Vec::new(),
             chains: Vec::new(),
             live_marks: BTreeSet::new(),
+            counters: Vec::new(),
+            limits: Vec::new(),
         }
     }
 
@@ -196,15 +210,135 @@ pub struct RuleDef {
     /// Conditions.
     pub matches: Vec<Match>,
     /// Count the packets it sees.
-    pub counter: bool,
-    /// Log with this prefix.
-    pub log: Option<String>,
+    pub counter: Counter,
+    /// Log what it decides.
+    pub log: Option<LogDef>,
     /// Mark the connection.
     pub set_mark: Option<u32>,
     /// What happens.
     pub verdict: RuleVerdict,
     /// Shown in listings.
     pub comment: Option<String>,
+}
+
+/// A rule's counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counter {
+    /// None.
+    None,
+    /// Its own, shown in listings (`counter`).
+    Anonymous,
+    /// A named counter of the table (`counter name "n"`), shared by every nft rule of one
+    /// policy rule and read by the drop log without listing rules.
+    Named(String),
+}
+
+/// How a rule logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDef {
+    /// To the kernel log with this prefix (the guest's table: nobody reads nflog there).
+    Kernel(String),
+    /// To the helper's drop log (nflog group `LOG_GROUP`), at most as often as the named limit
+    /// allows; `tag` says which rule, its prefix carries it.
+    Nflog { tag: RuleTag, limit: String },
+}
+
+/// Which rule of the policy an nft rule enforces: what its counter and its log entries are
+/// attributed to. It travels in the log prefix, whose text [`RuleTag::prefix`] writes and
+/// [`RuleTag::parse`] reads back (nft takes 127 bytes of prefix; VM names have at most 20).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleTag {
+    /// Whose rule.
+    pub owner: TagOwner,
+    /// Which of its rules.
+    pub rule: TagRule,
+    /// What it does.
+    pub action: Verdict,
+}
+
+/// Whose rules a [`RuleTag`] names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TagOwner {
+    /// The host-wide rules.
+    Host,
+    /// A VM's rules.
+    Vm(VmName),
+    /// The console guard (a local user reaching a console they may not use).
+    Console,
+}
+
+/// Which rule of its owner a [`RuleTag`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TagRule {
+    /// Rules `first` to `last` (1-based; equal for one rule), merged into one nft rule.
+    Numbers { first: u32, last: u32 },
+    /// The VM's default action.
+    Default,
+    /// The console guard's refusal.
+    Refused,
+}
+
+impl RuleTag {
+    /// The log prefix: `palisade vm=web rule=3 drop: `, `palisade host rule=2-4 reject: `,
+    /// `palisade vm=web default drop: `, `palisade console refused: `.
+    pub fn prefix(&self) -> String {
+        let owner = match &self.owner {
+            TagOwner::Host => "host".to_owned(),
+            TagOwner::Vm(vm) => format!("vm={vm}"),
+            TagOwner::Console => "console".to_owned(),
+        };
+        match self.rule {
+            TagRule::Numbers { first, last } if first == last => {
+                format!("palisade {owner} rule={first} {}: ", self.action)
+            }
+            TagRule::Numbers { first, last } => {
+                format!("palisade {owner} rule={first}-{last} {}: ", self.action)
+            }
+            TagRule::Default => format!("palisade {owner} default {}: ", self.action),
+            TagRule::Refused => format!("palisade {owner} refused: "),
+        }
+    }
+
+    /// The tag a prefix written by [`RuleTag::prefix`] carries; `None` for any other text.
+    pub fn parse(prefix: &str) -> Option<Self> {
+        let words = prefix.strip_prefix("palisade ")?.strip_suffix(": ")?;
+        let mut words = words.split(' ');
+        let owner = match words.next()? {
+            "host" => TagOwner::Host,
+            "console" => TagOwner::Console,
+            other => TagOwner::Vm(VmName::parse(other.strip_prefix("vm=")?).ok()?),
+        };
+        let (rule, action) = match (words.next()?, words.next()) {
+            ("refused", None) if owner == TagOwner::Console => (TagRule::Refused, Verdict::Reject),
+            ("default", Some(action)) if owner != TagOwner::Console => {
+                (TagRule::Default, verdict_word(action)?)
+            }
+            (numbers, Some(action)) if owner != TagOwner::Console => {
+                let numbers = numbers.strip_prefix("rule=")?;
+                let (first, last) = numbers.split_once('-').unwrap_or((numbers, numbers));
+                let (first, last) = (first.parse().ok()?, last.parse().ok()?);
+                if first == 0 || last < first {
+                    return None;
+                }
+                (TagRule::Numbers { first, last }, verdict_word(action)?)
+            }
+            _ => return None,
+        };
+        if words.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            owner,
+            rule,
+            action,
+        })
+    }
+}
+
+fn verdict_word(word: &str) -> Option<Verdict> {
+    [Verdict::Accept, Verdict::Drop, Verdict::Reject]
+        .into_iter()
+        .find(|v| v.to_string() == word)
 }
 
 /// One condition.
@@ -312,7 +446,7 @@ impl RuleDef {
     pub fn new(matches: Vec<Match>, verdict: RuleVerdict) -> Self {
         Self {
             matches,
-            counter: false,
+            counter: Counter::None,
             log: None,
             set_mark: None,
             verdict,

@@ -244,8 +244,8 @@ fn a_host_rule_by_name_follows_its_answers_in_a_learned_set() {
         "set host_r1_v4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\ttimeout 60s\n\t\t\
          # follows the answers for mail.example.com\n\t\telements = { 198.51.100.7 }",
         "# follows the answers for gone.example.com",
-        "ip daddr @host_r1_v4 counter drop",
-        "ip daddr @host_r2_v4 counter drop",
+        "ip daddr @host_r1_v4 counter name \"c_host_r1_",
+        "ip daddr @host_r2_v4 counter name \"c_host_r2_",
     ] {
         assert!(text.contains(want), "{want} missing in\n{text}");
     }
@@ -285,10 +285,10 @@ fn a_list_in_several_sets_is_looked_up_through_a_map_of_slices() {
     for want in [
         "ip daddr vmap { 0.0.0.0-9.255.255.255 : jump host_r1_v4_s0, \
          10.0.0.0-255.255.255.255 : jump host_r1_v4_s1 }",
-        "chain host_r1_v4_s0 {\n\t\tip daddr @bl_big_v4_1_s0 counter drop",
-        "chain host_r1_v4_s1 {\n\t\tip daddr @bl_big_v4_1_s1 counter drop",
+        "chain host_r1_v4_s0 {\n\t\tip daddr @bl_big_v4_1_s0 counter name \"c_host_r1_",
+        "chain host_r1_v4_s1 {\n\t\tip daddr @bl_big_v4_1_s1 counter name \"c_host_r1_",
         "# its addresses 10.0.0.0-255.255.255.255",
-        "ip6 daddr @bl_big_v6_1_s0 counter drop",
+        "ip6 daddr @bl_big_v6_1_s0 counter name \"c_host_r1_",
     ] {
         assert!(text.contains(want), "{want} missing in\n{text}");
     }
@@ -334,6 +334,13 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
             .map(|s| s.name.clone())
             .chain(["bl_kept_v4".to_owned()])
             .collect(),
+        counters: r
+            .counters
+            .iter()
+            .map(|(name, _)| name.clone())
+            .chain(["c_gone".to_owned()])
+            .collect(),
+        limits: vec!["log_vm_gone".into()],
     };
     let mut kept = r.clone();
     kept.sets.push(SetDef {
@@ -361,10 +368,16 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
         nft -f first.nft\n\
         nft add set inet palisade bl_kept_v4 '{ type ipv4_addr; flags interval; }'\n\
         nft add element inet palisade bl_kept_v4 '{ 203.0.113.0/24 }'\n\
+        leftovers() { nft add counter inet palisade c_gone; \
+            nft add limit inet palisade log_vm_gone '{ rate 1/second; }'; }\n\
+        leftovers\n\
         nft -f second.nft\n\
+        leftovers\n\
         nft -f second.nft\n\
         nft list set inet palisade bl_kept_v4\n\
-        nft list chains\n";
+        nft list chains\n\
+        nft list counters table inet palisade\n\
+        nft list limits table inet palisade\n";
     let out = std::process::Command::new("unshare")
         .args(["-n", "sh", "-c", script])
         .current_dir(&dir)
@@ -378,6 +391,14 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("203.0.113.0/24"), "{text}");
+    // What no rule names any more is gone; what the rules name is there.
+    assert!(
+        !text.contains("c_gone") && !text.contains("log_vm_gone"),
+        "{text}"
+    );
+    for (name, _) in &r.counters {
+        assert!(text.contains(&format!("counter {name} {{")), "{text}");
+    }
     for chain in &r.chains {
         assert_eq!(
             text.matches(&format!("chain {} {{", chain.name)).count(),
@@ -412,6 +433,7 @@ fn an_imported_list_is_the_chosen_set_that_the_structure_leaves_alone() {
             "bl_old_v4".into(),
             "bl_fire_hol_v4_1_s0".into(),
         ],
+        ..Existing::default()
     };
     let batch = render_batch(&r, &existing).unwrap_or_else(|e| panic!("{e}"));
     // Up to the table block: what the transaction removes, exactly as the JSON batch before it
@@ -458,8 +480,89 @@ fn the_batch_deletes_nothing_it_was_not_told_of_and_writes_no_raw_names() {
         let existing = Existing {
             chains: chains.into_iter().map(String::from).collect(),
             sets: sets.into_iter().map(String::from).collect(),
+            ..Existing::default()
         };
         let refused = render_batch(&r, &existing);
         assert!(refused.is_err(), "{existing:?} -> {refused:?}");
     }
+}
+
+/// Every tag the compiler writes into a log prefix reads back as itself, and nothing else
+/// reads as a tag.
+#[test]
+fn log_prefixes_carry_their_rule_tags() {
+    let vm = VmName::parse("web").unwrap_or_else(|e| panic!("{e}"));
+    let tags = [
+        RuleTag {
+            owner: TagOwner::Vm(vm.clone()),
+            rule: TagRule::Numbers { first: 3, last: 3 },
+            action: Verdict::Drop,
+        },
+        RuleTag {
+            owner: TagOwner::Host,
+            rule: TagRule::Numbers { first: 2, last: 5 },
+            action: Verdict::Reject,
+        },
+        RuleTag {
+            owner: TagOwner::Vm(vm),
+            rule: TagRule::Default,
+            action: Verdict::Accept,
+        },
+        RuleTag {
+            owner: TagOwner::Console,
+            rule: TagRule::Refused,
+            action: Verdict::Reject,
+        },
+    ];
+    for tag in tags {
+        let prefix = tag.prefix();
+        assert!(prefix.len() < 64, "{prefix}");
+        assert_eq!(RuleTag::parse(&prefix), Some(tag), "{prefix}");
+    }
+    assert_eq!(
+        RuleTag::parse("palisade vm=web rule=3 drop: "),
+        Some(RuleTag {
+            owner: TagOwner::Vm(VmName::parse("web").unwrap_or_else(|e| panic!("{e}"))),
+            rule: TagRule::Numbers { first: 3, last: 3 },
+            action: Verdict::Drop,
+        })
+    );
+    for other in [
+        "",
+        "palisade ",
+        "palisade vm=web rule=0 drop: ",
+        "palisade vm=web rule=5-3 drop: ",
+        "palisade vm=Web rule=3 drop: ",
+        "palisade vm=web rule=3 maybe: ",
+        "palisade vm=web rule=3 drop",
+        "palisade vm=web rule=3 drop extra: ",
+        "palisade console default drop: ",
+        "palisade host refused: ",
+        "palisade guest rule=1 drop: ",
+        "iptables DROP: ",
+    ] {
+        assert_eq!(RuleTag::parse(other), None, "{other:?}");
+    }
+}
+
+/// A rule that stays as it was keeps its counter (and what it counted) across generations; a
+/// changed or renumbered one gets a new counter. The log shares one limit per owner.
+#[test]
+fn counters_follow_what_a_rule_does() {
+    let counters = |text: &str| compile_ruleset(&policy(text), &facts()).counters;
+    let base = "[[vm]]\nname = \"work\"\n\n\
+        [[vm.rule]]\naction = \"accept\"\ndestination = \"192.0.2.1\"\nproto = \"tcp\"\nports = \"443\"\n";
+    let first = counters(base);
+    let commented = counters(&format!("{base}comment = \"bank\"\n"));
+    assert_eq!(first, commented);
+    let changed = counters(&base.replace("443", "8443"));
+    assert_ne!(first, changed);
+    let tags_of = |c: &[(String, RuleTag)]| c.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    assert_eq!(tags_of(&first), tags_of(&changed));
+    let r = compile_ruleset(&policy(base), &facts());
+    assert!(
+        r.limits.contains(&"log_vm_work".to_owned()),
+        "{:?}",
+        r.limits
+    );
 }

@@ -17,6 +17,8 @@ pub const VMS_INTERFACE: &str = "io.palisade.Helper1.Vms";
 pub const CONSOLES_INTERFACE: &str = "io.palisade.Helper1.Consoles";
 /// Blocklists: imported lists of networks and domains the policy names.
 pub const BLOCKLISTS_INTERFACE: &str = "io.palisade.Helper1.Blocklists";
+/// The drop log: what the firewall's logged rules decided, and per-rule counters.
+pub const LOG_INTERFACE: &str = "io.palisade.Helper1.Log";
 /// Prefix of every error name the helper returns.
 pub const ERROR_PREFIX: &str = "io.palisade.Error";
 /// The application id of the desktop app (also its D-Bus name on the session bus).

@@ -58,6 +58,32 @@ pub struct Settings {
     pub console_ticket_seconds: u32,
     /// The DNS forwarder guests resolve through.
     pub dns: DnsSettings,
+    /// The drop log.
+    pub log: LogSettings,
+}
+
+/// The drop log's settings (`[settings.log]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// Keep the log in a file under the helper's state folder too, so it survives a restart.
+    pub keep_on_disk: bool,
+    /// Most bytes the file may take (two files of half this, the older dropped as the newer
+    /// fills).
+    pub disk_bytes: u64,
+}
+
+/// The drop log file's size when none is given, and the bounds of `disk_size`.
+pub const LOG_DISK_DEFAULT: u64 = 8 << 20;
+pub const LOG_DISK_MIN: u64 = 64 << 10;
+pub const LOG_DISK_MAX: u64 = 1 << 30;
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            keep_on_disk: false,
+            disk_bytes: LOG_DISK_DEFAULT,
+        }
+    }
 }
 
 /// The DNS forwarder's settings (`[settings.dns]`).
@@ -118,6 +144,7 @@ impl Default for Settings {
             versions_kept: 3,
             console_ticket_seconds: 60,
             dns: DnsSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }

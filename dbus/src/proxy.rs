@@ -221,3 +221,43 @@ pub trait Dns {
         after_seq: u64,
     ) -> Result<Vec<crate::types::DnsEvent>, Error>;
 }
+
+/// `io.palisade.Helper1.Log`: the drop log. What the firewall's logged rules decided (every
+/// rule with `log = true`, every VM's default action, console refusals), read from the
+/// kernel's nflog by the helper, and every rule's packet and byte counters. polkit
+/// `io.palisade.log.read`, with the VM asked about as the detail `vm` (empty for all), so a
+/// polkit rule can let a VM's operator read that VM's entries only.
+#[zbus::proxy(
+    interface = "io.palisade.Helper1.Log",
+    default_service = "io.palisade.Helper1",
+    default_path = "/io/palisade/Helper1"
+)]
+pub trait Log {
+    /// The logged packets of VM `vm` (all when empty) logged at or after `since_ms` (Unix
+    /// milliseconds; 0 for all the helper keeps), oldest first, at most `max` (at most 10,000)
+    /// of the latest.
+    fn show(
+        &self,
+        vm: &str,
+        since_ms: u64,
+        max: u32,
+    ) -> Result<Vec<crate::types::LoggedPacket>, Error>;
+
+    /// The counters of VM `vm`'s rules (every rule's when empty: the host's and the console
+    /// guard's too), read from the kernel now.
+    fn counters(&self, vm: &str) -> Result<Vec<crate::types::RuleCounter>, Error>;
+
+    /// Sends the caller `Logged` signals (addressed to the caller alone) with VM `vm`'s new
+    /// entries (all when empty) until it calls `unfollow` or leaves the bus. Bursts are sent
+    /// together, at most a few times a second.
+    fn follow(&self, vm: &str) -> Result<(), Error>;
+
+    /// Stops the caller's `Logged` signals (`vm` as given to `follow`, which polkit is asked
+    /// about again).
+    fn unfollow(&self, vm: &str) -> Result<(), Error>;
+
+    /// New entries for a follower; `missed` counts entries lost since the last signal (the
+    /// kernel's queue overflowed, or the follower's share of a flood was cut).
+    #[zbus(signal)]
+    fn logged(&self, packets: Vec<crate::types::LoggedPacket>, missed: u64) -> zbus::Result<()>;
+}

@@ -369,6 +369,120 @@ pub struct BlocklistInfo {
     pub refresh_seconds: u64,
 }
 
+wire_enum! {
+    /// Whose rule decided a logged packet.
+    pub enum LogOwner {
+        /// A VM's own rules (or its default action).
+        Vm = "vm",
+        /// The host-wide rules.
+        Host = "host",
+        /// The console guard: a local user reached for a console they may not open.
+        Console = "console",
+    }
+}
+
+wire_enum! {
+    /// Which kind of rule of its owner.
+    pub enum LoggedRuleKind {
+        /// Numbered rules of the policy (`first_rule` to `last_rule`).
+        Numbered = "numbered",
+        /// The VM's default action.
+        Default = "default",
+        /// The console guard's refusal.
+        Refused = "refused",
+    }
+}
+
+wire_enum! {
+    /// What a rule did with a packet.
+    pub enum PacketVerdict {
+        /// Let it through.
+        Accept = "accept",
+        /// Discarded it.
+        Drop = "drop",
+        /// Refused it (TCP reset, ICMP unreachable).
+        Reject = "reject",
+    }
+}
+
+/// Which rule of the live policy: who owns it and its numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq, Hash)]
+pub struct LoggedRule {
+    /// Whose rule.
+    pub owner: LogOwner,
+    /// The VM, for `Vm`; empty otherwise.
+    pub vm: String,
+    /// Which kind of rule.
+    pub kind: LoggedRuleKind,
+    /// For `Numbered`: the rule's number (1-based), or the first and last of rules merged into
+    /// one; 0 otherwise.
+    pub first_rule: u32,
+    pub last_rule: u32,
+    /// What the rule does.
+    pub verdict: PacketVerdict,
+}
+
+impl std::fmt::Display for LoggedRule {
+    /// `vm web rule 3 (drop)`, `host rules 2-4 (reject)`, `vm web default (drop)`, `console
+    /// guard (reject)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.owner {
+            LogOwner::Vm => write!(f, "vm {} ", self.vm)?,
+            LogOwner::Host => f.write_str("host ")?,
+            LogOwner::Console => f.write_str("console ")?,
+        }
+        match self.kind {
+            LoggedRuleKind::Numbered if self.first_rule == self.last_rule => {
+                write!(f, "rule {}", self.first_rule)?
+            }
+            LoggedRuleKind::Numbered => write!(f, "rules {}-{}", self.first_rule, self.last_rule)?,
+            LoggedRuleKind::Default => f.write_str("default")?,
+            LoggedRuleKind::Refused => f.write_str("guard")?,
+        }
+        write!(f, " ({})", self.verdict)
+    }
+}
+
+/// One packet a logged rule decided, for `palisadectl log` and the app's Activity page.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct LoggedPacket {
+    /// Its place in the log (the helper's count, kept across restarts with the file log).
+    pub seq: u64,
+    /// When the kernel logged it, Unix milliseconds.
+    pub at_ms: u64,
+    /// The rule.
+    pub rule: LoggedRule,
+    /// The VM whose process sent it (by its socket's owner), or empty.
+    pub vm: String,
+    /// The local user whose process sent it (a user's name, or `#uid` for a uid without one),
+    /// or empty when no local socket sent it.
+    pub user: String,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, or the protocol's number.
+    pub protocol: String,
+    /// Source and destination addresses.
+    pub source: String,
+    pub destination: String,
+    /// Ports of TCP and UDP packets; 0 for other protocols.
+    pub source_port: u16,
+    pub destination_port: u16,
+    /// The packet's length in bytes (its IP header's total).
+    pub length: u32,
+}
+
+/// One rule's counter, for `palisadectl log counters` and the app's rule rows.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct RuleCounter {
+    /// The rule.
+    pub rule: LoggedRule,
+    /// Packets and bytes it decided since it took its present form (an unchanged rule keeps
+    /// counting across generations; a changed one starts again).
+    pub packets: u64,
+    pub bytes: u64,
+    /// When it last decided a packet, Unix seconds, as far as the helper saw (its log entries,
+    /// and its counter read every few seconds); 0 when it has not since the helper started.
+    pub last_hit: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,17 @@ impl Authority {
 
     /// Succeeds only if polkit says the sender of the message with `header` may do `action`.
     pub async fn authorize(&self, header: &Header<'_>, action: Action) -> Result<(), Error> {
+        self.authorize_with(header, action, &[]).await
+    }
+
+    /// As [`Authority::authorize`], telling polkit `details` (`("vm", "web")`), which rules can
+    /// read with `action.lookup("vm")` to grant a kind of action for some objects only.
+    pub async fn authorize_with(
+        &self,
+        header: &Header<'_>,
+        action: Action,
+        details: &[(&str, &str)],
+    ) -> Result<(), Error> {
         let sender = header
             .sender()
             .ok_or_else(|| Error::NotAuthorized("the call carries no sender; refused".into()))?;
@@ -88,7 +99,7 @@ impl Authority {
             ))
         };
         let result = self
-            .ask(&subject, action, flags, limit)
+            .ask(&subject, action, details, flags, limit)
             .await
             .map_err(unreachable)?;
         if !result.is_authorized {
@@ -122,7 +133,7 @@ impl Authority {
             return false;
         };
         let flags = CheckAuthorizationFlags::empty();
-        matches!(self.ask(&subject, action, flags, CHECK_TIMEOUT).await, Ok(r) if r.is_authorized)
+        matches!(self.ask(&subject, action, &[], flags, CHECK_TIMEOUT).await, Ok(r) if r.is_authorized)
     }
 
     /// One CheckAuthorization call, bounded by `limit`; the error is the reason in words.
@@ -130,16 +141,18 @@ impl Authority {
         &self,
         subject: &Subject,
         action: Action,
+        details: &[(&str, &str)],
         flags: CheckAuthorizationFlags,
         limit: Duration,
     ) -> Result<AuthorizationResult, String> {
+        let details: HashMap<&str, &str> = details.iter().copied().collect();
         let ask = async {
             let proxy = AuthorityProxy::builder(&self.connection)
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()
                 .await?;
             proxy
-                .check_authorization(subject, action.id(), &HashMap::new(), flags, "")
+                .check_authorization(subject, action.id(), &details, flags, "")
                 .await
         };
         match tokio::time::timeout(limit, ask).await {

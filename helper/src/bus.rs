@@ -8,6 +8,7 @@
 pub mod blocklists;
 pub mod consoles;
 pub mod dns;
+pub mod log;
 pub mod vms;
 
 use crate::authz::Authority;

@@ -32,6 +32,7 @@ use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, 
 use palisade_dbus::Error;
 /// The nfnetlink encoder, under the name the data path and `kernel` use.
 use palisade_nfnetlink as netlink;
+use ruleset::RuleTag;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct Snapshot {
     pub pending_until: u64,
     /// The installed ruleset as nft text, for previews' diffs.
     pub ruleset: Arc<str>,
+    /// The installed ruleset's named counters and the rule each counts (the drop log's key).
+    pub counters: Arc<[(String, RuleTag)]>,
     /// Something the admin should know (corrupt policy file, ...), or empty.
     pub problem: String,
 }
@@ -78,6 +81,7 @@ pub struct Snapshot {
 struct Installed {
     marks: BTreeSet<u32>,
     text: Arc<str>,
+    counters: Arc<[(String, RuleTag)]>,
     rules: usize,
 }
 
@@ -704,6 +708,7 @@ impl Engine {
             text: Arc::from(render::render_ruleset(&ruleset)),
             rules: ruleset.rule_count(),
             marks: ruleset.live_marks.clone(),
+            counters: Arc::from(ruleset.counters.clone()),
         };
         Ok((installed, cut))
     }
@@ -767,6 +772,7 @@ impl State {
             policy: Arc::clone(&self.live.policy),
             pending_until: self.pointers.pending_until,
             ruleset: Arc::clone(&self.live.installed.text),
+            counters: Arc::clone(&self.live.installed.counters),
             problem: self.problem.clone(),
         }
     }

@@ -18,6 +18,7 @@ mod dns;
 mod firewall;
 pub mod fuzzing;
 mod lists;
+mod log;
 mod machines;
 mod memory;
 mod preflight;
@@ -157,6 +158,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
         )
         .await?;
+    let drop_log = log::DropLog::start(firewall.clone(), &args.state_dir);
+    server
+        .at(
+            OBJECT_PATH,
+            bus::log::LogIface {
+                log: drop_log.clone(),
+                authority: authority.clone(),
+            },
+        )
+        .await?;
     let lists = std::sync::Arc::new(lists::Lists::new(list_store, firewall.clone()));
     server
         .at(
@@ -199,6 +210,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
+
+    tokio::spawn(deliver_drop_log(drop_log, connection.clone()));
 
     let bus = connection.clone();
     let mut states = supervisor.subscribe();
@@ -243,6 +256,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The kernel keeps enforcing the live ruleset after we are gone.
     tracing::info!("stopping; the live ruleset stays in the kernel");
     Ok(())
+}
+
+/// Sends each burst of the drop log to its followers, each its own share in a signal addressed
+/// to it alone; a follower that left the bus is forgotten.
+async fn deliver_drop_log(drop_log: std::sync::Arc<log::DropLog>, connection: zbus::Connection) {
+    use futures_util::StreamExt;
+    let mut deliveries = drop_log.deliveries();
+    let left = async {
+        let Ok(bus) = zbus::fdo::DBusProxy::new(&connection).await else {
+            return;
+        };
+        let Ok(mut changes) = bus.receive_name_owner_changed().await else {
+            return;
+        };
+        while let Some(change) = changes.next().await {
+            if let Ok(args) = change.args() {
+                if args.new_owner().is_none() {
+                    drop_log.unfollow(args.name().as_str());
+                }
+            }
+        }
+    };
+    let deliver = async {
+        loop {
+            let delivery = match deliveries.recv().await {
+                Ok(d) => d,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            for follower in drop_log.followers() {
+                let packets: Vec<_> = delivery
+                    .packets
+                    .iter()
+                    .filter(|p| follower.wants(p))
+                    .cloned()
+                    .collect();
+                if packets.is_empty() && delivery.missed == 0 {
+                    continue;
+                }
+                let emitter = zbus::object_server::SignalEmitter::new(&connection, OBJECT_PATH)
+                    .and_then(|e| Ok(e.set_destination(follower.name.as_str().try_into()?)));
+                let sent = match emitter {
+                    Ok(emitter) => {
+                        bus::log::LogIface::logged(&emitter, packets, delivery.missed).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::debug!("cannot send the drop log to {}: {e}", follower.name);
+                    drop_log.unfollow(&follower.name);
+                }
+            }
+        }
+    };
+    tokio::join!(left, deliver);
 }
 
 /// When a new generation changes who may open a VM's console, everyone watching it is

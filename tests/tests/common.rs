@@ -197,7 +197,8 @@ pub fn spawn_palisadectl(env: &TestEnv, user: &str, args: &[&str]) -> std::proce
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Packets counted by the rule of `chain` whose comment is `comment`.
+/// Packets counted by the rule of `chain` whose comment is `comment`: its own counter, or the
+/// named counter it counts in.
 pub fn counter(env: &TestEnv, chain: &str, comment: &str) -> u64 {
     let out = ok(
         env,
@@ -206,17 +207,34 @@ pub fn counter(env: &TestEnv, chain: &str, comment: &str) -> u64 {
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     let rules = v["nftables"].as_array().cloned().unwrap_or_default();
-    rules
+    let counted = rules
         .iter()
         .filter_map(|i| i.get("rule"))
         .find(|r| r["comment"] == comment)
         .and_then(|r| r["expr"].as_array().cloned())
-        .and_then(|exprs| {
-            exprs
-                .iter()
-                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
-        })
-        .unwrap_or_else(|| panic!("no counter on rule {comment:?} in chain {chain}: {v}"))
+        .and_then(|exprs| exprs.iter().find_map(|e| e.get("counter").cloned()))
+        .unwrap_or_else(|| panic!("no counter on rule {comment:?} in chain {chain}: {v}"));
+    match counted.as_str() {
+        Some(name) => named_counter(env, name).0,
+        None => counted["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a counter without packets: {counted}")),
+    }
+}
+
+/// Packets and bytes of named counter `name` of our table.
+pub fn named_counter(env: &TestEnv, name: &str) -> (u64, u64) {
+    let out = ok(
+        env,
+        env.nft(&["-j", "list", "counter", "inet", "palisade", name]),
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    v["nftables"]
+        .as_array()
+        .and_then(|items| items.iter().find_map(|i| i.get("counter")))
+        .and_then(|c| Some((c["packets"].as_u64()?, c["bytes"].as_u64()?)))
+        .unwrap_or_else(|| panic!("no counter {name}: {v}"))
 }
 
 pub const BOOT_CHECKS: &str = "pal.connect=10.0.2.2:8443,10.0.2.2:8444 pal.disk=read,write";

@@ -4,6 +4,7 @@
   netcheck.py listen PORT [PORT...]      echo server on 127.0.0.1 (and ::1), prints "ready"
   netcheck.py listen-on ADDR PORT        echo server on one address, prints "ready"
   netcheck.py connect HOST PORT          prints "connected" (exit 0) or "failed: <why>" (exit 1)
+  netcheck.py udp HOST PORT COUNT        sends COUNT one-byte UDP datagrams, prints "sent COUNT"
   netcheck.py session HOST PORT GOFILE   connects, echoes "one", waits for GOFILE to exist,
                                          then tries "two": prints "two: echoed" or "two: cut (<why>)"
 Every wait is bounded so a test can never hang on this tool.
@@ -68,6 +69,19 @@ def connect(host, port):
         return 1
 
 
+def udp(host, port, count):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        for _ in range(int(count)):
+            try:
+                s.sendto(b"x", (host, int(port)))
+            except OSError:
+                # A dropping firewall refuses the send itself (EPERM); it still counts it.
+                pass
+    print(f"sent {count}", flush=True)
+    return 0
+
+
 def session(host, port, gofile):
     s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
     s.sendall(b"one")
@@ -92,6 +106,8 @@ if __name__ == "__main__":
         listen_on(*args)
     elif cmd == "connect":
         sys.exit(connect(*args))
+    elif cmd == "udp":
+        sys.exit(udp(*args))
     elif cmd == "session":
         sys.exit(session(*args))
     else:

@@ -10,6 +10,8 @@ mod blocklist;
 mod console;
 #[path = "palisadectl/dns.rs"]
 mod dns;
+#[path = "palisadectl/log.rs"]
+mod log;
 #[path = "palisadectl/output.rs"]
 mod output;
 #[path = "palisadectl/policy.rs"]
@@ -20,7 +22,7 @@ mod vm;
 use clap::{Parser, Subcommand};
 use output::{print, when};
 use palisade_dbus::proxy::{
-    BlocklistsProxy, ConsolesProxy, DnsProxy, HelperProxy, PolicyProxy, VmsProxy,
+    BlocklistsProxy, ConsolesProxy, DnsProxy, HelperProxy, LogProxy, PolicyProxy, VmsProxy,
 };
 use palisade_dbus::types::{DnsNameState, Status};
 use palisade_dbus::Error;
@@ -60,6 +62,9 @@ enum Command {
     /// What the DNS forwarder answered the VMs.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// What the firewall's logged rules decided, and every rule's counters.
+    #[command(subcommand)]
+    Log(log::LogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,6 +330,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, Error> {
             .await
         }
         Command::Dns(cmd) => dns::run(cli.json, &DnsProxy::new(&connection).await?, cmd).await,
+        Command::Log(cmd) => log::run(cli.json, &LogProxy::new(&connection).await?, cmd).await,
         Command::Policy(cmd) => {
             policy::run(cli.json, &PolicyProxy::new(&connection).await?, cmd).await
         }

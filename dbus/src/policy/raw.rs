@@ -30,6 +30,15 @@ pub(super) struct RawSettings {
     pub console_ticket_seconds: Option<i64>,
     #[serde(default)]
     pub dns: RawDnsSettings,
+    #[serde(default)]
+    pub log: RawLogSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogSettings {
+    pub keep_on_disk: Option<bool>,
+    pub disk_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

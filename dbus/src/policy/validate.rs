@@ -356,6 +356,7 @@ impl Validator {
             ),
         }
         s.dns = self.dns_settings(raw.dns);
+        s.log = self.log_settings(raw.log);
         match raw.console_ticket_seconds {
             None => {}
             Some(n @ 5..=3600) => s.console_ticket_seconds = u32::try_from(n).unwrap_or(60),
@@ -376,6 +377,23 @@ impl Validator {
             );
         }
         strict
+    }
+
+    fn log_settings(&mut self, raw: RawLogSettings) -> LogSettings {
+        let mut l = LogSettings {
+            keep_on_disk: raw.keep_on_disk.unwrap_or(false),
+            ..LogSettings::default()
+        };
+        if let Some(text) = raw.disk_size {
+            match size::parse_size(&text, size::BareUnit::Bytes) {
+                Some(n) if (LOG_DISK_MIN..=LOG_DISK_MAX).contains(&n) => l.disk_bytes = n,
+                _ => self.error(
+                    "settings.log.disk_size",
+                    format!("{}: give a size from 64K to 1G, like \"8M\"", quote(&text)),
+                ),
+            }
+        }
+        l
     }
 
     fn dns_settings(&mut self, raw: RawDnsSettings) -> DnsSettings {

@@ -107,3 +107,22 @@ async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> 
         Err(err.lines().take(5).collect::<Vec<_>>().join(" / "))
     }
 }
+
+/// Every named counter of our table with what it counted: one netlink dump of the table's
+/// objects, which reads no rule and no set element.
+pub async fn counters() -> Result<std::collections::HashMap<String, super::netlink::Counted>, Error>
+{
+    tokio::task::spawn_blocking(|| {
+        let objects = super::netlink::NftSocket::open()
+            .map_err(|e| e.to_string())?
+            .list_objects(super::netlink::TableFamily::Inet, super::ruleset::TABLE)
+            .map_err(|e| e.to_string())?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| Some((o.name, o.counted?)))
+            .collect())
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(|e: String| Error::Internal(format!("cannot read the firewall's counters: {e}")))
+}

@@ -18,6 +18,9 @@
 //! and while a million-entry list loads; questions per second through the forwarder against the
 //! same client straight to the same server; and misses over 1,000 rotating answers.
 
+#[path = "palisade-bench/droplog.rs"]
+mod droplog;
+
 use anyhow::{anyhow, Context, Result};
 use palisade_dbus::proxy::PolicyProxy;
 use palisade_nfnetlink::{Batch, Element, NftSocket, SetRef, TableFamily};
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 5;
 
 /// Whether `section` of the bench runs: all of them, unless `PALISADE_BENCH_ONLY` names some
-/// (comma-separated: rules, vm, blocklist, load, dns) — for timing one part while working on
+/// (comma-separated: rules, vm, blocklist, load, dns, droplog) — for timing one part while working on
 /// it; `make bench` runs everything.
 fn wanted(section: &str) -> bool {
     std::env::var("PALISADE_BENCH_ONLY")
@@ -55,6 +58,10 @@ fn main() -> Result<()> {
     }
     if wanted("dns") {
         rows.extend(dns_rows()?);
+    }
+    if wanted("droplog") {
+        let env = TestEnv::start().context("starting the drop log's environment")?;
+        rows.extend(rt.block_on(droplog::droplog_rows(&env))?);
     }
     print_table(&rows);
     Ok(())

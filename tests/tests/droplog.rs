@@ -176,14 +176,32 @@ fn a_drop_reaches_a_follower_named_by_vm_rule_user_and_port() {
         .unwrap_or_else(|| panic!("nothing for work"));
     assert_eq!(first["destination_port"], 8446, "{first}");
 
-    // The log is admin-only: pal-bob is refused, and so is pal-alice (an operator of work) until
-    // a polkit rule grants her that VM's log.
+    // The log is admin-only: pal-bob is refused, and so is pal-alice (an operator of work) for
+    // the whole log; the test's polkit rule (as README.md shows) grants her work's log alone.
     for user in [BOB, ALICE] {
         let out = env.palisadectl(Some(user), &["log", "follow"]);
         assert_eq!(out.status.code(), Some(77), "{}", text(&out));
         let out = env.palisadectl(Some(user), &["log", "show"]);
         assert_eq!(out.status.code(), Some(77), "{}", text(&out));
     }
+    for args in [
+        ["log", "show", "--vm", "banking"],
+        ["log", "counters", "--vm", "banking"],
+    ] {
+        let out = env.palisadectl(Some(ALICE), &args);
+        assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    }
+    let hers = json_out(&env, ALICE, &["log", "show", "--vm", "work"]);
+    let hers = hers.as_array().cloned().unwrap_or_default();
+    assert!(
+        hers.iter().any(|v| v["destination_port"] == 8444)
+            && hers
+                .iter()
+                .all(|v| v["vm"] == "work" || v["rule"]["vm"] == "work"),
+        "{hers:?}"
+    );
+    let out = env.palisadectl(Some(BOB), &["log", "show", "--vm", "work"]);
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
 }
 
 #[test]

@@ -34,7 +34,9 @@ impl DnsIface {
         follow: bool,
         after_seq: u64,
     ) -> Result<Vec<DnsEvent>, Error> {
-        self.authority.check(&header, Action::LogRead).await?;
+        self.authority
+            .authorize_with(&header, Action::LogRead, &[("vm", vm)])
+            .await?;
         let vm = match vm {
             "" => None,
             name => Some(VmName::parse(name).map_err(|_| {

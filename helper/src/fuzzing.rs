@@ -4,7 +4,7 @@
 //!
 //! The targets are what reaches the helper from outside: policy documents (parse, validate,
 //! compile, render as text and as the structure transaction), blocklists (every format and option), the USB sysfs tree, the `.vv` file
-//! written from a ticket, and the arguments of every D-Bus method, decoded from the wire as zbus
+//! written from a ticket, what the kernel's log sends the drop log, and the arguments of every D-Bus method, decoded from the wire as zbus
 //! decodes them and then parsed as `bus/` parses them.
 
 use crate::blocklist::parse::{parse, Format, ParseOptions};
@@ -270,6 +270,44 @@ fn file_name(bytes: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests;
+
+/// What the kernel's log hands the drop log: the first byte's low bits choose a prefix (one of
+/// ours, one of ours cut short, someone else's, or the next bytes as text), the rest is the
+/// packet. Whatever arrives, an entry names a rule only for one of our prefixes, and the ports
+/// it reports come from a TCP or UDP header.
+pub fn drop_log(data: &[u8]) {
+    use crate::log::entry::{entry, Sender};
+    use crate::log::nflog::Logged;
+    let Some((&choice, rest)) = data.split_first() else {
+        return;
+    };
+    let (prefix, payload) = match choice % 4 {
+        0 => ("palisade vm=web rule=3 drop: ".to_owned(), rest),
+        1 => ("palisade console refused".to_owned(), rest),
+        2 => ("ulogd: ".to_owned(), rest),
+        _ => {
+            let cut = rest.len().min(usize::from(choice >> 2));
+            (
+                String::from_utf8_lossy(&rest[..cut]).into_owned(),
+                &rest[cut..],
+            )
+        }
+    };
+    let logged = Logged {
+        prefix: prefix.clone(),
+        uid: Some(990),
+        payload: payload.to_vec(),
+    };
+    match entry(&logged, 1, Sender::default()) {
+        Some(e) => {
+            assert!(crate::firewall::ruleset::RuleTag::parse(&prefix).is_some());
+            if e.protocol != "tcp" && e.protocol != "udp" {
+                assert_eq!((e.source_port, e.destination_port), (0, 0));
+            }
+        }
+        None => assert!(crate::firewall::ruleset::RuleTag::parse(&prefix).is_none()),
+    }
+}
 
 /// A DNS message, read as a guest's question (the forwarder's own answers to it must read back
 /// as answers to the same question) and as the upstream's answer to a fixed question (whatever

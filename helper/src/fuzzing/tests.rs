@@ -64,3 +64,8 @@ fn bus_arguments_corpus_replays() {
 fn dns_corpus_replays() {
     replay("dns", super::dns);
 }
+
+#[test]
+fn drop_log_corpus_replays() {
+    replay("drop_log", super::drop_log);
+}

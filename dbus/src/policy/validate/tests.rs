@@ -305,3 +305,27 @@ fn a_name_rule_without_the_forwarder_is_warned_about() {
         .iter()
         .any(|f| f.message.contains("dns = true")));
 }
+
+#[test]
+fn the_drop_log_file_is_off_unless_asked_and_bounded() {
+    let parse = |doc: &str| Policy::parse(doc.as_bytes()).map(|p| p.policy.settings.log);
+    assert_eq!(parse("").ok(), Some(LogSettings::default()));
+    assert!(!LogSettings::default().keep_on_disk);
+    let on = parse("[settings.log]\nkeep_on_disk = true\ndisk_size = \"2M\"\n");
+    assert_eq!(
+        on.ok(),
+        Some(LogSettings {
+            keep_on_disk: true,
+            disk_bytes: 2 << 20
+        })
+    );
+    for size in ["1K", "2G", "lots", "-1"] {
+        let f = problems(&format!("[settings.log]\ndisk_size = \"{size}\"\n"));
+        assert!(
+            has(&f, "settings.log.disk_size", "64K to 1G"),
+            "{size}: {f:?}"
+        );
+    }
+    let f = problems("[settings.log]\nkeep = true\n");
+    assert!(!f.is_empty());
+}

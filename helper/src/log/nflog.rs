@@ -125,10 +125,9 @@ impl NflogSocket {
         let reply = NetlinkMessage::<NetfilterMessage>::deserialize(&self.buf[..size])
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}")))?;
         match reply.payload {
-            NetlinkPayload::Error(e) if e.code.is_some() => Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("{what}: {}", e.to_io()),
-            )),
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                Err(io::Error::other(format!("{what}: {}", e.to_io())))
+            }
             _ => Ok(()),
         }
     }

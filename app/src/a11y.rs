@@ -1,5 +1,6 @@
-//! Accessible names for controls whose content does not name them fully: icon-only buttons, and
-//! buttons repeated on every row ("Open console") that need the row's name to be told apart.
+//! Accessible names for controls whose content does not name them fully: icon-only buttons,
+//! buttons repeated on every row ("Open console") that need the row's name to be told apart, and
+//! entries and drop-downs without a label of their own.
 //!
 //! gtk4-rs exposes `Accessible::update_property` only when built for GTK 4.10, and Debian 12
 //! ships GTK 4.8. GtkBuilder's `<accessibility>` element sets the same accessible property on
@@ -65,4 +66,24 @@ pub fn text_button(label: &str, accessible: &str) -> gtk::Button {
             button.set_tooltip_text(Some(accessible));
             button
         })
+}
+
+/// A new widget of type `W` (a search entry, a drop-down), named `label` for screen readers and
+/// AT-SPI, for widgets whose content does not name them.
+pub fn named<W: IsA<gtk::Widget> + IsA<glib::Object> + glib::object::IsClass>(label: &str) -> W {
+    let ui = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<interface>
+  <object class="{class}" id="widget">
+    <accessibility>
+      <property name="label">{label}</property>
+    </accessibility>
+  </object>
+</interface>"#,
+        class = glib::markup_escape_text(W::static_type().name()),
+        label = glib::markup_escape_text(label),
+    );
+    gtk::Builder::from_string(&ui)
+        .object::<W>("widget")
+        .unwrap_or_else(glib::Object::new::<W>)
 }

@@ -1,7 +1,8 @@
-//! The main window: connects to the helper over the system bus and shows three pages, "My
+//! The main window: connects to the helper over the system bus and shows four pages, "My
 //! machines" (the VMs and consoles this user may use, with **Open console**, **Start** and
-//! **Stop**), "Firewall" (the helper's status and the live policy, read-only) and "Blocklists"
-//! (the imported lists, which that page imports, updates and removes itself). It follows
+//! **Stop**), "Firewall" (the helper's status and the live policy with each rule's hits,
+//! read-only), "Blocklists" (the imported lists, which that page imports, updates and removes
+//! itself) and "Activity" (the drop log, which that page follows itself). It follows
 //! `GenerationChanged`, `StateChanged` and the helper coming and going, and reports every
 //! failure as a toast with the helper's own sentence.
 //!
@@ -9,6 +10,8 @@
 //! `update` starts commands, `update_cmd` only folds their results into the model.
 
 use crate::a11y;
+use crate::activity::RemoteConsoleHint;
+use crate::activity_view::{ActivityView, ActivityViewInput, ActivityViewOutput};
 use crate::blocklists_view::{BlocklistsView, BlocklistsViewInput, BlocklistsViewOutput};
 use crate::config;
 use crate::format::capitalized;
@@ -90,6 +93,8 @@ pub struct App {
     policy_view: Controller<PolicyView>,
     /// The imported blocklists.
     blocklists_view: Controller<BlocklistsView>,
+    /// The drop log.
+    activity_view: Controller<ActivityView>,
 }
 
 impl std::fmt::Debug for App {
@@ -115,6 +120,10 @@ pub enum AppInput {
     Machine(MachineRowOutput),
     /// The Blocklists page has something to say.
     Blocklists(BlocklistsViewOutput),
+    /// The Activity page has something to say.
+    Activity(ActivityViewOutput),
+    /// The user opened the page of this name.
+    PageShown(String),
 }
 
 /// Results of the window's background work.
@@ -366,6 +375,25 @@ async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), 
     Ok(())
 }
 
+/// The remote consoles of `policy`, for the Activity page's snippets.
+fn remote_consoles(policy: &Policy) -> Vec<RemoteConsoleHint> {
+    policy
+        .remote_consoles
+        .iter()
+        .map(|c| RemoteConsoleHint {
+            name: c.name.to_string(),
+            host: c.host.to_string(),
+            port: c.port,
+            users: c
+                .access
+                .users
+                .iter()
+                .map(|u| u.as_str().to_owned())
+                .collect(),
+        })
+        .collect()
+}
+
 /// Shows the About window over `parent`.
 fn about(parent: &adw::ApplicationWindow) {
     let window = adw::AboutWindow::builder()
@@ -470,6 +498,7 @@ impl App {
                 self.policy_view.emit(PolicyViewInput::Clear);
                 self.machines_view.emit(MachinesViewInput::Clear);
                 self.blocklists_view.emit(BlocklistsViewInput::Clear);
+                self.activity_view.emit(ActivityViewInput::Clear);
                 return;
             }
         }
@@ -477,6 +506,9 @@ impl App {
         if let Some(connection) = &self.connection {
             self.blocklists_view
                 .emit(BlocklistsViewInput::Load(connection.clone()));
+            // Followed already on this connection, the page keeps following.
+            self.activity_view
+                .emit(ActivityViewInput::Load(connection.clone()));
         }
         let consoles = self.listed(consoles);
         let vms = self.listed(vms);
@@ -489,13 +521,21 @@ impl App {
             Ok(LivePolicy {
                 generation,
                 parsed: Ok(parsed),
-            }) => self.policy_view.emit(PolicyViewInput::Show {
-                generation,
-                policy: Box::new(parsed.policy),
-                warnings: parsed.warnings,
-                // Without them the rows show the rules alone: nothing else depends on them.
-                names: names.unwrap_or_default(),
-            }),
+            }) => {
+                self.activity_view
+                    .emit(ActivityViewInput::Consoles(remote_consoles(&parsed.policy)));
+                self.policy_view.emit(PolicyViewInput::Show {
+                    generation,
+                    policy: Box::new(parsed.policy),
+                    warnings: parsed.warnings,
+                    // Without them the rows show the rules alone: nothing else depends on them.
+                    names: names.unwrap_or_default(),
+                });
+                if let Some(connection) = &self.connection {
+                    self.policy_view
+                        .emit(PolicyViewInput::ReadHits(connection.clone()));
+                }
+            }
             Ok(LivePolicy {
                 generation,
                 parsed: Err(findings),
@@ -686,6 +726,14 @@ impl Component for App {
                                 },
 
                                 add_titled_with_icon[Some("blocklists"), &gettext("Blocklists"), "action-unavailable-symbolic"] = model.blocklists_view.widget(),
+
+                                add_titled_with_icon[Some("activity"), &gettext("Activity"), "network-transmit-receive-symbolic"] = model.activity_view.widget(),
+
+                                connect_visible_child_name_notify[sender] => move |stack| {
+                                    if let Some(name) = stack.visible_child_name() {
+                                        sender.input(AppInput::PageShown(name.to_string()));
+                                    }
+                                },
                             },
 
                             #[name = "switcher_bar"]
@@ -726,6 +774,9 @@ impl Component for App {
             blocklists_view: BlocklistsView::builder()
                 .launch(())
                 .forward(sender.input_sender(), AppInput::Blocklists),
+            activity_view: ActivityView::builder()
+                .launch(())
+                .forward(sender.input_sender(), AppInput::Activity),
         };
         let toast_overlay = model.toaster.overlay_widget();
         let widgets = view_output!();
@@ -756,8 +807,18 @@ impl Component for App {
         match message {
             AppInput::About => about(root),
             AppInput::Machine(action) => self.machine(action, &sender),
-            AppInput::Blocklists(BlocklistsViewOutput::Toast(sentence)) => {
+            AppInput::Blocklists(BlocklistsViewOutput::Toast(sentence))
+            | AppInput::Activity(ActivityViewOutput::Toast(sentence)) => {
                 self.toast(&sentence);
+            }
+            AppInput::PageShown(name) => {
+                // The rules' hits are read when the page is opened, not only every few seconds.
+                if let (Some(connection), "firewall") = (&self.connection, name.as_str()) {
+                    if self.firewall_refused.is_none() {
+                        self.policy_view
+                            .emit(PolicyViewInput::ReadHits(connection.clone()));
+                    }
+                }
             }
             AppInput::Refresh => {
                 if self.busy {

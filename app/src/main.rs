@@ -1,12 +1,15 @@
 //! Palisade's desktop app: "My machines" (the VMs and consoles the user may use, with one-click
-//! **Open console**), the helper's status and the live firewall policy, and the imported
-//! blocklists.
+//! **Open console**), the helper's status and the live firewall policy, the imported
+//! blocklists, and the firewall's activity (the drop log).
 //!
 //! The window talks to the root helper only through the proxies of the `palisade-dbus` contract
 //! crate, on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` selects a private bus for tests and
 //! `make demo`).
 
 mod a11y;
+mod activity;
+mod activity_row;
+mod activity_view;
 mod app;
 mod blocklist_import;
 mod blocklist_row;
@@ -15,6 +18,7 @@ mod blocklists_view;
 mod config;
 mod console_row;
 mod format;
+mod hits;
 mod i18n;
 mod info_row;
 mod machine_row;

@@ -1,19 +1,33 @@
 //! The live policy, read-only: problems validation found in it, each VM with its settings and
 //! ordered rules, the host-wide rules, the remote consoles and the blocklists. Rules naming a
-//! host or a wildcard show that name's state (`Dns.Names`).
+//! host or a wildcard show that name's state (`Dns.Names`), and every rule how often it decided a
+//! packet (`Log.Counters`).
+//!
+//! The counters are the view's own call: the window hands it the bus connection whenever it
+//! shows a policy or the Firewall page is opened, and the view reads them again every
+//! [`COUNTERS_EVERY`] while a policy is shown. A user who may not read the log sees the rules
+//! without hits, and is not asked again until the window reads the helper again.
 
 use crate::console_row::ConsoleRow;
 use crate::format;
+use crate::hits::{self, Hits};
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::info_row::{InfoRow, InfoRowInit};
-use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit};
-use crate::vm_row::{VmRow, VmRowInit, VmRowOutput};
+use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
+use crate::vm_row::{VmRow, VmRowInit, VmRowInput, VmRowOutput};
 use palisade_dbus::policy::Policy;
-use palisade_dbus::types::{DnsNameState, Finding, Severity};
+use palisade_dbus::proxy::LogProxy;
+use palisade_dbus::types::{DnsNameState, Finding, RuleCounter, Severity};
+use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
-use relm4::{adw, gtk, ComponentParts, ComponentSender, SimpleComponent};
+use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, ShutdownReceiver};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the rules' hits are read again while a policy is shown.
+const COUNTERS_EVERY: Duration = Duration::from_secs(10);
 
 /// The owner the helper gives the names it resolves itself (host-wide rules, remote consoles,
 /// VMs without the forwarder).
@@ -39,6 +53,15 @@ pub struct PolicyView {
     consoles: FactoryVecDeque<ConsoleRow>,
     /// The blocklists, with their sizes.
     blocklists: FactoryVecDeque<InfoRow>,
+    /// The window's bus connection, for reading the counters.
+    connection: Option<zbus::Connection>,
+    /// The counters last read, shown on the rule rows.
+    hits: Option<Arc<Hits>>,
+    /// Whether a read of the counters is under way.
+    reading: bool,
+    /// Whether the helper refused this user the counters (then they are not asked for again
+    /// until the window reads the helper again).
+    hits_refused: bool,
 }
 
 impl std::fmt::Debug for PolicyView {
@@ -80,6 +103,36 @@ pub enum PolicyViewInput {
         /// Whether its row is open now.
         expanded: bool,
     },
+    /// Read the rules' counters now, over this connection (a policy was shown, or the page
+    /// opened).
+    ReadHits(zbus::Connection),
+}
+
+/// Results of the view's calls and timer.
+#[derive(Debug)]
+pub enum PolicyViewCmd {
+    /// `Log.Counters("")` answered.
+    Counters {
+        /// The generation shown when the read started: counters of another one may not fit
+        /// the rows (rules are numbered by their place).
+        generation: Option<u64>,
+        /// The counters, or why not.
+        result: Result<Vec<RuleCounter>, Error>,
+    },
+    /// Time to read the counters again.
+    Tick,
+}
+
+async fn read_counters(connection: zbus::Connection, generation: Option<u64>) -> PolicyViewCmd {
+    let result = async { LogProxy::new(&connection).await?.counters("").await }.await;
+    PolicyViewCmd::Counters { generation, result }
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl PolicyView {
@@ -216,7 +269,42 @@ impl PolicyView {
         }
     }
 
+    /// Starts a read of the counters, unless one is under way or they were refused.
+    fn read_hits(&mut self, sender: &ComponentSender<Self>) {
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        if self.reading || self.hits_refused || self.generation.is_none() {
+            return;
+        }
+        self.reading = true;
+        sender.oneshot_command(read_counters(connection, self.generation));
+    }
+
+    /// Shows the counters last read on every rule row.
+    fn show_hits(&self) {
+        let Some(hits) = &self.hits else {
+            return;
+        };
+        let now = unix_now();
+        for i in 0..self.vms.len() {
+            self.vms.send(
+                i,
+                VmRowInput::Hits {
+                    hits: Arc::clone(hits),
+                    now,
+                },
+            );
+        }
+        for i in 0..self.host_rules.len() {
+            let words = hits.host_rule(i + 1).map(|c| hits::text(c, now));
+            self.host_rules.send(i, RuleRowInput::Hits(words));
+        }
+    }
+
     fn clear(&mut self) {
+        self.connection = None;
+        self.hits = None;
         self.vms.guard().clear();
         self.host_rules.guard().clear();
         self.host_names_failing = 0;
@@ -226,10 +314,11 @@ impl PolicyView {
 }
 
 #[relm4::component(pub)]
-impl SimpleComponent for PolicyView {
+impl Component for PolicyView {
     type Init = ();
     type Input = PolicyViewInput;
     type Output = ();
+    type CommandOutput = PolicyViewCmd;
 
     view! {
         gtk::Box {
@@ -323,7 +412,23 @@ impl SimpleComponent for PolicyView {
             blocklists: FactoryVecDeque::builder()
                 .launch(adw::PreferencesGroup::default())
                 .detach(),
+            connection: None,
+            hits: None,
+            reading: false,
+            hits_refused: false,
         };
+        sender.command(|out, shutdown: ShutdownReceiver| {
+            shutdown
+                .register(async move {
+                    let mut ticks = tokio::time::interval(COUNTERS_EVERY);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        ticks.tick().await;
+                        out.emit(PolicyViewCmd::Tick);
+                    }
+                })
+                .drop_on_shutdown()
+        });
         let findings_group = model.findings.widget();
         let vm_group = model.vms.widget();
         let host_expander = model.host_rules.widget();
@@ -333,7 +438,7 @@ impl SimpleComponent for PolicyView {
         ComponentParts { model, widgets }
     }
 
-    fn update(&mut self, message: Self::Input, _sender: ComponentSender<Self>) {
+    fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, _root: &Self::Root) {
         match message {
             PolicyViewInput::Show {
                 generation,
@@ -345,6 +450,9 @@ impl SimpleComponent for PolicyView {
                 self.unreadable = false;
                 self.set_findings(&warnings);
                 self.show(*policy, &names);
+                // The rows are new; their hits come with the next read, which the window asks
+                // for with the policy.
+                self.hits = None;
             }
             PolicyViewInput::Unreadable {
                 generation,
@@ -366,6 +474,42 @@ impl SimpleComponent for PolicyView {
                     self.expanded.insert(name);
                 } else {
                     self.expanded.remove(&name);
+                }
+            }
+            PolicyViewInput::ReadHits(connection) => {
+                self.connection = Some(connection);
+                self.hits_refused = false;
+                self.read_hits(&sender);
+            }
+        }
+    }
+
+    fn update_cmd(
+        &mut self,
+        message: Self::CommandOutput,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        match message {
+            PolicyViewCmd::Tick => self.read_hits(&sender),
+            PolicyViewCmd::Counters { generation, result } => {
+                self.reading = false;
+                if generation != self.generation {
+                    // Read for rows that are gone; read again for these.
+                    self.read_hits(&sender);
+                    return;
+                }
+                match result {
+                    Ok(counters) => {
+                        self.hits = Some(Arc::new(Hits::new(counters)));
+                        self.show_hits();
+                    }
+                    Err(Error::NotAuthorized(_)) => self.hits_refused = true,
+                    // Not worth a toast every few seconds: the rules show without their hits.
+                    Err(e) => eprintln!(
+                        "palisade: cannot read the rules' counters: {}",
+                        e.sentence()
+                    ),
                 }
             }
         }

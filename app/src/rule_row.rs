@@ -1,7 +1,8 @@
 //! One firewall rule as a row: its position, a coloured verdict badge, the destination, and the
 //! protocol, ports, expiry, logging and comment underneath, and for a rule naming a host or a
 //! wildcard the state of that name (its last answer's addresses, or why it fails). Also the
-//! closing "anything else" row that shows a VM's default action.
+//! closing "anything else" row that shows a VM's default action. Each row also says how often
+//! its rule decided a packet, once the policy view has read the helper's counters.
 
 use crate::format;
 use crate::i18n::{gettext, i18n_f};
@@ -43,11 +44,16 @@ pub struct RuleRow {
     details: String,
     /// Whether the rule has expired (shown dimmed).
     expired: bool,
+    /// How often the rule decided a packet, when the helper told.
+    hits: Option<String>,
 }
 
-/// Messages to a rule row; it is read-only and takes none yet.
+/// Messages to a rule row.
 #[derive(Debug)]
-pub enum RuleRowInput {}
+pub enum RuleRowInput {
+    /// How often the rule decided a packet ("12 hits, last 3 minutes ago"); `None` when unknown.
+    Hits(Option<String>),
+}
 
 #[relm4::factory(pub)]
 impl FactoryComponent for RuleRow {
@@ -61,7 +67,8 @@ impl FactoryComponent for RuleRow {
         adw::ActionRow {
             set_use_markup: false,
             set_title: &self.title,
-            set_subtitle: &self.details,
+            #[watch]
+            set_subtitle: &self.subtitle(),
             set_sensitive: !self.expired,
             set_tooltip_text: Some(&self.sentence()),
             // libadwaita puts each prefix before the previous one: badge first, number last.
@@ -102,6 +109,7 @@ impl FactoryComponent for RuleRow {
                     title: format::destination(&rule.destination),
                     details,
                     expired: rule.is_expired(now),
+                    hits: None,
                 }
             }
             RuleRowInit::Default(verdict) => RuleRow {
@@ -112,16 +120,28 @@ impl FactoryComponent for RuleRow {
                 title: gettext("Anything else"),
                 details: gettext("The default action, always logged"),
                 expired: false,
+                hits: None,
             },
         }
     }
 
     fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
-        match message {}
+        match message {
+            RuleRowInput::Hits(hits) => self.hits = hits,
+        }
     }
 }
 
 impl RuleRow {
+    /// The details, then the hits on a line of their own.
+    fn subtitle(&self) -> String {
+        match &self.hits {
+            Some(hits) if self.details.is_empty() => hits.clone(),
+            Some(hits) => format!("{}\n{hits}", self.details),
+            None => self.details.clone(),
+        }
+    }
+
     /// The whole rule in one sentence, for the tooltip.
     fn sentence(&self) -> String {
         if self.position.is_empty() {

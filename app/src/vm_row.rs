@@ -1,15 +1,17 @@
 //! One virtual machine of the live policy as an expander row: a summary line, its settings
 //! (disk, memory, CPUs, network, operators, console users), then its rules in order and its
-//! default action.
+//! default action, each with how often it decided a packet.
 
 use crate::format;
+use crate::hits::{self, Hits};
 use crate::i18n::{gettext, ni18n_f};
-use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit};
+use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
 use palisade_dbus::policy::Vm;
 use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
 use relm4::{adw, gtk};
+use std::sync::Arc;
 
 /// What a VM row starts with.
 #[derive(Debug)]
@@ -35,9 +37,17 @@ pub struct VmRow {
     rules: Option<FactoryVecDeque<RuleRow>>,
 }
 
-/// Messages to a VM row; it is read-only and takes none yet.
+/// Messages to a VM row.
 #[derive(Debug)]
-pub enum VmRowInput {}
+pub enum VmRowInput {
+    /// Show each rule's hits from these counters, read at Unix second `now`.
+    Hits {
+        /// The counters.
+        hits: Arc<Hits>,
+        /// When they were read.
+        now: u64,
+    },
+}
 
 /// What a VM row tells the policy view.
 #[derive(Debug)]
@@ -183,6 +193,26 @@ impl FactoryComponent for VmRow {
     }
 
     fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
-        match message {}
+        match message {
+            VmRowInput::Hits { hits, now } => {
+                let Some(rows) = &self.rules else {
+                    return;
+                };
+                let name = self.vm.name.as_str();
+                let words =
+                    |c: Option<&palisade_dbus::types::RuleCounter>| c.map(|c| hits::text(c, now));
+                for position in 1..=self.vm.rules.len() {
+                    rows.send(
+                        position - 1,
+                        RuleRowInput::Hits(words(hits.vm_rule(name, position))),
+                    );
+                }
+                // The default row closes the list.
+                rows.send(
+                    self.vm.rules.len(),
+                    RuleRowInput::Hits(words(hits.vm_default(name))),
+                );
+            }
+        }
     }
 }

@@ -377,6 +377,8 @@ impl ActivityView {
             button.clipboard().set_text(&snippet);
             // Translators: the Copy button after it copied the snippet.
             button.set_label(&gettext("Copied"));
+            // Read to screen readers as the button's description.
+            button.set_tooltip_text(Some(&gettext("The snippet is on the clipboard")));
         });
         let content = gtk::Box::new(gtk::Orientation::Vertical, 12);
         content.append(&frame);

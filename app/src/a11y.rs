@@ -71,10 +71,30 @@ pub fn text_button(label: &str, accessible: &str) -> gtk::Button {
 /// A new widget of type `W` (a search entry, a drop-down), named `label` for screen readers and
 /// AT-SPI, for widgets whose content does not name them.
 pub fn named<W: IsA<gtk::Widget> + IsA<glib::Object> + glib::object::IsClass>(label: &str) -> W {
+    built(label, None)
+}
+
+/// A new widget of type `W` that draws a picture (a chart), presented to screen readers as an
+/// image named `label`; its tooltip becomes the image's description.
+pub fn image<W: IsA<gtk::Widget> + IsA<glib::Object> + glib::object::IsClass>(label: &str) -> W {
+    built(label, Some("img"))
+}
+
+fn built<W: IsA<gtk::Widget> + IsA<glib::Object> + glib::object::IsClass>(
+    label: &str,
+    role: Option<&str>,
+) -> W {
+    // The role can only be given when the widget is made.
+    let role = role.map_or_else(String::new, |role| {
+        format!(
+            "\n    <property name=\"accessible-role\">{}</property>",
+            glib::markup_escape_text(role)
+        )
+    });
     let ui = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <interface>
-  <object class="{class}" id="widget">
+  <object class="{class}" id="widget">{role}
     <accessibility>
       <property name="label">{label}</property>
     </accessibility>

@@ -524,9 +524,7 @@ impl Component for ActivityView {
 
         let bars = Rc::new(Cell::new([0; MINUTES]));
         // An image to assistive technologies; its tooltip, and the label above it, say its numbers.
-        let chart_area = gtk::DrawingArea::builder()
-            .accessible_role(gtk::AccessibleRole::Img)
-            .build();
+        let chart_area = a11y::image::<gtk::DrawingArea>(&gettext("Chart of drops per minute"));
         let drawn = Rc::clone(&bars);
         chart_area.set_draw_func(move |area, cr, width, height| {
             draw_bars(area, cr, width, height, &drawn.get());

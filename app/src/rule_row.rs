@@ -70,6 +70,8 @@ impl FactoryComponent for RuleRow {
             #[watch]
             set_subtitle: &self.subtitle(),
             set_sensitive: !self.expired,
+            // Also the row's description for screen readers.
+            #[watch]
             set_tooltip_text: Some(&self.sentence()),
             // libadwaita puts each prefix before the previous one: badge first, number last.
             add_prefix = &gtk::Label {
@@ -145,10 +147,20 @@ impl RuleRow {
     /// The whole rule in one sentence, for the tooltip.
     fn sentence(&self) -> String {
         if self.position.is_empty() {
-            i18n_f(
-                "{verdict}: {title}",
-                &[("verdict", &self.verdict), ("title", &self.title)],
-            )
+            match &self.hits {
+                Some(hits) => i18n_f(
+                    "{verdict}: {title}, {hits}",
+                    &[
+                        ("verdict", &self.verdict),
+                        ("title", &self.title),
+                        ("hits", hits),
+                    ],
+                ),
+                None => i18n_f(
+                    "{verdict}: {title}",
+                    &[("verdict", &self.verdict), ("title", &self.title)],
+                ),
+            }
         } else {
             i18n_f(
                 "Rule {position}: {verdict} {title}, {details}",
@@ -156,7 +168,7 @@ impl RuleRow {
                     ("position", &self.position),
                     ("verdict", &self.verdict),
                     ("title", &self.title),
-                    ("details", &self.details),
+                    ("details", &self.subtitle()),
                 ],
             )
         }

@@ -1180,6 +1180,17 @@ fn activity_page_shows_a_drop_and_the_rule_that_would_allow_it() {
 
     gui.screenshot(&env, "app-activity.png");
 
+    // The search narrows the list to what it names.
+    let search = "Search the activity";
+    gui.set_text(&env, "entry", search, "work 8445", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "no entry for port 8445", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "No entries match") && !shows_label(t, "127.0.0.1:8444")
+    });
+    gui.set_text(&env, "entry", search, "work 8444", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the entry for port 8444 again", UPDATE_TIMEOUT, |t| {
+        shows_button(t, allow)
+    });
+
     // Allow this: the dialog shows the rule that would let it through, and applies nothing.
     gui.click(&env, "push button", allow, UPDATE_TIMEOUT);
     let tree = gui.wait_for(&env, "the policy snippet", UPDATE_TIMEOUT, |t| {

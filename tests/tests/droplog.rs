@@ -128,6 +128,19 @@ fn a_drop_reaches_a_follower_named_by_vm_rule_user_and_port() {
     apply(&env, &policy(""), &[]);
     let follower = Follower::start(&env, ADMIN, None);
 
+    // pal-bob listens for the log's signals as an eavesdropper would: he must hear nothing.
+    let tool = env.user_path(&palisade_tests::workspace_dir().join("tests/tools/signal_watch.py"));
+    let mut watcher = env
+        .spawn_as(
+            Some(BOB),
+            &["/usr/bin/python3", &tool.to_string_lossy(), "4"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut watched = BufReader::new(watcher.stdout.take().unwrap_or_else(|| panic!("no stdout")));
+    let mut ready = String::new();
+    let _ = watched.read_line(&mut ready);
+    assert_eq!(ready.trim(), "ready", "the signal watcher did not start");
+
     // Rule 2 rejects 8444; the follower hears of it within a second of the attempt.
     assert!(!connects(&env, VM_USER, 8444));
     let rejected = follower
@@ -142,6 +155,12 @@ fn a_drop_reaches_a_follower_named_by_vm_rule_user_and_port() {
     assert_eq!(rejected["rule"]["kind"], "numbered", "{rejected}");
     assert_eq!(rejected["rule"]["first_rule"], 2, "{rejected}");
     assert_eq!(rejected["rule"]["verdict"], "reject", "{rejected}");
+    let mut heard = String::new();
+    let _ = watched.read_line(&mut heard);
+    let _ = watcher.wait();
+    let heard: serde_json::Value =
+        serde_json::from_str(&heard).unwrap_or_else(|e| panic!("{e}: {heard}"));
+    assert_eq!(heard["received"], 0, "pal-bob heard the log: {heard}");
 
     // What no rule allows meets the default action, logged as such.
     assert!(!connects(&env, VM_USER, 8445));

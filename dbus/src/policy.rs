@@ -6,6 +6,7 @@
 //! be invalid, so the compiler and the QEMU supervisor never check again.
 
 pub mod destination;
+pub mod merge;
 pub mod names;
 pub mod ports;
 mod raw;
@@ -60,6 +61,16 @@ pub struct Settings {
     pub dns: DnsSettings,
     /// The drop log.
     pub log: LogSettings,
+    /// The metrics file for Prometheus' textfile collector.
+    pub metrics: MetricsSettings,
+}
+
+/// The metrics file's settings (`[settings.metrics]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSettings {
+    /// Where the helper keeps the Prometheus text file (written atomically after every
+    /// generation change and every 15 s); none when not set.
+    pub textfile: Option<std::path::PathBuf>,
 }
 
 /// The drop log's settings (`[settings.log]`).
@@ -145,6 +156,7 @@ impl Default for Settings {
             console_ticket_seconds: 60,
             dns: DnsSettings::default(),
             log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }

@@ -7,8 +7,9 @@
 
 use crate::error::Error;
 use crate::types::{
-    Applied, AttachedDevice, BlocklistInfo, ConsoleInfo, ConsoleTicket, Finding, GenerationInfo,
-    ImageVersion, Preview, RunMode, Status, UsbDevice, VmDetails, VmInfo, VmState,
+    Applied, AttachedDevice, BlocklistInfo, CandidateReport, Client, ConsoleInfo, ConsoleTicket,
+    Finding, GenerationInfo, ImageVersion, PolicySources, Preview, Reloaded, RunMode, Status,
+    UsbDevice, VmDetails, VmInfo, VmState,
 };
 
 /// `io.palisade.Helper1`: status of the helper.
@@ -29,30 +30,51 @@ pub trait Helper {
     default_path = "/io/palisade/Helper1"
 )]
 pub trait Policy {
-    /// The live generation and its policy document (TOML). polkit: `policy.read`.
+    /// The live generation and its local policy document (TOML): the one `Apply` replaces. The
+    /// live policy is that document merged after the drop-ins (`Sources`). polkit: `policy.read`.
     fn get(&self) -> Result<(u64, String), Error>;
 
-    /// Every problem (errors and warnings) of a policy document. polkit: `policy.read`.
+    /// The files the live policy was merged from, in merge order (the local policy last), and
+    /// where drop-ins go. polkit: `policy.read`.
+    fn sources(&self) -> Result<PolicySources, Error>;
+
+    /// What the policy would be with `document` in place as the admin drop-in `name`
+    /// (`50-office.toml`) and the other drop-ins as they are on disk: valid or not, and what
+    /// would change. Changes nothing. polkit: `policy.read`.
+    fn check(&self, name: &str, document: &[u8]) -> Result<CandidateReport, Error>;
+
+    /// Reads the drop-ins again and applies them, merged with the live local policy, as a new
+    /// generation — unless that is what is live already. Refused while a generation waits for
+    /// confirmation. polkit: `policy.manage`.
+    fn reload(&self, confirm_seconds: u32) -> Result<Reloaded, Error>;
+
+    /// Every problem (errors and warnings) of a local policy document, merged after the live
+    /// drop-ins. polkit: `policy.read`.
     fn validate(&self, document: &[u8]) -> Result<Vec<Finding>, Error>;
 
-    /// The ruleset a document compiles to and its diff against the live one. polkit: `policy.read`.
+    /// The ruleset a local policy document compiles to (merged after the live drop-ins) and its
+    /// diff against the live one. polkit: `policy.read`.
     fn preview(&self, document: &[u8]) -> Result<Preview, Error>;
 
-    /// Applies a document atomically if `base_generation` is still live. With
-    /// `confirm_seconds > 0` the previous generation returns unless `Confirm` arrives in time.
+    /// Applies a local policy document (merged after the live drop-ins) atomically if
+    /// `base_generation` is still live. With `confirm_seconds > 0` the previous generation
+    /// returns unless `Confirm` arrives in time. `client` is recorded with the generation.
     /// polkit: `policy.manage`.
     fn apply(
         &self,
         document: &[u8],
         base_generation: u64,
         confirm_seconds: u32,
+        client: Client,
     ) -> Result<Applied, Error>;
 
     /// Keeps a pending generation. polkit: `policy.manage`.
     fn confirm(&self, generation: u64) -> Result<(), Error>;
 
     /// Applies an earlier generation's policy again, as a new generation. polkit: `policy.manage`.
-    fn rollback(&self, generation: u64) -> Result<Applied, Error>;
+    /// Its files come back as they were, drop-ins included (so the live policy may then differ
+    /// from the drop-ins on disk: `Status.drift`).
+    fn rollback(&self, generation: u64, client: Client) -> Result<Applied, Error>;
 
     /// Every generation, newest first. polkit: `policy.read`.
     fn history(&self) -> Result<Vec<GenerationInfo>, Error>;

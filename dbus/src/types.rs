@@ -131,6 +131,136 @@ pub struct Status {
     pub table_present: bool,
     /// A problem the admin should know about (corrupt policy file, ...), or empty.
     pub problem: String,
+    /// Who made the live generation.
+    pub source: GenerationSource,
+    /// SHA-256 of the live generation's (merged) policy document, hex.
+    pub policy_hash: String,
+    /// Unix time the live generation was applied (0 before the first).
+    pub applied_at: u64,
+    /// Whether the drop-ins on disk say what is live.
+    pub drift: Drift,
+}
+
+wire_enum! {
+    /// Where a file of the policy comes from. The live policy is these files merged: drop-ins in
+    /// file-name order across the vendor and admin folders, then the local policy.
+    pub enum SourceKind {
+        /// Shipped with a package (`/usr/lib/palisade/policy.d/*.toml`).
+        Vendor = "vendor",
+        /// Put in place by an admin or configuration management (`/etc/palisade/policy.d/*.toml`).
+        Admin = "admin",
+        /// The policy the app and `palisadectl policy apply` edit (`/etc/palisade/policy.toml`).
+        Local = "local",
+    }
+}
+
+/// One file of the live policy, as `Policy.Sources()` returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct PolicySource {
+    /// Its file name (`50-office.toml`, `policy.toml`).
+    pub name: String,
+    /// Where it comes from.
+    pub kind: SourceKind,
+    /// Its full path on the helper's machine.
+    pub path: String,
+    /// Its contents as they were when the live generation was made.
+    pub document: String,
+}
+
+/// What `Policy.Sources()` returns.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct PolicySources {
+    /// The live generation.
+    pub generation: u64,
+    /// Its files in merge order; merged with `policy::merge::merge` they give its document.
+    pub sources: Vec<PolicySource>,
+    /// Where admins and configuration management put drop-ins (`/etc/palisade/policy.d`).
+    pub admin_dir: String,
+    /// Where packages put theirs (`/usr/lib/palisade/policy.d`).
+    pub vendor_dir: String,
+    /// The local policy file (`/etc/palisade/policy.toml`).
+    pub local_file: String,
+}
+
+wire_enum! {
+    /// Who made a generation.
+    pub enum GenerationSource {
+        /// An admin in the app.
+        App = "app",
+        /// An admin with `palisadectl`.
+        Palisadectl = "palisadectl",
+        /// Another program on the bus.
+        Other = "other",
+        /// The drop-ins changed (the path watch, or `palisadectl policy reload`).
+        DropIns = "drop-ins",
+        /// The helper at start, adopting policy files changed while it was stopped.
+        Boot = "boot",
+        /// Made before generations recorded their source.
+        Unrecorded = "unrecorded",
+    }
+}
+
+wire_enum! {
+    /// The program asking for an apply or a rollback, recorded with the generation it makes.
+    pub enum Client {
+        /// The Palisade app.
+        App = "app",
+        /// `palisadectl`.
+        Palisadectl = "palisadectl",
+        /// Anything else.
+        Other = "other",
+    }
+}
+
+impl Client {
+    /// The generation source this client's generations record.
+    pub fn source(self) -> GenerationSource {
+        match self {
+            Client::App => GenerationSource::App,
+            Client::Palisadectl => GenerationSource::Palisadectl,
+            Client::Other => GenerationSource::Other,
+        }
+    }
+}
+
+wire_enum! {
+    /// Whether the live policy is what the drop-ins on disk say.
+    pub enum Drift {
+        /// It is.
+        InSync = "in sync",
+        /// The drop-ins on disk say something else: changed and not reloaded yet, refused when
+        /// reloaded, or a rollback went back past them.
+        Drifted = "drifted",
+        /// The drop-ins cannot be read or do not merge; `Status.problem` says why.
+        Unreadable = "unreadable",
+    }
+}
+
+/// What `Policy.Check()` says about a candidate drop-in: whether the policy would still be
+/// valid with it in place, and what would change.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct CandidateReport {
+    /// Whether the merged policy with the candidate validates.
+    pub valid: bool,
+    /// Every finding, errors first; those about a drop-in name its file.
+    pub findings: Vec<Finding>,
+    /// Whether reloading with the candidate in place would make a new generation.
+    pub changes: bool,
+    /// Unified diff of the live merged policy document against the candidate's.
+    pub policy_diff: String,
+    /// Unified diff of the live ruleset against the candidate's (empty when invalid).
+    pub ruleset_diff: String,
+    /// SHA-256 of the merged document with the candidate, hex (empty when it does not merge).
+    pub policy_hash: String,
+}
+
+/// What `Policy.Reload()` returns.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Whether a new generation was made; false when the drop-ins say what is live.
+    pub changed: bool,
+    /// The generation live now, new or not.
+    pub applied: Applied,
 }
 
 /// One entry of the generation history.
@@ -146,6 +276,11 @@ pub struct GenerationInfo {
     pub state: GenerationState,
     /// Why it exists: `apply`, `rollback to N`, `boot`, ...
     pub origin: String,
+    /// Who made it.
+    pub source: GenerationSource,
+    /// SHA-256 of its (merged) policy document, hex; empty for generations made before
+    /// generations recorded it.
+    pub policy_hash: String,
 }
 
 /// Severity of a validation finding.

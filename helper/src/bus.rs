@@ -13,7 +13,10 @@ pub mod vms;
 
 use crate::authz::Authority;
 use crate::firewall::{Firewall, Origin};
-use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Status};
+use palisade_dbus::types::{
+    Applied, CandidateReport, Client, Finding, GenerationInfo, PolicySources, Preview, Reloaded,
+    Status,
+};
 use palisade_dbus::{Action, Error};
 use std::sync::Arc;
 use zbus::message::Header;
@@ -46,10 +49,37 @@ pub struct PolicyIface {
 
 #[zbus::interface(name = "io.palisade.Helper1.Policy")]
 impl PolicyIface {
-    /// The live generation and its document.
+    /// The live generation and its local policy.
     async fn get(&self, #[zbus(header)] header: Header<'_>) -> Result<(u64, String), Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
         Ok(self.firewall.get())
+    }
+
+    /// The files the live policy was merged from.
+    async fn sources(&self, #[zbus(header)] header: Header<'_>) -> Result<PolicySources, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        Ok(self.firewall.sources())
+    }
+
+    /// The policy with a candidate drop-in in place: valid or not, and what would change.
+    async fn check(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        name: String,
+        document: Vec<u8>,
+    ) -> Result<CandidateReport, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        self.firewall.check(&name, document).await
+    }
+
+    /// Applies the drop-ins on disk, if they changed what is live.
+    async fn reload(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        confirm_seconds: u32,
+    ) -> Result<Reloaded, Error> {
+        let caller = self.authority.check(&header, Action::PolicyManage).await?;
+        self.firewall.reload(confirm_seconds, caller.uid).await
     }
 
     /// Every problem of a document.
@@ -59,9 +89,7 @@ impl PolicyIface {
         document: Vec<u8>,
     ) -> Result<Vec<Finding>, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        tokio::task::spawn_blocking(move || Firewall::validate(&document))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))
+        self.firewall.validate(document).await
     }
 
     /// The ruleset a document compiles to and its diff against the live one.
@@ -71,7 +99,7 @@ impl PolicyIface {
         document: Vec<u8>,
     ) -> Result<Preview, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        self.firewall.preview(&document).await
+        self.firewall.preview(document).await
     }
 
     /// Applies a document atomically if `base_generation` is still live.
@@ -81,11 +109,13 @@ impl PolicyIface {
         document: Vec<u8>,
         base_generation: u64,
         confirm_seconds: u32,
+        client: Client,
     ) -> Result<Applied, Error> {
         let caller = self.authority.check(&header, Action::PolicyManage).await?;
         let origin = Origin {
             author_uid: caller.uid,
             reason: "apply".into(),
+            source: client.source(),
         };
         self.firewall
             .apply(document, base_generation, confirm_seconds, origin)
@@ -107,9 +137,12 @@ impl PolicyIface {
         &self,
         #[zbus(header)] header: Header<'_>,
         generation: u64,
+        client: Client,
     ) -> Result<Applied, Error> {
         let caller = self.authority.check(&header, Action::PolicyManage).await?;
-        self.firewall.rollback(generation, caller.uid).await
+        self.firewall
+            .rollback(generation, caller.uid, client.source())
+            .await
     }
 
     /// Every generation, newest first.

@@ -7,6 +7,12 @@
 //! the success, never as a failure. Readers never take the lock: they read the `Snapshot`
 //! published after every change.
 //!
+//! Sources: the policy is merged from the drop-ins and the local policy (`dropins`,
+//! `palisade_dbus::policy::merge`). `apply` replaces the local policy and keeps the live
+//! drop-ins; `reload` reads the drop-ins from disk and keeps the live local policy; `rollback`
+//! brings back every file of the generation it returns to. Each generation records its files,
+//! who made it and the hash of its merged document.
+//!
 //! Generations: every apply gets the next number and is kept forever. A generation applied with a
 //! confirmation window is *pending*: unless `confirm` arrives in time, the last *confirmed*
 //! generation is installed again and the pending one is marked reverted. Boot and restarts load
@@ -24,11 +30,16 @@ pub mod ruleset;
 
 use crate::blocklist::store::ListStore;
 use crate::clock::unix_now;
+use crate::dropins::{DropInName, PolicyFiles};
 use crate::store::{GenerationRecord, LiveState, Outcome, Store};
 use compile::compile_ruleset;
 use facts::{ConsolePorts, FollowNames};
+use palisade_dbus::policy::merge::{merge, Merged};
 use palisade_dbus::policy::{Policy, Vm};
-use palisade_dbus::types::{Applied, Finding, GenerationInfo, Preview, Severity, Status};
+use palisade_dbus::types::{
+    Applied, CandidateReport, Drift, Finding, GenerationInfo, GenerationSource, PolicySource,
+    PolicySources, Preview, Reloaded, Severity, SourceKind, Status,
+};
 use palisade_dbus::Error;
 /// The nfnetlink encoder, under the name the data path and `kernel` use.
 use palisade_nfnetlink as netlink;
@@ -48,9 +59,24 @@ const MAX_LISTED_PROBLEMS: usize = 50;
 /// What is in the kernel now.
 struct Live {
     generation: u64,
+    /// The merged document.
     document: Arc<str>,
     policy: Arc<Policy>,
     installed: Installed,
+    about: About,
+}
+
+/// Where the live generation comes from.
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The files it was merged from, the local policy last.
+    pub sources: Arc<[PolicySource]>,
+    /// Who made it.
+    pub source: GenerationSource,
+    /// SHA-256 of its merged document, hex.
+    pub policy_hash: Arc<str>,
+    /// Unix seconds it was applied.
+    pub applied_at: u64,
 }
 
 /// What readers see of the live state: published after every change, read without a lock, so
@@ -70,6 +96,8 @@ pub struct Snapshot {
     pub ruleset: Arc<str>,
     /// The installed ruleset's named counters and the rule each counts (the drop log's key).
     pub counters: Arc<[(String, RuleTag)]>,
+    /// Where the live generation comes from.
+    pub about: About,
     /// Something the admin should know (corrupt policy file, ...), or empty.
     pub problem: String,
 }
@@ -96,6 +124,7 @@ struct State {
 /// The firewall service.
 pub struct Firewall {
     store: Store,
+    files: PolicyFiles,
     engine: Engine,
     state: Mutex<State>,
     snapshot: watch::Sender<Arc<Snapshot>>,
@@ -115,15 +144,20 @@ pub struct Origin {
     pub author_uid: u32,
     /// Why: `apply`, `rollback to 3`, ...
     pub reason: String,
+    /// Who.
+    pub source: GenerationSource,
 }
 
 impl Firewall {
-    /// Loads the last confirmed generation into the kernel (adopting a policy file an admin
-    /// edited by hand, refusing a corrupt one) and returns the running service. `ports` tells
-    /// the console ports of local VMs at every compile; `names` is the DNS forwarder, which
-    /// gives VMs their DNS ports and follows each live generation's names.
+    /// Loads the last confirmed generation into the kernel — or, when the policy's files on disk
+    /// (drop-ins, a hand-edited local policy) changed while the helper was stopped, those files
+    /// merged as a new generation; files that do not validate are refused and reported — and
+    /// returns the running service. `ports` tells the console ports of local VMs at every
+    /// compile; `names` is the DNS forwarder, which gives VMs their DNS ports and follows each
+    /// live generation's names.
     pub async fn start(
         store: Store,
+        files: PolicyFiles,
         ports: Arc<dyn ConsolePorts>,
         names: Arc<dyn FollowNames>,
         lists: Arc<ListStore>,
@@ -145,55 +179,75 @@ impl Firewall {
                 boot.load
             );
         }
-        let confirmed_doc = match boot.load {
-            0 => Vec::new(),
-            g => store
-                .document(g)
-                .map_err(|e| internal("read the confirmed generation", e))?,
-        };
+        let confirmed = stored_generation(&store, &files, boot.load)
+            .map_err(|e| internal("read the confirmed generation", e))?;
         let mut generation = boot.load;
-        let mut document = confirmed_doc.clone();
+        let mut live = confirmed.clone();
         let on_disk = store.read_policy_file();
-        match &on_disk {
-            Ok(Some(file)) if *file != confirmed_doc => match Policy::parse(file) {
-                Ok(_) => {
-                    let owner = std::fs::metadata(store.policy_file())
-                        .map(|m| m.uid())
-                        .unwrap_or(0);
-                    generation = store
-                        .next_generation()
-                        .map_err(|e| internal("number generations", e))?;
-                    store
-                        .save_generation(
-                            &record(
-                                generation,
-                                owner,
-                                "policy file edited on disk",
-                                Outcome::Confirmed,
-                            ),
-                            file,
-                        )
-                        .map_err(|e| internal("store the generation", e))?;
-                    tracing::info!("adopted the edited policy file as generation {generation}");
-                    document = file.clone();
-                }
-                Err(findings) => {
-                    problem = format!(
-                        "{} is not a valid policy and was not loaded ({}); generation {} stays live",
-                        store.policy_file().display(),
-                        findings.first().map(ToString::to_string).unwrap_or_default(),
-                        pointers.confirmed
-                    );
-                    tracing::error!("{problem}");
-                }
-            },
-            Ok(_) => {}
+        // What the files on disk say now; a missing local file keeps the confirmed local policy.
+        let local_now = match &on_disk {
+            Ok(Some(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            Ok(None) => None,
             Err(e) => {
                 problem = format!("cannot read {}: {e}", store.policy_file().display());
                 tracing::error!("{problem}");
+                None
+            }
+        };
+        let local_text = local_now.unwrap_or_else(|| local_of(&confirmed.sources).to_owned());
+        match files.read_drop_ins(None) {
+            Ok(mut disk) => {
+                disk.push(files.local(local_text));
+                match merged_policy(&disk) {
+                    Ok((merged, _)) if *merged.document.as_bytes() == *confirmed.document => {}
+                    Ok((merged, _)) => {
+                        let owner = std::fs::metadata(store.policy_file())
+                            .map(|m| m.uid())
+                            .unwrap_or(0);
+                        let reason = if drop_ins_of(&disk) == drop_ins_of(&confirmed.sources) {
+                            "policy file edited on disk"
+                        } else {
+                            "policy files changed while the helper was stopped"
+                        };
+                        generation = store
+                            .next_generation()
+                            .map_err(|e| internal("number generations", e))?;
+                        let rec = record(
+                            generation,
+                            owner,
+                            reason,
+                            Outcome::Confirmed,
+                            GenerationSource::Boot,
+                            &merged.document,
+                        );
+                        store
+                            .save_generation(&rec, merged.document.as_bytes(), &disk)
+                            .map_err(|e| internal("store the generation", e))?;
+                        tracing::info!("adopted the policy files on disk as generation {generation} ({reason})");
+                        live = StoredGeneration {
+                            document: merged.document.into_bytes(),
+                            sources: disk,
+                            record: Some(rec),
+                        };
+                    }
+                    Err(findings) => {
+                        problem =
+                            format!(
+                            "the policy files on disk are not a valid policy and were not loaded \
+                             ({}); generation {} stays live",
+                            findings.first().map(ToString::to_string).unwrap_or_default(),
+                            pointers.confirmed
+                        );
+                        tracing::error!("{problem}");
+                    }
+                }
+            }
+            Err(e) => {
+                problem = format!("the drop-ins were not loaded: {e}");
+                tracing::error!("{problem}");
             }
         }
-        let policy = Policy::parse(&document)
+        let policy = Policy::parse(&live.document)
             .map_err(|f| {
                 Error::Internal(format!(
                     "stored generation {generation} no longer validates: {}",
@@ -207,12 +261,13 @@ impl Firewall {
         store
             .save_live_state(&pointers)
             .map_err(|e| internal("save the live state", e))?;
+        let local = local_of(&live.sources).as_bytes();
         if generation > 0
-            && on_disk.as_ref().ok().and_then(Option::as_deref) != Some(&document[..])
+            && on_disk.as_ref().ok().and_then(Option::as_deref) != Some(local)
             && problem.is_empty()
         {
             store
-                .write_policy_file(&document)
+                .write_policy_file(local)
                 .map_err(|e| internal("write the policy file", e))?;
         }
         tracing::info!(
@@ -220,12 +275,14 @@ impl Firewall {
             installed.rules
         );
         let (changed, _) = watch::channel(generation);
+        let about = live.about();
         let state = State {
             live: Live {
                 generation,
-                document: text_of(document),
+                document: text_of(live.document),
                 policy,
                 installed,
+                about,
             },
             pointers,
             problem,
@@ -234,6 +291,7 @@ impl Firewall {
         let (snapshot, _) = watch::channel(Arc::new(state.snapshot()));
         let fw = Arc::new(Self {
             store,
+            files,
             engine,
             state: Mutex::new(state),
             snapshot,
@@ -258,9 +316,15 @@ impl Firewall {
         self.snapshot.send_replace(Arc::new(st.snapshot()));
     }
 
-    /// Health and live generation.
+    /// Health and live generation, and whether the drop-ins on disk say what is live.
     pub async fn status(&self) -> Status {
         let snap = self.snapshot();
+        let (drift, why) = self.drift().await;
+        let problem = [snap.problem.as_str(), why.as_str()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
             generation: snap.generation,
@@ -268,8 +332,52 @@ impl Firewall {
             vms: u32::try_from(snap.policy.vms.len()).unwrap_or(u32::MAX),
             rules: u32::try_from(snap.policy.rule_count()).unwrap_or(u32::MAX),
             table_present: kernel::table_present().await,
-            problem: snap.problem.clone(),
+            problem,
+            source: snap.about.source,
+            policy_hash: snap.about.policy_hash.to_string(),
+            applied_at: snap.about.applied_at,
+            drift,
         }
+    }
+
+    /// Whether the drop-ins on disk, merged with the live local policy, give the live policy;
+    /// when not, a sentence on why.
+    pub async fn drift(&self) -> (Drift, String) {
+        let snap = self.snapshot();
+        let files = self.files.clone();
+        let local = files.local(local_of(&snap.about.sources).to_owned());
+        let live = Arc::clone(&snap.document);
+        tokio::task::spawn_blocking(move || {
+            let mut sources = match files.read_drop_ins(None) {
+                Ok(s) => s,
+                Err(e) => return (Drift::Unreadable, e.sentence()),
+            };
+            sources.push(local);
+            match merge(&sources) {
+                Err(f) => (
+                    Drift::Unreadable,
+                    format!("the drop-ins do not merge: {}", first(&f)),
+                ),
+                Ok(m) if *m.document == *live => (Drift::InSync, String::new()),
+                Ok(m) => match Policy::parse(m.document.as_bytes()) {
+                    Err(f) => (
+                        Drift::Drifted,
+                        format!(
+                            "the drop-ins on disk are not a valid policy and were not applied: {}",
+                            first(&m.attribute(f))
+                        ),
+                    ),
+                    Ok(_) => (
+                        Drift::Drifted,
+                        "the drop-ins on disk differ from the live policy; \
+                         `palisadectl policy reload` applies them"
+                            .into(),
+                    ),
+                },
+            }
+        })
+        .await
+        .unwrap_or((Drift::Unreadable, "the drift check failed".into()))
     }
 
     /// Loads the live policy into the kernel again with fresh facts (a VM got its Spice port,
@@ -291,10 +399,42 @@ impl Firewall {
         (snap.generation, Arc::clone(&snap.policy))
     }
 
-    /// The live generation and its document.
+    /// The live generation and its local policy (the document `apply` replaces).
     pub fn get(&self) -> (u64, String) {
         let snap = self.snapshot();
-        (snap.generation, snap.document.to_string())
+        (snap.generation, local_of(&snap.about.sources).to_owned())
+    }
+
+    /// The files of the live generation and where drop-ins go.
+    pub fn sources(&self) -> PolicySources {
+        let snap = self.snapshot();
+        PolicySources {
+            generation: snap.generation,
+            sources: snap.about.sources.to_vec(),
+            admin_dir: self.files.admin_dir.display().to_string(),
+            vendor_dir: self.files.vendor_dir.display().to_string(),
+            local_file: self.files.local_file.display().to_string(),
+        }
+    }
+
+    /// `document` as the local policy, merged after the live drop-ins and validated.
+    pub fn parse_with_local(
+        &self,
+        document: &[u8],
+    ) -> Result<palisade_dbus::policy::Parsed, Vec<Finding>> {
+        let sources = self
+            .with_local(document.to_vec())
+            .map_err(|_| Policy::parse(document).err().unwrap_or_default())?;
+        merged_policy(&sources).map(|(_, parsed)| parsed)
+    }
+
+    /// The live drop-ins followed by `document` as the local policy.
+    fn with_local(&self, document: Vec<u8>) -> Result<Vec<PolicySource>, Error> {
+        let text = String::from_utf8(document)
+            .map_err(|e| invalid(Policy::parse(e.as_bytes()).err().unwrap_or_default()))?;
+        let mut sources = drop_ins_of(&self.snapshot().about.sources);
+        sources.push(self.files.local(text));
+        Ok(sources)
     }
 
     /// The chain `vm`'s traffic meets, as nft text, compiled from the live policy with the
@@ -311,17 +451,32 @@ impl Firewall {
         Ok(guest::guest_ruleset(vm, policy, &facts))
     }
 
-    /// Every finding about a document; never fails for an invalid one.
-    pub fn validate(document: &[u8]) -> Vec<Finding> {
-        match Policy::parse(document) {
-            Ok(p) => p.warnings,
+    /// Every finding about a local policy merged after the live drop-ins; never fails for an
+    /// invalid one.
+    pub async fn validate(&self, document: Vec<u8>) -> Result<Vec<Finding>, Error> {
+        let sources = match self.with_local(document) {
+            Ok(s) => s,
+            Err(_) => {
+                return Ok(vec![Finding {
+                    severity: Severity::Error,
+                    path: "policy".into(),
+                    message: "the policy is not UTF-8 text".into(),
+                }])
+            }
+        };
+        tokio::task::spawn_blocking(move || match merged_policy(&sources) {
+            Ok((_, parsed)) => parsed.warnings,
             Err(f) => f,
-        }
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
     }
 
-    /// What applying `document` would install, and how it differs from what is live.
-    pub async fn preview(&self, document: &[u8]) -> Result<Preview, Error> {
-        let parsed = Policy::parse(document).map_err(invalid)?;
+    /// What applying `document` as the local policy would install, and how it differs from
+    /// what is live.
+    pub async fn preview(&self, document: Vec<u8>) -> Result<Preview, Error> {
+        let sources = self.with_local(document)?;
+        let (_, parsed) = merged_policy(&sources).map_err(invalid)?;
         let facts = self
             .engine
             .facts(&parsed.policy, facts::Users::LookUp)
@@ -340,10 +495,132 @@ impl Firewall {
         })
     }
 
-    /// Applies `document` as a new generation if `base` is still live.
+    /// Applies `document` as the local policy, merged after the live drop-ins, as a new
+    /// generation if `base` is still live.
     pub async fn apply(
         self: &Arc<Self>,
         document: Vec<u8>,
+        base: u64,
+        confirm_seconds: u32,
+        origin: Origin,
+    ) -> Result<Applied, Error> {
+        let sources = self.with_local(document)?;
+        self.apply_sources(sources, base, confirm_seconds, origin)
+            .await
+    }
+
+    /// What the policy would be with `document` as the admin drop-in `name` and the other
+    /// drop-ins as on disk, and what would change; nothing is changed.
+    pub async fn check(&self, name: &str, document: Vec<u8>) -> Result<CandidateReport, Error> {
+        let name = DropInName::parse(name)?;
+        let text = String::from_utf8(document)
+            .map_err(|_| Error::InvalidPolicy(format!("{} is not UTF-8 text", name.as_str())))?;
+        let snap = self.snapshot();
+        let files = self.files.clone();
+        let local = files.local(local_of(&snap.about.sources).to_owned());
+        let sources = tokio::task::spawn_blocking(move || {
+            let mut s = files.read_drop_ins(Some((&name, &text)))?;
+            s.push(local);
+            Ok::<_, Error>(s)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let mut report = CandidateReport {
+            valid: false,
+            findings: Vec::new(),
+            changes: false,
+            policy_diff: String::new(),
+            ruleset_diff: String::new(),
+            policy_hash: String::new(),
+        };
+        let merged = match merge(&sources) {
+            Ok(m) => m,
+            Err(f) => {
+                report.findings = f;
+                return Ok(report);
+            }
+        };
+        report.policy_hash = policy_hash(merged.document.as_bytes());
+        report.changes = *merged.document != *snap.document;
+        report.policy_diff = similar::TextDiff::from_lines(&*snap.document, &merged.document)
+            .unified_diff()
+            .header(&format!("generation {}", snap.generation), "candidate")
+            .to_string();
+        match Policy::parse(merged.document.as_bytes()) {
+            Err(f) => report.findings = merged.attribute(f),
+            Ok(parsed) => {
+                let facts = self
+                    .engine
+                    .facts(&parsed.policy, facts::Users::LookUp)
+                    .await?;
+                let text = render::render_ruleset(&compile_ruleset(&parsed.policy, &facts));
+                report.ruleset_diff = similar::TextDiff::from_lines(&*snap.ruleset, &text)
+                    .unified_diff()
+                    .header(&format!("generation {}", snap.generation), "candidate")
+                    .to_string();
+                report.findings = merged.attribute(parsed.warnings);
+                report.valid = true;
+            }
+        }
+        crate::memory::release_soon();
+        Ok(report)
+    }
+
+    /// Reads the drop-ins from disk and applies them after the live local policy as a new
+    /// generation, unless that is what is live. Refused while a generation waits for
+    /// confirmation: the reload would confirm it without anyone deciding to.
+    pub async fn reload(
+        self: &Arc<Self>,
+        confirm_seconds: u32,
+        author_uid: u32,
+    ) -> Result<Reloaded, Error> {
+        let snap = self.snapshot();
+        if snap.pending_until > 0 {
+            return Err(Error::Conflict(format!(
+                "generation {} waits for confirmation; confirm it (`palisadectl policy confirm \
+                 {}`) or let it revert, then reload",
+                snap.generation, snap.generation
+            )));
+        }
+        let files = self.files.clone();
+        let local = files.local(local_of(&snap.about.sources).to_owned());
+        let sources = tokio::task::spawn_blocking(move || {
+            let mut s = files.read_drop_ins(None)?;
+            s.push(local);
+            Ok::<_, Error>(s)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let merged = merge(&sources).map_err(invalid)?;
+        if *merged.document == *snap.document {
+            return Ok(Reloaded {
+                changed: false,
+                applied: Applied {
+                    generation: snap.generation,
+                    pending_until: 0,
+                    connections_cut: 0,
+                    warnings: Vec::new(),
+                },
+            });
+        }
+        let origin = Origin {
+            author_uid,
+            reason: "reload".into(),
+            source: GenerationSource::DropIns,
+        };
+        let applied = self
+            .apply_sources(sources, snap.generation, confirm_seconds, origin)
+            .await?;
+        Ok(Reloaded {
+            changed: true,
+            applied,
+        })
+    }
+
+    /// Applies the policy merged from `sources` as a new generation if `base` is still live.
+    async fn apply_sources(
+        self: &Arc<Self>,
+        sources: Vec<PolicySource>,
         base: u64,
         confirm_seconds: u32,
         origin: Origin,
@@ -353,7 +630,9 @@ impl Firewall {
                 "a confirmation window of {confirm_seconds} s is too long: the most is {MAX_CONFIRM_SECONDS} s"
             )));
         }
-        let parsed = Policy::parse(&document).map_err(invalid)?;
+        let (merged, parsed) = merged_policy(&sources).map_err(invalid)?;
+        let document = merged.document.into_bytes();
+        let hash = policy_hash(&document);
         let mut st = self.state.lock().await;
         // Refuse a stale base before numbering anything.
         generations::apply(st.pointers, base, 0, confirm_seconds, 0)?;
@@ -367,15 +646,15 @@ impl Firewall {
             .engine
             .install(&parsed.policy, &st.live.installed.marks)
             .await?;
-        let saved = self.store.save_generation(
-            &record(
-                generation,
-                origin.author_uid,
-                &origin.reason,
-                applying.outcome,
-            ),
-            &document,
+        let rec = record(
+            generation,
+            origin.author_uid,
+            &origin.reason,
+            applying.outcome,
+            origin.source,
+            &hash,
         );
+        let saved = self.store.save_generation(&rec, &document, &sources);
         if let Err(e) = saved {
             // Keep disk and kernel in agreement: put the previous ruleset back.
             let _ = self.engine.install(&st.live.policy, &installed.marks).await;
@@ -398,7 +677,7 @@ impl Firewall {
             ));
         }
         if applying.outcome == Outcome::Confirmed {
-            match self.store.write_policy_file(&document) {
+            match self.store.write_policy_file(local_of(&sources).as_bytes()) {
                 Ok(()) => st.problem.clear(),
                 Err(e) => warnings.push(after_commit(
                     "policy.toml",
@@ -414,6 +693,12 @@ impl Firewall {
             document: text_of(document),
             policy: Arc::new(parsed.policy),
             installed,
+            about: About {
+                sources: sources.into(),
+                source: origin.source,
+                policy_hash: hash.into(),
+                applied_at: rec.applied_at,
+            },
         };
         self.publish(&st);
         if let Some(task) = st.revert.take() {
@@ -468,30 +753,39 @@ impl Firewall {
             }
             Err(e) => tracing::error!("cannot read the record of generation {generation}: {e}"),
         }
-        if let Err(e) = self.store.write_policy_file(st.live.document.as_bytes()) {
+        if let Err(e) = self
+            .store
+            .write_policy_file(local_of(&st.live.about.sources).as_bytes())
+        {
             tracing::error!("generation {generation} is confirmed, but the policy file could not be written: {e}");
         }
         tracing::info!("generation {generation} confirmed");
         Ok(())
     }
 
-    /// Applies an earlier generation's document again, as a new generation.
+    /// Applies an earlier generation's files again, drop-ins included, as a new generation.
     pub async fn rollback(
         self: &Arc<Self>,
         generation: u64,
         author_uid: u32,
+        source: GenerationSource,
     ) -> Result<Applied, Error> {
-        let document = self.store.document(generation).map_err(|_| {
+        let earlier = match generation {
+            0 => None,
+            g => stored_generation(&self.store, &self.files, g).ok(),
+        }
+        .ok_or_else(|| {
             Error::NotFound(format!(
-                "there is no generation {generation}; `palisadectl history` lists them"
+                "there is no generation {generation}; `palisadectl policy history` lists them"
             ))
         })?;
         let base = self.state.lock().await.live.generation;
         let origin = Origin {
             author_uid,
             reason: format!("rollback to {generation}"),
+            source,
         };
-        self.apply(document, base, 0, origin).await
+        self.apply_sources(earlier.sources, base, 0, origin).await
     }
 
     /// Every generation, newest first.
@@ -509,6 +803,8 @@ impl Firewall {
                 author_uid: r.author_uid,
                 state: generations::shown_state(live, r.generation, r.outcome),
                 origin: r.origin,
+                source: r.source,
+                policy_hash: r.policy_hash,
             })
             .collect())
     }
@@ -520,16 +816,13 @@ impl Firewall {
             return;
         };
         let back = revert.load;
-        let document = match back {
-            0 => Ok(Vec::new()),
-            g => self.store.document(g),
-        };
-        let policy = document
+        let stored = stored_generation(&self.store, &self.files, back);
+        let policy = stored
             .as_ref()
             .ok()
-            .and_then(|d| Policy::parse(d).ok())
+            .and_then(|g| Policy::parse(&g.document).ok())
             .map(|p| p.policy);
-        let (Ok(document), Some(policy)) = (document, policy) else {
+        let (Ok(stored), Some(policy)) = (stored, policy) else {
             tracing::error!(
                 "cannot read generation {back} to revert to; generation {generation} stays"
             );
@@ -543,11 +836,13 @@ impl Firewall {
                 }
                 st.pointers = generations::loaded(back);
                 let _ = self.store.save_live_state(&st.pointers);
+                let about = stored.about();
                 st.live = Live {
                     generation: back,
-                    document: text_of(document),
+                    document: text_of(stored.document),
                     policy: Arc::new(policy),
                     installed,
+                    about,
                 };
                 st.revert = None;
                 self.publish(&st);
@@ -721,14 +1016,123 @@ async fn existing_table() -> Result<kernel::Existing, Error> {
         .map_err(|e| Error::Internal(e.to_string()))?
 }
 
-fn record(generation: u64, author_uid: u32, origin: &str, outcome: Outcome) -> GenerationRecord {
+fn record(
+    generation: u64,
+    author_uid: u32,
+    origin: &str,
+    outcome: Outcome,
+    source: GenerationSource,
+    hash: &str,
+) -> GenerationRecord {
     GenerationRecord {
         generation,
         applied_at: unix_now(),
         author_uid,
         origin: origin.into(),
         outcome,
+        source,
+        policy_hash: hash.into(),
     }
+}
+
+/// A generation as the store keeps it.
+#[derive(Debug, Clone)]
+struct StoredGeneration {
+    document: Vec<u8>,
+    sources: Vec<PolicySource>,
+    record: Option<GenerationRecord>,
+}
+
+impl StoredGeneration {
+    fn about(&self) -> About {
+        let hash = match &self.record {
+            Some(r) if !r.policy_hash.is_empty() => r.policy_hash.clone(),
+            _ => policy_hash(&self.document),
+        };
+        About {
+            sources: self.sources.clone().into(),
+            source: self
+                .record
+                .as_ref()
+                .map_or(GenerationSource::Unrecorded, |r| r.source),
+            policy_hash: hash.into(),
+            applied_at: self.record.as_ref().map_or(0, |r| r.applied_at),
+        }
+    }
+}
+
+/// Generation `generation` from the store (0: the empty policy before any). Generations stored
+/// before their sources were kept had one file, the local policy, which was their document.
+fn stored_generation(
+    store: &Store,
+    files: &PolicyFiles,
+    generation: u64,
+) -> std::io::Result<StoredGeneration> {
+    if generation == 0 {
+        return Ok(StoredGeneration {
+            document: Vec::new(),
+            sources: vec![files.local(String::new())],
+            record: None,
+        });
+    }
+    let document = store.document(generation)?;
+    let sources = match store.sources(generation)? {
+        Some(s) => s,
+        None => vec![files.local(String::from_utf8_lossy(&document).into_owned())],
+    };
+    Ok(StoredGeneration {
+        document,
+        sources,
+        record: store.record(generation).ok(),
+    })
+}
+
+/// The local policy among `sources` (empty when none).
+fn local_of(sources: &[PolicySource]) -> &str {
+    sources
+        .iter()
+        .rev()
+        .find(|s| s.kind == SourceKind::Local)
+        .map_or("", |s| s.document.as_str())
+}
+
+/// The drop-ins among `sources`.
+fn drop_ins_of(sources: &[PolicySource]) -> Vec<PolicySource> {
+    sources
+        .iter()
+        .filter(|s| s.kind != SourceKind::Local)
+        .cloned()
+        .collect()
+}
+
+/// `sources` merged and validated; the findings name the drop-in they are about.
+fn merged_policy(
+    sources: &[PolicySource],
+) -> Result<(Merged, palisade_dbus::policy::Parsed), Vec<Finding>> {
+    let merged = merge(sources)?;
+    match Policy::parse(merged.document.as_bytes()) {
+        Ok(mut parsed) => {
+            parsed.warnings = merged.attribute(std::mem::take(&mut parsed.warnings));
+            Ok((merged, parsed))
+        }
+        Err(f) => Err(merged.attribute(f)),
+    }
+}
+
+/// SHA-256 of a merged document, hex: what `Status` and the metrics file call the policy hash.
+pub fn policy_hash(document: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(document)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn first(findings: &[Finding]) -> String {
+    findings
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Error {
@@ -773,6 +1177,7 @@ impl State {
             pending_until: self.pointers.pending_until,
             ruleset: Arc::clone(&self.live.installed.text),
             counters: Arc::clone(&self.live.installed.counters),
+            about: self.live.about.clone(),
             problem: self.problem.clone(),
         }
     }

@@ -15,6 +15,7 @@ mod bus;
 mod clock;
 mod console;
 mod dns;
+mod dropins;
 mod firewall;
 pub mod fuzzing;
 mod lists;
@@ -47,9 +48,12 @@ struct Args {
     /// Where generations and state are kept.
     #[arg(long, default_value = "/var/lib/palisade")]
     state_dir: PathBuf,
-    /// Where the policy file lives.
+    /// Where the local policy file and the admin's drop-ins (`policy.d/`) live.
     #[arg(long, default_value = "/etc/palisade")]
     config_dir: PathBuf,
+    /// Where packages put their drop-ins (`policy.d/`).
+    #[arg(long, default_value = "/usr/lib/palisade")]
+    vendor_dir: PathBuf,
     /// Load the last confirmed policy into the kernel and exit (boot).
     #[arg(long)]
     apply_only: bool,
@@ -91,8 +95,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let forwarder = dns::Forwarder::new(list_store.clone())
         .context("cannot start the DNS forwarder's admission thread")?;
+    let files = dropins::PolicyFiles::new(&args.config_dir, &args.vendor_dir);
+    if let Err(e) = files.create_admin_dir() {
+        tracing::warn!("cannot create {}: {e}", files.admin_dir.display());
+    }
     let firewall = firewall::Firewall::start(
         store,
+        files.clone(),
         supervisor.clone(),
         forwarder.clone(),
         list_store.clone(),
@@ -185,6 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("serving {BUS_NAME}");
 
     tokio::spawn(firewall.clone().run_expiry());
+    tokio::spawn(dropins::watch(firewall.clone(), files));
     // A remote console's host answered a new address: its console sets are structure.
     let mut moved = forwarder.reinstall_requests();
     let fw = firewall.clone();

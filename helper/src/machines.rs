@@ -13,7 +13,9 @@ use crate::vm::supervisor::Supervisor;
 use crate::vm::usb::{self, AttachRequest};
 use crate::{accounts, vm::images};
 use palisade_dbus::policy::{Policy, Vm, VmName};
-use palisade_dbus::types::{AttachedDevice, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState};
+use palisade_dbus::types::{
+    AttachedDevice, GenerationSource, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState,
+};
 use palisade_dbus::Error;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -110,25 +112,30 @@ impl Machines {
     /// policy cannot be applied, the disk is removed again: nothing is left half-made.
     pub async fn create(&self, new: NewVm, author_uid: u32) -> Result<u64, Error> {
         let live = self.firewall.snapshot();
-        let (generation, document, policy) = (live.generation, &live.document, &live.policy);
+        let policy = &live.policy;
+        // The VM joins the local policy (the drop-ins are not the helper's to edit).
+        let (generation, document) = self.firewall.get();
         if policy.vm(new.name.as_str()).is_some() {
             return Err(Error::InvalidArgument(format!(
                 "a VM named {} exists already",
                 new.name
             )));
         }
-        let new_document = document_with_vm(document, &new)?;
-        let parsed = Policy::parse(new_document.as_bytes()).map_err(|findings| {
-            let own = format!("vm[{}]", new.name);
-            Error::InvalidArgument(
-                findings
-                    .iter()
-                    .filter(|f| f.path.starts_with(&own))
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+        let new_document = document_with_vm(&document, &new)?;
+        let parsed = self
+            .firewall
+            .parse_with_local(new_document.as_bytes())
+            .map_err(|findings| {
+                let own = format!("vm[{}]", new.name);
+                Error::InvalidArgument(
+                    findings
+                        .iter()
+                        .filter(|f| f.path.starts_with(&own))
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
         let vm = parsed
             .policy
             .vm(new.name.as_str())
@@ -139,6 +146,7 @@ impl Machines {
         let origin = Origin {
             author_uid,
             reason: format!("vm create {}", new.name),
+            source: GenerationSource::Other,
         };
         match self
             .firewall

@@ -1,11 +1,14 @@
 //! Durable state: every applied generation, which one is live and confirmed, and the policy file.
 //!
-//! Layout: `<state>/generations/<N>.toml` (the document exactly as applied) and `<N>.json` (who,
-//! when, why, what became of it); `<state>/live.json` (live, confirmed, pending deadline);
-//! `<config>/policy.toml` (the last confirmed document, for admins to read and boot to load).
+//! Layout: `<state>/generations/<N>.toml` (the merged document exactly as applied),
+//! `<N>.sources.json` (the files it was merged from, so a rollback brings each back) and
+//! `<N>.json` (who, when, why, its hash, what became of it); `<state>/live.json` (live,
+//! confirmed, pending deadline); `<config>/policy.toml` (the local policy of the last confirmed
+//! generation, for admins to read and boot to load).
 //! Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
 //! old one, so a crash leaves either the old or the new file, never half of one.
 
+use palisade_dbus::types::{GenerationSource, PolicySource};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
@@ -37,6 +40,16 @@ pub struct GenerationRecord {
     pub origin: String,
     /// What became of it.
     pub outcome: Outcome,
+    /// Who made it (records written before this was kept read as `unrecorded`).
+    #[serde(default = "unrecorded")]
+    pub source: GenerationSource,
+    /// SHA-256 of its document, hex (empty in records written before this was kept).
+    #[serde(default)]
+    pub policy_hash: String,
+}
+
+fn unrecorded() -> GenerationSource {
+    GenerationSource::Unrecorded
 }
 
 /// Which generations are live and confirmed.
@@ -125,16 +138,41 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a new generation: its document first, then its record (whose presence makes it
-    /// count), so a crash in between leaves no record pointing at a missing document.
-    pub fn save_generation(&self, record: &GenerationRecord, document: &[u8]) -> io::Result<()> {
+    /// Stores a new generation: its document and sources first, then its record (whose presence
+    /// makes it count), so a crash in between leaves no record pointing at a missing document.
+    pub fn save_generation(
+        &self,
+        record: &GenerationRecord,
+        document: &[u8],
+        sources: &[PolicySource],
+    ) -> io::Result<()> {
         let dir = self.generations_dir();
         write_atomic(
             &dir.join(format!("{}.toml", record.generation)),
             document,
             0o600,
         )?;
+        write_atomic(
+            &dir.join(format!("{}.sources.json", record.generation)),
+            &serde_json::to_vec(sources)?,
+            0o600,
+        )?;
         self.save_record(record)
+    }
+
+    /// The files a generation was merged from; `None` for generations stored before sources
+    /// were kept (their document was the local policy alone).
+    pub fn sources(&self, generation: u64) -> io::Result<Option<Vec<PolicySource>>> {
+        match fs::read(
+            self.generations_dir()
+                .join(format!("{generation}.sources.json")),
+        ) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(io::Error::other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Updates a generation's record.
@@ -237,12 +275,28 @@ mod tests {
             author_uid: 1000,
             origin: "apply".into(),
             outcome: Outcome::Confirmed,
+            source: GenerationSource::Palisadectl,
+            policy_hash: "ab".into(),
         };
-        store.save_generation(&rec, b"[[vm]]")?;
+        let sources = vec![PolicySource {
+            name: "policy.toml".into(),
+            kind: palisade_dbus::types::SourceKind::Local,
+            path: "/etc/palisade/policy.toml".into(),
+            document: "[[vm]]".into(),
+        }];
+        store.save_generation(&rec, b"[[vm]]", &sources)?;
         assert_eq!(store.next_generation()?, 2);
         assert_eq!(store.record(1)?, rec);
         assert_eq!(store.document(1)?, b"[[vm]]");
+        assert_eq!(store.sources(1)?, Some(sources));
+        assert_eq!(store.sources(7)?, None);
         assert_eq!(store.history()?.len(), 1);
+        // A record from before sources and hashes were kept still reads.
+        fs::write(
+            d.join("state/generations/1.json"),
+            br#"{"generation":1,"applied_at":5,"author_uid":0,"origin":"apply","outcome":"confirmed"}"#,
+        )?;
+        assert_eq!(store.record(1)?.source, GenerationSource::Unrecorded);
         store.save_live_state(&LiveState {
             live: 1,
             confirmed: 1,

@@ -53,6 +53,7 @@ pub struct TestEnv {
     dir: TempDir,
     state_dir: PathBuf,
     config_dir: PathBuf,
+    vendor_dir: PathBuf,
     bin_dir: PathBuf,
 }
 
@@ -79,6 +80,8 @@ impl TestEnv {
         let config_dir = dir.path.join("etc");
         make_dir(&state_dir, 0o700)?;
         make_dir(&config_dir, 0o755)?;
+        let vendor_dir = dir.path.join("vendor");
+        make_dir(&vendor_dir, 0o755)?;
         let netns = Netns::create(&suffix)?;
 
         let helper_policy = helper_bus_policy(&dir.path)?;
@@ -95,6 +98,7 @@ impl TestEnv {
             bus.address(),
             &state_dir,
             &config_dir,
+            &vendor_dir,
             dir.path.join("helper.log"),
         );
         Ok(TestEnv {
@@ -105,6 +109,7 @@ impl TestEnv {
             dir,
             state_dir,
             config_dir,
+            vendor_dir,
             bin_dir,
         })
     }
@@ -139,6 +144,11 @@ impl TestEnv {
     /// The helper's `--config-dir`.
     pub fn config_dir(&self) -> &Path {
         &self.config_dir
+    }
+
+    /// The helper's `--vendor-dir` (packages' drop-ins go in its `policy.d`).
+    pub fn vendor_dir(&self) -> &Path {
+        &self.vendor_dir
     }
 
     /// Where `palisade-helper` and `palisadectl` are taken from.

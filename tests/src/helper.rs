@@ -33,17 +33,20 @@ pub struct Helper {
     address: String,
     state_dir: PathBuf,
     config_dir: PathBuf,
+    vendor_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
 
 impl Helper {
-    /// Describes a helper; nothing starts until [`Helper::start`].
+    /// Describes a helper; nothing starts until [`Helper::start`]. Packages' drop-ins are
+    /// read from `vendor_dir/policy.d` (the real `/usr/lib/palisade` is never looked at).
     pub fn new(
         binary: PathBuf,
         address: &str,
         state_dir: &Path,
         config_dir: &Path,
+        vendor_dir: &Path,
         log: PathBuf,
     ) -> Helper {
         Helper {
@@ -51,6 +54,7 @@ impl Helper {
             address: address.to_owned(),
             state_dir: state_dir.to_owned(),
             config_dir: config_dir.to_owned(),
+            vendor_dir: vendor_dir.to_owned(),
             log,
             child: None,
         }
@@ -86,6 +90,8 @@ impl Helper {
             self.state_dir.as_os_str(),
             "--config-dir".as_ref(),
             self.config_dir.as_os_str(),
+            "--vendor-dir".as_ref(),
+            self.vendor_dir.as_os_str(),
         ];
         let child = netns
             .command(&argv)

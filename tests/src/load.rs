@@ -9,6 +9,7 @@
 use crate::TestEnv;
 use anyhow::{Context as _, Result};
 use palisade_dbus::proxy::{HelperProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::types::Client;
 use palisade_dbus::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -149,7 +150,7 @@ async fn write_loop(conn: zbus::Connection, w: usize, stop: Arc<AtomicBool>) -> 
             }
         };
         match policy
-            .apply(marked_policy(marker).as_bytes(), base, 0)
+            .apply(marked_policy(marker).as_bytes(), base, 0, Client::Other)
             .await
         {
             Ok(a) => applied.push((a.generation, marker)),

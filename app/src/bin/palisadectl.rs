@@ -237,8 +237,30 @@ enum UsbCommand {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Print the live policy.
-    Show,
+    /// Print the live local policy (the one `apply` replaces).
+    Show {
+        /// Print the whole live policy instead: the drop-ins and the local policy merged.
+        #[arg(long)]
+        merged: bool,
+    },
+    /// List the files the live policy was merged from, and where drop-ins go.
+    Sources,
+    /// Check the policy as it would be with FILE in place as an admin drop-in (for
+    /// configuration management's validate step); changes nothing.
+    Check {
+        /// The candidate drop-in (`-` for standard input).
+        #[arg(long, value_name = "FILE")]
+        candidate: PathBuf,
+        /// The drop-in's name in the drop-in folder (default: FILE's own name).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Apply the drop-ins as they are on disk now, if they change the live policy.
+    Reload {
+        /// Bring the previous generation back unless `confirm` follows within SECS seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        confirm: u32,
+    },
     /// Check a policy file and list every problem.
     Validate {
         /// The policy file (`-` for standard input).
@@ -385,6 +407,17 @@ async fn status(
                 "MISSING"
             },
         );
+        out.push_str(&format!(
+            "Made by: {}{}, policy {}\nDrop-ins: {}\n",
+            s.source,
+            if s.applied_at > 0 {
+                format!(" at {}", when(s.applied_at))
+            } else {
+                String::new()
+            },
+            s.policy_hash.get(..12).unwrap_or("-"),
+            s.drift
+        ));
         if !s.problem.is_empty() {
             out.push_str(&format!("Problem: {}\n", s.problem));
         }

@@ -32,6 +32,14 @@ pub(super) struct RawSettings {
     pub dns: RawDnsSettings,
     #[serde(default)]
     pub log: RawLogSettings,
+    #[serde(default)]
+    pub metrics: RawMetricsSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetricsSettings {
+    pub textfile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -357,6 +357,9 @@ impl Validator {
         }
         s.dns = self.dns_settings(raw.dns);
         s.log = self.log_settings(raw.log);
+        if let Some(path) = raw.metrics.textfile {
+            s.metrics.textfile = self.check("settings.metrics.textfile", textfile_path(&path));
+        }
         match raw.console_ticket_seconds {
             None => {}
             Some(n @ 5..=3600) => s.console_ticket_seconds = u32::try_from(n).unwrap_or(60),
@@ -992,3 +995,32 @@ fn parse_size_mib(t: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests;
+
+/// Where the metrics file may go: an absolute, plain path (no `.`, `..` or empty parts, nothing
+/// but printable characters) to a file named `*.prom`, as the textfile collector reads. The
+/// helper, as root, also checks the folder at write time (root's, not writable by others).
+fn textfile_path(text: &str) -> Result<std::path::PathBuf, String> {
+    use std::path::{Component, Path};
+    let shown = quote(text);
+    if text.len() > 1024 || text.chars().any(char::is_control) {
+        return Err(format!("{shown} is not a usable path"));
+    }
+    let path = Path::new(text);
+    let plain = path.is_absolute()
+        && !text.contains("//")
+        && path
+            .components()
+            .skip(1)
+            .all(|c| matches!(c, Component::Normal(_)));
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.len() > 5 && n.ends_with(".prom") && !n.starts_with('.'));
+    if !plain || !named || text.ends_with('/') {
+        return Err(format!(
+            "{shown}: give an absolute path to a file ending in .prom, like \
+             \"/var/lib/prometheus/node-exporter/palisade.prom\""
+        ));
+    }
+    Ok(path.to_owned())
+}

@@ -23,6 +23,7 @@ mod droplog;
 
 use anyhow::{anyhow, Context, Result};
 use palisade_dbus::proxy::PolicyProxy;
+use palisade_dbus::types::Client;
 use palisade_nfnetlink::{Batch, Element, NftSocket, SetRef, TableFamily};
 use palisade_tests::TestEnv;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -96,7 +97,7 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
             for _ in 0..RUNS {
                 let base = proxy.get().await?.0;
                 let started = Instant::now();
-                proxy.apply(doc.as_bytes(), base, 0).await?;
+                proxy.apply(doc.as_bytes(), base, 0, Client::Other).await?;
                 times.push(started.elapsed());
             }
             let anchor = nft_anchor(&env, &proxy, &doc).await?;
@@ -266,7 +267,7 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
         let base = policy.get().await?.0;
         let t = Instant::now();
         policy
-            .apply(without_list(7000 + port).as_bytes(), base, 0)
+            .apply(without_list(7000 + port).as_bytes(), base, 0, Client::Other)
             .await?;
         plain.push(t.elapsed());
     }
@@ -283,7 +284,9 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     let base = policy.get().await?.0;
     let probe = Inserter::start(&netns)?;
     let t = Instant::now();
-    policy.apply(with_list(8000).as_bytes(), base, 0).await?;
+    policy
+        .apply(with_list(8000).as_bytes(), base, 0, Client::Other)
+        .await?;
     let load = t.elapsed();
     let helper_stalls = probe.finish()?;
     let peak = peak_kib(helper);
@@ -399,7 +402,7 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
         let base = policy.get().await?.0;
         let t = Instant::now();
         policy
-            .apply(with_list(9000 + port).as_bytes(), base, 0)
+            .apply(with_list(9000 + port).as_bytes(), base, 0, Client::Other)
             .await?;
         beside.push(t.elapsed());
     }

@@ -5,6 +5,7 @@ use crate::output::{print, report_findings, warnings_text, when};
 use crate::PolicyCommand;
 use palisade_dbus::policy::Policy;
 use palisade_dbus::proxy::PolicyProxy;
+use palisade_dbus::types::Client;
 use palisade_dbus::Error;
 use serde::Serialize;
 use std::io::Read;
@@ -27,7 +28,112 @@ pub async fn run(
     cmd: &PolicyCommand,
 ) -> Result<ExitCode, Error> {
     match cmd {
-        PolicyCommand::Show => {
+        PolicyCommand::Show { merged: true } => {
+            let sources = proxy.sources().await?;
+            let merged = palisade_dbus::policy::merge::merge(&sources.sources).map_err(|f| {
+                Error::InvalidPolicy(
+                    f.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            let generation = sources.generation;
+            #[derive(Serialize)]
+            struct Shown {
+                generation: u64,
+                document: String,
+            }
+            let shown = Shown {
+                generation,
+                document: merged.document,
+            };
+            print(json, &shown, || {
+                format!("# generation {generation}, merged\n{}", shown.document)
+            });
+        }
+        PolicyCommand::Sources => {
+            let s = proxy.sources().await?;
+            print(json, &s, || {
+                let mut out = format!("# generation {}, merged in this order:\n", s.generation);
+                for src in &s.sources {
+                    out.push_str(&format!("{:<7} {}\n", src.kind, src.path));
+                }
+                out.push_str(&format!(
+                    "# drop-ins go in {} (packages: {}); the local policy is {}\n",
+                    s.admin_dir, s.vendor_dir, s.local_file
+                ));
+                out
+            });
+        }
+        PolicyCommand::Check { candidate, name } => {
+            let name = match name {
+                Some(n) => n.clone(),
+                None => candidate
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "{} has no file name to use as the drop-in's; give one with --as",
+                            candidate.display()
+                        ))
+                    })?,
+            };
+            let report = proxy.check(&name, &read_file(candidate)?).await?;
+            print(json, &report, || {
+                let mut out = String::new();
+                for f in &report.findings {
+                    out.push_str(&format!("{f}\n"));
+                }
+                if report.valid {
+                    out.push_str(&format!(
+                        "With {name} in place the policy is valid{}.\n",
+                        if report.changes {
+                            "; reloading would change it"
+                        } else {
+                            " and nothing would change"
+                        }
+                    ));
+                    if report.changes {
+                        out.push_str(&report.ruleset_diff);
+                    }
+                } else {
+                    out.push_str(&format!("With {name} in place the policy is not valid.\n"));
+                }
+                out
+            });
+            return Ok(if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(65)
+            });
+        }
+        PolicyCommand::Reload { confirm } => {
+            let r = proxy.reload(*confirm).await?;
+            print(json, &r, || {
+                let a = &r.applied;
+                let mut out = if r.changed {
+                    format!("The drop-ins changed: generation {} is live.", a.generation)
+                } else {
+                    format!(
+                        "The drop-ins say what is live: generation {} stays.",
+                        a.generation
+                    )
+                };
+                if a.pending_until > 0 {
+                    out.push_str(&format!(
+                        " Run `palisadectl policy confirm {}` before {} or the previous generation comes back.",
+                        a.generation,
+                        when(a.pending_until)
+                    ));
+                }
+                out.push('\n');
+                out.push_str(&warnings_text(&a.warnings));
+                out
+            });
+        }
+        PolicyCommand::Show { merged: false } => {
             let (generation, document) = proxy.get().await?;
             #[derive(Serialize)]
             struct Shown {
@@ -71,7 +177,9 @@ pub async fn run(
                 Some(b) => *b,
                 None => proxy.get().await?.0,
             };
-            let a = proxy.apply(&document, base, *confirm).await?;
+            let a = proxy
+                .apply(&document, base, *confirm, Client::Palisadectl)
+                .await?;
             print(json, &a, || {
                 let mut out = format!("Generation {} is live.", a.generation);
                 if a.pending_until > 0 {
@@ -101,7 +209,7 @@ pub async fn run(
             );
         }
         PolicyCommand::Rollback { generation } => {
-            let a = proxy.rollback(*generation).await?;
+            let a = proxy.rollback(*generation, Client::Palisadectl).await?;
             print(json, &a, || {
                 format!(
                     "Generation {} is live again, as generation {}.\n",
@@ -113,16 +221,18 @@ pub async fn run(
             let h = proxy.history().await?;
             print(json, &h, || {
                 let mut out = format!(
-                    "{:>6}  {:<20}  {:>6}  {:<10}  {}\n",
-                    "GEN", "APPLIED", "UID", "STATE", "ORIGIN"
+                    "{:>6}  {:<20}  {:>6}  {:<10}  {:<11}  {:<12}  {}\n",
+                    "GEN", "APPLIED", "UID", "STATE", "SOURCE", "HASH", "ORIGIN"
                 );
                 for g in &h {
                     out.push_str(&format!(
-                        "{:>6}  {:<20}  {:>6}  {:<10}  {}\n",
+                        "{:>6}  {:<20}  {:>6}  {:<10}  {:<11}  {:<12}  {}\n",
                         g.generation,
                         when(g.applied_at),
                         g.author_uid,
                         g.state,
+                        g.source,
+                        g.policy_hash.get(..12).unwrap_or("-"),
                         g.origin
                     ));
                 }

@@ -306,6 +306,11 @@ impl Firewall {
         self.changed.subscribe()
     }
 
+    /// Receives every new snapshot (a new generation, a confirmation, a revert, an expiry).
+    pub fn watch_snapshot(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
+    }
+
     /// What is live now, without waiting for an apply in progress.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.snapshot.borrow())

@@ -22,6 +22,7 @@ mod lists;
 mod log;
 mod machines;
 mod memory;
+mod metrics;
 mod preflight;
 mod store;
 #[cfg(test)]
@@ -221,6 +222,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
+    tokio::spawn(metrics::run(firewall.clone(), drop_log.clone()));
     tokio::spawn(deliver_drop_log(drop_log, connection.clone()));
 
     let bus = connection.clone();

@@ -18,14 +18,19 @@ use crate::format::capitalized;
 use crate::i18n::{gettext, i18n_f};
 use crate::machine_row::MachineRowOutput;
 use crate::machines_view::{MachinesView, MachinesViewInput};
+use crate::managed::Managed;
 use crate::policy_view::{PolicyView, PolicyViewInput};
 use crate::status_view::{StatusView, StatusViewInput};
 use crate::viewer::{self, Launched, ViewerError};
 use futures_util::StreamExt;
 use palisade_dbus::names::BUS_NAME;
+use palisade_dbus::policy::merge::merge;
 use palisade_dbus::policy::{Parsed, Policy};
 use palisade_dbus::proxy::{ConsolesProxy, DnsProxy, HelperProxy, PolicyProxy, VmsProxy};
-use palisade_dbus::types::{ConsoleInfo, DnsNameState, Finding, RunMode, Status, VmInfo, VmState};
+use palisade_dbus::types::{
+    ConsoleInfo, DnsNameState, Finding, PolicySource, PolicySources, RunMode, SourceKind, Status,
+    VmInfo, VmState,
+};
 use palisade_dbus::Error;
 use relm4::abstractions::Toaster;
 use relm4::adw::prelude::*;
@@ -211,7 +216,7 @@ impl OpenError {
 pub struct Snapshot {
     /// `Status()`.
     status: Result<Status, Error>,
-    /// `Get()`, parsed.
+    /// `Sources()`, merged and parsed.
     policy: Result<LivePolicy, Error>,
     /// `Consoles.List()`.
     consoles: Result<Vec<ConsoleInfo>, Error>,
@@ -221,13 +226,16 @@ pub struct Snapshot {
     names: Result<Vec<DnsNameState>, Error>,
 }
 
-/// The live policy document, parsed with the contract's validation.
+/// The live policy: its files merged as the helper merges them, parsed with the contract's
+/// validation.
 #[derive(Debug)]
 pub struct LivePolicy {
     /// Its generation.
     generation: u64,
     /// The policy, or why this app could not read it.
     parsed: Result<Parsed, Vec<Finding>>,
+    /// Which of its parts come from drop-ins rather than the local policy.
+    managed: Managed,
 }
 
 /// Opens the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set).
@@ -323,13 +331,57 @@ async fn read_status(connection: &zbus::Connection) -> Result<Status, Error> {
     HelperProxy::new(connection).await?.status().await
 }
 
+/// Reads the files of the live policy (`Sources`: the drop-ins, then the local policy) and
+/// merges them as the helper does, remembering which part came from which file. A helper from
+/// before drop-ins has no `Sources`; its `Get` is the whole policy.
 async fn read_policy(connection: &zbus::Connection) -> Result<LivePolicy, Error> {
-    let (generation, document) = PolicyProxy::new(connection).await?.get().await?;
-    // A policy can hold a million blocklist entries: parse it off the async workers.
-    let parsed = tokio::task::spawn_blocking(move || Policy::parse(document.as_bytes()))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(LivePolicy { generation, parsed })
+    let proxy = PolicyProxy::new(connection).await?;
+    let sources = match proxy.sources().await {
+        Ok(sources) => sources,
+        Err(Error::ZBus(zbus::Error::MethodError(name, _, _)))
+            if name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod" =>
+        {
+            let (generation, document) = proxy.get().await?;
+            PolicySources {
+                generation,
+                sources: vec![PolicySource {
+                    name: String::new(),
+                    kind: SourceKind::Local,
+                    path: String::new(),
+                    document,
+                }],
+                admin_dir: String::new(),
+                vendor_dir: String::new(),
+                local_file: String::new(),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let generation = sources.generation;
+    // A policy can hold a million blocklist entries: merge and parse it off the async workers.
+    let (parsed, managed) = tokio::task::spawn_blocking(move || {
+        let merged = match merge(&sources.sources) {
+            Ok(merged) => merged,
+            // The helper merged these files; an app that cannot is older or newer than it.
+            Err(findings) => return (Err(findings), Managed::default()),
+        };
+        match Policy::parse(merged.document.as_bytes()) {
+            Ok(mut parsed) => {
+                let managed = Managed::new(&merged, &parsed.policy);
+                // Warnings about a drop-in name its file: it is not changed here.
+                parsed.warnings = merged.attribute(std::mem::take(&mut parsed.warnings));
+                (Ok(parsed), managed)
+            }
+            Err(findings) => (Err(merged.attribute(findings)), Managed::default()),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(LivePolicy {
+        generation,
+        parsed,
+        managed,
+    })
 }
 
 /// Forwards `GenerationChanged`, `StateChanged` and changes of the helper's name owner until
@@ -521,6 +573,7 @@ impl App {
             Ok(LivePolicy {
                 generation,
                 parsed: Ok(parsed),
+                managed,
             }) => {
                 self.activity_view
                     .emit(ActivityViewInput::Consoles(remote_consoles(&parsed.policy)));
@@ -528,6 +581,7 @@ impl App {
                     generation,
                     policy: Box::new(parsed.policy),
                     warnings: parsed.warnings,
+                    managed: Box::new(managed),
                     // Without them the rows show the rules alone: nothing else depends on them.
                     names: names.unwrap_or_default(),
                 });
@@ -539,6 +593,7 @@ impl App {
             Ok(LivePolicy {
                 generation,
                 parsed: Err(findings),
+                ..
             }) => {
                 self.toast(&gettext(
                     "The live policy does not validate in this version of the app",

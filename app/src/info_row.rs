@@ -1,5 +1,8 @@
-//! A plain row of text: a validation finding about the live policy, or a blocklist's size.
+//! A plain row of text: a validation finding about the live policy, or a blocklist's size (with
+//! a lock and its file when a drop-in defines the list).
 
+use crate::lock;
+use crate::managed::{self, ManagedBy};
 use relm4::adw::prelude::*;
 use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
 use relm4::{adw, gtk};
@@ -13,6 +16,8 @@ pub struct InfoRowInit {
     pub subtitle: String,
     /// The icon in front, if any.
     pub icon: Option<&'static str>,
+    /// The drop-in that defines what the row shows; `None` for the local policy (and findings).
+    pub managed_by: Option<ManagedBy>,
 }
 
 /// A read-only row of text.
@@ -38,11 +43,12 @@ impl FactoryComponent for InfoRow {
         adw::ActionRow {
             set_use_markup: false,
             set_title: &self.init.title,
-            set_subtitle: &self.init.subtitle,
+            set_subtitle: &managed::with_caption(&self.init.subtitle, self.init.managed_by.as_ref()),
             add_prefix = &gtk::Image {
                 set_visible: self.init.icon.is_some(),
                 set_icon_name: self.init.icon,
             },
+            add_suffix = &lock::icon(self.init.managed_by.as_ref()),
         }
     }
 

@@ -1,18 +1,21 @@
 //! The live policy, read-only: problems validation found in it, each VM with its settings and
 //! ordered rules, the host-wide rules, the remote consoles and the blocklists. Rules naming a
 //! host or a wildcard show that name's state (`Dns.Names`), and every rule how often it decided a
-//! packet (`Log.Counters`).
+//! packet (`Log.Counters`). A VM, host rule, remote console or blocklist that a drop-in defines
+//! rather than the local policy shows a lock and its file ("Managed by your organisation
+//! (50-office.toml)"), and its row keeps that file (`managed_by`) for whatever edits the rest.
 //!
 //! The counters are the view's own call: the window hands it the bus connection whenever it
 //! shows a policy or the Firewall page is opened, and the view reads them again every
 //! [`COUNTERS_EVERY`] while a policy is shown. A user who may not read the log sees the rules
 //! without hits, and is not asked again until the window reads the helper again.
 
-use crate::console_row::ConsoleRow;
+use crate::console_row::{ConsoleRow, ConsoleRowInit};
 use crate::format;
 use crate::hits::{self, Hits};
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::info_row::{InfoRow, InfoRowInit};
+use crate::managed::Managed;
 use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
 use crate::vm_row::{VmRow, VmRowInit, VmRowInput, VmRowOutput};
 use palisade_dbus::policy::Policy;
@@ -39,6 +42,8 @@ pub struct PolicyView {
     generation: Option<u64>,
     /// Whether the findings are errors (the document did not validate here) or warnings.
     unreadable: bool,
+    /// Whether a part shown comes from a drop-in (then the description explains the locks).
+    managed: bool,
     /// Names of the VMs whose rows the user opened, kept open across refreshes.
     expanded: HashSet<String>,
     /// Validation findings about the live document.
@@ -84,6 +89,8 @@ pub enum PolicyViewInput {
         policy: Box<Policy>,
         /// Warnings about it (shadowed rules, empty assignments, ...).
         warnings: Vec<Finding>,
+        /// Which of its parts drop-ins define.
+        managed: Box<Managed>,
         /// The states of the names its rules mention (empty when they cannot be read).
         names: Vec<DnsNameState>,
     },
@@ -137,13 +144,23 @@ fn unix_now() -> u64 {
 
 impl PolicyView {
     fn description(&self) -> String {
-        match self.generation {
+        let live = match self.generation {
             Some(0) => gettext("No policy has been applied yet"),
             Some(g) => i18n_f(
                 "The live policy, generation {generation}",
                 &[("generation", &g.to_string())],
             ),
             None => String::new(),
+        };
+        if self.managed {
+            format!(
+                "{live}\n{}",
+                // Translators: under the list of VMs when parts of the policy come from
+                // drop-in files (/etc/palisade/policy.d, /usr/lib/palisade/policy.d).
+                gettext("Parts with a lock come from other files and cannot be changed here")
+            )
+        } else {
+            live
         }
     }
 
@@ -202,11 +219,13 @@ impl PolicyView {
                     Severity::Error => "dialog-error-symbolic",
                     Severity::Warning => "dialog-warning-symbolic",
                 }),
+                managed_by: None,
             });
         }
     }
 
-    fn show(&mut self, policy: Policy, names: &[DnsNameState]) {
+    fn show(&mut self, policy: Policy, names: &[DnsNameState], managed: &Managed) {
+        self.managed = managed.any();
         let of = |owner: &str| -> Vec<DnsNameState> {
             names.iter().filter(|n| n.vm == owner).cloned().collect()
         };
@@ -217,6 +236,7 @@ impl PolicyView {
             // A VM without the forwarder has its names resolved by the helper, as the host's.
             let names = of(if vm.dns { vm.name.as_str() } else { HOST_NAMES });
             vms.push_back(VmRowInit {
+                managed_by: managed.vm(vm.name.as_str()),
                 vm,
                 expanded,
                 names,
@@ -234,6 +254,7 @@ impl PolicyView {
                 position: i + 1,
                 rule,
                 name,
+                managed_by: managed.host_rule(i + 1),
             });
         }
         drop(host);
@@ -241,7 +262,10 @@ impl PolicyView {
         let mut consoles = self.consoles.guard();
         consoles.clear();
         for console in policy.remote_consoles {
-            consoles.push_back(console);
+            consoles.push_back(ConsoleRowInit {
+                managed_by: managed.console(console.name.as_str()),
+                console,
+            });
         }
         drop(consoles);
 
@@ -265,6 +289,7 @@ impl PolicyView {
                 title: list.name.to_string(),
                 subtitle,
                 icon: None,
+                managed_by: managed.blocklist(list.name.as_str()),
             });
         }
     }
@@ -305,6 +330,7 @@ impl PolicyView {
     fn clear(&mut self) {
         self.connection = None;
         self.hits = None;
+        self.managed = false;
         self.vms.guard().clear();
         self.host_rules.guard().clear();
         self.host_names_failing = 0;
@@ -391,6 +417,7 @@ impl Component for PolicyView {
         let model = PolicyView {
             generation: None,
             unreadable: false,
+            managed: false,
             expanded: HashSet::new(),
             findings: FactoryVecDeque::builder()
                 .launch(adw::PreferencesGroup::default())
@@ -444,12 +471,13 @@ impl Component for PolicyView {
                 generation,
                 policy,
                 warnings,
+                managed,
                 names,
             } => {
                 self.generation = Some(generation);
                 self.unreadable = false;
                 self.set_findings(&warnings);
-                self.show(*policy, &names);
+                self.show(*policy, &names, &managed);
                 // The rows are new; their hits come with the next read, which the window asks
                 // for with the policy.
                 self.hits = None;

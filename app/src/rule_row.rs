@@ -2,10 +2,13 @@
 //! protocol, ports, expiry, logging and comment underneath, and for a rule naming a host or a
 //! wildcard the state of that name (its last answer's addresses, or why it fails). Also the
 //! closing "anything else" row that shows a VM's default action. Each row also says how often
-//! its rule decided a packet, once the policy view has read the helper's counters.
+//! its rule decided a packet, once the policy view has read the helper's counters. A host rule
+//! that a drop-in defines shows a lock and its file.
 
 use crate::format;
 use crate::i18n::{gettext, i18n_f};
+use crate::lock;
+use crate::managed::{self, ManagedBy};
 use palisade_dbus::policy::{Rule, Verdict};
 use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
@@ -24,6 +27,9 @@ pub enum RuleRowInit {
         rule: Rule,
         /// The state of the name its destination names, when it names one.
         name: Option<Box<DnsNameState>>,
+        /// The drop-in that defines it, when that is not the local policy. A VM's rules leave
+        /// it `None`: their VM's row says where the whole VM comes from.
+        managed_by: Option<ManagedBy>,
     },
     /// What happens to traffic no rule matched.
     Default(Verdict),
@@ -46,6 +52,8 @@ pub struct RuleRow {
     expired: bool,
     /// How often the rule decided a packet, when the helper told.
     hits: Option<String>,
+    /// The drop-in that defines the rule; `None` for the local policy's (and a VM's rules).
+    managed_by: Option<ManagedBy>,
 }
 
 /// Messages to a rule row.
@@ -88,6 +96,7 @@ impl FactoryComponent for RuleRow {
                 add_css_class: "dim-label",
                 add_css_class: "numeric",
             },
+            add_suffix = &lock::icon(self.managed_by.as_ref()),
         }
     }
 
@@ -97,6 +106,7 @@ impl FactoryComponent for RuleRow {
                 position,
                 rule,
                 name,
+                managed_by,
             } => {
                 let now = SystemTime::now();
                 let mut details = format::rule_details(&rule, now);
@@ -104,6 +114,7 @@ impl FactoryComponent for RuleRow {
                     details.push('\n');
                     details.push_str(&format::name_state(state));
                 }
+                let details = managed::with_caption(&details, managed_by.as_ref());
                 RuleRow {
                     position: position.to_string(),
                     verdict: format::verdict(rule.action),
@@ -112,6 +123,7 @@ impl FactoryComponent for RuleRow {
                     details,
                     expired: rule.is_expired(now),
                     hits: None,
+                    managed_by,
                 }
             }
             RuleRowInit::Default(verdict) => RuleRow {
@@ -123,6 +135,7 @@ impl FactoryComponent for RuleRow {
                 details: gettext("The default action, always logged"),
                 expired: false,
                 hits: None,
+                managed_by: None,
             },
         }
     }

@@ -1,10 +1,13 @@
 //! One virtual machine of the live policy as an expander row: a summary line, its settings
 //! (disk, memory, CPUs, network, operators, console users), then its rules in order and its
-//! default action, each with how often it decided a packet.
+//! default action, each with how often it decided a packet. A VM that a drop-in defines shows a
+//! lock and its file under the summary: the whole VM, rules included, comes from that file.
 
 use crate::format;
 use crate::hits::{self, Hits};
 use crate::i18n::{gettext, ni18n_f};
+use crate::lock;
+use crate::managed::{self, ManagedBy};
 use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
 use palisade_dbus::policy::Vm;
 use palisade_dbus::types::DnsNameState;
@@ -22,6 +25,8 @@ pub struct VmRowInit {
     pub expanded: bool,
     /// The states of the names its rules mention.
     pub names: Vec<DnsNameState>,
+    /// The drop-in that defines it; `None` for the local policy's.
+    pub managed_by: Option<ManagedBy>,
 }
 
 /// A read-only VM row.
@@ -33,6 +38,8 @@ pub struct VmRow {
     expanded: bool,
     /// The states of the names its rules mention.
     names: Vec<DnsNameState>,
+    /// The drop-in that defines it, rules and all; `None` for the local policy's.
+    managed_by: Option<ManagedBy>,
     /// The rule rows; made once the expander row exists.
     rules: Option<FactoryVecDeque<RuleRow>>,
 }
@@ -83,7 +90,7 @@ impl VmRow {
         if failing > 0 {
             parts.push(format::names_failing(failing));
         }
-        parts.join(" · ")
+        managed::with_caption(&parts.join(" · "), self.managed_by.as_ref())
     }
 }
 
@@ -105,6 +112,7 @@ impl FactoryComponent for VmRow {
             add_prefix = &gtk::Image {
                 set_icon_name: Some("computer-symbolic"),
             },
+            add_action = &lock::icon(self.managed_by.as_ref()),
             connect_expanded_notify[sender, name = self.vm.name.to_string()] => move |row| {
                 sender.output_sender().emit(VmRowOutput::Expanded {
                     name: name.clone(),
@@ -163,6 +171,7 @@ impl FactoryComponent for VmRow {
             vm: init.vm,
             expanded: init.expanded,
             names: init.names,
+            managed_by: init.managed_by,
             rules: None,
         }
     }
@@ -184,6 +193,7 @@ impl FactoryComponent for VmRow {
                     position: i + 1,
                     rule: rule.clone(),
                     name: name_of(rule, &self.names),
+                    managed_by: None,
                 });
             }
             guard.push_back(RuleRowInit::Default(self.vm.default_action));

@@ -1253,3 +1253,157 @@ fn activity_page_shows_a_drop_and_the_rule_that_would_allow_it() {
     );
     gui.assert_running();
 }
+
+/// `(role, name)` of every node inside the header row of the VM `vm` in the "Virtual machines"
+/// list (on screen or not), or `None` when no VM of that name is listed.
+fn vm_header(tree: &Value, vm: &str) -> Option<Vec<(String, String)>> {
+    nodes(tree)
+        .into_iter()
+        .filter(|n| role(n) == "list" && name(n) == "Virtual machines")
+        .flat_map(children)
+        .filter(|expander| role(expander) == "list item")
+        .filter_map(|expander| {
+            descendants(expander)
+                .into_iter()
+                .find(|n| role(n) == "list item")
+        })
+        .find(|header| name(header) == vm)
+        .map(|header| {
+            descendants(header)
+                .into_iter()
+                .map(|n| (role(n).to_owned(), name(n).to_owned()))
+                .collect()
+        })
+}
+
+/// The labels of every row (a list item with no list item inside: a rule, a blocklist, ...) that
+/// has a label reading `text`, on screen or not.
+fn rows_labelled(tree: &Value, text: &str) -> Vec<Vec<String>> {
+    nodes(tree)
+        .into_iter()
+        .filter(|n| role(n) == "list item")
+        .map(descendants)
+        .filter(|inside| inside.iter().all(|n| role(n) != "list item"))
+        .map(|inside| {
+            inside
+                .into_iter()
+                .filter(|n| role(n) == "label")
+                .map(|n| name(n).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|labels| labels.iter().any(|l| l == text))
+        .collect()
+}
+
+/// Whether an image (a lock) named `text` for screen readers is in the window.
+fn has_image(tree: &Value, text: &str) -> bool {
+    nodes(tree)
+        .iter()
+        .any(|n| role(n) == "image" && name(n) == text)
+}
+
+#[test]
+fn firewall_page_shows_what_drop_ins_define_as_managed_with_their_file() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    // The local policy, the one the app and `palisadectl policy apply` edit: VM work.
+    assert_eq!(apply(&env, &work_policy(8443), &[]), 1);
+    // A package's drop-in (a blocklist and the host rule using it) and the office's, put there by
+    // configuration management (VM lab and a host rule).
+    let vendor = env.vendor_dir().join("policy.d");
+    let admin = env.config_dir().join("policy.d");
+    for dir in [&vendor, &admin] {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    }
+    let write = |path: PathBuf, doc: &str| {
+        std::fs::write(&path, doc).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()))
+    };
+    write(
+        vendor.join("10-vendor.toml"),
+        "[[blocklist]]\nname = \"malware\"\nentries = [\"203.0.113.0/24\"]\n\
+         [[host_rule]]\naction = \"drop\"\nblocklist = \"malware\"\n",
+    );
+    let office = admin.join("50-office.toml");
+    write(
+        office.clone(),
+        "[[vm]]\nname = \"lab\"\n[[vm.rule]]\naction = \"accept\"\nproto = \"tcp\"\nports = 443\n\
+         [[host_rule]]\naction = \"reject\"\ndestination = \"192.0.2.1\"\n",
+    );
+    ok(&env, env.palisadectl(None, &["policy", "reload"]));
+    let live = generation(&env);
+    assert!(live >= 2, "the drop-ins made no generation: {live}");
+
+    let mut gui = Gui::start_as(&env, Some(ADMIN), &[]);
+    gui.show_page(&env, "Firewall");
+    let managed = "Managed by your organisation (50-office.toml)";
+    let packaged = "Installed with a package (10-vendor.toml)";
+    let tree = gui.wait_for(&env, "VMs lab and work", SHOW_TIMEOUT, |t| {
+        vm_rows(t) == ["lab", "work"]
+    });
+
+    // VM lab comes from the office's drop-in: its caption under the summary and a lock named
+    // with it; VM work, from the local policy, has neither.
+    let lab = vm_header(&tree, "lab").unwrap_or_default();
+    assert!(
+        lab.iter()
+            .any(|(r, n)| r == "label" && n.lines().any(|l| l == managed)),
+        "lab: {lab:?}\n{}",
+        outline(&tree)
+    );
+    assert!(
+        lab.iter().any(|(r, n)| r == "image" && n == managed),
+        "no lock on lab: {lab:?}"
+    );
+    assert!(
+        shows_label_containing(&tree, managed),
+        "lab's caption is not on screen:\n{}",
+        outline(&tree)
+    );
+    let work = vm_header(&tree, "work").unwrap_or_default();
+    assert!(!work.is_empty(), "{}", outline(&tree));
+    assert!(
+        work.iter()
+            .all(|(_, n)| !n.contains("Managed by") && !n.contains("Installed with")),
+        "work is local: {work:?}"
+    );
+    assert!(
+        shows_label_containing(&tree, "Parts with a lock come from other files"),
+        "{}",
+        outline(&tree)
+    );
+
+    // The host rules, the vendor's first (file order), each with its file; the blocklist too.
+    let rows = rows_labelled(&tree, "Blocklist malware");
+    assert!(
+        rows.len() == 1 && rows[0].iter().any(|l| l.lines().any(|l| l == packaged)),
+        "the vendor's host rule: {rows:?}"
+    );
+    let rows = rows_labelled(&tree, "192.0.2.1");
+    assert!(
+        rows.len() == 1 && rows[0].iter().any(|l| l.lines().any(|l| l == managed)),
+        "the office's host rule: {rows:?}"
+    );
+    let rows = rows_labelled(&tree, "malware");
+    assert!(
+        rows.len() == 1 && rows[0].iter().any(|l| l.lines().any(|l| l == packaged)),
+        "the vendor's blocklist: {rows:?}"
+    );
+    assert!(has_image(&tree, packaged), "{}", outline(&tree));
+    gui.screenshot(&env, "app-drop-ins.png");
+
+    // The office takes its drop-in away: VM lab and its host rule go, and nothing shown is the
+    // office's any more.
+    std::fs::remove_file(&office).unwrap_or_else(|e| panic!("removing {}: {e}", office.display()));
+    ok(&env, env.palisadectl(None, &["policy", "reload"]));
+    let tree = gui.wait_for(&env, "VM work alone", UPDATE_TIMEOUT, |t| {
+        vm_rows(t) == ["work"]
+    });
+    assert!(!has_image(&tree, managed), "{}", outline(&tree));
+    assert!(
+        rows_labelled(&tree, "192.0.2.1").is_empty(),
+        "{}",
+        outline(&tree)
+    );
+    assert!(has_image(&tree, packaged), "{}", outline(&tree));
+    gui.assert_running();
+}

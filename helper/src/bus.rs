@@ -109,13 +109,13 @@ impl PolicyIface {
         document: Vec<u8>,
         base_generation: u64,
         confirm_seconds: u32,
-        client: Client,
+        client: &str,
     ) -> Result<Applied, Error> {
         let caller = self.authority.check(&header, Action::PolicyManage).await?;
         let origin = Origin {
             author_uid: caller.uid,
             reason: "apply".into(),
-            source: client.source(),
+            source: parse_client(client)?.source(),
         };
         self.firewall
             .apply(document, base_generation, confirm_seconds, origin)
@@ -137,12 +137,11 @@ impl PolicyIface {
         &self,
         #[zbus(header)] header: Header<'_>,
         generation: u64,
-        client: Client,
+        client: &str,
     ) -> Result<Applied, Error> {
         let caller = self.authority.check(&header, Action::PolicyManage).await?;
-        self.firewall
-            .rollback(generation, caller.uid, client.source())
-            .await
+        let source = parse_client(client)?.source();
+        self.firewall.rollback(generation, caller.uid, source).await
     }
 
     /// Every generation, newest first.
@@ -160,4 +159,14 @@ impl PolicyIface {
         emitter: &SignalEmitter<'_>,
         generation: u64,
     ) -> zbus::Result<()>;
+}
+
+/// The client's word, read after authorization (a typed argument would be refused by the bus
+/// layer before the polkit check).
+fn parse_client(word: &str) -> Result<Client, Error> {
+    Client::parse(word).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{word:?} is not a client: use \"app\", \"palisadectl\" or \"other\""
+        ))
+    })
 }

@@ -331,7 +331,7 @@ mod tests {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("palisade-dropins-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{e:?}"));
         Scratch(p)
     }
 
@@ -340,8 +340,9 @@ mod tests {
     }
 
     fn write(path: &Path, text: &str) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap_or_else(|| panic!("no parent")))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{e:?}"));
     }
 
     #[test]
@@ -357,7 +358,7 @@ mod tests {
         write(&f.admin_dir.join("bad name.toml"), "garbage");
         let got: Vec<(String, SourceKind, String)> = f
             .read_drop_ins(None)
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{e:?}"))
             .into_iter()
             .map(|s| (s.name, s.kind, s.document))
             .collect();
@@ -390,8 +391,12 @@ mod tests {
         write(&f.vendor_dir.join("10-a.toml"), "# a\n");
         write(&f.vendor_dir.join("20-b.toml"), "# b\n");
         write(&f.admin_dir.join("10-a.toml"), "");
-        std::os::unix::fs::symlink("/dev/null", f.admin_dir.join("20-b.toml")).unwrap();
-        assert!(f.read_drop_ins(None).unwrap().is_empty());
+        std::os::unix::fs::symlink("/dev/null", f.admin_dir.join("20-b.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(f
+            .read_drop_ins(None)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .is_empty());
     }
 
     #[test]
@@ -399,13 +404,17 @@ mod tests {
         let dir = scratch();
         let f = files(dir.path());
         write(&f.admin_dir.join("50-office.toml"), "# old\n");
-        let name = DropInName::parse("50-office.toml").unwrap();
-        let got = f.read_drop_ins(Some((&name, "# new\n"))).unwrap();
+        let name = DropInName::parse("50-office.toml").unwrap_or_else(|e| panic!("{e:?}"));
+        let got = f
+            .read_drop_ins(Some((&name, "# new\n")))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].document, "# new\n");
-        let other = DropInName::parse("60-more.toml").unwrap();
+        let other = DropInName::parse("60-more.toml").unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
-            f.read_drop_ins(Some((&other, "# more\n"))).unwrap().len(),
+            f.read_drop_ins(Some((&other, "# more\n")))
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .len(),
             2
         );
     }
@@ -427,13 +436,19 @@ mod tests {
         assert!(DropInName::parse(&format!("{}.toml", "a".repeat(130))).is_err());
         let dir = scratch();
         let f = files(dir.path());
-        std::fs::create_dir_all(f.admin_dir.join("10-dir.toml")).unwrap();
+        std::fs::create_dir_all(f.admin_dir.join("10-dir.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(f.read_drop_ins(None).is_err());
         let dir = scratch();
         let f = files(dir.path());
         write(&f.admin_dir.join("10-bin.toml"), "\u{0}");
-        std::fs::write(f.admin_dir.join("10-bin.toml"), [0xff, 0xfe]).unwrap();
-        let e = f.read_drop_ins(None).unwrap_err().to_string();
+        std::fs::write(f.admin_dir.join("10-bin.toml"), [0xff, 0xfe])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let e = f
+            .read_drop_ins(None)
+            .err()
+            .unwrap_or_else(|| panic!("expected an error"))
+            .to_string();
         assert!(e.contains("UTF-8"), "{e}");
     }
 }

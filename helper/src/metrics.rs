@@ -195,7 +195,10 @@ mod tests {
             "palisade_dropped_packets_total{vm=\"web\"} 12",
             "palisade_dropped_packets_total{vm=\"work\"} 0",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
         assert!(text.ends_with('\n'));
     }
@@ -208,12 +211,15 @@ mod tests {
     #[test]
     fn a_folder_others_may_write_is_refused() {
         let dir = std::env::temp_dir().join(format!("palisade-metrics-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e:?}"));
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = write(&dir.join("p.prom"), "x\n").unwrap_err();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let e = write(&dir.join("p.prom"), "x\n")
+            .err()
+            .unwrap_or_else(|| panic!("expected an error"));
         assert!(e.contains("writable by no one else"), "{e}");
         assert!(!dir.join("p.prom").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e:?}"));
     }
 }

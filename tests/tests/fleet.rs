@@ -107,7 +107,10 @@ fn drop_ins_merge_replace_conflict_and_drift_as_documented() {
     assert_eq!(sources["admin_dir"], admin.to_string_lossy().as_ref());
     let merged = ctl(&env, &["policy", "show", "--merged"]);
     let doc = merged["document"].as_str().unwrap_or_default();
-    assert!(doc.contains("from 10-hosts") && doc.contains("\"lab\""), "{doc}");
+    assert!(
+        doc.contains("from 10-hosts") && doc.contains("\"lab\""),
+        "{doc}"
+    );
     // Enforced for real: the VM's user reaches 8443 and not 8444.
     let _listener = listen(&env, &[8443, 8444]);
     assert!(connects(&env, "palisade-vm-lab", 8443));
@@ -148,7 +151,15 @@ fn drop_ins_merge_replace_conflict_and_drift_as_documented() {
     let bad = bad.to_string_lossy().into_owned();
     let out = env.palisadectl(
         None,
-        &["--json", "policy", "check", "--candidate", &bad, "--as", "30-web.toml"],
+        &[
+            "--json",
+            "policy",
+            "check",
+            "--candidate",
+            &bad,
+            "--as",
+            "30-web.toml",
+        ],
     );
     assert_eq!(out.status.code(), Some(65), "{}", text(&out));
     let report: serde_json::Value =
@@ -164,22 +175,43 @@ fn drop_ins_merge_replace_conflict_and_drift_as_documented() {
         .unwrap_or_else(|e| panic!("{e}"));
     let out = env.palisadectl(
         None,
-        &["--json", "policy", "check", "--candidate", twice.to_string_lossy().as_ref(), "--as", "40-twice.toml"],
+        &[
+            "--json",
+            "policy",
+            "check",
+            "--candidate",
+            twice.to_string_lossy().as_ref(),
+            "--as",
+            "40-twice.toml",
+        ],
     );
     assert_eq!(out.status.code(), Some(65), "{}", text(&out));
     assert!(text(&out).contains("20-office.toml") && text(&out).contains("40-twice.toml"));
     // A good one is valid and says what would change, and nothing did.
     let good = env
-        .write_file("good.toml", "[[host_rule]]\naction = \"reject\"\ndestination = \"192.0.2.99\"\n")
+        .write_file(
+            "good.toml",
+            "[[host_rule]]\naction = \"reject\"\ndestination = \"192.0.2.99\"\n",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let report = ctl(
         &env,
-        &["policy", "check", "--candidate", good.to_string_lossy().as_ref(), "--as", "30-web.toml"],
+        &[
+            "policy",
+            "check",
+            "--candidate",
+            good.to_string_lossy().as_ref(),
+            "--as",
+            "30-web.toml",
+        ],
     );
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["changes"], true, "{report}");
     assert!(
-        report["ruleset_diff"].as_str().unwrap_or_default().contains("192.0.2.99"),
+        report["ruleset_diff"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("192.0.2.99"),
         "{report}"
     );
     assert!(!admin.join("30-web.toml").exists());
@@ -190,15 +222,29 @@ fn drop_ins_merge_replace_conflict_and_drift_as_documented() {
         .unwrap_or_else(|e| panic!("{e}"));
     let report = ctl(
         &env,
-        &["policy", "check", "--candidate", same.to_string_lossy().as_ref(), "--as", "20-office.toml"],
+        &[
+            "policy",
+            "check",
+            "--candidate",
+            same.to_string_lossy().as_ref(),
+            "--as",
+            "20-office.toml",
+        ],
     );
-    assert_eq!((report["valid"].clone(), report["changes"].clone()), (true.into(), false.into()), "{report}");
+    assert_eq!(
+        (report["valid"].clone(), report["changes"].clone()),
+        (true.into(), false.into()),
+        "{report}"
+    );
 
     // Rolling back past the drop-ins is drift until they are reloaded.
     ctl(&env, &["policy", "rollback", &first.to_string()]);
     let s = status(&env);
     assert_eq!(s["drift"], "drifted", "{s}");
-    assert!(connects(&env, "palisade-vm-lab", 8443), "the rollback brought 8443 back");
+    assert!(
+        connects(&env, "palisade-vm-lab", 8443),
+        "the rollback brought 8443 back"
+    );
     let r = ctl(&env, &["policy", "reload"]);
     assert_eq!(r["changed"], true, "{r}");
     assert_eq!(status(&env)["drift"], "in sync");
@@ -212,14 +258,23 @@ fn drop_ins_merge_replace_conflict_and_drift_as_documented() {
         .iter()
         .filter_map(|g| g["source"].as_str())
         .collect();
-    assert!(sources.starts_with(&["drop-ins", "palisadectl", "drop-ins"]), "{history}");
+    assert!(
+        sources.starts_with(&["drop-ins", "palisadectl", "drop-ins"]),
+        "{history}"
+    );
     // A broken drop-in is not applied; status says so and names it. Removing it heals.
     put(&admin, "50-broken.toml", "[[vm]\n");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let s = status(&env);
         if s["drift"] == "unreadable" {
-            assert!(s["problem"].as_str().unwrap_or_default().contains("50-broken.toml"), "{s}");
+            assert!(
+                s["problem"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("50-broken.toml"),
+                "{s}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no drift reported: {s}");
@@ -229,8 +284,11 @@ fn drop_ins_merge_replace_conflict_and_drift_as_documented() {
     std::fs::remove_file(admin.join("50-broken.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status(&env)["drift"], "in sync");
     let last = history[0]["generation"].as_u64();
-    assert_eq!(Some(generation(&env)), last, "the broken file changed nothing live");
-
+    assert_eq!(
+        Some(generation(&env)),
+        last,
+        "the broken file changed nothing live"
+    );
 }
 
 #[test]
@@ -277,10 +335,13 @@ fn a_drop_in_reload_keeps_an_open_connection_the_new_policy_still_allows() {
     let _ = session.wait();
 }
 
+/// One sample of a metrics file: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// A minimal reader of Prometheus' text exposition format (0.0.4): every sample's metric was
 /// given a TYPE first, names and labels are well formed, values are numbers. Returns each
 /// sample as (name, labels, value).
-fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse_prometheus(text: &str) -> Vec<Sample> {
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.chars().enumerate().all(|(i, c)| {
@@ -300,7 +361,10 @@ fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
                         ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
                         "{line}"
                     );
-                    assert!(typed.insert(name.to_owned(), kind.to_owned()).is_none(), "TYPE twice: {line}");
+                    assert!(
+                        typed.insert(name.to_owned(), kind.to_owned()).is_none(),
+                        "TYPE twice: {line}"
+                    );
                 }
                 (Some("HELP"), Some(name), Some(_)) => assert!(name_ok(name), "{line}"),
                 _ => {}
@@ -350,7 +414,7 @@ fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
     samples
 }
 
-fn sample(samples: &[(String, Vec<(String, String)>, f64)], name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+fn sample(samples: &[Sample], name: &str, label: Option<(&str, &str)>) -> Option<f64> {
     samples
         .iter()
         .find(|(n, l, _)| {
@@ -373,28 +437,41 @@ fn the_metrics_file_parses_and_matches_status() {
     apply(&env, &policy, &[]);
     // A refused connection counts as a drop of VM work.
     assert!(!connects(&env, "palisade-vm-work", 8444));
-    let read = || -> Option<Vec<(String, Vec<(String, String)>, f64)>> {
+    let read = || -> Option<Vec<Sample>> {
         let text = std::fs::read_to_string(&file).ok()?;
         Some(parse_prometheus(&text))
     };
     let deadline = Instant::now() + Duration::from_secs(40);
     let samples = loop {
         if let Some(s) = read() {
-            if sample(&s, "palisade_dropped_packets_total", Some(("vm", "work"))).is_some_and(|n| n >= 1.0) {
+            if sample(&s, "palisade_dropped_packets_total", Some(("vm", "work")))
+                .is_some_and(|n| n >= 1.0)
+            {
                 break s;
             }
         }
-        assert!(Instant::now() < deadline, "no drop in {}:\n{:?}", file.display(), std::fs::read_to_string(&file));
+        assert!(
+            Instant::now() < deadline,
+            "no drop in {}:\n{:?}",
+            file.display(),
+            std::fs::read_to_string(&file)
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let s = status(&env);
     let number = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}")) as f64;
-    assert_eq!(sample(&samples, "palisade_generation", None), Some(number("generation")));
+    assert_eq!(
+        sample(&samples, "palisade_generation", None),
+        Some(number("generation"))
+    );
     assert_eq!(
         sample(&samples, "palisade_last_apply_timestamp_seconds", None),
         Some(number("applied_at"))
     );
-    assert_eq!(sample(&samples, "palisade_confirmation_pending", None), Some(0.0));
+    assert_eq!(
+        sample(&samples, "palisade_confirmation_pending", None),
+        Some(0.0)
+    );
     assert_eq!(sample(&samples, "palisade_policy_drift", None), Some(0.0));
     let hash = s["policy_hash"].as_str().unwrap_or_default();
     assert_eq!(
@@ -403,11 +480,18 @@ fn the_metrics_file_parses_and_matches_status() {
         "{samples:?} vs {s}"
     );
     assert_eq!(
-        sample(&samples, "palisade_policy_info", Some(("source", "palisadectl"))),
+        sample(
+            &samples,
+            "palisade_policy_info",
+            Some(("source", "palisadectl"))
+        ),
         Some(1.0)
     );
     let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o644);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o644
+    );
     // A pending generation shows at once, without waiting for the 15 s refresh.
     let generation = apply(&env, &policy.replace("8443", "8445"), &["--confirm", "120"]);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -417,7 +501,10 @@ fn the_metrics_file_parses_and_matches_status() {
             assert_eq!(sample(&s, "palisade_confirmation_pending", None), Some(1.0));
             break;
         }
-        assert!(Instant::now() < deadline, "the file did not follow generation {generation}");
+        assert!(
+            Instant::now() < deadline,
+            "the file did not follow generation {generation}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -358,13 +358,14 @@ mod tests {
     #[test]
     fn one_file_is_taken_verbatim_comments_and_all() {
         let doc = "# ours\n[[vm]]\nname = \"work\"\n";
-        let m = merge(&[source("policy.toml", SourceKind::Local, doc)]).unwrap();
+        let m = merge(&[source("policy.toml", SourceKind::Local, doc)])
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(m.document, doc);
         assert_eq!(
             m.source_of("vm[work].rule[1]"),
             Some(("policy.toml", SourceKind::Local))
         );
-        assert_eq!(merge(&[]).unwrap().document, "");
+        assert_eq!(merge(&[]).unwrap_or_else(|e| panic!("{e:?}")).document, "");
     }
 
     #[test]
@@ -383,8 +384,10 @@ mod tests {
              [[host_rule]]\naction = \"reject\"\nblocklist = \"bad\"\n\
              [settings]\naccel = \"tcg\"\n",
         );
-        let m = merge(&[a, b]).unwrap();
-        let p = Policy::parse(m.document.as_bytes()).unwrap().policy;
+        let m = merge(&[a, b]).unwrap_or_else(|e| panic!("{e:?}"));
+        let p = Policy::parse(m.document.as_bytes())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .policy;
         assert_eq!(p.vms.len(), 1);
         assert_eq!(p.host_rules.len(), 2);
         assert!(p.host_rules[0].comment.is_empty());
@@ -418,7 +421,8 @@ mod tests {
             source("10-a.toml", SourceKind::Vendor, vm),
             source("20-b.toml", SourceKind::Admin, vm),
         ])
-        .unwrap_err();
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
         let text = messages(e);
         assert!(
             text.contains("10-a.toml") && text.contains("20-b.toml"),
@@ -441,7 +445,8 @@ mod tests {
                 "[settings.dns]\ngrace_seconds = 9\n",
             ),
         ])
-        .unwrap_err();
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
         let text = messages(e);
         assert!(text.contains("settings.dns.grace_seconds"), "{text}");
         assert!(
@@ -461,8 +466,10 @@ mod tests {
                 "[settings.dns]\nttl_floor_seconds = 9\n",
             ),
         ])
-        .unwrap();
-        let p = Policy::parse(m.document.as_bytes()).unwrap().policy;
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let p = Policy::parse(m.document.as_bytes())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .policy;
         assert_eq!(
             (
                 p.settings.dns.grace_seconds,
@@ -479,7 +486,8 @@ mod tests {
             source("20-b.toml", SourceKind::Admin, "[[wm]]\nname = \"x\"\n"),
             source("30-c.toml", SourceKind::Admin, "vm = 3\n"),
         ])
-        .unwrap_err();
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
         assert_eq!(e.len(), 3, "{e:?}");
         assert_eq!(e[0].path, "source[10-a.toml]");
         assert!(e[0].message.contains("line 1"), "{}", e[0].message);
@@ -501,12 +509,16 @@ mod tests {
                 "[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\nproto = \"tcp\"\nports = 0\n",
             ),
         ])
-        .unwrap();
-        let findings = m.attribute(Policy::parse(m.document.as_bytes()).unwrap_err());
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let findings = m.attribute(
+            Policy::parse(m.document.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("expected an error")),
+        );
         let lab = findings
             .iter()
             .find(|f| f.path.starts_with("vm[lab]"))
-            .unwrap();
+            .unwrap_or_else(|| panic!("no such finding"));
         assert!(
             lab.message.ends_with("(in 10-office.toml)"),
             "{}",
@@ -515,7 +527,7 @@ mod tests {
         let work = findings
             .iter()
             .find(|f| f.path.starts_with("vm[work]"))
-            .unwrap();
+            .unwrap_or_else(|| panic!("no such finding"));
         assert!(!work.message.contains("(in "), "{}", work.message);
     }
 
@@ -530,8 +542,8 @@ mod tests {
             source("policy.toml", SourceKind::Local, "[[vm]]\nname = \"b\"\n"),
         ];
         assert_eq!(
-            merge(&sources).unwrap().document,
-            merge(&sources).unwrap().document
+            merge(&sources).unwrap_or_else(|e| panic!("{e:?}")).document,
+            merge(&sources).unwrap_or_else(|e| panic!("{e:?}")).document
         );
     }
 }

@@ -53,7 +53,7 @@ bench: build-release
 # and what they look for is panics, hangs and unbounded memory, which libFuzzer reports itself.
 # New inputs go to fuzz/corpus/<target> (minimized afterwards, and replayed by `make test`);
 # a crash goes to fuzz/artifacts/<target>: copy it to fuzz/regressions/<target> with its fix.
-FUZZ_TARGETS := policy blocklist usb vv bus_arguments dns drop_log
+FUZZ_TARGETS := policy policy_merge blocklist usb vv bus_arguments dns drop_log
 FUZZ_SECONDS ?= 300
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -163,7 +163,7 @@ impl PolicyIface {
 
 /// The client's word, read after authorization (a typed argument would be refused by the bus
 /// layer before the polkit check).
-fn parse_client(word: &str) -> Result<Client, Error> {
+pub(crate) fn parse_client(word: &str) -> Result<Client, Error> {
     Client::parse(word).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "{word:?} is not a client: use \"app\", \"palisadectl\" or \"other\""

@@ -35,6 +35,56 @@ pub fn policy(data: &[u8]) {
     }
 }
 
+/// Several policy files, separated by NUL bytes (at most 8; the first byte of each says whether
+/// it is a vendor, admin or local file): merged, and the merge validated and compiled. Merging is
+/// deterministic, a lone file stays verbatim, and a merge that succeeds names a source for every
+/// VM of the policy it gives.
+pub fn policy_merge(data: &[u8]) {
+    use palisade_dbus::policy::merge::merge;
+    use palisade_dbus::types::{PolicySource, SourceKind};
+    let sources: Vec<PolicySource> = data
+        .split(|&b| b == 0)
+        .take(8)
+        .enumerate()
+        .filter_map(|(i, part)| {
+            let (&kind, text) = part.split_first()?;
+            Some(PolicySource {
+                name: format!("{i}-part.toml"),
+                kind: [SourceKind::Vendor, SourceKind::Admin, SourceKind::Local]
+                    [usize::from(kind % 3)],
+                path: format!("/fuzz/{i}-part.toml"),
+                document: std::str::from_utf8(text).ok()?.to_owned(),
+            })
+        })
+        .collect();
+    let Ok(merged) = merge(&sources) else {
+        return;
+    };
+    assert_eq!(
+        merge(&sources).ok(),
+        Some(merged.clone()),
+        "merging is not deterministic"
+    );
+    if let [one] = sources.as_slice() {
+        assert_eq!(merged.document, one.document);
+    }
+    match Policy::parse(merged.document.as_bytes()) {
+        Ok(parsed) => {
+            for vm in &parsed.policy.vms {
+                assert!(
+                    merged.source_of(&format!("vm[{}]", vm.name)).is_some(),
+                    "no source for VM {}",
+                    vm.name
+                );
+            }
+            let _ = compile_ruleset(&parsed.policy, &Facts::default());
+        }
+        Err(findings) => {
+            let _ = merged.attribute(findings);
+        }
+    }
+}
+
 /// A blocklist; the first byte picks the format and options. A list that parses is merged
 /// (its difference to itself is empty) and never covers a whole family unless forced.
 pub fn blocklist(data: &[u8]) {
@@ -236,6 +286,38 @@ pub fn bus_arguments(data: &[u8]) {
                 let _ = crate::bus::blocklists::list_name(&name);
                 let _ = crate::lists::format(&format);
             }
+        }
+        // Policy.Check(name, document): the name, and the candidate merged on its own.
+        9 => {
+            if let Ok(((name, document), _)) = body.deserialize::<(String, Vec<u8>)>() {
+                if crate::dropins::DropInName::parse(&name).is_ok() {
+                    if let Ok(text) = String::from_utf8(document) {
+                        let candidate = palisade_dbus::types::PolicySource {
+                            name,
+                            kind: palisade_dbus::types::SourceKind::Admin,
+                            path: String::new(),
+                            document: text,
+                        };
+                        if let Ok(m) = palisade_dbus::policy::merge::merge(&[candidate]) {
+                            let _ = Policy::parse(m.document.as_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        // Policy.Apply(document, base, confirm_seconds, client), Rollback(generation, client),
+        // Reload(confirm_seconds)
+        10 => {
+            if let Ok(((document, _base, _confirm, client), _)) =
+                body.deserialize::<(Vec<u8>, u64, u32, String)>()
+            {
+                let _ = crate::bus::parse_client(&client);
+                let _ = Policy::parse(&document);
+            }
+            if let Ok(((_generation, client), _)) = body.deserialize::<(u64, String)>() {
+                let _ = crate::bus::parse_client(&client);
+            }
+            let _ = body.deserialize::<(u32,)>();
         }
         // Whole values of any signature the input names: the decoder on its own.
         _ => {

@@ -41,6 +41,11 @@ fn policy_corpus_replays() {
 }
 
 #[test]
+fn policy_merge_corpus_replays() {
+    replay("policy_merge", super::policy_merge);
+}
+
+#[test]
 fn blocklist_corpus_replays() {
     replay("blocklist", super::blocklist);
 }

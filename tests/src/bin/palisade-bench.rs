@@ -17,9 +17,15 @@
 //! to the kernel's acknowledgement of its addresses (the helper records it per question), idle
 //! and while a million-entry list loads; questions per second through the forwarder against the
 //! same client straight to the same server; and misses over 1,000 rotating answers.
+//!
+//! The fleet rows (`fleet.rs`): a changed drop-in until its generation is live, next to the same
+//! change through `palisadectl policy apply`; a no-op run of the Ansible collection on one host,
+//! next to a play of one `ansible.builtin.ping` on the same host.
 
 #[path = "palisade-bench/droplog.rs"]
 mod droplog;
+#[path = "palisade-bench/fleet.rs"]
+mod fleet;
 
 use anyhow::{anyhow, Context, Result};
 use palisade_dbus::proxy::PolicyProxy;
@@ -35,7 +41,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 5;
 
 /// Whether `section` of the bench runs: all of them, unless `PALISADE_BENCH_ONLY` names some
-/// (comma-separated: rules, vm, blocklist, load, dns, droplog) — for timing one part while working on
+/// (comma-separated: rules, vm, blocklist, load, dns, droplog, fleet) — for timing one part while working on
 /// it; `make bench` runs everything.
 fn wanted(section: &str) -> bool {
     std::env::var("PALISADE_BENCH_ONLY")
@@ -63,6 +69,10 @@ fn main() -> Result<()> {
     if wanted("droplog") {
         let env = TestEnv::start().context("starting the drop log's environment")?;
         rows.extend(rt.block_on(droplog::droplog_rows(&env))?);
+    }
+    if wanted("fleet") {
+        let env = TestEnv::start().context("starting the fleet rows' environment")?;
+        rows.extend(rt.block_on(fleet::fleet_rows(&env))?);
     }
     print_table(&rows);
     Ok(())

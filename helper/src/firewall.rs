@@ -231,10 +231,18 @@ impl Firewall {
                         };
                     }
                     Err(findings) => {
+                        let what = match disk.len() {
+                            1 => store.policy_file().display().to_string(),
+                            n => format!(
+                                "{} with the {} drop-ins",
+                                store.policy_file().display(),
+                                n - 1
+                            ),
+                        };
                         problem =
                             format!(
-                            "the policy files on disk are not a valid policy and were not loaded \
-                             ({}); generation {} stays live",
+                            "{what} is not a valid policy and was not loaded ({}); generation {} \
+                             stays live",
                             findings.first().map(ToString::to_string).unwrap_or_default(),
                             pointers.confirmed
                         );

@@ -508,3 +508,41 @@ fn the_metrics_file_parses_and_matches_status() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn drop_ins_changed_while_the_helper_was_stopped_are_adopted_at_start_and_bad_ones_refused() {
+    let mut env = start();
+    apply(&env, &work_policy(8443), &[]);
+    let before = generation(&env);
+    env.stop_helper();
+    let admin = drop_in_dir(env.config_dir());
+    put(&admin, "50-lab.toml", &lab(8444));
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let s = status(&env);
+    assert_eq!(s["generation"].as_u64(), Some(before + 1), "{s}");
+    assert_eq!(s["source"], "boot", "{s}");
+    assert_eq!(s["vms"], 2, "the local VM and the drop-in's: {s}");
+    assert_eq!(s["drift"], "in sync", "{s}");
+    // The local policy stays the one that was applied; the drop-in is not copied into it.
+    let shown = ctl(&env, &["policy", "show"]);
+    assert!(
+        !shown["document"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"lab\""),
+        "{shown}"
+    );
+    // A drop-in that clashes with the local policy is refused at start: the last confirmed
+    // generation stays and status says why, naming both files.
+    env.stop_helper();
+    put(&admin, "60-clash.toml", &work_policy(9000));
+    env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
+    let s = status(&env);
+    assert_eq!(s["generation"].as_u64(), Some(before + 1), "{s}");
+    let problem = s["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("60-clash.toml") && problem.contains("policy.toml"),
+        "{s}"
+    );
+    assert_ne!(s["drift"], "in sync", "{s}");
+}

@@ -63,6 +63,28 @@ pub struct Settings {
     pub log: LogSettings,
     /// The metrics file for Prometheus' textfile collector.
     pub metrics: MetricsSettings,
+    /// How changed drop-ins are applied.
+    pub drop_ins: DropInSettings,
+}
+
+/// How the helper follows its drop-in folders (`[settings.drop_ins]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropInSettings {
+    /// Reload by itself when a drop-in changes; when false only `Reload` (`palisadectl policy
+    /// reload`, configuration management) applies them — what a play that wants its own
+    /// confirmation window needs.
+    pub watch: bool,
+    /// The confirmation window of the watch's reloads (0: none).
+    pub confirm_seconds: u32,
+}
+
+impl Default for DropInSettings {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            confirm_seconds: 0,
+        }
+    }
 }
 
 /// The metrics file's settings (`[settings.metrics]`).
@@ -157,6 +179,7 @@ impl Default for Settings {
             dns: DnsSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
+            drop_ins: DropInSettings::default(),
         }
     }
 }

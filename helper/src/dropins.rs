@@ -234,7 +234,9 @@ fn unreadable(path: &Path, e: &std::io::Error) -> Error {
     Error::InvalidPolicy(format!("cannot read {}: {e}", path.display()))
 }
 
-/// Reloads the drop-ins whenever a file in either folder changes, after `DEBOUNCE` of quiet. A
+/// Reloads the drop-ins whenever a file in either folder changes, after `DEBOUNCE` of quiet,
+/// with the live policy's `[settings.drop_ins]` confirmation window — or only notes the change
+/// when that says `watch = false` (configuration management then reloads with its own window). A
 /// reload refused because a generation waits for confirmation is tried again when that
 /// generation is confirmed or reverted; one refused because the drop-ins are invalid is logged
 /// (and `Status.drift` says so) until the next change.
@@ -296,7 +298,12 @@ pub async fn watch(firewall: Arc<Firewall>, files: PolicyFiles) {
             }
         }
         waiting_for_confirmation = false;
-        match firewall.reload(0, 0).await {
+        let settings = firewall.snapshot().policy.settings.drop_ins;
+        if !settings.watch {
+            tracing::info!("a drop-in changed; [settings.drop_ins] watch = false: `palisadectl policy reload` applies it");
+            continue;
+        }
+        match firewall.reload(settings.confirm_seconds, 0).await {
             Ok(r) if r.changed => tracing::info!(
                 "the drop-ins changed: generation {} is live",
                 r.applied.generation

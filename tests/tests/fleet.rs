@@ -546,3 +546,53 @@ fn drop_ins_changed_while_the_helper_was_stopped_are_adopted_at_start_and_bad_on
     );
     assert_ne!(s["drift"], "in sync", "{s}");
 }
+
+#[test]
+fn the_watch_can_be_left_to_explicit_reloads_or_apply_with_a_confirmation_window() {
+    let env = start();
+    let local =
+        |settings: &str| format!("{}\n[settings.drop_ins]\n{settings}\n", work_policy(8443));
+    let base = apply(&env, &local("watch = false"), &[]);
+    let admin = drop_in_dir(env.config_dir());
+    put(&admin, "50-lab.toml", &lab(8444));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !env.helper_log().contains("watch = false") {
+        assert!(
+            Instant::now() < deadline,
+            "the watch did not see the drop-in\n{}",
+            env.helper_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = status(&env);
+    assert_eq!(
+        s["generation"].as_u64(),
+        Some(base),
+        "the watch applied: {s}"
+    );
+    assert_eq!(s["drift"], "drifted", "{s}");
+    // Configuration management's own reload, with its window.
+    let r = ctl(&env, &["policy", "reload", "--confirm", "120"]);
+    let pending = r["applied"]["generation"].as_u64().unwrap_or(0);
+    assert!(
+        r["applied"]["pending_until"].as_u64().unwrap_or(0) > 0,
+        "{r}"
+    );
+    // Another reload while it is pending is refused (exit 75), not stacked on it.
+    let out = env.palisadectl(None, &["policy", "reload"]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    ctl(&env, &["policy", "confirm", &pending.to_string()]);
+    // With the watch on and a window, the watch's own reload waits for confirmation.
+    let on = apply(&env, &local("watch = true\nconfirm_seconds = 120"), &[]);
+    put(
+        &admin,
+        "60-more.toml",
+        "[[host_rule]]\naction = \"reject\"\ndestination = \"192.0.2.8\"\n",
+    );
+    let watched = wait_generation_past(&env, on);
+    let s = status(&env);
+    assert_eq!(s["source"], "drop-ins", "{s}");
+    assert!(s["pending_until"].as_u64().unwrap_or(0) > 0, "{s}");
+    ctl(&env, &["policy", "confirm", &watched.to_string()]);
+    assert_eq!(status(&env)["pending_until"], 0);
+}

@@ -34,6 +34,15 @@ pub(super) struct RawSettings {
     pub log: RawLogSettings,
     #[serde(default)]
     pub metrics: RawMetricsSettings,
+    #[serde(default)]
+    pub drop_ins: RawDropInSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDropInSettings {
+    pub watch: Option<bool>,
+    pub confirm_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -357,6 +357,17 @@ impl Validator {
         }
         s.dns = self.dns_settings(raw.dns);
         s.log = self.log_settings(raw.log);
+        if let Some(watch) = raw.drop_ins.watch {
+            s.drop_ins.watch = watch;
+        }
+        match raw.drop_ins.confirm_seconds {
+            None => {}
+            Some(n @ 0..=86_400) => s.drop_ins.confirm_seconds = u32::try_from(n).unwrap_or(0),
+            Some(n) => self.error(
+                "settings.drop_ins.confirm_seconds",
+                format!("{n} s: a confirmation window lasts 0 to 86400 seconds"),
+            ),
+        }
         if let Some(path) = raw.metrics.textfile {
             s.metrics.textfile = self.check("settings.metrics.textfile", textfile_path(&path));
         }

@@ -120,6 +120,7 @@ pub fn network(mode: NetworkMode) -> String {
     match mode {
         NetworkMode::User => gettext("User-mode networking"),
         NetworkMode::None => gettext("No network"),
+        NetworkMode::Bridge => gettext("Bridged to a lab network"),
     }
 }
 

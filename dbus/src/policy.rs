@@ -6,6 +6,7 @@
 //! be invalid, so the compiler and the QEMU supervisor never check again.
 
 pub mod destination;
+pub mod lab;
 pub mod merge;
 pub mod names;
 pub mod ports;
@@ -44,6 +45,8 @@ pub struct Policy {
     pub blocklists: Vec<Blocklist>,
     /// Machine-wide settings.
     pub settings: Settings,
+    /// Bridged lab networks.
+    pub networks: Vec<lab::LabNetwork>,
 }
 
 /// Machine-wide settings (`[settings]`).
@@ -208,6 +211,8 @@ pub struct Vm {
     pub cpus: u8,
     /// How the guest reaches the network.
     pub network: NetworkMode,
+    /// Its port on a lab network's bridge, for `NetworkMode::Bridge`.
+    pub bridge: Option<lab::BridgePort>,
     /// Who may start, stop and attach devices.
     pub operators: Access,
     /// Who may open its console.
@@ -286,6 +291,8 @@ pub enum NetworkMode {
     User,
     /// No network device at all.
     None,
+    /// A port on a lab network's bridge, with its fixed MAC and address (`Vm::bridge`).
+    Bridge,
 }
 
 /// What a rule does with the traffic it matches.

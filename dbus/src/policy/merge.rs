@@ -14,9 +14,16 @@ use crate::types::{Finding, PolicySource, Severity, SourceKind};
 use std::collections::HashMap;
 
 /// The sections that hold named entries, one file each.
-const NAMED_SECTIONS: [&str; 3] = ["vm", "remote_console", "blocklist"];
+const NAMED_SECTIONS: [&str; 4] = ["vm", "remote_console", "blocklist", "network"];
 /// Every top-level key a policy may have.
-const SECTIONS: [&str; 5] = ["vm", "host_rule", "remote_console", "blocklist", "settings"];
+const SECTIONS: [&str; 6] = [
+    "vm",
+    "host_rule",
+    "remote_console",
+    "blocklist",
+    "network",
+    "settings",
+];
 
 /// The combined policy and which file wrote what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,6 +328,7 @@ fn what(section: &str) -> &'static str {
     match section {
         "vm" => "the VM",
         "remote_console" => "the remote console",
+        "network" => "the network",
         _ => "the blocklist",
     }
 }

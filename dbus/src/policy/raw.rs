@@ -19,6 +19,32 @@ pub(super) struct RawPolicy {
     pub blocklist: Vec<RawBlocklist>,
     #[serde(default)]
     pub settings: RawSettings,
+    #[serde(default)]
+    pub network: Vec<RawNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    pub name: String,
+    pub subnet: String,
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNat {
+    pub address: String,
+    #[serde(default)]
+    pub forward: Vec<RawForward>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForward {
+    pub proto: String,
+    pub port: i64,
+    pub to_port: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +104,10 @@ pub(super) struct RawVm {
     pub memory: Option<RawSize>,
     pub cpus: Option<i64>,
     pub network: Option<String>,
+    pub bridge: Option<String>,
+    pub address: Option<String>,
+    pub mac: Option<String>,
+    pub nat: Option<RawNat>,
     #[serde(default)]
     pub operators: RawAccess,
     #[serde(default)]

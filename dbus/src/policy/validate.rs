@@ -13,6 +13,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Most VMs a policy may declare.
 const MAX_VMS: usize = 512;
+
+mod lab;
 /// Most users or groups in one access list.
 const MAX_ACCOUNTS: usize = 1024;
 /// Most memory a VM may ask for (1 TiB), in MiB.
@@ -113,6 +115,7 @@ impl Validator {
     }
 
     fn policy(&mut self, raw: RawPolicy) -> Policy {
+        let networks = self.networks(raw.network);
         let blocklists = self.blocklists(raw.blocklist);
         let known: HashSet<String> = blocklists.iter().map(|b| b.name.to_string()).collect();
         if raw.vm.len() > MAX_VMS {
@@ -138,10 +141,12 @@ impl Validator {
                 vms.push(vm);
             }
         }
+        self.lab_addresses(&networks, &vms);
         let host_rules = self.rules("host_rule", raw.host_rule, &known);
         let remote_consoles = self.remote_consoles(raw.remote_console);
         let settings = self.settings(raw.settings);
         Policy {
+            networks,
             vms,
             host_rules,
             remote_consoles,
@@ -172,17 +177,29 @@ impl Validator {
         let network = match rv.network.as_deref().unwrap_or("user") {
             "user" => Some(NetworkMode::User),
             "none" => Some(NetworkMode::None),
+            "bridge" => Some(NetworkMode::Bridge),
             other => {
                 self.error(
                     &format!("{path}.network"),
                     format!(
-                        "{} is not a network mode: use \"user\" or \"none\"",
+                        "{} is not a network mode: use \"user\", \"bridge\" or \"none\"",
                         quote(other)
                     ),
                 );
                 None
             }
         };
+        let bridge = self.bridge_port(
+            path,
+            network,
+            lab::PortFields {
+                bridge: &rv.bridge,
+                address: &rv.address,
+                mac: &rv.mac,
+                nat: &rv.nat,
+            },
+            name.as_ref(),
+        );
         let operators = self.access(&format!("{path}.operators"), rv.operators);
         let console = self.access(&format!("{path}.console"), rv.console);
         let default_action = match rv.default.as_deref() {
@@ -239,6 +256,7 @@ impl Validator {
             memory_mib: memory_mib?,
             cpus: cpus?,
             network: network?,
+            bridge: bridge?,
             operators,
             console,
             default_action: default_action?,

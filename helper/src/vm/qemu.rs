@@ -170,6 +170,24 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
             push(&["-device", "virtio-net-pci,netdev=net0,romfile="]);
         }
         NetworkMode::None => {}
+        NetworkMode::Bridge => {
+            // The port is a persistent tap the helper made, owned by the VM's user: QEMU, as
+            // that user, attaches to it by name and needs no privilege. Its MAC is the one the
+            // bridge's anti-spoofing rules bind the port to.
+            if let Some(port) = &vm.bridge {
+                push(&[
+                    "-netdev",
+                    &format!(
+                        "tap,id=net0,ifname={},script=no,downscript=no",
+                        palisade_dbus::policy::lab::port_name(vm.name.as_str())
+                    ),
+                ]);
+                push(&[
+                    "-device",
+                    &format!("virtio-net-pci,netdev=net0,romfile=,mac={}", port.mac),
+                ]);
+            }
+        }
     }
 
     push(&["-device", "qemu-xhci,id=xhci"]);
@@ -344,5 +362,33 @@ mod tests {
             "the command line is one argument"
         );
         assert!(!line.contains("-netdev"));
+    }
+
+    #[test]
+    fn a_bridged_vm_attaches_to_its_own_port_with_its_mac() {
+        let doc =
+            "[[network]]\nname = \"lab\"\nsubnet = \"10.77.0.0/24\"\naddress = \"10.77.0.1\"\n\
+                   [[vm]]\nname = \"work\"\nnetwork = \"bridge\"\nbridge = \"lab\"\n\
+                   address = \"10.77.0.10\"\nmac = \"52:54:00:00:00:10\"\n";
+        let p = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+        let args = command_line(&Launch {
+            vm: &p.policy.vms[0],
+            mode: RunMode::Ephemeral,
+            accel: Accelerator::Tcg,
+            spice_port: 5900,
+            fds: fds(),
+        });
+        let line = args.join(" ");
+        let port = palisade_dbus::policy::lab::port_name("work");
+        assert!(
+            line.contains(&format!(
+                "-netdev tap,id=net0,ifname={port},script=no,downscript=no"
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains("virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:00:00:10"),
+            "{line}"
+        );
     }
 }

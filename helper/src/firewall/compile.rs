@@ -269,6 +269,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     // The chains compiling rules added (a big list's slices) go after the ones naming them.
     chains.append(&mut out.chains);
     out.chains = chains;
+    lab::add_lab(policy, &mut out);
     out
 }
 
@@ -1084,5 +1085,6 @@ pub(crate) fn shorten(s: &str) -> String {
     s[..end].to_owned()
 }
 
+mod lab;
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,45 @@ use std::fmt::Write;
 pub fn render_ruleset(r: &Ruleset) -> String {
     let mut s = String::new();
     render_table(&mut s, r, true);
+    render_port_guards(&mut s, r);
     s
+}
+
+/// The `bridge` table guarding the bridged VMs' ports, when there are any. Frames from a port
+/// must come from its VM's MAC, be IPv4 or ARP (a lab is IPv4: IPv6 from a guest could announce
+/// any address by neighbour discovery), carry its address (or none yet, for DHCP and ARP
+/// probes), and never be a DHCP server's answer.
+fn render_port_guards(s: &mut String, r: &Ruleset) {
+    if r.port_guards.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "table bridge {} {{", r.table);
+    s.push_str("\tchain ports {\n\t\ttype filter hook prerouting priority -200; policy accept;\n");
+    for g in &r.port_guards {
+        let port = quoted(&g.port);
+        let (mac, ip) = (g.mac, g.address);
+        for (check, why) in [
+            (format!("ether saddr != {mac}"), "another MAC"),
+            ("ether type != { ip, arp }".to_owned(), "not IPv4 or ARP"),
+            (format!("arp saddr ether != {mac}"), "ARP for another MAC"),
+            (
+                format!("arp saddr ip != {{ {ip}, 0.0.0.0 }}"),
+                "ARP for another address",
+            ),
+            (
+                format!("ip saddr != {{ {ip}, 0.0.0.0 }}"),
+                "another source address",
+            ),
+            ("udp sport 67".to_owned(), "a DHCP server's answer"),
+        ] {
+            let _ = writeln!(
+                s,
+                "\t\tiifname {port} {check} counter drop comment {}",
+                quoted(&format!("vm {}: {why}", g.vm))
+            );
+        }
+    }
+    s.push_str("\t}\n}\n");
 }
 
 /// The transaction replacing the structure of `r`'s table with `r`, as `nft -f` reads it: the
@@ -68,6 +106,11 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         let _ = writeln!(s, "delete limit inet {t} {}", identifier("limit", limit)?);
     }
     render_table(&mut s, r, false);
+    if !r.port_guards.is_empty() {
+        // Replaced whole in the same transaction as the inet table.
+        let _ = writeln!(s, "add table bridge {t}\nflush table bridge {t}");
+        render_port_guards(&mut s, r);
+    }
     Ok(s)
 }
 
@@ -146,6 +189,32 @@ fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
             }
             Some(Hook::RawOutput) => {
                 let _ = writeln!(s, "\t\ttype filter hook output priority raw;");
+            }
+            Some(Hook::Forward { policy }) => {
+                let policy = match policy {
+                    ChainPolicy::Accept => "accept",
+                    ChainPolicy::Drop => "drop",
+                };
+                let _ = writeln!(
+                    s,
+                    "\t\ttype filter hook forward priority filter; policy {policy};"
+                );
+            }
+            Some(Hook::Input { policy }) => {
+                let policy = match policy {
+                    ChainPolicy::Accept => "accept",
+                    ChainPolicy::Drop => "drop",
+                };
+                let _ = writeln!(
+                    s,
+                    "\t\ttype filter hook input priority filter; policy {policy};"
+                );
+            }
+            Some(Hook::NatPrerouting) => {
+                let _ = writeln!(s, "\t\ttype nat hook prerouting priority -110;");
+            }
+            Some(Hook::NatPostrouting) => {
+                let _ = writeln!(s, "\t\ttype nat hook postrouting priority 90;");
             }
             None => {}
         }
@@ -321,6 +390,10 @@ fn one_line(rule: &RuleDef) -> String {
         }
         RuleVerdict::Redirect(port) => format!("redirect to :{port}"),
         RuleVerdict::CtZone(zone) => format!("ct original zone set {zone}"),
+        RuleVerdict::Dnat(to, None) => format!("dnat ip to {to}"),
+        RuleVerdict::Dnat(to, Some(port)) => format!("dnat ip to {to}:{port}"),
+        RuleVerdict::Snat(to) => format!("snat ip to {to}"),
+        RuleVerdict::Masquerade => "masquerade".into(),
         RuleVerdict::UidMap(map) => {
             let entries: Vec<String> = map
                 .iter()
@@ -360,6 +433,11 @@ fn render_match(m: &Match) -> String {
         }
         Match::HopLimit(h) => format!("ip6 hoplimit {h}"),
         Match::Oif(name) => format!("oif {}", quoted(name)),
+        Match::IifName(name) => format!("iifname {}", quoted(name)),
+        Match::OifName(name) => format!("oifname {}", quoted(name)),
+        Match::OifNameNot(name) => format!("oifname != {}", quoted(name)),
+        Match::Saddr(n) => format!("{} saddr {}", nft_family(family_of(n)), net(n)),
+        Match::CtDnat => "ct status dnat".into(),
         Match::CtEstablished => "ct state established,related".into(),
         Match::CtMarkInSet(set) => format!("ct mark @{set}"),
         Match::CtNew => "ct state new".into(),

@@ -57,6 +57,22 @@ pub struct Ruleset {
     pub counters: Vec<(String, RuleTag)>,
     /// Named log rate limits, one per owner of logged rules (`LOG_RATE_PER_SECOND`).
     pub limits: Vec<String>,
+    /// The bridged VMs' ports and what each may send from: the `bridge` table's rules.
+    pub port_guards: Vec<PortGuard>,
+}
+
+/// One bridged VM's port on its lab bridge: frames from it must carry its MAC, its IPv4 packets
+/// and ARP its address, and it may not answer DHCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortGuard {
+    /// The VM.
+    pub vm: VmName,
+    /// The port's interface name.
+    pub port: String,
+    /// The one source MAC allowed.
+    pub mac: palisade_dbus::policy::lab::MacAddress,
+    /// The one source address allowed (and 0.0.0.0, for DHCP and ARP probes).
+    pub address: std::net::Ipv4Addr,
 }
 
 impl Ruleset {
@@ -69,6 +85,7 @@ impl Ruleset {
             live_marks: BTreeSet::new(),
             counters: Vec::new(),
             limits: Vec::new(),
+            port_guards: Vec::new(),
         }
     }
 
@@ -192,6 +209,21 @@ pub enum Hook {
     NatOutput,
     /// Locally generated packets before connection tracking sees them (raw priority).
     RawOutput,
+    /// Packets for the host itself (bridged VMs reaching the host's own services).
+    Input {
+        /// The chain's policy.
+        policy: ChainPolicy,
+    },
+    /// Routed packets (bridged VMs' traffic to and from other networks).
+    Forward {
+        /// The chain's policy.
+        policy: ChainPolicy,
+    },
+    /// Arriving packets, destination NAT, before other managers' (priority -110, below dstnat).
+    NatPrerouting,
+    /// Leaving packets, source NAT, before other managers' (priority 90, below srcnat): the
+    /// first NAT that matches a connection is the one it keeps.
+    NatPostrouting,
 }
 
 /// A base chain's policy.
@@ -370,6 +402,16 @@ pub enum Match {
     HopLimit(u8),
     /// The output interface, by name.
     Oif(&'static str),
+    /// The input interface's name.
+    IifName(String),
+    /// The output interface's name.
+    OifName(String),
+    /// Any output interface but this one.
+    OifNameNot(String),
+    /// Source address in a network (family implied).
+    Saddr(IpNet),
+    /// The connection's destination was translated (by a DNAT rule).
+    CtDnat,
     /// Connection is established or related.
     CtEstablished,
     /// Connection mark is in a named set.
@@ -435,6 +477,12 @@ pub enum RuleVerdict {
     /// Track the connection's original direction in this conntrack zone, then go on (in a
     /// `RawOutput` chain only).
     CtZone(u16),
+    /// Destination NAT to this address, and port if given (in a `NatPrerouting` chain only).
+    Dnat(std::net::Ipv4Addr, Option<u16>),
+    /// Source NAT to this address (in a `NatPostrouting` chain only).
+    Snat(std::net::Ipv4Addr),
+    /// Source NAT to the outgoing interface's address (in a `NatPostrouting` chain only).
+    Masquerade,
 }
 
 /// One entry of a [`RuleVerdict::DaddrMap`]: addresses from the first to the last jump to the

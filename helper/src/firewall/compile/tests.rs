@@ -566,3 +566,85 @@ fn counters_follow_what_a_rule_does() {
         r.limits
     );
 }
+
+const LAB: &str = r#"
+[[network]]
+name = "lab"
+subnet = "10.77.0.0/24"
+address = "10.77.0.1"
+
+[[vm]]
+name = "trap"
+network = "bridge"
+bridge = "lab"
+address = "10.77.0.10"
+mac = "52:54:00:00:00:10"
+default = "drop"
+[vm.nat]
+address = "192.0.2.10"
+[[vm.nat.forward]]
+proto = "tcp"
+port = 2222
+to_port = 22
+
+[[vm.rule]]
+action = "accept"
+destination = "198.51.100.7"
+proto = "tcp"
+ports = 443
+
+[[vm]]
+name = "plain"
+network = "bridge"
+bridge = "lab"
+address = "10.77.0.11"
+mac = "52:54:00:00:00:11"
+"#;
+
+#[test]
+fn a_lab_compiles_to_nat_below_other_managers_egress_by_the_vms_rules_and_port_guards() {
+    let p = crate::test_support::policy(LAB);
+    let text = render_ruleset(&compile_ruleset(&p, &Facts::default()));
+    golden("lab", &text);
+    for line in [
+        "type nat hook prerouting priority -110;",
+        "ip daddr 192.0.2.10 meta l4proto tcp tcp dport 2222 dnat ip to 10.77.0.10:22",
+        "type nat hook postrouting priority 90;",
+        "ip saddr 10.77.0.10 oifname != \"palb-lab\" snat ip to 192.0.2.10",
+        "ip saddr 10.77.0.0/24 oifname != \"palb-lab\" masquerade",
+        "iifname \"palb-lab\" ip saddr 10.77.0.10 jump vm_trap",
+        "oifname \"palb-lab\" ct status dnat accept",
+        "table bridge palisade {",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    // The nat rule for "plain" is the network's masquerade; it has no DNAT.
+    assert_eq!(text.matches("dnat ip to").count(), 1);
+    let port = palisade_dbus::policy::lab::port_name("trap");
+    assert!(
+        text.contains(&format!(
+            "iifname \"{port}\" ether saddr != 52:54:00:00:00:10 counter drop"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_lab_ruleset_is_what_nft_accepts() {
+    let p = crate::test_support::policy(LAB);
+    let r = compile_ruleset(&p, &Facts::default());
+    crate::test_support::nft_check(&[], &render_ruleset(&r));
+    let batch = render_batch(&r, &crate::firewall::kernel::Existing::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    crate::test_support::nft_check(&[], &batch);
+}
+
+#[test]
+fn a_policy_without_labs_has_no_lab_chains_and_no_bridge_table() {
+    let p = crate::test_support::policy("[[vm]]\nname = \"work\"\n");
+    let text = render_ruleset(&compile_ruleset(&p, &Facts::default()));
+    assert!(
+        !text.contains("lab_") && !text.contains("table bridge"),
+        "{text}"
+    );
+}

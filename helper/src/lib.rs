@@ -18,6 +18,7 @@ mod dns;
 mod dropins;
 mod firewall;
 pub mod fuzzing;
+mod lab;
 mod lists;
 mod log;
 mod machines;

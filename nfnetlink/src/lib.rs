@@ -102,6 +102,7 @@ pub enum TableFamily {
     Inet,
     Ip,
     Ip6,
+    Bridge,
 }
 
 impl TableFamily {
@@ -110,6 +111,7 @@ impl TableFamily {
             TableFamily::Inet => libc::NFPROTO_INET as u8,
             TableFamily::Ip => libc::NFPROTO_IPV4 as u8,
             TableFamily::Ip6 => libc::NFPROTO_IPV6 as u8,
+            TableFamily::Bridge => libc::NFPROTO_BRIDGE as u8,
         }
     }
 
@@ -118,6 +120,7 @@ impl TableFamily {
             TableFamily::Inet => "inet",
             TableFamily::Ip => "ip",
             TableFamily::Ip6 => "ip6",
+            TableFamily::Bridge => "bridge",
         }
     }
 }

@@ -661,11 +661,17 @@ pub fn existing() -> Result<Existing, Error> {
             _ => {}
         }
     }
+    // A kernel without nftables' bridge family has no such table (and a lab policy then fails
+    // at its own apply, with the kernel's sentence); nothing else depends on the answer.
+    let bridge_table = socket
+        .table_exists(TableFamily::Bridge, TABLE)
+        .unwrap_or(false);
     Ok(Existing {
         chains,
         sets,
         counters,
         limits,
+        bridge_table,
     })
 }
 

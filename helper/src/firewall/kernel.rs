@@ -30,6 +30,8 @@ pub struct Existing {
     pub counters: Vec<String>,
     /// Every named limit of the table.
     pub limits: Vec<String>,
+    /// Whether our `bridge` table (the lab ports' guards) exists.
+    pub bridge_table: bool,
 }
 
 /// Replaces the structure of `ruleset`'s table, `existing` being what it holds now, in one

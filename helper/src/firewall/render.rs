@@ -110,6 +110,8 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         // Replaced whole in the same transaction as the inet table.
         let _ = writeln!(s, "add table bridge {t}\nflush table bridge {t}");
         render_port_guards(&mut s, r);
+    } else if existing.bridge_table {
+        let _ = writeln!(s, "delete table bridge {t}");
     }
     Ok(s)
 }

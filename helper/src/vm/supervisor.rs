@@ -164,6 +164,18 @@ impl Supervisor {
             .ok()
             .flatten()
             .map_or(uid, |u| u.gid.as_raw());
+        if let Some(port) = &vm.bridge {
+            let network = policy
+                .networks
+                .iter()
+                .find(|n| n.name == port.network)
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("{}'s network is missing", vm.name)))?;
+            let name = vm.name.clone();
+            tokio::task::spawn_blocking(move || crate::lab::create_port(&name, uid, &network))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+        }
         let accelerator = accel::choose(policy.settings.accel).await;
         let spice_port = self.spice_port(policy, vm, &images).await?;
         let run = self.run_dir(&vm.name);
@@ -183,7 +195,15 @@ impl Supervisor {
             uid,
             gid,
         };
-        let (pid, args) = launch(&request, iso).await?;
+        let (pid, args) = match launch(&request, iso).await {
+            Ok(started) => started,
+            Err(e) => {
+                if vm.bridge.is_some() {
+                    crate::lab::delete_port(&vm.name);
+                }
+                return Err(e);
+            }
+        };
         fs::write(run.join("qemu.pid"), pid.to_string()).map_err(|e| io("record the pid", e))?;
         fs::write(run.join("mode"), mode.as_str()).map_err(|e| io("record the mode", e))?;
         if let Err(e) = self.attach_monitor(vm, pid, mode, args).await {
@@ -351,6 +371,9 @@ impl Supervisor {
         let run = self.run_dir(&vm.name);
         for file in ["overlay.qcow2", "qmp.sock", "qemu.pid", "mode"] {
             let _ = fs::remove_file(run.join(file));
+        }
+        if vm.bridge.is_some() {
+            crate::lab::delete_port(&vm.name);
         }
     }
 

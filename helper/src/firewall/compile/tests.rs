@@ -341,6 +341,7 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
             .chain(["c_gone".to_owned()])
             .collect(),
         limits: vec!["log_vm_gone".into()],
+        bridge_table: false,
     };
     let mut kept = r.clone();
     kept.sets.push(SetDef {
@@ -647,4 +648,22 @@ fn a_policy_without_labs_has_no_lab_chains_and_no_bridge_table() {
         !text.contains("lab_") && !text.contains("table bridge"),
         "{text}"
     );
+}
+
+/// A lab's bridge table is replaced whole with the inet table, and deleted in the same
+/// transaction once no bridged VM is left; a machine that never had one is not touched.
+#[test]
+fn the_bridge_table_comes_and_goes_with_the_lab_in_one_transaction() {
+    let lab = compile_ruleset(&policy(LAB), &Facts::default());
+    let batch = render_batch(&lab, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(batch.contains("add table bridge palisade\nflush table bridge palisade\n"));
+    let plain = compile_ruleset(&policy("[[vm]]\nname = \"work\"\n"), &Facts::default());
+    let had = Existing {
+        bridge_table: true,
+        ..Existing::default()
+    };
+    let batch = render_batch(&plain, &had).unwrap_or_else(|e| panic!("{e}"));
+    assert!(batch.contains("delete table bridge palisade\n"), "{batch}");
+    let batch = render_batch(&plain, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!batch.contains("bridge"), "{batch}");
 }

@@ -60,6 +60,9 @@ pub fn protocol(p: &LoggedPacket) -> String {
         "udp" => "UDP".to_owned(),
         "icmp" => "ICMP".to_owned(),
         "icmpv6" => "ICMPv6".to_owned(),
+        "arp" => "ARP".to_owned(),
+        // A frame a lab port guard dropped before its protocol could be read.
+        "" => String::new(),
         // Translators: an IP protocol without a common name, by its number.
         other => i18n_f("protocol {number}", &[("number", other)]),
     }
@@ -72,6 +75,11 @@ pub fn rule(r: &LoggedRule) -> String {
     let last = r.last_rule.to_string();
     let merged = r.first_rule != r.last_rule;
     match (r.owner, r.kind) {
+        (_, LoggedRuleKind::Spoofing) => {
+            // Translators: a lab VM sent a frame from a MAC or address that is not its own (or
+            // a kind of traffic its port does not carry); the firewall dropped it.
+            i18n_f("{vm}'s port guard (not its own address)", &[("vm", &r.vm)])
+        }
         (_, LoggedRuleKind::Refused) | (LogOwner::Console, _) => {
             // Translators: the part of the firewall that keeps users from consoles they may not
             // open.
@@ -112,6 +120,7 @@ pub fn search_text(p: &LoggedPacket) -> String {
         destination(p),
         p.destination_port.to_string(),
         p.source.clone(),
+        p.source_mac.clone(),
         p.protocol.clone(),
         protocol(p),
         rule(&p.rule),
@@ -465,6 +474,7 @@ mod tests {
             source_port: 40_000,
             destination_port: 8444,
             length: 60,
+            source_mac: String::new(),
         }
     }
 

@@ -525,6 +525,8 @@ wire_enum! {
         Default = "default",
         /// The console guard's refusal.
         Refused = "refused",
+        /// A lab VM's port guard: a frame from its port with a MAC, address or kind not its own.
+        Spoofing = "spoofing",
     }
 }
 
@@ -573,6 +575,7 @@ impl std::fmt::Display for LoggedRule {
             LoggedRuleKind::Numbered => write!(f, "rules {}-{}", self.first_rule, self.last_rule)?,
             LoggedRuleKind::Default => f.write_str("default")?,
             LoggedRuleKind::Refused => f.write_str("guard")?,
+            LoggedRuleKind::Spoofing => f.write_str("port guard")?,
         }
         write!(f, " ({})", self.verdict)
     }
@@ -602,6 +605,10 @@ pub struct LoggedPacket {
     pub destination_port: u16,
     /// The packet's length in bytes (its IP header's total).
     pub length: u32,
+    /// The source MAC of a frame a lab VM's port guard dropped, `52:54:00:..`; empty for routed
+    /// packets (their MAC says nothing about who sent them). Absent in older file logs.
+    #[serde(default)]
+    pub source_mac: String,
 }
 
 /// One rule's counter, for `palisadectl log counters` and the app's rule rows.

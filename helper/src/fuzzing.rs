@@ -353,8 +353,8 @@ fn file_name(bytes: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests;
 
-/// What the kernel's log hands the drop log: the first byte's low bits choose a prefix (one of
-/// ours, one of ours cut short, someone else's, or the next bytes as text), the rest is the
+/// What the kernel's log hands the drop log: the first byte chooses a prefix (one of ours, one
+/// of ours cut short, someone else's, a port guard's, or the next bytes as text), the rest is the
 /// packet. Whatever arrives, an entry names a rule only for one of our prefixes, and the ports
 /// it reports come from a TCP or UDP header.
 pub fn drop_log(data: &[u8]) {
@@ -363,10 +363,11 @@ pub fn drop_log(data: &[u8]) {
     let Some((&choice, rest)) = data.split_first() else {
         return;
     };
-    let (prefix, payload) = match choice % 4 {
+    let (prefix, payload) = match choice % 5 {
         0 => ("palisade vm=web rule=3 drop: ".to_owned(), rest),
         1 => ("palisade console refused".to_owned(), rest),
         2 => ("ulogd: ".to_owned(), rest),
+        3 => ("palisade vm=web spoofed drop: ".to_owned(), rest),
         _ => {
             let cut = rest.len().min(usize::from(choice >> 2));
             (
@@ -379,6 +380,9 @@ pub fn drop_log(data: &[u8]) {
         prefix: prefix.clone(),
         uid: Some(990),
         payload: payload.to_vec(),
+        // A bridged frame claims ARP or IPv4 by the choice byte's high bit.
+        ethertype: Some(if choice & 0x80 == 0 { 0x0806 } else { 0x0800 }),
+        source_mac: Some([0x52, 0x54, 0, 0, 0, choice]),
     };
     match entry(&logged, 1, Sender::default()) {
         Some(e) => {

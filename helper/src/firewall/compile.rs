@@ -297,6 +297,7 @@ fn counted_and_logged(tag: &RuleTag, content: &str, out: &mut Ruleset) -> (Count
         TagRule::Numbers { first, last } => format!("r{first}-{last}"),
         TagRule::Default => "default".to_owned(),
         TagRule::Refused => "refused".to_owned(),
+        TagRule::Spoofed => "spoofed".to_owned(),
     };
     let hash = fnv1a(content.bytes().chain(tag.action.to_string().into_bytes()));
     let name = format!("c_{owner}_{rule}_{hash:08x}");

@@ -40,20 +40,47 @@ fn render_port_guards(s: &mut String, r: &Ruleset) {
     for g in &r.port_guards {
         let port = quoted(&g.port);
         let (mac, ip) = (g.mac, g.address);
-        for (check, why) in [
-            (format!("ether saddr != {mac}"), "another MAC"),
-            ("ether type != { ip, arp }".to_owned(), "not IPv4 or ARP"),
-            (format!("arp saddr ether != {mac}"), "ARP for another MAC"),
+        let tag = RuleTag {
+            owner: TagOwner::Vm(g.vm.clone()),
+            rule: TagRule::Spoofed,
+            action: palisade_dbus::policy::Verdict::Drop,
+        };
+        let prefix = quoted(&tag.prefix());
+        // (check, why, logged): the other kinds a guest's stack sends on its own (IPv6 router
+        // solicitations, LLDP) are dropped without a log line, so the log shows attempts only.
+        for (check, why, logged) in [
+            (format!("ether saddr != {mac}"), "another MAC", true),
+            (
+                "ether type != { ip, arp }".to_owned(),
+                "not IPv4 or ARP",
+                false,
+            ),
+            (
+                format!("arp saddr ether != {mac}"),
+                "ARP for another MAC",
+                true,
+            ),
             (
                 format!("arp saddr ip != {{ {ip}, 0.0.0.0 }}"),
                 "ARP for another address",
+                true,
             ),
             (
                 format!("ip saddr != {{ {ip}, 0.0.0.0 }}"),
                 "another source address",
+                true,
             ),
-            ("udp sport 67".to_owned(), "a DHCP server's answer"),
+            ("udp sport 67".to_owned(), "a DHCP server's answer", true),
         ] {
+            // Logged on a line of its own, at most as often as the limit allows; counted and
+            // dropped on the next, every time (the bridge table cannot use the inet table's
+            // named limits).
+            if logged {
+                let _ = writeln!(
+                    s,
+                    "\t\tiifname {port} {check} limit rate {LOG_RATE_PER_SECOND}/second burst {LOG_BURST} packets log prefix {prefix} group {LOG_GROUP}"
+                );
+            }
             let _ = writeln!(
                 s,
                 "\t\tiifname {port} {check} counter drop comment {}",

@@ -308,6 +308,8 @@ pub enum TagRule {
     Default,
     /// The console guard's refusal.
     Refused,
+    /// A lab VM's port guard: a frame with a MAC, address or kind not the VM's.
+    Spoofed,
 }
 
 impl RuleTag {
@@ -328,6 +330,7 @@ impl RuleTag {
             }
             TagRule::Default => format!("palisade {owner} default {}: ", self.action),
             TagRule::Refused => format!("palisade {owner} refused: "),
+            TagRule::Spoofed => format!("palisade {owner} spoofed {}: ", self.action),
         }
     }
 
@@ -344,6 +347,9 @@ impl RuleTag {
             ("refused", None) if owner == TagOwner::Console => (TagRule::Refused, Verdict::Reject),
             ("default", Some(action)) if owner != TagOwner::Console => {
                 (TagRule::Default, verdict_word(action)?)
+            }
+            ("spoofed", Some(action)) if matches!(owner, TagOwner::Vm(_)) => {
+                (TagRule::Spoofed, verdict_word(action)?)
             }
             (numbers, Some(action)) if owner != TagOwner::Console => {
                 let numbers = numbers.strip_prefix("rule=")?;

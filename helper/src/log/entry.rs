@@ -4,7 +4,8 @@
 
 use super::nflog::Logged;
 use crate::firewall::ruleset::{RuleTag, TagOwner, TagRule};
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{ArpPacketSlice, EtherType, NetSlice, SlicedPacket, TransportSlice};
+use palisade_dbus::policy::lab::MacAddress;
 use palisade_dbus::policy::Verdict;
 use palisade_dbus::types::{LogOwner, LoggedPacket, LoggedRule, LoggedRuleKind, PacketVerdict};
 
@@ -19,6 +20,7 @@ pub fn logged_rule(tag: &RuleTag) -> LoggedRule {
         TagRule::Numbers { first, last } => (LoggedRuleKind::Numbered, first, last),
         TagRule::Default => (LoggedRuleKind::Default, 0, 0),
         TagRule::Refused => (LoggedRuleKind::Refused, 0, 0),
+        TagRule::Spoofed => (LoggedRuleKind::Spoofing, 0, 0),
     };
     LoggedRule {
         owner,
@@ -47,6 +49,15 @@ pub struct Sender {
 /// prefix is none of our rules' tags (another tool logging to our group).
 pub fn entry(logged: &Logged, at_ms: u64, sender: Sender) -> Option<LoggedPacket> {
     let tag = RuleTag::parse(&logged.prefix)?;
+    // A port guard's frame came from that VM's port: it is the sender whatever it claims (and
+    // bridged frames carry no local socket to name one by).
+    let sender = match (&tag.owner, tag.rule) {
+        (TagOwner::Vm(vm), TagRule::Spoofed) => Sender {
+            vm: Some(vm.to_string()),
+            user: sender.user,
+        },
+        _ => sender,
+    };
     let mut entry = LoggedPacket {
         seq: 0,
         at_ms,
@@ -59,7 +70,18 @@ pub fn entry(logged: &Logged, at_ms: u64, sender: Sender) -> Option<LoggedPacket
         source_port: 0,
         destination_port: 0,
         length: 0,
+        source_mac: String::new(),
     };
+    if tag.rule == TagRule::Spoofed {
+        // On a lab port the frame's MAC is part of what was wrong with it.
+        if let Some(mac) = logged.source_mac {
+            entry.source_mac = MacAddress(mac).to_string();
+        }
+        if logged.ethertype == Some(ETHERTYPE_ARP) {
+            read_arp(&logged.payload, &mut entry);
+            return Some(entry);
+        }
+    }
     // What the headers tell; a payload cut short keeps what could be read.
     let Ok(packet) = SlicedPacket::from_ip(&logged.payload) else {
         return Some(entry);
@@ -102,6 +124,26 @@ pub fn entry(logged: &Logged, at_ms: u64, sender: Sender) -> Option<LoggedPacket
     Some(entry)
 }
 
+/// ARP's EtherType.
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+/// An ARP packet's addresses: who it claims to be and whom it asks about (or answers).
+fn read_arp(payload: &[u8], entry: &mut LoggedPacket) {
+    entry.protocol = "arp".into();
+    let Ok(arp) = ArpPacketSlice::from_slice(payload) else {
+        return;
+    };
+    let address = |bytes: &[u8]| -> Option<String> {
+        let octets: [u8; 4] = bytes.try_into().ok()?;
+        Some(std::net::Ipv4Addr::from(octets).to_string())
+    };
+    if arp.proto_addr_type() == EtherType::IPV4 {
+        entry.source = address(arp.sender_protocol_addr()).unwrap_or_default();
+        entry.destination = address(arp.target_protocol_addr()).unwrap_or_default();
+    }
+    entry.length = u32::try_from(arp.slice().len()).unwrap_or(u32::MAX);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +154,8 @@ mod tests {
             prefix: prefix.into(),
             uid: Some(990),
             payload,
+            ethertype: Some(0x0800),
+            source_mac: None,
         }
     }
 
@@ -188,6 +232,61 @@ mod tests {
         .unwrap_or_else(|| panic!("an entry"));
         assert_eq!((e.protocol.as_str(), e.destination_port), ("icmp", 0));
         assert_eq!(e.rule.kind, LoggedRuleKind::Default);
+    }
+
+    /// A gratuitous ARP reply from a lab port, claiming another guest's address: the port's VM
+    /// is the sender (no local socket sent it), with the frame's MAC and the claimed address.
+    #[test]
+    fn a_port_guard_names_the_vm_its_mac_and_the_arp_claim() {
+        let mut payload = vec![0, 1, 8, 0, 6, 4, 0, 2];
+        payload.extend([0x52, 0x54, 0, 0xaa, 0xbb, 0xcc, 10, 77, 0, 11]);
+        payload.extend([0xff; 6]);
+        payload.extend([10, 77, 0, 11]);
+        let logged = Logged {
+            prefix: "palisade vm=attacker spoofed drop: ".into(),
+            uid: None,
+            payload,
+            ethertype: Some(0x0806),
+            source_mac: Some([0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]),
+        };
+        let e = entry(&logged, 5, Sender::default()).unwrap_or_else(|| panic!("an entry"));
+        assert_eq!(e.rule.kind, LoggedRuleKind::Spoofing);
+        assert_eq!(
+            (e.rule.vm.as_str(), e.vm.as_str()),
+            ("attacker", "attacker")
+        );
+        assert_eq!(e.protocol, "arp");
+        assert_eq!(
+            (e.source.as_str(), e.destination.as_str()),
+            ("10.77.0.11", "10.77.0.11")
+        );
+        assert_eq!(e.source_mac, "52:54:00:aa:bb:cc");
+        assert_eq!(e.length, 28);
+
+        // A forged IPv4 source on the same port reads as IP, still with the frame's MAC.
+        let mut payload = Vec::new();
+        PacketBuilder::ipv4([10, 77, 0, 99], [10, 77, 0, 1], 64)
+            .udp(1000, 53)
+            .write(&mut payload, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let logged = Logged {
+            ethertype: Some(0x0800),
+            payload,
+            ..logged
+        };
+        let e = entry(&logged, 5, Sender::default()).unwrap_or_else(|| panic!("an entry"));
+        assert_eq!(
+            (e.protocol.as_str(), e.source.as_str()),
+            ("udp", "10.77.0.99")
+        );
+        assert_eq!(e.source_mac, "52:54:00:aa:bb:cc");
+        // Routed packets never show a MAC.
+        let routed = Logged {
+            prefix: "palisade vm=attacker rule=1 drop: ".into(),
+            ..logged
+        };
+        let e = entry(&routed, 5, Sender::default()).unwrap_or_else(|| panic!("an entry"));
+        assert_eq!(e.source_mac, "");
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! network namespace may bind a group, so a second helper (or ulogd on this group) is refused
 //! with a clear error.
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, Nla};
 use netlink_packet_netfilter::nflog::{
-    config_request, ConfigCmd, ConfigFlags, ConfigMode, PacketNla, Timeout, ULogMessage,
+    config_request, ConfigCmd, ConfigFlags, ConfigMode, HwAddr, PacketHdr, PacketNla, Timeout,
+    ULogMessage,
 };
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
@@ -42,8 +43,12 @@ pub struct Logged {
     pub prefix: String,
     /// The sending socket's owner, when a local socket sent it.
     pub uid: Option<u32>,
-    /// The first bytes of the packet, from its IP header.
+    /// The first bytes of the packet, from its network header (IP, or ARP on a bridge).
     pub payload: Vec<u8>,
+    /// The frame's EtherType (0x0800 IPv4, 0x0806 ARP, ...), when the kernel said.
+    pub ethertype: Option<u16>,
+    /// The frame's source MAC, for packets that came in on an Ethernet device.
+    pub source_mac: Option<[u8; 6]>,
 }
 
 /// What one read brought.
@@ -186,6 +191,8 @@ fn packet_of(message: NetlinkMessage<NetfilterMessage>) -> Option<(Option<u32>, 
         prefix: String::new(),
         uid: None,
         payload: Vec::new(),
+        ethertype: None,
+        source_mac: None,
     };
     let mut seq = None;
     for nla in nlas {
@@ -194,8 +201,31 @@ fn packet_of(message: NetlinkMessage<NetfilterMessage>) -> Option<(Option<u32>, 
             PacketNla::Uid(uid) => packet.uid = Some(uid),
             PacketNla::Payload(bytes) => packet.payload = bytes,
             PacketNla::Seq(n) => seq = Some(n),
+            PacketNla::PacketHdr(header) => packet.ethertype = ethertype(&header),
+            PacketNla::HwAddr(address) => packet.source_mac = mac(&address),
             _ => {}
         }
     }
     Some((seq, packet))
+}
+
+/// The EtherType of a packet header attribute. The crate keeps its fields private, so they are
+/// read back from the attribute's wire form: the protocol, big-endian, then the hook.
+fn ethertype(header: &PacketHdr) -> Option<u16> {
+    let mut raw = [0u8; 4];
+    let raw = raw.get_mut(..header.value_len())?;
+    header.emit_value(raw);
+    Some(u16::from_be_bytes([*raw.first()?, *raw.get(1)?]))
+}
+
+/// The MAC of a hardware address attribute (its wire form: length, padding, eight address
+/// bytes), when it is an Ethernet one.
+fn mac(address: &HwAddr) -> Option<[u8; 6]> {
+    let mut raw = [0u8; 12];
+    let raw = raw.get_mut(..address.value_len())?;
+    address.emit_value(raw);
+    if u16::from_be_bytes([*raw.first()?, *raw.get(1)?]) != 6 {
+        return None;
+    }
+    raw.get(4..10)?.try_into().ok()
 }

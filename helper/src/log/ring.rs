@@ -182,6 +182,7 @@ mod tests {
             source_port: 1,
             destination_port: 2,
             length: 60,
+            source_mac: String::new(),
         }
     }
 

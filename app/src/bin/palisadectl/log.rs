@@ -98,10 +98,11 @@ async fn follow(json: bool, proxy: &LogProxy<'_>, vm: &str) -> Result<ExitCode, 
 
 /// One logged packet on one line.
 fn line(p: &LoggedPacket) -> String {
-    let who = match (p.vm.as_str(), p.user.as_str()) {
-        ("", "") => String::new(),
-        ("", user) => format!(" from {user}"),
-        (vm, _) => format!(" from vm {vm}"),
+    let who = match (p.vm.as_str(), p.user.as_str(), p.source_mac.as_str()) {
+        ("", "", _) => String::new(),
+        ("", user, _) => format!(" from {user}"),
+        (vm, _, "") => format!(" from vm {vm}"),
+        (vm, _, mac) => format!(" from vm {vm} ({mac})"),
     };
     let at = |addr: &str, port: u16| {
         if port == 0 {

@@ -505,9 +505,14 @@ fn log_prefixes_carry_their_rule_tags() {
             action: Verdict::Reject,
         },
         RuleTag {
-            owner: TagOwner::Vm(vm),
+            owner: TagOwner::Vm(vm.clone()),
             rule: TagRule::Default,
             action: Verdict::Accept,
+        },
+        RuleTag {
+            owner: TagOwner::Vm(vm),
+            rule: TagRule::Spoofed,
+            action: Verdict::Drop,
         },
         RuleTag {
             owner: TagOwner::Console,
@@ -539,6 +544,8 @@ fn log_prefixes_carry_their_rule_tags() {
         "palisade vm=web rule=3 drop extra: ",
         "palisade console default drop: ",
         "palisade host refused: ",
+        "palisade host spoofed drop: ",
+        "palisade console spoofed drop: ",
         "palisade guest rule=1 drop: ",
         "iptables DROP: ",
     ] {

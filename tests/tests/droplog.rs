@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use palisade_tests::{TestEnv, ADMIN, ALICE, BOB};
 use std::io::{BufRead, BufReader};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn start() -> TestEnv {
@@ -27,86 +26,6 @@ fn policy(extra: &str) -> String {
          users = [\"pal-alice\"]\n{extra}",
         work_policy(8443)
     )
-}
-
-/// `palisadectl --json log follow` running as `user`: its lines as they come.
-struct Follower {
-    child: std::process::Child,
-    lines: mpsc::Receiver<serde_json::Value>,
-}
-
-impl Follower {
-    /// Starts following and waits until the helper has it as a follower.
-    fn start(env: &TestEnv, user: &str, vm: Option<&str>) -> Self {
-        let mut args = vec!["--json", "log", "follow"];
-        if let Some(vm) = vm {
-            args.extend(["--vm", vm]);
-        }
-        let mut child = spawn_palisadectl_piped(env, user, &args);
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => panic!("not JSON from log follow: {e}: {line}"),
-                }
-            }
-        });
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        let mut first = String::new();
-        let _ = BufReader::new(stderr).read_line(&mut first);
-        assert!(
-            first.starts_with("Following"),
-            "log follow did not start: {first}"
-        );
-        Self { child, lines }
-    }
-
-    /// The first entry `wanted` accepts within `limit`.
-    fn wait_for(
-        &self,
-        limit: Duration,
-        wanted: impl Fn(&serde_json::Value) -> bool,
-    ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(v) if wanted(&v) => return Some(v),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_palisadectl_piped(env: &TestEnv, user: &str, args: &[&str]) -> std::process::Child {
-    let mut argv = vec![env
-        .user_path(&env.bin_dir().join("palisadectl"))
-        .to_string_lossy()
-        .into_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    env.spawn_as(Some(user), &argv)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn json_out(env: &TestEnv, user: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = ok(env, env.palisadectl(Some(user), &all));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
 
 /// The counter of `vm`'s rule of `kind` (`numbered` with its first rule, or `default`).

@@ -7,6 +7,10 @@
   netcheck.py udp HOST PORT COUNT        sends COUNT one-byte UDP datagrams, prints "sent COUNT"
   netcheck.py session HOST PORT GOFILE   connects, echoes "one", waits for GOFILE to exist,
                                          then tries "two": prints "two: echoed" or "two: cut (<why>)"
+  netcheck.py whoami ADDR PORT           tells each client the address it came from ("peer IP"),
+                                         prints "ready", then the same "peer IP" line per client
+  netcheck.py ask HOST PORT              connects and prints the server's first line (whoami's
+                                         "peer IP"), or "failed: <why>" (exit 1)
 Every wait is bounded so a test can never hang on this tool.
 """
 import os
@@ -59,6 +63,35 @@ def listen_on(addr, port):
     time.sleep(3600)
 
 
+def whoami(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(64)
+    print("ready", flush=True)
+    deadline = time.time() + 3600
+    while time.time() < deadline:
+        conn, peer = s.accept()
+        print(f"peer {peer[0]}", flush=True)
+        with conn:
+            try:
+                conn.sendall(f"peer {peer[0]}\n".encode())
+            except OSError:
+                pass
+
+
+def ask(host, port):
+    try:
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as s:
+            s.settimeout(TIMEOUT)
+            line = s.makefile().readline().strip()
+            print(line or "failed: no answer", flush=True)
+            return 0 if line else 1
+    except OSError as e:
+        print(f"failed: {e}", flush=True)
+        return 1
+
+
 def connect(host, port):
     try:
         with socket.create_connection((host, int(port)), timeout=TIMEOUT):
@@ -108,6 +141,10 @@ if __name__ == "__main__":
         sys.exit(connect(*args))
     elif cmd == "udp":
         sys.exit(udp(*args))
+    elif cmd == "whoami":
+        whoami(*args)
+    elif cmd == "ask":
+        sys.exit(ask(*args))
     elif cmd == "session":
         sys.exit(session(*args))
     else:

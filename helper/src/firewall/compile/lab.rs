@@ -40,6 +40,18 @@ pub fn add_lab(policy: &Policy, out: &mut Ruleset) {
         RuleVerdict::Policy(palisade_dbus::policy::Verdict::Accept),
     )];
     let mut input = forward.clone();
+    // Guests of one network reach each other: a lab is one network. Frames between them are
+    // bridged and meet no inet hook, unless br_netfilter is loaded (Docker loads it); then they
+    // pass through forward with the bridge on both sides, and must pass here just the same.
+    // The port guards still hold them to their own MAC and address.
+    for net in &policy.networks {
+        let mut within = RuleDef::new(
+            vec![Match::IifName(net.bridge()), Match::OifName(net.bridge())],
+            RuleVerdict::Policy(palisade_dbus::policy::Verdict::Accept),
+        );
+        within.comment = Some(format!("network {}: between its guests", net.name));
+        forward.push(within);
+    }
     let mut dnat = Vec::new();
     let mut snat = Vec::new();
     for (vm, net, port) in &bridged {

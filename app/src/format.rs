@@ -124,6 +124,45 @@ pub fn network(mode: NetworkMode) -> String {
     }
 }
 
+/// Where a bridged VM sits: its lab network and its address there.
+pub fn bridged(network: &str, address: &str) -> String {
+    i18n_f(
+        // Translators: a VM's network: {network} is the name of a lab network (a bridge on the
+        // host), {address} the VM's IPv4 address on it.
+        "Bridged to lab network {network}, address {address}",
+        &[("network", network), ("address", address)],
+    )
+}
+
+/// How a bridged VM with a NAT address is reached from outside: the address and its forwarded
+/// ports, each as (`tcp` or `udp`, port on the address, port on the VM); none: every port.
+pub fn reachable(nat_address: &str, forwards: &[(&str, u16, u16)]) -> String {
+    if forwards.is_empty() {
+        return i18n_f(
+            // Translators: a bridged VM's NAT: connections to this host address reach the VM.
+            "Reachable at {address} on every port",
+            &[("address", nat_address)],
+        );
+    }
+    let ports = forwards
+        .iter()
+        .map(|(proto, port, to_port)| {
+            if port == to_port {
+                format!("{proto} {port}")
+            } else {
+                format!("{proto} {port} → {to_port}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    i18n_f(
+        // Translators: a bridged VM's NAT: connections to these ports of this host address
+        // reach the VM; {ports} is like "tcp 2222 → 22, udp 53".
+        "Reachable at {address} ({ports})",
+        &[("address", nat_address), ("ports", &ports)],
+    )
+}
+
 /// Users and groups granted something; "Nobody" when empty.
 pub fn access(a: &Access) -> String {
     if a.is_empty() {
@@ -356,6 +395,22 @@ ports = 53
         assert_eq!(access(&vm.console), "users alice, bob · group staff");
         assert_eq!(access(&Access::default()), "Nobody");
         assert_eq!(verdict(vm.default_action), "Drop");
+    }
+
+    #[test]
+    fn describes_a_bridged_vms_network() {
+        assert_eq!(
+            bridged("lab", "10.77.0.10"),
+            "Bridged to lab network lab, address 10.77.0.10"
+        );
+        assert_eq!(
+            reachable("192.0.2.10", &[("tcp", 2222, 22), ("udp", 53, 53)]),
+            "Reachable at 192.0.2.10 (tcp 2222 → 22, udp 53)"
+        );
+        assert_eq!(
+            reachable("192.0.2.10", &[]),
+            "Reachable at 192.0.2.10 on every port"
+        );
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl FactoryComponent for MachineRow {
             set_use_markup: false,
             set_title: &self.machine.name,
             #[watch]
-            set_subtitle: &self.machine.summary(),
+            set_subtitle: &self.machine.subtitle(),
             add_prefix = &gtk::Image {
                 set_icon_name: Some(self.icon()),
             },

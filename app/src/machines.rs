@@ -2,8 +2,11 @@
 //! (what the user may open) and `Vms.List` (what the user may operate or open, with state), and
 //! the words for their states. Pure functions, unit-tested without a display.
 
+use crate::format;
 use crate::i18n::{gettext, i18n_f};
-use palisade_dbus::types::{ConsoleInfo, ConsoleKind, RunMode, VmInfo, VmState};
+use palisade_dbus::types::{
+    ConsoleInfo, ConsoleKind, RunMode, VmInfo, VmNetwork, VmNetworkMode, VmState,
+};
 
 /// Where a machine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +38,8 @@ pub struct Machine {
     pub console: bool,
     /// Whether the user may start and stop it (`may_operate` of its `Vms.List` entry).
     pub operate: bool,
+    /// A local VM's network, from its `Vms.List` entry; `None` when only `Consoles.List` named it.
+    pub network: Option<VmNetwork>,
 }
 
 impl Machine {
@@ -58,7 +63,37 @@ impl Machine {
         self.console && !self.is_off()
     }
 
-    /// The line under the machine's name.
+    /// The lines under the machine's name: its state, then a bridged VM's lab network and
+    /// address and, with a NAT address, how it is reached from outside.
+    pub fn subtitle(&self) -> String {
+        let mut lines = vec![self.summary()];
+        lines.extend(self.network_lines());
+        lines.join("\n")
+    }
+
+    /// A bridged VM's network in words; nothing for other machines (user-mode networking is
+    /// what a VM has unless said otherwise).
+    pub fn network_lines(&self) -> Vec<String> {
+        let Some(n) = self
+            .network
+            .as_ref()
+            .filter(|n| n.mode == VmNetworkMode::Bridge)
+        else {
+            return Vec::new();
+        };
+        let mut lines = vec![format::bridged(&n.lab, &n.address)];
+        if !n.nat_address.is_empty() {
+            let forwards: Vec<(&str, u16, u16)> = n
+                .forwards
+                .iter()
+                .map(|f| (f.proto.as_str(), f.port, f.to_port))
+                .collect();
+            lines.push(format::reachable(&n.nat_address, &forwards));
+        }
+        lines
+    }
+
+    /// The first line under the machine's name: its state, or where a remote console is.
     pub fn summary(&self) -> String {
         match self.kind {
             Kind::Local => state_words(self.state, self.mode),
@@ -97,6 +132,7 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
             tls: false,
             console: consoles.is_none() && vm.console_allowed,
             operate: vm.may_operate,
+            network: Some(vm.network.clone()),
         })
         .collect();
     for c in consoles.unwrap_or_default() {
@@ -122,6 +158,7 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
             tls: kind == Kind::Remote && c.tls,
             console: true,
             operate: false,
+            network: None,
         });
     }
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -167,6 +204,10 @@ mod tests {
             "console_allowed": true,
             "may_operate": true,
             "viewer_channels": 0,
+            "network": {
+                "mode": "user", "lab": "", "address": "", "mac": "", "nat_address": "",
+                "forwards": [],
+            },
         }))
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -269,5 +310,39 @@ mod tests {
         m.port = 5900;
         m.tls = false;
         assert_eq!(m.summary(), "Remote console at [2001:db8::1]:5900");
+    }
+
+    #[test]
+    fn a_bridged_vm_says_where_it_sits_and_how_it_is_reached() {
+        let lab = |nat: &str, forwards: serde_json::Value| -> VmInfo {
+            let mut v =
+                serde_json::to_value(vm("lab1", "running")).unwrap_or_else(|e| panic!("{e}"));
+            v["network"] = serde_json::json!({
+                "mode": "bridge", "lab": "lab", "address": "10.77.0.20",
+                "mac": "52:54:00:00:00:20", "nat_address": nat, "forwards": forwards,
+            });
+            serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let forwarded = lab(
+            "192.0.2.20",
+            serde_json::json!([{ "proto": "tcp", "port": 2222, "to_port": 22 }]),
+        );
+        let row = &merge(None, Some(&[forwarded]))[0];
+        assert_eq!(
+            row.subtitle(),
+            "Running\nBridged to lab network lab, address 10.77.0.20\n\
+             Reachable at 192.0.2.20 (tcp 2222 → 22)"
+        );
+        let no_nat = &merge(None, Some(&[lab("", serde_json::json!([]))]))[0];
+        assert_eq!(
+            no_nat.network_lines(),
+            ["Bridged to lab network lab, address 10.77.0.20"]
+        );
+        // A user-mode VM, and a VM only the console list named, keep their one line.
+        let plain = &merge(None, Some(&[vm("work", "running")]))[0];
+        assert_eq!(plain.subtitle(), "Running");
+        let consoles = [console("work", ConsoleKind::Local, VmState::Running)];
+        let only_console = &merge(Some(&consoles), None)[0];
+        assert_eq!(only_console.subtitle(), "Running");
     }
 }

@@ -69,6 +69,27 @@ pub enum VmRowOutput {
 }
 
 impl VmRow {
+    /// How the VM reaches the network; a bridged VM's lab network and address.
+    fn network(&self) -> String {
+        match &self.vm.bridge {
+            Some(port) => format::bridged(&port.network, &port.address.to_string()),
+            None => format::network(self.vm.network),
+        }
+    }
+
+    /// How a bridged VM with a NAT address is reached from outside; empty otherwise.
+    fn reachable(&self) -> String {
+        let Some(nat) = self.vm.bridge.as_ref().and_then(|p| p.nat.as_ref()) else {
+            return String::new();
+        };
+        let forwards: Vec<(&str, u16, u16)> = nat
+            .forwards
+            .iter()
+            .map(|f| (f.proto.as_str(), f.port, f.to_port))
+            .collect();
+        format::reachable(&nat.address.to_string(), &forwards)
+    }
+
     /// The line under the VM's name.
     fn summary(&self) -> String {
         let vm = &self.vm;
@@ -144,8 +165,11 @@ impl FactoryComponent for VmRow {
             },
             add_row = &adw::ActionRow {
                 set_title: &gettext("Network"),
+                set_use_markup: false,
+                set_subtitle: &self.reachable(),
                 add_suffix = &gtk::Label {
-                    set_label: &format::network(self.vm.network),
+                    set_label: &self.network(),
+                    set_wrap: true,
                     add_css_class: "dim-label",
                 },
             },

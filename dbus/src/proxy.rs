@@ -100,6 +100,25 @@ pub trait Vms {
     /// the policy (a new generation). Returns the generation. polkit: `vm.manage`.
     fn create(&self, name: &str, disk_size: &str, memory: &str, cpus: u32) -> Result<u64, Error>;
 
+    /// Creates a VM as `create` does, bridged to the lab network `network` at `address`, with
+    /// `mac` (empty: a stable one from QEMU's range) and its NAT through the host address `nat`
+    /// (empty: none) with `forwards`, each (`tcp` or `udp`, port on `nat`, port on the VM; none:
+    /// every port). The helper reads these after authorization and validates them as the same
+    /// fields of a policy file, with the same sentences. polkit: `vm.manage`.
+    #[allow(clippy::too_many_arguments)] // one per argument of the D-Bus method, which is flat
+    fn create_bridged(
+        &self,
+        name: &str,
+        disk_size: &str,
+        memory: &str,
+        cpus: u32,
+        network: &str,
+        address: &str,
+        mac: &str,
+        nat: &str,
+        forwards: &[(&str, u16, u16)],
+    ) -> Result<u64, Error>;
+
     /// Starts a VM: `mode` is `ephemeral` (the default: nothing survives) or `update` (writes a
     /// new image version). polkit: `vm.operate` (`vm.manage` for update).
     /// The helper reads the mode as a string, after authorization.
@@ -128,7 +147,8 @@ pub trait Vms {
     /// Makes an earlier version the base again. polkit: `vm.manage`.
     fn restore(&self, name: &str, version: u32) -> Result<(), Error>;
 
-    /// The exact QEMU command line and the firewall chain of a VM. polkit: `policy.read`.
+    /// The exact QEMU command line, the firewall chain and the network of a VM. polkit:
+    /// `policy.read`.
     fn show(&self, name: &str) -> Result<VmDetails, Error>;
 
     /// An nftables ruleset for inside the guest that mirrors its policy. polkit: `policy.read`.

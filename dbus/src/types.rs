@@ -358,6 +358,59 @@ pub struct VmInfo {
     pub may_operate: bool,
     /// Spice channels connected right now (a viewer opens several).
     pub viewer_channels: u32,
+    /// How its guest reaches the network.
+    pub network: VmNetwork,
+}
+
+wire_enum! {
+    /// How a VM's guest reaches the network (the policy's `network`).
+    pub enum VmNetworkMode {
+        /// QEMU's user-mode networking (slirp).
+        User = "user",
+        /// No network device at all.
+        None = "none",
+        /// A port on a lab network's bridge.
+        Bridge = "bridge",
+    }
+}
+
+wire_enum! {
+    /// The protocol of a forwarded port.
+    pub enum ForwardProto {
+        /// TCP.
+        Tcp = "tcp",
+        /// UDP.
+        Udp = "udp",
+    }
+}
+
+/// A port of a bridged VM's NAT address forwarded to the VM.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct PortForwardInfo {
+    /// TCP or UDP.
+    pub proto: ForwardProto,
+    /// The port on the NAT address.
+    pub port: u16,
+    /// The port on the VM.
+    pub to_port: u16,
+}
+
+/// How a VM is on the network, as `Vms.List()` and `Vms.Show()` return it. The fields after
+/// `mode` are a bridged VM's; empty for the others.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq, Eq)]
+pub struct VmNetwork {
+    /// User-mode, none, or bridged.
+    pub mode: VmNetworkMode,
+    /// The lab network (`[[network]]`) a bridged VM is on.
+    pub lab: String,
+    /// Its IPv4 address on that network.
+    pub address: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// The host address it is reachable at and leaves from (its NAT); empty without one.
+    pub nat_address: String,
+    /// The ports of `nat_address` forwarded to it; empty with a NAT address: every port.
+    pub forwards: Vec<PortForwardInfo>,
 }
 
 /// One disk image version of a VM.
@@ -406,6 +459,8 @@ pub struct VmDetails {
     pub command_line: Vec<String>,
     /// The firewall chain that applies to the VM's traffic.
     pub firewall_chain: String,
+    /// How its guest reaches the network.
+    pub network: VmNetwork,
 }
 
 /// A console the caller may open (`Consoles.List()`).

@@ -224,13 +224,47 @@ pub fn bus_arguments(data: &[u8]) {
                 let _ = Policy::parse(&document);
             }
         }
-        // Vms.Create(name, disk_size, memory, cpus)
+        // Vms.Create(name, disk_size, memory, cpus); CreateBridged(name, disk_size, memory,
+        // cpus, network, address, mac, nat, forwards): its entry built and validated on a policy
+        // with a lab network, as the helper does.
         1 => {
             if let Ok(((name, disk, _memory, _cpus), _)) =
                 body.deserialize::<(String, String, String, u32)>()
             {
                 let _ = VmName::parse(&name);
                 let _ = crate::machines::parse_disk_size(&disk);
+            }
+            type Bridged = (
+                String,
+                String,
+                String,
+                u32,
+                String,
+                String,
+                String,
+                String,
+                Vec<(String, u16, u16)>,
+            );
+            if let Ok(((name, disk, memory, cpus, network, address, mac, nat, forwards), _)) =
+                body.deserialize::<Bridged>()
+            {
+                let _ = crate::machines::parse_disk_size(&disk);
+                let bridge = crate::machines::NewBridge::from_arguments(
+                    &network, &address, &mac, &nat, forwards,
+                );
+                if let (Ok(name), Ok(bridge)) = (VmName::parse(&name), bridge) {
+                    let new = crate::machines::NewVm {
+                        name,
+                        disk_bytes: 0,
+                        memory,
+                        cpus,
+                        bridge: Some(bridge),
+                    };
+                    let lab = "[[network]]\nname = \"lab\"\nsubnet = \"10.77.0.0/24\"\naddress = \"10.77.0.1\"\n";
+                    if let Ok(document) = crate::machines::document_with_vm(lab, &new) {
+                        let _ = Policy::parse(document.as_bytes());
+                    }
+                }
             }
         }
         // Vms.Start(name, mode)

@@ -12,6 +12,7 @@ use crate::vm::qemu::RunMode;
 use crate::vm::supervisor::Supervisor;
 use crate::vm::usb::{self, AttachRequest};
 use crate::{accounts, vm::images};
+use palisade_dbus::policy::lab::MAX_FORWARDS;
 use palisade_dbus::policy::{Policy, Vm, VmName};
 use palisade_dbus::types::{
     AttachedDevice, GenerationSource, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState,
@@ -56,6 +57,69 @@ pub struct NewVm {
     pub memory: String,
     /// Virtual CPUs.
     pub cpus: u32,
+    /// Its port on a lab network, for a bridged VM; `None`: user-mode networking.
+    pub bridge: Option<NewBridge>,
+}
+
+/// Where a new bridged VM sits, as the caller wrote it: the words are validated with the rest of
+/// the policy, as the same fields of a policy file are, so a mistake reads the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBridge {
+    /// The lab network (`bridge`).
+    pub network: String,
+    /// Its address there.
+    pub address: String,
+    /// Its MAC address; `None`: a stable one from QEMU's range.
+    pub mac: Option<String>,
+    /// Its NAT: the host address and the forwarded ports.
+    pub nat: Option<NewNat>,
+}
+
+/// A new bridged VM's NAT, as the caller wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNat {
+    /// The host address.
+    pub address: String,
+    /// The forwarded ports: protocol word, port on the host address, port on the VM.
+    pub forwards: Vec<(String, u16, u16)>,
+}
+
+impl NewBridge {
+    /// The arguments of `Vms.CreateBridged`: an empty `mac` or `nat` is none. Refuses only what
+    /// the policy cannot say: forwards without a NAT address, and more forwards than a policy
+    /// may have (before a document is built from them).
+    pub fn from_arguments(
+        network: &str,
+        address: &str,
+        mac: &str,
+        nat: &str,
+        forwards: Vec<(String, u16, u16)>,
+    ) -> Result<Self, Error> {
+        if forwards.len() > MAX_FORWARDS {
+            return Err(Error::InvalidArgument(format!(
+                "{} forwards; the most is {MAX_FORWARDS}",
+                forwards.len()
+            )));
+        }
+        let nat = match (nat, forwards.is_empty()) {
+            ("", true) => None,
+            ("", false) => {
+                return Err(Error::InvalidArgument(
+                    "ports are forwarded from a NAT address: give one too".into(),
+                ))
+            }
+            (address, _) => Some(NewNat {
+                address: address.to_owned(),
+                forwards,
+            }),
+        };
+        Ok(Self {
+            network: network.to_owned(),
+            address: address.to_owned(),
+            mac: (!mac.is_empty()).then(|| mac.to_owned()),
+            nat,
+        })
+    }
 }
 
 /// The VM service.
@@ -126,15 +190,22 @@ impl Machines {
             .firewall
             .parse_with_local(new_document.as_bytes())
             .map_err(|findings| {
+                // The new VM's own findings; all of them if none is its own.
                 let own = format!("vm[{}]", new.name);
-                Error::InvalidArgument(
+                let mine: Vec<String> = findings
+                    .iter()
+                    .filter(|f| f.path.starts_with(&own))
+                    .map(ToString::to_string)
+                    .collect();
+                Error::InvalidArgument(if mine.is_empty() {
                     findings
                         .iter()
-                        .filter(|f| f.path.starts_with(&own))
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
-                        .join("\n"),
-                )
+                        .join("\n")
+                } else {
+                    mine.join("\n")
+                })
             })?;
         let vm = parsed
             .policy
@@ -298,11 +369,36 @@ impl Machines {
 
 /// `document` with a `[[vm]]` entry for `new` appended. The entry is serialized by the toml crate,
 /// never spliced from strings, and the caller validates the whole document as any policy is.
-fn document_with_vm(document: &str, new: &NewVm) -> Result<String, Error> {
+pub(crate) fn document_with_vm(document: &str, new: &NewVm) -> Result<String, Error> {
     let mut entry = toml::Table::new();
     entry.insert("name".into(), new.name.to_string().into());
     entry.insert("memory".into(), new.memory.clone().into());
     entry.insert("cpus".into(), i64::from(new.cpus).into());
+    if let Some(bridge) = &new.bridge {
+        entry.insert("network".into(), "bridge".into());
+        entry.insert("bridge".into(), bridge.network.clone().into());
+        entry.insert("address".into(), bridge.address.clone().into());
+        if let Some(mac) = &bridge.mac {
+            entry.insert("mac".into(), mac.clone().into());
+        }
+        if let Some(nat) = &bridge.nat {
+            let forwards = nat
+                .forwards
+                .iter()
+                .map(|(proto, port, to_port)| {
+                    let mut f = toml::Table::new();
+                    f.insert("proto".into(), proto.clone().into());
+                    f.insert("port".into(), i64::from(*port).into());
+                    f.insert("to_port".into(), i64::from(*to_port).into());
+                    toml::Value::Table(f)
+                })
+                .collect();
+            let mut table = toml::Table::new();
+            table.insert("address".into(), nat.address.clone().into());
+            table.insert("forward".into(), toml::Value::Array(forwards));
+            entry.insert("nat".into(), toml::Value::Table(table));
+        }
+    }
     let mut table = toml::Table::new();
     table.insert(
         "vm".into(),
@@ -349,11 +445,114 @@ mod tests {
             disk_bytes: 1 << 30,
             memory: "2G\"\n[[vm]]\nname = \"evil\"".into(),
             cpus: 2,
+            bridge: None,
         };
         let doc = document_with_vm("[settings]\n", &new).expect("serializes");
         let value: toml::Table = toml::from_str(&doc).expect("still TOML");
         let vms = value["vm"].as_array().expect("one array");
         assert_eq!(vms.len(), 1, "{doc}");
         assert_eq!(vms[0]["memory"].as_str(), Some(new.memory.as_str()));
+    }
+
+    const LAB: &str =
+        "[[network]]\nname = \"lab\"\nsubnet = \"10.77.0.0/24\"\naddress = \"10.77.0.1\"\n";
+
+    fn bridged(address: &str, nat: &str, forwards: &[(&str, u16, u16)]) -> NewVm {
+        let forwards = forwards
+            .iter()
+            .map(|(p, a, b)| ((*p).to_owned(), *a, *b))
+            .collect();
+        NewVm {
+            name: VmName::parse("lab1").unwrap_or_else(|e| panic!("{e}")),
+            disk_bytes: 1 << 30,
+            memory: "1G".into(),
+            cpus: 1,
+            bridge: Some(
+                NewBridge::from_arguments("lab", address, "", nat, forwards)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_bridged_vm_entry_is_a_lab_vm_of_the_policy() {
+        let new = bridged("10.77.0.20", "192.0.2.20", &[("tcp", 2222, 22)]);
+        let doc = document_with_vm(LAB, &new).unwrap_or_else(|e| panic!("{e}"));
+        let policy = Policy::parse(doc.as_bytes())
+            .unwrap_or_else(|f| panic!("{f:?}\n{doc}"))
+            .policy;
+        let vm = policy.vm("lab1").unwrap_or_else(|| panic!("no lab1"));
+        let port = vm.bridge.as_ref().unwrap_or_else(|| panic!("not bridged"));
+        assert_eq!(
+            (port.network.as_str(), port.address.to_string()),
+            ("lab", "10.77.0.20".to_owned())
+        );
+        assert_eq!(
+            port.mac,
+            palisade_dbus::policy::lab::MacAddress::for_vm("lab1")
+        );
+        let nat = port.nat.as_ref().unwrap_or_else(|| panic!("no NAT"));
+        assert_eq!(nat.address.to_string(), "192.0.2.20");
+        assert_eq!(
+            nat.forwards
+                .iter()
+                .map(|f| (f.proto.as_str(), f.port, f.to_port))
+                .collect::<Vec<_>>(),
+            [("tcp", 2222, 22)]
+        );
+    }
+
+    #[test]
+    fn bridged_mistakes_read_as_in_a_policy_file() {
+        for (new, path, words) in [
+            (
+                bridged("10.99.0.5", "", &[]),
+                "vm[lab1].address",
+                "10.99.0.5 is not a guest's address in network lab",
+            ),
+            (
+                bridged("10.77.0.20", "192.0.2.20", &[("icmp", 1, 1)]),
+                "vm[lab1].nat.forward[1].proto",
+                "\"icmp\" cannot be forwarded",
+            ),
+            (
+                bridged("10.77.0.20\"\nmac = \"x", "", &[]),
+                "vm[lab1].address",
+                "is not an IPv4 address",
+            ),
+        ] {
+            let doc = document_with_vm(LAB, &new).unwrap_or_else(|e| panic!("{e}"));
+            let findings = match Policy::parse(doc.as_bytes()) {
+                Ok(_) => panic!("{path} accepted:\n{doc}"),
+                Err(f) => f,
+            };
+            assert!(
+                findings
+                    .iter()
+                    .any(|f| f.path == path && f.message.contains(words)),
+                "{path}: {words}\n{findings:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bridged_arguments_need_a_nat_address_for_forwards() {
+        let forwards = || vec![("tcp".to_owned(), 2222, 22)];
+        assert!(NewBridge::from_arguments("lab", "10.77.0.20", "", "", forwards()).is_err());
+        let b = NewBridge::from_arguments("lab", "10.77.0.20", "", "", Vec::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((b.mac, b.nat), (None, None));
+        let many = vec![("tcp".to_owned(), 1, 1); MAX_FORWARDS + 1];
+        assert!(NewBridge::from_arguments("lab", "10.77.0.20", "", "192.0.2.1", many).is_err());
+        let b = NewBridge::from_arguments(
+            "lab",
+            "10.77.0.20",
+            "52:54:00:00:00:20",
+            "192.0.2.1",
+            forwards(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.mac.as_deref(), Some("52:54:00:00:00:20"));
+        assert_eq!(b.nat.map(|n| n.forwards), Some(forwards()));
     }
 }

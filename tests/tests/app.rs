@@ -778,6 +778,59 @@ fn vv_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// A bridged VM's row under "My machines" says, under its state, which lab network it is on
+/// with its address, and where and on which ports it is reachable from outside.
+#[test]
+fn my_machines_tells_a_bridged_vms_network_and_nat() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    apply(
+        &env,
+        r#"
+[settings]
+accel = "tcg"
+
+[[network]]
+name = "lab"
+subnet = "10.77.0.0/24"
+address = "10.77.0.1"
+
+[[vm]]
+name = "lab1"
+network = "bridge"
+bridge = "lab"
+address = "10.77.0.20"
+operators = { users = ["pal-alice"] }
+console = { users = ["pal-alice"] }
+[vm.nat]
+address = "192.0.2.20"
+[[vm.nat.forward]]
+proto = "tcp"
+port = 2222
+to_port = 22
+"#,
+        &[],
+    );
+    let mut gui = Gui::start_as(&env, Some(ALICE), &[]);
+    let lines = [
+        "Shut down",
+        "Bridged to lab network lab, address 10.77.0.20",
+        "Reachable at 192.0.2.20 (tcp 2222 → 22)",
+    ];
+    let tree = gui.wait_for(&env, "lab1 with its network", SHOW_TIMEOUT, |t| {
+        machine_rows(t) == ["lab1"]
+            && row_values(t, "lab1")
+                .iter()
+                .any(|v| v.lines().eq(lines.iter().copied()))
+    });
+    assert!(
+        shows_label_containing(&tree, lines[1]),
+        "{}",
+        outline(&tree)
+    );
+    gui.screenshot(&env, "app-machines-bridged.png");
+}
+
 #[test]
 fn my_machines_starts_a_vm_and_opens_its_console_in_one_click() {
     let env =

@@ -462,3 +462,178 @@ fn state_runtime_and_config_folders_hold_nothing_writable_foreign_or_linked() {
         after.join("\n")
     );
 }
+
+/// A policy with the lab network `lab` and no VM yet.
+const LAB_NETWORK: &str = r#"
+[settings]
+accel = "tcg"
+
+[[network]]
+name = "lab"
+subnet = "10.77.0.0/24"
+address = "10.77.0.1"
+"#;
+
+#[test]
+fn a_bridged_vm_is_created_listed_and_shown_like_a_slirp_one() {
+    let env = start();
+    apply(&env, LAB_NETWORK, &[]);
+    let created = ok(
+        &env,
+        env.palisadectl(
+            Some(ADMIN),
+            &[
+                "--json",
+                "vm",
+                "create",
+                "lab1",
+                "--disk-size",
+                "16M",
+                "--memory",
+                "256M",
+                "--cpus",
+                "1",
+                "--bridge",
+                "lab",
+                "--address",
+                "10.77.0.20",
+                "--nat",
+                "192.0.2.20",
+                "--forward",
+                "tcp:2222:22",
+            ],
+        ),
+    );
+    let created: serde_json::Value =
+        serde_json::from_slice(&created.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let generation = common::generation(&env);
+    assert_eq!(created["generation"].as_u64(), Some(generation));
+    assert!(
+        env.state_dir().join("images/lab1").is_dir(),
+        "no image folder for lab1"
+    );
+
+    // The policy says it as a file would.
+    let out = ok(&env, env.palisadectl(Some(ADMIN), &["policy", "show"]));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        "network = \"bridge\"",
+        "bridge = \"lab\"",
+        "address = \"10.77.0.20\"",
+        "192.0.2.20",
+    ] {
+        assert!(shown.contains(needle), "{needle}:\n{shown}");
+    }
+
+    // The list carries the network, typed.
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "vm", "list"]),
+    );
+    let vms: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let lab1 = vms
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["name"] == "lab1").cloned())
+        .unwrap_or_else(|| panic!("lab1 not listed: {vms}"));
+    let mac = palisade_dbus::policy::lab::MacAddress::for_vm("lab1").to_string();
+    assert_eq!(
+        lab1["network"],
+        serde_json::json!({
+            "mode": "bridge",
+            "lab": "lab",
+            "address": "10.77.0.20",
+            "mac": mac,
+            "nat_address": "192.0.2.20",
+            "forwards": [{ "proto": "tcp", "port": 2222, "to_port": 22 }],
+        }),
+        "{lab1}"
+    );
+    assert_eq!(lab1["state"], "shut down");
+    let out = ok(&env, env.palisadectl(Some(ADMIN), &["vm", "list"]));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.lines().next().is_some_and(|l| l.contains("NETWORK"))
+            && table
+                .lines()
+                .any(|l| l.starts_with("lab1 ") && l.ends_with("lab 10.77.0.20 via 192.0.2.20")),
+        "{table}"
+    );
+
+    // vm show names every field, the forward as it works.
+    let out = ok(&env, env.palisadectl(Some(ADMIN), &["vm", "show", "lab1"]));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        "Mode: bridge",
+        "Lab network: lab",
+        "Address: 10.77.0.20",
+        &format!("MAC: {mac}"),
+        "NAT: 192.0.2.20",
+        "Forwarded: tcp 192.0.2.20:2222 -> 10.77.0.20:22",
+    ] {
+        assert!(shown.contains(needle), "vm show lacks {needle:?}:\n{shown}");
+    }
+
+    // An address outside the network is refused with the sentence a policy file gets, and
+    // nothing changes.
+    let file = env
+        .write_file(
+            "bad-lab.toml",
+            format!(
+                "{LAB_NETWORK}\n[[vm]]\nname = \"lab2\"\nnetwork = \"bridge\"\nbridge = \"lab\"\n\
+                 address = \"10.99.0.5\"\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let offline = env.palisadectl(
+        Some(ADMIN),
+        &[
+            "policy",
+            "validate",
+            "--offline",
+            file.to_string_lossy().as_ref(),
+        ],
+    );
+    let offline = String::from_utf8_lossy(&offline.stdout).into_owned();
+    let sentence = offline
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .filter(|s| s.starts_with("vm[lab2].address: 10.99.0.5 "))
+        .unwrap_or_else(|| panic!("no finding for the address:\n{offline}"))
+        .to_owned();
+    let refused = env.palisadectl(
+        Some(ADMIN),
+        &[
+            "vm",
+            "create",
+            "lab2",
+            "--disk-size",
+            "16M",
+            "--bridge",
+            "lab",
+            "--address",
+            "10.99.0.5",
+        ],
+    );
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains(&sentence),
+        "{sentence}\n{}",
+        text(&refused)
+    );
+    assert_eq!(common::generation(&env), generation);
+    assert!(
+        !env.state_dir().join("images/lab2").exists(),
+        "a refused create left images behind"
+    );
+    let out = ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["--json", "vm", "list"]),
+    );
+    let vms: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        vms.as_array()
+            .is_some_and(|a| a.iter().all(|v| v["name"] != "lab2")),
+        "{vms}"
+    );
+}

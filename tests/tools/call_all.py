@@ -21,6 +21,9 @@ PATH = "/io/palisade/Helper1"
 def value(sig):
     if sig == "ay":
         return dbus.ByteArray(b"\0")
+    if sig.startswith("a"):
+        # An empty array of any element type (Vms.CreateBridged's port forwards, "a(sqq)").
+        return dbus.Array([], signature=sig[1:])
     if sig == "h":
         return dbus.types.UnixFd(os.open("/dev/null", os.O_RDONLY))
     simple = {"s": dbus.String("x"), "t": dbus.UInt64(1), "u": dbus.UInt32(1), "b": dbus.Boolean(False),

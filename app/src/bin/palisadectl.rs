@@ -132,7 +132,8 @@ enum ConsoleCommand {
 enum VmCommand {
     /// The VMs you may operate or open, with their state.
     List,
-    /// Create a VM: an empty disk and its entry in the policy.
+    /// Create a VM: an empty disk and its entry in the policy. User-mode networking, or a port
+    /// on a lab network with --bridge.
     Create {
         /// The VM's name.
         name: String,
@@ -145,6 +146,27 @@ enum VmCommand {
         /// Virtual CPUs.
         #[arg(long, default_value_t = 2)]
         cpus: u32,
+        /// Bridge it to this lab network (a [[network]] of the policy).
+        #[arg(long, value_name = "NETWORK", requires = "address")]
+        bridge: Option<String>,
+        /// Its IPv4 address on the lab network.
+        #[arg(long, value_name = "A", requires = "bridge")]
+        address: Option<String>,
+        /// Its MAC address (default: a stable one from QEMU's 52:54:00 range).
+        #[arg(long, value_name = "M", requires = "bridge")]
+        mac: Option<String>,
+        /// A host address it is reachable at and leaves from (its NAT).
+        #[arg(long, value_name = "ADDR", requires = "bridge")]
+        nat: Option<String>,
+        /// Forward a port of the NAT address to the VM, like tcp:2222:22 (repeatable; none:
+        /// every port).
+        #[arg(
+            long = "forward",
+            value_name = "PROTO:PORT[:TO_PORT]",
+            requires = "nat",
+            value_parser = vm::parse_forward
+        )]
+        forwards: Vec<vm::Forward>,
     },
     /// Start a VM: ephemeral by default (nothing it does survives a restart).
     Start {
@@ -195,7 +217,7 @@ enum VmCommand {
         /// The version.
         version: u32,
     },
-    /// Print the exact QEMU command line and firewall chain of a VM.
+    /// Print a VM's network, its exact QEMU command line and its firewall chain.
     Show {
         /// The VM.
         name: String,

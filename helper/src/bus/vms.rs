@@ -5,7 +5,7 @@
 //! `console` list for listing). Callers polkit lets manage VMs (`vm.manage`) pass the second.
 
 use crate::authz::{is_granted, Authority, Caller};
-use crate::machines::{self, Machines, NewVm, Viewer};
+use crate::machines::{self, Machines, NewBridge, NewVm, Viewer};
 use crate::vm::qemu::RunMode;
 use crate::vm::usb::AttachRequest;
 use palisade_dbus::policy::{names::quote, Policy, Vm, VmName};
@@ -97,6 +97,36 @@ impl VmsIface {
             disk_bytes: machines::parse_disk_size(disk_size)?,
             memory: memory.to_owned(),
             cpus,
+            bridge: None,
+        };
+        self.machines.create(new, caller.uid).await
+    }
+
+    /// Creates a VM bridged to a lab network: its disk and its policy entry.
+    #[allow(clippy::too_many_arguments)] // one per argument of the D-Bus method, which is flat
+    async fn create_bridged(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        name: &str,
+        disk_size: &str,
+        memory: &str,
+        cpus: u32,
+        network: &str,
+        address: &str,
+        mac: &str,
+        nat: &str,
+        forwards: Vec<(String, u16, u16)>,
+    ) -> Result<u64, Error> {
+        // Authorize before even looking at the arguments; their words are read after.
+        let caller = self.authority.check(&header, Action::VmManage).await?;
+        let new = NewVm {
+            name: VmName::parse(name).map_err(Error::InvalidArgument)?,
+            disk_bytes: machines::parse_disk_size(disk_size)?,
+            memory: memory.to_owned(),
+            cpus,
+            bridge: Some(NewBridge::from_arguments(
+                network, address, mac, nat, forwards,
+            )?),
         };
         self.machines.create(new, caller.uid).await
     }
@@ -201,7 +231,7 @@ impl VmsIface {
         self.machines.restore(&vm, version)
     }
 
-    /// The exact QEMU command line and firewall chain of a VM.
+    /// The exact QEMU command line, firewall chain and network of a VM.
     async fn show(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -609,6 +609,7 @@ impl Supervisor {
             console_allowed,
             may_operate,
             viewer_channels,
+            network: super::network_info(vm),
         })
     }
 
@@ -676,6 +677,7 @@ impl Supervisor {
         VmDetails {
             command_line: full,
             firewall_chain: chain,
+            network: super::network_info(vm),
         }
     }
 

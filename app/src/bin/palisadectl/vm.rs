@@ -5,9 +5,69 @@ use crate::output::{print, shell_words, when};
 use crate::{UsbCommand, VmCommand};
 use palisade_app::handover::open_as_caller;
 use palisade_dbus::proxy::VmsProxy;
-use palisade_dbus::types::RunMode;
+use palisade_dbus::types::{RunMode, VmNetwork, VmNetworkMode};
 use palisade_dbus::Error;
 use std::process::ExitCode;
+
+/// A port forward as `--forward` gives it: the protocol word (the helper judges it), the port on
+/// the NAT address and the port on the VM.
+pub type Forward = (String, u16, u16);
+
+/// `--forward tcp:2222:22` (`tcp:8080` forwards to the same port).
+pub fn parse_forward(text: &str) -> Result<Forward, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a forward: write PROTO:PORT or PROTO:PORT:TO_PORT, like tcp:2222:22"
+        )
+    };
+    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
+    match text.split(':').collect::<Vec<_>>()[..] {
+        [proto, p] if !proto.is_empty() => Ok((proto.to_owned(), port(p)?, port(p)?)),
+        [proto, p, to] if !proto.is_empty() => Ok((proto.to_owned(), port(p)?, port(to)?)),
+        _ => Err(bad()),
+    }
+}
+
+/// The NETWORK column of `vm list`: `user`, `none`, `lab 10.77.0.10`, `lab 10.77.0.10 via
+/// 192.0.2.10`.
+pub fn network_summary(n: &VmNetwork) -> String {
+    match n.mode {
+        VmNetworkMode::User | VmNetworkMode::None => n.mode.to_string(),
+        VmNetworkMode::Bridge if n.nat_address.is_empty() => format!("{} {}", n.lab, n.address),
+        VmNetworkMode::Bridge => format!("{} {} via {}", n.lab, n.address, n.nat_address),
+    }
+}
+
+/// The network part of `vm show`: every field, one per line, and each forward as
+/// `tcp 192.0.2.10:2222 -> 10.77.0.10:22`.
+pub fn network_details(n: &VmNetwork) -> String {
+    let mut out = format!("Mode: {}\n", n.mode);
+    if n.mode != VmNetworkMode::Bridge {
+        return out;
+    }
+    out.push_str(&format!(
+        "Lab network: {}\nAddress: {}\nMAC: {}\n",
+        n.lab, n.address, n.mac
+    ));
+    if n.nat_address.is_empty() {
+        out.push_str("NAT: none (leaves masqueraded behind the host)\n");
+        return out;
+    }
+    out.push_str(&format!("NAT: {}\n", n.nat_address));
+    if n.forwards.is_empty() {
+        out.push_str(&format!(
+            "Forwarded: every port of {} -> {}\n",
+            n.nat_address, n.address
+        ));
+    }
+    for f in &n.forwards {
+        out.push_str(&format!(
+            "Forwarded: {} {}:{} -> {}:{}\n",
+            f.proto, n.nat_address, f.port, n.address, f.to_port
+        ));
+    }
+    out
+}
 
 /// Runs a `vm` subcommand against the helper.
 pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<ExitCode, Error> {
@@ -17,12 +77,12 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
             let vms = proxy.list().await?;
             print(json, &vms, || {
                 let mut out = format!(
-                    "{:<20}  {:<13}  {:<9}  {:>5}  {:>7}  {}\n",
-                    "NAME", "STATE", "MODE", "SPICE", "BASE", "CONSOLE"
+                    "{:<20}  {:<13}  {:<9}  {:>5}  {:>7}  {:<7}  {}\n",
+                    "NAME", "STATE", "MODE", "SPICE", "BASE", "CONSOLE", "NETWORK"
                 );
                 for v in &vms {
                     out.push_str(&format!(
-                        "{:<20}  {:<13}  {:<9}  {:>5}  {:>7}  {}\n",
+                        "{:<20}  {:<13}  {:<9}  {:>5}  {:>7}  {:<7}  {}\n",
                         v.name,
                         v.state,
                         v.mode,
@@ -32,7 +92,8 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
                         } else {
                             format!("v{}", v.base_version)
                         },
-                        if v.console_allowed { "yes" } else { "no" }
+                        if v.console_allowed { "yes" } else { "no" },
+                        network_summary(&v.network)
                     ));
                 }
                 out
@@ -43,8 +104,34 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
             disk_size,
             memory,
             cpus,
+            bridge,
+            address,
+            mac,
+            nat,
+            forwards,
         } => {
-            let generation = proxy.create(name, disk_size, memory, *cpus).await?;
+            let generation = match bridge {
+                None => proxy.create(name, disk_size, memory, *cpus).await?,
+                Some(network) => {
+                    let forwards: Vec<(&str, u16, u16)> = forwards
+                        .iter()
+                        .map(|(proto, port, to)| (proto.as_str(), *port, *to))
+                        .collect();
+                    proxy
+                        .create_bridged(
+                            name,
+                            disk_size,
+                            memory,
+                            *cpus,
+                            network,
+                            address.as_deref().unwrap_or_default(),
+                            mac.as_deref().unwrap_or_default(),
+                            nat.as_deref().unwrap_or_default(),
+                            &forwards,
+                        )
+                        .await?
+                }
+            };
             print(
                 json,
                 &serde_json::json!({ "generation": generation }),
@@ -150,7 +237,8 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
             let d = proxy.show(name).await?;
             print(json, &d, || {
                 format!(
-                    "# QEMU command line\n{}\n\n# Firewall chain\n{}",
+                    "# Network\n{}\n# QEMU command line\n{}\n\n# Firewall chain\n{}",
+                    network_details(&d.network),
                     shell_words(&d.command_line),
                     d.firewall_chain
                 )
@@ -205,4 +293,88 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_dbus::types::{ForwardProto, PortForwardInfo};
+
+    fn bridged(nat: &str, forwards: Vec<PortForwardInfo>) -> VmNetwork {
+        VmNetwork {
+            mode: VmNetworkMode::Bridge,
+            lab: "lab".into(),
+            address: "10.77.0.10".into(),
+            mac: "52:54:00:00:00:10".into(),
+            nat_address: nat.into(),
+            forwards,
+        }
+    }
+
+    fn plain(mode: VmNetworkMode) -> VmNetwork {
+        VmNetwork {
+            mode,
+            lab: String::new(),
+            address: String::new(),
+            mac: String::new(),
+            nat_address: String::new(),
+            forwards: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn forwards_parse_with_and_without_a_second_port() {
+        assert_eq!(parse_forward("tcp:2222:22"), Ok(("tcp".into(), 2222, 22)));
+        assert_eq!(parse_forward("udp:53"), Ok(("udp".into(), 53, 53)));
+        // The protocol word is the helper's to judge, with the policy's sentence.
+        assert_eq!(parse_forward("icmp:1:1"), Ok(("icmp".into(), 1, 1)));
+        for bad in [
+            "",
+            "tcp",
+            ":22",
+            "tcp:x",
+            "tcp:70000",
+            "tcp:1:2:3",
+            "tcp:-1",
+        ] {
+            assert!(parse_forward(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_network_column_is_short() {
+        assert_eq!(network_summary(&plain(VmNetworkMode::User)), "user");
+        assert_eq!(network_summary(&plain(VmNetworkMode::None)), "none");
+        assert_eq!(network_summary(&bridged("", Vec::new())), "lab 10.77.0.10");
+        assert_eq!(
+            network_summary(&bridged("192.0.2.10", Vec::new())),
+            "lab 10.77.0.10 via 192.0.2.10"
+        );
+    }
+
+    #[test]
+    fn show_names_every_network_field_and_forward() {
+        assert_eq!(network_details(&plain(VmNetworkMode::User)), "Mode: user\n");
+        let forwards = vec![
+            PortForwardInfo {
+                proto: ForwardProto::Tcp,
+                port: 2222,
+                to_port: 22,
+            },
+            PortForwardInfo {
+                proto: ForwardProto::Udp,
+                port: 53,
+                to_port: 53,
+            },
+        ];
+        assert_eq!(
+            network_details(&bridged("192.0.2.10", forwards)),
+            "Mode: bridge\nLab network: lab\nAddress: 10.77.0.10\nMAC: 52:54:00:00:00:10\n\
+             NAT: 192.0.2.10\nForwarded: tcp 192.0.2.10:2222 -> 10.77.0.10:22\n\
+             Forwarded: udp 192.0.2.10:53 -> 10.77.0.10:53\n"
+        );
+        assert!(network_details(&bridged("192.0.2.10", Vec::new()))
+            .contains("Forwarded: every port of 192.0.2.10 -> 10.77.0.10\n"));
+        assert!(network_details(&bridged("", Vec::new())).contains("NAT: none"));
+    }
 }

@@ -20,6 +20,7 @@ pub mod dns;
 mod env;
 mod guest;
 mod helper;
+pub mod lab;
 pub mod load;
 mod netns;
 mod paths;

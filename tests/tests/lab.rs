@@ -11,7 +11,8 @@ mod common;
 
 use common::*;
 use palisade_dbus::policy::lab::port_name;
-use palisade_tests::{describe, run_bounded, Netns, TestEnv, ADMIN, ALICE, NETNS_PREFIX};
+use palisade_tests::lab::{Lab, HOST_PRIMARY, OUTSIDE};
+use palisade_tests::{describe, run_bounded, Netns, TestEnv, ADMIN, ALICE};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output};
 use std::sync::mpsc;
@@ -79,106 +80,9 @@ const GUESTS: [(&str, &str, &str); 3] = [
     ("evil", "10.77.0.12", "52:54:00:00:00:12"),
 ];
 
-/// The host's first address on the uplink (what a masquerade picks) and the outside's own.
-const HOST_PRIMARY: &str = "192.0.2.5";
-const OUTSIDE: &str = "192.0.2.99";
-
-/// `ip ARGS`, which must succeed.
-fn ip(args: &[&str]) {
-    let out = run_bounded(Command::new("ip").args(args), Duration::from_secs(10));
-    assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
-}
-
-/// The guest namespaces and the outside one, wired to the helper's bridge and uplink.
-struct Lab {
-    guests: Vec<(String, Netns)>,
-    outside: Netns,
-}
-
-impl Lab {
-    /// Applies `policy` (which must define network `lab`) and wires `guests` to its bridge.
-    fn start(env: &TestEnv, policy: &str, guests: &[(&str, &str, &str)]) -> Lab {
-        apply(env, policy, &[]);
-        let host = env.netns().to_owned();
-        let id = host.trim_start_matches(NETNS_PREFIX).to_owned();
-        ip(&["-n", &host, "link", "show", "palb-lab"]);
-        let mut made = Vec::new();
-        for (vm, address, mac) in guests {
-            let ns = Netns::create(&format!("{id}-{vm}")).unwrap_or_else(|e| panic!("{e:#}"));
-            let port = port_name(vm);
-            let guest = ns.name().to_owned();
-            ip(&[
-                "-n", &host, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &guest,
-            ]);
-            ip(&["-n", &guest, "link", "set", "eth0", "address", mac]);
-            ip(&[
-                "-n",
-                &guest,
-                "addr",
-                "add",
-                &format!("{address}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &guest, "link", "set", "eth0", "up"]);
-            ip(&["-n", &guest, "route", "add", "default", "via", "10.77.0.1"]);
-            ip(&["-n", &host, "link", "set", &port, "master", "palb-lab"]);
-            ip(&["-n", &host, "link", "set", &port, "up"]);
-            made.push((vm.to_string(), ns));
-        }
-        let outside = Netns::create(&format!("{id}-out")).unwrap_or_else(|e| panic!("{e:#}"));
-        let out = outside.name().to_owned();
-        ip(&[
-            "-n", &host, "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns",
-            &out,
-        ]);
-        ip(&[
-            "-n",
-            &host,
-            "addr",
-            "add",
-            &format!("{HOST_PRIMARY}/24"),
-            "dev",
-            "uplink",
-        ]);
-        for nat in ["192.0.2.10/24", "192.0.2.20/24"] {
-            ip(&["-n", &host, "addr", "add", nat, "dev", "uplink"]);
-        }
-        ip(&["-n", &host, "link", "set", "uplink", "up"]);
-        ip(&[
-            "-n",
-            &out,
-            "addr",
-            "add",
-            &format!("{OUTSIDE}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &out, "link", "set", "eth0", "up"]);
-        // The outside may try the lab's addresses directly, past the NAT.
-        ip(&[
-            "-n",
-            &out,
-            "route",
-            "add",
-            "10.77.0.0/24",
-            "via",
-            HOST_PRIMARY,
-        ]);
-        Lab {
-            guests: made,
-            outside,
-        }
-    }
-
-    fn guest(&self, vm: &str) -> &Netns {
-        self.guests
-            .iter()
-            .find(|(name, _)| name == vm)
-            .map(|(_, ns)| ns)
-            .unwrap_or_else(|| panic!("no guest {vm}"))
-    }
+/// The namespace of guest `vm`.
+fn guest<'a>(lab: &'a Lab, vm: &str) -> &'a Netns {
+    lab.guest(vm).unwrap_or_else(|| panic!("no guest {vm}"))
 }
 
 /// `python3 TOOL ARGS` as root in `ns`, bounded.
@@ -285,7 +189,7 @@ fn neighbour(ns: &Netns, address: &str) -> String {
 
 /// Evil, on its own port, says "10.77.0.11 is at my MAC" to trap and to everyone.
 fn spoof_plain(lab: &Lab) {
-    let evil = lab.guest("evil");
+    let evil = guest(lab, "evil");
     for (target_mac, target_ip) in [
         ("52:54:00:00:00:10", "10.77.0.10"),
         ("ff:ff:ff:ff:ff:ff", "10.77.0.11"),
@@ -311,12 +215,12 @@ fn spoof_plain(lab: &Lab) {
 /// lock time so a later answer could replace the entry.
 fn trap_knows_plain(lab: &Lab) {
     assert_eq!(
-        peer_seen(lab.guest("trap"), "10.77.0.11", 7).as_deref(),
+        peer_seen(guest(lab, "trap"), "10.77.0.11", 7).as_deref(),
         Some("10.77.0.10"),
         "trap cannot reach plain on the bridge"
     );
     assert_eq!(
-        neighbour(lab.guest("trap"), "10.77.0.11"),
+        neighbour(guest(lab, "trap"), "10.77.0.11"),
         "52:54:00:00:00:11"
     );
     std::thread::sleep(Duration::from_millis(1_200));
@@ -325,7 +229,8 @@ fn trap_knows_plain(lab: &Lab) {
 #[test]
 fn dnat_in_and_snat_out_through_the_same_address_despite_a_foreign_masquerade() {
     let env = start();
-    let lab = Lab::start(&env, LAB, &GUESTS);
+    apply(&env, LAB, &[]);
+    let lab = &Lab::wire(&env, &GUESTS).unwrap_or_else(|e| panic!("{e:#}"));
     // A libvirt-like manager masquerades everything leaving the uplink (it would pick
     // 192.0.2.5, the uplink's first address).
     foreign_nft(
@@ -335,18 +240,18 @@ fn dnat_in_and_snat_out_through_the_same_address_despite_a_foreign_masquerade() 
     );
     let _web = Server::start(&lab.outside, "whoami", OUTSIDE, 8080);
     let _other = Server::start(&lab.outside, "whoami", OUTSIDE, 8081);
-    let _ssh = Server::start(lab.guest("trap"), "whoami", "10.77.0.10", 22);
-    let _plain = Server::start(lab.guest("plain"), "whoami", "10.77.0.11", 7);
+    let _ssh = Server::start(guest(lab, "trap"), "whoami", "10.77.0.10", 22);
+    let _plain = Server::start(guest(lab, "plain"), "whoami", "10.77.0.11", 7);
 
     // Out: trap leaves from its own NAT address; plain, without one, is masqueraded.
     assert_eq!(
-        peer_seen(lab.guest("trap"), OUTSIDE, 8080).as_deref(),
+        peer_seen(guest(lab, "trap"), OUTSIDE, 8080).as_deref(),
         Some("192.0.2.10"),
         "{}",
         table_raw(&env)
     );
     assert_eq!(
-        peer_seen(lab.guest("plain"), OUTSIDE, 8080).as_deref(),
+        peer_seen(guest(lab, "plain"), OUTSIDE, 8080).as_deref(),
         Some(HOST_PRIMARY)
     );
     // In: 192.0.2.10:2222 reaches trap's 22 with the caller's own address, and the answer
@@ -356,8 +261,8 @@ fn dnat_in_and_snat_out_through_the_same_address_despite_a_foreign_masquerade() 
         Some(OUTSIDE)
     );
     // Egress lockdown: what the VM's rules do not list is dropped; evil may start nothing.
-    assert_eq!(peer_seen(lab.guest("trap"), OUTSIDE, 8081), None);
-    assert_eq!(peer_seen(lab.guest("evil"), OUTSIDE, 8080), None);
+    assert_eq!(peer_seen(guest(lab, "trap"), OUTSIDE, 8081), None);
+    assert_eq!(peer_seen(guest(lab, "evil"), OUTSIDE, 8080), None);
     assert!(
         named_counter(&env, "c_vm_trap_default_12f4e7c9").0 > 0,
         "trap's default drop did not count"
@@ -366,7 +271,7 @@ fn dnat_in_and_snat_out_through_the_same_address_despite_a_foreign_masquerade() 
     assert_eq!(peer_seen(&lab.outside, "10.77.0.11", 7), None);
     // Guests on the bridge reach each other (the lab's own traffic is theirs).
     assert_eq!(
-        peer_seen(lab.guest("trap"), "10.77.0.11", 7).as_deref(),
+        peer_seen(guest(lab, "trap"), "10.77.0.11", 7).as_deref(),
         Some("10.77.0.10")
     );
 
@@ -388,20 +293,21 @@ fn dnat_in_and_snat_out_through_the_same_address_despite_a_foreign_masquerade() 
 #[test]
 fn spoofed_arp_mac_and_address_are_dropped_and_logged_naming_the_vm() {
     let env = start();
-    let lab = Lab::start(&env, LAB, &GUESTS);
+    apply(&env, LAB, &[]);
+    let lab = &Lab::wire(&env, &GUESTS).unwrap_or_else(|e| panic!("{e:#}"));
     let follower = Follower::start(&env, ADMIN, None);
-    let _plain = Server::start(lab.guest("plain"), "whoami", "10.77.0.11", 7);
-    trap_knows_plain(&lab);
+    let _plain = Server::start(guest(lab, "plain"), "whoami", "10.77.0.11", 7);
+    trap_knows_plain(lab);
 
     // ARP man-in-the-middle: evil claims plain's address, to trap and to everyone.
-    spoof_plain(&lab);
+    spoof_plain(lab);
     assert_eq!(
-        neighbour(lab.guest("trap"), "10.77.0.11"),
+        neighbour(guest(lab, "trap"), "10.77.0.11"),
         "52:54:00:00:00:11",
         "trap's traffic for plain was redirected"
     );
     assert_eq!(
-        peer_seen(lab.guest("trap"), "10.77.0.11", 7).as_deref(),
+        peer_seen(guest(lab, "trap"), "10.77.0.11", 7).as_deref(),
         Some("10.77.0.10")
     );
     let arp = follower
@@ -417,7 +323,7 @@ fn spoofed_arp_mac_and_address_are_dropped_and_logged_naming_the_vm() {
     assert_eq!(arp["source_mac"], "52:54:00:00:00:12");
 
     // A frame from another MAC, and a packet from another address.
-    let evil = lab.guest("evil");
+    let evil = guest(lab, "evil");
     let forged_mac = tool_in(
         evil,
         "lab_frames.py",
@@ -475,9 +381,9 @@ fn spoofed_arp_mac_and_address_are_dropped_and_logged_naming_the_vm() {
     // The control: without our port guards the same attempt does redirect trap's traffic, so
     // what kept it out above was the guard.
     ok(&env, env.nft(&["delete", "table", "bridge", "palisade"]));
-    spoof_plain(&lab);
+    spoof_plain(lab);
     assert_eq!(
-        neighbour(lab.guest("trap"), "10.77.0.11"),
+        neighbour(guest(lab, "trap"), "10.77.0.11"),
         "52:54:00:00:00:12"
     );
 }
@@ -485,20 +391,21 @@ fn spoofed_arp_mac_and_address_are_dropped_and_logged_naming_the_vm() {
 #[test]
 fn other_managers_tables_come_and_go_around_ours_and_ours_still_enforce() {
     let env = start();
-    let lab = Lab::start(&env, LAB, &GUESTS);
+    apply(&env, LAB, &[]);
+    let lab = &Lab::wire(&env, &GUESTS).unwrap_or_else(|e| panic!("{e:#}"));
     let _other = Server::start(&lab.outside, "whoami", OUTSIDE, 8081);
-    let _ssh = Server::start(lab.guest("trap"), "whoami", "10.77.0.10", 22);
-    let _plain = Server::start(lab.guest("plain"), "whoami", "10.77.0.11", 7);
+    let _ssh = Server::start(guest(lab, "trap"), "whoami", "10.77.0.10", 22);
+    let _plain = Server::start(guest(lab, "plain"), "whoami", "10.77.0.11", 7);
     let enforced = |when: &str| {
-        trap_knows_plain(&lab);
-        spoof_plain(&lab);
+        trap_knows_plain(lab);
+        spoof_plain(lab);
         assert_eq!(
-            neighbour(lab.guest("trap"), "10.77.0.11"),
+            neighbour(guest(lab, "trap"), "10.77.0.11"),
             "52:54:00:00:00:11",
             "{when}: the ARP spoof got through"
         );
         assert_eq!(
-            peer_seen(lab.guest("trap"), OUTSIDE, 8081),
+            peer_seen(guest(lab, "trap"), OUTSIDE, 8081),
             None,
             "{when}: egress"
         );
@@ -548,7 +455,7 @@ fn bridged_work(cmdline: &str) -> String {
 fn a_real_guest_on_its_port_has_its_address_and_its_rules() {
     let env = start();
     create_work(&env, "");
-    let lab = Lab::start(
+    apply(
         &env,
         &bridged_work(
             "pal.ip=10.77.0.20/24 pal.gw=10.77.0.1 \
@@ -556,6 +463,7 @@ fn a_real_guest_on_its_port_has_its_address_and_its_rules() {
         ),
         &[],
     );
+    let lab = &Lab::wire(&env, &[]).unwrap_or_else(|e| panic!("{e:#}"));
     let web = Server::start(&lab.outside, "whoami", OUTSIDE, 8080);
     let other = Server::start(&lab.outside, "whoami", OUTSIDE, 8081);
     let lines = boot(&env, ALICE, &[]);

@@ -21,11 +21,17 @@
 //! The fleet rows (`fleet.rs`): a changed drop-in until its generation is live, next to the same
 //! change through `palisadectl policy apply`; a no-op run of the Ansible collection on one host,
 //! next to a play of one `ansible.builtin.ping` on the same host.
+//!
+//! The lab rows (`lab.rs`): throughput and connections between two guests across the bridge
+//! with the port guards and without them; a connection through a VM's DNAT next to one to a
+//! listener on the same host address.
 
 #[path = "palisade-bench/droplog.rs"]
 mod droplog;
 #[path = "palisade-bench/fleet.rs"]
 mod fleet;
+#[path = "palisade-bench/lab.rs"]
+mod lab;
 
 use anyhow::{anyhow, Context, Result};
 use palisade_dbus::proxy::PolicyProxy;
@@ -41,7 +47,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 5;
 
 /// Whether `section` of the bench runs: all of them, unless `PALISADE_BENCH_ONLY` names some
-/// (comma-separated: rules, vm, blocklist, load, dns, droplog, fleet) — for timing one part while working on
+/// (comma-separated: rules, vm, blocklist, load, dns, droplog, fleet, lab) — for timing one part while working on
 /// it; `make bench` runs everything.
 fn wanted(section: &str) -> bool {
     std::env::var("PALISADE_BENCH_ONLY")
@@ -73,6 +79,10 @@ fn main() -> Result<()> {
     if wanted("fleet") {
         let env = TestEnv::start().context("starting the fleet rows' environment")?;
         rows.extend(rt.block_on(fleet::fleet_rows(&env))?);
+    }
+    if wanted("lab") {
+        let env = TestEnv::start().context("starting the lab rows' environment")?;
+        rows.extend(lab::lab_rows(&env)?);
     }
     print_table(&rows);
     Ok(())

@@ -78,7 +78,12 @@ pub fn ports(p: &PortSet) -> String {
 /// Everything about a rule except its verdict and destination: protocol, ports or ICMP type,
 /// expiry, logging and comment.
 pub fn rule_details(rule: &Rule, now: SystemTime) -> String {
-    let mut parts = vec![protocol(rule.protocol)];
+    let mut parts = Vec::new();
+    if !rule.enabled {
+        // Translators: a rule kept in the policy that decides nothing (enabled = false).
+        parts.push(gettext("turned off"));
+    }
+    parts.push(protocol(rule.protocol));
     if let Some(p) = &rule.ports {
         parts.push(ports(p));
     } else if rule.protocol.has_ports() {
@@ -381,6 +386,11 @@ ports = 53
         let later = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
         assert!(rule_details(&vm.rules[0], later).contains("expired "));
         assert_eq!(rule_details(&vm.rules[1], now), "UDP · port 53");
+        let off = Rule {
+            enabled: false,
+            ..vm.rules[1].clone()
+        };
+        assert_eq!(rule_details(&off, now), "turned off · UDP · port 53");
         assert_eq!(destination(&vm.rules[1].destination), "*.example.com");
         assert_eq!(destination(&vm.rules[0].destination), "127.0.0.1");
     }

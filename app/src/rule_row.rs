@@ -48,8 +48,8 @@ pub struct RuleRow {
     title: String,
     /// The row's subtitle.
     details: String,
-    /// Whether the rule has expired (shown dimmed).
-    expired: bool,
+    /// Whether the rule decides nothing now: expired or turned off (shown dimmed).
+    inactive: bool,
     /// How often the rule decided a packet, when the helper told.
     hits: Option<String>,
     /// The drop-in that defines the rule; `None` for the local policy's (and a VM's rules).
@@ -77,7 +77,7 @@ impl FactoryComponent for RuleRow {
             set_title: &self.title,
             #[watch]
             set_subtitle: &self.subtitle(),
-            set_sensitive: !self.expired,
+            set_sensitive: !self.inactive,
             // Also the row's description for screen readers.
             #[watch]
             set_tooltip_text: Some(&self.sentence()),
@@ -121,7 +121,7 @@ impl FactoryComponent for RuleRow {
                     verdict_css: format::verdict_css(rule.action),
                     title: format::destination(&rule.destination),
                     details,
-                    expired: rule.is_expired(now),
+                    inactive: !rule.is_active(now),
                     hits: None,
                     managed_by,
                 }
@@ -133,7 +133,7 @@ impl FactoryComponent for RuleRow {
                 // Translators: the last row of a VM's rules: traffic no rule matched.
                 title: gettext("Anything else"),
                 details: gettext("The default action, always logged"),
-                expired: false,
+                inactive: false,
                 hits: None,
                 managed_by: None,
             },

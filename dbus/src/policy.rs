@@ -368,12 +368,20 @@ pub struct Rule {
     pub log: bool,
     /// The admin's note.
     pub comment: String,
+    /// `enabled = false` keeps a rule in the document, and in its place in the numbering,
+    /// while it decides nothing (the app shows it greyed).
+    pub enabled: bool,
 }
 
 impl Rule {
     /// Whether the rule has expired at `now`.
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires.is_some_and(|t| t <= now)
+    }
+
+    /// Whether the rule decides packets at `now`: enabled and not expired.
+    pub fn is_active(&self, now: SystemTime) -> bool {
+        self.enabled && !self.is_expired(now)
     }
 
     /// Whether every packet `later` matches is matched by `self` too, so `later` never fires.
@@ -385,7 +393,8 @@ impl Rule {
             (Some(a), None) => a.is_all(),
         };
         let icmp = self.icmp_type.is_none() || self.icmp_type == later.icmp_type;
-        self.expires.is_none()
+        self.enabled
+            && self.expires.is_none()
             && proto
             && ports
             && icmp
@@ -451,6 +460,7 @@ impl Policy {
         self.host_rules
             .iter()
             .chain(self.vms.iter().flat_map(|v| v.rules.iter()))
+            .filter(|r| r.enabled)
             .filter_map(|r| r.expires)
             .filter(|t| *t > now)
             .min()

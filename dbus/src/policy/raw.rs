@@ -163,6 +163,7 @@ pub(super) struct RawRule {
     pub expires: Option<RawTime>,
     pub log: Option<bool>,
     pub comment: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,10 @@ pub(super) fn shadowed(rules: &[(usize, Rule)]) -> Vec<(usize, usize)> {
     let mut by_destination: HashMap<&Destination, Vec<usize>> = HashMap::new();
     let mut out = Vec::new();
     for (j, (later_no, later)) in rules.iter().enumerate() {
+        // A disabled rule neither shadows nor is worth a warning.
+        if !later.enabled {
+            continue;
+        }
         let earliest = covering_destinations(&later.destination)
             .iter()
             .filter_map(|d| by_destination.get(d))

@@ -764,6 +764,7 @@ impl Validator {
             expires,
             log: r.log.unwrap_or(false),
             comment: comment_ok.then_some(comment)?,
+            enabled: r.enabled.unwrap_or(true),
         })
     }
 

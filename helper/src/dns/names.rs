@@ -149,7 +149,7 @@ pub fn name_table(
         let mut names: Vec<NameRule> = Vec::new();
         let mut blocked: Vec<Arc<DomainSet>> = Vec::new();
         for (i, rule) in vm.rules.iter().enumerate() {
-            if rule.is_expired(now) {
+            if !rule.is_active(now) {
                 continue;
             }
             let pattern = match &rule.destination {

@@ -448,6 +448,7 @@ pub fn implicit_rules(vm: &Vm) -> Vec<Rule> {
         expires: None,
         log: false,
         comment: comment.into(),
+        enabled: true,
     };
     let mut rules = Vec::new();
     if let Some(port) = vm.socks_proxy {
@@ -657,7 +658,7 @@ fn compile_rules(
     let live: Vec<(usize, &Rule)> = rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| !r.is_expired(now))
+        .filter(|(_, r)| r.is_active(now))
         .map(|(i, r)| (i + 1, r))
         .collect();
     let mut compiled = Vec::new();

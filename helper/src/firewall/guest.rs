@@ -73,7 +73,7 @@ pub(crate) fn guest_table(vm: &Vm, policy: &Policy, facts: &Facts) -> Ruleset {
     for b in &policy.blocklists {
         let used =
             policy.host_rules.iter().chain(&vm.rules).any(|r| {
-                !r.is_expired(now) && r.destination == Destination::Blocklist(b.name.clone())
+                r.is_active(now) && r.destination == Destination::Blocklist(b.name.clone())
             });
         if !used {
             continue;
@@ -220,7 +220,7 @@ impl Ctx<'_> {
             chain.notes.push((at, text));
         };
         note(chain, format!("{}: {}", origin.name(rule), describe(rule)));
-        if rule.is_expired(self.now) {
+        if !rule.is_active(self.now) {
             note(chain, "expired: left out, as on the host".into());
             return;
         }

@@ -158,6 +158,23 @@ fn expired_rules_do_not_shadow() {
 }
 
 #[test]
+fn disabled_rules_neither_shadow_nor_are_shadowed() {
+    let doc = "[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n\
+               [[vm.rule]]\naction = \"drop\"\nenabled = false\n\
+               [[vm.rule]]\naction = \"accept\"\ndestination = \"10.1.2.3\"\n\
+               [[vm.rule]]\naction = \"drop\"\ndestination = \"10.1.2.3\"\nenabled = false\n";
+    let parsed = Policy::parse(doc.as_bytes()).unwrap_or_else(|f| panic!("{f:?}"));
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let rules = &parsed.policy.vms[0].rules;
+    assert_eq!(
+        rules.iter().map(|r| r.enabled).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    let bad = doc.replace("enabled = false", "enabled = \"no\"");
+    assert!(Policy::parse(bad.as_bytes()).is_err());
+}
+
+#[test]
 fn sizes() {
     assert_eq!(parse_size_mib("2G"), Some(2048));
     assert_eq!(parse_size_mib("512M"), Some(512));

@@ -145,6 +145,24 @@ fn expired_rules_are_left_out_and_their_marks_are_not_live() {
     assert!(render_ruleset(&compile_ruleset(&p, &early)).contains("10.9.9.9"));
 }
 
+/// A disabled rule compiles to nothing and keeps its number: the rules after it are logged and
+/// counted under the numbers the document (and the app) gives them.
+#[test]
+fn disabled_rules_decide_nothing_and_keep_their_place() {
+    let doc = "[[vm]]\nname = \"work\"\ndefault = \"drop\"\n\n\
+        [[vm.rule]]\naction = \"accept\"\ndestination = \"192.0.2.1\"\nproto = \"tcp\"\nports = 22\nenabled = false\n\n\
+        [[vm.rule]]\naction = \"reject\"\ndestination = \"192.0.2.2\"\nproto = \"tcp\"\nports = 443\nlog = true\n";
+    let p = policy(doc);
+    assert!(!p.vms[0].rules[0].enabled && p.vms[0].rules[1].enabled);
+    let text = render_ruleset(&compile_ruleset(&p, &facts()));
+    assert!(!text.contains("192.0.2.1"), "{text}");
+    assert!(text.contains("palisade vm=work rule=2 reject"), "{text}");
+    assert!(!text.contains("rule=1 "), "{text}");
+    let enabled = policy(&doc.replace("enabled = false\n", ""));
+    let text = render_ruleset(&compile_ruleset(&enabled, &facts()));
+    assert!(text.contains("192.0.2.1"), "{text}");
+}
+
 #[test]
 fn marks_ignore_comments_and_position() {
     let a = policy("[[vm]]\nname = \"work\"\n[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.1\"\ncomment = \"x\"\n");

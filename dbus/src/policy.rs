@@ -6,6 +6,7 @@
 //! be invalid, so the compiler and the QEMU supervisor never check again.
 
 pub mod destination;
+pub mod edit;
 pub mod lab;
 pub mod merge;
 pub mod names;

@@ -1,36 +1,31 @@
 //! The main window: connects to the helper over the system bus and shows four pages, "My
 //! machines" (the VMs and consoles this user may use, with **Open console**, **Start** and
 //! **Stop**), "Firewall" (the helper's status and the live policy with each rule's hits,
-//! read-only), "Blocklists" (the imported lists, which that page imports, updates and removes
-//! itself) and "Activity" (the drop log, which that page follows itself). It follows
-//! `GenerationChanged`, `StateChanged` and the helper coming and going, and reports every
-//! failure as a toast with the helper's own sentence.
+//! read-only), "Blocklists" (the imported lists, with import, update and removal) and "Activity"
+//! (the drop log). It follows `GenerationChanged` and the helper coming and going, and reports
+//! every failure as a toast with the helper's own sentence.
 //!
-//! Every D-Bus call runs as a relm4 command on the tokio runtime, never on the UI thread:
-//! `update` starts commands, `update_cmd` only folds their results into the model.
+//! The window owns the connection, the navigation and the toasts, and one call of its own:
+//! `Status()`, which tells whether the helper answers, which generation is live and whether this
+//! user may see the firewall. Each page makes its own calls on the connection the window hands
+//! it every time it reads the helper (on start, on Refresh, on a new generation, when the helper
+//! comes back), and tells the window only what is for the whole window: a toast, a refusal, a
+//! reconnect. Every D-Bus call runs as a relm4 command on the tokio runtime, never on the UI
+//! thread: `update` starts commands, `update_cmd` only folds their results into the model.
 
 use crate::a11y;
-use crate::activity::RemoteConsoleHint;
 use crate::activity_view::{ActivityView, ActivityViewInput, ActivityViewOutput};
 use crate::blocklists_view::{BlocklistsView, BlocklistsViewInput, BlocklistsViewOutput};
 use crate::config;
 use crate::format::capitalized;
 use crate::i18n::{gettext, i18n_f};
-use crate::machine_row::MachineRowOutput;
-use crate::machines_view::{MachinesView, MachinesViewInput};
-use crate::managed::Managed;
-use crate::policy_view::{PolicyView, PolicyViewInput};
+use crate::machines_view::{MachinesView, MachinesViewInput, MachinesViewOutput};
+use crate::policy_view::{PolicyView, PolicyViewInput, PolicyViewOutput};
 use crate::status_view::{StatusView, StatusViewInput};
-use crate::viewer::{self, Launched, ViewerError};
 use futures_util::StreamExt;
 use palisade_dbus::names::BUS_NAME;
-use palisade_dbus::policy::merge::merge;
-use palisade_dbus::policy::{Parsed, Policy};
-use palisade_dbus::proxy::{ConsolesProxy, DnsProxy, HelperProxy, PolicyProxy, VmsProxy};
-use palisade_dbus::types::{
-    ConsoleInfo, DnsNameState, Finding, PolicySource, PolicySources, RunMode, SourceKind, Status,
-    VmInfo, VmState,
-};
+use palisade_dbus::proxy::{HelperProxy, PolicyProxy};
+use palisade_dbus::types::Status;
 use palisade_dbus::Error;
 use relm4::abstractions::Toaster;
 use relm4::adw::prelude::*;
@@ -41,10 +36,8 @@ use relm4::{
 };
 use std::time::Duration;
 
-/// How long one D-Bus call may take before it fails with a timeout.
+/// How long one D-Bus call on the window's connection may take before it fails with a timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(25);
-/// How long **Stop** gives the guest to power down before the helper pulls the plug.
-const STOP_SECONDS: u32 = 60;
 
 /// Which page of the window is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,14 +108,17 @@ impl std::fmt::Debug for App {
 /// Messages to the window.
 #[derive(Debug)]
 pub enum AppInput {
-    /// Read the status and the policy again (connecting first if needed).
+    /// Read the helper again (connecting first if needed): the status here, the rest in the
+    /// pages.
     Refresh,
     /// Start following the helper's signals on the current connection.
     Watch,
     /// Show the About window.
     About,
-    /// A machine's row asked to open its console, start it or stop it.
-    Machine(MachineRowOutput),
+    /// The machines page has something to say.
+    Machines(MachinesViewOutput),
+    /// The policy view has something to say.
+    Policy(PolicyViewOutput),
     /// The Blocklists page has something to say.
     Blocklists(BlocklistsViewOutput),
     /// The Activity page has something to say.
@@ -136,106 +132,14 @@ pub enum AppInput {
 pub enum AppCmd {
     /// The system bus was opened, or could not be.
     Connected(Result<zbus::Connection, Error>),
-    /// The status and the live policy were read, or could not be.
-    Loaded(Box<Snapshot>),
+    /// `Status()` answered, or the helper could not be reached.
+    Loaded(Box<Result<Status, Error>>),
     /// The helper announced that a new generation is live.
     GenerationChanged(u64),
     /// The helper's bus name got an owner (`true`: started) or lost it (`false`: stopped).
     HelperOwnerChanged(bool),
     /// Following the helper's signals failed or ended; carries the sentence.
     WatchEnded(String),
-    /// The helper announced a VM's new state.
-    VmStateChanged {
-        /// The VM.
-        name: String,
-        /// Its state.
-        state: VmState,
-    },
-    /// A console was handed to the viewer, or could not be.
-    ConsoleOpened {
-        /// The console.
-        name: String,
-        /// The viewer started, or why not.
-        result: Result<Launched, OpenError>,
-    },
-    /// A VM was started, or could not be.
-    VmStarted {
-        /// The VM.
-        name: String,
-        /// Its state after the start, or why it did not start.
-        result: Result<VmInfo, Error>,
-    },
-    /// A VM was stopped, or could not be.
-    VmStopped {
-        /// The VM.
-        name: String,
-        /// Whether it stopped.
-        result: Result<(), Error>,
-    },
-}
-
-/// Why **Open console** failed.
-#[derive(Debug)]
-pub enum OpenError {
-    /// The helper gave no ticket (not allowed, rate-limited, not running, unreachable).
-    Helper(Error),
-    /// The ticket could not be handed to the viewer.
-    Viewer(ViewerError),
-}
-
-impl OpenError {
-    /// The sentence for the user.
-    fn sentence(&self) -> String {
-        match self {
-            OpenError::Helper(e) => e.sentence(),
-            OpenError::Viewer(ViewerError::Start { program, source })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                i18n_f(
-                    "The console viewer {program} is not installed (Debian package virt-viewer)",
-                    &[("program", program)],
-                )
-            }
-            OpenError::Viewer(ViewerError::Start { program, source }) => i18n_f(
-                "Cannot start the console viewer {program}: {reason}",
-                &[("program", program), ("reason", &source.to_string())],
-            ),
-            OpenError::Viewer(ViewerError::Write { dir, source }) => i18n_f(
-                "Cannot write the console file in {folder}: {reason}",
-                &[
-                    ("folder", &dir.display().to_string()),
-                    ("reason", &source.to_string()),
-                ],
-            ),
-        }
-    }
-}
-
-/// What one read of the helper returned.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// `Status()`.
-    status: Result<Status, Error>,
-    /// `Sources()`, merged and parsed.
-    policy: Result<LivePolicy, Error>,
-    /// `Consoles.List()`.
-    consoles: Result<Vec<ConsoleInfo>, Error>,
-    /// `Vms.List()`.
-    vms: Result<Vec<VmInfo>, Error>,
-    /// `Dns.Names()`: the states of the names the rules mention.
-    names: Result<Vec<DnsNameState>, Error>,
-}
-
-/// The live policy: its files merged as the helper merges them, parsed with the contract's
-/// validation.
-#[derive(Debug)]
-pub struct LivePolicy {
-    /// Its generation.
-    generation: u64,
-    /// The policy, or why this app could not read it.
-    parsed: Result<Parsed, Vec<Finding>>,
-    /// Which of its parts come from drop-ins rather than the local policy.
-    managed: Managed,
 }
 
 /// Opens the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set).
@@ -248,149 +152,17 @@ async fn connect() -> AppCmd {
     AppCmd::Connected(connection)
 }
 
-/// Reads status, policy, consoles and VMs at once.
+/// Reads the helper's status: whether it answers, and what the window shows around the pages.
 async fn load(connection: zbus::Connection) -> AppCmd {
-    let (status, policy, consoles, vms, names) = tokio::join!(
-        read_status(&connection),
-        read_policy(&connection),
-        read_consoles(&connection),
-        read_vms(&connection),
-        read_names(&connection),
-    );
-    AppCmd::Loaded(Box::new(Snapshot {
-        status,
-        policy,
-        consoles,
-        vms,
-        names,
-    }))
+    let status = async { HelperProxy::new(&connection).await?.status().await }.await;
+    AppCmd::Loaded(Box::new(status))
 }
 
-async fn read_names(connection: &zbus::Connection) -> Result<Vec<DnsNameState>, Error> {
-    DnsProxy::new(connection).await?.names().await
-}
-
-async fn read_consoles(connection: &zbus::Connection) -> Result<Vec<ConsoleInfo>, Error> {
-    ConsolesProxy::new(connection).await?.list().await
-}
-
-async fn read_vms(connection: &zbus::Connection) -> Result<Vec<VmInfo>, Error> {
-    VmsProxy::new(connection).await?.list().await
-}
-
-/// Asks the helper for a ticket and hands it to the viewer: exactly what `palisadectl console
-/// open NAME` does.
-async fn open_console(connection: zbus::Connection, name: String) -> AppCmd {
-    let result = async {
-        let ticket = ConsolesProxy::new(&connection)
-            .await
-            .map_err(|e| OpenError::Helper(e.into()))?
-            .open(&name)
-            .await
-            .map_err(OpenError::Helper)?;
-        let program = config::viewer();
-        // Writing a small file and forking: quick, but blocking calls all the same.
-        tokio::task::spawn_blocking(move || viewer::open(&ticket, &program))
-            .await
-            .map_err(|e| OpenError::Helper(Error::Internal(e.to_string())))?
-            .map_err(OpenError::Viewer)
-    }
-    .await;
-    AppCmd::ConsoleOpened { name, result }
-}
-
-async fn start_vm(connection: zbus::Connection, name: String) -> AppCmd {
-    let result = async {
-        VmsProxy::new(&connection)
-            .await?
-            .start(&name, RunMode::Ephemeral)
-            .await
-    }
-    .await;
-    AppCmd::VmStarted { name, result }
-}
-
-/// Stops a VM. The helper answers once the VM is gone, which can take the whole grace time, so
-/// this call has a connection of its own whose calls may take that long.
-async fn stop_vm(name: String) -> AppCmd {
-    let result = async {
-        let connection = zbus::conn::Builder::system()
-            .method_timeout(Duration::from_secs(u64::from(STOP_SECONDS)) + CALL_TIMEOUT)
-            .build()
-            .await?;
-        VmsProxy::new(&connection)
-            .await?
-            .stop(&name, false, STOP_SECONDS)
-            .await
-    }
-    .await;
-    AppCmd::VmStopped { name, result }
-}
-
-async fn read_status(connection: &zbus::Connection) -> Result<Status, Error> {
-    HelperProxy::new(connection).await?.status().await
-}
-
-/// Reads the files of the live policy (`Sources`: the drop-ins, then the local policy) and
-/// merges them as the helper does, remembering which part came from which file. A helper from
-/// before drop-ins has no `Sources`; its `Get` is the whole policy.
-async fn read_policy(connection: &zbus::Connection) -> Result<LivePolicy, Error> {
-    let proxy = PolicyProxy::new(connection).await?;
-    let sources = match proxy.sources().await {
-        Ok(sources) => sources,
-        Err(Error::ZBus(zbus::Error::MethodError(name, _, _)))
-            if name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod" =>
-        {
-            let (generation, document) = proxy.get().await?;
-            PolicySources {
-                generation,
-                sources: vec![PolicySource {
-                    name: String::new(),
-                    kind: SourceKind::Local,
-                    path: String::new(),
-                    document,
-                }],
-                admin_dir: String::new(),
-                vendor_dir: String::new(),
-                local_file: String::new(),
-            }
-        }
-        Err(e) => return Err(e),
-    };
-    let generation = sources.generation;
-    // A policy can hold a million blocklist entries: merge and parse it off the async workers.
-    let (parsed, managed) = tokio::task::spawn_blocking(move || {
-        let merged = match merge(&sources.sources) {
-            Ok(merged) => merged,
-            // The helper merged these files; an app that cannot is older or newer than it.
-            Err(findings) => return (Err(findings), Managed::default()),
-        };
-        match Policy::parse(merged.document.as_bytes()) {
-            Ok(mut parsed) => {
-                let managed = Managed::new(&merged, &parsed.policy);
-                // Warnings about a drop-in name its file: it is not changed here.
-                parsed.warnings = merged.attribute(std::mem::take(&mut parsed.warnings));
-                (Ok(parsed), managed)
-            }
-            Err(findings) => (Err(merged.attribute(findings)), Managed::default()),
-        }
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(LivePolicy {
-        generation,
-        parsed,
-        managed,
-    })
-}
-
-/// Forwards `GenerationChanged`, `StateChanged` and changes of the helper's name owner until
-/// the bus closes.
+/// Forwards `GenerationChanged` and changes of the helper's name owner until the bus closes.
+/// (A VM's `StateChanged` is the machines page's own business.)
 async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), Error> {
     let policy = PolicyProxy::new(&connection).await?;
     let mut generations = policy.receive_generation_changed().await?;
-    let vms = VmsProxy::new(&connection).await?;
-    let mut states = vms.receive_state_changed().await?;
     let bus = zbus::fdo::DBusProxy::new(&connection).await?;
     let mut owners = bus
         .receive_name_owner_changed_with_args(&[(0, BUS_NAME)])
@@ -404,17 +176,6 @@ async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), 
                 }
                 None => break,
             },
-            signal = states.next() => match signal {
-                Some(signal) => {
-                    if let Ok(args) = signal.args() {
-                        out.emit(AppCmd::VmStateChanged {
-                            name: args.name.to_owned(),
-                            state: args.state,
-                        });
-                    }
-                }
-                None => break,
-            },
             signal = owners.next() => match signal {
                 Some(signal) => {
                     let present = signal.args().is_ok_and(|a| a.new_owner.is_some());
@@ -425,25 +186,6 @@ async fn watch(connection: zbus::Connection, out: Sender<AppCmd>) -> Result<(), 
         }
     }
     Ok(())
-}
-
-/// The remote consoles of `policy`, for the Activity page's snippets.
-fn remote_consoles(policy: &Policy) -> Vec<RemoteConsoleHint> {
-    policy
-        .remote_consoles
-        .iter()
-        .map(|c| RemoteConsoleHint {
-            name: c.name.to_string(),
-            host: c.host.to_string(),
-            port: c.port,
-            users: c
-                .access
-                .users
-                .iter()
-                .map(|u| u.as_str().to_owned())
-                .collect(),
-        })
-        .collect()
 }
 
 /// Shows the About window over `parent`.
@@ -484,19 +226,6 @@ impl App {
         self.toast(&self.reason);
     }
 
-    /// A list the helper gave, or `None` when it refused it to this user (not worth a toast:
-    /// the page says so) or failed (worth one).
-    fn listed<T>(&self, list: Result<Vec<T>, Error>) -> Option<Vec<T>> {
-        match list {
-            Ok(list) => Some(list),
-            Err(Error::NotAuthorized(_)) => None,
-            Err(e) => {
-                self.toast(&e.sentence());
-                None
-            }
-        }
-    }
-
     /// Withdraws the toast that said the helper is gone, once it answers again.
     fn dismiss_stale_toast(&mut self) {
         if let Some(toast) = self.stale_toast.take() {
@@ -520,14 +249,9 @@ impl App {
         )
     }
 
-    fn loaded(&mut self, snapshot: Snapshot) {
-        let Snapshot {
-            status,
-            policy,
-            consoles,
-            vms,
-            names,
-        } = snapshot;
+    /// Shows what `Status()` said and hands the connection to the pages, which read the
+    /// rest themselves.
+    fn loaded(&mut self, status: Result<Status, Error>) {
         match status {
             Ok(status) => {
                 self.dismiss_stale_toast();
@@ -554,95 +278,21 @@ impl App {
                 return;
             }
         }
-        // The page reads the lists itself; a new generation may have changed which are in use.
-        if let Some(connection) = &self.connection {
-            self.blocklists_view
-                .emit(BlocklistsViewInput::Load(connection.clone()));
-            // Followed already on this connection, the page keeps following.
-            self.activity_view
-                .emit(ActivityViewInput::Load(connection.clone()));
-        }
-        let consoles = self.listed(consoles);
-        let vms = self.listed(vms);
-        self.machines_view
-            .emit(MachinesViewInput::Show { consoles, vms });
-        if self.firewall_refused.is_some() {
-            return;
-        }
-        match policy {
-            Ok(LivePolicy {
-                generation,
-                parsed: Ok(parsed),
-                managed,
-            }) => {
-                self.activity_view
-                    .emit(ActivityViewInput::Consoles(remote_consoles(&parsed.policy)));
-                self.policy_view.emit(PolicyViewInput::Show {
-                    generation,
-                    policy: Box::new(parsed.policy),
-                    warnings: parsed.warnings,
-                    managed: Box::new(managed),
-                    // Without them the rows show the rules alone: nothing else depends on them.
-                    names: names.unwrap_or_default(),
-                });
-                if let Some(connection) = &self.connection {
-                    self.policy_view
-                        .emit(PolicyViewInput::ReadHits(connection.clone()));
-                }
-            }
-            Ok(LivePolicy {
-                generation,
-                parsed: Err(findings),
-                ..
-            }) => {
-                self.toast(&gettext(
-                    "The live policy does not validate in this version of the app",
-                ));
-                self.policy_view.emit(PolicyViewInput::Unreadable {
-                    generation,
-                    findings,
-                });
-            }
-            Err(Error::NotAuthorized(reason)) => {
-                self.firewall_refused = Some(reason);
-                self.policy_view.emit(PolicyViewInput::Clear);
-            }
-            Err(e) => {
-                self.toast(&e.sentence());
-                self.policy_view.emit(PolicyViewInput::Clear);
-            }
-        }
-    }
-
-    /// Starts the call a machine's row asked for.
-    fn machine(&mut self, action: MachineRowOutput, sender: &ComponentSender<Self>) {
-        let Some(connection) = self.connection.clone() else {
-            self.toast(&gettext(
-                "Not connected to the helper yet; try again in a moment.",
-            ));
-            sender.input(AppInput::Refresh);
+        let Some(connection) = &self.connection else {
             return;
         };
-        let name = match &action {
-            MachineRowOutput::Open(name)
-            | MachineRowOutput::Start(name)
-            | MachineRowOutput::Stop(name) => name.clone(),
-        };
+        // Each page reads for itself; a new generation may have changed what each shows.
         self.machines_view
-            .emit(MachinesViewInput::Busy { name, busy: true });
-        match action {
-            MachineRowOutput::Open(name) => sender.oneshot_command(open_console(connection, name)),
-            MachineRowOutput::Start(name) => sender.oneshot_command(start_vm(connection, name)),
-            MachineRowOutput::Stop(name) => sender.oneshot_command(stop_vm(name)),
+            .emit(MachinesViewInput::Load(connection.clone()));
+        self.blocklists_view
+            .emit(BlocklistsViewInput::Load(connection.clone()));
+        // Followed already on this connection, the page keeps following.
+        self.activity_view
+            .emit(ActivityViewInput::Load(connection.clone()));
+        if self.firewall_refused.is_none() {
+            self.policy_view
+                .emit(PolicyViewInput::Load(connection.clone()));
         }
-    }
-
-    /// A machine's call ended.
-    fn done(&self, name: &str) {
-        self.machines_view.emit(MachinesViewInput::Busy {
-            name: name.to_owned(),
-            busy: false,
-        });
     }
 
     fn firewall_page(&self) -> &'static str {
@@ -823,9 +473,11 @@ impl Component for App {
             toaster: Toaster::default(),
             machines_view: MachinesView::builder()
                 .launch(())
-                .forward(sender.input_sender(), AppInput::Machine),
+                .forward(sender.input_sender(), AppInput::Machines),
             status_view: StatusView::builder().launch(()).detach(),
-            policy_view: PolicyView::builder().launch(()).detach(),
+            policy_view: PolicyView::builder()
+                .launch(())
+                .forward(sender.input_sender(), AppInput::Policy),
             blocklists_view: BlocklistsView::builder()
                 .launch(())
                 .forward(sender.input_sender(), AppInput::Blocklists),
@@ -861,18 +513,27 @@ impl Component for App {
     fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, root: &Self::Root) {
         match message {
             AppInput::About => about(root),
-            AppInput::Machine(action) => self.machine(action, &sender),
-            AppInput::Blocklists(BlocklistsViewOutput::Toast(sentence))
+            AppInput::Machines(MachinesViewOutput::Toast(sentence))
+            | AppInput::Policy(PolicyViewOutput::Toast(sentence))
+            | AppInput::Blocklists(BlocklistsViewOutput::Toast(sentence))
             | AppInput::Activity(ActivityViewOutput::Toast(sentence)) => {
                 self.toast(&sentence);
             }
+            AppInput::Machines(MachinesViewOutput::Reconnect) => sender.input(AppInput::Refresh),
+            AppInput::Policy(PolicyViewOutput::Refused(reason)) => {
+                self.firewall_refused = Some(reason);
+            }
+            AppInput::Policy(PolicyViewOutput::Consoles(consoles)) => {
+                self.activity_view
+                    .emit(ActivityViewInput::Consoles(consoles));
+            }
             AppInput::PageShown(name) => {
                 // The rules' hits are read when the page is opened, not only every few seconds.
-                if let (Some(connection), "firewall") = (&self.connection, name.as_str()) {
-                    if self.firewall_refused.is_none() {
-                        self.policy_view
-                            .emit(PolicyViewInput::ReadHits(connection.clone()));
-                    }
+                if name == "firewall"
+                    && self.connection.is_some()
+                    && self.firewall_refused.is_none()
+                {
+                    self.policy_view.emit(PolicyViewInput::ReadHits);
                 }
             }
             AppInput::Refresh => {
@@ -927,9 +588,9 @@ impl Component for App {
                 self.reload_queued = false;
                 self.fail(&e);
             }
-            AppCmd::Loaded(snapshot) => {
+            AppCmd::Loaded(status) => {
                 self.busy = false;
-                self.loaded(*snapshot);
+                self.loaded(*status);
                 if std::mem::take(&mut self.reload_queued) {
                     sender.input(AppInput::Refresh);
                 }
@@ -954,53 +615,7 @@ impl Component for App {
                 self.toast(&sentence);
                 // A closed bus connection is useless: open a new one on the next refresh.
                 self.connection = None;
-            }
-            AppCmd::VmStateChanged { name, state } => {
-                self.machines_view
-                    .emit(MachinesViewInput::StateChanged { name, state });
-            }
-            AppCmd::ConsoleOpened { name, result } => {
-                self.done(&name);
-                match result {
-                    Ok(launched) => {
-                        eprintln!(
-                            "palisade: console viewer for {name} started, pid {}, file {}",
-                            launched.pid,
-                            launched.file.display()
-                        );
-                        self.toast(&i18n_f(
-                            "The console of {name} opens in its own window",
-                            &[("name", &name)],
-                        ));
-                    }
-                    Err(e) => {
-                        self.toast(&e.sentence());
-                    }
-                }
-            }
-            AppCmd::VmStarted { name, result } => {
-                self.done(&name);
-                match result {
-                    Ok(info) => self.machines_view.emit(MachinesViewInput::StateChanged {
-                        name,
-                        state: info.state,
-                    }),
-                    Err(e) => {
-                        self.toast(&e.sentence());
-                    }
-                }
-            }
-            AppCmd::VmStopped { name, result } => {
-                self.done(&name);
-                match result {
-                    Ok(()) => self.machines_view.emit(MachinesViewInput::StateChanged {
-                        name,
-                        state: VmState::ShutDown,
-                    }),
-                    Err(e) => {
-                        self.toast(&e.sentence());
-                    }
-                }
+                self.machines_view.emit(MachinesViewInput::Disconnected);
             }
         }
     }

@@ -1,19 +1,38 @@
 //! "My machines": the window's first page. The VMs and remote consoles this user may use, each
-//! with its state and **Open console**, and **Start**/**Stop** for VMs the user operates. It
-//! makes no calls itself: the window feeds it what the helper listed and the state changes the
-//! helper announces, and carries out what its rows ask for.
+//! with its state and **Open console**, and **Start**/**Stop** for VMs the user operates.
+//!
+//! The page owns its calls: the window hands it the bus connection each time it reads the helper,
+//! and the page lists what the helper gives this user (`Consoles.List`, `Vms.List`), follows
+//! `Vms.StateChanged` on that connection, and opens consoles, starts and stops VMs as its rows
+//! ask, all as relm4 commands, never on the UI thread. Sentences for the user go to the window's
+//! toasts through [`MachinesViewOutput`].
 
-use crate::i18n::gettext;
+use crate::config;
+use crate::i18n::{gettext, i18n_f};
 use crate::machine_row::{MachineRow, MachineRowInit, MachineRowInput, MachineRowOutput};
 use crate::machines::{self, Kind, Machine};
+use crate::viewer::{self, Launched, ViewerError};
+use futures_util::StreamExt;
+use palisade_dbus::proxy::{ConsolesProxy, VmsProxy};
 use palisade_dbus::types::{ConsoleInfo, RunMode, VmInfo, VmState};
+use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
-use relm4::{adw, gtk, ComponentParts, ComponentSender, SimpleComponent};
+use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, Sender, ShutdownReceiver};
 use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How long **Stop** gives the guest to power down before the helper pulls the plug.
+const STOP_SECONDS: u32 = 60;
+/// How long the helper may take to answer beyond the guest's grace time (the window's
+/// connection gives every call as long).
+const STOP_MARGIN: Duration = Duration::from_secs(25);
 
 /// The machines page.
 pub struct MachinesView {
+    /// The window's connection to the bus, once it has one.
+    connection: Option<zbus::Connection>,
     /// The machines shown, in the order of their rows.
     machines: Vec<Machine>,
     /// One row per machine.
@@ -22,6 +41,15 @@ pub struct MachinesView {
     busy: HashSet<String>,
     /// Whether the helper refused both lists to this user.
     refused: bool,
+    /// Whether a listing is under way.
+    loading: bool,
+    /// Whether another listing was asked for while one was under way.
+    reload_queued: bool,
+    /// Numbers the page's state-following commands, so the results of one it stopped are
+    /// ignored.
+    run: u64,
+    /// Dropping it stops the running state-following command.
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for MachinesView {
@@ -29,6 +57,7 @@ impl std::fmt::Debug for MachinesView {
         f.debug_struct("MachinesView")
             .field("machines", &self.machines)
             .field("busy", &self.busy)
+            .field("run", &self.run)
             .finish_non_exhaustive()
     }
 }
@@ -36,33 +65,202 @@ impl std::fmt::Debug for MachinesView {
 /// Messages to the machines page.
 #[derive(Debug)]
 pub enum MachinesViewInput {
-    /// Show what the helper listed; `None` for a list it refused.
-    Show {
+    /// List the machines over this connection (the window read the helper again) and follow
+    /// their states on it; following goes on unchanged when it is already followed on it.
+    Load(zbus::Connection),
+    /// The window's connection closed: stop following; a click asks the window for a new one.
+    Disconnected,
+    /// Show nothing: the helper cannot be read.
+    Clear,
+    /// A row asked to open its console, start it or stop it.
+    Row(MachineRowOutput),
+}
+
+/// What the machines page asks the window to do.
+#[derive(Debug)]
+pub enum MachinesViewOutput {
+    /// Show this sentence as a toast.
+    Toast(String),
+    /// Connect and read the helper again (a row was clicked while there was no connection).
+    Reconnect,
+}
+
+/// Results of the page's calls and of its state-following command.
+#[derive(Debug)]
+pub enum MachinesViewCmd {
+    /// `Consoles.List()` and `Vms.List()` answered.
+    Listed {
         /// `Consoles.List()`.
-        consoles: Option<Vec<ConsoleInfo>>,
+        consoles: Result<Vec<ConsoleInfo>, Error>,
         /// `Vms.List()`.
-        vms: Option<Vec<VmInfo>>,
+        vms: Result<Vec<VmInfo>, Error>,
     },
     /// The helper announced a VM's new state.
     StateChanged {
+        /// The following command.
+        run: u64,
         /// The VM.
         name: String,
         /// Its state.
         state: VmState,
     },
-    /// A call for a machine started or ended.
-    Busy {
-        /// The machine.
-        name: String,
-        /// Whether a call is under way now.
-        busy: bool,
+    /// The following command ended, with the reason when it failed.
+    FollowEnded {
+        /// The following command.
+        run: u64,
+        /// Why, when it failed.
+        error: Option<Error>,
     },
-    /// Show nothing: the helper cannot be read.
-    Clear,
+    /// A console was handed to the viewer, or could not be.
+    ConsoleOpened {
+        /// The console.
+        name: String,
+        /// The viewer started, or why not.
+        result: Result<Launched, OpenError>,
+    },
+    /// A VM was started, or could not be.
+    VmStarted {
+        /// The VM.
+        name: String,
+        /// Its state after the start, or why it did not start.
+        result: Result<VmInfo, Error>,
+    },
+    /// A VM was stopped, or could not be.
+    VmStopped {
+        /// The VM.
+        name: String,
+        /// Whether it stopped.
+        result: Result<(), Error>,
+    },
 }
 
-/// What the machines page asks the window to do; see [`MachineRowOutput`].
-pub type MachinesViewOutput = MachineRowOutput;
+/// Why **Open console** failed.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The helper gave no ticket (not allowed, rate-limited, not running, unreachable).
+    Helper(Error),
+    /// The ticket could not be handed to the viewer.
+    Viewer(ViewerError),
+}
+
+impl OpenError {
+    /// The sentence for the user.
+    fn sentence(&self) -> String {
+        match self {
+            OpenError::Helper(e) => e.sentence(),
+            OpenError::Viewer(ViewerError::Start { program, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                i18n_f(
+                    "The console viewer {program} is not installed (Debian package virt-viewer)",
+                    &[("program", program)],
+                )
+            }
+            OpenError::Viewer(ViewerError::Start { program, source }) => i18n_f(
+                "Cannot start the console viewer {program}: {reason}",
+                &[("program", program), ("reason", &source.to_string())],
+            ),
+            OpenError::Viewer(ViewerError::Write { dir, source }) => i18n_f(
+                "Cannot write the console file in {folder}: {reason}",
+                &[
+                    ("folder", &dir.display().to_string()),
+                    ("reason", &source.to_string()),
+                ],
+            ),
+        }
+    }
+}
+
+/// Reads both lists at once.
+async fn list(connection: zbus::Connection) -> MachinesViewCmd {
+    let (consoles, vms) = tokio::join!(
+        async { ConsolesProxy::new(&connection).await?.list().await },
+        async { VmsProxy::new(&connection).await?.list().await },
+    );
+    MachinesViewCmd::Listed { consoles, vms }
+}
+
+/// Passes on `StateChanged` until `stop` fires or the connection closes, then says so. The
+/// proxy follows the helper's name, so a restarted helper's signals arrive too.
+async fn follow(
+    connection: zbus::Connection,
+    run: u64,
+    out: Sender<MachinesViewCmd>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let followed = async {
+        let vms = VmsProxy::new(&connection).await?;
+        let mut states = vms.receive_state_changed().await?;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                signal = states.next() => {
+                    let Some(signal) = signal else {
+                        return Ok(());
+                    };
+                    if let Ok(args) = signal.args() {
+                        out.emit(MachinesViewCmd::StateChanged {
+                            run,
+                            name: args.name.to_owned(),
+                            state: args.state,
+                        });
+                    }
+                }
+            }
+        }
+    };
+    let error: Option<Error> = followed.await.err();
+    out.emit(MachinesViewCmd::FollowEnded { run, error });
+}
+
+/// Asks the helper for a ticket and hands it to the viewer: exactly what `palisadectl console
+/// open NAME` does.
+async fn open_console(connection: zbus::Connection, name: String) -> MachinesViewCmd {
+    let result = async {
+        let ticket = ConsolesProxy::new(&connection)
+            .await
+            .map_err(|e| OpenError::Helper(e.into()))?
+            .open(&name)
+            .await
+            .map_err(OpenError::Helper)?;
+        let program = config::viewer();
+        // Writing a small file and forking: quick, but blocking calls all the same.
+        tokio::task::spawn_blocking(move || viewer::open(&ticket, &program))
+            .await
+            .map_err(|e| OpenError::Helper(Error::Internal(e.to_string())))?
+            .map_err(OpenError::Viewer)
+    }
+    .await;
+    MachinesViewCmd::ConsoleOpened { name, result }
+}
+
+async fn start_vm(connection: zbus::Connection, name: String) -> MachinesViewCmd {
+    let result = async {
+        VmsProxy::new(&connection)
+            .await?
+            .start(&name, RunMode::Ephemeral)
+            .await
+    }
+    .await;
+    MachinesViewCmd::VmStarted { name, result }
+}
+
+/// Stops a VM. The helper answers once the VM is gone, which can take the whole grace time, so
+/// this call has a connection of its own whose calls may take that long.
+async fn stop_vm(name: String) -> MachinesViewCmd {
+    let result = async {
+        let connection = zbus::conn::Builder::system()
+            .method_timeout(Duration::from_secs(u64::from(STOP_SECONDS)) + STOP_MARGIN)
+            .build()
+            .await?;
+        VmsProxy::new(&connection)
+            .await?
+            .stop(&name, false, STOP_SECONDS)
+            .await
+    }
+    .await;
+    MachinesViewCmd::VmStopped { name, result }
+}
 
 impl MachinesView {
     fn empty_title(&self) -> String {
@@ -78,6 +276,71 @@ impl MachinesView {
             gettext("Your account may not start virtual machines or open consoles. Ask the administrator of this computer.")
         } else {
             gettext("The administrator has not given your account a virtual machine or a remote console yet.")
+        }
+    }
+
+    fn toast(&self, sender: &ComponentSender<Self>, sentence: String) {
+        sender
+            .output_sender()
+            .emit(MachinesViewOutput::Toast(sentence));
+    }
+
+    /// Lists the machines, unless a listing is under way (then once more after it).
+    fn load(&mut self, sender: &ComponentSender<Self>) {
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        if self.loading {
+            self.reload_queued = true;
+            return;
+        }
+        self.loading = true;
+        sender.oneshot_command(list(connection));
+    }
+
+    /// Stops the state-following command, if one runs.
+    fn stop_following(&mut self) {
+        // Dropping the sender wakes the command, which ends.
+        self.stop = None;
+        self.run += 1;
+    }
+
+    /// Follows the VMs' states on `connection`, unless they are followed on it already.
+    fn follow(&mut self, connection: &zbus::Connection, sender: &ComponentSender<Self>) {
+        let same = self.stop.is_some()
+            && self
+                .connection
+                .as_ref()
+                .is_some_and(|c| c.unique_name() == connection.unique_name());
+        if same {
+            return;
+        }
+        self.stop_following();
+        let (tx, rx) = oneshot::channel();
+        self.stop = Some(tx);
+        let run = self.run;
+        let connection = connection.clone();
+        sender.command(move |out, shutdown: ShutdownReceiver| {
+            shutdown
+                .register(follow(connection, run, out, rx))
+                .drop_on_shutdown()
+        });
+    }
+
+    /// A list the helper gave, or `None` when it refused it to this user (not worth a toast:
+    /// the page says so) or failed (worth one).
+    fn listed<T>(
+        &self,
+        sender: &ComponentSender<Self>,
+        list: Result<Vec<T>, Error>,
+    ) -> Option<Vec<T>> {
+        match list {
+            Ok(list) => Some(list),
+            Err(Error::NotAuthorized(_)) => None,
+            Err(e) => {
+                self.toast(sender, e.sentence());
+                None
+            }
         }
     }
 
@@ -136,13 +399,37 @@ impl MachinesView {
             self.busy.remove(&name);
         }
     }
+
+    /// Starts the call a machine's row asked for.
+    fn row(&mut self, action: MachineRowOutput, sender: &ComponentSender<Self>) {
+        let Some(connection) = self.connection.clone() else {
+            self.toast(
+                sender,
+                gettext("Not connected to the helper yet; try again in a moment."),
+            );
+            sender.output_sender().emit(MachinesViewOutput::Reconnect);
+            return;
+        };
+        let name = match &action {
+            MachineRowOutput::Open(name)
+            | MachineRowOutput::Start(name)
+            | MachineRowOutput::Stop(name) => name.clone(),
+        };
+        self.set_busy(name, true);
+        match action {
+            MachineRowOutput::Open(name) => sender.oneshot_command(open_console(connection, name)),
+            MachineRowOutput::Start(name) => sender.oneshot_command(start_vm(connection, name)),
+            MachineRowOutput::Stop(name) => sender.oneshot_command(stop_vm(name)),
+        }
+    }
 }
 
 #[relm4::component(pub)]
-impl SimpleComponent for MachinesView {
+impl Component for MachinesView {
     type Init = ();
     type Input = MachinesViewInput;
     type Output = MachinesViewOutput;
+    type CommandOutput = MachinesViewCmd;
 
     view! {
         gtk::Box {
@@ -175,29 +462,108 @@ impl SimpleComponent for MachinesView {
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let model = MachinesView {
+            connection: None,
             machines: Vec::new(),
             rows: FactoryVecDeque::builder()
                 .launch(adw::PreferencesGroup::default())
-                .forward(sender.output_sender(), |out| out),
+                .forward(sender.input_sender(), MachinesViewInput::Row),
             busy: HashSet::new(),
             refused: false,
+            loading: false,
+            reload_queued: false,
+            run: 0,
+            stop: None,
         };
         let machine_group = model.rows.widget();
         let widgets = view_output!();
         ComponentParts { model, widgets }
     }
 
-    fn update(&mut self, message: Self::Input, _sender: ComponentSender<Self>) {
+    fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, _root: &Self::Root) {
         match message {
-            MachinesViewInput::Show { consoles, vms } => {
-                self.refused = consoles.is_none() && vms.is_none();
-                self.show(machines::merge(consoles.as_deref(), vms.as_deref()));
+            MachinesViewInput::Load(connection) => {
+                self.follow(&connection, &sender);
+                self.connection = Some(connection);
+                self.load(&sender);
             }
-            MachinesViewInput::StateChanged { name, state } => self.state_changed(&name, state),
-            MachinesViewInput::Busy { name, busy } => self.set_busy(name, busy),
+            MachinesViewInput::Disconnected => {
+                self.stop_following();
+                self.connection = None;
+            }
             MachinesViewInput::Clear => {
+                self.stop_following();
+                self.connection = None;
                 self.refused = false;
                 self.show(Vec::new());
+            }
+            MachinesViewInput::Row(action) => self.row(action, &sender),
+        }
+    }
+
+    fn update_cmd(
+        &mut self,
+        message: Self::CommandOutput,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        match message {
+            MachinesViewCmd::Listed { consoles, vms } => {
+                self.loading = false;
+                let consoles = self.listed(&sender, consoles);
+                let vms = self.listed(&sender, vms);
+                // Read while the helper could not be: what it said then no longer counts.
+                if self.connection.is_some() {
+                    self.refused = consoles.is_none() && vms.is_none();
+                    self.show(machines::merge(consoles.as_deref(), vms.as_deref()));
+                }
+                if std::mem::take(&mut self.reload_queued) {
+                    self.load(&sender);
+                }
+            }
+            MachinesViewCmd::StateChanged { run, name, state } if run == self.run => {
+                self.state_changed(&name, state);
+            }
+            MachinesViewCmd::FollowEnded { run, error } if run == self.run => {
+                self.stop = None;
+                if let Some(e) = error {
+                    self.toast(&sender, e.sentence());
+                }
+            }
+            // From a following command the page has stopped since.
+            MachinesViewCmd::StateChanged { .. } | MachinesViewCmd::FollowEnded { .. } => {}
+            MachinesViewCmd::ConsoleOpened { name, result } => {
+                self.set_busy(name.clone(), false);
+                match result {
+                    Ok(launched) => {
+                        eprintln!(
+                            "palisade: console viewer for {name} started, pid {}, file {}",
+                            launched.pid,
+                            launched.file.display()
+                        );
+                        self.toast(
+                            &sender,
+                            i18n_f(
+                                "The console of {name} opens in its own window",
+                                &[("name", &name)],
+                            ),
+                        );
+                    }
+                    Err(e) => self.toast(&sender, e.sentence()),
+                }
+            }
+            MachinesViewCmd::VmStarted { name, result } => {
+                self.set_busy(name.clone(), false);
+                match result {
+                    Ok(info) => self.state_changed(&name, info.state),
+                    Err(e) => self.toast(&sender, e.sentence()),
+                }
+            }
+            MachinesViewCmd::VmStopped { name, result } => {
+                self.set_busy(name.clone(), false);
+                match result {
+                    Ok(()) => self.state_changed(&name, VmState::ShutDown),
+                    Err(e) => self.toast(&sender, e.sentence()),
+                }
             }
         }
     }

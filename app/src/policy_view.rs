@@ -5,11 +5,16 @@
 //! rather than the local policy shows a lock and its file ("Managed by your organisation
 //! (50-office.toml)"), and its row keeps that file (`managed_by`) for whatever edits the rest.
 //!
-//! The counters are the view's own call: the window hands it the bus connection whenever it
-//! shows a policy or the Firewall page is opened, and the view reads them again every
-//! [`COUNTERS_EVERY`] while a policy is shown. A user who may not read the log sees the rules
-//! without hits, and is not asked again until the window reads the helper again.
+//! The view owns its calls: the window hands it the bus connection each time it reads the
+//! helper, and the view reads the live policy's files (`Policy.Sources`, merged here as the
+//! helper merges them; `Policy.Get` from a helper without drop-ins) and the names' states
+//! (`Dns.Names`), then the rules' counters (`Log.Counters`), again when the Firewall page is
+//! opened and every [`COUNTERS_EVERY`] while a policy is shown. A user who may not read the log
+//! sees the rules without hits, and is not asked again until the window reads the helper again.
+//! Sentences for the user, a refusal and the remote consoles (for the Activity page's snippets)
+//! go to the window through [`PolicyViewOutput`].
 
+use crate::activity::RemoteConsoleHint;
 use crate::console_row::{ConsoleRow, ConsoleRowInit};
 use crate::format;
 use crate::hits::{self, Hits};
@@ -18,9 +23,12 @@ use crate::info_row::{InfoRow, InfoRowInit};
 use crate::managed::Managed;
 use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
 use crate::vm_row::{VmRow, VmRowInit, VmRowInput, VmRowOutput};
-use palisade_dbus::policy::Policy;
-use palisade_dbus::proxy::LogProxy;
-use palisade_dbus::types::{DnsNameState, Finding, RuleCounter, Severity};
+use palisade_dbus::policy::merge::merge;
+use palisade_dbus::policy::{Parsed, Policy};
+use palisade_dbus::proxy::{DnsProxy, LogProxy, PolicyProxy};
+use palisade_dbus::types::{
+    DnsNameState, Finding, PolicySource, PolicySources, RuleCounter, Severity, SourceKind,
+};
 use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
@@ -58,8 +66,12 @@ pub struct PolicyView {
     consoles: FactoryVecDeque<ConsoleRow>,
     /// The blocklists, with their sizes.
     blocklists: FactoryVecDeque<InfoRow>,
-    /// The window's bus connection, for reading the counters.
+    /// The window's bus connection, once it has one.
     connection: Option<zbus::Connection>,
+    /// Whether a read of the policy is under way.
+    loading: bool,
+    /// Whether another read of the policy was asked for while one was under way.
+    reload_queued: bool,
     /// The counters last read, shown on the rule rows.
     hits: Option<Arc<Hits>>,
     /// Whether a read of the counters is under way.
@@ -81,27 +93,10 @@ impl std::fmt::Debug for PolicyView {
 /// Messages to the policy view.
 #[derive(Debug)]
 pub enum PolicyViewInput {
-    /// Show this policy, live at this generation, with the warnings validation gave.
-    Show {
-        /// The live generation.
-        generation: u64,
-        /// The policy.
-        policy: Box<Policy>,
-        /// Warnings about it (shadowed rules, empty assignments, ...).
-        warnings: Vec<Finding>,
-        /// Which of its parts drop-ins define.
-        managed: Box<Managed>,
-        /// The states of the names its rules mention (empty when they cannot be read).
-        names: Vec<DnsNameState>,
-    },
-    /// The live document did not validate in this app (it is older or newer than the helper).
-    Unreadable {
-        /// The live generation.
-        generation: u64,
-        /// What validation found.
-        findings: Vec<Finding>,
-    },
-    /// Show no policy: it could not be read.
+    /// Read the live policy and its names' states over this connection, then the rules'
+    /// counters (the window read the helper again).
+    Load(zbus::Connection),
+    /// Show no policy: it could not be read, or this user may not read it.
     Clear,
     /// A VM row was opened or closed by the user.
     VmExpanded {
@@ -110,14 +105,31 @@ pub enum PolicyViewInput {
         /// Whether its row is open now.
         expanded: bool,
     },
-    /// Read the rules' counters now, over this connection (a policy was shown, or the page
-    /// opened).
-    ReadHits(zbus::Connection),
+    /// Read the rules' counters now (the Firewall page was opened).
+    ReadHits,
+}
+
+/// What the policy view asks the window to do.
+#[derive(Debug)]
+pub enum PolicyViewOutput {
+    /// Show this sentence as a toast.
+    Toast(String),
+    /// The helper does not let this user read the policy; its sentence.
+    Refused(String),
+    /// The live policy's remote consoles, for the Activity page's snippets.
+    Consoles(Vec<RemoteConsoleHint>),
 }
 
 /// Results of the view's calls and timer.
 #[derive(Debug)]
 pub enum PolicyViewCmd {
+    /// The live policy and its names' states were read, or could not be.
+    Loaded {
+        /// `Sources()`, merged and parsed.
+        policy: Box<Result<LivePolicy, Error>>,
+        /// `Dns.Names()`: the states of the names the rules mention.
+        names: Result<Vec<DnsNameState>, Error>,
+    },
     /// `Log.Counters("")` answered.
     Counters {
         /// The generation shown when the read started: counters of another one may not fit
@@ -128,6 +140,100 @@ pub enum PolicyViewCmd {
     },
     /// Time to read the counters again.
     Tick,
+}
+
+/// The live policy: its files merged as the helper merges them, parsed with the contract's
+/// validation.
+#[derive(Debug)]
+pub struct LivePolicy {
+    /// Its generation.
+    generation: u64,
+    /// The policy, or why this app could not read it.
+    parsed: Result<Parsed, Vec<Finding>>,
+    /// Which of its parts come from drop-ins rather than the local policy.
+    managed: Managed,
+}
+
+/// Reads the policy and the states of its names at once.
+async fn load(connection: zbus::Connection) -> PolicyViewCmd {
+    let names = async { DnsProxy::new(&connection).await?.names().await };
+    let (policy, names) = tokio::join!(read_policy(&connection), names);
+    PolicyViewCmd::Loaded {
+        policy: Box::new(policy),
+        names,
+    }
+}
+
+/// Reads the files of the live policy (`Sources`: the drop-ins, then the local policy) and
+/// merges them as the helper does, remembering which part came from which file. A helper from
+/// before drop-ins has no `Sources`; its `Get` is the whole policy.
+async fn read_policy(connection: &zbus::Connection) -> Result<LivePolicy, Error> {
+    let proxy = PolicyProxy::new(connection).await?;
+    let sources = match proxy.sources().await {
+        Ok(sources) => sources,
+        Err(Error::ZBus(zbus::Error::MethodError(name, _, _)))
+            if name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod" =>
+        {
+            let (generation, document) = proxy.get().await?;
+            PolicySources {
+                generation,
+                sources: vec![PolicySource {
+                    name: String::new(),
+                    kind: SourceKind::Local,
+                    path: String::new(),
+                    document,
+                }],
+                admin_dir: String::new(),
+                vendor_dir: String::new(),
+                local_file: String::new(),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let generation = sources.generation;
+    // A policy can hold a million blocklist entries: merge and parse it off the async workers.
+    let (parsed, managed) = tokio::task::spawn_blocking(move || {
+        let merged = match merge(&sources.sources) {
+            Ok(merged) => merged,
+            // The helper merged these files; an app that cannot is older or newer than it.
+            Err(findings) => return (Err(findings), Managed::default()),
+        };
+        match Policy::parse(merged.document.as_bytes()) {
+            Ok(mut parsed) => {
+                let managed = Managed::new(&merged, &parsed.policy);
+                // Warnings about a drop-in name its file: it is not changed here.
+                parsed.warnings = merged.attribute(std::mem::take(&mut parsed.warnings));
+                (Ok(parsed), managed)
+            }
+            Err(findings) => (Err(merged.attribute(findings)), Managed::default()),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(LivePolicy {
+        generation,
+        parsed,
+        managed,
+    })
+}
+
+/// The remote consoles of `policy`, for the Activity page's snippets.
+fn remote_consoles(policy: &Policy) -> Vec<RemoteConsoleHint> {
+    policy
+        .remote_consoles
+        .iter()
+        .map(|c| RemoteConsoleHint {
+            name: c.name.to_string(),
+            host: c.host.to_string(),
+            port: c.port,
+            users: c
+                .access
+                .users
+                .iter()
+                .map(|u| u.as_str().to_owned())
+                .collect(),
+        })
+        .collect()
 }
 
 async fn read_counters(connection: zbus::Connection, generation: Option<u64>) -> PolicyViewCmd {
@@ -299,7 +405,7 @@ impl PolicyView {
         let Some(connection) = self.connection.clone() else {
             return;
         };
-        if self.reading || self.hits_refused || self.generation.is_none() {
+        if self.reading || self.hits_refused || self.unreadable || self.generation.is_none() {
             return;
         }
         self.reading = true;
@@ -327,8 +433,83 @@ impl PolicyView {
         }
     }
 
+    /// Reads the policy, unless a read is under way (then once more after it).
+    fn load(&mut self, sender: &ComponentSender<Self>) {
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        if self.loading {
+            self.reload_queued = true;
+            return;
+        }
+        self.loading = true;
+        sender.oneshot_command(load(connection));
+    }
+
+    /// Shows what a read of the policy returned.
+    fn loaded(
+        &mut self,
+        policy: Result<LivePolicy, Error>,
+        names: Result<Vec<DnsNameState>, Error>,
+        sender: &ComponentSender<Self>,
+    ) {
+        match policy {
+            Ok(LivePolicy {
+                generation,
+                parsed: Ok(parsed),
+                managed,
+            }) => {
+                sender
+                    .output_sender()
+                    .emit(PolicyViewOutput::Consoles(remote_consoles(&parsed.policy)));
+                self.generation = Some(generation);
+                self.unreadable = false;
+                self.set_findings(&parsed.warnings);
+                // Without them the rows show the rules alone: nothing else depends on them.
+                self.show(parsed.policy, &names.unwrap_or_default(), &managed);
+                // The rows are new; their hits come with the next read.
+                self.hits = None;
+                self.hits_refused = false;
+                self.read_hits(sender);
+            }
+            Ok(LivePolicy {
+                generation,
+                parsed: Err(findings),
+                ..
+            }) => {
+                sender.output_sender().emit(PolicyViewOutput::Toast(gettext(
+                    "The live policy does not validate in this version of the app",
+                )));
+                self.generation = Some(generation);
+                self.unreadable = true;
+                self.set_findings(&findings);
+                self.clear();
+            }
+            Err(Error::NotAuthorized(reason)) => {
+                sender
+                    .output_sender()
+                    .emit(PolicyViewOutput::Refused(reason));
+                self.clear_all();
+            }
+            Err(e) => {
+                sender
+                    .output_sender()
+                    .emit(PolicyViewOutput::Toast(e.sentence()));
+                self.clear_all();
+            }
+        }
+    }
+
+    /// Shows no policy and no findings.
+    fn clear_all(&mut self) {
+        self.generation = None;
+        self.unreadable = false;
+        self.set_findings(&[]);
+        self.clear();
+    }
+
+    /// Removes the rows.
     fn clear(&mut self) {
-        self.connection = None;
         self.hits = None;
         self.managed = false;
         self.vms.guard().clear();
@@ -343,7 +524,7 @@ impl PolicyView {
 impl Component for PolicyView {
     type Init = ();
     type Input = PolicyViewInput;
-    type Output = ();
+    type Output = PolicyViewOutput;
     type CommandOutput = PolicyViewCmd;
 
     view! {
@@ -440,6 +621,8 @@ impl Component for PolicyView {
                 .launch(adw::PreferencesGroup::default())
                 .detach(),
             connection: None,
+            loading: false,
+            reload_queued: false,
             hits: None,
             reading: false,
             hits_refused: false,
@@ -467,35 +650,13 @@ impl Component for PolicyView {
 
     fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, _root: &Self::Root) {
         match message {
-            PolicyViewInput::Show {
-                generation,
-                policy,
-                warnings,
-                managed,
-                names,
-            } => {
-                self.generation = Some(generation);
-                self.unreadable = false;
-                self.set_findings(&warnings);
-                self.show(*policy, &names, &managed);
-                // The rows are new; their hits come with the next read, which the window asks
-                // for with the policy.
-                self.hits = None;
-            }
-            PolicyViewInput::Unreadable {
-                generation,
-                findings,
-            } => {
-                self.generation = Some(generation);
-                self.unreadable = true;
-                self.set_findings(&findings);
-                self.clear();
+            PolicyViewInput::Load(connection) => {
+                self.connection = Some(connection);
+                self.load(&sender);
             }
             PolicyViewInput::Clear => {
-                self.generation = None;
-                self.unreadable = false;
-                self.set_findings(&[]);
-                self.clear();
+                self.connection = None;
+                self.clear_all();
             }
             PolicyViewInput::VmExpanded { name, expanded } => {
                 if expanded {
@@ -504,8 +665,7 @@ impl Component for PolicyView {
                     self.expanded.remove(&name);
                 }
             }
-            PolicyViewInput::ReadHits(connection) => {
-                self.connection = Some(connection);
+            PolicyViewInput::ReadHits => {
                 self.hits_refused = false;
                 self.read_hits(&sender);
             }
@@ -519,6 +679,16 @@ impl Component for PolicyView {
         _root: &Self::Root,
     ) {
         match message {
+            PolicyViewCmd::Loaded { policy, names } => {
+                self.loading = false;
+                // Read before the window found the helper gone or refusing: it does not count.
+                if self.connection.is_some() {
+                    self.loaded(*policy, names, &sender);
+                }
+                if std::mem::take(&mut self.reload_queued) {
+                    self.load(&sender);
+                }
+            }
             PolicyViewCmd::Tick => self.read_hits(&sender),
             PolicyViewCmd::Counters { generation, result } => {
                 self.reading = false;

@@ -37,7 +37,8 @@ use relm4::{
 use std::time::Duration;
 
 /// How long one D-Bus call on the window's connection may take before it fails with a timeout.
-const CALL_TIMEOUT: Duration = Duration::from_secs(25);
+/// Calls that may ask for a password wait [`crate::interactive::PROMPT_TIMEOUT`] longer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Which page of the window is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

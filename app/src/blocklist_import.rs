@@ -4,16 +4,18 @@
 //! it is typed, with the policy's grammar), its format, and the two switches of the helper:
 //! refuse the whole list at the first bad line, and accept a list covering every address.
 //!
-//! **Import** makes the call itself, on a connection of its own that may wait minutes (a
-//! download, a million entries); meanwhile a spinner says what is happening and the form
-//! cannot be changed or closed. A refusal is shown in the dialog with the helper's sentence, so
+//! **Import** makes the call itself, on the page's connection, allowing polkit to ask for an
+//! administrator's password (`interactive`), and waits minutes if need be (a password, a
+//! download, a million entries); meanwhile a spinner says what is happening and the form cannot
+//! be changed or closed. A refusal is shown in the dialog with the helper's sentence, so
 //! the user can correct it and try again; a success closes the dialog and tells the page.
 
 use crate::a11y;
 use crate::blocklists::{self, Refresh, FORMATS};
-use crate::blocklists_view::long_call_connection;
+use crate::blocklists_view::LIST_CALL_TIMEOUT;
 use crate::format::capitalized;
 use crate::i18n::{gettext, i18n_f};
+use crate::interactive;
 use palisade_app::handover;
 use palisade_dbus::proxy::BlocklistsProxy;
 use palisade_dbus::types::BlocklistInfo;
@@ -35,6 +37,8 @@ pub enum Source {
 /// What the dialog starts with.
 #[derive(Debug)]
 pub struct BlocklistImportInit {
+    /// The page's connection to the bus.
+    pub connection: zbus::Connection,
     /// File or address.
     pub source: Source,
     /// Names of the lists already imported: importing one of them replaces it.
@@ -44,6 +48,8 @@ pub struct BlocklistImportInit {
 /// The import dialog.
 #[derive(Debug)]
 pub struct BlocklistImport {
+    /// The page's connection to the bus.
+    connection: zbus::Connection,
     /// File or address.
     source: Source,
     /// Names already imported.
@@ -128,19 +134,21 @@ enum Origin {
     Url { url: String, refresh_seconds: u32 },
 }
 
-async fn import(request: Request) -> BlocklistImportCmd {
+async fn import(connection: zbus::Connection, request: Request) -> BlocklistImportCmd {
     let result = async {
-        let connection = long_call_connection().await?;
         let proxy = BlocklistsProxy::new(&connection).await?;
         match request.from {
             Origin::File(path) => {
-                handover::import_list(
+                // Opened here, as the user; the helper gets the descriptor.
+                let file = handover::open_list(path).await?;
+                interactive::import_list(
                     &proxy,
                     &request.name,
-                    path,
+                    &file,
                     request.format,
                     request.strict,
                     request.force,
+                    LIST_CALL_TIMEOUT,
                 )
                 .await
             }
@@ -148,16 +156,17 @@ async fn import(request: Request) -> BlocklistImportCmd {
                 url,
                 refresh_seconds,
             } => {
-                proxy
-                    .import_url(
-                        &request.name,
-                        &url,
-                        refresh_seconds,
-                        request.format,
-                        request.strict,
-                        request.force,
-                    )
-                    .await
+                interactive::import_list_url(
+                    &proxy,
+                    &request.name,
+                    &url,
+                    refresh_seconds,
+                    request.format,
+                    request.strict,
+                    request.force,
+                    LIST_CALL_TIMEOUT,
+                )
+                .await
             }
         }
     }
@@ -423,6 +432,7 @@ impl Component for BlocklistImport {
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let model = BlocklistImport {
+            connection: init.connection,
             source: init.source,
             taken: init.taken,
             file: None,
@@ -497,7 +507,7 @@ impl Component for BlocklistImport {
                     Ok(request) => {
                         self.busy = true;
                         self.error = None;
-                        sender.oneshot_command(import(request));
+                        sender.oneshot_command(import(self.connection.clone(), request));
                     }
                     Err(why) => self.error = Some(why),
                 }

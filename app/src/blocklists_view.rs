@@ -6,16 +6,20 @@
 //!
 //! The page owns its calls: the window hands it the bus connection each time it reads the helper
 //! (a new generation can change which lists are in use), and the page lists, refreshes and
-//! removes on its own, as relm4 commands, never on the UI thread. Sentences for the user go to
-//! the window's toasts through [`BlocklistsViewOutput`].
+//! removes on its own, as relm4 commands, never on the UI thread; its dialog imports on the same
+//! connection. Refreshing, removing and importing change the firewall's data (`policy.manage`),
+//! so they go through [`interactive`]: polkit may ask for an administrator's password, and the
+//! calls wait for it. Sentences for the user go to the window's toasts through
+//! [`BlocklistsViewOutput`].
 
 use crate::a11y;
+use crate::app::CALL_TIMEOUT;
 use crate::blocklist_import::{
     BlocklistImport, BlocklistImportInit, BlocklistImportOutput, Source,
 };
 use crate::blocklist_row::{BlocklistRow, BlocklistRowInit, BlocklistRowInput, BlocklistRowOutput};
 use crate::i18n::{gettext, i18n_f};
-use crate::{blocklists, format};
+use crate::{blocklists, format, interactive};
 use palisade_dbus::proxy::BlocklistsProxy;
 use palisade_dbus::types::BlocklistInfo;
 use palisade_dbus::Error;
@@ -29,18 +33,10 @@ use relm4::{
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long a call that downloads or loads a list may take: a download is cut by the helper
-/// after 2 minutes, a million entries take seconds to load, and another import may be ahead.
-const LIST_CALL_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A bus connection whose calls may take [`LIST_CALL_TIMEOUT`], for imports and refreshes (the
-/// window's connection gives up after 25 seconds).
-pub async fn long_call_connection() -> Result<zbus::Connection, Error> {
-    Ok(zbus::conn::Builder::system()
-        .method_timeout(LIST_CALL_TIMEOUT)
-        .build()
-        .await?)
-}
+/// How long a call that downloads or loads a list may take (beyond the time polkit may take to
+/// ask for a password): a download is cut by the helper after 2 minutes, a million entries take
+/// seconds to load, and another import may be ahead.
+pub const LIST_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Unix seconds now.
 fn unix_now() -> u64 {
@@ -144,13 +140,10 @@ async fn list(connection: zbus::Connection) -> BlocklistsViewCmd {
     BlocklistsViewCmd::Listed(result)
 }
 
-async fn refresh(name: String, before: String) -> BlocklistsViewCmd {
+async fn refresh(connection: zbus::Connection, name: String, before: String) -> BlocklistsViewCmd {
     let result = async {
-        let connection = long_call_connection().await?;
-        BlocklistsProxy::new(&connection)
-            .await?
-            .refresh(&name)
-            .await
+        let proxy = BlocklistsProxy::new(&connection).await?;
+        interactive::refresh_list(&proxy, &name, LIST_CALL_TIMEOUT).await
     }
     .await;
     BlocklistsViewCmd::Refreshed {
@@ -161,7 +154,11 @@ async fn refresh(name: String, before: String) -> BlocklistsViewCmd {
 }
 
 async fn remove(connection: zbus::Connection, name: String) -> BlocklistsViewCmd {
-    let result = async { BlocklistsProxy::new(&connection).await?.remove(&name).await }.await;
+    let result = async {
+        let proxy = BlocklistsProxy::new(&connection).await?;
+        interactive::remove_list(&proxy, &name, CALL_TIMEOUT).await
+    }
+    .await;
     BlocklistsViewCmd::Removed { name, result }
 }
 
@@ -251,6 +248,9 @@ impl BlocklistsView {
                 }
             }
             BlocklistRowOutput::Update(name) => {
+                let Some(connection) = self.connection.clone() else {
+                    return;
+                };
                 let before = self
                     .lists
                     .iter()
@@ -258,7 +258,7 @@ impl BlocklistsView {
                     .map(|l| l.content_hash.clone())
                     .unwrap_or_default();
                 self.set_busy(&name, true);
-                sender.oneshot_command(refresh(name, before));
+                sender.oneshot_command(refresh(connection, name, before));
             }
             BlocklistRowOutput::Remove(name) => self.confirm_remove(name, sender, root),
         }
@@ -297,9 +297,13 @@ impl BlocklistsView {
             open.widget().present();
             return;
         }
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
         let dialog = BlocklistImport::builder()
             .transient_for(root)
             .launch(BlocklistImportInit {
+                connection,
                 source,
                 taken: self.lists.iter().map(|l| l.name.clone()).collect(),
             })

@@ -1,6 +1,6 @@
 //! Files the helper reads are opened here, as the person asking, and handed over as open
 //! descriptors: the root helper never opens a path a caller names, so it can only read what the
-//! caller could read anyway. `palisadectl` (ISOs, lists) and the app's Blocklists page share it.
+//! caller could read anyway. `palisadectl` (ISOs, lists) and the app's import dialog share it.
 
 use palisade_dbus::proxy::BlocklistsProxy;
 use palisade_dbus::types::BlocklistInfo;
@@ -26,9 +26,16 @@ pub fn open_as_caller(path: &Path, what: &str) -> Result<File, Error> {
         })
 }
 
+/// Opens the list at `path` as the caller, for `Blocklists.Import`, off the async workers (a
+/// path on a network file system can take its time).
+pub async fn open_list(path: PathBuf) -> Result<File, Error> {
+    tokio::task::spawn_blocking(move || open_as_caller(&path, "the list"))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
 /// Imports (or replaces) list `name` from the file at `path`: opened here as the caller, its
-/// descriptor handed to `Blocklists.Import`. The open runs off the async workers (a path on a
-/// network file system can take its time).
+/// descriptor handed to `Blocklists.Import`.
 pub async fn import_list(
     proxy: &BlocklistsProxy<'_>,
     name: &str,
@@ -37,9 +44,7 @@ pub async fn import_list(
     strict: bool,
     force: bool,
 ) -> Result<BlocklistInfo, Error> {
-    let file = tokio::task::spawn_blocking(move || open_as_caller(&path, "the list"))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let file = open_list(path).await?;
     proxy
         .import(name, zbus::Fd::from(&file), format, strict, force)
         .await

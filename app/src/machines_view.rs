@@ -7,11 +7,12 @@
 //! ask, all as relm4 commands, never on the UI thread. Sentences for the user go to the window's
 //! toasts through [`MachinesViewOutput`].
 
-use crate::config;
+use crate::app::CALL_TIMEOUT;
 use crate::i18n::{gettext, i18n_f};
 use crate::machine_row::{MachineRow, MachineRowInit, MachineRowInput, MachineRowOutput};
 use crate::machines::{self, Kind, Machine};
 use crate::viewer::{self, Launched, ViewerError};
+use crate::{config, interactive};
 use futures_util::StreamExt;
 use palisade_dbus::proxy::{ConsolesProxy, VmsProxy};
 use palisade_dbus::types::{ConsoleInfo, RunMode, VmInfo, VmState};
@@ -25,9 +26,6 @@ use tokio::sync::oneshot;
 
 /// How long **Stop** gives the guest to power down before the helper pulls the plug.
 const STOP_SECONDS: u32 = 60;
-/// How long the helper may take to answer beyond the guest's grace time (the window's
-/// connection gives every call as long).
-const STOP_MARGIN: Duration = Duration::from_secs(25);
 
 /// The machines page.
 pub struct MachinesView {
@@ -213,14 +211,14 @@ async fn follow(
     out.emit(MachinesViewCmd::FollowEnded { run, error });
 }
 
-/// Asks the helper for a ticket and hands it to the viewer: exactly what `palisadectl console
-/// open NAME` does.
+/// Asks the helper for a ticket and hands it to the viewer: what `palisadectl console open NAME`
+/// does, but allowing polkit to ask for a password.
 async fn open_console(connection: zbus::Connection, name: String) -> MachinesViewCmd {
     let result = async {
-        let ticket = ConsolesProxy::new(&connection)
+        let proxy = ConsolesProxy::new(&connection)
             .await
-            .map_err(|e| OpenError::Helper(e.into()))?
-            .open(&name)
+            .map_err(|e| OpenError::Helper(e.into()))?;
+        let ticket = interactive::open_console(&proxy, &name, CALL_TIMEOUT)
             .await
             .map_err(OpenError::Helper)?;
         let program = config::viewer();
@@ -236,27 +234,20 @@ async fn open_console(connection: zbus::Connection, name: String) -> MachinesVie
 
 async fn start_vm(connection: zbus::Connection, name: String) -> MachinesViewCmd {
     let result = async {
-        VmsProxy::new(&connection)
-            .await?
-            .start(&name, RunMode::Ephemeral)
-            .await
+        let proxy = VmsProxy::new(&connection).await?;
+        interactive::start_vm(&proxy, &name, RunMode::Ephemeral, CALL_TIMEOUT).await
     }
     .await;
     MachinesViewCmd::VmStarted { name, result }
 }
 
 /// Stops a VM. The helper answers once the VM is gone, which can take the whole grace time, so
-/// this call has a connection of its own whose calls may take that long.
-async fn stop_vm(name: String) -> MachinesViewCmd {
+/// the call may take that long on top of the usual time.
+async fn stop_vm(connection: zbus::Connection, name: String) -> MachinesViewCmd {
     let result = async {
-        let connection = zbus::conn::Builder::system()
-            .method_timeout(Duration::from_secs(u64::from(STOP_SECONDS)) + STOP_MARGIN)
-            .build()
-            .await?;
-        VmsProxy::new(&connection)
-            .await?
-            .stop(&name, false, STOP_SECONDS)
-            .await
+        let proxy = VmsProxy::new(&connection).await?;
+        let work = Duration::from_secs(u64::from(STOP_SECONDS)) + CALL_TIMEOUT;
+        interactive::stop_vm(&proxy, &name, false, STOP_SECONDS, work).await
     }
     .await;
     MachinesViewCmd::VmStopped { name, result }
@@ -419,7 +410,7 @@ impl MachinesView {
         match action {
             MachineRowOutput::Open(name) => sender.oneshot_command(open_console(connection, name)),
             MachineRowOutput::Start(name) => sender.oneshot_command(start_vm(connection, name)),
-            MachineRowOutput::Stop(name) => sender.oneshot_command(stop_vm(name)),
+            MachineRowOutput::Stop(name) => sender.oneshot_command(stop_vm(connection, name)),
         }
     }
 }

@@ -21,6 +21,7 @@ mod format;
 mod hits;
 mod i18n;
 mod info_row;
+mod interactive;
 mod lock;
 mod machine_row;
 mod machines;

@@ -1,0 +1,147 @@
+//! Authorization the desktop way: the calls a person starts with a button are sent with D-Bus's
+//! *allow interactive authorization* flag, so that when polkit wants a password the desktop's
+//! polkit agent asks for it instead of the helper refusing at once. They are the Blocklists
+//! page's import (from a file or an address), update and removal (`policy.manage`:
+//! `auth_admin_keep` by default), and the machines page's **Start**, **Stop** and **Open
+//! console** (`vm.operate`, `console.open`: allowed in an active session by default, so there
+//! the flag matters only where a site's rules ask for a password). Reads never set it, nor does
+//! anything the app does by itself (the drop log it follows, the counters it reads every few
+//! seconds): a password dialog comes only after a click.
+//!
+//! The shared proxies of `palisade-dbus` stay non-interactive: `palisadectl` and the tests use
+//! them, and a script must never wait for a password dialog. So the calls here go through the
+//! proxy's `call_with_flags` with the method's name and arguments as `dbus/src/proxy.rs` declares
+//! them. They wait [`PROMPT_TIMEOUT`] longer than the work itself may take: the helper gives
+//! polkit up to 120 s for an interactive check (`INTERACTIVE_TIMEOUT` in `helper/src/authz.rs`)
+//! before it starts. Reads keep the window connection's short timeout.
+//!
+//! A refused password, a dismissed dialog or a desktop without a polkit agent come back as the
+//! helper's `NotAuthorized` sentence, which the pages show as it is, in one sentence.
+
+use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, VmsProxy};
+use palisade_dbus::types::{BlocklistInfo, ConsoleTicket, RunMode, VmInfo};
+use palisade_dbus::Error;
+use std::fs::File;
+use std::time::Duration;
+use zbus::proxy::MethodFlags;
+
+/// How much longer than its work a call that may ask for a password may take: the helper's
+/// 120 s for polkit's interactive check, and a margin, so that the helper's own sentence ("no
+/// answer within 120 s") arrives rather than a timeout of ours.
+pub const PROMPT_TIMEOUT: Duration = Duration::from_secs(130);
+
+/// Calls `method` of `proxy` with `body` (a [`zbus::DynamicTuple`] of the method's arguments),
+/// allowing polkit to ask for a password, and gives up after `work` plus [`PROMPT_TIMEOUT`].
+///
+/// `call_with_flags` does not apply the connection's method timeout (zbus 6 waits for the reply
+/// as long as it takes), so the timeout here is the only one and the window's connection can be
+/// used.
+async fn call<B, R>(
+    proxy: &zbus::Proxy<'_>,
+    method: &'static str,
+    body: &B,
+    work: Duration,
+) -> Result<R, Error>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+{
+    let reply = proxy.call_with_flags(method, MethodFlags::ALLOW_INTERACTIVE_AUTH, body);
+    match tokio::time::timeout(work + PROMPT_TIMEOUT, reply).await {
+        Ok(Ok(Some(reply))) => Ok(reply),
+        // Only a call flagged NO_REPLY_EXPECTED comes back without a reply.
+        Ok(Ok(None)) => Err(Error::Internal(format!("{method} returned no reply"))),
+        // The helper's error names map to their variants, with its sentence.
+        Ok(Err(e)) => Err(Error::from(e)),
+        // What zbus itself says when a connection's method timeout runs out.
+        Err(_) => Err(Error::ZBus(zbus::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        )))),
+    }
+}
+
+/// `Blocklists.Import` of the list in `file` (opened by this app, as the user).
+pub async fn import_list(
+    proxy: &BlocklistsProxy<'_>,
+    name: &str,
+    file: &File,
+    format: &str,
+    strict: bool,
+    force: bool,
+    work: Duration,
+) -> Result<BlocklistInfo, Error> {
+    let body = zbus::DynamicTuple((name, zbus::Fd::from(file), format, strict, force));
+    call(proxy.inner(), "Import", &body, work).await
+}
+
+/// `Blocklists.ImportUrl`.
+#[allow(clippy::too_many_arguments)] // reason: the D-Bus method's arguments, plus the time
+pub async fn import_list_url(
+    proxy: &BlocklistsProxy<'_>,
+    name: &str,
+    url: &str,
+    refresh_seconds: u32,
+    format: &str,
+    strict: bool,
+    force: bool,
+    work: Duration,
+) -> Result<BlocklistInfo, Error> {
+    let body = zbus::DynamicTuple((name, url, refresh_seconds, format, strict, force));
+    call(proxy.inner(), "ImportUrl", &body, work).await
+}
+
+/// `Blocklists.Refresh`.
+pub async fn refresh_list(
+    proxy: &BlocklistsProxy<'_>,
+    name: &str,
+    work: Duration,
+) -> Result<BlocklistInfo, Error> {
+    call(proxy.inner(), "Refresh", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// `Blocklists.Remove`.
+pub async fn remove_list(
+    proxy: &BlocklistsProxy<'_>,
+    name: &str,
+    work: Duration,
+) -> Result<(), Error> {
+    call(proxy.inner(), "Remove", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// `Vms.Start`.
+pub async fn start_vm(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    mode: RunMode,
+    work: Duration,
+) -> Result<VmInfo, Error> {
+    call(
+        proxy.inner(),
+        "Start",
+        &zbus::DynamicTuple((name, mode)),
+        work,
+    )
+    .await
+}
+
+/// `Vms.Stop`.
+pub async fn stop_vm(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    force: bool,
+    timeout_seconds: u32,
+    work: Duration,
+) -> Result<(), Error> {
+    let body = zbus::DynamicTuple((name, force, timeout_seconds));
+    call(proxy.inner(), "Stop", &body, work).await
+}
+
+/// `Consoles.Open`.
+pub async fn open_console(
+    proxy: &ConsolesProxy<'_>,
+    name: &str,
+    work: Duration,
+) -> Result<ConsoleTicket, Error> {
+    call(proxy.inner(), "Open", &zbus::DynamicTuple((name,)), work).await
+}

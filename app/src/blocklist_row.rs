@@ -2,8 +2,8 @@
 //! last read, whether the live policy uses it) with **Update now** (lists downloaded from an
 //! address) and **Remove**; opened, its addresses, source and schedule, format, and the lines
 //! the helper skipped with their numbers. Both buttons are named after the list for screen
-//! readers ("Remove spamhaus"); clicks go to the page as [`BlocklistRowOutput`], which asks and
-//! makes the calls.
+//! readers ("Remove spamhaus"), and shown only to a user polkit could let change the lists;
+//! clicks go to the page as [`BlocklistRowOutput`], which asks and makes the calls.
 
 use crate::a11y;
 use crate::blocklists::{self, PROBLEMS_SHOWN};
@@ -20,6 +20,8 @@ pub struct BlocklistRowInit {
     pub info: BlocklistInfo,
     /// Unix seconds now, for "refreshed 3 hours ago".
     pub now: u64,
+    /// Whether **Update now** and **Remove** belong on the row (polkit could allow them).
+    pub manage: bool,
     /// Whether a call for this list is under way.
     pub busy: bool,
     /// Whether the row starts open (it was open before a refresh).
@@ -137,7 +139,7 @@ impl FactoryComponent for BlocklistRow {
             ) -> gtk::Button {
                 set_valign: gtk::Align::Center,
                 add_css_class: "flat",
-                set_visible: self.is_url(),
+                set_visible: self.is_url() && self.init.manage,
                 #[watch]
                 set_sensitive: !self.init.busy,
                 connect_clicked[sender, name = self.init.info.name.clone()] => move |_| {
@@ -150,6 +152,7 @@ impl FactoryComponent for BlocklistRow {
             ) -> gtk::Button {
                 set_valign: gtk::Align::Center,
                 add_css_class: "flat",
+                set_visible: self.init.manage,
                 #[watch]
                 set_sensitive: !self.init.busy,
                 connect_clicked[sender, name = self.init.info.name.clone()] => move |_| {

@@ -2,14 +2,16 @@
 //! (`Blocklists.List()`), each with its entries, source, last refresh, skipped lines and whether
 //! the live policy uses it; **Import from file…** and **Import from URL…** (the dialog of
 //! `blocklist_import`), **Update now** and **Remove** (after asking) per row. An empty page says
-//! what to do; a user the helper does not let read the lists is told so, with its sentence.
+//! what to do; a user the helper does not let read the lists is told so, with its sentence; a
+//! user polkit would not let change them, whatever password was typed, sees the lists without
+//! those buttons.
 //!
 //! The page owns its calls: the window hands it the bus connection each time it reads the helper
 //! (a new generation can change which lists are in use), and the page lists, refreshes and
 //! removes on its own, as relm4 commands, never on the UI thread; its dialog imports on the same
 //! connection. Refreshing, removing and importing change the firewall's data (`policy.manage`),
 //! so they go through [`interactive`]: polkit may ask for an administrator's password, and the
-//! calls wait for it. Sentences for the user go to the window's toasts through
+//! calls wait for it. With each listing the page asks polkit whether they could work at all. Sentences for the user go to the window's toasts through
 //! [`BlocklistsViewOutput`].
 
 use crate::a11y;
@@ -19,7 +21,9 @@ use crate::blocklist_import::{
 };
 use crate::blocklist_row::{BlocklistRow, BlocklistRowInit, BlocklistRowInput, BlocklistRowOutput};
 use crate::i18n::{gettext, i18n_f};
-use crate::{blocklists, format, interactive};
+use crate::interactive::{self, Permission};
+use crate::{blocklists, format};
+use palisade_dbus::names::Action;
 use palisade_dbus::proxy::BlocklistsProxy;
 use palisade_dbus::types::BlocklistInfo;
 use palisade_dbus::Error;
@@ -64,6 +68,8 @@ pub struct BlocklistsView {
     connection: Option<zbus::Connection>,
     /// The lists shown, in the order of their rows.
     lists: Vec<BlocklistInfo>,
+    /// Whether polkit could let this user change the lists (then the page offers to).
+    manage: Permission,
     /// One row per list.
     rows: FactoryVecDeque<BlocklistRow>,
     /// Names of the lists with a call under way.
@@ -116,7 +122,12 @@ pub enum BlocklistsViewOutput {
 #[derive(Debug)]
 pub enum BlocklistsViewCmd {
     /// `Blocklists.List()` answered.
-    Listed(Result<Vec<BlocklistInfo>, Error>),
+    Listed {
+        /// The lists, or why not.
+        lists: Result<Vec<BlocklistInfo>, Error>,
+        /// What polkit says about changing them.
+        manage: Permission,
+    },
     /// `Blocklists.Refresh()` of a list answered.
     Refreshed {
         /// The list.
@@ -136,8 +147,10 @@ pub enum BlocklistsViewCmd {
 }
 
 async fn list(connection: zbus::Connection) -> BlocklistsViewCmd {
-    let result = async { BlocklistsProxy::new(&connection).await?.list().await }.await;
-    BlocklistsViewCmd::Listed(result)
+    let lists = async { BlocklistsProxy::new(&connection).await?.list().await };
+    let manage = interactive::permission(&connection, Action::PolicyManage);
+    let (lists, manage) = tokio::join!(lists, manage);
+    BlocklistsViewCmd::Listed { lists, manage }
 }
 
 async fn refresh(connection: zbus::Connection, name: String, before: String) -> BlocklistsViewCmd {
@@ -200,8 +213,19 @@ impl BlocklistsView {
         sender.oneshot_command(list(connection));
     }
 
-    fn show(&mut self, lists: Vec<BlocklistInfo>) {
-        if lists == self.lists {
+    fn empty_description(&self) -> String {
+        if self.manage.offered() {
+            gettext("Import a list of networks or domains, such as FireHOL or Spamhaus DROP, from a file or from an address on the web. A rule of the policy then blocks what it lists.")
+        } else {
+            gettext("Lists of networks or domains, such as FireHOL or Spamhaus DROP, appear here once the administrator of this computer imports them. A rule of the policy then blocks what they list.")
+        }
+    }
+
+    fn show(&mut self, lists: Vec<BlocklistInfo>, manage: Permission) {
+        // Rows are made anew when the buttons they offer change too.
+        let same_offer = manage.offered() == self.manage.offered();
+        self.manage = manage;
+        if lists == self.lists && same_offer {
             return;
         }
         // Rows are made anew: a list's problems and details are built once per row.
@@ -210,6 +234,7 @@ impl BlocklistsView {
         rows.clear();
         for info in &lists {
             rows.push_back(BlocklistRowInit {
+                manage: self.manage.offered(),
                 busy: self.busy.contains(&info.name),
                 expanded: self.expanded.contains(&info.name),
                 info: info.clone(),
@@ -353,6 +378,8 @@ impl Component for BlocklistsView {
                             set_header_suffix = &gtk::Box {
                                 set_spacing: 6,
                                 set_valign: gtk::Align::Center,
+                                #[watch]
+                                set_visible: model.manage.offered(),
                                 append = &a11y::icon_button("document-open-symbolic", &gettext("Import from file…")) -> gtk::Button {
                                     connect_clicked => BlocklistsViewInput::Import(Source::File),
                                 },
@@ -365,7 +392,8 @@ impl Component for BlocklistsView {
                         adw::StatusPage {
                             set_icon_name: Some("security-high-symbolic"),
                             set_title: &gettext("No blocklists yet"),
-                            set_description: Some(&glib::markup_escape_text(&gettext("Import a list of networks or domains, such as FireHOL or Spamhaus DROP, from a file or from an address on the web. A rule of the policy then blocks what it lists."))),
+                            #[watch]
+                            set_description: Some(&glib::markup_escape_text(&model.empty_description())),
                             #[watch]
                             set_visible: model.lists.is_empty() && model.shown == Shown::Lists,
 
@@ -374,6 +402,8 @@ impl Component for BlocklistsView {
                                 set_orientation: gtk::Orientation::Vertical,
                                 set_spacing: 12,
                                 set_halign: gtk::Align::Center,
+                                #[watch]
+                                set_visible: model.manage.offered(),
                                 gtk::Button {
                                     set_label: &gettext("Import from file…"),
                                     add_css_class: "pill",
@@ -412,6 +442,7 @@ impl Component for BlocklistsView {
             shown: Shown::Loading,
             connection: None,
             lists: Vec::new(),
+            manage: Permission::Unknown,
             rows: FactoryVecDeque::builder()
                 .launch(adw::PreferencesGroup::default())
                 .forward(sender.input_sender(), BlocklistsViewInput::Row),
@@ -435,7 +466,7 @@ impl Component for BlocklistsView {
             BlocklistsViewInput::Clear => {
                 self.connection = None;
                 self.shown = Shown::Loading;
-                self.show(Vec::new());
+                self.show(Vec::new(), self.manage);
             }
             BlocklistsViewInput::Import(source) => self.open_import(source, &sender, root),
             BlocklistsViewInput::Dialog(BlocklistImportOutput::Imported(info)) => {
@@ -470,16 +501,16 @@ impl Component for BlocklistsView {
         _root: &Self::Root,
     ) {
         match message {
-            BlocklistsViewCmd::Listed(result) => {
+            BlocklistsViewCmd::Listed { lists, manage } => {
                 self.loading = false;
-                match result {
+                match lists {
                     Ok(lists) => {
                         self.shown = Shown::Lists;
-                        self.show(lists);
+                        self.show(lists, manage);
                     }
                     Err(Error::NotAuthorized(reason)) => {
                         self.shown = Shown::Refused(reason);
-                        self.show(Vec::new());
+                        self.show(Vec::new(), manage);
                     }
                     Err(e) => self.toast(&sender, e.sentence()),
                 }

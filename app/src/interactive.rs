@@ -8,6 +8,10 @@
 //! anything the app does by itself (the drop log it follows, the counters it reads every few
 //! seconds): a password dialog comes only after a click.
 //!
+//! Before a page shows such a button it asks polkit, never interactively, whether this user
+//! could do it at all ([`permission`]): a user polkit refuses outright (no password would help)
+//! is not shown edit controls that can only fail.
+//!
 //! The shared proxies of `palisade-dbus` stay non-interactive: `palisadectl` and the tests use
 //! them, and a script must never wait for a password dialog. So the calls here go through the
 //! proxy's `call_with_flags` with the method's name and arguments as `dbus/src/proxy.rs` declares
@@ -18,12 +22,15 @@
 //! A refused password, a dismissed dialog or a desktop without a polkit agent come back as the
 //! helper's `NotAuthorized` sentence, which the pages show as it is, in one sentence.
 
+use palisade_dbus::names::Action;
 use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, VmsProxy};
 use palisade_dbus::types::{BlocklistInfo, ConsoleTicket, RunMode, VmInfo};
 use palisade_dbus::Error;
+use std::collections::HashMap;
 use std::fs::File;
 use std::time::Duration;
 use zbus::proxy::MethodFlags;
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
 /// How much longer than its work a call that may ask for a password may take: the helper's
 /// 120 s for polkit's interactive check, and a margin, so that the helper's own sentence ("no
@@ -144,4 +151,64 @@ pub async fn open_console(
     work: Duration,
 ) -> Result<ConsoleTicket, Error> {
     call(proxy.inner(), "Open", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// What polkit says about this app and an action, asked without a password dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Allowed as things stand (an administrator, or a password given a moment ago).
+    Allowed,
+    /// Allowed once someone types an administrator's password.
+    WithPassword,
+    /// Refused whatever anyone types: the controls for it would only fail.
+    Refused,
+    /// polkit could not be asked; the helper decides when the button is pressed.
+    Unknown,
+}
+
+impl Permission {
+    /// Whether a control for the action belongs on screen.
+    pub fn offered(self) -> bool {
+        self != Permission::Refused
+    }
+}
+
+/// Asks polkit whether this process may do `action`, never interactively (a page asks this
+/// before it shows its edit controls). The helper asks polkit the same question about the same
+/// process when a call comes, so the answers agree.
+pub async fn permission(connection: &zbus::Connection, action: Action) -> Permission {
+    match check(connection, action).await {
+        Ok(permission) => permission,
+        Err(why) => {
+            eprintln!("palisade: cannot ask polkit about {action}: {why}");
+            Permission::Unknown
+        }
+    }
+}
+
+async fn check(connection: &zbus::Connection, action: Action) -> Result<Permission, String> {
+    let subject =
+        Subject::new_for_pid(std::process::id(), None, None).map_err(|e| e.to_string())?;
+    let authority = AuthorityProxy::builder(connection)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = authority
+        .check_authorization(
+            &subject,
+            action.id(),
+            &HashMap::new(),
+            CheckAuthorizationFlags::empty(),
+            "",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(if result.is_authorized {
+        Permission::Allowed
+    } else if result.is_challenge {
+        Permission::WithPassword
+    } else {
+        Permission::Refused
+    })
 }

@@ -1118,8 +1118,8 @@ fn blocklists_page_imports_updates_and_removes_lists() {
     assert_eq!(imported_lists(&env), Vec::<Value>::new());
 
     // From a file: "Choose…" opens GTK's real file chooser (the app opens the chosen file
-    // itself and hands the helper the descriptor, through `handover::import_list`, the function
-    // `palisadectl blocklist import FILE` uses and tests/tests/blocklist.rs drives). Picking a
+    // itself and hands the helper the descriptor, through `handover::open_list`, which
+    // `palisadectl blocklist import FILE` uses too and tests/tests/blocklist.rs drives). Picking a
     // file in GTK 4.8's chooser through AT-SPI was not made to work, so the chooser is only
     // opened and cancelled here.
     gui.click(&env, "push button", "Import from file…", UPDATE_TIMEOUT);
@@ -1150,6 +1150,61 @@ fn blocklists_page_imports_updates_and_removes_lists() {
         !shows_label(t, "Import a Blocklist from a File") && shows_label(t, "No blocklists yet")
     });
     assert_eq!(imported_lists(&env), Vec::<Value>::new());
+    gui.assert_running();
+}
+
+#[test]
+fn blocklists_page_offers_no_change_polkit_would_refuse() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    assert_eq!(apply_as_root(&env, "policy.toml", &example_policy()), 1);
+    let www = env.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(www.join("drop.txt"), "192.0.2.0/24\n198.51.100.0/24\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _server = serve(&env, &www);
+    let url = format!("http://127.0.0.1:{HTTP_PORT}/drop.txt");
+    // pal-alice may read the policy, and polkit refuses her changing it outright (no password
+    // would help: tests/polkit): she sees the lists, and no button that could only fail.
+    let mut gui = Gui::start_as(&env, Some(ALICE), &[]);
+    gui.show_page(&env, "Blocklists");
+    let tree = gui.wait_for(&env, "the empty Blocklists page", SHOW_TIMEOUT, |t| {
+        shows_label(t, "No blocklists yet")
+    });
+    assert!(
+        shows_label_containing(
+            &tree,
+            "once the administrator of this computer imports them"
+        ),
+        "{}",
+        outline(&tree)
+    );
+    for button in ["Import from file…", "Import from URL…"] {
+        assert!(!has_button(&tree, button), "{button}\n{}", outline(&tree));
+    }
+
+    // An administrator imports a list; the page shows it once the window reads the helper.
+    ok(
+        &env,
+        env.palisadectl(
+            Some(ADMIN),
+            &["blocklist", "import", "spamhaus", "--url", url.as_str()],
+        ),
+    );
+    gui.click(&env, "push button", "Refresh", UPDATE_TIMEOUT);
+    let tree = gui.wait_for(&env, "the imported list's row", UPDATE_TIMEOUT, |t| {
+        row_values(t, "spamhaus")
+            .iter()
+            .any(|v| v.starts_with("2 networks"))
+    });
+    for button in [
+        "Update spamhaus now",
+        "Remove spamhaus",
+        "Import from file…",
+        "Import from URL…",
+    ] {
+        assert!(!has_button(&tree, button), "{button}\n{}", outline(&tree));
+    }
     gui.assert_running();
 }
 

@@ -104,24 +104,42 @@ impl Authority {
             .map_err(unreachable)?;
         if !result.is_authorized {
             tracing::info!(
-                "{sender} refused {action} (challenge: {})",
+                "{sender} refused {action} (challenge: {}, interactive: {interactive})",
                 result.is_challenge
             );
-            return Err(Error::NotAuthorized(if result.is_challenge {
-                format!(
-                    "{} needs an administrator's password; use the Palisade app, or run this as a \
-                     member of the {} group",
-                    describe(action),
-                    palisade_dbus::names::ADMIN_GROUP
-                )
-            } else {
-                format!(
-                    "you are not allowed to {} (polkit action {action})",
-                    describe_verb(action)
-                )
-            }));
+            return Err(Error::NotAuthorized(refusal(action, interactive, &result)));
         }
         Ok(())
+    }
+}
+
+/// The sentence for a refusal of `action`: what would have helped, when a password would have.
+fn refusal(action: Action, interactive: bool, result: &AuthorizationResult) -> String {
+    if result.is_challenge && interactive {
+        // The caller allowed a password dialog, and polkit still only says "challenge": it
+        // found no authentication agent for the caller's session.
+        format!(
+            "{} needs an administrator's password, and no authentication agent is running to \
+             ask for it",
+            describe(action)
+        )
+    } else if result.is_challenge {
+        format!(
+            "{} needs an administrator's password; use the Palisade app, or run this as a member \
+             of the {} group",
+            describe(action),
+            palisade_dbus::names::ADMIN_GROUP
+        )
+    } else if interactive && result.details.contains_key("polkit.dismissed") {
+        format!(
+            "{} needs an administrator's password, and the password dialog was closed without one",
+            describe(action)
+        )
+    } else {
+        format!(
+            "you are not allowed to {} (polkit action {action})",
+            describe_verb(action)
+        )
     }
 }
 
@@ -195,5 +213,57 @@ fn describe_verb(action: Action) -> &'static str {
         Action::VmOperate => "operate this virtual machine",
         Action::ConsoleOpen => "open this console",
         Action::LogRead => "read the firewall log",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(is_challenge: bool, details: &[(&str, &str)]) -> AuthorizationResult {
+        AuthorizationResult {
+            is_authorized: false,
+            is_challenge,
+            details: details
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_what_would_have_helped() {
+        let manage = Action::PolicyManage;
+        // Scripts (no interactive flag) keep their sentences.
+        assert_eq!(
+            refusal(manage, false, &result(true, &[])),
+            "Changing the firewall policy needs an administrator's password; use the Palisade \
+             app, or run this as a member of the palisade-admin group"
+        );
+        assert_eq!(
+            refusal(manage, false, &result(false, &[])),
+            "you are not allowed to change the firewall policy (polkit action \
+             io.palisade.policy.manage)"
+        );
+        // The app allowed a dialog: no agent, a dialog closed, a refused password.
+        assert_eq!(
+            refusal(manage, true, &result(true, &[])),
+            "Changing the firewall policy needs an administrator's password, and no \
+             authentication agent is running to ask for it"
+        );
+        assert_eq!(
+            refusal(
+                manage,
+                true,
+                &result(false, &[("polkit.dismissed", "true")])
+            ),
+            "Changing the firewall policy needs an administrator's password, and the password \
+             dialog was closed without one"
+        );
+        assert_eq!(
+            refusal(manage, true, &result(false, &[])),
+            "you are not allowed to change the firewall policy (polkit action \
+             io.palisade.policy.manage)"
+        );
     }
 }

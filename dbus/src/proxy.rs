@@ -79,6 +79,10 @@ pub trait Policy {
     /// Every generation, newest first. polkit: `policy.read`.
     fn history(&self) -> Result<Vec<GenerationInfo>, Error>;
 
+    /// The unified diff from generation `from`'s policy to generation `to`'s (each merged as it
+    /// was applied; empty when they are the same). polkit: `policy.read`.
+    fn diff(&self, from: u64, to: u64) -> Result<String, Error>;
+
     /// A new generation became live (apply, confirm timeout, rollback, expiry).
     #[zbus(signal)]
     fn generation_changed(&self, generation: u64) -> zbus::Result<()>;

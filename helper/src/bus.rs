@@ -153,6 +153,17 @@ impl PolicyIface {
         self.firewall.history().await
     }
 
+    /// The diff between two generations' policies.
+    async fn diff(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        from: u64,
+        to: u64,
+    ) -> Result<String, Error> {
+        self.authority.check(&header, Action::PolicyRead).await?;
+        self.firewall.diff(from, to).await
+    }
+
     /// A new generation became live.
     #[zbus(signal)]
     pub async fn generation_changed(

@@ -55,6 +55,9 @@ use tokio::task::JoinHandle;
 pub const MAX_CONFIRM_SECONDS: u32 = 86_400;
 /// Most problems listed in one error sentence; the rest are counted.
 const MAX_LISTED_PROBLEMS: usize = 50;
+/// How long a diff between two generations may look for the smallest difference before it
+/// settles for a larger one.
+const DIFF_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What is in the kernel now.
 struct Live {
@@ -802,6 +805,35 @@ impl Firewall {
     }
 
     /// Every generation, newest first.
+    /// The unified diff from generation `from`'s merged policy to `to`'s, as they were applied.
+    /// Documents are at most the policy's size limit each; the diff gives up on finding the
+    /// smallest difference after [`DIFF_DEADLINE`], so no pair of documents holds a caller long.
+    pub async fn diff(&self, from: u64, to: u64) -> Result<String, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let document = |g: u64| {
+                let missing = || Error::InvalidArgument(format!("there is no generation {g}"));
+                if g == 0 {
+                    return Err(missing());
+                }
+                let bytes = store.document(g).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => missing(),
+                    _ => internal("read a generation", e),
+                })?;
+                String::from_utf8(bytes).map_err(|e| internal("read a generation", e))
+            };
+            let (old, new) = (document(from)?, document(to)?);
+            Ok(similar::TextDiff::configure()
+                .deadline(std::time::Instant::now() + DIFF_DEADLINE)
+                .diff_lines(&old, &new)
+                .unified_diff()
+                .header(&format!("generation {from}"), &format!("generation {to}"))
+                .to_string())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
     pub async fn history(&self) -> Result<Vec<GenerationInfo>, Error> {
         let live = self.snapshot().generation;
         let records = self

@@ -42,6 +42,37 @@ fn admin_applies_and_every_user_sees_the_result_per_polkit() {
     let admin_uid = env.uid_of(ADMIN).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h[0]["author_uid"].as_u64(), Some(u64::from(admin_uid)));
     assert_eq!(h[0]["state"], "live");
+
+    // What changed between two generations, as Alice may read it; Bob may not.
+    apply(&env, &work_policy(9001), &[]);
+    let diff = ok(&env, env.palisadectl(Some(ALICE), &["policy", "diff", "1"]));
+    let diff = String::from_utf8_lossy(&diff.stdout).into_owned();
+    assert!(
+        diff.contains("--- generation 1") && diff.contains("+++ generation 2"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("\n-ports = 8443") && diff.contains("\n+ports = 9001"),
+        "{diff}"
+    );
+    assert_eq!(diff.matches("\n-").count(), 1, "{diff}");
+    let same = ok(
+        &env,
+        env.palisadectl(Some(ALICE), &["policy", "diff", "2", "2"]),
+    );
+    assert!(
+        text(&same).contains("have the same policy"),
+        "{}",
+        text(&same)
+    );
+    let missing = env.palisadectl(Some(ALICE), &["policy", "diff", "1", "99"]);
+    assert!(
+        !missing.status.success() && text(&missing).contains("there is no generation 99"),
+        "{}",
+        text(&missing)
+    );
+    let bob = env.palisadectl(Some(BOB), &["policy", "diff", "1"]);
+    assert_eq!(bob.status.code(), Some(77), "{}", text(&bob));
 }
 
 /// Introspects the helper and calls every method of every Palisade interface as pal-bob: each

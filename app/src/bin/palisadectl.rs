@@ -319,6 +319,13 @@ enum PolicyCommand {
     },
     /// List every generation.
     History,
+    /// Show what changed in the policy from one generation to another.
+    Diff {
+        /// The earlier generation.
+        from: u64,
+        /// The later one (the live generation when left out).
+        to: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {

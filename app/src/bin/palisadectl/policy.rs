@@ -217,6 +217,24 @@ pub async fn run(
                 )
             });
         }
+        PolicyCommand::Diff { from, to } => {
+            let to = match to {
+                Some(to) => *to,
+                None => proxy.get().await?.0,
+            };
+            let diff = proxy.diff(*from, to).await?;
+            print(
+                json,
+                &serde_json::json!({ "from": from, "to": to, "diff": diff }),
+                || {
+                    if diff.is_empty() {
+                        format!("Generations {from} and {to} have the same policy.\n")
+                    } else {
+                        diff.clone()
+                    }
+                },
+            );
+        }
         PolicyCommand::History => {
             let h = proxy.history().await?;
             print(json, &h, || {

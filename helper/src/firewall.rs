@@ -1058,7 +1058,7 @@ impl Engine {
             text: Arc::from(render::render_ruleset(&ruleset)),
             rules: ruleset.rule_count(),
             marks: ruleset.live_marks.clone(),
-            counters: Arc::from(ruleset.counters.clone()),
+            counters: ruleset.counters_and_tags().into(),
         };
         Ok((installed, cut))
     }

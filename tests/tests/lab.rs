@@ -378,6 +378,15 @@ fn spoofed_arp_mac_and_address_are_dropped_and_logged_naming_the_vm() {
         text(&log)
     );
 
+    // Every dropped frame counted in the guard's counter (six ARP, three of each forgery).
+    let counters = json_out(&env, ADMIN, &["log", "counters", "--vm", "evil"]);
+    let guard = counters
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["rule"]["kind"] == "spoofing"))
+        .unwrap_or_else(|| panic!("no port guard counter: {counters}"));
+    assert!(guard["packets"].as_u64() >= Some(12), "{guard}");
+    assert_eq!(guard["rule"]["vm"], "evil");
+
     // The control: without our port guards the same attempt does redirect trap's traffic, so
     // what kept it out above was the guard.
     ok(&env, env.nft(&["delete", "table", "bridge", "palisade"]));

@@ -115,10 +115,16 @@ async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> 
 pub async fn counters() -> Result<std::collections::HashMap<String, super::netlink::Counted>, Error>
 {
     tokio::task::spawn_blocking(|| {
-        let objects = super::netlink::NftSocket::open()
-            .map_err(|e| e.to_string())?
+        let mut socket = super::netlink::NftSocket::open().map_err(|e| e.to_string())?;
+        let mut objects = socket
             .list_objects(super::netlink::TableFamily::Inet, super::ruleset::TABLE)
             .map_err(|e| e.to_string())?;
+        // The lab ports' guards count in the bridge table, which exists only with bridged VMs.
+        if let Ok(bridge) =
+            socket.list_objects(super::netlink::TableFamily::Bridge, super::ruleset::TABLE)
+        {
+            objects.extend(bridge);
+        }
         Ok(objects
             .into_iter()
             .filter_map(|o| Some((o.name, o.counted?)))

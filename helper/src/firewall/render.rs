@@ -36,16 +36,19 @@ fn render_port_guards(s: &mut String, r: &Ruleset) {
         return;
     }
     let _ = writeln!(s, "table bridge {} {{", r.table);
+    for g in &r.port_guards {
+        let _ = writeln!(
+            s,
+            "\tcounter {} {{\n\t\tcomment {}\n\t}}",
+            g.counter,
+            quoted(g.tag().prefix().trim_end_matches(": "))
+        );
+    }
     s.push_str("\tchain ports {\n\t\ttype filter hook prerouting priority -200; policy accept;\n");
     for g in &r.port_guards {
         let port = quoted(&g.port);
         let (mac, ip) = (g.mac, g.address);
-        let tag = RuleTag {
-            owner: TagOwner::Vm(g.vm.clone()),
-            rule: TagRule::Spoofed,
-            action: palisade_dbus::policy::Verdict::Drop,
-        };
-        let prefix = quoted(&tag.prefix());
+        let prefix = quoted(&g.tag().prefix());
         // (check, why, logged): the other kinds a guest's stack sends on its own (IPv6 router
         // solicitations, LLDP) are dropped without a log line, so the log shows attempts only.
         for (check, why, logged) in [
@@ -83,7 +86,8 @@ fn render_port_guards(s: &mut String, r: &Ruleset) {
             }
             let _ = writeln!(
                 s,
-                "\t\tiifname {port} {check} counter drop comment {}",
+                "\t\tiifname {port} {check} counter name {} drop comment {}",
+                quoted(&g.counter),
                 quoted(&format!("vm {}: {why}", g.vm))
             );
         }

@@ -73,9 +73,32 @@ pub struct PortGuard {
     pub mac: palisade_dbus::policy::lab::MacAddress,
     /// The one source address allowed (and 0.0.0.0, for DHCP and ARP probes).
     pub address: std::net::Ipv4Addr,
+    /// The named counter of the `bridge` table every drop of this guard counts in: named after
+    /// the VM and a hash of what the guard holds, so an unchanged guard keeps its count.
+    pub counter: String,
+}
+
+impl PortGuard {
+    /// The rule tag the guard's drops are logged and counted under.
+    pub fn tag(&self) -> RuleTag {
+        RuleTag {
+            owner: TagOwner::Vm(self.vm.clone()),
+            rule: TagRule::Spoofed,
+            action: palisade_dbus::policy::Verdict::Drop,
+        }
+    }
 }
 
 impl Ruleset {
+    /// Every named counter, in both tables, with the rule it counts (the drop log's key).
+    pub fn counters_and_tags(&self) -> Vec<(String, RuleTag)> {
+        let guards = self
+            .port_guards
+            .iter()
+            .map(|g| (g.counter.clone(), g.tag()));
+        self.counters.iter().cloned().chain(guards).collect()
+    }
+
     /// An empty table named `table`.
     pub fn new(table: &'static str) -> Self {
         Self {

@@ -153,11 +153,20 @@ pub fn add_lab(policy: &Policy, out: &mut Ruleset) {
         .push(ChainDef::new(LAB_SNAT, Some(Hook::NatPostrouting), snat));
     out.port_guards = bridged
         .iter()
-        .map(|(vm, _, port)| PortGuard {
-            vm: vm.name.clone(),
-            port: lab::port_name(vm.name.as_str()),
-            mac: port.mac,
-            address: port.address,
+        .map(|(vm, _, port)| {
+            let name = lab::port_name(vm.name.as_str());
+            let what = format!("{name} {} {}", port.mac, port.address);
+            PortGuard {
+                vm: vm.name.clone(),
+                counter: format!(
+                    "c_vm_{}_spoofed_{:08x}",
+                    vm.name,
+                    super::fnv1a(what.bytes())
+                ),
+                port: name,
+                mac: port.mac,
+                address: port.address,
+            }
         })
         .collect();
 }

@@ -647,11 +647,27 @@ fn a_lab_compiles_to_nat_below_other_managers_egress_by_the_vms_rules_and_port_g
     // The nat rule for "plain" is the network's masquerade; it has no DNAT.
     assert_eq!(text.matches("dnat ip to").count(), 1);
     let port = palisade_dbus::policy::lab::port_name("trap");
+    let ruleset = compile_ruleset(&p, &Facts::default());
+    let counter = &ruleset.port_guards[0].counter;
+    assert!(counter.starts_with("c_vm_trap_spoofed_"), "{counter}");
     assert!(
         text.contains(&format!(
-            "iifname \"{port}\" ether saddr != 52:54:00:00:00:10 counter drop"
+            "iifname \"{port}\" ether saddr != 52:54:00:00:00:10 counter name \"{counter}\" drop"
         )),
         "{text}"
+    );
+    // The guards' counters are the drop log's too, under the VM's port-guard tag.
+    let tags = ruleset.counters_and_tags();
+    let (_, tag) = tags
+        .iter()
+        .find(|(name, _)| name == counter)
+        .unwrap_or_else(|| panic!("{counter} is not among {tags:?}"));
+    assert_eq!(tag.rule, TagRule::Spoofed);
+    // A guard that holds something else counts anew.
+    let moved = crate::test_support::policy(&LAB.replace("10.77.0.10", "10.77.0.20"));
+    assert_ne!(
+        &compile_ruleset(&moved, &Facts::default()).port_guards[0].counter,
+        counter
     );
 }
 

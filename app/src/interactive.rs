@@ -23,8 +23,8 @@
 //! helper's `NotAuthorized` sentence, which the pages show as it is, in one sentence.
 
 use palisade_dbus::names::Action;
-use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, VmsProxy};
-use palisade_dbus::types::{BlocklistInfo, ConsoleTicket, RunMode, VmInfo};
+use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, PolicyProxy, VmsProxy};
+use palisade_dbus::types::{Applied, BlocklistInfo, Client, ConsoleTicket, RunMode, VmInfo};
 use palisade_dbus::Error;
 use std::collections::HashMap;
 use std::fs::File;
@@ -151,6 +151,34 @@ pub async fn open_console(
     work: Duration,
 ) -> Result<ConsoleTicket, Error> {
     call(proxy.inner(), "Open", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// `Policy.Apply` of the local policy `document` on top of generation `base`, kept only if
+/// `Confirm` comes within `confirm_seconds`.
+pub async fn apply_policy(
+    proxy: &PolicyProxy<'_>,
+    document: &[u8],
+    base: u64,
+    confirm_seconds: u32,
+    work: Duration,
+) -> Result<Applied, Error> {
+    let body = zbus::DynamicTuple((document, base, confirm_seconds, Client::App));
+    call(proxy.inner(), "Apply", &body, work).await
+}
+
+/// `Policy.Confirm` of a pending generation.
+pub async fn confirm_policy(
+    proxy: &PolicyProxy<'_>,
+    generation: u64,
+    work: Duration,
+) -> Result<(), Error> {
+    call(
+        proxy.inner(),
+        "Confirm",
+        &zbus::DynamicTuple((generation,)),
+        work,
+    )
+    .await
 }
 
 /// What polkit says about this app and an action, asked without a password dialog.

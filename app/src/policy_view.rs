@@ -21,6 +21,7 @@ use crate::hits::{self, Hits};
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::info_row::{InfoRow, InfoRowInit};
 use crate::managed::Managed;
+use crate::policy_editor::{PolicyEditor, PolicyEditorInput, PolicyEditorOutput};
 use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
 use crate::vm_row::{VmRow, VmRowInit, VmRowInput, VmRowOutput};
 use palisade_dbus::policy::merge::merge;
@@ -32,7 +33,10 @@ use palisade_dbus::types::{
 use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
-use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, ShutdownReceiver};
+use relm4::{
+    adw, gtk, Component, ComponentController, ComponentParts, ComponentSender, Controller,
+    ShutdownReceiver,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -79,6 +83,8 @@ pub struct PolicyView {
     /// Whether the helper refused this user the counters (then they are not asked for again
     /// until the window reads the helper again).
     hits_refused: bool,
+    /// The editor of the local policy, for users who may manage it.
+    editor: Controller<PolicyEditor>,
 }
 
 impl std::fmt::Debug for PolicyView {
@@ -533,6 +539,9 @@ impl Component for PolicyView {
             set_spacing: 24,
 
             #[local_ref]
+            editor -> gtk::Box {},
+
+            #[local_ref]
             findings_group -> adw::PreferencesGroup {
                 #[watch]
                 set_title: &model.findings_title(),
@@ -626,6 +635,11 @@ impl Component for PolicyView {
             hits: None,
             reading: false,
             hits_refused: false,
+            editor: PolicyEditor::builder()
+                .launch(())
+                .forward(sender.output_sender(), |out| match out {
+                    PolicyEditorOutput::Toast(sentence) => PolicyViewOutput::Toast(sentence),
+                }),
         };
         sender.command(|out, shutdown: ShutdownReceiver| {
             shutdown
@@ -639,6 +653,7 @@ impl Component for PolicyView {
                 })
                 .drop_on_shutdown()
         });
+        let editor = model.editor.widget().clone();
         let findings_group = model.findings.widget();
         let vm_group = model.vms.widget();
         let host_expander = model.host_rules.widget();
@@ -651,11 +666,14 @@ impl Component for PolicyView {
     fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, _root: &Self::Root) {
         match message {
             PolicyViewInput::Load(connection) => {
+                self.editor
+                    .emit(PolicyEditorInput::Load(connection.clone()));
                 self.connection = Some(connection);
                 self.load(&sender);
             }
             PolicyViewInput::Clear => {
                 self.connection = None;
+                self.editor.emit(PolicyEditorInput::Clear);
                 self.clear_all();
             }
             PolicyViewInput::VmExpanded { name, expanded } => {

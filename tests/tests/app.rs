@@ -1516,3 +1516,93 @@ fn firewall_page_shows_what_drop_ins_define_as_managed_with_their_file() {
     assert!(has_image(&tree, packaged), "{}", outline(&tree));
     gui.assert_running();
 }
+
+/// The rows of the generation history, newest first.
+fn history(env: &TestEnv) -> Value {
+    let out = ok(env, env.palisadectl(None, &["--json", "policy", "history"]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn firewall_page_edits_a_rule_applies_and_keeps_it() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    assert_eq!(apply_as_root(&env, "policy.toml", &work_policy(8443)), 1);
+    let _listener = listen(&env, &[8444]);
+    assert!(
+        !connects(&env, "palisade-vm-work", 8444),
+        "8444 is open before the edit"
+    );
+    let mut gui = Gui::start_as(&env, Some(ADMIN), &[]);
+    gui.show_page(&env, "Firewall");
+    gui.click(&env, "push button", "Edit", SHOW_TIMEOUT);
+    gui.wait_for(&env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Rules of work (being edited)")
+    });
+
+    // An invalid port: its message on the field, Save disabled, nothing sent.
+    gui.click(&env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the rule dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "New rule for work")
+    });
+    gui.set_text(&env, "text", "Ports", "99999", UPDATE_TIMEOUT);
+    let tree = gui.wait_for(&env, "the port's message", UPDATE_TIMEOUT, |t| {
+        shows_label_containing(t, "99999")
+            && has_button(t, "_Save Save")
+            && !shows_button(t, "_Save Save")
+    });
+    assert!(!shows_button(&tree, "_Save Save"), "{}", outline(&tree));
+    gui.click(&env, "push button", "_Cancel Cancel", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the dialog closed", UPDATE_TIMEOUT, |t| {
+        !shows_label(t, "New rule for work")
+    });
+    assert_eq!(generation(&env), 1, "the invalid rule reached the helper");
+
+    // accept tcp 127.0.0.1 port 8444, applied and kept.
+    gui.click(&env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the rule dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "New rule for work")
+    });
+    gui.set_text(
+        &env,
+        "text",
+        "Address, network or host name",
+        "127.0.0.1",
+        UPDATE_TIMEOUT,
+    );
+    gui.set_text(&env, "text", "Ports", "8444", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "Save enabled", UPDATE_TIMEOUT, |t| {
+        shows_button(t, "_Save Save")
+    });
+    gui.click(&env, "push button", "_Save Save", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the new rule in the draft", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "1 unsaved change") && shows_label(t, "2. accept tcp 127.0.0.1 port 8444")
+    });
+    assert_eq!(
+        generation(&env),
+        1,
+        "the draft reached the helper before Apply"
+    );
+    gui.click(&env, "push button", "Apply the changes", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the keep-or-revert dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Keep these settings?") && shows_label_containing(t, "Reverting in")
+    });
+    gui.click(&env, "push button", "_Keep Keep", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the kept settings", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "The new settings are kept")
+    });
+    assert_eq!(generation(&env), 2);
+    let h = history(&env);
+    assert_eq!(h[0]["generation"], 2, "{h}");
+    assert_eq!(h[0]["state"], "live", "{h}");
+    assert!(
+        connects(&env, "palisade-vm-work", 8444),
+        "the kept rule does not let the VM's user connect"
+    );
+    // The page follows the new generation (the label may be scrolled out of view).
+    gui.wait_for(&env, "generation 2 on the page", UPDATE_TIMEOUT, |t| {
+        nodes(t)
+            .iter()
+            .any(|n| role(n) == "label" && name(n) == "The live policy, generation 2")
+    });
+}

@@ -1,0 +1,1031 @@
+//! The Firewall page's editor: for a user polkit lets manage the policy (asked without a
+//! password, as the Blocklists page does), an **Edit** toggle opens the local policy's rule
+//! lists — each local VM's and the host's — with Add rule and, per rule, Edit, Duplicate, Turn
+//! on/off, Move up, Move down and Delete, and each local VM's default action. Parts a drop-in
+//! defines are not offered: the read-only view below shows them with their lock.
+//!
+//! The draft is a [`PolicyDocument`] of the local document `Policy.Get` returned, with that
+//! generation as the base. After every change the draft is judged with the contract's own
+//! validation (merged after the live drop-ins as the helper merges them, then
+//! [`Policy::parse`]); each finding shows on its rule (and in the rule dialog on its field). A
+//! bar at the top counts the unsaved changes and offers Discard and Apply; Apply says why it is
+//! disabled while the draft has errors.
+//!
+//! Apply sends the draft with a 20 s confirmation window (interactively: the desktop may ask for
+//! a password) and asks "Keep these settings?" with a countdown; Keep confirms, Revert or closing
+//! the dialog lets the helper return to the previous generation at the deadline. The page then
+//! follows `GenerationChanged` through the window. A draft based on a generation that is no
+//! longer live is refused by the helper (`Conflict`): the editor says who applied what when, and
+//! offers to reload (dropping the draft) or to apply the draft on top after showing its diff.
+
+use crate::a11y;
+use crate::i18n::{gettext, i18n_f, ni18n_f};
+use crate::interactive::{self, Permission};
+use crate::rule_dialog::{self, FieldFinding};
+use palisade_dbus::names::Action;
+use palisade_dbus::policy::edit::{
+    finding_field, PolicyDocument, RuleFields, RuleList, RuleTarget,
+};
+use palisade_dbus::policy::merge::merge;
+use palisade_dbus::policy::Policy;
+use palisade_dbus::proxy::PolicyProxy;
+use palisade_dbus::types::{Applied, Finding, GenerationInfo, PolicySource, Severity, SourceKind};
+use palisade_dbus::Error;
+use relm4::adw::prelude::*;
+use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, RelmWidgetExt};
+use std::time::Duration;
+
+/// How long the helper waits for Keep before it returns to the previous generation.
+const CONFIRM_SECONDS: u32 = 20;
+
+/// How long an apply may take, besides a password prompt.
+const APPLY_WORK: Duration = Duration::from_secs(60);
+
+/// A change the user made to the draft.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Rule `index` of the list gets `fields`; `None`: a new rule at the end.
+    Save(RuleList, Option<usize>, RuleFields),
+    /// A copy of the rule right after it.
+    Duplicate(RuleList, usize),
+    /// The rule goes.
+    Delete(RuleList, usize),
+    /// The rule moves from one place to another.
+    Move(RuleList, usize, usize),
+    /// The rule is turned on or off.
+    Enable(RuleList, usize, bool),
+    /// The VM's default action.
+    Default(String, String),
+}
+
+/// The editor.
+pub struct PolicyEditor {
+    /// The window's bus connection, once it has one.
+    connection: Option<zbus::Connection>,
+    /// Whether polkit lets this user manage the policy.
+    manage: Permission,
+    /// Whether the edit controls are shown.
+    editing: bool,
+    /// The live generation and its local document, as last read.
+    live: Option<(u64, String)>,
+    /// The drop-ins of the live policy: merged before the draft to judge it.
+    drop_ins: Vec<PolicySource>,
+    /// The draft and the generation it is based on.
+    draft: Option<(PolicyDocument, u64)>,
+    /// How many changes the draft holds.
+    changes: usize,
+    /// Findings about the draft.
+    findings: Vec<Finding>,
+    /// Whether an apply is under way.
+    busy: bool,
+    /// The rule lists, rebuilt after every change.
+    lists: gtk::Box,
+    /// "N unsaved changes".
+    bar_label: gtk::Label,
+    /// Why Apply is disabled.
+    bar_reason: gtk::Label,
+    /// The bar.
+    bar: gtk::Box,
+    /// Apply.
+    apply: gtk::Button,
+    /// The Edit toggle.
+    toggle: gtk::ToggleButton,
+}
+
+impl std::fmt::Debug for PolicyEditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEditor")
+            .field("editing", &self.editing)
+            .field("changes", &self.changes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Messages to the editor.
+#[derive(Debug)]
+pub enum PolicyEditorInput {
+    /// Read the live local policy and this user's permission over this connection.
+    Load(zbus::Connection),
+    /// Show no editor: the policy could not be read.
+    Clear,
+    /// The Edit toggle was turned on or off.
+    Editing(bool),
+    /// Open the rule dialog for rule `index` of the list (`None`: a new rule).
+    Open(RuleList, Option<usize>),
+    /// Change the draft.
+    Change(Change),
+    /// Drop the draft.
+    Discard,
+    /// Apply the draft.
+    Apply,
+    /// Keep the pending generation.
+    Keep(u64),
+    /// Drop the draft and read the live policy again (after a conflict).
+    Reload,
+    /// Base the draft on the live generation and show what applying it would change.
+    OnTop,
+}
+
+/// What the editor asks the page to do.
+#[derive(Debug)]
+pub enum PolicyEditorOutput {
+    /// Show this sentence as a toast.
+    Toast(String),
+}
+
+/// Results of the editor's calls.
+#[derive(Debug)]
+pub enum PolicyEditorCmd {
+    /// The live local policy, its drop-ins and the permission were read.
+    Loaded {
+        /// polkit's answer about `policy.manage`.
+        manage: Permission,
+        /// `Get()` and the drop-ins of `Sources()`.
+        live: Result<(u64, String, Vec<PolicySource>), Error>,
+    },
+    /// `Apply()` answered.
+    Applied(Result<Applied, Error>),
+    /// `Confirm()` answered.
+    Confirmed(Result<(), Error>),
+    /// The helper refused the draft's base; the newest generation, its author's name, and the
+    /// helper's sentence.
+    Conflict(Option<(GenerationInfo, String)>, String),
+    /// The live generation and the diff applying the draft on top of it would make.
+    Preview(Result<(u64, String), Error>),
+}
+
+async fn load(connection: zbus::Connection) -> PolicyEditorCmd {
+    let manage = interactive::permission(&connection, Action::PolicyManage);
+    let live = async {
+        let proxy = PolicyProxy::new(&connection).await?;
+        let (generation, document) = proxy.get().await?;
+        // A helper without drop-ins has no Sources: then there are none.
+        let drop_ins = match proxy.sources().await {
+            Ok(s) => s
+                .sources
+                .into_iter()
+                .filter(|s| s.kind != SourceKind::Local)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok((generation, document, drop_ins))
+    };
+    let (manage, live) = tokio::join!(manage, live);
+    PolicyEditorCmd::Loaded { manage, live }
+}
+
+async fn apply(connection: zbus::Connection, document: String, base: u64) -> PolicyEditorCmd {
+    let result = async {
+        let proxy = PolicyProxy::new(&connection).await?;
+        interactive::apply_policy(
+            &proxy,
+            document.as_bytes(),
+            base,
+            CONFIRM_SECONDS,
+            APPLY_WORK,
+        )
+        .await
+    }
+    .await;
+    match result {
+        Err(Error::Conflict(sentence)) => conflict(connection, sentence).await,
+        other => PolicyEditorCmd::Applied(other),
+    }
+}
+
+/// Who applied the newest generation, for the conflict dialog.
+async fn conflict(connection: zbus::Connection, sentence: String) -> PolicyEditorCmd {
+    let newest = async {
+        let proxy = PolicyProxy::new(&connection).await?;
+        proxy.history().await
+    }
+    .await
+    .ok()
+    .and_then(|h| h.into_iter().next())
+    .map(|g| {
+        let name = user_name(g.author_uid);
+        (g, name)
+    });
+    PolicyEditorCmd::Conflict(newest, sentence)
+}
+
+/// The login name of `uid`, or the number.
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
+}
+
+async fn confirm(connection: zbus::Connection, generation: u64) -> PolicyEditorCmd {
+    let result = async {
+        let proxy = PolicyProxy::new(&connection).await?;
+        interactive::confirm_policy(&proxy, generation, Duration::from_secs(30)).await
+    }
+    .await;
+    PolicyEditorCmd::Confirmed(result)
+}
+
+async fn preview(connection: zbus::Connection, document: String) -> PolicyEditorCmd {
+    let result = async {
+        let proxy = PolicyProxy::new(&connection).await?;
+        let (generation, _) = proxy.get().await?;
+        let preview = proxy.preview(document.as_bytes()).await?;
+        Ok((generation, preview.diff))
+    }
+    .await;
+    PolicyEditorCmd::Preview(result)
+}
+
+/// Judges `draft` as the helper would: merged after `drop_ins`, then parsed.
+pub fn validate(draft: &PolicyDocument, drop_ins: &[PolicySource]) -> Vec<Finding> {
+    let mut sources = drop_ins.to_vec();
+    sources.push(PolicySource {
+        name: String::new(),
+        kind: SourceKind::Local,
+        path: String::new(),
+        document: draft.text(),
+    });
+    let merged = match merge(&sources) {
+        Ok(merged) => merged,
+        Err(findings) => return findings,
+    };
+    match Policy::parse(merged.document.as_bytes()) {
+        Ok(parsed) => parsed.warnings,
+        Err(findings) => findings,
+    }
+}
+
+/// The findings of `findings` about rule `index` of `list`, with the field each names.
+fn about_rule(findings: &[Finding], list: &RuleList, index: usize) -> Vec<(FieldFinding, bool)> {
+    findings
+        .iter()
+        .filter_map(|f| {
+            finding_field(&f.path, list, index).map(|field| {
+                (
+                    (field.to_owned(), f.message.clone()),
+                    f.severity == Severity::Error,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The local VMs of `text` with their default actions, in order.
+fn local_vms(text: &str) -> Vec<(String, String)> {
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return Vec::new();
+    };
+    let Some(vms) = doc.get("vm").and_then(|v| v.as_array_of_tables()) else {
+        return Vec::new();
+    };
+    vms.iter()
+        .filter_map(|vm| {
+            let name = vm.get("name")?.as_str()?.to_owned();
+            let default = vm
+                .get("default")
+                .and_then(|d| d.as_str())
+                .unwrap_or("drop")
+                .to_owned();
+            Some((name, default))
+        })
+        .collect()
+}
+
+/// The rule in one line: action, protocol and ports, destination.
+fn summary(fields: &RuleFields) -> String {
+    let target = match &fields.target {
+        RuleTarget::Anywhere => gettext("anywhere"),
+        RuleTarget::Destination(d) => d.clone(),
+        RuleTarget::Special(s) => s.clone(),
+        RuleTarget::Blocklist(b) => i18n_f("blocklist {name}", &[("name", b)]),
+    };
+    let mut parts = vec![fields.action.clone()];
+    if !fields.proto.is_empty() {
+        parts.push(fields.proto.clone());
+    }
+    parts.push(target);
+    if !fields.ports.is_empty() {
+        let single = !fields.ports.contains([',', '-']);
+        parts.push(ni18n_f(
+            "port {ports}",
+            "ports {ports}",
+            if single { 1 } else { 2 },
+            &[("ports", &fields.ports)],
+        ));
+    }
+    parts.join(" ")
+}
+
+/// How a list is named in the buttons' accessible names.
+fn list_name(list: &RuleList) -> String {
+    match list {
+        RuleList::Host => gettext("the host"),
+        RuleList::Vm(vm) => vm.clone(),
+    }
+}
+
+const ACTIONS: [&str; 3] = ["accept", "drop", "reject"];
+
+impl PolicyEditor {
+    /// Whether there is a draft to edit.
+    fn can_edit(&self) -> bool {
+        self.manage.offered() && self.draft.is_some()
+    }
+
+    /// Errors in the draft.
+    fn errors(&self) -> Vec<&Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .collect()
+    }
+
+    /// Makes the draft the live local policy again.
+    fn reset(&mut self) {
+        self.changes = 0;
+        self.draft = self.live.as_ref().and_then(|(generation, text)| {
+            PolicyDocument::parse(text).ok().map(|d| (d, *generation))
+        });
+        self.judge();
+    }
+
+    fn judge(&mut self) {
+        self.findings = match &self.draft {
+            Some((draft, _)) => validate(draft, &self.drop_ins),
+            None => Vec::new(),
+        };
+    }
+
+    /// Makes `change` in the draft.
+    fn change(&mut self, change: Change, sender: &ComponentSender<Self>) {
+        let Some((draft, _)) = &mut self.draft else {
+            return;
+        };
+        let result = match change {
+            Change::Save(list, Some(i), fields) => draft.set_rule(&list, i, &fields),
+            Change::Save(list, None, fields) => draft
+                .rule_count(&list)
+                .and_then(|n| draft.insert_rule(&list, n, &fields)),
+            Change::Duplicate(list, i) => draft.duplicate_rule(&list, i),
+            Change::Delete(list, i) => draft.remove_rule(&list, i),
+            Change::Move(list, from, to) => draft.move_rule(&list, from, to),
+            Change::Enable(list, i, on) => draft.set_enabled(&list, i, on),
+            Change::Default(vm, action) => draft.set_default(&vm, &action),
+        };
+        match result {
+            Ok(()) => {
+                self.changes += 1;
+                self.judge();
+            }
+            Err(e) => sender
+                .output_sender()
+                .emit(PolicyEditorOutput::Toast(e.to_string())),
+        }
+    }
+
+    /// Shows the bar and the rule lists as the model is.
+    fn render(&self, sender: &ComponentSender<Self>) {
+        self.toggle.set_visible(self.can_edit());
+        self.toggle.set_active(self.editing);
+        let editing = self.editing && self.can_edit();
+        self.bar.set_visible(editing || self.changes > 0);
+        self.bar_label.set_label(&if self.changes == 0 {
+            gettext("No unsaved changes")
+        } else {
+            ni18n_f(
+                "{count} unsaved change",
+                "{count} unsaved changes",
+                u32::try_from(self.changes).unwrap_or(u32::MAX),
+                &[("count", &self.changes.to_string())],
+            )
+        });
+        let errors = self.errors();
+        let reason = if self.busy {
+            gettext("Applying…")
+        } else if let Some(first) = errors.first() {
+            ni18n_f(
+                "Cannot apply: {count} problem, first {path}: {message}",
+                "Cannot apply: {count} problems, first {path}: {message}",
+                u32::try_from(errors.len()).unwrap_or(u32::MAX),
+                &[
+                    ("count", &errors.len().to_string()),
+                    ("path", &first.path),
+                    ("message", &first.message),
+                ],
+            )
+        } else if self.changes == 0 {
+            gettext("Nothing to apply yet")
+        } else {
+            String::new()
+        };
+        self.bar_reason.set_label(&reason);
+        self.bar_reason.set_visible(!reason.is_empty());
+        self.apply
+            .set_sensitive(!self.busy && self.changes > 0 && errors.is_empty());
+
+        while let Some(child) = self.lists.first_child() {
+            self.lists.remove(&child);
+        }
+        self.lists.set_visible(editing);
+        let Some((draft, _)) = &self.draft else {
+            return;
+        };
+        if !editing {
+            return;
+        }
+        let text = draft.text();
+        for (vm, default) in local_vms(&text) {
+            let list = RuleList::Vm(vm.clone());
+            let group = self.list_group(
+                draft,
+                &list,
+                &i18n_f("Rules of {vm} (being edited)", &[("vm", &vm)]),
+                sender,
+            );
+            let combo = adw::ComboRow::new();
+            combo.set_title(&i18n_f("Default action of {vm}", &[("vm", &vm)]));
+            combo.set_subtitle(&gettext("For traffic no rule matched"));
+            combo.set_model(Some(&gtk::StringList::new(&[
+                &crate::format::verdict(palisade_dbus::policy::Verdict::Accept),
+                &crate::format::verdict(palisade_dbus::policy::Verdict::Drop),
+                &crate::format::verdict(palisade_dbus::policy::Verdict::Reject),
+            ])));
+            combo.set_selected(
+                ACTIONS
+                    .iter()
+                    .position(|a| *a == default)
+                    .and_then(|i| u32::try_from(i).ok())
+                    .unwrap_or(1),
+            );
+            let input = sender.input_sender().clone();
+            combo.connect_selected_notify(move |c| {
+                if let Some(action) = ACTIONS.get(c.selected() as usize) {
+                    if **action != default {
+                        input.emit(PolicyEditorInput::Change(Change::Default(
+                            vm.clone(),
+                            (*action).to_owned(),
+                        )));
+                    }
+                }
+            });
+            group.add(&combo);
+            self.lists.append(&group);
+        }
+        let host = self.list_group(
+            draft,
+            &RuleList::Host,
+            &gettext("Rules for every local process (being edited)"),
+            sender,
+        );
+        self.lists.append(&host);
+    }
+
+    /// A group with `list`'s rules and their buttons.
+    fn list_group(
+        &self,
+        draft: &PolicyDocument,
+        list: &RuleList,
+        title: &str,
+        sender: &ComponentSender<Self>,
+    ) -> adw::PreferencesGroup {
+        let group = adw::PreferencesGroup::new();
+        group.set_title(title);
+        let name = list_name(list);
+        let add = a11y::text_button(
+            &gettext("Add rule"),
+            &i18n_f("Add a rule to {list}", &[("list", &name)]),
+        );
+        add.add_css_class("flat");
+        {
+            let input = sender.input_sender().clone();
+            let list = list.clone();
+            add.connect_clicked(move |_| input.emit(PolicyEditorInput::Open(list.clone(), None)));
+        }
+        group.set_header_suffix(Some(&add));
+        let count = draft.rule_count(list).unwrap_or(0);
+        for i in 0..count {
+            let Ok(fields) = draft.rule(list, i) else {
+                continue;
+            };
+            let number = (i + 1).to_string();
+            let row = adw::ActionRow::new();
+            row.set_use_markup(false);
+            row.set_title(&format!("{number}. {}", summary(&fields)));
+            let findings = about_rule(&self.findings, list, i);
+            let mut lines: Vec<String> = Vec::new();
+            if !fields.enabled {
+                lines.push(gettext("turned off"));
+            }
+            if !fields.comment.is_empty() {
+                lines.push(fields.comment.clone());
+            }
+            for ((field, message), _) in &findings {
+                lines.push(if field.is_empty() {
+                    message.clone()
+                } else {
+                    format!("{field}: {message}")
+                });
+            }
+            row.set_subtitle(&lines.join("\n"));
+            if findings.iter().any(|(_, error)| *error) {
+                row.add_css_class("error");
+            }
+            let args = [("number", number.as_str()), ("list", name.as_str())];
+            let button = |icon: &str, label: String, input: PolicyEditorInput| {
+                let b = a11y::icon_button(icon, &label);
+                b.add_css_class("flat");
+                b.set_valign(gtk::Align::Center);
+                let sender = sender.input_sender().clone();
+                b.connect_clicked(move |_| sender.emit(clone_input(&input)));
+                row.add_suffix(&b);
+                b
+            };
+            button(
+                "document-edit-symbolic",
+                i18n_f("Edit rule {number} of {list}", &args),
+                PolicyEditorInput::Open(list.clone(), Some(i)),
+            );
+            button(
+                "edit-copy-symbolic",
+                i18n_f("Duplicate rule {number} of {list}", &args),
+                PolicyEditorInput::Change(Change::Duplicate(list.clone(), i)),
+            );
+            button(
+                if fields.enabled {
+                    "media-playback-pause-symbolic"
+                } else {
+                    "media-playback-start-symbolic"
+                },
+                if fields.enabled {
+                    i18n_f("Turn off rule {number} of {list}", &args)
+                } else {
+                    i18n_f("Turn on rule {number} of {list}", &args)
+                },
+                PolicyEditorInput::Change(Change::Enable(list.clone(), i, !fields.enabled)),
+            );
+            button(
+                "go-up-symbolic",
+                i18n_f("Move rule {number} of {list} up", &args),
+                PolicyEditorInput::Change(Change::Move(list.clone(), i, i.saturating_sub(1))),
+            )
+            .set_sensitive(i > 0);
+            button(
+                "go-down-symbolic",
+                i18n_f("Move rule {number} of {list} down", &args),
+                PolicyEditorInput::Change(Change::Move(list.clone(), i, i + 1)),
+            )
+            .set_sensitive(i + 1 < count);
+            button(
+                "user-trash-symbolic",
+                i18n_f("Delete rule {number} of {list}", &args),
+                PolicyEditorInput::Change(Change::Delete(list.clone(), i)),
+            );
+            group.add(&row);
+        }
+        if count == 0 {
+            let row = adw::ActionRow::new();
+            row.set_title(&gettext("No rules yet"));
+            group.add(&row);
+        }
+        group
+    }
+
+    /// Opens the rule dialog for rule `index` of `list`.
+    fn open(
+        &self,
+        list: RuleList,
+        index: Option<usize>,
+        root: &gtk::Box,
+        sender: &ComponentSender<Self>,
+    ) {
+        let Some((draft, _)) = &self.draft else {
+            return;
+        };
+        let fields = match index {
+            Some(i) => match draft.rule(&list, i) {
+                Ok(fields) => fields,
+                Err(_) => return,
+            },
+            // Most rules let TCP through to an address: the dialog starts there.
+            None => RuleFields {
+                proto: "tcp".into(),
+                target: RuleTarget::Destination(String::new()),
+                ..RuleFields::default()
+            },
+        };
+        let name = list_name(&list);
+        let heading = match index {
+            Some(i) => i18n_f(
+                "Rule {number} of {list}",
+                &[("number", &(i + 1).to_string()), ("list", &name)],
+            ),
+            None => i18n_f("New rule for {list}", &[("list", &name)]),
+        };
+        let draft = draft.clone();
+        let drop_ins = self.drop_ins.clone();
+        let check_list = list.clone();
+        let check = move |fields: &RuleFields| {
+            let mut doc = draft.clone();
+            let at = match index {
+                Some(i) => doc.set_rule(&check_list, i, fields).map(|()| i),
+                None => doc
+                    .rule_count(&check_list)
+                    .and_then(|n| doc.insert_rule(&check_list, n, fields).map(|()| n)),
+            };
+            match at {
+                Ok(at) => about_rule(&validate(&doc, &drop_ins), &check_list, at)
+                    .into_iter()
+                    .filter(|(_, error)| *error)
+                    .map(|(finding, _)| finding)
+                    .collect(),
+                Err(e) => vec![(String::new(), e.to_string())],
+            }
+        };
+        let input = sender.input_sender().clone();
+        let save = move |fields| {
+            input.emit(PolicyEditorInput::Change(Change::Save(
+                list.clone(),
+                index,
+                fields,
+            )));
+        };
+        rule_dialog::open(
+            root.toplevel_window().as_ref(),
+            &heading,
+            &fields,
+            check,
+            save,
+        );
+    }
+
+    /// Asks whether to keep `applied`, counting down to the helper's deadline.
+    fn keep_dialog(&self, applied: &Applied, root: &gtk::Box, sender: &ComponentSender<Self>) {
+        let generation = applied.generation;
+        let body = |left: u32| {
+            i18n_f(
+                "Reverting in {seconds} s",
+                &[("seconds", &left.to_string())],
+            )
+        };
+        let dialog = adw::MessageDialog::new(
+            root.toplevel_window().as_ref(),
+            Some(&gettext("Keep these settings?")),
+            Some(&body(CONFIRM_SECONDS)),
+        );
+        dialog.add_response("revert", &gettext("_Revert"));
+        dialog.add_response("keep", &gettext("_Keep"));
+        dialog.set_response_appearance("keep", adw::ResponseAppearance::Suggested);
+        dialog.set_default_response(Some("keep"));
+        dialog.set_close_response("revert");
+        let left = std::rc::Rc::new(std::cell::Cell::new(CONFIRM_SECONDS));
+        let timer = {
+            let dialog = dialog.clone();
+            let left = std::rc::Rc::clone(&left);
+            gtk::glib::timeout_add_seconds_local(1, move || {
+                let now = left.get().saturating_sub(1);
+                left.set(now);
+                if now == 0 {
+                    dialog.set_body(&gettext("Reverting…"));
+                    dialog.close();
+                    return gtk::glib::ControlFlow::Break;
+                }
+                dialog.set_body(&body(now));
+                gtk::glib::ControlFlow::Continue
+            })
+        };
+        let timer = std::cell::RefCell::new(Some(timer));
+        let input = sender.input_sender().clone();
+        let output = sender.output_sender().clone();
+        dialog.connect_response(None, move |_, response| {
+            if left.get() > 0 {
+                if let Some(timer) = timer.borrow_mut().take() {
+                    timer.remove();
+                }
+                left.set(0);
+            }
+            if response == "keep" {
+                input.emit(PolicyEditorInput::Keep(generation));
+            } else {
+                output.emit(PolicyEditorOutput::Toast(gettext(
+                    "Reverting… the previous settings return when the time is up",
+                )));
+            }
+        });
+        dialog.present();
+    }
+
+    /// Says that someone else applied since the draft's base, and offers what to do.
+    fn conflict_dialog(
+        &self,
+        newest: Option<(GenerationInfo, String)>,
+        sentence: &str,
+        root: &gtk::Box,
+        sender: &ComponentSender<Self>,
+    ) {
+        let body = match newest {
+            Some((g, user)) => i18n_f(
+                "{user} applied generation {generation} {when} while you were editing.",
+                &[
+                    ("user", &user),
+                    ("generation", &g.generation.to_string()),
+                    ("when", &crate::format::ago(g.applied_at, unix_now())),
+                ],
+            ),
+            None => sentence.to_owned(),
+        };
+        let dialog = adw::MessageDialog::new(
+            root.toplevel_window().as_ref(),
+            Some(&gettext("The policy changed meanwhile")),
+            Some(&body),
+        );
+        dialog.add_response("cancel", &gettext("_Cancel"));
+        dialog.add_response("reload", &gettext("_Reload"));
+        dialog.add_response("ontop", &gettext("_Apply Mine on Top"));
+        dialog.set_response_appearance("reload", adw::ResponseAppearance::Destructive);
+        dialog.set_close_response("cancel");
+        let input = sender.input_sender().clone();
+        dialog.connect_response(None, move |_, response| match response {
+            "reload" => input.emit(PolicyEditorInput::Reload),
+            "ontop" => input.emit(PolicyEditorInput::OnTop),
+            _ => {}
+        });
+        dialog.present();
+    }
+
+    /// Shows the diff applying the draft on top of `generation` would make; Apply applies it.
+    fn on_top_dialog(&self, diff: &str, root: &gtk::Box, sender: &ComponentSender<Self>) {
+        let dialog = adw::MessageDialog::new(
+            root.toplevel_window().as_ref(),
+            Some(&gettext("Apply your draft on top?")),
+            Some(&gettext("This is what it changes in the live ruleset")),
+        );
+        dialog.set_extra_child(Some(&diff_view(diff)));
+        dialog.add_response("cancel", &gettext("_Cancel"));
+        dialog.add_response("apply", &gettext("_Apply"));
+        dialog.set_response_appearance("apply", adw::ResponseAppearance::Suggested);
+        dialog.set_close_response("cancel");
+        let input = sender.input_sender().clone();
+        dialog.connect_response(None, move |_, response| {
+            if response == "apply" {
+                input.emit(PolicyEditorInput::Apply);
+            }
+        });
+        dialog.present();
+    }
+}
+
+/// A monospace, selectable, scrollable view of `diff`.
+pub fn diff_view(diff: &str) -> gtk::ScrolledWindow {
+    let buffer = gtk::TextBuffer::new(None);
+    buffer.set_text(if diff.is_empty() { "(no change)" } else { diff });
+    let view: gtk::TextView = a11y::named(&gettext("Ruleset diff"));
+    view.set_buffer(Some(&buffer));
+    view.set_editable(false);
+    view.set_cursor_visible(false);
+    view.set_monospace(true);
+    let scroller = gtk::ScrolledWindow::new();
+    scroller.set_min_content_height(240);
+    scroller.set_min_content_width(480);
+    scroller.set_child(Some(&view));
+    scroller
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A copy of a button's message.
+fn clone_input(input: &PolicyEditorInput) -> PolicyEditorInput {
+    match input {
+        PolicyEditorInput::Open(list, i) => PolicyEditorInput::Open(list.clone(), *i),
+        PolicyEditorInput::Change(c) => PolicyEditorInput::Change(c.clone()),
+        _ => PolicyEditorInput::Discard,
+    }
+}
+
+impl Component for PolicyEditor {
+    type Init = ();
+    type Input = PolicyEditorInput;
+    type Output = PolicyEditorOutput;
+    type CommandOutput = PolicyEditorCmd;
+    type Root = gtk::Box;
+    type Widgets = ();
+
+    fn init_root() -> Self::Root {
+        gtk::Box::new(gtk::Orientation::Vertical, 12)
+    }
+
+    fn init(
+        _init: Self::Init,
+        root: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        // Its label is its accessible name too.
+        let toggle = gtk::ToggleButton::with_label(&gettext("Edit"));
+        toggle.set_halign(gtk::Align::End);
+        toggle.set_visible(false);
+        {
+            let input = sender.input_sender().clone();
+            toggle.connect_toggled(move |t| input.emit(PolicyEditorInput::Editing(t.is_active())));
+        }
+        let bar = gtk::Box::new(gtk::Orientation::Horizontal, 12);
+        bar.add_css_class("card");
+        bar.set_visible(false);
+        let texts = gtk::Box::new(gtk::Orientation::Vertical, 4);
+        texts.set_hexpand(true);
+        texts.set_margin_start(12);
+        texts.set_margin_top(8);
+        texts.set_margin_bottom(8);
+        let bar_label = gtk::Label::new(None);
+        bar_label.set_xalign(0.0);
+        bar_label.add_css_class("heading");
+        let bar_reason = gtk::Label::new(None);
+        bar_reason.set_xalign(0.0);
+        bar_reason.set_wrap(true);
+        bar_reason.add_css_class("dim-label");
+        texts.append(&bar_label);
+        texts.append(&bar_reason);
+        bar.append(&texts);
+        let discard = a11y::text_button(&gettext("Discard"), &gettext("Discard the changes"));
+        discard.set_valign(gtk::Align::Center);
+        {
+            let input = sender.input_sender().clone();
+            discard.connect_clicked(move |_| input.emit(PolicyEditorInput::Discard));
+        }
+        let apply = a11y::text_button(&gettext("Apply"), &gettext("Apply the changes"));
+        apply.add_css_class("suggested-action");
+        apply.set_valign(gtk::Align::Center);
+        apply.set_margin_end(12);
+        {
+            let input = sender.input_sender().clone();
+            apply.connect_clicked(move |_| input.emit(PolicyEditorInput::Apply));
+        }
+        bar.append(&discard);
+        bar.append(&apply);
+        let lists = gtk::Box::new(gtk::Orientation::Vertical, 24);
+        lists.set_visible(false);
+        root.append(&toggle);
+        root.append(&bar);
+        root.append(&lists);
+        let model = PolicyEditor {
+            connection: None,
+            manage: Permission::Unknown,
+            editing: false,
+            live: None,
+            drop_ins: Vec::new(),
+            draft: None,
+            changes: 0,
+            findings: Vec::new(),
+            busy: false,
+            lists,
+            bar_label,
+            bar_reason,
+            bar,
+            apply,
+            toggle,
+        };
+        ComponentParts { model, widgets: () }
+    }
+
+    fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, root: &Self::Root) {
+        match message {
+            PolicyEditorInput::Load(connection) => {
+                self.connection = Some(connection.clone());
+                sender.oneshot_command(load(connection));
+                return;
+            }
+            PolicyEditorInput::Clear => {
+                self.connection = None;
+                self.live = None;
+                self.draft = None;
+                self.changes = 0;
+                self.findings.clear();
+            }
+            PolicyEditorInput::Editing(on) => {
+                if on == self.editing {
+                    return;
+                }
+                self.editing = on;
+            }
+            PolicyEditorInput::Open(list, index) => {
+                self.open(list, index, root, &sender);
+                return;
+            }
+            PolicyEditorInput::Change(change) => self.change(change, &sender),
+            PolicyEditorInput::Discard => self.reset(),
+            PolicyEditorInput::Reload => {
+                self.changes = 0;
+                if let Some(connection) = &self.connection {
+                    sender.input(PolicyEditorInput::Load(connection.clone()));
+                }
+            }
+            PolicyEditorInput::Apply => {
+                let (Some(connection), Some((draft, base))) = (&self.connection, &self.draft)
+                else {
+                    return;
+                };
+                if self.busy || !self.errors().is_empty() {
+                    return;
+                }
+                self.busy = true;
+                sender.oneshot_command(apply(connection.clone(), draft.text(), *base));
+            }
+            PolicyEditorInput::Keep(generation) => {
+                if let Some(connection) = &self.connection {
+                    sender.oneshot_command(confirm(connection.clone(), generation));
+                }
+                return;
+            }
+            PolicyEditorInput::OnTop => {
+                if let (Some(connection), Some((draft, _))) = (&self.connection, &self.draft) {
+                    sender.oneshot_command(preview(connection.clone(), draft.text()));
+                }
+                return;
+            }
+        }
+        self.render(&sender);
+    }
+
+    fn update_cmd(
+        &mut self,
+        message: Self::CommandOutput,
+        sender: ComponentSender<Self>,
+        root: &Self::Root,
+    ) {
+        let toast = |s: String| sender.output_sender().emit(PolicyEditorOutput::Toast(s));
+        match message {
+            PolicyEditorCmd::Loaded { manage, live } => {
+                self.manage = manage;
+                match live {
+                    Ok((generation, document, drop_ins)) => {
+                        self.live = Some((generation, document));
+                        self.drop_ins = drop_ins;
+                        // A draft with changes keeps its base: applying it says whether
+                        // someone else applied meanwhile.
+                        if self.changes == 0 {
+                            self.reset();
+                        } else {
+                            self.judge();
+                        }
+                    }
+                    Err(e) => {
+                        if !matches!(e, Error::NotAuthorized(_)) {
+                            eprintln!(
+                                "palisade: the editor cannot read the policy: {}",
+                                e.sentence()
+                            );
+                        }
+                        self.live = None;
+                        if self.changes == 0 {
+                            self.draft = None;
+                        }
+                    }
+                }
+            }
+            PolicyEditorCmd::Applied(result) => {
+                self.busy = false;
+                match result {
+                    Ok(applied) => {
+                        // The draft is live now; the window reads the new generation.
+                        if let Some((draft, _)) = &self.draft {
+                            self.live = Some((applied.generation, draft.text()));
+                        }
+                        self.reset();
+                        if applied.pending_until > 0 {
+                            self.keep_dialog(&applied, root, &sender);
+                        } else {
+                            toast(i18n_f(
+                                "Applied as generation {generation}",
+                                &[("generation", &applied.generation.to_string())],
+                            ));
+                        }
+                    }
+                    Err(e) => toast(e.sentence()),
+                }
+            }
+            PolicyEditorCmd::Confirmed(result) => match result {
+                Ok(()) => toast(gettext("The new settings are kept")),
+                Err(e) => toast(e.sentence()),
+            },
+            PolicyEditorCmd::Conflict(newest, sentence) => {
+                self.busy = false;
+                toast(sentence.clone());
+                self.conflict_dialog(newest, &sentence, root, &sender);
+            }
+            PolicyEditorCmd::Preview(result) => match result {
+                Ok((generation, diff)) => {
+                    if let Some((_, base)) = &mut self.draft {
+                        *base = generation;
+                    }
+                    self.on_top_dialog(&diff, root, &sender);
+                }
+                Err(e) => toast(e.sentence()),
+            },
+        }
+        self.render(&sender);
+    }
+}

@@ -18,6 +18,7 @@ use crate::activity_view::{ActivityView, ActivityViewInput, ActivityViewOutput};
 use crate::blocklists_view::{BlocklistsView, BlocklistsViewInput, BlocklistsViewOutput};
 use crate::config;
 use crate::format::capitalized;
+use crate::history_view::{HistoryView, HistoryViewInput, HistoryViewOutput};
 use crate::i18n::{gettext, i18n_f};
 use crate::machines_view::{MachinesView, MachinesViewInput, MachinesViewOutput};
 use crate::policy_view::{PolicyView, PolicyViewInput, PolicyViewOutput};
@@ -90,6 +91,8 @@ pub struct App {
     status_view: Controller<StatusView>,
     /// The live policy.
     policy_view: Controller<PolicyView>,
+    /// The History page.
+    history_view: Controller<HistoryView>,
     /// The imported blocklists.
     blocklists_view: Controller<BlocklistsView>,
     /// The drop log.
@@ -120,6 +123,8 @@ pub enum AppInput {
     Machines(MachinesViewOutput),
     /// The policy view has something to say.
     Policy(PolicyViewOutput),
+    /// What the History page asks for.
+    History(HistoryViewOutput),
     /// The Blocklists page has something to say.
     Blocklists(BlocklistsViewOutput),
     /// The Activity page has something to say.
@@ -268,6 +273,7 @@ impl App {
                 self.page = Page::Ready;
                 self.firewall_refused = Some(reason);
                 self.policy_view.emit(PolicyViewInput::Clear);
+                self.history_view.emit(HistoryViewInput::Clear);
             }
             Err(e) => {
                 // Without a status there is nothing trustworthy to show.
@@ -276,6 +282,7 @@ impl App {
                 self.machines_view.emit(MachinesViewInput::Clear);
                 self.blocklists_view.emit(BlocklistsViewInput::Clear);
                 self.activity_view.emit(ActivityViewInput::Clear);
+                self.history_view.emit(HistoryViewInput::Clear);
                 return;
             }
         }
@@ -293,6 +300,8 @@ impl App {
         if self.firewall_refused.is_none() {
             self.policy_view
                 .emit(PolicyViewInput::Load(connection.clone()));
+            self.history_view
+                .emit(HistoryViewInput::Load(connection.clone()));
         }
     }
 
@@ -435,6 +444,8 @@ impl Component for App {
 
                                 add_titled_with_icon[Some("activity"), &gettext("Activity"), "network-transmit-receive-symbolic"] = model.activity_view.widget(),
 
+                                add_titled_with_icon[Some("history"), &gettext("History"), "document-open-recent-symbolic"] = model.history_view.widget(),
+
                                 connect_visible_child_name_notify[sender] => move |stack| {
                                     if let Some(name) = stack.visible_child_name() {
                                         sender.input(AppInput::PageShown(name.to_string()));
@@ -479,6 +490,9 @@ impl Component for App {
             policy_view: PolicyView::builder()
                 .launch(())
                 .forward(sender.input_sender(), AppInput::Policy),
+            history_view: HistoryView::builder()
+                .launch(())
+                .forward(sender.input_sender(), AppInput::History),
             blocklists_view: BlocklistsView::builder()
                 .launch(())
                 .forward(sender.input_sender(), AppInput::Blocklists),
@@ -516,11 +530,13 @@ impl Component for App {
             AppInput::About => about(root),
             AppInput::Machines(MachinesViewOutput::Toast(sentence))
             | AppInput::Policy(PolicyViewOutput::Toast(sentence))
+            | AppInput::History(HistoryViewOutput::Toast(sentence))
             | AppInput::Blocklists(BlocklistsViewOutput::Toast(sentence))
             | AppInput::Activity(ActivityViewOutput::Toast(sentence)) => {
                 self.toast(&sentence);
             }
-            AppInput::Machines(MachinesViewOutput::Reconnect) => sender.input(AppInput::Refresh),
+            AppInput::Machines(MachinesViewOutput::Reconnect)
+            | AppInput::Policy(PolicyViewOutput::Changed) => sender.input(AppInput::Refresh),
             AppInput::Policy(PolicyViewOutput::Refused(reason)) => {
                 self.firewall_refused = Some(reason);
             }

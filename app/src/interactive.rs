@@ -181,6 +181,16 @@ pub async fn confirm_policy(
     .await
 }
 
+/// `Policy.Rollback` to `generation`'s policy, as a new generation.
+pub async fn rollback_policy(
+    proxy: &PolicyProxy<'_>,
+    generation: u64,
+    work: Duration,
+) -> Result<Applied, Error> {
+    let body = zbus::DynamicTuple((generation, Client::App));
+    call(proxy.inner(), "Rollback", &body, work).await
+}
+
 /// What polkit says about this app and an action, asked without a password dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {

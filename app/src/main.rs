@@ -18,6 +18,7 @@ mod blocklists_view;
 mod config;
 mod console_row;
 mod format;
+mod history_view;
 mod hits;
 mod i18n;
 mod info_row;

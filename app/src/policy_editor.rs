@@ -29,7 +29,9 @@ use palisade_dbus::policy::edit::{
 use palisade_dbus::policy::merge::merge;
 use palisade_dbus::policy::Policy;
 use palisade_dbus::proxy::PolicyProxy;
-use palisade_dbus::types::{Applied, Finding, GenerationInfo, PolicySource, Severity, SourceKind};
+use palisade_dbus::types::{
+    Applied, Finding, GenerationInfo, PolicySource, Preview, Severity, SourceKind,
+};
 use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, RelmWidgetExt};
@@ -88,6 +90,8 @@ pub struct PolicyEditor {
     bar: gtk::Box,
     /// Apply.
     apply: gtk::Button,
+    /// Preview.
+    preview: gtk::Button,
     /// The Edit toggle.
     toggle: gtk::ToggleButton,
 }
@@ -120,6 +124,8 @@ pub enum PolicyEditorInput {
     Apply,
     /// Keep the pending generation.
     Keep(u64),
+    /// Show what applying the draft would change.
+    Preview,
     /// Drop the draft and read the live policy again (after a conflict).
     Reload,
     /// Base the draft on the live generation and show what applying it would change.
@@ -131,6 +137,8 @@ pub enum PolicyEditorInput {
 pub enum PolicyEditorOutput {
     /// Show this sentence as a toast.
     Toast(String),
+    /// A pending generation was confirmed: the window reads the helper again.
+    Changed,
 }
 
 /// Results of the editor's calls.
@@ -150,8 +158,10 @@ pub enum PolicyEditorCmd {
     /// The helper refused the draft's base; the newest generation, its author's name, and the
     /// helper's sentence.
     Conflict(Option<(GenerationInfo, String)>, String),
+    /// `Preview()` of the draft answered: the diff and the whole ruleset.
+    Previewed(Result<Preview, Error>),
     /// The live generation and the diff applying the draft on top of it would make.
-    Preview(Result<(u64, String), Error>),
+    OnTopPreview(Result<(u64, String), Error>),
 }
 
 async fn load(connection: zbus::Connection) -> PolicyEditorCmd {
@@ -226,6 +236,15 @@ async fn confirm(connection: zbus::Connection, generation: u64) -> PolicyEditorC
     PolicyEditorCmd::Confirmed(result)
 }
 
+async fn preview_only(connection: zbus::Connection, document: String) -> PolicyEditorCmd {
+    let result = async {
+        let proxy = PolicyProxy::new(&connection).await?;
+        proxy.preview(document.as_bytes()).await
+    }
+    .await;
+    PolicyEditorCmd::Previewed(result)
+}
+
 async fn preview(connection: zbus::Connection, document: String) -> PolicyEditorCmd {
     let result = async {
         let proxy = PolicyProxy::new(&connection).await?;
@@ -234,7 +253,7 @@ async fn preview(connection: zbus::Connection, document: String) -> PolicyEditor
         Ok((generation, preview.diff))
     }
     .await;
-    PolicyEditorCmd::Preview(result)
+    PolicyEditorCmd::OnTopPreview(result)
 }
 
 /// Judges `draft` as the helper would: merged after `drop_ins`, then parsed.
@@ -423,6 +442,8 @@ impl PolicyEditor {
         self.bar_reason.set_visible(!reason.is_empty());
         self.apply
             .set_sensitive(!self.busy && self.changes > 0 && errors.is_empty());
+        self.preview
+            .set_sensitive(self.changes > 0 && errors.is_empty());
 
         while let Some(child) = self.lists.first_child() {
             self.lists.remove(&child);
@@ -775,18 +796,50 @@ impl PolicyEditor {
     }
 }
 
+/// Shows what applying the draft would change in the live ruleset, and the whole new ruleset.
+fn preview_dialog(preview: &Preview, root: &gtk::Box) {
+    let dialog = adw::MessageDialog::new(
+        root.toplevel_window().as_ref(),
+        Some(&gettext("Preview")),
+        Some(&gettext(
+            "What applying the draft would change in the live ruleset",
+        )),
+    );
+    let content = gtk::Box::new(gtk::Orientation::Vertical, 6);
+    content.append(&diff_view(&preview.diff));
+    let whole = gtk::Label::new(Some(&gettext("The whole ruleset")));
+    whole.set_xalign(0.0);
+    whole.add_css_class("heading");
+    whole.set_margin_top(6);
+    content.append(&whole);
+    content.append(&text_view(&preview.ruleset, &gettext("The whole ruleset")));
+    dialog.set_extra_child(Some(&content));
+    dialog.add_response("close", &gettext("_Close"));
+    dialog.set_close_response("close");
+    dialog.present();
+}
+
 /// A monospace, selectable, scrollable view of `diff`.
 pub fn diff_view(diff: &str) -> gtk::ScrolledWindow {
+    if diff.is_empty() {
+        text_view(&gettext("(no change)"), &gettext("Ruleset diff"))
+    } else {
+        text_view(diff, &gettext("Ruleset diff"))
+    }
+}
+
+/// A monospace, selectable (not editable), scrollable view of `text`, named `name`.
+fn text_view(text: &str, name: &str) -> gtk::ScrolledWindow {
     let buffer = gtk::TextBuffer::new(None);
-    buffer.set_text(if diff.is_empty() { "(no change)" } else { diff });
-    let view: gtk::TextView = a11y::named(&gettext("Ruleset diff"));
+    buffer.set_text(text);
+    let view: gtk::TextView = a11y::named(name);
     view.set_buffer(Some(&buffer));
     view.set_editable(false);
     view.set_cursor_visible(false);
     view.set_monospace(true);
     let scroller = gtk::ScrolledWindow::new();
-    scroller.set_min_content_height(240);
-    scroller.set_min_content_width(480);
+    scroller.set_min_content_height(180);
+    scroller.set_min_content_width(560);
     scroller.set_child(Some(&view));
     scroller
 }
@@ -864,7 +917,14 @@ impl Component for PolicyEditor {
             let input = sender.input_sender().clone();
             apply.connect_clicked(move |_| input.emit(PolicyEditorInput::Apply));
         }
+        let preview = a11y::text_button(&gettext("Preview"), &gettext("Preview the changes"));
+        preview.set_valign(gtk::Align::Center);
+        {
+            let input = sender.input_sender().clone();
+            preview.connect_clicked(move |_| input.emit(PolicyEditorInput::Preview));
+        }
         bar.append(&discard);
+        bar.append(&preview);
         bar.append(&apply);
         let lists = gtk::Box::new(gtk::Orientation::Vertical, 24);
         lists.set_visible(false);
@@ -886,6 +946,7 @@ impl Component for PolicyEditor {
             bar_reason,
             bar,
             apply,
+            preview,
             toggle,
         };
         ComponentParts { model, widgets: () }
@@ -937,6 +998,12 @@ impl Component for PolicyEditor {
             PolicyEditorInput::Keep(generation) => {
                 if let Some(connection) = &self.connection {
                     sender.oneshot_command(confirm(connection.clone(), generation));
+                }
+                return;
+            }
+            PolicyEditorInput::Preview => {
+                if let (Some(connection), Some((draft, _))) = (&self.connection, &self.draft) {
+                    sender.oneshot_command(preview_only(connection.clone(), draft.text()));
                 }
                 return;
             }
@@ -1008,7 +1075,10 @@ impl Component for PolicyEditor {
                 }
             }
             PolicyEditorCmd::Confirmed(result) => match result {
-                Ok(()) => toast(gettext("The new settings are kept")),
+                Ok(()) => {
+                    toast(gettext("The new settings are kept"));
+                    sender.output_sender().emit(PolicyEditorOutput::Changed);
+                }
                 Err(e) => toast(e.sentence()),
             },
             PolicyEditorCmd::Conflict(newest, sentence) => {
@@ -1016,7 +1086,11 @@ impl Component for PolicyEditor {
                 toast(sentence.clone());
                 self.conflict_dialog(newest, &sentence, root, &sender);
             }
-            PolicyEditorCmd::Preview(result) => match result {
+            PolicyEditorCmd::Previewed(result) => match result {
+                Ok(preview) => preview_dialog(&preview, root),
+                Err(e) => toast(e.sentence()),
+            },
+            PolicyEditorCmd::OnTopPreview(result) => match result {
                 Ok((generation, diff)) => {
                     if let Some((_, base)) = &mut self.draft {
                         *base = generation;

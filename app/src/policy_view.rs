@@ -124,6 +124,9 @@ pub enum PolicyViewOutput {
     Refused(String),
     /// The live policy's remote consoles, for the Activity page's snippets.
     Consoles(Vec<RemoteConsoleHint>),
+    /// The editor changed the helper's state without a new generation (a confirmed one): read
+    /// the helper again.
+    Changed,
 }
 
 /// Results of the view's calls and timer.
@@ -639,6 +642,7 @@ impl Component for PolicyView {
                 .launch(())
                 .forward(sender.output_sender(), |out| match out {
                     PolicyEditorOutput::Toast(sentence) => PolicyViewOutput::Toast(sentence),
+                    PolicyEditorOutput::Changed => PolicyViewOutput::Changed,
                 }),
         };
         sender.command(|out, shutdown: ShutdownReceiver| {

@@ -1583,6 +1583,21 @@ fn firewall_page_edits_a_rule_applies_and_keeps_it() {
         1,
         "the draft reached the helper before Apply"
     );
+    gui.click(&env, "push button", "Preview the changes", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the preview", UPDATE_TIMEOUT, |t| {
+        shows_label(
+            t,
+            "What applying the draft would change in the live ruleset",
+        ) && nodes(t).iter().any(|n| name(n) == "Ruleset diff")
+    });
+    gui.click(&env, "push button", "_Close Close", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the preview closed", UPDATE_TIMEOUT, |t| {
+        !shows_label(
+            t,
+            "What applying the draft would change in the live ruleset",
+        )
+    });
+    assert_eq!(generation(&env), 1, "Preview changed the live policy");
     gui.click(&env, "push button", "Apply the changes", UPDATE_TIMEOUT);
     gui.wait_for(&env, "the keep-or-revert dialog", UPDATE_TIMEOUT, |t| {
         shows_label(t, "Keep these settings?") && shows_label_containing(t, "Reverting in")
@@ -1605,4 +1620,34 @@ fn firewall_page_edits_a_rule_applies_and_keeps_it() {
             .iter()
             .any(|n| role(n) == "label" && name(n) == "The live policy, generation 2")
     });
+
+    // History: generation 1 against the live one, then back to it as generation 3.
+    gui.show_page(&env, "History");
+    gui.wait_for(&env, "the generations", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Generation 2 · live") && shows_label(t, "Generation 1 · kept")
+    });
+    gui.click(
+        &env,
+        "push button",
+        "Compare generation 1 with the live one",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "generation 1's diff", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "From generation 1 to the live one")
+            && nodes(t).iter().any(|n| name(n) == "Ruleset diff")
+    });
+    gui.click(
+        &env,
+        "push button",
+        "Roll back to generation 1",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the rollback", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Rolled back: generation 3 is live")
+    });
+    assert_eq!(generation(&env), 3);
+    assert!(
+        !connects(&env, "palisade-vm-work", 8444),
+        "8444 is still open after rolling back to generation 1"
+    );
 }

@@ -1205,6 +1205,22 @@ fn blocklists_page_offers_no_change_polkit_would_refuse() {
     ] {
         assert!(!has_button(&tree, button), "{button}\n{}", outline(&tree));
     }
+    // Nor an Edit toggle on the Firewall page: she sees the policy read-only.
+    gui.show_page(&env, "Firewall");
+    gui.wait_for(&env, "the live policy", SHOW_TIMEOUT, |t| {
+        shows_label(t, "The live policy, generation 1")
+    });
+    // The editor asks polkit beside reading the policy: give its answer time to arrive.
+    std::thread::sleep(Duration::from_secs(3));
+    let tree = gui.wait_for(&env, "the Firewall page", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "The live policy, generation 1")
+    });
+    assert!(!has_button(&tree, "Edit"), "{}", outline(&tree));
+    assert!(
+        !has_button(&tree, "Add a rule to the host"),
+        "{}",
+        outline(&tree)
+    );
     gui.assert_running();
 }
 
@@ -1650,4 +1666,97 @@ fn firewall_page_edits_a_rule_applies_and_keeps_it() {
         !connects(&env, "palisade-vm-work", 8444),
         "8444 is still open after rolling back to generation 1"
     );
+}
+
+/// Adds "accept tcp 127.0.0.1 port `port`" to work's rules in the open editor.
+fn add_work_rule(gui: &mut Gui, env: &TestEnv, port: u16) {
+    gui.click(env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
+    gui.wait_for(env, "the rule dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "New rule for work")
+    });
+    gui.set_text(
+        env,
+        "text",
+        "Address, network or host name",
+        "127.0.0.1",
+        UPDATE_TIMEOUT,
+    );
+    gui.set_text(env, "text", "Ports", &port.to_string(), UPDATE_TIMEOUT);
+    gui.wait_for(env, "Save enabled", UPDATE_TIMEOUT, |t| {
+        shows_button(t, "_Save Save")
+    });
+    gui.click(env, "push button", "_Save Save", UPDATE_TIMEOUT);
+    let title = format!("2. accept tcp 127.0.0.1 port {port}");
+    gui.wait_for(env, "the new rule in the draft", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "1 unsaved change") && shows_label(t, &title)
+    });
+}
+
+#[test]
+fn firewall_page_shows_a_conflict_and_lets_the_helper_revert() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    assert_eq!(apply_as_root(&env, "policy.toml", &work_policy(8443)), 1);
+    let _listener = listen(&env, &[8444]);
+    let mut gui = Gui::start_as(&env, Some(ADMIN), &[]);
+    gui.show_page(&env, "Firewall");
+    gui.click(&env, "push button", "Edit", SHOW_TIMEOUT);
+    gui.wait_for(&env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Rules of work (being edited)")
+    });
+    add_work_rule(&mut gui, &env, 8444);
+
+    // Another admin applies from palisadectl while the draft is open: Apply is refused, the
+    // app says who did it, and nothing is overwritten.
+    assert_eq!(apply(&env, &work_policy(9443), &[]), 2);
+    gui.wait_for(&env, "the new live generation", UPDATE_TIMEOUT, |t| {
+        nodes(t)
+            .iter()
+            .any(|n| role(n) == "label" && name(n) == "The live policy, generation 2")
+    });
+    gui.click(&env, "push button", "Apply the changes", UPDATE_TIMEOUT);
+    let who = format!("{ADMIN} applied generation 2 just now while you were editing.");
+    gui.wait_for(&env, "the conflict", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "The policy changed meanwhile") && shows_label(t, &who)
+    });
+    assert_eq!(generation(&env), 2, "the draft overwrote generation 2");
+
+    // Mine on top, after its diff; then Revert: the helper brings generation 2 back.
+    gui.click(
+        &env,
+        "push button",
+        "_Apply Mine on Top Apply Mine on Top",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the diff on top", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Apply your draft on top?")
+            && nodes(t).iter().any(|n| name(n) == "Ruleset diff")
+    });
+    gui.click(&env, "push button", "_Apply Apply", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the keep-or-revert dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Keep these settings?")
+    });
+    assert_eq!(generation(&env), 3);
+    assert!(
+        connects(&env, "palisade-vm-work", 8444),
+        "the pending rule is not live"
+    );
+    gui.click(&env, "push button", "_Revert Revert", UPDATE_TIMEOUT);
+    assert!(
+        wait_until(Duration::from_secs(40), || history(&env)[0]["state"]
+            == "reverted"),
+        "generation 3 was not reverted: {}",
+        history(&env)
+    );
+    assert_eq!(generation(&env), 2);
+    assert!(
+        !connects(&env, "palisade-vm-work", 8444),
+        "8444 is open after the revert"
+    );
+    gui.wait_for(&env, "the reverted generation", UPDATE_TIMEOUT, |t| {
+        nodes(t)
+            .iter()
+            .any(|n| role(n) == "label" && name(n) == "The live policy, generation 2")
+            && shows_label(t, "No unsaved changes")
+    });
 }

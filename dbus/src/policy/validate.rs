@@ -142,7 +142,7 @@ impl Validator {
             }
         }
         self.lab_addresses(&networks, &vms);
-        let host_rules = self.rules("host_rule", raw.host_rule, &known);
+        let host_rules = numbered_out(self.rules("host_rule", raw.host_rule, &known));
         let remote_consoles = self.remote_consoles(raw.remote_console);
         let settings = self.settings(raw.settings);
         Policy {
@@ -208,10 +208,12 @@ impl Validator {
         };
         let rules = self.rules(&format!("{path}.rule"), rv.rule, blocklists);
         if rv.dns != Some(true) {
-            for (i, rule) in rules.iter().enumerate() {
+            // By the rule's number in the document: an invalid rule before it is left out of
+            // `rules` but keeps its place in the numbering.
+            for (number, rule) in &rules {
                 if let Destination::Host(_) | Destination::Wildcard(_) = &rule.destination {
                     self.warn(
-                        &format!("{path}.rule[{}]", i + 1),
+                        &format!("{path}.rule[{number}]"),
                         format!(
                             "the addresses of {} are learned from this VM's own lookups through \
                              Palisade: add dns = true, or this rule matches nothing",
@@ -260,7 +262,7 @@ impl Validator {
             operators,
             console,
             default_action: default_action?,
-            rules,
+            rules: numbered_out(rules),
             dns: rv.dns.unwrap_or(false),
             strict_dns: self.strict_dns(path, rv.dns, rv.strict_dns),
             socks_proxy,
@@ -633,7 +635,13 @@ impl Validator {
         Access { users, groups }
     }
 
-    fn rules(&mut self, path: &str, raw: Vec<RawRule>, blocklists: &HashSet<String>) -> Vec<Rule> {
+    /// The valid rules of a list, each with its 1-based number in the document.
+    fn rules(
+        &mut self,
+        path: &str,
+        raw: Vec<RawRule>,
+        blocklists: &HashSet<String>,
+    ) -> Vec<(usize, Rule)> {
         let rules: Vec<(usize, Rule)> = raw
             .into_iter()
             .enumerate()
@@ -651,7 +659,7 @@ impl Validator {
                 ),
             );
         }
-        rules.into_iter().map(|(_, r)| r).collect()
+        rules
     }
 
     fn rule(&mut self, path: &str, r: RawRule, blocklists: &HashSet<String>) -> Option<Rule> {
@@ -1021,6 +1029,11 @@ fn parse_size_mib(t: &str) -> Option<i64> {
         return None;
     }
     i64::try_from(bytes >> 20).ok()
+}
+
+/// The rules of a numbered list, without their numbers.
+fn numbered_out(rules: Vec<(usize, Rule)>) -> Vec<Rule> {
+    rules.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]

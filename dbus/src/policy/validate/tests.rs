@@ -301,6 +301,23 @@ fn strict_dns_needs_the_forwarder() {
     assert!(p.policy.vms[0].strict_dns);
 }
 
+/// The warning names the rule by its number in the document, also when an invalid rule before
+/// it was left out.
+#[test]
+fn a_name_rules_warning_counts_invalid_rules_before_it() {
+    let doc = format!(
+        "{VM}[[vm.rule]]\naction = \"maybe\"\n\
+         [[vm.rule]]\naction = \"accept\"\ndestination = \"*.example.com\"\n"
+    );
+    let findings = Policy::parse(doc.as_bytes())
+        .err()
+        .unwrap_or_else(|| panic!("an invalid action passed"));
+    assert!(
+        has(&findings, "vm[work].rule[2]", "add dns = true"),
+        "{findings:?}"
+    );
+}
+
 #[test]
 fn a_name_rule_without_the_forwarder_is_warned_about() {
     let doc = format!("{VM}[[vm.rule]]\naction = \"accept\"\ndestination = \"*.example.com\"\n");

@@ -60,6 +60,20 @@ pub enum Change {
     Default(String, String),
 }
 
+/// Which control of a rule list gets the keyboard focus after a change rebuilt the list, so
+/// that a keyboard user stays where they were (on the moved rule's Move button, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Focus {
+    Add,
+    Edit,
+    Duplicate,
+    Toggle,
+    Up,
+    Down,
+    Delete,
+    Default,
+}
+
 /// The editor.
 pub struct PolicyEditor {
     /// The window's bus connection, once it has one.
@@ -80,6 +94,8 @@ pub struct PolicyEditor {
     findings: Vec<Finding>,
     /// Whether an apply is under way.
     busy: bool,
+    /// The control to focus once the lists are rebuilt: its list, rule index and kind.
+    focus: Option<(RuleList, usize, Focus)>,
     /// The rule lists, rebuilt after every change.
     lists: gtk::Box,
     /// "N unsaved changes".
@@ -381,6 +397,38 @@ impl PolicyEditor {
         let Some((draft, _)) = &mut self.draft else {
             return;
         };
+        let focus = match &change {
+            Change::Save(list, Some(i), _) => Some((list.clone(), *i, Focus::Edit)),
+            Change::Save(list, None, _) => draft
+                .rule_count(list)
+                .ok()
+                .map(|n| (list.clone(), n, Focus::Edit)),
+            Change::Duplicate(list, i) => Some((list.clone(), *i, Focus::Duplicate)),
+            Change::Delete(list, i) => {
+                let left = draft.rule_count(list).unwrap_or(1).saturating_sub(1);
+                Some(if *i < left {
+                    (list.clone(), *i, Focus::Delete)
+                } else if left > 0 {
+                    (list.clone(), left - 1, Focus::Delete)
+                } else {
+                    (list.clone(), 0, Focus::Add)
+                })
+            }
+            Change::Move(list, from, to) => {
+                let last = draft.rule_count(list).unwrap_or(1).saturating_sub(1);
+                let up = to < from;
+                let kind = match (up, *to) {
+                    (true, 0) => Focus::Down,
+                    (true, _) => Focus::Up,
+                    (false, t) if t >= last => Focus::Up,
+                    (false, _) => Focus::Down,
+                };
+                Some((list.clone(), *to, kind))
+            }
+            Change::Enable(list, i, _) => Some((list.clone(), *i, Focus::Toggle)),
+            Change::Default(vm, _) => Some((RuleList::Vm(vm.clone()), 0, Focus::Default)),
+        };
+        self.focus = focus;
         let result = match change {
             Change::Save(list, Some(i), fields) => draft.set_rule(&list, i, &fields),
             Change::Save(list, None, fields) => draft
@@ -456,12 +504,14 @@ impl PolicyEditor {
             return;
         }
         let text = draft.text();
+        let target: std::cell::RefCell<Option<gtk::Widget>> = std::cell::RefCell::new(None);
         for (vm, default) in local_vms(&text) {
             let list = RuleList::Vm(vm.clone());
             let group = self.list_group(
                 draft,
                 &list,
                 &i18n_f("Rules of {vm} (being edited)", &[("vm", &vm)]),
+                &target,
                 sender,
             );
             let combo = adw::ComboRow::new();
@@ -490,6 +540,9 @@ impl PolicyEditor {
                     }
                 }
             });
+            if self.focus == Some((list.clone(), 0, Focus::Default)) {
+                target.replace(Some(combo.clone().upcast()));
+            }
             group.add(&combo);
             self.lists.append(&group);
         }
@@ -497,9 +550,13 @@ impl PolicyEditor {
             draft,
             &RuleList::Host,
             &gettext("Rules for every local process (being edited)"),
+            &target,
             sender,
         );
         self.lists.append(&host);
+        if let Some(widget) = target.take() {
+            widget.grab_focus();
+        }
     }
 
     /// A group with `list`'s rules and their buttons.
@@ -508,8 +565,14 @@ impl PolicyEditor {
         draft: &PolicyDocument,
         list: &RuleList,
         title: &str,
+        target: &std::cell::RefCell<Option<gtk::Widget>>,
         sender: &ComponentSender<Self>,
     ) -> adw::PreferencesGroup {
+        let wanted = |i: usize, kind: Focus, widget: &gtk::Button| {
+            if self.focus.as_ref() == Some(&(list.clone(), i, kind)) {
+                target.replace(Some(widget.clone().upcast()));
+            }
+        };
         let group = adw::PreferencesGroup::new();
         group.set_title(title);
         let name = list_name(list);
@@ -523,6 +586,7 @@ impl PolicyEditor {
             let list = list.clone();
             add.connect_clicked(move |_| input.emit(PolicyEditorInput::Open(list.clone(), None)));
         }
+        wanted(0, Focus::Add, &add);
         group.set_header_suffix(Some(&add));
         let count = draft.rule_count(list).unwrap_or(0);
         for i in 0..count {
@@ -562,17 +626,19 @@ impl PolicyEditor {
                 row.add_suffix(&b);
                 b
             };
-            button(
+            let edit = button(
                 "document-edit-symbolic",
                 i18n_f("Edit rule {number} of {list}", &args),
                 PolicyEditorInput::Open(list.clone(), Some(i)),
             );
-            button(
+            wanted(i, Focus::Edit, &edit);
+            let duplicate = button(
                 "edit-copy-symbolic",
                 i18n_f("Duplicate rule {number} of {list}", &args),
                 PolicyEditorInput::Change(Change::Duplicate(list.clone(), i)),
             );
-            button(
+            wanted(i, Focus::Duplicate, &duplicate);
+            let toggle = button(
                 if fields.enabled {
                     "media-playback-pause-symbolic"
                 } else {
@@ -585,23 +651,27 @@ impl PolicyEditor {
                 },
                 PolicyEditorInput::Change(Change::Enable(list.clone(), i, !fields.enabled)),
             );
-            button(
+            wanted(i, Focus::Toggle, &toggle);
+            let up = button(
                 "go-up-symbolic",
                 i18n_f("Move rule {number} of {list} up", &args),
                 PolicyEditorInput::Change(Change::Move(list.clone(), i, i.saturating_sub(1))),
-            )
-            .set_sensitive(i > 0);
-            button(
+            );
+            up.set_sensitive(i > 0);
+            wanted(i, Focus::Up, &up);
+            let down = button(
                 "go-down-symbolic",
                 i18n_f("Move rule {number} of {list} down", &args),
                 PolicyEditorInput::Change(Change::Move(list.clone(), i, i + 1)),
-            )
-            .set_sensitive(i + 1 < count);
-            button(
+            );
+            down.set_sensitive(i + 1 < count);
+            wanted(i, Focus::Down, &down);
+            let delete = button(
                 "user-trash-symbolic",
                 i18n_f("Delete rule {number} of {list}", &args),
                 PolicyEditorInput::Change(Change::Delete(list.clone(), i)),
             );
+            wanted(i, Focus::Delete, &delete);
             group.add(&row);
         }
         if count == 0 {
@@ -941,6 +1011,7 @@ impl Component for PolicyEditor {
             changes: 0,
             findings: Vec::new(),
             busy: false,
+            focus: None,
             lists,
             bar_label,
             bar_reason,
@@ -976,7 +1047,12 @@ impl Component for PolicyEditor {
                 self.open(list, index, root, &sender);
                 return;
             }
-            PolicyEditorInput::Change(change) => self.change(change, &sender),
+            PolicyEditorInput::Change(change) => {
+                self.change(change, &sender);
+                self.render(&sender);
+                self.focus = None;
+                return;
+            }
             PolicyEditorInput::Discard => self.reset(),
             PolicyEditorInput::Reload => {
                 self.changes = 0;

@@ -1599,6 +1599,49 @@ fn firewall_page_edits_a_rule_applies_and_keeps_it() {
         1,
         "the draft reached the helper before Apply"
     );
+    // Reordered, duplicated, deleted, turned off and on again, with the buttons a keyboard
+    // reaches: the 8444 rule first, the listener's rule second.
+    gui.click(
+        &env,
+        "push button",
+        "Move rule 2 of work up",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the moved rule", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "2 unsaved changes")
+            && shows_label(t, "1. accept tcp 127.0.0.1 port 8444")
+            && shows_label(t, "2. accept tcp 127.0.0.1 port 8443")
+    });
+    gui.click(
+        &env,
+        "push button",
+        "Duplicate rule 2 of work",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the copy", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "3 unsaved changes") && shows_label(t, "3. accept tcp 127.0.0.1 port 8443")
+    });
+    gui.click(&env, "push button", "Delete rule 3 of work", UPDATE_TIMEOUT);
+    gui.click(
+        &env,
+        "push button",
+        "Turn off rule 2 of work",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "rule 2 turned off", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "5 unsaved changes")
+            && !shows_label(t, "3. accept tcp 127.0.0.1 port 8443")
+            && has_button(t, "Turn on rule 2 of work")
+    });
+    gui.click(
+        &env,
+        "push button",
+        "Turn on rule 2 of work",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "rule 2 on again", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "6 unsaved changes") && has_button(t, "Turn off rule 2 of work")
+    });
     gui.click(&env, "push button", "Preview the changes", UPDATE_TIMEOUT);
     gui.wait_for(&env, "the preview", UPDATE_TIMEOUT, |t| {
         shows_label(

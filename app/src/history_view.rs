@@ -181,6 +181,15 @@ impl HistoryView {
             self.list.add(&row);
         }
 
+        if self.generations.is_empty() {
+            let row = adw::ActionRow::new();
+            row.set_title(&gettext("No generations to show"));
+            row.set_subtitle(&gettext(
+                "They appear here once a policy is applied and your account may read it",
+            ));
+            self.list.add(&row);
+        }
+
         while let Some(child) = self.detail.first_child() {
             self.detail.remove(&child);
         }

@@ -151,7 +151,7 @@ impl Fleet {
             .env("ANSIBLE_LOCAL_TEMP", self.dir.join("tmp-local"))
             .env("ANSIBLE_REMOTE_TEMP", self.dir.join("tmp-remote"))
             .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_STDOUT_CALLBACK", "json")
+            .env("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
             .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
             // The two hosts share this machine's /etc/passwd, where each helper creates the
             // system user of the drop-in's VM; real hosts do not. One host at a time keeps two

@@ -187,7 +187,7 @@ impl Ansible {
             .env("ANSIBLE_LOCAL_TEMP", self.dir.join("tmp-local"))
             .env("ANSIBLE_REMOTE_TEMP", self.dir.join("tmp-remote"))
             .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_STDOUT_CALLBACK", "json")
+            .env("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
             .env("ANSIBLE_RETRY_FILES_ENABLED", "0");
         let started = Instant::now();
         let out = run_bounded(&mut cmd, Duration::from_secs(120));

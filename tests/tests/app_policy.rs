@@ -479,3 +479,100 @@ fn access_page_shows_what_drop_ins_define_read_only_with_their_file() {
     assert_eq!(local.remote_consoles.len(), 1, "{local:?}");
     assert_eq!(local.remote_consoles[0].port, 5902);
 }
+
+/// "HTTPS only" and "Only through the proxy" show the rules they replace before replacing them,
+/// change only the draft, and once applied the VM reaches the proxy and nothing else.
+#[test]
+fn https_only_and_only_through_the_proxy_show_what_they_replace() {
+    let env =
+        TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
+    assert_eq!(apply_as_root(&env, "policy.toml", &work_policy(8443)), 1);
+    let _listener = listen(&env, &[8443, 8446]);
+    assert!(connects(&env, "palisade-vm-work", 8443));
+    assert!(!connects(&env, "palisade-vm-work", 8446));
+    let mut gui = edit_firewall(&env);
+
+    gui.click(
+        &env,
+        "push button",
+        "Quick actions for work",
+        UPDATE_TIMEOUT,
+    );
+    gui.click(
+        &env,
+        "push button",
+        "_HTTPS Only HTTPS Only",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "what HTTPS only replaces", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "HTTPS only for work?")
+            && shows_label_containing(t, "1. accept tcp 127.0.0.1 port 8443")
+    });
+    gui.click(
+        &env,
+        "push button",
+        "_Replace Rules Replace Rules",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the HTTPS rules in the draft", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "1. accept tcp anywhere port 443")
+            && shows_label(t, "2. accept udp anywhere port 443")
+            && shows_label(t, "3. accept udp dns port 53")
+            && !shows_label(t, "1. accept tcp 127.0.0.1 port 8443")
+    });
+    assert_eq!(generation(&env), 1, "a quick action reached the helper");
+
+    gui.click(
+        &env,
+        "push button",
+        "Quick actions for work",
+        UPDATE_TIMEOUT,
+    );
+    gui.click(
+        &env,
+        "push button",
+        "Only Through the _Proxy Only Through the Proxy",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "what the proxy replaces", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Only through the proxy for work?")
+            && shows_label_containing(t, "2. accept udp anywhere port 443")
+    });
+    gui.set_text(&env, "text", "Proxy address", "127.0.0.1", UPDATE_TIMEOUT);
+    gui.set_text(&env, "text", "Proxy port", "99999", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the bad port's message", UPDATE_TIMEOUT, |t| {
+        shows_label_containing(t, "99999")
+            && has_button(t, "_Replace Rules Replace Rules")
+            && !shows_button(t, "_Replace Rules Replace Rules")
+    });
+    gui.set_text(&env, "text", "Proxy port", "8446", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "Replace enabled", UPDATE_TIMEOUT, |t| {
+        shows_button(t, "_Replace Rules Replace Rules")
+    });
+    gui.click(
+        &env,
+        "push button",
+        "_Replace Rules Replace Rules",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the proxy rule alone", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "1. accept tcp 127.0.0.1 port 8446")
+            && !shows_label(t, "2. accept udp anywhere port 443")
+    });
+    assert_eq!(generation(&env), 1, "a quick action reached the helper");
+    apply_and_keep(&mut gui, &env);
+    assert!(
+        connects(&env, "palisade-vm-work", 8446),
+        "the VM cannot reach the proxy"
+    );
+    assert!(
+        !connects(&env, "palisade-vm-work", 8443),
+        "the VM reaches more than the proxy"
+    );
+    let policy = live_policy(&env);
+    let work = policy
+        .vm("work")
+        .unwrap_or_else(|| panic!("no work: {policy:?}"));
+    assert_eq!(work.rules.len(), 1, "{work:?}");
+    assert_eq!(work.default_action, palisade_dbus::policy::Verdict::Drop);
+}

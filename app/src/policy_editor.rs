@@ -140,6 +140,9 @@ pub struct PolicyEditor {
     busy: bool,
     /// The control to focus once the lists are rebuilt: its list, rule index and kind.
     focus: Option<(RuleList, usize, Focus)>,
+    /// The accessible name of the Access page's button to focus once the page is rebuilt (the
+    /// one whose dialog made the change, or Add after a removal), so a keyboard user stays put.
+    access_focus: RefCell<Option<String>>,
     /// The rule lists, rebuilt after every change.
     lists: gtk::Box,
     /// The Firewall page's bar and the Access page's.
@@ -577,6 +580,22 @@ impl PolicyEditor {
             | Change::Quick(..) => None,
         };
         self.focus = focus;
+        let access_focus = match &change {
+            Change::Access(vm, AccessKind::Operators, _) => {
+                Some(i18n_f("Edit who may operate {vm}", &[("vm", vm)]))
+            }
+            Change::Access(vm, AccessKind::Console, _) => Some(i18n_f(
+                "Edit who may open the console of {vm}",
+                &[("vm", vm)],
+            )),
+            Change::SetConsole(_, fields) | Change::AddConsole(fields) => Some(i18n_f(
+                "Edit remote console {name}",
+                &[("name", fields.name.trim())],
+            )),
+            Change::RemoveConsole(_) => Some(gettext("Add a remote console")),
+            _ => None,
+        };
+        self.access_focus.replace(access_focus);
         let result = match change {
             Change::Save(list, Some(i), fields) => draft.set_rule(&list, i, &fields),
             Change::Save(list, None, fields) => draft
@@ -948,8 +967,13 @@ impl PolicyEditor {
             return;
         };
         let local = draft.vm_names();
+        let focus = self.access_focus.take();
+        let target: RefCell<Option<gtk::Button>> = RefCell::new(None);
         let button = |label: String, icon: &str, input: PolicyEditorInput| {
             let b = a11y::icon_button(icon, &label);
+            if focus.as_deref() == Some(label.as_str()) {
+                target.replace(Some(b.clone()));
+            }
             b.add_css_class("flat");
             b.set_valign(gtk::Align::Center);
             let sender = sender.input_sender().clone();
@@ -1032,6 +1056,9 @@ impl PolicyEditor {
             let input = sender.input_sender().clone();
             add.connect_clicked(move |_| input.emit(PolicyEditorInput::OpenConsole(None)));
         }
+        if focus.as_deref() == Some(gettext("Add a remote console").as_str()) {
+            target.replace(Some(add.clone()));
+        }
         group.set_header_suffix(Some(&add));
         let consoles = draft.remote_consoles();
         for (i, console) in consoles.iter().enumerate() {
@@ -1068,6 +1095,9 @@ impl PolicyEditor {
             group.add(&row);
         }
         self.access_groups.append(&group);
+        if let Some(button) = target.take() {
+            button.grab_focus();
+        }
     }
 
     /// Opens the dialog for VM `vm`'s `kind` list.
@@ -1700,6 +1730,7 @@ impl Component for PolicyEditor {
             findings: Vec::new(),
             busy: false,
             focus: None,
+            access_focus: RefCell::new(None),
             lists,
             bars,
             toggle,

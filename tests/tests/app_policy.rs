@@ -122,10 +122,45 @@ fn a_rule_for_15_minutes_lets_the_vm_through_and_says_how_long_it_has_left() {
         left > Duration::from_secs(10 * 60) && left <= Duration::from_secs(15 * 60),
         "the rule expires in {left:?}"
     );
-    // The editor's row, rebuilt from the live policy, still says it.
-    gui.wait_for(&env, "the kept rule's expiry", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "2. accept tcp 127.0.0.1 port 8444") && expires_in_a_quarter(t)
+    // The editor's row, rebuilt from the live policy, still says it, and so does the read-only
+    // row of the live policy (in work's closed expander row, so in the tree though not drawn).
+    let tree = gui.wait_for(&env, "the kept rule's expiry", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "2. accept tcp 127.0.0.1 port 8444")
+            && expires_in_a_quarter(t)
+            && minutes_in(t, LIVE_ROW).is_some()
     });
+    let first = minutes_in(&tree, EDITOR_ROW).unwrap_or_else(|| panic!("{}", outline(&tree)));
+    // Both say it again as the minutes pass (the editor every 30 s, the view every 10 s).
+    gui.wait_for(
+        &env,
+        "fewer minutes left on both rows",
+        Duration::from_secs(150),
+        |t| {
+            minutes_in(t, EDITOR_ROW).is_some_and(|m| m < first)
+                && minutes_in(t, LIVE_ROW).is_some_and(|m| m < first)
+        },
+    );
+}
+
+/// How the editor's row of an expiring rule without a comment begins.
+const EDITOR_ROW: &str = "expires in ";
+/// What the live policy's row of the 8444 rule says before its minutes.
+const LIVE_ROW: &str = "TCP · port 8444 · expires in ";
+
+/// The minutes left that a label beginning with (for the editor) or containing `before` says.
+fn minutes_in(tree: &Value, before: &str) -> Option<u64> {
+    nodes(tree)
+        .iter()
+        .filter(|n| role(n) == "label")
+        .filter_map(|n| {
+            let label = name(n);
+            let at = label.find(before)?;
+            if before == EDITOR_ROW && at != 0 {
+                return None;
+            }
+            label[at + before.len()..].split(' ').next()?.parse().ok()
+        })
+        .next()
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! The main window: connects to the helper over the system bus and shows four pages, "My
+//! The main window: connects to the helper over the system bus and shows its pages, "My
 //! machines" (the VMs and consoles this user may use, with **Open console**, **Start** and
 //! **Stop**), "Firewall" (the helper's status and the live policy with each rule's hits,
-//! read-only), "Blocklists" (the imported lists, with import, update and removal) and "Activity"
-//! (the drop log). It follows `GenerationChanged` and the helper coming and going, and reports
-//! every failure as a toast with the helper's own sentence.
+//! read-only), "Blocklists" (the imported lists, with import, update and removal), "Activity"
+//! (the drop log), "History" and, for admins, "Access" (filled by the Firewall page's editor).
+//! It follows `GenerationChanged` and the helper coming and going, and reports every failure as
+//! a toast with the helper's own sentence.
 //!
 //! The window owns the connection, the navigation and the toasts, and one call of its own:
 //! `Status()`, which tells whether the helper answers, which generation is live and whether this
@@ -446,6 +447,8 @@ impl Component for App {
 
                                 add_titled_with_icon[Some("history"), &gettext("History"), "document-open-recent-symbolic"] = model.history_view.widget(),
 
+                                add_titled_with_icon[Some("access"), &gettext("Access"), "system-users-symbolic"] = &access_page.clone(),
+
                                 connect_visible_child_name_notify[sender] => move |stack| {
                                     if let Some(name) = stack.visible_child_name() {
                                         sender.input(AppInput::PageShown(name.to_string()));
@@ -501,7 +504,10 @@ impl Component for App {
                 .forward(sender.input_sender(), AppInput::Activity),
         };
         let toast_overlay = model.toaster.overlay_widget();
+        // The policy editor fills it and shows it only to those who may manage the policy.
+        let access_page = model.policy_view.model().access_page();
         let widgets = view_output!();
+        widgets.view_stack.page(&access_page).set_visible(false);
         // The switcher moves from the header bar to the bottom when the window is narrow.
         widgets
             .switcher_title

@@ -6,7 +6,7 @@
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use palisade_dbus::policy::{Access, Destination, NetworkMode, PortSet, Protocol, Rule, Verdict};
 use relm4::gtk::glib;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Separator between the parts of a row's subtitle.
 const SEP: &str = " · ";
@@ -93,12 +93,9 @@ pub fn rule_details(rule: &Rule, now: SystemTime) -> String {
         parts.push(i18n_f("ICMP type {type}", &[("type", &t.to_string())]));
     }
     if let Some(when) = rule.expires {
-        let at = time(when);
-        parts.push(if when <= now {
-            i18n_f("expired {time}", &[("time", &at)])
-        } else {
-            i18n_f("expires {time}", &[("time", &at)])
-        });
+        // "expires in 12 min", "expires at 18:00", "expired": the rows say it again every
+        // minute.
+        parts.push(crate::expiry::words(when, now));
     }
     if rule.log {
         // Translators: a firewall rule writes what it matches to the log.
@@ -194,14 +191,6 @@ pub fn access(a: &Access) -> String {
         ));
     }
     parts.join(SEP)
-}
-
-/// A point in time as local date and time, `2026-12-31 18:00:00`.
-pub fn time(t: SystemTime) -> String {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => unix_time(d.as_secs()),
-        Err(_) => gettext("before 1970"),
-    }
 }
 
 /// Unix seconds as local date and time.
@@ -338,7 +327,7 @@ pub fn name_state(state: &palisade_dbus::types::DnsNameState) -> String {
 mod tests {
     use super::*;
     use palisade_dbus::policy::Policy;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn policy(doc: &str) -> Policy {
         match Policy::parse(doc.as_bytes()) {
@@ -379,12 +368,12 @@ ports = 53
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let first = rule_details(&vm.rules[0], now);
         assert!(
-            first.starts_with("TCP · ports 443,8000-8100 · expires 20"),
+            first.starts_with("TCP · ports 443,8000-8100 · expires on 20"),
             "{first}"
         );
         assert!(first.ends_with(" · logged · “mail”"), "{first}");
         let later = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        assert!(rule_details(&vm.rules[0], later).contains("expired "));
+        assert!(rule_details(&vm.rules[0], later).contains(" · expired · "));
         assert_eq!(rule_details(&vm.rules[1], now), "UDP · port 53");
         let off = Rule {
             enabled: false,
@@ -444,7 +433,6 @@ ports = 53
     #[test]
     fn formats_times() {
         assert!(unix_time(1_700_000_000).starts_with("2023-11-1"));
-        assert_eq!(time(UNIX_EPOCH - Duration::from_secs(1)), "before 1970");
     }
 
     #[test]

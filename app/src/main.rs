@@ -7,6 +7,7 @@
 //! `make demo`).
 
 mod a11y;
+mod access_dialog;
 mod activity;
 mod activity_row;
 mod activity_view;
@@ -17,6 +18,7 @@ mod blocklists;
 mod blocklists_view;
 mod config;
 mod console_row;
+mod expiry;
 mod format;
 mod history_view;
 mod hits;
@@ -30,6 +32,7 @@ mod machines_view;
 mod managed;
 mod policy_editor;
 mod policy_view;
+mod quick;
 mod rule_dialog;
 mod rule_row;
 mod status_view;

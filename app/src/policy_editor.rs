@@ -17,14 +17,32 @@
 //! follows `GenerationChanged` through the window. A draft based on a generation that is no
 //! longer live is refused by the helper (`Conflict`): the editor says who applied what when, and
 //! offers to reload (dropping the draft) or to apply the draft on top after showing its diff.
+//!
+//! Each VM's list has **Quick actions** ([`crate::quick`]: allow everything for 15 minutes,
+//! HTTPS only, only through the proxy; the last two first show the rules they replace), and a
+//! search over the rules hides those whose destination, ports, protocol and comment do not match
+//! (moving is turned off meanwhile: a move among hidden rules would not be what it looks like).
+//! A row of an expiring rule says how long it has left, again every [`TICK`].
+//!
+//! The editor also fills the **Access** page (its widget, [`PolicyEditor::access_page`], sits in
+//! the window's stack, hidden like the edit controls from a user polkit refuses): who may operate
+//! each local VM and open its console, and the remote consoles, with the dialogs of
+//! `access_dialog.rs`. Both pages change the one draft and show the same bar: an access change
+//! and a rule change are applied together, and neither page's Apply can drop the other's edits.
 
 use crate::a11y;
+use crate::access_dialog;
+use crate::expiry;
 use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::interactive::{self, Permission};
+use crate::lock;
+use crate::managed::ManagedBy;
+use crate::quick::{self, QuickAction};
 use crate::rule_dialog::{self, FieldFinding};
 use palisade_dbus::names::Action;
 use palisade_dbus::policy::edit::{
-    finding_field, PolicyDocument, RuleFields, RuleList, RuleTarget,
+    access_path, console_path, finding_field, AccessKind, AccessLists, PolicyDocument,
+    RemoteConsoleFields, RuleFields, RuleList, RuleTarget,
 };
 use palisade_dbus::policy::merge::merge;
 use palisade_dbus::policy::Policy;
@@ -35,7 +53,11 @@ use palisade_dbus::types::{
 use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, RelmWidgetExt};
-use std::time::Duration;
+use std::cell::RefCell;
+use std::time::{Duration, SystemTime};
+
+/// How often rows of expiring rules say again how long they have left.
+const TICK: Duration = Duration::from_secs(30);
 
 /// How long the helper waits for Keep before it returns to the previous generation.
 const CONFIRM_SECONDS: u32 = 20;
@@ -58,7 +80,29 @@ pub enum Change {
     Enable(RuleList, usize, bool),
     /// The VM's default action.
     Default(String, String),
+    /// A VM's operators or console list.
+    Access(String, AccessKind, AccessLists),
+    /// A new remote console.
+    AddConsole(RemoteConsoleFields),
+    /// The remote console of this name gets these fields.
+    SetConsole(String, RemoteConsoleFields),
+    /// The remote console of this name goes.
+    RemoveConsole(String),
+    /// A quick action on a VM's rules.
+    Quick(String, QuickAction),
 }
+
+/// The bar both pages show: unsaved changes, why Apply is disabled, Discard, Preview, Apply.
+struct Bar {
+    bar: gtk::Box,
+    label: gtk::Label,
+    reason: gtk::Label,
+    apply: gtk::Button,
+    preview: gtk::Button,
+}
+
+/// A row of an expiring rule: its subtitle's lines before and after the expiry's words.
+type Expiring = (adw::ActionRow, Vec<String>, SystemTime, Vec<String>);
 
 /// Which control of a rule list gets the keyboard focus after a change rebuilt the list, so
 /// that a keyboard user stays where they were (on the moved rule's Move button, say).
@@ -96,20 +140,27 @@ pub struct PolicyEditor {
     busy: bool,
     /// The control to focus once the lists are rebuilt: its list, rule index and kind.
     focus: Option<(RuleList, usize, Focus)>,
+    /// The accessible name of the Access page's button to focus once the page is rebuilt (the
+    /// one whose dialog made the change, or Add after a removal), so a keyboard user stays put.
+    access_focus: RefCell<Option<String>>,
     /// The rule lists, rebuilt after every change.
     lists: gtk::Box,
-    /// "N unsaved changes".
-    bar_label: gtk::Label,
-    /// Why Apply is disabled.
-    bar_reason: gtk::Label,
-    /// The bar.
-    bar: gtk::Box,
-    /// Apply.
-    apply: gtk::Button,
-    /// Preview.
-    preview: gtk::Button,
+    /// The Firewall page's bar and the Access page's.
+    bars: [Bar; 2],
     /// The Edit toggle.
     toggle: gtk::ToggleButton,
+    /// What the search over the rules looks for (empty: every rule shows).
+    search: String,
+    /// The search.
+    search_entry: gtk::SearchEntry,
+    /// "No rule matches", or why moving is off while searching.
+    search_note: gtk::Label,
+    /// Rows of expiring rules, said again every [`TICK`].
+    expiring: RefCell<Vec<Expiring>>,
+    /// The Access page, put in the window's stack.
+    access_page: gtk::ScrolledWindow,
+    /// Its groups, rebuilt after every change.
+    access_groups: gtk::Box,
 }
 
 impl std::fmt::Debug for PolicyEditor {
@@ -146,6 +197,15 @@ pub enum PolicyEditorInput {
     Reload,
     /// Base the draft on the live generation and show what applying it would change.
     OnTop,
+    /// The search over the rules changed.
+    Search(String),
+    /// A quick action was chosen for a VM (the proxy's address is asked for, and what the
+    /// action replaces shown, before the draft changes).
+    Quick(String, QuickAction),
+    /// Open the dialog for a VM's operators or console list.
+    OpenAccess(String, AccessKind),
+    /// Open the dialog for a remote console (`None`: a new one).
+    OpenConsole(Option<String>),
 }
 
 /// What the editor asks the page to do.
@@ -178,6 +238,8 @@ pub enum PolicyEditorCmd {
     Previewed(Result<Preview, Error>),
     /// The live generation and the diff applying the draft on top of it would make.
     OnTopPreview(Result<(u64, String), Error>),
+    /// Time to say again how long expiring rules have left.
+    Tick,
 }
 
 async fn load(connection: zbus::Connection) -> PolicyEditorCmd {
@@ -362,6 +424,90 @@ fn list_name(list: &RuleList) -> String {
 
 const ACTIONS: [&str; 3] = ["accept", "drop", "reject"];
 
+/// Whether the search `query` finds the rule: in its destination, ports, protocol or comment,
+/// whatever the case.
+fn matches(fields: &RuleFields, query: &str) -> bool {
+    let query = query.trim().to_lowercase();
+    if query.is_empty() {
+        return true;
+    }
+    let target = match &fields.target {
+        RuleTarget::Anywhere => String::new(),
+        RuleTarget::Destination(d) | RuleTarget::Special(d) | RuleTarget::Blocklist(d) => d.clone(),
+    };
+    [&target, &fields.ports, &fields.proto, &fields.comment]
+        .iter()
+        .any(|field| field.to_lowercase().contains(&query))
+}
+
+/// A rule row's subtitle: `before`, the expiry's words at `now`, `after`, a line each.
+fn subtitle(
+    before: &[String],
+    at: Option<SystemTime>,
+    after: &[String],
+    now: SystemTime,
+) -> String {
+    before
+        .iter()
+        .cloned()
+        .chain(at.map(|at| expiry::words(at, now)))
+        .chain(after.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Account names in a row: "Users: alice · Groups: family", or "Nobody".
+fn describe(lists: &AccessLists) -> String {
+    let mut parts = Vec::new();
+    if !lists.users.is_empty() {
+        parts.push(i18n_f(
+            "Users: {names}",
+            &[("names", &lists.users.join(", "))],
+        ));
+    }
+    if !lists.groups.is_empty() {
+        parts.push(i18n_f(
+            "Groups: {names}",
+            &[("names", &lists.groups.join(", "))],
+        ));
+    }
+    if parts.is_empty() {
+        gettext("Nobody")
+    } else {
+        parts.join(" · ")
+    }
+}
+
+/// The findings under `prefix` (a VM's list, a remote console), with the rest of their path:
+/// `users[2]` for `vm[work].console.users[2]`.
+fn under(findings: &[Finding], prefix: &str) -> Vec<(FieldFinding, bool)> {
+    findings
+        .iter()
+        .filter_map(|f| {
+            let rest = f.path.strip_prefix(prefix)?;
+            let field = match rest.strip_prefix('.') {
+                Some(field) => field,
+                None if rest.is_empty() => "",
+                None => return None,
+            };
+            Some((
+                (field.to_owned(), f.message.clone()),
+                f.severity == Severity::Error,
+            ))
+        })
+        .collect()
+}
+
+/// A lock row for a part a drop-in defines: `title`, `details` and the file's caption.
+fn locked_row(title: &str, details: &str, managed: &ManagedBy) -> adw::ActionRow {
+    let row = adw::ActionRow::new();
+    row.set_use_markup(false);
+    row.set_title(title);
+    row.set_subtitle(&crate::managed::with_caption(details, Some(managed)));
+    row.add_suffix(&lock::icon(Some(managed)));
+    row
+}
+
 impl PolicyEditor {
     /// Whether there is a draft to edit.
     fn can_edit(&self) -> bool {
@@ -427,8 +573,29 @@ impl PolicyEditor {
             }
             Change::Enable(list, i, _) => Some((list.clone(), *i, Focus::Toggle)),
             Change::Default(vm, _) => Some((RuleList::Vm(vm.clone()), 0, Focus::Default)),
+            Change::Access(..)
+            | Change::AddConsole(_)
+            | Change::SetConsole(..)
+            | Change::RemoveConsole(_)
+            | Change::Quick(..) => None,
         };
         self.focus = focus;
+        let access_focus = match &change {
+            Change::Access(vm, AccessKind::Operators, _) => {
+                Some(i18n_f("Edit who may operate {vm}", &[("vm", vm)]))
+            }
+            Change::Access(vm, AccessKind::Console, _) => Some(i18n_f(
+                "Edit who may open the console of {vm}",
+                &[("vm", vm)],
+            )),
+            Change::SetConsole(_, fields) | Change::AddConsole(fields) => Some(i18n_f(
+                "Edit remote console {name}",
+                &[("name", fields.name.trim())],
+            )),
+            Change::RemoveConsole(_) => Some(gettext("Add a remote console")),
+            _ => None,
+        };
+        self.access_focus.replace(access_focus);
         let result = match change {
             Change::Save(list, Some(i), fields) => draft.set_rule(&list, i, &fields),
             Change::Save(list, None, fields) => draft
@@ -439,6 +606,18 @@ impl PolicyEditor {
             Change::Move(list, from, to) => draft.move_rule(&list, from, to),
             Change::Enable(list, i, on) => draft.set_enabled(&list, i, on),
             Change::Default(vm, action) => draft.set_default(&vm, &action),
+            Change::Access(vm, kind, lists) => draft.set_access(&vm, kind, &lists),
+            Change::AddConsole(fields) => draft.add_remote_console(&fields),
+            Change::SetConsole(name, fields) => draft.set_remote_console(&name, &fields),
+            Change::RemoveConsole(name) => draft.remove_remote_console(&name),
+            Change::Quick(vm, action) => {
+                let plan = quick::plan(
+                    &action,
+                    quick::vm_dns(&draft.text(), &vm),
+                    SystemTime::now(),
+                );
+                quick::apply(draft, &vm, &plan)
+            }
         };
         match result {
             Ok(()) => {
@@ -456,8 +635,10 @@ impl PolicyEditor {
         self.toggle.set_visible(self.can_edit());
         self.toggle.set_active(self.editing);
         let editing = self.editing && self.can_edit();
-        self.bar.set_visible(editing || self.changes > 0);
-        self.bar_label.set_label(&if self.changes == 0 {
+        let [firewall_bar, access_bar] = &self.bars;
+        firewall_bar.bar.set_visible(editing || self.changes > 0);
+        access_bar.bar.set_visible(self.can_edit());
+        let label = if self.changes == 0 {
             gettext("No unsaved changes")
         } else {
             ni18n_f(
@@ -466,7 +647,7 @@ impl PolicyEditor {
                 u32::try_from(self.changes).unwrap_or(u32::MAX),
                 &[("count", &self.changes.to_string())],
             )
-        });
+        };
         let errors = self.errors();
         let reason = if self.busy {
             gettext("Applying…")
@@ -486,23 +667,31 @@ impl PolicyEditor {
         } else {
             String::new()
         };
-        self.bar_reason.set_label(&reason);
-        self.bar_reason.set_visible(!reason.is_empty());
-        self.apply
-            .set_sensitive(!self.busy && self.changes > 0 && errors.is_empty());
-        self.preview
-            .set_sensitive(self.changes > 0 && errors.is_empty());
+        for bar in &self.bars {
+            bar.label.set_label(&label);
+            bar.reason.set_label(&reason);
+            bar.reason.set_visible(!reason.is_empty());
+            bar.apply
+                .set_sensitive(!self.busy && self.changes > 0 && errors.is_empty());
+            bar.preview
+                .set_sensitive(self.changes > 0 && errors.is_empty());
+        }
+        self.render_access(sender);
 
         while let Some(child) = self.lists.first_child() {
             self.lists.remove(&child);
         }
+        self.expiring.borrow_mut().clear();
         self.lists.set_visible(editing);
+        self.search_entry.set_visible(editing);
+        self.search_note.set_visible(false);
         let Some((draft, _)) = &self.draft else {
             return;
         };
         if !editing {
             return;
         }
+        let shown = std::cell::Cell::new(0usize);
         let text = draft.text();
         let target: std::cell::RefCell<Option<gtk::Widget>> = std::cell::RefCell::new(None);
         for (vm, default) in local_vms(&text) {
@@ -512,6 +701,7 @@ impl PolicyEditor {
                 &list,
                 &i18n_f("Rules of {vm} (being edited)", &[("vm", &vm)]),
                 &target,
+                &shown,
                 sender,
             );
             let combo = adw::ComboRow::new();
@@ -551,9 +741,18 @@ impl PolicyEditor {
             &RuleList::Host,
             &gettext("Rules for every local process (being edited)"),
             &target,
+            &shown,
             sender,
         );
         self.lists.append(&host);
+        if !self.search.is_empty() {
+            self.search_note.set_visible(true);
+            self.search_note.set_label(&if shown.get() == 0 {
+                i18n_f("No rule matches “{text}”", &[("text", &self.search)])
+            } else {
+                gettext("Clear the search to move rules: their order is that of the whole list")
+            });
+        }
         if let Some(widget) = target.take() {
             widget.grab_focus();
         }
@@ -566,6 +765,7 @@ impl PolicyEditor {
         list: &RuleList,
         title: &str,
         target: &std::cell::RefCell<Option<gtk::Widget>>,
+        shown: &std::cell::Cell<usize>,
         sender: &ComponentSender<Self>,
     ) -> adw::PreferencesGroup {
         let wanted = |i: usize, kind: Focus, widget: &gtk::Button| {
@@ -587,32 +787,52 @@ impl PolicyEditor {
             add.connect_clicked(move |_| input.emit(PolicyEditorInput::Open(list.clone(), None)));
         }
         wanted(0, Focus::Add, &add);
-        group.set_header_suffix(Some(&add));
+        let header = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        header.append(&add);
+        if let RuleList::Vm(vm) = list {
+            header.append(&self.quick_button(vm, sender));
+        }
+        group.set_header_suffix(Some(&header));
         let count = draft.rule_count(list).unwrap_or(0);
+        let now = SystemTime::now();
+        let filtering = !self.search.is_empty();
         for i in 0..count {
             let Ok(fields) = draft.rule(list, i) else {
                 continue;
             };
+            if filtering && !matches(&fields, &self.search) {
+                continue;
+            }
+            shown.set(shown.get() + 1);
             let number = (i + 1).to_string();
             let row = adw::ActionRow::new();
             row.set_use_markup(false);
             row.set_title(&format!("{number}. {}", summary(&fields)));
             let findings = about_rule(&self.findings, list, i);
-            let mut lines: Vec<String> = Vec::new();
+            let mut before: Vec<String> = Vec::new();
             if !fields.enabled {
-                lines.push(gettext("turned off"));
+                before.push(gettext("turned off"));
             }
+            let mut after: Vec<String> = Vec::new();
             if !fields.comment.is_empty() {
-                lines.push(fields.comment.clone());
+                after.push(fields.comment.clone());
             }
             for ((field, message), _) in &findings {
-                lines.push(if field.is_empty() {
+                after.push(if field.is_empty() {
                     message.clone()
                 } else {
                     format!("{field}: {message}")
                 });
             }
-            row.set_subtitle(&lines.join("\n"));
+            match expiry::from_policy_text(&fields.expires) {
+                Some(at) => {
+                    row.set_subtitle(&subtitle(&before, Some(at), &after, now));
+                    self.expiring
+                        .borrow_mut()
+                        .push((row.clone(), before, at, after));
+                }
+                None => row.set_subtitle(&subtitle(&before, None, &after, now)),
+            }
             if findings.iter().any(|(_, error)| *error) {
                 row.add_css_class("error");
             }
@@ -657,14 +877,14 @@ impl PolicyEditor {
                 i18n_f("Move rule {number} of {list} up", &args),
                 PolicyEditorInput::Change(Change::Move(list.clone(), i, i.saturating_sub(1))),
             );
-            up.set_sensitive(i > 0);
+            up.set_sensitive(i > 0 && !filtering);
             wanted(i, Focus::Up, &up);
             let down = button(
                 "go-down-symbolic",
                 i18n_f("Move rule {number} of {list} down", &args),
                 PolicyEditorInput::Change(Change::Move(list.clone(), i, i + 1)),
             );
-            down.set_sensitive(i + 1 < count);
+            down.set_sensitive(i + 1 < count && !filtering);
             wanted(i, Focus::Down, &down);
             let delete = button(
                 "user-trash-symbolic",
@@ -680,6 +900,430 @@ impl PolicyEditor {
             group.add(&row);
         }
         group
+    }
+
+    /// The Quick actions button of VM `vm`'s list. Its choices come in a dialog rather than a
+    /// popover menu: a popover is a surface of its own, which assistive technologies (and the
+    /// end-to-end tests, through them) cannot find at its place on screen in GTK 4.8.
+    fn quick_button(&self, vm: &str, sender: &ComponentSender<Self>) -> gtk::Button {
+        let button = a11y::text_button(
+            &gettext("Quick actions…"),
+            &i18n_f("Quick actions for {vm}", &[("vm", vm)]),
+        );
+        button.add_css_class("flat");
+        let input = sender.input_sender().clone();
+        let vm = vm.to_owned();
+        button.connect_clicked(move |b| {
+            let dialog = adw::MessageDialog::new(
+                b.root().and_downcast::<gtk::Window>().as_ref(),
+                Some(&i18n_f("Quick actions for {vm}", &[("vm", &vm)])),
+                Some(&gettext(
+                    "Each changes only the draft: you see it, preview it and apply it as any other edit.",
+                )),
+            );
+            dialog.add_response("cancel", &gettext("_Cancel"));
+            dialog.add_response("all", &gettext("_Allow Everything for 15 Minutes"));
+            dialog.add_response("https", &gettext("_HTTPS Only"));
+            dialog.add_response("proxy", &gettext("Only Through the _Proxy"));
+            dialog.set_close_response("cancel");
+            let (input, vm) = (input.clone(), vm.clone());
+            dialog.connect_response(None, move |_, response| {
+                let action = match response {
+                    "all" => QuickAction::AllowAll,
+                    "https" => QuickAction::HttpsOnly,
+                    "proxy" => QuickAction::Proxy {
+                        host: String::new(),
+                        port: String::new(),
+                    },
+                    _ => return,
+                };
+                input.emit(PolicyEditorInput::Quick(vm.clone(), action));
+            });
+            dialog.present();
+        });
+        button
+    }
+
+    /// The Access page's widget, for the window's stack.
+    pub fn access_page(&self) -> gtk::ScrolledWindow {
+        self.access_page.clone()
+    }
+
+    /// Rebuilds the Access page from the draft, and shows it in the window's stack only to a
+    /// user who may manage the policy.
+    fn render_access(&self, sender: &ComponentSender<Self>) {
+        let visible = self.can_edit();
+        if let Some(stack) = self
+            .access_page
+            .ancestor(adw::ViewStack::static_type())
+            .and_downcast::<adw::ViewStack>()
+        {
+            stack.page(&self.access_page).set_visible(visible);
+        }
+        while let Some(child) = self.access_groups.first_child() {
+            self.access_groups.remove(&child);
+        }
+        let (Some((draft, _)), true) = (&self.draft, visible) else {
+            return;
+        };
+        let local = draft.vm_names();
+        let focus = self.access_focus.take();
+        let target: RefCell<Option<gtk::Button>> = RefCell::new(None);
+        let button = |label: String, icon: &str, input: PolicyEditorInput| {
+            let b = a11y::icon_button(icon, &label);
+            if focus.as_deref() == Some(label.as_str()) {
+                target.replace(Some(b.clone()));
+            }
+            b.add_css_class("flat");
+            b.set_valign(gtk::Align::Center);
+            let sender = sender.input_sender().clone();
+            b.connect_clicked(move |_| sender.emit(clone_input(&input)));
+            b
+        };
+        for vm in &local {
+            let group = adw::PreferencesGroup::new();
+            group.set_title(vm);
+            for kind in [AccessKind::Operators, AccessKind::Console] {
+                let lists = draft.access(vm, kind).unwrap_or_default();
+                let row = adw::ActionRow::new();
+                row.set_use_markup(false);
+                let (title, edit) = match kind {
+                    AccessKind::Operators => (
+                        i18n_f("Who may start and stop {vm}", &[("vm", vm)]),
+                        i18n_f("Edit who may operate {vm}", &[("vm", vm)]),
+                    ),
+                    AccessKind::Console => (
+                        i18n_f("Who may open the console of {vm}", &[("vm", vm)]),
+                        i18n_f("Edit who may open the console of {vm}", &[("vm", vm)]),
+                    ),
+                };
+                row.set_title(&title);
+                let findings = under(&self.findings, &access_path(vm, kind));
+                let mut lines = vec![describe(&lists)];
+                lines.extend(findings.iter().map(|((_, m), _)| m.clone()));
+                row.set_subtitle(&lines.join("\n"));
+                if findings.iter().any(|(_, error)| *error) {
+                    row.add_css_class("error");
+                }
+                row.add_suffix(&button(
+                    edit,
+                    "document-edit-symbolic",
+                    PolicyEditorInput::OpenAccess(vm.clone(), kind),
+                ));
+                group.add(&row);
+            }
+            self.access_groups.append(&group);
+        }
+        // VMs and consoles of drop-ins: shown with their file, not offered for editing.
+        let mut consoles_elsewhere = Vec::new();
+        for source in &self.drop_ins {
+            let Ok(doc) = PolicyDocument::parse(&source.document) else {
+                continue;
+            };
+            let managed = ManagedBy {
+                file: source.name.clone(),
+                kind: source.kind,
+            };
+            for vm in doc.vm_names().into_iter().filter(|v| !local.contains(v)) {
+                let group = adw::PreferencesGroup::new();
+                group.set_title(&vm);
+                for kind in [AccessKind::Operators, AccessKind::Console] {
+                    let title = match kind {
+                        AccessKind::Operators => {
+                            i18n_f("Who may start and stop {vm}", &[("vm", &vm)])
+                        }
+                        AccessKind::Console => {
+                            i18n_f("Who may open the console of {vm}", &[("vm", &vm)])
+                        }
+                    };
+                    let lists = doc.access(&vm, kind).unwrap_or_default();
+                    group.add(&locked_row(&title, &describe(&lists), &managed));
+                }
+                self.access_groups.append(&group);
+            }
+            for console in doc.remote_consoles() {
+                consoles_elsewhere.push((console, managed.clone()));
+            }
+        }
+        let group = adw::PreferencesGroup::new();
+        group.set_title(&gettext("Remote consoles"));
+        group.set_description(Some(&gettext(
+            "Spice servers on other computers, and who may connect to them",
+        )));
+        let add = a11y::text_button(&gettext("Add"), &gettext("Add a remote console"));
+        add.add_css_class("flat");
+        {
+            let input = sender.input_sender().clone();
+            add.connect_clicked(move |_| input.emit(PolicyEditorInput::OpenConsole(None)));
+        }
+        if focus.as_deref() == Some(gettext("Add a remote console").as_str()) {
+            target.replace(Some(add.clone()));
+        }
+        group.set_header_suffix(Some(&add));
+        let consoles = draft.remote_consoles();
+        for (i, console) in consoles.iter().enumerate() {
+            let row = adw::ActionRow::new();
+            row.set_use_markup(false);
+            row.set_title(&console.name);
+            let mut lines = vec![console_line(console)];
+            let mut findings = under(&self.findings, &console_path(&console.name));
+            findings.extend(under(&self.findings, &format!("remote_console#{}", i + 1)));
+            lines.extend(findings.iter().map(|((_, m), _)| m.clone()));
+            row.set_subtitle(&lines.join("\n"));
+            if findings.iter().any(|(_, error)| *error) {
+                row.add_css_class("error");
+            }
+            let name = [("name", console.name.as_str())];
+            row.add_suffix(&button(
+                i18n_f("Edit remote console {name}", &name),
+                "document-edit-symbolic",
+                PolicyEditorInput::OpenConsole(Some(console.name.clone())),
+            ));
+            row.add_suffix(&button(
+                i18n_f("Remove remote console {name}", &name),
+                "user-trash-symbolic",
+                PolicyEditorInput::Change(Change::RemoveConsole(console.name.clone())),
+            ));
+            group.add(&row);
+        }
+        for (console, managed) in &consoles_elsewhere {
+            group.add(&locked_row(&console.name, &console_line(console), managed));
+        }
+        if consoles.is_empty() && consoles_elsewhere.is_empty() {
+            let row = adw::ActionRow::new();
+            row.set_title(&gettext("No remote consoles"));
+            group.add(&row);
+        }
+        self.access_groups.append(&group);
+        if let Some(button) = target.take() {
+            button.grab_focus();
+        }
+    }
+
+    /// Opens the dialog for VM `vm`'s `kind` list.
+    fn open_access(
+        &self,
+        vm: String,
+        kind: AccessKind,
+        root: &gtk::Box,
+        sender: &ComponentSender<Self>,
+    ) {
+        let Some((draft, _)) = &self.draft else {
+            return;
+        };
+        let Ok(lists) = draft.access(&vm, kind) else {
+            return;
+        };
+        let heading = match kind {
+            AccessKind::Operators => i18n_f("Who may start and stop {vm}", &[("vm", &vm)]),
+            AccessKind::Console => i18n_f("Who may open the console of {vm}", &[("vm", &vm)]),
+        };
+        let (draft, drop_ins, check_vm) = (draft.clone(), self.drop_ins.clone(), vm.clone());
+        let check = move |lists: &AccessLists| {
+            let mut doc = draft.clone();
+            match doc.set_access(&check_vm, kind, lists) {
+                Ok(()) => errors_of(under(
+                    &validate(&doc, &drop_ins),
+                    &access_path(&check_vm, kind),
+                )),
+                Err(e) => vec![(String::new(), e.to_string())],
+            }
+        };
+        let input = sender.input_sender().clone();
+        access_dialog::open_lists(
+            root.toplevel_window().as_ref(),
+            &heading,
+            &lists,
+            check,
+            move |lists| {
+                input.emit(PolicyEditorInput::Change(Change::Access(
+                    vm.clone(),
+                    kind,
+                    lists,
+                )));
+            },
+        );
+    }
+
+    /// Opens the dialog for the remote console `name` (`None`: a new one).
+    fn open_console(&self, name: Option<String>, root: &gtk::Box, sender: &ComponentSender<Self>) {
+        let Some((draft, _)) = &self.draft else {
+            return;
+        };
+        let consoles = draft.remote_consoles();
+        let current = name
+            .as_ref()
+            .and_then(|n| consoles.iter().find(|c| &c.name == n).cloned());
+        let index = name
+            .as_ref()
+            .and_then(|n| consoles.iter().position(|c| &c.name == n))
+            .unwrap_or(consoles.len());
+        let heading = match &name {
+            Some(n) => i18n_f("Remote console {name}", &[("name", n)]),
+            None => gettext("New remote console"),
+        };
+        let (draft, drop_ins, old) = (draft.clone(), self.drop_ins.clone(), name.clone());
+        let check = move |fields: &RemoteConsoleFields| {
+            let mut doc = draft.clone();
+            let result = match &old {
+                Some(n) => doc.set_remote_console(n, fields),
+                None => doc.add_remote_console(fields),
+            };
+            match result {
+                Ok(()) => {
+                    let findings = validate(&doc, &drop_ins);
+                    let mut out = under(&findings, &console_path(&fields.name));
+                    out.extend(under(&findings, &format!("remote_console#{}", index + 1)));
+                    errors_of(out)
+                }
+                Err(e) => vec![("name".into(), e.to_string())],
+            }
+        };
+        let input = sender.input_sender().clone();
+        access_dialog::open_console(
+            root.toplevel_window().as_ref(),
+            &heading,
+            current.as_ref(),
+            check,
+            move |fields| {
+                input.emit(PolicyEditorInput::Change(match &name {
+                    Some(n) => Change::SetConsole(n.clone(), fields),
+                    None => Change::AddConsole(fields),
+                }));
+            },
+        );
+    }
+
+    /// Shows what a quick action on VM `vm` replaces (asking for the proxy first) and makes it
+    /// in the draft when the admin agrees; what replaces nothing is made at once.
+    fn quick(
+        &self,
+        vm: String,
+        action: QuickAction,
+        root: &gtk::Box,
+        sender: &ComponentSender<Self>,
+    ) {
+        let Some((draft, _)) = &self.draft else {
+            return;
+        };
+        // What replaces nothing is made at once: the rows show it, and Discard takes it back.
+        if !quick::plan(&action, false, SystemTime::now()).replaces() {
+            sender.input(PolicyEditorInput::Change(Change::Quick(vm, action)));
+            return;
+        }
+        let list = RuleList::Vm(vm.clone());
+        let count = draft.rule_count(&list).unwrap_or(0);
+        let mut present: Vec<String> = (0..count)
+            .filter_map(|i| draft.rule(&list, i).ok())
+            .enumerate()
+            .map(|(i, f)| format!("{}. {}", i + 1, summary(&f)))
+            .collect();
+        if present.is_empty() {
+            present.push(gettext("(no rules)"));
+        }
+        let proxy = matches!(action, QuickAction::Proxy { .. });
+        let heading = if proxy {
+            i18n_f("Only through the proxy for {vm}?", &[("vm", &vm)])
+        } else {
+            i18n_f("HTTPS only for {vm}?", &[("vm", &vm)])
+        };
+        let body = i18n_f(
+            "This replaces these rules of {vm}, and traffic no rule matches is dropped:\n{rules}\n\nOnly the draft changes: nothing is applied until you apply it.",
+            &[("vm", &vm), ("rules", &present.join("\n"))],
+        );
+        let dialog =
+            adw::MessageDialog::new(root.toplevel_window().as_ref(), Some(&heading), Some(&body));
+        dialog.add_response("cancel", &gettext("_Cancel"));
+        dialog.add_response("replace", &gettext("_Replace Rules"));
+        dialog.set_response_appearance("replace", adw::ResponseAppearance::Destructive);
+        dialog.set_close_response("cancel");
+        let read: std::rc::Rc<dyn Fn() -> QuickAction> = if proxy {
+            let group = adw::PreferencesGroup::new();
+            let host = rule_dialog::entry(&gettext("Proxy address"), "10.0.2.2");
+            group.add(&host);
+            let host_error = rule_dialog::error_label(&group);
+            let port = rule_dialog::entry(&gettext("Proxy port"), "");
+            group.add(&port);
+            let port_error = rule_dialog::error_label(&group);
+            dialog.set_extra_child(Some(&group));
+            let read = {
+                let (host, port) = (host.clone(), port.clone());
+                std::rc::Rc::new(move || QuickAction::Proxy {
+                    host: host.text().trim().to_owned(),
+                    port: port.text().trim().to_owned(),
+                })
+            };
+            let (draft, drop_ins, vm) = (draft.clone(), self.drop_ins.clone(), vm.clone());
+            let judge = {
+                let (dialog, read) = (dialog.clone(), std::rc::Rc::clone(&read));
+                let (host_row, port_row) = (host.clone(), port.clone());
+                std::rc::Rc::new(move || {
+                    let action = read();
+                    let mut doc = draft.clone();
+                    let plan = quick::plan(&action, false, SystemTime::now());
+                    let findings = match quick::apply(&mut doc, &vm, &plan) {
+                        Ok(()) => about_rule(&validate(&doc, &drop_ins), &list, 0),
+                        Err(e) => vec![((String::new(), e.to_string()), true)],
+                    };
+                    let mut ok = true;
+                    for (row, label, key, empty) in [
+                        (
+                            &host_row,
+                            &host_error,
+                            "destination",
+                            gettext("Enter the proxy's address"),
+                        ),
+                        (
+                            &port_row,
+                            &port_error,
+                            "ports",
+                            gettext("Enter the proxy's port"),
+                        ),
+                    ] {
+                        let message = if row.text().trim().is_empty() {
+                            Some(empty)
+                        } else {
+                            findings
+                                .iter()
+                                .find(|((f, _), error)| *error && f.starts_with(key))
+                                .map(|((_, m), _)| m.clone())
+                        };
+                        ok &= message.is_none();
+                        label.set_label(message.as_deref().unwrap_or_default());
+                        label.set_visible(message.is_some());
+                        if message.is_some() {
+                            row.add_css_class("error");
+                        } else {
+                            row.remove_css_class("error");
+                        }
+                    }
+                    dialog.set_response_enabled("replace", ok);
+                })
+            };
+            for row in [&host, &port] {
+                let judge = std::rc::Rc::clone(&judge);
+                row.connect_changed(move |_| judge());
+            }
+            judge();
+            read
+        } else {
+            std::rc::Rc::new(move || QuickAction::HttpsOnly)
+        };
+        let input = sender.input_sender().clone();
+        dialog.connect_response(None, move |_, response| {
+            if response == "replace" {
+                input.emit(PolicyEditorInput::Change(Change::Quick(vm.clone(), read())));
+            }
+        });
+        dialog.present();
+    }
+
+    /// Says again how long expiring rules have left.
+    fn tick(&self) {
+        let now = SystemTime::now();
+        for (row, before, at, after) in self.expiring.borrow().iter() {
+            row.set_subtitle(&subtitle(before, Some(*at), after, now));
+        }
     }
 
     /// Opens the rule dialog for rule `index` of `list`.
@@ -866,6 +1510,58 @@ impl PolicyEditor {
     }
 }
 
+/// A bar with its buttons, sending their messages.
+fn new_bar(sender: &ComponentSender<PolicyEditor>) -> Bar {
+    let bar = gtk::Box::new(gtk::Orientation::Horizontal, 12);
+    bar.add_css_class("card");
+    bar.set_visible(false);
+    let texts = gtk::Box::new(gtk::Orientation::Vertical, 4);
+    texts.set_hexpand(true);
+    texts.set_margin_start(12);
+    texts.set_margin_top(8);
+    texts.set_margin_bottom(8);
+    let label = gtk::Label::new(None);
+    label.set_xalign(0.0);
+    label.add_css_class("heading");
+    let reason = gtk::Label::new(None);
+    reason.set_xalign(0.0);
+    reason.set_wrap(true);
+    reason.add_css_class("dim-label");
+    texts.append(&label);
+    texts.append(&reason);
+    bar.append(&texts);
+    let discard = a11y::text_button(&gettext("Discard"), &gettext("Discard the changes"));
+    discard.set_valign(gtk::Align::Center);
+    {
+        let input = sender.input_sender().clone();
+        discard.connect_clicked(move |_| input.emit(PolicyEditorInput::Discard));
+    }
+    let apply = a11y::text_button(&gettext("Apply"), &gettext("Apply the changes"));
+    apply.add_css_class("suggested-action");
+    apply.set_valign(gtk::Align::Center);
+    apply.set_margin_end(12);
+    {
+        let input = sender.input_sender().clone();
+        apply.connect_clicked(move |_| input.emit(PolicyEditorInput::Apply));
+    }
+    let preview = a11y::text_button(&gettext("Preview"), &gettext("Preview the changes"));
+    preview.set_valign(gtk::Align::Center);
+    {
+        let input = sender.input_sender().clone();
+        preview.connect_clicked(move |_| input.emit(PolicyEditorInput::Preview));
+    }
+    bar.append(&discard);
+    bar.append(&preview);
+    bar.append(&apply);
+    Bar {
+        bar,
+        label,
+        reason,
+        apply,
+        preview,
+    }
+}
+
 /// Shows what applying the draft would change in the live ruleset, and the whole new ruleset.
 fn preview_dialog(preview: &Preview, root: &gtk::Box) {
     let dialog = adw::MessageDialog::new(
@@ -921,11 +1617,32 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The errors of `findings`, for a dialog's fields.
+fn errors_of(findings: Vec<(FieldFinding, bool)>) -> Vec<FieldFinding> {
+    findings
+        .into_iter()
+        .filter(|(_, error)| *error)
+        .map(|(finding, _)| finding)
+        .collect()
+}
+
+/// A remote console in one line: `host:port · TLS · Users: alice`.
+fn console_line(console: &RemoteConsoleFields) -> String {
+    let mut parts = vec![format!("{}:{}", console.host, console.port)];
+    if console.tls {
+        parts.push("TLS".to_owned());
+    }
+    parts.push(describe(&console.access));
+    parts.join(" · ")
+}
+
 /// A copy of a button's message.
 fn clone_input(input: &PolicyEditorInput) -> PolicyEditorInput {
     match input {
         PolicyEditorInput::Open(list, i) => PolicyEditorInput::Open(list.clone(), *i),
         PolicyEditorInput::Change(c) => PolicyEditorInput::Change(c.clone()),
+        PolicyEditorInput::OpenAccess(vm, kind) => PolicyEditorInput::OpenAccess(vm.clone(), *kind),
+        PolicyEditorInput::OpenConsole(name) => PolicyEditorInput::OpenConsole(name.clone()),
         _ => PolicyEditorInput::Discard,
     }
 }
@@ -955,52 +1672,53 @@ impl Component for PolicyEditor {
             let input = sender.input_sender().clone();
             toggle.connect_toggled(move |t| input.emit(PolicyEditorInput::Editing(t.is_active())));
         }
-        let bar = gtk::Box::new(gtk::Orientation::Horizontal, 12);
-        bar.add_css_class("card");
-        bar.set_visible(false);
-        let texts = gtk::Box::new(gtk::Orientation::Vertical, 4);
-        texts.set_hexpand(true);
-        texts.set_margin_start(12);
-        texts.set_margin_top(8);
-        texts.set_margin_bottom(8);
-        let bar_label = gtk::Label::new(None);
-        bar_label.set_xalign(0.0);
-        bar_label.add_css_class("heading");
-        let bar_reason = gtk::Label::new(None);
-        bar_reason.set_xalign(0.0);
-        bar_reason.set_wrap(true);
-        bar_reason.add_css_class("dim-label");
-        texts.append(&bar_label);
-        texts.append(&bar_reason);
-        bar.append(&texts);
-        let discard = a11y::text_button(&gettext("Discard"), &gettext("Discard the changes"));
-        discard.set_valign(gtk::Align::Center);
+        let bars = [new_bar(&sender), new_bar(&sender)];
+        let search_entry = a11y::named::<gtk::SearchEntry>(&gettext("Search the rules"));
+        search_entry.set_placeholder_text(Some(&gettext(
+            "Search by destination, port, protocol or comment",
+        )));
+        search_entry.set_visible(false);
         {
             let input = sender.input_sender().clone();
-            discard.connect_clicked(move |_| input.emit(PolicyEditorInput::Discard));
+            search_entry.connect_search_changed(move |e| {
+                input.emit(PolicyEditorInput::Search(e.text().to_string()))
+            });
         }
-        let apply = a11y::text_button(&gettext("Apply"), &gettext("Apply the changes"));
-        apply.add_css_class("suggested-action");
-        apply.set_valign(gtk::Align::Center);
-        apply.set_margin_end(12);
-        {
-            let input = sender.input_sender().clone();
-            apply.connect_clicked(move |_| input.emit(PolicyEditorInput::Apply));
-        }
-        let preview = a11y::text_button(&gettext("Preview"), &gettext("Preview the changes"));
-        preview.set_valign(gtk::Align::Center);
-        {
-            let input = sender.input_sender().clone();
-            preview.connect_clicked(move |_| input.emit(PolicyEditorInput::Preview));
-        }
-        bar.append(&discard);
-        bar.append(&preview);
-        bar.append(&apply);
+        let search_note = gtk::Label::new(None);
+        search_note.set_xalign(0.0);
+        search_note.set_wrap(true);
+        search_note.add_css_class("dim-label");
+        search_note.set_visible(false);
         let lists = gtk::Box::new(gtk::Orientation::Vertical, 24);
         lists.set_visible(false);
         root.append(&toggle);
-        root.append(&bar);
+        root.append(&bars[0].bar);
+        root.append(&search_entry);
+        root.append(&search_note);
         root.append(&lists);
+        let access_groups = gtk::Box::new(gtk::Orientation::Vertical, 24);
+        let access_column = gtk::Box::new(gtk::Orientation::Vertical, 24);
+        access_column.append(&bars[1].bar);
+        access_column.append(&access_groups);
+        let clamp = adw::Clamp::new();
+        clamp.set_maximum_size(720);
+        clamp.set_margin_all(18);
+        clamp.set_child(Some(&access_column));
+        let access_page = gtk::ScrolledWindow::new();
+        access_page.set_hscrollbar_policy(gtk::PolicyType::Never);
+        access_page.set_child(Some(&clamp));
+        sender.command(|out, shutdown: relm4::ShutdownReceiver| {
+            shutdown
+                .register(async move {
+                    let mut ticks = tokio::time::interval(TICK);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        ticks.tick().await;
+                        out.emit(PolicyEditorCmd::Tick);
+                    }
+                })
+                .drop_on_shutdown()
+        });
         let model = PolicyEditor {
             connection: None,
             manage: Permission::Unknown,
@@ -1012,13 +1730,16 @@ impl Component for PolicyEditor {
             findings: Vec::new(),
             busy: false,
             focus: None,
+            access_focus: RefCell::new(None),
             lists,
-            bar_label,
-            bar_reason,
-            bar,
-            apply,
-            preview,
+            bars,
             toggle,
+            search: String::new(),
+            search_entry,
+            search_note,
+            expiring: RefCell::new(Vec::new()),
+            access_page,
+            access_groups,
         };
         ComponentParts { model, widgets: () }
     }
@@ -1046,6 +1767,24 @@ impl Component for PolicyEditor {
             PolicyEditorInput::Open(list, index) => {
                 self.open(list, index, root, &sender);
                 return;
+            }
+            PolicyEditorInput::OpenAccess(vm, kind) => {
+                self.open_access(vm, kind, root, &sender);
+                return;
+            }
+            PolicyEditorInput::OpenConsole(name) => {
+                self.open_console(name, root, &sender);
+                return;
+            }
+            PolicyEditorInput::Quick(vm, action) => {
+                self.quick(vm, action, root, &sender);
+                return;
+            }
+            PolicyEditorInput::Search(text) => {
+                if text == self.search {
+                    return;
+                }
+                self.search = text;
             }
             PolicyEditorInput::Change(change) => {
                 self.change(change, &sender);
@@ -1166,6 +1905,10 @@ impl Component for PolicyEditor {
                 Ok(preview) => preview_dialog(&preview, root),
                 Err(e) => toast(e.sentence()),
             },
+            PolicyEditorCmd::Tick => {
+                self.tick();
+                return;
+            }
             PolicyEditorCmd::OnTopPreview(result) => match result {
                 Ok((generation, diff)) => {
                     if let Some((_, base)) = &mut self.draft {
@@ -1177,5 +1920,27 @@ impl Component for PolicyEditor {
             },
         }
         self.render(&sender);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_looks_at_destination_ports_protocol_and_comment() {
+        let rule = RuleFields {
+            target: RuleTarget::Destination("Mail.Example.com".into()),
+            proto: "tcp".into(),
+            ports: "8443".into(),
+            comment: "Office webmail".into(),
+            ..RuleFields::default()
+        };
+        for query in ["mail.example", "844", "TCP", "webMAIL", "", "  "] {
+            assert!(matches(&rule, query), "{query}");
+        }
+        for query in ["udp", "8444", "accept", "bank"] {
+            assert!(!matches(&rule, query), "{query}");
+        }
     }
 }

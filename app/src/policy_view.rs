@@ -258,6 +258,11 @@ fn unix_now() -> u64 {
 }
 
 impl PolicyView {
+    /// The Access page, which the editor fills (one draft for both pages).
+    pub fn access_page(&self) -> gtk::ScrolledWindow {
+        self.editor.model().access_page()
+    }
+
     fn description(&self) -> String {
         let live = match self.generation {
             Some(0) => gettext("No policy has been applied yet"),
@@ -711,7 +716,18 @@ impl Component for PolicyView {
                     self.load(&sender);
                 }
             }
-            PolicyViewCmd::Tick => self.read_hits(&sender),
+            PolicyViewCmd::Tick => {
+                // Expiring rules say again how long they have left (the tick comes every
+                // few seconds; a minute's words need no more).
+                let now = SystemTime::now();
+                for i in 0..self.vms.len() {
+                    self.vms.send(i, VmRowInput::Now(now));
+                }
+                for i in 0..self.host_rules.len() {
+                    self.host_rules.send(i, RuleRowInput::Now(now));
+                }
+                self.read_hits(&sender);
+            }
             PolicyViewCmd::Counters { generation, result } => {
                 self.reading = false;
                 if generation != self.generation {

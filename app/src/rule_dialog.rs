@@ -1,10 +1,13 @@
 //! The dialog that adds or changes one rule of the policy editor's draft: the action, where the
 //! traffic goes (anywhere, an address or host name, the DNS resolvers, a blocklist), the
-//! protocol, ports, ICMP type, expiry, comment, logging and whether the rule is on. Every change
+//! protocol, ports, ICMP type, expiry (never, for 15 minutes, for an hour, until tonight, until
+//! a date and time typed in local time: [`crate::expiry`]), comment, logging and whether the rule
+//! is on. Every change
 //! of a field is judged at once with the contract's own validation (the editor's `check`); each
 //! finding shows under its field, which turns red, and **Save** stays disabled while the rule
 //! has errors. Not a relm4 component: the editor opens it and gets the fields back in `save`.
 
+use crate::expiry::{self, Preset, PRESETS};
 use crate::format;
 use crate::i18n::gettext;
 use palisade_dbus::policy::edit::{RuleFields, RuleTarget};
@@ -29,7 +32,13 @@ struct Fields {
     proto: adw::ComboRow,
     ports: adw::EntryRow,
     icmp_type: adw::EntryRow,
+    /// One toggle per preset, in [`PRESETS`]' order.
+    presets: Vec<gtk::ToggleButton>,
+    /// The time typed for "Until…".
     expires: adw::EntryRow,
+    /// The expiry the rule was opened with and the text the entry showed for it: saved as it
+    /// was while the entry is unchanged (the entry shows minutes, the policy may hold seconds).
+    opened_expiry: (String, String),
     comment: adw::EntryRow,
     log: gtk::Switch,
     enabled: gtk::Switch,
@@ -40,6 +49,47 @@ struct Fields {
 }
 
 impl Fields {
+    /// The preset chosen.
+    fn preset(&self) -> Preset {
+        self.presets
+            .iter()
+            .zip(PRESETS)
+            .find(|(b, _)| b.is_active())
+            .map_or(Preset::Never, |(_, p)| p)
+    }
+
+    /// The expiry as the policy writes it, or why the typed time is not one.
+    fn expiry(&self) -> Result<String, String> {
+        let now = std::time::SystemTime::now();
+        let preset = self.preset();
+        if let Some(t) = preset.time(now) {
+            return Ok(expiry::policy_text(t));
+        }
+        if preset == Preset::Never {
+            return Ok(String::new());
+        }
+        let typed = self.expires.text().trim().to_owned();
+        if typed == self.opened_expiry.1 && !self.opened_expiry.0.is_empty() {
+            return Ok(self.opened_expiry.0.clone());
+        }
+        expiry::parse_until(&typed, now).map(expiry::policy_text)
+    }
+
+    /// The fields, and the finding about a typed expiry that is not a time in the future.
+    fn read_checked(&self) -> (RuleFields, Option<FieldFinding>) {
+        let mut fields = self.read();
+        match self.expiry() {
+            Ok(text) => {
+                fields.expires = text;
+                (fields, None)
+            }
+            Err(message) => {
+                fields.expires = String::new();
+                (fields, Some(("expires".into(), message)))
+            }
+        }
+    }
+
     fn read(&self) -> RuleFields {
         let text = |e: &adw::EntryRow| e.text().trim().to_owned();
         let value = text(&self.destination);
@@ -65,7 +115,8 @@ impl Fields {
                 .to_owned(),
             ports: text(&self.ports),
             icmp_type: text(&self.icmp_type),
-            expires: text(&self.expires),
+            // Set by `read_checked` from the preset.
+            expires: String::new(),
             log: self.log.is_active(),
             comment: self.comment.text().to_string(),
             enabled: self.enabled.is_active(),
@@ -101,6 +152,7 @@ impl Fields {
         }
         self.general.set_label(&general.join("\n"));
         self.general.set_visible(!general.is_empty());
+        self.expires.set_visible(self.preset() == Preset::Until);
         self.destination
             .set_visible(matches!(self.target.selected(), 1 | 3));
         self.destination.set_title(&if self.target.selected() == 3 {
@@ -121,14 +173,14 @@ fn combo(title: &str, items: &[String], selected: usize) -> adw::ComboRow {
     row
 }
 
-fn entry(title: &str, text: &str) -> adw::EntryRow {
+pub fn entry(title: &str, text: &str) -> adw::EntryRow {
     let row = adw::EntryRow::new();
     row.set_title(title);
     row.set_text(text);
     row
 }
 
-fn switch(group: &adw::PreferencesGroup, title: &str, active: bool) -> gtk::Switch {
+pub fn switch(group: &adw::PreferencesGroup, title: &str, active: bool) -> gtk::Switch {
     let switch = gtk::Switch::new();
     switch.set_active(active);
     switch.set_valign(gtk::Align::Center);
@@ -142,7 +194,7 @@ fn switch(group: &adw::PreferencesGroup, title: &str, active: bool) -> gtk::Swit
 
 /// A label for a field's finding, in a row of its own right under the field's row (a plain
 /// widget, even a plain list row, would go below the whole list).
-fn error_label(group: &adw::PreferencesGroup) -> gtk::Label {
+pub fn error_label(group: &adw::PreferencesGroup) -> gtk::Label {
     let label = gtk::Label::new(None);
     label.set_xalign(0.0);
     label.set_wrap(true);
@@ -230,7 +282,40 @@ pub fn open(
     let icmp_type = entry(&gettext("ICMP type"), &fields.icmp_type);
     group.add(&icmp_type);
     let icmp_error = error_label(&group);
-    let expires = entry(&gettext("Expires (RFC 3339 time)"), &fields.expires);
+    let (preset, typed) = expiry::opened(&fields.expires);
+    // The five choices take a row of their own under their title: beside it they would not fit
+    // the dialog.
+    let presets_row = adw::PreferencesRow::new();
+    presets_row.set_activatable(false);
+    let presets_column = gtk::Box::new(gtk::Orientation::Vertical, 6);
+    presets_column.set_margin_start(12);
+    presets_column.set_margin_end(12);
+    presets_column.set_margin_top(8);
+    presets_column.set_margin_bottom(8);
+    let presets_title = gtk::Label::new(Some(&gettext("Expires")));
+    presets_title.set_xalign(0.0);
+    presets_column.append(&presets_title);
+    let presets_box = gtk::Box::new(gtk::Orientation::Horizontal, 0);
+    presets_box.add_css_class("linked");
+    presets_box.set_halign(gtk::Align::Start);
+    let mut presets: Vec<gtk::ToggleButton> = Vec::new();
+    for p in PRESETS {
+        // Its label is its accessible name.
+        let b = gtk::ToggleButton::with_label(&p.label());
+        if let Some(first) = presets.first() {
+            b.set_group(Some(first));
+        }
+        b.set_active(p == preset);
+        presets_box.append(&b);
+        presets.push(b);
+    }
+    presets_column.append(&presets_box);
+    presets_row.set_child(Some(&presets_column));
+    group.add(&presets_row);
+    let expires = entry(
+        &gettext("Expires at (local time, like 2026-12-31 18:00)"),
+        &typed,
+    );
     group.add(&expires);
     let expires_error = error_label(&group);
     let comment = entry(&gettext("Comment"), &fields.comment);
@@ -258,7 +343,9 @@ pub fn open(
         proto,
         ports,
         icmp_type,
+        presets,
         expires,
+        opened_expiry: (fields.expires.trim().to_owned(), typed),
         comment,
         log,
         enabled,
@@ -285,7 +372,10 @@ pub fn open(
         let dialog = dialog.clone();
         let check = Rc::clone(&check);
         Rc::new(move || {
-            let ok = widgets.show(&check(&widgets.read()));
+            let (fields, expiry) = widgets.read_checked();
+            let mut findings = check(&fields);
+            findings.extend(expiry);
+            let ok = widgets.show(&findings);
             dialog.set_response_enabled("save", ok);
         })
     };
@@ -303,6 +393,10 @@ pub fn open(
         let judge = Rc::clone(&judge);
         row.connect_changed(move |_| judge());
     }
+    for b in &widgets.presets {
+        let judge = Rc::clone(&judge);
+        b.connect_toggled(move |_| judge());
+    }
     for switch in [&widgets.log, &widgets.enabled] {
         let judge = Rc::clone(&judge);
         switch.connect_active_notify(move |_| judge());
@@ -311,8 +405,9 @@ pub fn open(
 
     dialog.connect_response(None, move |_, response| {
         if response == "save" {
-            let fields = widgets.read();
-            if check(&fields).is_empty() {
+            // A preset's time counts from the moment of saving.
+            let (fields, expiry) = widgets.read_checked();
+            if expiry.is_none() && check(&fields).is_empty() {
                 save(fields);
             }
         }

@@ -46,8 +46,10 @@ pub struct RuleRow {
     verdict_css: &'static str,
     /// The row's title.
     title: String,
-    /// The row's subtitle.
+    /// The row's subtitle, without the hits.
     details: String,
+    /// The rule and the line about its name, kept to say again how long it has left.
+    rule: Option<(Rule, Option<String>)>,
     /// Whether the rule decides nothing now: expired or turned off (shown dimmed).
     inactive: bool,
     /// How often the rule decided a packet, when the helper told.
@@ -61,6 +63,8 @@ pub struct RuleRow {
 pub enum RuleRowInput {
     /// How often the rule decided a packet ("12 hits, last 3 minutes ago"); `None` when unknown.
     Hits(Option<String>),
+    /// The time is now this: say again how long an expiring rule has left.
+    Now(SystemTime),
 }
 
 #[relm4::factory(pub)]
@@ -77,6 +81,7 @@ impl FactoryComponent for RuleRow {
             set_title: &self.title,
             #[watch]
             set_subtitle: &self.subtitle(),
+            #[watch]
             set_sensitive: !self.inactive,
             // Also the row's description for screen readers.
             #[watch]
@@ -109,12 +114,8 @@ impl FactoryComponent for RuleRow {
                 managed_by,
             } => {
                 let now = SystemTime::now();
-                let mut details = format::rule_details(&rule, now);
-                if let Some(state) = &name {
-                    details.push('\n');
-                    details.push_str(&format::name_state(state));
-                }
-                let details = managed::with_caption(&details, managed_by.as_ref());
+                let name = name.as_deref().map(format::name_state);
+                let details = details(&rule, name.as_deref(), managed_by.as_ref(), now);
                 RuleRow {
                     position: position.to_string(),
                     verdict: format::verdict(rule.action),
@@ -123,6 +124,7 @@ impl FactoryComponent for RuleRow {
                     details,
                     inactive: !rule.is_active(now),
                     hits: None,
+                    rule: Some((rule, name)),
                     managed_by,
                 }
             }
@@ -135,6 +137,7 @@ impl FactoryComponent for RuleRow {
                 details: gettext("The default action, always logged"),
                 inactive: false,
                 hits: None,
+                rule: None,
                 managed_by: None,
             },
         }
@@ -143,6 +146,15 @@ impl FactoryComponent for RuleRow {
     fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
         match message {
             RuleRowInput::Hits(hits) => self.hits = hits,
+            RuleRowInput::Now(now) => {
+                if let Some((rule, name)) = &self.rule {
+                    if rule.expires.is_some() {
+                        self.details =
+                            details(rule, name.as_deref(), self.managed_by.as_ref(), now);
+                        self.inactive = !rule.is_active(now);
+                    }
+                }
+            }
         }
     }
 }
@@ -186,6 +198,21 @@ impl RuleRow {
             )
         }
     }
+}
+
+/// A rule's subtitle at `now`: its details, the state of its name, the file that defines it.
+fn details(
+    rule: &Rule,
+    name: Option<&str>,
+    managed_by: Option<&ManagedBy>,
+    now: SystemTime,
+) -> String {
+    let mut details = format::rule_details(rule, now);
+    if let Some(state) = name {
+        details.push('\n');
+        details.push_str(state);
+    }
+    managed::with_caption(&details, managed_by)
 }
 
 /// The state of the name `rule` names among `names` (those of the rule's VM, or of the host).

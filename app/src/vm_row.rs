@@ -47,6 +47,8 @@ pub struct VmRow {
 /// Messages to a VM row.
 #[derive(Debug)]
 pub enum VmRowInput {
+    /// The time is now this: the rule rows say again how long expiring rules have left.
+    Now(std::time::SystemTime),
     /// Show each rule's hits from these counters, read at Unix second `now`.
     Hits {
         /// The counters.
@@ -228,6 +230,13 @@ impl FactoryComponent for VmRow {
 
     fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
         match message {
+            VmRowInput::Now(now) => {
+                if let Some(rows) = &self.rules {
+                    for i in 0..rows.len() {
+                        rows.send(i, RuleRowInput::Now(now));
+                    }
+                }
+            }
             VmRowInput::Hits { hits, now } => {
                 let Some(rows) = &self.rules else {
                     return;

@@ -1,6 +1,7 @@
 //! Edits of the local policy document in place, for the app's policy editor: add, change,
 //! duplicate, remove, move, turn on and off a VM's or the host's rules, and set a VM's default
-//! action. Pure: text in, text out.
+//! action; and who may operate a VM or open its console, and the remote consoles
+//! (`edit/access.rs`). Pure: text in, text out.
 //!
 //! Invariant: an edit changes the rule it is about and nothing else. Everything the editor has
 //! no widgets for — other sections, unknown settings, comments, blank lines, key order, the
@@ -11,6 +12,9 @@
 //! them to [`super::Policy::parse`], whose findings name the rule by [`rule_path`].
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
+
+mod access;
+pub use access::{access_path, console_path, AccessKind, AccessLists, RemoteConsoleFields};
 
 /// Whose ordered rule list an edit is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,12 @@ pub enum EditError {
     NoRule { number: usize, len: usize },
     #[error("the rules here are not written as [[...]] tables the editor can change")]
     NotAList,
+    #[error("{0} is not written as a table of users and groups the editor can change")]
+    NotAccessList(String),
+    #[error("the local policy has no remote console named {0}: it may come from a file of your organisation")]
+    NoConsole(String),
+    #[error("there is a remote console named {0} already")]
+    ConsoleExists(String),
 }
 
 /// The local policy as the editor changes it.

@@ -6,7 +6,10 @@ PKGS=(nftables qemu-system-x86 qemu-utils libgtk-4-dev libadwaita-1-dev virt-vie
       pkg-config util-linux passwd procps psmisc python3 at-spi2-core
       python3-gi gir1.2-atspi-2.0 imagemagick python3-dbus openssl python3-cryptography time
       libnss-extrausers python3-dnspython stunnel4 microsocks tcpdump ansible-core
-      x11-xserver-utils)
+      x11-xserver-utils
+      xorriso isolinux syslinux-common xdotool)
+# xorriso, isolinux, syslinux-common: the installer ISO the app's machines test builds from the tiny guest;
+# xdotool: focusing GTK's file chooser under Xvfb (no window manager) to open its location entry.
 
 # Prints "URI<TAB>SIGNED-BY" of the machine's own main Debian source for suite $1 (deb822 files first, then
 # one-line sources.list entries), so the backports entry uses the machine's mirror, proxy and keyring settings.

@@ -1,6 +1,6 @@
 //! One machine of "My machines": its name and state, **Start** and **Stop** for a VM the user
 //! operates, the **USB** menu of a running one (the host's devices and the emulated ones, each
-//! a check box: ticked is attached), **Manage…** for an admin, and **Open console**. Every
+//! a toggle: pressed is attached), **Manage…** for an admin, and **Open console**. Every
 //! control is named after the machine for screen readers ("Open console of work"); clicks go to
 //! the page as [`MachineRowOutput`], which makes the calls.
 
@@ -18,8 +18,12 @@ pub struct MachineRow {
     machine: Machine,
     /// Whether a call for this machine is under way (its buttons wait meanwhile).
     busy: bool,
-    /// The USB menu's entries, one check box each; rebuilt each time the menu opens.
+    /// The USB menu's entries, one toggle each; rebuilt each time the menu opens.
     usb_list: gtk::Box,
+    /// The USB menu, a popover of the **USB** button (a plain button rather than a
+    /// `MenuButton`: GTK 4.8's menu button is an unnamed toggle inside a named group, which
+    /// screen readers and AT-SPI cannot click by the row's name).
+    usb_menu: gtk::Popover,
 }
 
 /// What a machine row starts with.
@@ -79,8 +83,8 @@ impl MachineRow {
         }
     }
 
-    /// Fills the USB menu: a check box per device, ticked when attached; a tick attaches, an
-    /// untick detaches.
+    /// Fills the USB menu: a toggle per device, pressed when attached; pressing attaches,
+    /// releasing detaches.
     fn fill_usb(&self, entries: Result<Vec<UsbEntry>, String>, sender: &FactorySender<Self>) {
         while let Some(child) = self.usb_list.first_child() {
             self.usb_list.remove(&child);
@@ -103,13 +107,16 @@ impl MachineRow {
         title.set_xalign(0.0);
         self.usb_list.append(&title);
         for entry in entries {
-            let check = gtk::CheckButton::with_label(&entry.label);
-            check.set_active(entry.attached.is_some());
+            // A toggle button, not a check box: GTK 4.8 gives check boxes no accessible action,
+            // so a screen reader could not tick one.
+            let toggle = gtk::ToggleButton::with_label(&entry.label);
+            toggle.add_css_class("flat");
+            toggle.set_active(entry.attached.is_some());
             // Only attached devices the host no longer lists have no device to attach again.
-            check.set_sensitive(!entry.device.is_empty() || entry.attached.is_some());
+            toggle.set_sensitive(!entry.device.is_empty() || entry.attached.is_some());
             let (sender, vm) = (sender.clone(), self.machine.name.clone());
-            check.connect_toggled(move |check| {
-                let message = match (check.is_active(), &entry.attached) {
+            toggle.connect_toggled(move |toggle| {
+                let message = match (toggle.is_active(), &entry.attached) {
                     (true, _) => MachineRowOutput::UsbAttach {
                         vm: vm.clone(),
                         device: entry.device.clone(),
@@ -122,7 +129,7 @@ impl MachineRow {
                 };
                 sender.output_sender().emit(message);
             });
-            self.usb_list.append(&check);
+            self.usb_list.append(&toggle);
         }
     }
 
@@ -189,20 +196,17 @@ impl FactoryComponent for MachineRow {
                     sender.output_sender().emit(MachineRowOutput::Stop(name.clone()));
                 },
             },
-            add_suffix = &a11y::named::<gtk::MenuButton>(
+            #[name = "usb_button"]
+            add_suffix = &a11y::text_button(
+                &gettext("USB"),
                 &i18n_f("USB devices of {name}", &[("name", &self.machine.name)]),
-            ) -> gtk::MenuButton {
+            ) -> gtk::Button {
                 set_valign: gtk::Align::Center,
-                set_label: &gettext("USB"),
-                set_tooltip_text: Some(&i18n_f("USB devices of {name}", &[("name", &self.machine.name)])),
                 #[watch]
                 set_visible: self.machine.can_usb(),
-                #[wrap(Some)]
-                set_popover = &gtk::Popover {
-                    set_child: Some(&self.usb_list),
-                    connect_show[sender, name = self.machine.name.clone()] => move |_| {
-                        sender.output_sender().emit(MachineRowOutput::UsbOpened(name.clone()));
-                    },
+                connect_clicked[sender, popover = self.usb_menu.clone(), name = self.machine.name.clone()] => move |_| {
+                    sender.output_sender().emit(MachineRowOutput::UsbOpened(name.clone()));
+                    popover.popup();
                 },
             },
             add_suffix = &a11y::text_button(
@@ -244,11 +248,31 @@ impl FactoryComponent for MachineRow {
         usb_list.set_margin_start(6);
         usb_list.set_margin_end(6);
         usb_list.append(&gtk::Spinner::builder().spinning(true).build());
+        let usb_menu = gtk::Popover::new();
+        usb_menu.set_child(Some(&usb_list));
         MachineRow {
             machine: init.machine,
             busy: init.busy,
             usb_list,
+            usb_menu,
         }
+    }
+
+    fn init_widgets(
+        &mut self,
+        _index: &DynamicIndex,
+        root: Self::Root,
+        _returned_widget: &gtk::Widget,
+        sender: FactorySender<Self>,
+    ) -> Self::Widgets {
+        let widgets = view_output!();
+        self.usb_menu.set_parent(&widgets.usb_button);
+        widgets
+    }
+
+    fn shutdown(&mut self, _widgets: &mut Self::Widgets, _output: relm4::Sender<Self::Output>) {
+        // A popover is not a child the button drops by itself.
+        self.usb_menu.unparent();
     }
 
     fn update(&mut self, message: Self::Input, sender: FactorySender<Self>) {

@@ -443,7 +443,7 @@ impl Component for MachineCreate {
             }
             MachineCreateInput::Cancel => {
                 if self.step.is_none() {
-                    root.close();
+                    root.destroy();
                     let _ = sender.output(MachineCreateOutput::Closed);
                 }
             }
@@ -464,7 +464,7 @@ impl Component for MachineCreate {
             }
             MachineCreateCmd::Created { name, install } => {
                 self.step = None;
-                root.close();
+                root.destroy();
                 let _ = sender.output(MachineCreateOutput::Created {
                     name,
                     installing: matches!(install, Some(Ok(()))),

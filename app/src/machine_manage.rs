@@ -438,7 +438,7 @@ impl Component for MachineManage {
                 });
             }
             MachineManageInput::Close => {
-                root.close();
+                root.destroy();
                 let _ = sender.output(MachineManageOutput::Closed);
             }
         }
@@ -482,7 +482,7 @@ impl Component for MachineManage {
                 self.busy = false;
                 match result {
                     Ok(_) => {
-                        root.close();
+                        root.destroy();
                         let _ = sender.output(MachineManageOutput::Deleted(self.name.clone()));
                     }
                     Err(e) => self.error = Some(e.sentence()),

@@ -710,6 +710,10 @@ impl Component for MachinesView {
             }
             MachinesViewCmd::StateChanged { run, name, state } if run == self.run => {
                 self.state_changed(&name, state);
+                // An update or install that ended left a version waiting: the list says which.
+                if self.manage && matches!(state, VmState::ShutDown | VmState::Crashed) {
+                    self.load(&sender);
+                }
             }
             MachinesViewCmd::FollowEnded { run, error } if run == self.run => {
                 self.stop = None;

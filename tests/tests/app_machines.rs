@@ -124,12 +124,12 @@ fn choose_file(gui: &mut Gui, env: &TestEnv, title: &str, path: &Path) {
     gui.wait_for(env, "the chooser's location entry", UPDATE_TIMEOUT, |t| {
         nodes(t)
             .iter()
-            .any(|n| role(n) == "text" && name(n) == "Location")
+            .any(|n| role(n) == "text" && name(n) == "GtkFileChooserEntry")
     });
     gui.set_text(
         env,
         "text",
-        "Location",
+        "GtkFileChooserEntry",
         &path.to_string_lossy(),
         UPDATE_TIMEOUT,
     );

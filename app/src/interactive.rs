@@ -2,9 +2,10 @@
 //! *allow interactive authorization* flag, so that when polkit wants a password the desktop's
 //! polkit agent asks for it instead of the helper refusing at once. They are the Blocklists
 //! page's import (from a file or an address), update and removal (`policy.manage`:
-//! `auth_admin_keep` by default), and the machines page's **Start**, **Stop** and **Open
-//! console** (`vm.operate`, `console.open`: allowed in an active session by default, so there
-//! the flag matters only where a site's rules ask for a password). Reads never set it, nor does
+//! `auth_admin_keep` by default), the machines page's **Start**, **Stop**, **Open console** and
+//! USB attach/detach (`vm.operate`, `console.open`: allowed in an active session by default, so
+//! there the flag matters only where a site's rules ask for a password), and its admin
+//! controls: create, install, update mode, promote, discard, restore, delete (`vm.manage`). Reads never set it, nor does
 //! anything the app does by itself (the drop log it follows, the counters it reads every few
 //! seconds): a password dialog comes only after a click.
 //!
@@ -142,6 +143,78 @@ pub async fn stop_vm(
 ) -> Result<(), Error> {
     let body = zbus::DynamicTuple((name, force, timeout_seconds));
     call(proxy.inner(), "Stop", &body, work).await
+}
+
+/// `Vms.Create` of a user-mode VM; returns the policy generation that added it.
+pub async fn create_vm(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    disk_size: &str,
+    memory: &str,
+    cpus: u32,
+    work: Duration,
+) -> Result<u64, Error> {
+    let body = zbus::DynamicTuple((name, disk_size, memory, cpus));
+    call(proxy.inner(), "Create", &body, work).await
+}
+
+/// `Vms.Install` from the installer in `iso` (opened by this app, as the user).
+pub async fn install_vm(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    iso: &File,
+    work: Duration,
+) -> Result<VmInfo, Error> {
+    let body = zbus::DynamicTuple((name, zbus::Fd::from(iso)));
+    call(proxy.inner(), "Install", &body, work).await
+}
+
+/// `Vms.Delete`; returns the policy generation that removed it.
+pub async fn delete_vm(proxy: &VmsProxy<'_>, name: &str, work: Duration) -> Result<u64, Error> {
+    call(proxy.inner(), "Delete", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// `Vms.Promote`; returns the new base version.
+pub async fn promote_vm(proxy: &VmsProxy<'_>, name: &str, work: Duration) -> Result<u32, Error> {
+    call(proxy.inner(), "Promote", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// `Vms.Discard`.
+pub async fn discard_vm(proxy: &VmsProxy<'_>, name: &str, work: Duration) -> Result<(), Error> {
+    call(proxy.inner(), "Discard", &zbus::DynamicTuple((name,)), work).await
+}
+
+/// `Vms.Restore` of a kept version.
+pub async fn restore_vm(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    version: u32,
+    work: Duration,
+) -> Result<(), Error> {
+    let body = zbus::DynamicTuple((name, version));
+    call(proxy.inner(), "Restore", &body, work).await
+}
+
+/// `Vms.UsbAttach`; returns the id to detach it by.
+pub async fn attach_usb(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    device: &str,
+    work: Duration,
+) -> Result<String, Error> {
+    let body = zbus::DynamicTuple((name, device));
+    call(proxy.inner(), "UsbAttach", &body, work).await
+}
+
+/// `Vms.UsbDetach`.
+pub async fn detach_usb(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    id: &str,
+    work: Duration,
+) -> Result<(), Error> {
+    let body = zbus::DynamicTuple((name, id));
+    call(proxy.inner(), "UsbDetach", &body, work).await
 }
 
 /// `Consoles.Open`.

@@ -1,11 +1,13 @@
 //! "My machines" as data: the VMs and remote consoles of this user, merged from `Consoles.List`
 //! (what the user may open) and `Vms.List` (what the user may operate or open, with state), and
-//! the words for their states. Pure functions, unit-tested without a display.
+//! the words for their states; the admin's new-VM form judged with the contract's validators;
+//! the USB menu of a running VM. Pure functions, unit-tested without a display.
 
 use crate::format;
 use crate::i18n::{gettext, i18n_f};
 use palisade_dbus::types::{
-    ConsoleInfo, ConsoleKind, RunMode, VmInfo, VmNetwork, VmNetworkMode, VmState,
+    AttachedDevice, ConsoleInfo, ConsoleKind, RunMode, UsbDevice, VmInfo, VmNetwork, VmNetworkMode,
+    VmState,
 };
 
 /// Where a machine runs.
@@ -40,6 +42,11 @@ pub struct Machine {
     pub operate: bool,
     /// A local VM's network, from its `Vms.List` entry; `None` when only `Consoles.List` named it.
     pub network: Option<VmNetwork>,
+    /// A finished update (or install) waiting for promote or discard; 0 when none.
+    pub pending: u32,
+    /// Whether polkit lets this user manage VMs (create, versions, delete): the admin's
+    /// controls are shown. Set by the page, not by the lists.
+    pub manage: bool,
 }
 
 impl Machine {
@@ -58,6 +65,16 @@ impl Machine {
         self.operate && self.kind == Kind::Local && self.state != VmState::Unknown && !self.is_off()
     }
 
+    /// Whether the admin's **Manage** button belongs on its row: a VM of this host.
+    pub fn can_manage(&self) -> bool {
+        self.manage && self.kind == Kind::Local && self.state != VmState::Unknown
+    }
+
+    /// Whether the **USB devices** menu belongs on its row: a running VM the user operates.
+    pub fn can_usb(&self) -> bool {
+        self.operate && self.kind == Kind::Local && self.state == VmState::Running
+    }
+
     /// Whether **Open console** can work now (the helper decides in the end).
     pub fn can_open(&self) -> bool {
         self.console && !self.is_off()
@@ -67,6 +84,12 @@ impl Machine {
     /// address and, with a NAT address, how it is reached from outside.
     pub fn subtitle(&self) -> String {
         let mut lines = vec![self.summary()];
+        if self.manage && self.pending > 0 {
+            lines.push(i18n_f(
+                "Version {version} waits: promote it to keep it, or discard it",
+                &[("version", &self.pending.to_string())],
+            ));
+        }
         lines.extend(self.network_lines());
         lines.join("\n")
     }
@@ -133,6 +156,8 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
             console: consoles.is_none() && vm.console_allowed,
             operate: vm.may_operate,
             network: Some(vm.network.clone()),
+            pending: vm.pending_version,
+            manage: false,
         })
         .collect();
     for c in consoles.unwrap_or_default() {
@@ -159,6 +184,8 @@ pub fn merge(consoles: Option<&[ConsoleInfo]>, vms: Option<&[VmInfo]>) -> Vec<Ma
             console: true,
             operate: false,
             network: None,
+            pending: 0,
+            manage: false,
         });
     }
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -184,6 +211,158 @@ pub fn state_words(state: VmState, mode: RunMode) -> String {
         // Translators: a VM's state: QEMU ended unexpectedly.
         (VmState::Crashed, _) => gettext("Crashed"),
         (VmState::Unknown, _) => gettext("State unknown"),
+    }
+}
+
+/// A field of the new-VM form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The VM's name.
+    Name,
+    /// Its disk size.
+    Disk,
+    /// Its memory.
+    Memory,
+    /// Its virtual CPUs.
+    Cpus,
+}
+
+/// What `Vms.Create` gets, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVm {
+    /// The name.
+    pub name: String,
+    /// The disk size as typed (the helper reads it again).
+    pub disk_size: String,
+    /// The memory as typed.
+    pub memory: String,
+    /// Virtual CPUs.
+    pub cpus: u32,
+}
+
+/// The new-VM form as typed, judged by the contract's own rules before anything is sent: the
+/// name by `VmName::parse`, the disk by `parse_disk_size` (what the helper applies to
+/// `Vms.Create`), memory and CPUs by validating the `[[vm]]` entry the helper would write, with
+/// `Policy::parse` (so the sentences are the policy's). Each problem is on its field.
+pub fn check_new_vm(
+    name: &str,
+    disk_size: &str,
+    memory: &str,
+    cpus: &str,
+) -> Result<NewVm, Vec<(Field, String)>> {
+    use palisade_dbus::policy::{size, Policy, VmName};
+    let mut problems = Vec::new();
+    let name = name.trim();
+    if let Err(why) = VmName::parse(name) {
+        problems.push((Field::Name, why));
+    }
+    if let Err(why) = size::parse_disk_size(disk_size.trim()) {
+        problems.push((Field::Disk, why));
+    }
+    let cpu_count = match cpus.trim().parse::<u32>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            problems.push((
+                Field::Cpus,
+                gettext("Write the number of virtual CPUs, like 2"),
+            ));
+            None
+        }
+    };
+    // The entry the helper would add, as its fields would read in a policy file. The name is
+    // one that parses, so that the findings' paths are known.
+    let mut entry = toml_edit::Table::new();
+    entry.insert("name", toml_edit::value("new"));
+    entry.insert("memory", toml_edit::value(memory.trim()));
+    entry.insert("cpus", toml_edit::value(i64::from(cpu_count.unwrap_or(1))));
+    let mut vms = toml_edit::ArrayOfTables::new();
+    vms.push(entry);
+    let mut doc = toml_edit::DocumentMut::new();
+    doc.insert("vm", toml_edit::Item::ArrayOfTables(vms));
+    if let Err(findings) = Policy::parse(doc.to_string().as_bytes()) {
+        for f in findings
+            .iter()
+            .filter(|f| f.severity == palisade_dbus::types::Severity::Error)
+        {
+            match f.path.as_str() {
+                "vm[new].memory" => problems.push((Field::Memory, f.message.clone())),
+                "vm[new].cpus" => problems.push((Field::Cpus, f.message.clone())),
+                _ => {}
+            }
+        }
+    }
+    match (problems.is_empty(), cpu_count) {
+        (true, Some(cpus)) => Ok(NewVm {
+            name: name.to_owned(),
+            disk_size: disk_size.trim().to_owned(),
+            memory: memory.trim().to_owned(),
+            cpus,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// The emulated devices every VM can take, as `Vms.UsbAttach` names them.
+pub const EMULATED_USB: [&str; 2] = ["usb-tablet", "usb-kbd"];
+
+/// One entry of a running VM's USB menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsbEntry {
+    /// What `Vms.UsbAttach` takes (`emulated:usb-tablet`, `1.4`); empty for an attached device
+    /// the host no longer lists.
+    pub device: String,
+    /// Its name for people.
+    pub label: String,
+    /// The id it is attached by, when it is attached.
+    pub attached: Option<String>,
+}
+
+/// The USB menu: the host's devices (`Vms.UsbDevices`), then the emulated ones, each marked
+/// with its id when `attached` (`Vms.UsbAttached`) lists it; an attached device the host no
+/// longer lists comes last, so that it can still be detached.
+pub fn usb_entries(devices: &[UsbDevice], attached: &[AttachedDevice]) -> Vec<UsbEntry> {
+    let mut left: Vec<&AttachedDevice> = attached.iter().collect();
+    let mut take = |matches: &dyn Fn(&str) -> bool| {
+        let i = left.iter().position(|a| matches(&a.description))?;
+        Some(left.remove(i).id.clone())
+    };
+    let mut out = Vec::new();
+    for d in devices {
+        let prefix = format!("usb-host {}.{} ", d.bus, d.address);
+        let product = format!("{} {}", d.manufacturer.trim(), d.product.trim());
+        let product = product.trim();
+        let label = if product.is_empty() {
+            format!("{:04x}:{:04x}", d.vendor_id, d.product_id)
+        } else {
+            format!("{product} ({:04x}:{:04x})", d.vendor_id, d.product_id)
+        };
+        out.push(UsbEntry {
+            device: format!("{}.{}", d.bus, d.address),
+            label,
+            attached: take(&|description: &str| description.starts_with(&prefix)),
+        });
+    }
+    for driver in EMULATED_USB {
+        out.push(UsbEntry {
+            device: format!("emulated:{driver}"),
+            label: emulated_label(driver),
+            attached: take(&|description: &str| description == driver),
+        });
+    }
+    out.extend(left.into_iter().map(|a| UsbEntry {
+        device: String::new(),
+        label: a.description.clone(),
+        attached: Some(a.id.clone()),
+    }));
+    out
+}
+
+/// An emulated device's name for people.
+fn emulated_label(driver: &str) -> String {
+    match driver {
+        "usb-tablet" => gettext("Virtual tablet (emulated)"),
+        "usb-kbd" => gettext("Virtual keyboard (emulated)"),
+        other => other.to_owned(),
     }
 }
 
@@ -344,5 +523,89 @@ mod tests {
         let consoles = [console("work", ConsoleKind::Local, VmState::Running)];
         let only_console = &merge(Some(&consoles), None)[0];
         assert_eq!(only_console.subtitle(), "Running");
+    }
+
+    #[test]
+    fn the_new_vm_form_is_judged_by_the_contract() {
+        let ok = check_new_vm("work", "20G", "2G", "2").unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((ok.name.as_str(), ok.cpus), ("work", 2));
+        let fields = |r: Result<NewVm, Vec<(Field, String)>>| -> Vec<Field> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        };
+        assert_eq!(
+            fields(check_new_vm("Bad Name", "20G", "2G", "2")),
+            [Field::Name]
+        );
+        assert_eq!(
+            fields(check_new_vm("work", "17T", "2G", "2")),
+            [Field::Disk]
+        );
+        assert_eq!(
+            fields(check_new_vm("work", "20G", "2X", "2")),
+            [Field::Memory]
+        );
+        assert_eq!(
+            fields(check_new_vm("work", "20G", "8M", "2")),
+            [Field::Memory]
+        );
+        assert_eq!(
+            fields(check_new_vm("work", "20G", "2G", "0")),
+            [Field::Cpus]
+        );
+        assert_eq!(
+            fields(check_new_vm("work", "20G", "2G", "two")),
+            [Field::Cpus]
+        );
+        // A quote in a field stays in its field.
+        assert_eq!(
+            fields(check_new_vm("work", "20G", "2G\"\ncpus = 9", "1")),
+            [Field::Memory]
+        );
+    }
+
+    #[test]
+    fn the_usb_menu_marks_what_is_attached() {
+        let host = UsbDevice {
+            bus: 1,
+            address: 4,
+            vendor_id: 0x046d,
+            product_id: 0xc52b,
+            manufacturer: "Logitech".into(),
+            product: "USB Receiver".into(),
+        };
+        let attached = [
+            AttachedDevice {
+                id: "usb1".into(),
+                description: "usb-tablet".into(),
+            },
+            AttachedDevice {
+                id: "usb2".into(),
+                description: "usb-host 1.4 046d:c52b Logitech USB Receiver".into(),
+            },
+            AttachedDevice {
+                id: "usb3".into(),
+                description: "usb-host 2.9 1234:5678 Gone".into(),
+            },
+        ];
+        let entries = usb_entries(&[host], &attached);
+        let view: Vec<(&str, Option<&str>)> = entries
+            .iter()
+            .map(|e| (e.device.as_str(), e.attached.as_deref()))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("1.4", Some("usb2")),
+                ("emulated:usb-tablet", Some("usb1")),
+                ("emulated:usb-kbd", None),
+                ("", Some("usb3")),
+            ]
+        );
+        assert_eq!(entries[0].label, "Logitech USB Receiver (046d:c52b)");
+        assert!(usb_entries(&[], &[]).iter().all(|e| e.attached.is_none()));
     }
 }

@@ -1,5 +1,10 @@
 //! "My machines": the window's first page. The VMs and remote consoles this user may use, each
-//! with its state and **Open console**, and **Start**/**Stop** for VMs the user operates.
+//! with its state and **Open console**, **Start**/**Stop** and the **USB** menu for VMs the user
+//! operates; for a user polkit lets manage VMs (asked without a password, as the Blocklists page
+//! does), **Create a virtual machine…** and each VM's **Manage…** (update mode, versions,
+//! delete). The admin's controls live on this page rather than on a page of their own: in a
+//! household the admin is also a user of the same few machines, and one list with more buttons
+//! reads better than two lists of the same VMs. Others never see them.
 //!
 //! The page owns its calls: the window hands it the bus connection each time it reads the helper,
 //! and the page lists what the helper gives this user (`Consoles.List`, `Vms.List`), follows
@@ -9,17 +14,25 @@
 
 use crate::app::CALL_TIMEOUT;
 use crate::i18n::{gettext, i18n_f};
+use crate::machine_create::{MachineCreate, MachineCreateInit, MachineCreateOutput};
+use crate::machine_manage::{
+    MachineManage, MachineManageInit, MachineManageInput, MachineManageOutput,
+};
 use crate::machine_row::{MachineRow, MachineRowInit, MachineRowInput, MachineRowOutput};
-use crate::machines::{self, Kind, Machine};
+use crate::machines::{self, Kind, Machine, UsbEntry};
 use crate::viewer::{self, Launched, ViewerError};
 use crate::{config, interactive};
 use futures_util::StreamExt;
+use palisade_dbus::names::Action;
 use palisade_dbus::proxy::{ConsolesProxy, VmsProxy};
 use palisade_dbus::types::{ConsoleInfo, RunMode, VmInfo, VmState};
 use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::factory::FactoryVecDeque;
-use relm4::{adw, gtk, Component, ComponentParts, ComponentSender, Sender, ShutdownReceiver};
+use relm4::{
+    adw, gtk, Component, ComponentController, ComponentParts, ComponentSender, Controller, Sender,
+    ShutdownReceiver,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -48,6 +61,12 @@ pub struct MachinesView {
     run: u64,
     /// Dropping it stops the running state-following command.
     stop: Option<oneshot::Sender<()>>,
+    /// Whether polkit lets this user manage VMs: the admin's controls are shown.
+    manage: bool,
+    /// The create dialog, while it is open.
+    create: Option<Controller<MachineCreate>>,
+    /// The manage dialog and its VM, while it is open.
+    managing: Option<(String, Controller<MachineManage>)>,
 }
 
 impl std::fmt::Debug for MachinesView {
@@ -72,6 +91,12 @@ pub enum MachinesViewInput {
     Clear,
     /// A row asked to open its console, start it or stop it.
     Row(MachineRowOutput),
+    /// Open the create dialog.
+    Create,
+    /// The create dialog closed, with a new VM or without.
+    Created(MachineCreateOutput),
+    /// The manage dialog changed something or closed.
+    Managed(MachineManageOutput),
 }
 
 /// What the machines page asks the window to do.
@@ -122,6 +147,22 @@ pub enum MachinesViewCmd {
         name: String,
         /// Its state after the start, or why it did not start.
         result: Result<VmInfo, Error>,
+    },
+    /// What polkit says about managing VMs.
+    Permission(interactive::Permission),
+    /// The USB menu of a VM was read.
+    Usb {
+        /// The VM.
+        name: String,
+        /// Its entries, or why they could not be read.
+        result: Result<Vec<UsbEntry>, Error>,
+    },
+    /// A USB device was attached or detached, or could not be.
+    UsbChanged {
+        /// The VM.
+        name: String,
+        /// The sentence saying so, or the helper's refusal.
+        result: Result<String, Error>,
     },
     /// A VM was stopped, or could not be.
     VmStopped {
@@ -253,6 +294,50 @@ async fn stop_vm(connection: zbus::Connection, name: String) -> MachinesViewCmd 
     MachinesViewCmd::VmStopped { name, result }
 }
 
+/// Reads the USB menu of `name`: the host's devices and what is attached.
+async fn usb_menu(connection: zbus::Connection, name: String) -> MachinesViewCmd {
+    let result = async {
+        let proxy = VmsProxy::new(&connection).await?;
+        let (devices, attached) = tokio::join!(proxy.usb_devices(), proxy.usb_attached(&name));
+        Ok(machines::usb_entries(&devices?, &attached?))
+    }
+    .await;
+    MachinesViewCmd::Usb { name, result }
+}
+
+/// Attaches `device` to `name` (`Some`) or detaches the device attached as `id`.
+async fn usb_change(
+    connection: zbus::Connection,
+    name: String,
+    attach: Option<String>,
+    detach: Option<String>,
+) -> MachinesViewCmd {
+    let result = async {
+        let proxy = VmsProxy::new(&connection).await?;
+        if let Some(device) = attach {
+            let id = interactive::attach_usb(&proxy, &name, &device, CALL_TIMEOUT).await?;
+            return Ok(i18n_f(
+                "Attached to {name} as {id}",
+                &[("name", &name), ("id", &id)],
+            ));
+        }
+        if let Some(id) = detach {
+            interactive::detach_usb(&proxy, &name, &id, CALL_TIMEOUT).await?;
+            return Ok(i18n_f(
+                "{id} detached from {name}",
+                &[("name", &name), ("id", &id)],
+            ));
+        }
+        Ok(String::new())
+    }
+    .await;
+    MachinesViewCmd::UsbChanged { name, result }
+}
+
+async fn permission(connection: zbus::Connection) -> MachinesViewCmd {
+    MachinesViewCmd::Permission(interactive::permission(&connection, Action::VmManage).await)
+}
+
 impl MachinesView {
     fn empty_title(&self) -> String {
         if self.refused {
@@ -335,7 +420,10 @@ impl MachinesView {
         }
     }
 
-    fn show(&mut self, machines: Vec<Machine>) {
+    fn show(&mut self, mut machines: Vec<Machine>) {
+        for m in &mut machines {
+            m.manage = self.manage;
+        }
         let same_rows = machines.len() == self.machines.len()
             && machines
                 .iter()
@@ -376,6 +464,51 @@ impl MachinesView {
         }
         machine.state = state;
         self.rows.send(i, MachineRowInput::Set(machine.clone()));
+        if let Some((managed, dialog)) = &self.managing {
+            if managed == name {
+                dialog.emit(MachineManageInput::State(state));
+            }
+        }
+    }
+
+    /// The row of local VM `name`.
+    fn row_of(&self, name: &str) -> Option<usize> {
+        self.machines
+            .iter()
+            .position(|m| m.kind == Kind::Local && m.name == name)
+    }
+
+    fn open_create(&mut self, sender: &ComponentSender<Self>, root: &gtk::Box) {
+        if let Some(open) = &self.create {
+            open.widget().present();
+            return;
+        }
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        let dialog = MachineCreate::builder()
+            .transient_for(root)
+            .launch(MachineCreateInit { connection })
+            .forward(sender.input_sender(), MachinesViewInput::Created);
+        self.create = Some(dialog);
+    }
+
+    fn open_manage(&mut self, name: String, sender: &ComponentSender<Self>, root: &gtk::Box) {
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        let state = self
+            .row_of(&name)
+            .map_or(VmState::Unknown, |i| self.machines[i].state);
+        let dialog = MachineManage::builder()
+            .transient_for(root)
+            .launch(MachineManageInit {
+                connection,
+                name: name.clone(),
+                state,
+            })
+            .forward(sender.input_sender(), MachinesViewInput::Managed);
+        self.managing = Some((name, dialog));
     }
 
     fn set_busy(&mut self, name: String, busy: bool) {
@@ -392,7 +525,7 @@ impl MachinesView {
     }
 
     /// Starts the call a machine's row asked for.
-    fn row(&mut self, action: MachineRowOutput, sender: &ComponentSender<Self>) {
+    fn row(&mut self, action: MachineRowOutput, sender: &ComponentSender<Self>, root: &gtk::Box) {
         let Some(connection) = self.connection.clone() else {
             self.toast(
                 sender,
@@ -401,16 +534,29 @@ impl MachinesView {
             sender.output_sender().emit(MachinesViewOutput::Reconnect);
             return;
         };
-        let name = match &action {
-            MachineRowOutput::Open(name)
-            | MachineRowOutput::Start(name)
-            | MachineRowOutput::Stop(name) => name.clone(),
-        };
-        self.set_busy(name, true);
         match action {
-            MachineRowOutput::Open(name) => sender.oneshot_command(open_console(connection, name)),
-            MachineRowOutput::Start(name) => sender.oneshot_command(start_vm(connection, name)),
-            MachineRowOutput::Stop(name) => sender.oneshot_command(stop_vm(connection, name)),
+            MachineRowOutput::Open(name) => {
+                self.set_busy(name.clone(), true);
+                sender.oneshot_command(open_console(connection, name));
+            }
+            MachineRowOutput::Start(name) => {
+                self.set_busy(name.clone(), true);
+                sender.oneshot_command(start_vm(connection, name));
+            }
+            MachineRowOutput::Stop(name) => {
+                self.set_busy(name.clone(), true);
+                sender.oneshot_command(stop_vm(connection, name));
+            }
+            MachineRowOutput::Manage(name) => self.open_manage(name, sender, root),
+            MachineRowOutput::UsbOpened(name) => {
+                sender.oneshot_command(usb_menu(connection, name));
+            }
+            MachineRowOutput::UsbAttach { vm, device } => {
+                sender.oneshot_command(usb_change(connection, vm, Some(device), None));
+            }
+            MachineRowOutput::UsbDetach { vm, id } => {
+                sender.oneshot_command(usb_change(connection, vm, None, Some(id)));
+            }
         }
     }
 }
@@ -426,6 +572,15 @@ impl Component for MachinesView {
         gtk::Box {
             set_orientation: gtk::Orientation::Vertical,
             set_spacing: 24,
+
+            gtk::Button {
+                set_label: &gettext("Create a virtual machine…"),
+                set_halign: gtk::Align::End,
+                add_css_class: "suggested-action",
+                #[watch]
+                set_visible: model.manage,
+                connect_clicked => MachinesViewInput::Create,
+            },
 
             #[local_ref]
             machine_group -> adw::PreferencesGroup {
@@ -464,16 +619,20 @@ impl Component for MachinesView {
             reload_queued: false,
             run: 0,
             stop: None,
+            manage: false,
+            create: None,
+            managing: None,
         };
         let machine_group = model.rows.widget();
         let widgets = view_output!();
         ComponentParts { model, widgets }
     }
 
-    fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, _root: &Self::Root) {
+    fn update(&mut self, message: Self::Input, sender: ComponentSender<Self>, root: &Self::Root) {
         match message {
             MachinesViewInput::Load(connection) => {
                 self.follow(&connection, &sender);
+                sender.oneshot_command(permission(connection.clone()));
                 self.connection = Some(connection);
                 self.load(&sender);
             }
@@ -487,7 +646,45 @@ impl Component for MachinesView {
                 self.refused = false;
                 self.show(Vec::new());
             }
-            MachinesViewInput::Row(action) => self.row(action, &sender),
+            MachinesViewInput::Row(action) => self.row(action, &sender, root),
+            MachinesViewInput::Create => self.open_create(&sender, root),
+            MachinesViewInput::Created(output) => {
+                self.create = None;
+                if let MachineCreateOutput::Created {
+                    name,
+                    installing,
+                    install_error,
+                } = output
+                {
+                    let sentence = match (installing, install_error) {
+                        (_, Some(why)) => i18n_f(
+                            "{name} was created, but its installer did not start: {reason}",
+                            &[("name", &name), ("reason", &why)],
+                        ),
+                        (true, None) => i18n_f(
+                            "{name} was created and its installer runs; when it has shut down, promote the installed version under Manage",
+                            &[("name", &name)],
+                        ),
+                        (false, None) => i18n_f("{name} was created", &[("name", &name)]),
+                    };
+                    self.toast(&sender, sentence);
+                    self.load(&sender);
+                }
+            }
+            MachinesViewInput::Managed(output) => match output {
+                MachineManageOutput::Changed(sentence) => {
+                    if let Some(sentence) = sentence {
+                        self.toast(&sender, sentence);
+                    }
+                    self.load(&sender);
+                }
+                MachineManageOutput::Deleted(name) => {
+                    self.managing = None;
+                    self.toast(&sender, i18n_f("{name} was deleted", &[("name", &name)]));
+                    self.load(&sender);
+                }
+                MachineManageOutput::Closed => self.managing = None,
+            },
         }
     }
 
@@ -513,6 +710,10 @@ impl Component for MachinesView {
             }
             MachinesViewCmd::StateChanged { run, name, state } if run == self.run => {
                 self.state_changed(&name, state);
+                // An update or install that ended left a version waiting: the list says which.
+                if self.manage && matches!(state, VmState::ShutDown | VmState::Crashed) {
+                    self.load(&sender);
+                }
             }
             MachinesViewCmd::FollowEnded { run, error } if run == self.run => {
                 self.stop = None;
@@ -547,6 +748,33 @@ impl Component for MachinesView {
                 match result {
                     Ok(info) => self.state_changed(&name, info.state),
                     Err(e) => self.toast(&sender, e.sentence()),
+                }
+            }
+            MachinesViewCmd::Permission(permission) => {
+                let manage = permission.offered() && permission != interactive::Permission::Unknown;
+                if manage != self.manage {
+                    self.manage = manage;
+                    let machines = std::mem::take(&mut self.machines);
+                    self.show(machines);
+                    for (i, m) in self.machines.iter().enumerate() {
+                        self.rows.send(i, MachineRowInput::Set(m.clone()));
+                    }
+                }
+            }
+            MachinesViewCmd::Usb { name, result } => {
+                if let Some(i) = self.row_of(&name) {
+                    self.rows
+                        .send(i, MachineRowInput::Usb(result.map_err(|e| e.sentence())));
+                }
+            }
+            MachinesViewCmd::UsbChanged { name, result } => {
+                match result {
+                    Ok(sentence) => self.toast(&sender, sentence),
+                    Err(e) => self.toast(&sender, e.sentence()),
+                }
+                // The menu shows what is attached now.
+                if let Some(connection) = self.connection.clone() {
+                    sender.oneshot_command(usb_menu(connection, name));
                 }
             }
             MachinesViewCmd::VmStopped { name, result } => {

@@ -26,6 +26,8 @@ mod i18n;
 mod info_row;
 mod interactive;
 mod lock;
+mod machine_create;
+mod machine_manage;
 mod machine_row;
 mod machines;
 mod machines_view;

@@ -123,6 +123,11 @@ pub trait Vms {
         forwards: &[(&str, u16, u16)],
     ) -> Result<u64, Error>;
 
+    /// Deletes a VM: refused while it runs and for a VM a drop-in defines. Its entry leaves the
+    /// local policy (a new generation), then its disk images are deleted; if the policy cannot
+    /// be applied, everything stays. Returns the generation. polkit: `vm.manage`.
+    fn delete(&self, name: &str) -> Result<u64, Error>;
+
     /// Starts a VM: `mode` is `ephemeral` (the default: nothing survives) or `update` (writes a
     /// new image version). polkit: `vm.operate` (`vm.manage` for update).
     /// The helper reads the mode as a string, after authorization.

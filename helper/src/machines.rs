@@ -15,7 +15,8 @@ use crate::{accounts, vm::images};
 use palisade_dbus::policy::lab::MAX_FORWARDS;
 use palisade_dbus::policy::{Policy, Vm, VmName};
 use palisade_dbus::types::{
-    AttachedDevice, GenerationSource, ImageVersion, UsbDevice, VmDetails, VmInfo, VmState,
+    AttachedDevice, GenerationSource, ImageVersion, SourceKind, UsbDevice, VmDetails, VmInfo,
+    VmState,
 };
 use palisade_dbus::Error;
 use std::collections::HashMap;
@@ -232,6 +233,67 @@ impl Machines {
         }
     }
 
+    /// Deletes `vm`: refused while it runs and for a VM a drop-in defines (the helper does not
+    /// edit drop-ins). Its entry leaves the local policy as a new generation, through the same
+    /// apply as `create`; only once that generation is live are its images deleted, so a policy
+    /// that cannot be applied leaves everything as it was. Returns the generation.
+    pub async fn delete(&self, vm: &Vm, author_uid: u32) -> Result<u64, Error> {
+        let state = self.supervisor.state_of(&vm.name).await;
+        if !matches!(state, VmState::ShutDown | VmState::Crashed) {
+            return Err(Error::Conflict(format!(
+                "{} is {state}: stop it before deleting it",
+                vm.name
+            )));
+        }
+        let sources = self.firewall.sources().sources;
+        if let Some(file) = sources
+            .iter()
+            .filter(|s| s.kind != SourceKind::Local)
+            .find(|s| document_defines_vm(&s.document, vm.name.as_str()))
+        {
+            return Err(Error::Conflict(format!(
+                "{} is defined by the drop-in {} ({}); the helper does not edit drop-ins: \
+                 remove it there",
+                vm.name, file.name, file.path
+            )));
+        }
+        let (generation, document) = self.firewall.get();
+        let new_document = document_without_vm(&document, vm.name.as_str())?;
+        // Judged as any policy is: a part of the policy that still names the VM says so here.
+        self.firewall
+            .parse_with_local(new_document.as_bytes())
+            .map_err(|findings| {
+                Error::InvalidArgument(
+                    findings
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+        let images = self.supervisor.images_of(vm);
+        let origin = Origin {
+            author_uid,
+            reason: format!("vm delete {}", vm.name),
+            source: GenerationSource::Other,
+        };
+        let applied = self
+            .firewall
+            .apply(new_document.into_bytes(), generation, 0, origin)
+            .await?;
+        // The VM is gone from the live policy: nothing can start it any more.
+        if let Err(e) = std::fs::remove_dir_all(images.dir()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "{} was deleted from the policy but its images stay in {}: {e}",
+                    vm.name,
+                    images.dir().display()
+                );
+            }
+        }
+        Ok(applied.generation)
+    }
+
     /// Starts `vm` (with an installer ISO in install mode). Its console port is guarded by the
     /// kernel before QEMU first listens on it.
     pub async fn start(
@@ -408,6 +470,49 @@ pub(crate) fn document_with_vm(document: &str, new: &NewVm) -> Result<String, Er
     Ok(format!("{}\n{fragment}", document.trim_end()))
 }
 
+/// Whether the policy document `text` has a `[[vm]]` named `name` (an unreadable document has
+/// none: the merge would have refused it).
+fn document_defines_vm(text: &str, name: &str) -> bool {
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return false;
+    };
+    doc.get("vm")
+        .and_then(toml_edit::Item::as_array_of_tables)
+        .is_some_and(|vms| {
+            vms.iter()
+                .any(|t| t.get("name").and_then(toml_edit::Item::as_str) == Some(name))
+        })
+}
+
+/// The local policy `document` without its `[[vm]]` named `name`, every other byte as it was
+/// (comments included). Refused when the document has no such VM.
+pub(crate) fn document_without_vm(document: &str, name: &str) -> Result<String, Error> {
+    let mut doc = document
+        .parse::<toml_edit::DocumentMut>()
+        .map_err(|e| Error::Internal(format!("the local policy cannot be read: {e}")))?;
+    let vms = doc
+        .get_mut("vm")
+        .and_then(toml_edit::Item::as_array_of_tables_mut);
+    let Some(vms) = vms else {
+        return Err(Error::NotFound(format!(
+            "the local policy has no VM named {name}"
+        )));
+    };
+    let Some(index) = vms
+        .iter()
+        .position(|t| t.get("name").and_then(toml_edit::Item::as_str) == Some(name))
+    else {
+        return Err(Error::NotFound(format!(
+            "the local policy has no VM named {name}"
+        )));
+    };
+    vms.remove(index);
+    if vms.is_empty() {
+        doc.remove("vm");
+    }
+    Ok(doc.to_string())
+}
+
 /// An installer must be a regular, non-empty ISO 9660 image ("CD001" at byte 32769): not a
 /// folder, a device, or a secret file someone linked to.
 fn check_iso(fd: &OwnedFd) -> Result<(), Error> {
@@ -452,6 +557,26 @@ mod tests {
         let vms = value["vm"].as_array().expect("one array");
         assert_eq!(vms.len(), 1, "{doc}");
         assert_eq!(vms[0]["memory"].as_str(), Some(new.memory.as_str()));
+    }
+
+    #[test]
+    fn a_deleted_vm_leaves_the_rest_of_the_document_as_it_was() {
+        let doc = "# the office\n[settings]\naccel = \"tcg\"\n\n[[vm]]\nname = \"work\"\n\n\
+                   [[vm.rule]]\naction = \"accept\"\n\n# kept\n[[vm]]\nname = \"build\"\n";
+        let without = document_without_vm(doc, "work").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!document_defines_vm(&without, "work"), "{without}");
+        assert!(document_defines_vm(&without, "build"), "{without}");
+        assert!(
+            without.starts_with("# the office\n[settings]\naccel = \"tcg\"\n"),
+            "{without}"
+        );
+        assert!(!without.contains("accept"), "its rules stayed: {without}");
+        let none = document_without_vm(&without, "build").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!none.contains("[[vm]]"), "{none}");
+        assert!(matches!(
+            document_without_vm(&none, "build"),
+            Err(Error::NotFound(_))
+        ));
     }
 
     const LAB: &str =

@@ -31,7 +31,10 @@ mod users;
 pub use bus::name_has_owner;
 pub use display::Xvfb;
 pub use env::{TestEnv, TMP_PREFIX};
-pub use guest::{build_guest, install_guest_kernel, vm_policy, vm_policy_with};
+pub use guest::{
+    build_guest, build_installer_iso, install_guest_kernel, vm_policy, vm_policy_with,
+    INSTALLER_CMDLINE,
+};
 pub use netns::{list_netns, Netns, NETNS_PREFIX};
 pub use nix::sys::signal::Signal;
 pub use paths::{bin_dir, workspace_dir};

@@ -111,6 +111,12 @@ fn every_method_is_refused_to_an_unauthorized_user() {
         calls.iter().any(|c| c["property"] == "States"),
         "the VM states property is missing"
     );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["interface"] == "io.palisade.Helper1.Vms" && c["method"] == "Delete"),
+        "Vms.Delete was not called"
+    );
     for call in &calls {
         // Property reads can only fail with the standard errors; the sentence is the same.
         let expected = if call.get("property").is_some() {

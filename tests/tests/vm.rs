@@ -278,6 +278,85 @@ fn bad_vm_input_is_refused_and_creates_nothing() {
 }
 
 #[test]
+fn delete_asks_refuses_drop_in_vms_and_removes_policy_entry_then_images() {
+    let env = start();
+    create_work(&env, "pal.stay=1");
+    // The office's drop-in defines VM lab; the helper never edits drop-ins.
+    let dropins = env.config_dir().join("policy.d");
+    std::fs::create_dir_all(&dropins).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dropins.join("50-office.toml"),
+        "[[vm]]\nname = \"lab\"\nmemory = 256\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    ok(&env, env.palisadectl(None, &["policy", "reload"]));
+    let generation = common::generation(&env);
+
+    // Not from a terminal and without --yes: nothing happens.
+    let unasked = env.palisadectl(Some(ADMIN), &["vm", "delete", "work"]);
+    assert!(
+        !unasked.status.success() && text(&unasked).contains("give --yes to confirm"),
+        "{}",
+        text(&unasked)
+    );
+    // Operating a VM is not enough to delete it.
+    let alice = env.palisadectl(Some(ALICE), &["vm", "delete", "work", "--yes"]);
+    assert_eq!(alice.status.code(), Some(77), "{}", text(&alice));
+    let lab = env.palisadectl(Some(ADMIN), &["vm", "delete", "lab", "--yes"]);
+    assert!(
+        !lab.status.success() && text(&lab).contains("defined by the drop-in 50-office.toml"),
+        "{}",
+        text(&lab)
+    );
+    // A running VM is refused with a sentence.
+    ok(&env, env.palisadectl(Some(ALICE), &["vm", "start", "work"]));
+    wait_state(&env, "running", Duration::from_secs(60));
+    let running = env.palisadectl(Some(ADMIN), &["vm", "delete", "work", "--yes"]);
+    assert!(
+        !running.status.success()
+            && text(&running).contains("work is running: stop it before deleting it"),
+        "{}",
+        text(&running)
+    );
+    ok(
+        &env,
+        env.palisadectl(Some(ADMIN), &["vm", "stop", "work", "--force"]),
+    );
+    wait_state(&env, "shut down", Duration::from_secs(30));
+    assert_eq!(
+        common::generation(&env),
+        generation,
+        "a refusal changed the policy"
+    );
+    assert!(images(&env).exists());
+
+    // Deleted: a new generation without work (lab stays), then no images.
+    let deleted = json_out(&env, ADMIN, &["vm", "delete", "work", "--yes"]);
+    assert_eq!(deleted["deleted"], "work", "{deleted}");
+    assert_eq!(
+        deleted["generation"].as_u64(),
+        Some(generation + 1),
+        "{deleted}"
+    );
+    let names: Vec<String> = json_out(&env, ADMIN, &["vm", "list"])
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names, ["lab"]);
+    assert!(!images(&env).exists(), "the images of work are still there");
+    let local = ok(&env, env.palisadectl(None, &["policy", "show"]));
+    assert!(
+        !String::from_utf8_lossy(&local.stdout).contains("name = \"work\""),
+        "{}",
+        text(&local)
+    );
+}
+
+#[test]
 fn nothing_is_hidden_show_and_guest_firewall() {
     let env = start();
     create_work(&env, "pal.stay=1");

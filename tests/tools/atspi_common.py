@@ -81,6 +81,21 @@ def is_within(hit, node, frame):
     return False
 
 
+def popover_of(node, frame):
+    """The GtkPopover `node` lies in (itself included), or None; stops at the window."""
+    current = node
+    for _ in range(MAX_DEPTH):
+        if current is None or same(current, frame):
+            return None
+        try:
+            if current.get_name() == "GtkPopover":
+                return current
+            current = current.get_parent()
+        except GLib.Error:
+            return None
+    return None
+
+
 def shown(node, frame):
     """Whether `node` is really on screen in the window `frame` (None when that cannot be told):
     GTK 4.8 marks every present widget "visible", also the pages of a GtkStack that are not
@@ -88,6 +103,9 @@ def shown(node, frame):
     (GTK answers with gtk_widget_pick, which only finds what is drawn) and checks that it is the
     node or one of its descendants. None when it cannot be told: the extents or the point
     cannot be asked, or what is drawn there has no accessible."""
+    # A popover is a surface of its own: its widgets' window coordinates are the popover's, and
+    # only the popover can say what is drawn at them.
+    frame = popover_of(node, frame) or frame
     try:
         ext = Atspi.Component.get_extents(node, Atspi.CoordType.WINDOW)
     except GLib.Error:

@@ -168,6 +168,15 @@ enum VmCommand {
         )]
         forwards: Vec<vm::Forward>,
     },
+    /// Delete a stopped VM: its entry in the local policy (a new generation), then its disk
+    /// images and every version of them. Asks first unless --yes is given.
+    Delete {
+        /// The VM.
+        name: String,
+        /// Do not ask: delete at once (needed when not run from a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Start a VM: ephemeral by default (nothing it does survives a restart).
     Start {
         /// The VM.

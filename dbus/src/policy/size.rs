@@ -36,6 +36,28 @@ pub fn parse_size(text: &str, bare: BareUnit) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
+/// Largest disk Palisade creates: 16 TiB.
+pub const MAX_DISK_BYTES: u64 = 16 << 40;
+/// Smallest: 1 MiB.
+pub const MIN_DISK_BYTES: u64 = 1 << 20;
+
+/// A new VM's disk size (`20G`, `512M`, `1T`, or bytes), 1 MiB to 16 TiB, or the sentence saying
+/// how to write one. The helper judges `Vms.Create`'s argument with it, and the app the field
+/// as it is typed.
+pub fn parse_disk_size(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "{} is not a disk size: write it like 20G or 512M (from 1M to 16T)",
+            super::names::quote(text)
+        )
+    };
+    let bytes = parse_size(text, BareUnit::Bytes).ok_or_else(bad)?;
+    if !(MIN_DISK_BYTES..=MAX_DISK_BYTES).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,13 @@ impl VmsIface {
         self.machines.create(new, caller.uid).await
     }
 
+    /// Deletes a stopped VM the local policy defines: its policy entry (a new generation), then
+    /// its images.
+    async fn delete(&self, #[zbus(header)] header: Header<'_>, name: &str) -> Result<u64, Error> {
+        let (caller, _, vm) = self.authorize_vm(&header, Action::VmManage, name).await?;
+        self.machines.delete(&vm, caller.uid).await
+    }
+
     /// Starts a VM.
     async fn start(
         &self,

@@ -8,7 +8,6 @@
 
 use super::io;
 use crate::clock::unix_now;
-use palisade_dbus::policy::size::{parse_size, BareUnit};
 use palisade_dbus::policy::{DiskName, VmName};
 use palisade_dbus::types::{ImageRole, ImageVersion};
 use palisade_dbus::Error;
@@ -17,11 +16,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
-
-/// Largest disk Palisade creates: 16 TiB.
-const MAX_DISK_BYTES: u64 = 16 << 40;
-/// Smallest: 1 MiB.
-const MIN_DISK_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Record {
@@ -293,19 +287,10 @@ impl Images {
     }
 }
 
-/// Parses a disk size: `20G`, `512M`, `1T` (binary units), or bytes.
+/// Parses a disk size: `20G`, `512M`, `1T` (binary units), or bytes; the contract's grammar,
+/// which the app checks as it is typed.
 pub fn parse_disk_size(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "{} is not a disk size: write it like 20G or 512M (from 1M to 16T)",
-            palisade_dbus::policy::names::quote(s)
-        )
-    };
-    let bytes = parse_size(s, BareUnit::Bytes).ok_or_else(bad)?;
-    if !(MIN_DISK_BYTES..=MAX_DISK_BYTES).contains(&bytes) {
-        return Err(bad());
-    }
-    Ok(bytes)
+    palisade_dbus::policy::size::parse_disk_size(s)
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub async fn launch(
         files.push(open(&overlay, true)?);
     }
     files.extend(iso);
-    if let Some(boot) = &vm.kernel_boot {
+    if let Some(boot) = qemu::direct_boot(vm, mode) {
         files.push(open_world_readable(
             &images.dir().join(boot.kernel.as_str()),
         )?);

@@ -7,7 +7,7 @@
 //! Confinement flags are always present: `-nodefaults -no-user-config`, `-sandbox` with every
 //! opt-in denial, no `-cpu host` (it aborts on some nested hosts).
 
-use palisade_dbus::policy::{NetworkMode, Video, Vm};
+use palisade_dbus::policy::{KernelBoot, NetworkMode, Video, Vm};
 
 pub use palisade_dbus::types::RunMode;
 
@@ -53,8 +53,9 @@ impl Fds {
         let disk = take(true).unwrap_or(FIRST_FD + 1);
         let overlay = take(mode == RunMode::Ephemeral);
         let iso = take(iso);
-        let kernel = take(vm.kernel_boot.is_some());
-        let initrd = take(vm.kernel_boot.as_ref().is_some_and(|b| b.initrd.is_some()));
+        let boot = direct_boot(vm, mode);
+        let kernel = take(boot.is_some());
+        let initrd = take(boot.is_some_and(|b| b.initrd.is_some()));
         let tls_dir = take(vm.display.tls);
         Fds {
             qmp,
@@ -66,6 +67,12 @@ impl Fds {
             tls_dir,
         }
     }
+}
+
+/// The kernel a run boots directly, if any: the policy's `kernel`, except while installing.
+/// An installer boots from its CD-ROM; `-kernel` would win over any boot order and skip it.
+pub fn direct_boot(vm: &Vm, mode: RunMode) -> Option<&KernelBoot> {
+    vm.kernel_boot.as_ref().filter(|_| mode != RunMode::Install)
 }
 
 /// Everything the command line depends on besides the VM's policy.
@@ -151,7 +158,7 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
         ]);
         push(&["-device", "ide-cd,drive=iso,id=cdrom,bootindex=0"]);
     }
-    if let Some(boot) = &vm.kernel_boot {
+    if let Some(boot) = direct_boot(vm, l.mode) {
         if let Some(fd) = l.fds.kernel {
             push(&["-kernel", &format!("/proc/self/fd/{fd}")]);
         }
@@ -313,10 +320,16 @@ mod tests {
             (f.qmp, f.disk, f.overlay, f.kernel, f.initrd, f.tls_dir),
             (3, 4, Some(5), Some(6), None, Some(7))
         );
-        let f = Fds::plan(&v, RunMode::Install, true);
+        let f = Fds::plan(&v, RunMode::Update, false);
         assert_eq!(
             (f.overlay, f.iso, f.kernel, f.tls_dir),
-            (None, Some(5), Some(6), Some(7))
+            (None, None, Some(5), Some(6))
+        );
+        // An installer boots from its CD: no kernel is handed over.
+        let f = Fds::plan(&v, RunMode::Install, true);
+        assert_eq!(
+            (f.overlay, f.iso, f.kernel, f.initrd, f.tls_dir),
+            (None, Some(5), None, None, Some(6))
         );
     }
 
@@ -362,6 +375,40 @@ mod tests {
             "the command line is one argument"
         );
         assert!(!line.contains("-netdev"));
+    }
+
+    #[test]
+    fn install_mode_boots_the_installer_not_the_policy_kernel() {
+        let v = vm("kernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\ncmdline = \"console=ttyS0\"\n");
+        let fds = Fds::plan(&v, RunMode::Install, true);
+        let args = command_line(&Launch {
+            vm: &v,
+            mode: RunMode::Install,
+            accel: Accelerator::Tcg,
+            spice_port: 5900,
+            fds,
+        });
+        let line = args.join(" ");
+        assert!(
+            line.contains("ide-cd,drive=iso,id=cdrom,bootindex=0"),
+            "{line}"
+        );
+        for direct in ["-kernel", "-initrd", "-append"] {
+            assert!(
+                !args.iter().any(|a| a == direct),
+                "{direct} while installing: {line}"
+            );
+        }
+        // The same VM started normally boots its kernel.
+        let fds = Fds::plan(&v, RunMode::Update, false);
+        let args = command_line(&Launch {
+            vm: &v,
+            mode: RunMode::Update,
+            accel: Accelerator::Tcg,
+            spice_port: 5900,
+            fds,
+        });
+        assert!(args.iter().any(|a| a == "-kernel"), "{args:?}");
     }
 
     #[test]

@@ -69,6 +69,25 @@ pub fn network_details(n: &VmNetwork) -> String {
     out
 }
 
+/// Asks on the terminal whether to delete `name`; refuses without a terminal to ask on, so a
+/// script must say `--yes`.
+fn confirm_delete(name: &str) -> Result<bool, Error> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::InvalidArgument(format!(
+            "deleting {name} loses its disks and every version of them: give --yes to confirm"
+        )));
+    }
+    eprint!("Delete {name}, its disk images and every version of them? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 /// Runs a `vm` subcommand against the helper.
 pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<ExitCode, Error> {
     let done = |what: String| move || format!("{what}\n");
@@ -136,6 +155,21 @@ pub async fn run(json: bool, proxy: &VmsProxy<'_>, cmd: &VmCommand) -> Result<Ex
                 json,
                 &serde_json::json!({ "generation": generation }),
                 done(format!("{name} created (policy generation {generation}).")),
+            );
+        }
+        VmCommand::Delete { name, yes } => {
+            if !*yes && !confirm_delete(name)? {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} was not deleted: answer y to delete it, or give --yes"
+                )));
+            }
+            let generation = proxy.delete(name).await?;
+            print(
+                json,
+                &serde_json::json!({ "deleted": name, "generation": generation }),
+                done(format!(
+                    "{name} and its disk images are deleted (policy generation {generation})."
+                )),
             );
         }
         VmCommand::Start {

@@ -6,7 +6,8 @@ PKGS=(nftables qemu-system-x86 qemu-utils libgtk-4-dev libadwaita-1-dev virt-vie
       pkg-config util-linux passwd procps psmisc python3 at-spi2-core
       python3-gi gir1.2-atspi-2.0 imagemagick python3-dbus openssl python3-cryptography time
       libnss-extrausers python3-dnspython stunnel4 microsocks tcpdump ansible-core
-      x11-xserver-utils)
+      # xdotool: real key events for the keyboard-only app test; optipng: smaller `make screenshots` PNGs
+      x11-xserver-utils xdotool optipng)
 
 # Prints "URI<TAB>SIGNED-BY" of the machine's own main Debian source for suite $1 (deb822 files first, then
 # one-line sources.list entries), so the backports entry uses the machine's mirror, proxy and keyring settings.

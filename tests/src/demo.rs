@@ -144,7 +144,13 @@ impl Demo {
     /// Lets the demo admin draw on `display` and starts the app as that user, with a session
     /// bus of its own and the demo's system bus.
     pub fn start_app(&self, display: &str) -> Result<DemoApp> {
-        DemoApp::start(&self.env, display)
+        DemoApp::start(&self.env, display, &[])
+    }
+
+    /// [`Demo::start_app`] with `extra` added to the app's environment (after the variables
+    /// passed through from this process's).
+    pub fn start_app_with(&self, display: &str, extra: &[(&str, &OsStr)]) -> Result<DemoApp> {
+        DemoApp::start(&self.env, display, extra)
     }
 }
 
@@ -227,7 +233,7 @@ pub struct DemoApp {
 }
 
 impl DemoApp {
-    fn start(env: &TestEnv, display: &str) -> Result<DemoApp> {
+    fn start(env: &TestEnv, display: &str, extra: &[(&str, &OsStr)]) -> Result<DemoApp> {
         // The desktop's X server admits its own user; the demo admin is let in by name only.
         let granted = run_bounded(
             Command::new("xhost")
@@ -293,6 +299,9 @@ impl DemoApp {
             if let Some(value) = std::env::var_os(var) {
                 cmd.env(var, value);
             }
+        }
+        for (key, value) in extra {
+            cmd.env(key, value);
         }
         let out = std::fs::File::create(&log)?;
         cmd.stdin(Stdio::null())

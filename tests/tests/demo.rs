@@ -316,3 +316,25 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `make screenshots` is not part of `make test` (it photographs every page four times); its
+/// program is built with the tests and answers `--help` without starting anything.
+#[test]
+fn the_screenshots_program_is_built_and_says_what_it_writes() {
+    let program = bin_dir().join("palisade-screenshots");
+    assert!(
+        program.exists(),
+        "{} is missing: cargo build --workspace",
+        program.display()
+    );
+    let out = run_bounded(
+        Command::new(&program).arg("--help"),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text.contains("NAME-{light,dark}-{en,ru}.png") && text.contains("docs/screenshots"),
+        "{text}"
+    );
+}

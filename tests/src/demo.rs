@@ -230,10 +230,23 @@ pub struct DemoApp {
     bus: Child,
     session: Session,
     log: PathBuf,
+    /// Just before the program was started.
+    started: Instant,
 }
 
 impl DemoApp {
     fn start(env: &TestEnv, display: &str, extra: &[(&str, &OsStr)]) -> Result<DemoApp> {
+        DemoApp::start_program(env, display, &env.bin_dir().join("palisade"), extra)
+    }
+
+    /// Starts `program` (the app, or the bench's bare window) as the demo admin on `display`
+    /// in `env`, with a session bus of its own and `extra` added to its environment.
+    pub fn start_program(
+        env: &TestEnv,
+        display: &str,
+        program: &Path,
+        extra: &[(&str, &OsStr)],
+    ) -> Result<DemoApp> {
         // The desktop's X server admits its own user; the demo admin is let in by name only.
         let granted = run_bounded(
             Command::new("xhost")
@@ -292,7 +305,7 @@ impl DemoApp {
             stop_group(&mut bus);
             return Err(anyhow!("the app's session bus did not listen within 10 s"));
         }
-        let app = env.user_path(&env.bin_dir().join("palisade"));
+        let app = env.user_path(program);
         let mut cmd = session.command(env, &[app.as_os_str()])?;
         cmd.env("GDK_BACKEND", "x11");
         for var in APP_PASS_THROUGH {
@@ -310,6 +323,7 @@ impl DemoApp {
         if let Ok(pgid) = i32::try_from(bus.id()) {
             cmd.process_group(pgid);
         }
+        let started = Instant::now();
         let app = match cmd.spawn() {
             Ok(app) => app,
             Err(e) => {
@@ -322,7 +336,13 @@ impl DemoApp {
             bus,
             session,
             log,
+            started,
         })
+    }
+
+    /// When the program was started (just before the process was made).
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// The app's process id.

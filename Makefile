@@ -9,7 +9,7 @@ RELEASE_DIR := $(CURDIR)/target/release
 export PALISADE_BIN_DIR ?= $(BIN_DIR)
 
 .DEFAULT_GOAL := all
-.PHONY: all deps build build-release check lint unit e2e data test bench demo clean-test fuzz
+.PHONY: all deps build build-release check lint unit e2e data test bench demo screenshots clean-test fuzz
 
 all: build
 
@@ -66,6 +66,13 @@ fuzz: deps
 demo: build
 	@trap 'bash tests/scripts/cleanup.sh >/dev/null 2>&1 || true' EXIT; \
 	$(BIN_DIR)/palisade-demo
+
+# PNGs of every page of the app, light and dark, English and Russian, in docs/screenshots/ (run as
+# root, like the demo, whose installation it photographs). Not part of `make test`. The demo VM
+# runs without KVM here: the pictures need one boot that works everywhere, not a fast one.
+screenshots: build
+	@trap 'bash tests/scripts/cleanup.sh >/dev/null 2>&1 || true' EXIT; \
+	$(BIN_DIR)/palisade-screenshots --tcg
 
 clean-test:
 	bash tests/scripts/cleanup.sh

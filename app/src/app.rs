@@ -217,6 +217,34 @@ fn about(parent: &adw::ApplicationWindow) {
     window.present();
 }
 
+/// With `PALISADE_REPORT_FIRST_FRAME` set (not empty), prints "palisade: first frame drawn" on
+/// stderr once the window's first frame has been painted (the frame clock's `after-paint` of the
+/// first frame after the window is mapped): what `make bench` times the app's start-up to. The
+/// first frame shows whatever the window has then, usually "Connecting to the helper…".
+fn report_first_frame(window: &adw::ApplicationWindow) {
+    if std::env::var_os("PALISADE_REPORT_FIRST_FRAME").is_none_or(|v| v.is_empty()) {
+        return;
+    }
+    let reported = std::rc::Rc::new(std::cell::Cell::new(false));
+    window.connect_map(move |window| {
+        let Some(clock) = window.frame_clock() else {
+            return;
+        };
+        if reported.replace(true) {
+            return;
+        }
+        let handler = std::rc::Rc::new(std::cell::Cell::new(None));
+        let slot = std::rc::Rc::clone(&handler);
+        let id = clock.connect_after_paint(move |clock| {
+            eprintln!("palisade: first frame drawn");
+            if let Some(id) = slot.take() {
+                clock.disconnect(id);
+            }
+        });
+        handler.set(Some(id));
+    });
+}
+
 impl App {
     /// Shows `sentence` as a toast; it is plain text, never markup.
     fn toast(&self, sentence: &str) -> adw::Toast {
@@ -526,6 +554,7 @@ impl Component for App {
             })),
         ));
         root.add_controller(shortcuts);
+        report_first_frame(&root);
 
         sender.oneshot_command(connect());
         ComponentParts { model, widgets }

@@ -11,9 +11,10 @@ PKGS=(nftables qemu-system-x86 qemu-utils libgtk-4-dev libadwaita-1-dev virt-vie
       # results from (ansible-core alone has no JSON callback since 2.11).
       ansible
       # xorriso, isolinux, syslinux-common: the installer ISO the app's machines test builds from
-      # the tiny guest; xdotool: key events for the app's keyboard test, and focusing GTK's file
-      # chooser under Xvfb (no window manager) to open its location entry.
-      xorriso isolinux syslinux-common xdotool)
+      # the tiny guest; xdotool: real key events for the keyboard-only app test, and focusing GTK's
+      # file chooser under Xvfb (no window manager) to open its location entry; optipng: smaller
+      # `make screenshots` PNGs.
+      xorriso isolinux syslinux-common xdotool optipng)
 
 # Prints "URI<TAB>SIGNED-BY" of the machine's own main Debian source for suite $1 (deb822 files first, then
 # one-line sources.list entries), so the backports entry uses the machine's mirror, proxy and keyring settings.

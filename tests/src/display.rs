@@ -13,8 +13,14 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts one and waits until its socket exists.
+    /// Starts one (1024×768) and waits until its socket exists.
     pub fn start() -> Result<Xvfb> {
+        Xvfb::start_sized(1024, 768)
+    }
+
+    /// Starts one of `width`×`height` pixels and waits until its socket exists.
+    pub fn start_sized(width: u32, height: u32) -> Result<Xvfb> {
+        let screen = format!("{width}x{height}x24");
         let n = (150..250)
             .find(|n| !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists())
             .context("no free X display between :150 and :250")?;
@@ -24,7 +30,7 @@ impl Xvfb {
                 display.as_str(),
                 "-screen",
                 "0",
-                "1024x768x24",
+                &screen,
                 "-ac",
                 "-nolisten",
                 "tcp",

@@ -15,6 +15,7 @@
 //! `target/debug`), `PALISADE_KEEP_TMP` (keep the temp dir of each environment for inspection).
 
 mod bus;
+pub mod demo;
 mod display;
 pub mod dns;
 mod env;

@@ -22,10 +22,16 @@
 //! change through `palisadectl policy apply`; a no-op run of the Ansible collection on one host,
 //! next to a play of one `ansible.builtin.ping` on the same host.
 //!
+//! The app rows (`app.rs`): the desktop app's start-up to its first frame next to a bare
+//! libadwaita window's (`palisade-hello`), its RSS after opening every page, and Apply to the
+//! keep-or-revert dialog with a 1,000-rule policy next to the same change as one D-Bus `Apply`.
+//!
 //! The lab rows (`lab.rs`): throughput and connections between two guests across the bridge
 //! with the port guards and without them; a connection through a VM's DNAT next to one to a
 //! listener on the same host address.
 
+#[path = "palisade-bench/app.rs"]
+mod app;
 #[path = "palisade-bench/droplog.rs"]
 mod droplog;
 #[path = "palisade-bench/fleet.rs"]
@@ -47,7 +53,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 5;
 
 /// Whether `section` of the bench runs: all of them, unless `PALISADE_BENCH_ONLY` names some
-/// (comma-separated: rules, vm, blocklist, load, dns, droplog, fleet, lab) — for timing one part while working on
+/// (comma-separated: rules, vm, blocklist, load, dns, droplog, fleet, lab, app) — for timing one part while working on
 /// it; `make bench` runs everything.
 fn wanted(section: &str) -> bool {
     std::env::var("PALISADE_BENCH_ONLY")
@@ -83,6 +89,10 @@ fn main() -> Result<()> {
     if wanted("lab") {
         let env = TestEnv::start().context("starting the lab rows' environment")?;
         rows.extend(lab::lab_rows(&env)?);
+    }
+    if wanted("app") {
+        let env = TestEnv::start().context("starting the app rows' environment")?;
+        rows.extend(rt.block_on(app::app_rows(&env))?);
     }
     print_table(&rows);
     Ok(())

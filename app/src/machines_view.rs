@@ -751,7 +751,9 @@ impl Component for MachinesView {
                 }
             }
             MachinesViewCmd::Permission(permission) => {
-                let manage = permission.offered() && permission != interactive::Permission::Unknown;
+                // As on the other pages: hidden only when polkit refuses outright; when it
+                // cannot be asked, the helper decides at the click.
+                let manage = permission.offered();
                 if manage != self.manage {
                     self.manage = manage;
                     let machines = std::mem::take(&mut self.machines);

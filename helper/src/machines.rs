@@ -245,6 +245,13 @@ impl Machines {
                 vm.name
             )));
         }
+        // No start may begin while the entry and the images go.
+        let Some(_hold) = self.supervisor.hold_stopped(&vm.name).await else {
+            return Err(Error::Conflict(format!(
+                "{} is starting or running: stop it before deleting it",
+                vm.name
+            )));
+        };
         let sources = self.firewall.sources().sources;
         if let Some(file) = sources
             .iter()

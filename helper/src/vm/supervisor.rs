@@ -265,6 +265,24 @@ impl Supervisor {
         })
     }
 
+    /// Keeps `name` from starting until the returned guard drops, if it is not running or
+    /// starting now (then `None`): what deleting a VM holds while its policy entry and images
+    /// go, so that no start reads them half-gone. Watchers are not told: nothing starts.
+    pub async fn hold_stopped(&self, name: &VmName) -> Option<Hold<'_>> {
+        let running = self.running.lock().await;
+        if running.contains_key(name) {
+            return None;
+        }
+        let mut starting = self.starting.lock().ok()?;
+        if !starting.insert(name.clone()) {
+            return None;
+        }
+        Some(Hold {
+            supervisor: self,
+            name: name.clone(),
+        })
+    }
+
     async fn attach_monitor(
         self: &Arc<Self>,
         vm: &Vm,
@@ -728,6 +746,20 @@ impl Drop for Reservation<'_> {
         }
         if !self.started {
             self.supervisor.announce(&self.name, VmState::ShutDown);
+        }
+    }
+}
+
+/// A stopped VM kept from starting (see `Supervisor::hold_stopped`); dropping it lets it start.
+pub struct Hold<'a> {
+    supervisor: &'a Supervisor,
+    name: VmName,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut starting) = self.supervisor.starting.lock() {
+            starting.remove(&self.name);
         }
     }
 }

@@ -73,13 +73,17 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     wanted, change, title, keep = sys.argv[1:5]
-    app = find_app(wanted)
-    if app is None:
-        print(f"bench_apply: no application {wanted!r}", file=sys.stderr)
-        return 3
     apply_name = "Apply the changes"
-    # The editor may still be drawing its rules: look again until both buttons are there.
+    # The editor may still be drawing its rules (and be too busy to answer the accessibility
+    # bus): look again until the application and both buttons are there.
     deadline = time.monotonic() + 2 * LIMIT
+    app = find_app(wanted)
+    while app is None:
+        if time.monotonic() > deadline:
+            print(f"bench_apply: no application {wanted!r}", file=sys.stderr)
+            return 3
+        time.sleep(1)
+        app = find_app(wanted)
     while True:
         main_window = next(iter(windows(app)), None)
         buttons = find_all(main_window, {change, apply_name}) if main_window is not None else {}

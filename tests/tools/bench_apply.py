@@ -34,7 +34,7 @@ def find_all(frame, wanted):
     found = {}
 
     def walk(node, depth):
-        if depth > MAX_DEPTH or len(found) == len(wanted):
+        if node is None or depth > MAX_DEPTH or len(found) == len(wanted):
             return
         try:
             if node.get_role_name() == "push button" and node.get_name() in wanted:
@@ -73,16 +73,20 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     wanted, change, title, keep = sys.argv[1:5]
-    app = find_app(wanted)
-    if app is None:
-        print(f"bench_apply: no application {wanted!r}", file=sys.stderr)
-        return 3
     apply_name = "Apply the changes"
-    # The editor may still be drawing its rules: look again until both buttons are there.
-    deadline = time.monotonic() + LIMIT
+    # The editor may still be drawing its rules (and be too busy to answer the accessibility
+    # bus): look again until the application and both buttons are there.
+    deadline = time.monotonic() + 2 * LIMIT
+    app = find_app(wanted)
+    while app is None:
+        if time.monotonic() > deadline:
+            print(f"bench_apply: no application {wanted!r}", file=sys.stderr)
+            return 3
+        time.sleep(1)
+        app = find_app(wanted)
     while True:
         main_window = next(iter(windows(app)), None)
-        buttons = find_all(main_window, {change, apply_name})
+        buttons = find_all(main_window, {change, apply_name}) if main_window is not None else {}
         if len(buttons) == 2:
             break
         if time.monotonic() > deadline:
@@ -90,10 +94,19 @@ def main():
             return 3
         time.sleep(1)
     click(buttons[change])
-    # The change re-renders the rules; give it time, outside the measurement.
+    # The change re-renders the editor; give it time and look Apply up again (the old button
+    # may be gone), outside the measurement.
     time.sleep(3)
+    while True:
+        found = find_all(next(iter(windows(app)), None), {apply_name})
+        if apply_name in found:
+            break
+        if time.monotonic() > deadline:
+            print(f"bench_apply: no {apply_name!r} after the change", file=sys.stderr)
+            return 3
+        time.sleep(1)
     started = time.monotonic()
-    click(buttons[apply_name])
+    click(found[apply_name])
     while dialog(app, title) is None:
         if time.monotonic() - started > LIMIT:
             print(f"bench_apply: no window {title!r} within {LIMIT} s", file=sys.stderr)

@@ -122,7 +122,11 @@ pub async fn app_rows(env: &TestEnv) -> Result<Vec<Row>> {
         cmd.args(["palisade", change, "Keep these settings?", "_Keep Keep"]);
         let out = run_bounded(&mut cmd, Duration::from_secs(600));
         if !out.status.success() {
-            bail!("bench_apply.py: {}", describe(&out));
+            bail!(
+                "bench_apply.py: {}\n--- the app's output\n{}",
+                describe(&out),
+                std::fs::read_to_string(app.log()).unwrap_or_default()
+            );
         }
         let millis: f64 = String::from_utf8_lossy(&out.stdout)
             .trim()

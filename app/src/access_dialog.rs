@@ -60,7 +60,7 @@ fn show(fields: &[Field], general: &gtk::Label, findings: &[FieldFinding]) -> bo
     findings.is_empty()
 }
 
-/// The dialog around `group`, its Save judged by `judge` on every change of `rows`.
+/// The dialog around `group`, with Cancel and Save (judged by [`judge_and_save`]).
 fn dialog(
     parent: Option<&gtk::Window>,
     heading: &str,
@@ -75,6 +75,41 @@ fn dialog(
     dialog.set_default_response(Some("save"));
     dialog.set_close_response("cancel");
     dialog
+}
+
+/// Judges the form on every change of a field (each finding under its field, Save enabled only
+/// while `check` finds nothing) and saves what `read` gives when Save is pressed. Returns the
+/// judge, for controls that are not fields (a switch).
+fn judge_and_save<T: 'static>(
+    dialog: &adw::MessageDialog,
+    fields: Vec<Field>,
+    general: gtk::Label,
+    read: impl Fn() -> T + 'static,
+    check: impl Fn(&T) -> Vec<FieldFinding> + 'static,
+    save: impl Fn(T) + 'static,
+) -> Rc<dyn Fn()> {
+    let rows: Vec<adw::EntryRow> = fields.iter().map(|f| f.row.clone()).collect();
+    let read = Rc::new(read);
+    let check = Rc::new(check);
+    let judge: Rc<dyn Fn()> = {
+        let (dialog, check, read) = (dialog.clone(), Rc::clone(&check), Rc::clone(&read));
+        Rc::new(move || {
+            let ok = show(&fields, &general, &check(&read()));
+            dialog.set_response_enabled("save", ok);
+        })
+    };
+    for row in rows {
+        let judge = Rc::clone(&judge);
+        row.connect_changed(move |_| judge());
+    }
+    judge();
+    dialog.connect_response(None, move |_, response| {
+        let value = read();
+        if response == "save" && check(&value).is_empty() {
+            save(value);
+        }
+    });
+    judge
 }
 
 /// Opens the dialog for a VM's operators or console list.
@@ -96,7 +131,7 @@ pub fn open_lists(
     group.add(&groups);
     let groups_error = error_label(&group);
     let general = error_label(&group);
-    let fields = Rc::new(vec![
+    let fields = vec![
         Field {
             keys: &["users"],
             row: users.clone(),
@@ -107,39 +142,13 @@ pub fn open_lists(
             row: groups.clone(),
             label: groups_error,
         },
-    ]);
-    let read = {
-        let (users, groups) = (users.clone(), groups.clone());
-        Rc::new(move || AccessLists {
-            users: names(&users.text()),
-            groups: names(&groups.text()),
-        })
+    ];
+    let read = move || AccessLists {
+        users: names(&users.text()),
+        groups: names(&groups.text()),
     };
     let dialog = dialog(parent, heading, None, &group);
-    let check = Rc::new(check);
-    let judge = {
-        let (dialog, check, read, fields) = (
-            dialog.clone(),
-            Rc::clone(&check),
-            Rc::clone(&read),
-            Rc::clone(&fields),
-        );
-        Rc::new(move || {
-            let ok = show(&fields, &general, &check(&read()));
-            dialog.set_response_enabled("save", ok);
-        })
-    };
-    for row in [&users, &groups] {
-        let judge = Rc::clone(&judge);
-        row.connect_changed(move |_| judge());
-    }
-    judge();
-    dialog.connect_response(None, move |_, response| {
-        let lists = read();
-        if response == "save" && check(&lists).is_empty() {
-            save(lists);
-        }
-    });
+    judge_and_save(&dialog, fields, general, read, check, save);
     dialog.present();
 }
 
@@ -179,17 +188,9 @@ pub fn open_console(
     );
     let tls = switch(&group, &gettext("Spice over TLS"), start.tls);
     let general = error_label(&group);
-    let fields = Rc::new(fields);
     let read = {
-        let (name, host, port, users, groups, tls) = (
-            name.clone(),
-            host.clone(),
-            port.clone(),
-            users.clone(),
-            groups.clone(),
-            tls.clone(),
-        );
-        Rc::new(move || RemoteConsoleFields {
+        let tls = tls.clone();
+        move || RemoteConsoleFields {
             name: name.text().trim().to_owned(),
             host: host.text().trim().to_owned(),
             port: port.text().trim().to_owned(),
@@ -198,7 +199,7 @@ pub fn open_console(
                 users: names(&users.text()),
                 groups: names(&groups.text()),
             },
-        })
+        }
     };
     let dialog = dialog(
         parent,
@@ -208,34 +209,8 @@ pub fn open_console(
         )),
         &group,
     );
-    let check = Rc::new(check);
-    let judge = {
-        let (dialog, check, read, fields) = (
-            dialog.clone(),
-            Rc::clone(&check),
-            Rc::clone(&read),
-            Rc::clone(&fields),
-        );
-        Rc::new(move || {
-            let ok = show(&fields, &general, &check(&read()));
-            dialog.set_response_enabled("save", ok);
-        })
-    };
-    for row in [&name, &host, &port, &users, &groups] {
-        let judge = Rc::clone(&judge);
-        row.connect_changed(move |_| judge());
-    }
-    {
-        let judge = Rc::clone(&judge);
-        tls.connect_active_notify(move |_| judge());
-    }
-    judge();
-    dialog.connect_response(None, move |_, response| {
-        let console = read();
-        if response == "save" && check(&console).is_empty() {
-            save(console);
-        }
-    });
+    let judge = judge_and_save(&dialog, fields, general, read, check, save);
+    tls.connect_active_notify(move |_| judge());
     dialog.present();
 }
 

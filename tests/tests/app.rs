@@ -974,12 +974,6 @@ fn firewall_page_shows_what_drop_ins_define_as_managed_with_their_file() {
     gui.assert_running();
 }
 
-/// The rows of the generation history, newest first.
-fn history(env: &TestEnv) -> Value {
-    let out = ok(env, env.palisadectl(None, &["--json", "policy", "history"]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[test]
 fn firewall_page_edits_a_rule_applies_and_keeps_it() {
     let env =
@@ -990,12 +984,7 @@ fn firewall_page_edits_a_rule_applies_and_keeps_it() {
         !connects(&env, "palisade-vm-work", 8444),
         "8444 is open before the edit"
     );
-    let mut gui = Gui::start_as(&env, Some(ADMIN), &[]);
-    gui.show_page(&env, "Firewall");
-    gui.click(&env, "push button", "Edit", SHOW_TIMEOUT);
-    gui.wait_for(&env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Rules of work (being edited)")
-    });
+    let mut gui = open_editor(&env);
 
     // An invalid port: its message on the field, Save disabled, nothing sent.
     gui.click(&env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
@@ -1152,42 +1141,13 @@ fn firewall_page_edits_a_rule_applies_and_keeps_it() {
     );
 }
 
-/// Adds "accept tcp 127.0.0.1 port `port`" to work's rules in the open editor.
-fn add_work_rule(gui: &mut Gui, env: &TestEnv, port: u16) {
-    gui.click(env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
-    gui.wait_for(env, "the rule dialog", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "New rule for work")
-    });
-    gui.set_text(
-        env,
-        "text",
-        "Address, network or host name",
-        "127.0.0.1",
-        UPDATE_TIMEOUT,
-    );
-    gui.set_text(env, "text", "Ports", &port.to_string(), UPDATE_TIMEOUT);
-    gui.wait_for(env, "Save enabled", UPDATE_TIMEOUT, |t| {
-        shows_button(t, "_Save Save")
-    });
-    gui.click(env, "push button", "_Save Save", UPDATE_TIMEOUT);
-    let title = format!("2. accept tcp 127.0.0.1 port {port}");
-    gui.wait_for(env, "the new rule in the draft", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "1 unsaved change") && shows_label(t, &title)
-    });
-}
-
 #[test]
 fn firewall_page_shows_a_conflict_and_lets_the_helper_revert() {
     let env =
         TestEnv::start().unwrap_or_else(|e| panic!("cannot start the test environment: {e:#}"));
     assert_eq!(apply_as_root(&env, "policy.toml", &work_policy(8443)), 1);
     let _listener = listen(&env, &[8444]);
-    let mut gui = Gui::start_as(&env, Some(ADMIN), &[]);
-    gui.show_page(&env, "Firewall");
-    gui.click(&env, "push button", "Edit", SHOW_TIMEOUT);
-    gui.wait_for(&env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Rules of work (being edited)")
-    });
+    let mut gui = open_editor(&env);
     add_work_rule(&mut gui, &env, 8444);
 
     // Another admin applies from palisadectl while the draft is open: Apply is refused, the

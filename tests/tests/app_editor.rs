@@ -18,47 +18,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The rows of the generation history, newest first.
-fn history(env: &TestEnv) -> Value {
-    let out = ok(env, env.palisadectl(None, &["--json", "policy", "history"]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Starts the app as the admin and opens the editor of the Firewall page.
-fn open_editor(env: &TestEnv) -> Gui {
-    let mut gui = Gui::start_as(env, Some(ADMIN), &[]);
-    gui.show_page(env, "Firewall");
-    gui.click(env, "push button", "Edit", SHOW_TIMEOUT);
-    gui.wait_for(env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Rules of work (being edited)")
-    });
-    gui
-}
-
-/// Adds "accept tcp 127.0.0.1 port `port`" as work's second rule in the open editor.
-fn add_work_rule(gui: &mut Gui, env: &TestEnv, port: u16) {
-    gui.click(env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
-    gui.wait_for(env, "the rule dialog", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "New rule for work")
-    });
-    gui.set_text(
-        env,
-        "text",
-        "Address, network or host name",
-        "127.0.0.1",
-        UPDATE_TIMEOUT,
-    );
-    gui.set_text(env, "text", "Ports", &port.to_string(), UPDATE_TIMEOUT);
-    gui.wait_for(env, "Save enabled", UPDATE_TIMEOUT, |t| {
-        shows_button(t, "_Save Save")
-    });
-    gui.click(env, "push button", "_Save Save", UPDATE_TIMEOUT);
-    let title = format!("2. accept tcp 127.0.0.1 port {port}");
-    gui.wait_for(env, "the new rule in the draft", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "1 unsaved change") && shows_label(t, &title)
-    });
-}
-
 /// The seconds the keep-or-revert dialog says are left ("Reverting in N s"), if it shows them.
 fn seconds_left(tree: &Value) -> Option<u32> {
     nodes(tree)
@@ -217,14 +176,7 @@ fn what_the_editor_has_no_widgets_for_survives_an_edit_line_for_line() {
     gui.wait_for(&env, "the changed rule in the draft", UPDATE_TIMEOUT, |t| {
         shows_label(t, "1 unsaved change") && shows_label(t, "1. accept tcp 127.0.0.1 port 8445")
     });
-    gui.click(&env, "push button", "Apply the changes", UPDATE_TIMEOUT);
-    gui.wait_for(&env, "the keep-or-revert dialog", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Keep these settings?")
-    });
-    gui.click(&env, "push button", "_Keep Keep", UPDATE_TIMEOUT);
-    gui.wait_for(&env, "the kept settings", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "The new settings are kept")
-    });
+    apply_and_keep(&mut gui, &env);
     let h = history(&env);
     assert_eq!(h[0]["generation"], 2, "{h}");
     assert_eq!(h[0]["state"], "live", "{h}");

@@ -14,29 +14,6 @@ use palisade_tests::{TestEnv, ADMIN, ALICE};
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
 
-/// Turns the Firewall page's editor on as the admin and waits for work's rules.
-fn edit_firewall(env: &TestEnv) -> Gui {
-    let mut gui = Gui::start_as(env, Some(ADMIN), &[]);
-    gui.show_page(env, "Firewall");
-    gui.click(env, "push button", "Edit", SHOW_TIMEOUT);
-    gui.wait_for(env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Rules of work (being edited)")
-    });
-    gui
-}
-
-/// Applies the draft and keeps it.
-fn apply_and_keep(gui: &mut Gui, env: &TestEnv) {
-    gui.click(env, "push button", "Apply the changes", UPDATE_TIMEOUT);
-    gui.wait_for(env, "the keep-or-revert dialog", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Keep these settings?")
-    });
-    gui.click(env, "push button", "_Keep Keep", UPDATE_TIMEOUT);
-    gui.wait_for(env, "the kept settings", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "The new settings are kept")
-    });
-}
-
 /// The live local policy, parsed.
 fn live_policy(env: &TestEnv) -> Policy {
     let out = ok(env, env.palisadectl(Some(ADMIN), &["policy", "show"]));
@@ -62,7 +39,7 @@ fn a_rule_for_15_minutes_lets_the_vm_through_and_says_how_long_it_has_left() {
         !connects(&env, "palisade-vm-work", 8444),
         "8444 is open before the edit"
     );
-    let mut gui = edit_firewall(&env);
+    let mut gui = open_editor(&env);
     gui.click(&env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
     gui.wait_for(&env, "the rule dialog", UPDATE_TIMEOUT, |t| {
         shows_label(t, "New rule for work")
@@ -173,7 +150,7 @@ fn allow_everything_for_15_minutes_opens_a_port_no_rule_allows() {
         !connects(&env, "palisade-vm-work", 8445),
         "8445 is open before the quick action"
     );
-    let mut gui = edit_firewall(&env);
+    let mut gui = open_editor(&env);
     gui.click(
         &env,
         "push button",
@@ -220,7 +197,7 @@ fn the_search_hides_rules_that_do_not_match_and_turns_moving_off() {
         work_policy(8443)
     );
     assert_eq!(apply_as_root(&env, "policy.toml", &doc), 1);
-    let mut gui = edit_firewall(&env);
+    let mut gui = open_editor(&env);
     gui.wait_for(&env, "both rules", UPDATE_TIMEOUT, |t| {
         shows_label(t, "1. accept tcp 127.0.0.1 port 8443")
             && shows_label(t, "2. accept udp 192.0.2.7 port 8446")
@@ -525,7 +502,7 @@ fn https_only_and_only_through_the_proxy_show_what_they_replace() {
     let _listener = listen(&env, &[8443, 8446]);
     assert!(connects(&env, "palisade-vm-work", 8443));
     assert!(!connects(&env, "palisade-vm-work", 8446));
-    let mut gui = edit_firewall(&env);
+    let mut gui = open_editor(&env);
 
     gui.click(
         &env,

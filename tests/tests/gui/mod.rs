@@ -7,7 +7,7 @@
 use crate::common::*;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use palisade_tests::{account, describe, run_bounded, wait_until, workspace_dir, TestEnv};
+use palisade_tests::{account, describe, run_bounded, wait_until, workspace_dir, TestEnv, ADMIN};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -584,4 +584,59 @@ pub fn apply_as_root(env: &TestEnv, file: &str, doc: &str) -> u64 {
         env.palisadectl(None, &["policy", "apply", &path.to_string_lossy()]),
     );
     generation(env)
+}
+
+// --- The Firewall page's editor, as the admin ----------------------------------------------
+
+/// The rows of the generation history, newest first.
+pub fn history(env: &TestEnv) -> Value {
+    let out = ok(env, env.palisadectl(None, &["--json", "policy", "history"]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts the app as the admin and opens the editor of the Firewall page.
+pub fn open_editor(env: &TestEnv) -> Gui {
+    let mut gui = Gui::start_as(env, Some(ADMIN), &[]);
+    gui.show_page(env, "Firewall");
+    gui.click(env, "push button", "Edit", SHOW_TIMEOUT);
+    gui.wait_for(env, "the editable rules of work", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Rules of work (being edited)")
+    });
+    gui
+}
+
+/// Adds "accept tcp 127.0.0.1 port `port`" as work's second rule in the open editor.
+pub fn add_work_rule(gui: &mut Gui, env: &TestEnv, port: u16) {
+    gui.click(env, "push button", "Add a rule to work", UPDATE_TIMEOUT);
+    gui.wait_for(env, "the rule dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "New rule for work")
+    });
+    gui.set_text(
+        env,
+        "text",
+        "Address, network or host name",
+        "127.0.0.1",
+        UPDATE_TIMEOUT,
+    );
+    gui.set_text(env, "text", "Ports", &port.to_string(), UPDATE_TIMEOUT);
+    gui.wait_for(env, "Save enabled", UPDATE_TIMEOUT, |t| {
+        shows_button(t, "_Save Save")
+    });
+    gui.click(env, "push button", "_Save Save", UPDATE_TIMEOUT);
+    let title = format!("2. accept tcp 127.0.0.1 port {port}");
+    gui.wait_for(env, "the new rule in the draft", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "1 unsaved change") && shows_label(t, &title)
+    });
+}
+
+/// Applies the draft and keeps it.
+pub fn apply_and_keep(gui: &mut Gui, env: &TestEnv) {
+    gui.click(env, "push button", "Apply the changes", UPDATE_TIMEOUT);
+    gui.wait_for(env, "the keep-or-revert dialog", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "Keep these settings?")
+    });
+    gui.click(env, "push button", "_Keep Keep", UPDATE_TIMEOUT);
+    gui.wait_for(env, "the kept settings", UPDATE_TIMEOUT, |t| {
+        shows_label(t, "The new settings are kept")
+    });
 }

@@ -538,11 +538,14 @@ fn blocklists_page_imports_updates_and_removes_lists() {
         .and_then(|f| f.set_modified(later))
         .unwrap_or_else(|e| panic!("{e}"));
     gui.click(&env, "push button", "Update spamhaus now", UPDATE_TIMEOUT);
+    // The row is what is checked, not the toast "Updated spamhaus: 4 networks" beside it: GTK
+    // 4.8 does not always list a toast among the overlay's accessible children (on screen in a
+    // screenshot, absent from the AT-SPI tree: the overlay reports one child), so a wait for it
+    // fails at random.
     gui.wait_for(&env, "the updated list", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "Updated spamhaus: 4 networks")
-            && row_values(t, "spamhaus")
-                .iter()
-                .any(|v| v.starts_with("4 networks · refreshed just now"))
+        row_values(t, "spamhaus")
+            .iter()
+            .any(|v| v.starts_with("4 networks · refreshed just now"))
     });
     assert_eq!(imported_lists(&env)[0]["ranges"].as_u64(), Some(4));
 

@@ -793,13 +793,11 @@ impl PolicyEditor {
             header.append(&self.quick_button(vm, sender));
         }
         group.set_header_suffix(Some(&header));
-        let count = draft.rule_count(list).unwrap_or(0);
+        let rules = draft.rules_of(list).unwrap_or_default();
+        let count = rules.len();
         let now = SystemTime::now();
         let filtering = !self.search.is_empty();
-        for i in 0..count {
-            let Ok(fields) = draft.rule(list, i) else {
-                continue;
-            };
+        for (i, fields) in rules.into_iter().enumerate() {
             if filtering && !matches(&fields, &self.search) {
                 continue;
             }
@@ -1212,11 +1210,12 @@ impl PolicyEditor {
             return;
         }
         let list = RuleList::Vm(vm.clone());
-        let count = draft.rule_count(&list).unwrap_or(0);
-        let mut present: Vec<String> = (0..count)
-            .filter_map(|i| draft.rule(&list, i).ok())
+        let mut present: Vec<String> = draft
+            .rules_of(&list)
+            .unwrap_or_default()
+            .iter()
             .enumerate()
-            .map(|(i, f)| format!("{}. {}", i + 1, summary(&f)))
+            .map(|(i, f)| format!("{}. {}", i + 1, summary(f)))
             .collect();
         if present.is_empty() {
             present.push(gettext("(no rules)"));

@@ -135,20 +135,25 @@ impl PolicyDocument {
 
     /// How many rules `list` has (0 for a VM without rules).
     pub fn rule_count(&self, list: &RuleList) -> Result<usize, EditError> {
-        let mut copy = self.clone();
-        Ok(copy.rules(list, false)?.map_or(0, |r| r.len()))
+        Ok(self.stored_rules(list)?.map_or(0, |r| r.len()))
     }
 
     /// The fields of rule `index` (0-based) of `list`.
     pub fn rule(&self, list: &RuleList, index: usize) -> Result<RuleFields, EditError> {
-        let mut copy = self.clone();
-        let rules = copy.rules(list, false)?;
+        let rules = self.stored_rules(list)?;
         let len = rules.as_ref().map_or(0, |r| r.len());
-        let table = rules.and_then(|r| r.get(index)).ok_or(EditError::NoRule {
-            number: index + 1,
-            len,
-        })?;
-        Ok(read_fields(table))
+        rules
+            .and_then(|r| r.into_iter().nth(index))
+            .ok_or(EditError::NoRule {
+                number: index + 1,
+                len,
+            })
+    }
+
+    /// Every rule of `list`, in order, read in one pass (the editor shows them all after each
+    /// change: reading them one by one would walk the list once per rule).
+    pub fn rules_of(&self, list: &RuleList) -> Result<Vec<RuleFields>, EditError> {
+        Ok(self.stored_rules(list)?.unwrap_or_default())
     }
 
     /// Puts a new rule with `fields` at `index` (0-based; the length appends).
@@ -258,6 +263,33 @@ impl PolicyDocument {
             })
     }
 
+    /// The fields of `list`'s rules as written (`[[...]]` tables or an inline array of tables),
+    /// None when the list is absent. Reads only: nothing is converted, nothing is cloned but the
+    /// fields.
+    fn stored_rules(&self, list: &RuleList) -> Result<Option<Vec<RuleFields>>, EditError> {
+        let (owner, key) = match list {
+            RuleList::Host => (self.doc.as_table(), "host_rule"),
+            RuleList::Vm(vm) => (self.vm(vm)?, "rule"),
+        };
+        let Some(item) = owner.get(key) else {
+            return Ok(None);
+        };
+        if let Some(tables) = item.as_array_of_tables() {
+            return Ok(Some(tables.iter().map(read_fields).collect()));
+        }
+        let array = item.as_array().ok_or(EditError::NotAList)?;
+        array
+            .iter()
+            .map(|value| {
+                value
+                    .as_inline_table()
+                    .map(|inline| read_fields(&inline.clone().into_table()))
+                    .ok_or(EditError::NotAList)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// The rules of `list`, made (empty) when `create` says so; an inline array of rule tables
     /// is turned into `[[...]]` tables first, since only those can take a rule's comment lines.
     fn rules(
@@ -300,6 +332,18 @@ impl PolicyDocument {
         };
         owner.remove(key);
         Ok(())
+    }
+
+    /// The `[[vm]]` table named `vm`, to read.
+    fn vm(&self, vm: &str) -> Result<&Table, EditError> {
+        self.doc
+            .get("vm")
+            .and_then(Item::as_array_of_tables)
+            .and_then(|vms| {
+                vms.iter()
+                    .find(|t| t.get("name").and_then(Item::as_str) == Some(vm))
+            })
+            .ok_or_else(|| EditError::NoVm(vm.to_owned()))
     }
 
     /// The `[[vm]]` table named `vm`.
@@ -648,6 +692,19 @@ name = "other"
         let inline =
             "[[vm]]\nname = \"a\"\nrule = [{ action = \"drop\" }, { action = \"accept\" }]\n";
         let mut d = PolicyDocument::parse(inline).unwrap_or_else(|e| panic!("{e}"));
+        // Reading an inline list converts nothing; all at once and one by one agree.
+        let a = RuleList::Vm("a".into());
+        let all = d.rules_of(&a).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].action, "accept");
+        assert_eq!(d.rule(&a, 1), Ok(all[1].clone()));
+        assert_eq!(d.rule_count(&a), Ok(2));
+        assert_eq!(d.text(), inline);
+        assert_eq!(
+            PolicyDocument::parse("[[vm]]\nname = \"b\"\nrule = [1]\n")
+                .and_then(|d| d.rules_of(&RuleList::Vm("b".into()))),
+            Err(EditError::NotAList)
+        );
         d.move_rule(&RuleList::Vm("a".into()), 1, 0)
             .unwrap_or_else(|e| panic!("{e}"));
         let p = parsed(&d.text());

@@ -1,5 +1,5 @@
 //! The local identities Palisade relies on: one unprivileged system user per VM,
-//! `palisade-vm-<name>`, created on demand; and who is in which group.
+//! `palisade-vm-<name>`, created on demand and removed with the VM; and who is in which group.
 //!
 //! Both the VM supervisor (QEMU runs as this user) and the firewall (`meta skuid` selects the
 //! VM's chain by this uid) need them, so they live here, below both.
@@ -10,7 +10,7 @@
 //! it for every user NSS can list, so the two never disagree about a user NSS lists.
 //!
 //! The name comes from a validated `VmName`, so it is always a valid user name; `useradd` gets it
-//! as one argument (no shell). Accounts have no home, no login shell and no password.
+//! as one argument (no shell), as `userdel` does. Accounts have no home, no login shell and no password.
 
 use palisade_dbus::policy::VmName;
 use palisade_dbus::Error;
@@ -121,6 +121,27 @@ pub async fn ensure_vm_user(vm: &VmName) -> Result<u32, Error> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     })
+}
+
+/// Removes the VM's user and its group, once the VM is gone from the policy and nothing of it
+/// runs (a later policy naming the VM again creates a new one). Nothing to do when there is none.
+pub async fn remove_vm_user(vm: &VmName) -> Result<(), Error> {
+    if vm_uid(vm).is_none() {
+        return Ok(());
+    }
+    let user = vm.system_user();
+    let out = Command::new("userdel")
+        .arg(&user)
+        .output()
+        .await
+        .map_err(|e| Error::Internal(format!("cannot run userdel: {e}")))?;
+    match vm_uid(vm) {
+        None => Ok(()),
+        Some(_) => Err(Error::Internal(format!(
+            "cannot remove the system user {user}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -235,8 +235,9 @@ impl Machines {
 
     /// Deletes `vm`: refused while it runs and for a VM a drop-in defines (the helper does not
     /// edit drop-ins). Its entry leaves the local policy as a new generation, through the same
-    /// apply as `create`; only once that generation is live are its images deleted, so a policy
-    /// that cannot be applied leaves everything as it was. Returns the generation.
+    /// apply as `create`; only once that generation is live are its images, its runtime folder,
+    /// its console certificate and its system user deleted, so a policy that cannot be applied
+    /// leaves everything as it was. Returns the generation.
     pub async fn delete(&self, vm: &Vm, author_uid: u32) -> Result<u64, Error> {
         let state = self.supervisor.state_of(&vm.name).await;
         if !matches!(state, VmState::ShutDown | VmState::Crashed) {
@@ -297,6 +298,10 @@ impl Machines {
                     images.dir().display()
                 );
             }
+        }
+        self.supervisor.forget(&vm.name);
+        if let Err(e) = accounts::remove_vm_user(&vm.name).await {
+            tracing::warn!("{} was deleted from the policy: {e}", vm.name);
         }
         Ok(applied.generation)
     }

@@ -281,6 +281,13 @@ fn bad_vm_input_is_refused_and_creates_nothing() {
 fn delete_asks_refuses_drop_in_vms_and_removes_policy_entry_then_images() {
     let env = start();
     create_work(&env, "pal.stay=1");
+    // Its console with TLS: a run leaves a certificate, which the delete must take along.
+    let tls = vm_policy("pal.stay=1", "\"pal-alice\"").replace(
+        "default = \"drop\"\n",
+        "default = \"drop\"\ndisplay = { tls = true }\n",
+    );
+    assert!(tls.contains("tls = true"));
+    apply(&env, &tls, &[]);
     // The office's drop-in defines VM lab; the helper never edits drop-ins.
     let dropins = env.config_dir().join("policy.d");
     std::fs::create_dir_all(&dropins).unwrap_or_else(|e| panic!("{e}"));
@@ -329,8 +336,23 @@ fn delete_asks_refuses_drop_in_vms_and_removes_policy_entry_then_images() {
         "a refusal changed the policy"
     );
     assert!(images(&env).exists());
+    let user_exists = || {
+        nix::unistd::User::from_name("palisade-vm-work")
+            .ok()
+            .flatten()
+            .is_some()
+    };
+    assert!(user_exists(), "work ran without its system user");
+    let kept = [
+        env.state_dir().join("run/work"),
+        env.state_dir().join("tls/work"),
+    ];
+    for dir in &kept {
+        assert!(dir.exists(), "{} is missing after a run", dir.display());
+    }
 
-    // Deleted: a new generation without work (lab stays), then no images.
+    // Deleted: a new generation without work (lab stays), then no images, no runtime folder, no
+    // console certificate and no system user.
     let deleted = json_out(&env, ADMIN, &["vm", "delete", "work", "--yes"]);
     assert_eq!(deleted["deleted"], "work", "{deleted}");
     assert_eq!(
@@ -348,6 +370,13 @@ fn delete_asks_refuses_drop_in_vms_and_removes_policy_entry_then_images() {
         .unwrap_or_default();
     assert_eq!(names, ["lab"]);
     assert!(!images(&env).exists(), "the images of work are still there");
+    for dir in &kept {
+        assert!(!dir.exists(), "{} is still there", dir.display());
+    }
+    assert!(
+        !user_exists(),
+        "the system user palisade-vm-work is still there"
+    );
     let local = ok(&env, env.palisadectl(None, &["policy", "show"]));
     assert!(
         !String::from_utf8_lossy(&local.stdout).contains("name = \"work\""),

@@ -631,6 +631,18 @@ impl Supervisor {
         })
     }
 
+    /// Removes what the supervisor kept for a VM that was deleted: its runtime folder and its
+    /// console's TLS certificate. Only for a VM that is gone from the policy and held stopped.
+    pub fn forget(&self, vm: &VmName) {
+        for dir in [self.run_dir(vm), self.tls_root().join(vm.as_str())] {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("{vm} was deleted but {} stays: {e}", dir.display());
+                }
+            }
+        }
+    }
+
     /// Where the TLS certificate authority lives.
     pub fn tls_root(&self) -> PathBuf {
         super::tls::tls_root(&self.paths.state)

@@ -210,34 +210,45 @@ impl MachineCreate {
     }
 
     fn choose_iso(&mut self, sender: &ComponentSender<Self>, root: &adw::Window) {
-        let chooser = gtk::FileChooserNative::new(
-            Some(&gettext("Choose an Installer ISO")),
-            Some(root),
-            gtk::FileChooserAction::Open,
-            Some(&gettext("_Open")),
-            Some(&gettext("_Cancel")),
-        );
-        chooser.set_modal(true);
-        let filter = gtk::FileFilter::new();
-        filter.set_name(Some(&gettext("ISO images")));
-        filter.add_pattern("*.iso");
-        filter.add_pattern("*.ISO");
-        filter.add_mime_type("application/x-cd-image");
-        chooser.add_filter(&filter);
-        let all = gtk::FileFilter::new();
-        all.set_name(Some(&gettext("All files")));
-        all.add_pattern("*");
-        chooser.add_filter(&all);
         let input = sender.input_sender().clone();
-        chooser.connect_response(move |chooser, response| {
-            let path = (response == gtk::ResponseType::Accept)
-                .then(|| chooser.file().and_then(|f| f.path()))
-                .flatten();
+        self.chooser = Some(iso_chooser(root, move |path| {
             input.emit(MachineCreateInput::IsoChosen(path));
-        });
-        chooser.show();
-        self.chooser = Some(chooser);
+        }));
     }
+}
+
+/// Shows the desktop's file chooser for an installer ISO over `root`; `chosen` gets the path,
+/// or `None` when the chooser was cancelled. The chooser must be kept until it answers.
+pub fn iso_chooser(
+    root: &adw::Window,
+    chosen: impl Fn(Option<PathBuf>) + 'static,
+) -> gtk::FileChooserNative {
+    let chooser = gtk::FileChooserNative::new(
+        Some(&gettext("Choose an Installer ISO")),
+        Some(root),
+        gtk::FileChooserAction::Open,
+        Some(&gettext("_Open")),
+        Some(&gettext("_Cancel")),
+    );
+    chooser.set_modal(true);
+    let filter = gtk::FileFilter::new();
+    filter.set_name(Some(&gettext("ISO images")));
+    filter.add_pattern("*.iso");
+    filter.add_pattern("*.ISO");
+    filter.add_mime_type("application/x-cd-image");
+    chooser.add_filter(&filter);
+    let all = gtk::FileFilter::new();
+    all.set_name(Some(&gettext("All files")));
+    all.add_pattern("*");
+    chooser.add_filter(&all);
+    chooser.connect_response(move |chooser, response| {
+        let path = (response == gtk::ResponseType::Accept)
+            .then(|| chooser.file().and_then(|f| f.path()))
+            .flatten();
+        chosen(path);
+    });
+    chooser.show();
+    chooser
 }
 
 #[relm4::component(pub)]

@@ -1,7 +1,9 @@
-//! The admin's dialog for one VM: start it in update mode, its disk versions (`Vms.Versions`)
+//! The admin's dialog for one VM: start it in update mode or boot an installer ISO (chosen with
+//! the desktop's file chooser, opened as the user and handed to `Vms.Install` as a descriptor,
+//! as the create dialog does), its disk versions (`Vms.Versions`)
 //! with **Promote** and **Discard** for a finished update or install and **Restore** for a kept
 //! version, and **Delete** after a confirmation naming what is lost. What `palisadectl vm
-//! start --update`, `promote`, `discard`, `versions`, `restore` and `delete` do.
+//! start --update`, `vm install`, `promote`, `discard`, `versions`, `restore` and `delete` do.
 //!
 //! Every change is a call that allows polkit to ask for a password (`interactive`); the dialog
 //! reads the versions again after each and tells the page, which lists the machines again. A
@@ -12,12 +14,15 @@ use crate::app::CALL_TIMEOUT;
 use crate::format::{self, capitalized};
 use crate::i18n::{gettext, i18n_f};
 use crate::interactive;
+use crate::machine_create::iso_chooser;
+use palisade_app::handover;
 use palisade_dbus::proxy::VmsProxy;
 use palisade_dbus::types::{ImageRole, ImageVersion, RunMode, VmState};
 use palisade_dbus::Error;
 use relm4::adw::prelude::*;
 use relm4::gtk::glib;
 use relm4::{adw, gtk, Component, ComponentParts, ComponentSender};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long a version change may take besides a password (promote and restore are renames;
@@ -51,6 +56,8 @@ pub struct MachineManage {
     error: Option<String>,
     /// The rows of the versions list, rebuilt after each read.
     list: gtk::ListBox,
+    /// The installer ISO chooser while it is open.
+    chooser: Option<gtk::FileChooserNative>,
 }
 
 /// Messages to the manage dialog.
@@ -60,6 +67,10 @@ pub enum MachineManageInput {
     State(VmState),
     /// Start it in update mode.
     StartUpdate,
+    /// Choose an installer ISO to boot.
+    ChooseIso,
+    /// The chooser answered: the ISO, or `None` when cancelled.
+    IsoChosen(Option<PathBuf>),
     /// Make the finished update the base.
     Promote,
     /// Throw the finished update away.
@@ -94,6 +105,8 @@ pub enum MachineManageCmd {
     Changed(Result<String, Error>),
     /// `Vms.Start(update)` answered.
     Started(Result<(), Error>),
+    /// `Vms.Install` answered.
+    Installing(Result<(), Error>),
     /// `Vms.Delete()` answered.
     Deleted(Result<u64, Error>),
 }
@@ -287,6 +300,23 @@ impl Component for MachineManage {
                         },
 
                         add = &adw::PreferencesGroup {
+                            set_title: &gettext("Installer"),
+                            set_description: Some(&gettext("Boots an installer ISO once, with the disk as a new version: install or repair the system, then promote or discard that version when it has shut down.")),
+                            adw::ActionRow {
+                                set_title: &gettext("Boot an installer ISO"),
+                                add_suffix = &a11y::text_button(
+                                    &gettext("Choose…"),
+                                    &i18n_f("Install {name} from an ISO", &[("name", &model.name)]),
+                                ) -> gtk::Button {
+                                    set_valign: gtk::Align::Center,
+                                    #[watch]
+                                    set_sensitive: !model.busy && model.is_off(),
+                                    connect_clicked => MachineManageInput::ChooseIso,
+                                },
+                            },
+                        },
+
+                        add = &adw::PreferencesGroup {
                             set_title: &gettext("Versions"),
                             set_description: Some(&gettext("The disk as it was after each update or install. A normal start boots the base and forgets what the VM changed.")),
                             #[local_ref]
@@ -358,6 +388,7 @@ impl Component for MachineManage {
             busy: false,
             error: None,
             list: gtk::ListBox::new(),
+            chooser: None,
         };
         let list = &model.list.clone();
         let widgets = view_output!();
@@ -386,6 +417,42 @@ impl Component for MachineManage {
                     }
                     .await;
                     MachineManageCmd::Started(result.map(|_| ()))
+                });
+            }
+            MachineManageInput::ChooseIso => {
+                if self.busy || self.chooser.is_some() {
+                    return;
+                }
+                let input = sender.input_sender().clone();
+                self.chooser = Some(iso_chooser(root, move |path| {
+                    input.emit(MachineManageInput::IsoChosen(path));
+                }));
+            }
+            MachineManageInput::IsoChosen(path) => {
+                self.chooser = None;
+                let Some(iso) = path else {
+                    return;
+                };
+                if self.busy {
+                    return;
+                }
+                self.busy = true;
+                self.error = None;
+                let (connection, name) = (self.connection.clone(), self.name.clone());
+                sender.oneshot_command(async move {
+                    let result = async {
+                        // Opened as the user, off the async workers; the helper gets the
+                        // descriptor only.
+                        let file = tokio::task::spawn_blocking(move || {
+                            handover::open_as_caller(&iso, &gettext("the installer ISO"))
+                        })
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))??;
+                        let proxy = VmsProxy::new(&connection).await?;
+                        interactive::install_vm(&proxy, &name, &file, CALL_TIMEOUT).await
+                    }
+                    .await;
+                    MachineManageCmd::Installing(result.map(|_| ()))
                 });
             }
             MachineManageInput::Promote => self.change(&sender, |connection, name| {
@@ -471,6 +538,20 @@ impl Component for MachineManage {
                         self.state = VmState::Running;
                         let _ = sender.output(MachineManageOutput::Changed(Some(i18n_f(
                             "{name} runs in update mode: what changes in it is kept",
+                            &[("name", &self.name)],
+                        ))));
+                    }
+                    Err(e) => self.error = Some(e.sentence()),
+                }
+                self.reload(&sender);
+            }
+            MachineManageCmd::Installing(result) => {
+                self.busy = false;
+                match result {
+                    Ok(()) => {
+                        self.state = VmState::Running;
+                        let _ = sender.output(MachineManageOutput::Changed(Some(i18n_f(
+                            "The installer of {name} runs: open its console to install, then promote the new version",
                             &[("name", &self.name)],
                         ))));
                     }

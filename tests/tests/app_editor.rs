@@ -312,9 +312,7 @@ fn the_editor_is_usable_with_the_keyboard_alone() {
         shows_label(t, "Keep these settings?")
     });
     key_on(&mut gui, &env, "push button", "_Keep Keep", "space");
-    gui.wait_for(&env, "the kept settings", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "The new settings are kept")
-    });
+    wait_kept(&mut gui, &env);
     let h = history(&env);
     assert_eq!(h[0]["generation"], 2, "{h}");
     assert_eq!(h[0]["state"], "live", "{h}");

@@ -9,8 +9,8 @@
 //! and powers off; the next ephemeral start, whose policy boots the tiny guest's kernel directly
 //! with `pal.disk=read`, reads it. The ISO sits in the admin's private home; root could read it
 //! too, so the proof that the helper gets a descriptor is the contract itself: `Vms.Install`
-//! takes nothing else. Then versions (promote, discard, restore) and delete, each checked with
-//! `palisadectl`. An operator (alice) sees only her machines, no admin controls, and a USB menu.
+//! takes nothing else. Then versions (promote, discard, restore), the installer booted again
+//! from the Manage dialog, and delete, each checked with `palisadectl`. An operator (alice) sees only her machines, no admin controls, and a USB menu.
 //!
 //! Needs what `app.rs` needs, plus xorriso, isolinux, syslinux-common and xdotool
 //! (`tests/scripts/deps.sh`).
@@ -23,7 +23,6 @@ use gui::*;
 use palisade_tests::{account, build_installer_iso, vm_policy_with, TestEnv, ADMIN, ALICE};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a boot of the tiny guest may take under TCG on a busy machine.
@@ -90,50 +89,6 @@ fn wait_work(env: &TestEnv, what: &str, check: impl Fn(&Value) -> bool) -> Value
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-}
-
-/// Opens the location entry of GTK's file chooser titled `title` (Ctrl+L, sent to its window
-/// with xdotool: Xvfb has no window manager to give it the focus) and types `path` into it.
-fn choose_file(gui: &mut Gui, env: &TestEnv, title: &str, path: &Path) {
-    let deadline = Instant::now() + UPDATE_TIMEOUT;
-    loop {
-        let mut cmd = gui.command(
-            env,
-            &[
-                "xdotool",
-                "search",
-                "--name",
-                title,
-                "windowfocus",
-                "--sync",
-                "key",
-                "ctrl+l",
-            ],
-        );
-        let out = palisade_tests::run_bounded(&mut cmd, Duration::from_secs(20));
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "xdotool could not reach the file chooser {title:?}: {}",
-            palisade_tests::describe(&out)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    gui.wait_for(env, "the chooser's location entry", UPDATE_TIMEOUT, |t| {
-        nodes(t)
-            .iter()
-            .any(|n| role(n) == "text" && name(n) == "GtkFileChooserEntry")
-    });
-    gui.set_text(
-        env,
-        "text",
-        "GtkFileChooserEntry",
-        &path.to_string_lossy(),
-        UPDATE_TIMEOUT,
-    );
-    gui.click(env, "push button", "_Open Open", UPDATE_TIMEOUT);
 }
 
 #[test]
@@ -265,6 +220,29 @@ fn an_admin_creates_a_vm_from_an_iso_and_manages_its_versions_and_deletion() {
         &env,
         "push button",
         "Discard version 3 of work",
+        UPDATE_TIMEOUT,
+    );
+    wait_versions(&env, &[(1, "kept"), (2, "base")]);
+
+    // The installer once more, from the Manage dialog: the chosen ISO boots with a copy of the
+    // base as a new version, which waits once the installer has powered off; discarded here.
+    gui.click(
+        &env,
+        "push button",
+        "Install work from an ISO",
+        UPDATE_TIMEOUT,
+    );
+    choose_file(&mut gui, &env, "Choose an Installer ISO", &iso);
+    let reinstalled = wait_work(&env, "installed again", |v| {
+        v["state"] == "shut down" && v["pending_version"].as_u64().is_some_and(|p| p > 2)
+    });
+    let pending = reinstalled["pending_version"].as_u64().unwrap_or_default();
+    let lines = wait_console_lines(&env, "PALISADE-DONE");
+    assert!(has(&lines, "PALISADE-RESULT disk write ok"), "{lines:?}");
+    gui.click(
+        &env,
+        "push button",
+        &format!("Discard version {pending} of work"),
         UPDATE_TIMEOUT,
     );
     wait_versions(&env, &[(1, "kept"), (2, "base")]);

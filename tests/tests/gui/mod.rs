@@ -586,6 +586,52 @@ pub fn apply_as_root(env: &TestEnv, file: &str, doc: &str) -> u64 {
     generation(env)
 }
 
+// --- GTK's file chooser ---------------------------------------------------------------------
+
+/// Opens the location entry of GTK's file chooser titled `title` (Ctrl+L, sent to its window
+/// with xdotool: Xvfb has no window manager to give it the focus) and types `path` into it.
+pub fn choose_file(gui: &mut Gui, env: &TestEnv, title: &str, path: &Path) {
+    let deadline = Instant::now() + UPDATE_TIMEOUT;
+    loop {
+        let mut cmd = gui.command(
+            env,
+            &[
+                "xdotool",
+                "search",
+                "--name",
+                title,
+                "windowfocus",
+                "--sync",
+                "key",
+                "ctrl+l",
+            ],
+        );
+        let out = run_bounded(&mut cmd, Duration::from_secs(20));
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "xdotool could not reach the file chooser {title:?}: {}",
+            describe(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    gui.wait_for(env, "the chooser's location entry", UPDATE_TIMEOUT, |t| {
+        nodes(t)
+            .iter()
+            .any(|n| role(n) == "text" && name(n) == "GtkFileChooserEntry")
+    });
+    gui.set_text(
+        env,
+        "text",
+        "GtkFileChooserEntry",
+        &path.to_string_lossy(),
+        UPDATE_TIMEOUT,
+    );
+    gui.click(env, "push button", "_Open Open", UPDATE_TIMEOUT);
+}
+
 // --- The Firewall page's editor, as the admin ----------------------------------------------
 
 /// The rows of the generation history, newest first.
@@ -636,7 +682,19 @@ pub fn apply_and_keep(gui: &mut Gui, env: &TestEnv) {
         shows_label(t, "Keep these settings?")
     });
     gui.click(env, "push button", "_Keep Keep", UPDATE_TIMEOUT);
-    gui.wait_for(env, "the kept settings", UPDATE_TIMEOUT, |t| {
-        shows_label(t, "The new settings are kept")
+    wait_kept(gui, env);
+}
+
+/// Waits until the keep-or-revert dialog has gone and the helper has the new generation live
+/// (confirmed, no longer waiting for Keep). The toast "The new settings are kept" is not what is
+/// checked: GTK 4.8 does not always list a toast among the overlay's accessible children.
+pub fn wait_kept(gui: &mut Gui, env: &TestEnv) {
+    gui.wait_for(env, "the keep dialog closed", UPDATE_TIMEOUT, |t| {
+        !shows_label(t, "Keep these settings?")
     });
+    assert!(
+        wait_until(UPDATE_TIMEOUT, || history(env)[0]["state"] == "live"),
+        "the kept generation is not live: {}",
+        history(env)
+    );
 }

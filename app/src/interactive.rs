@@ -23,6 +23,7 @@
 //! A refused password, a dismissed dialog or a desktop without a polkit agent come back as the
 //! helper's `NotAuthorized` sentence, which the pages show as it is, in one sentence.
 
+use crate::machines::NewBridge;
 use palisade_dbus::names::Action;
 use palisade_dbus::proxy::{BlocklistsProxy, ConsolesProxy, PolicyProxy, VmsProxy};
 use palisade_dbus::types::{Applied, BlocklistInfo, Client, ConsoleTicket, RunMode, VmInfo};
@@ -156,6 +157,31 @@ pub async fn create_vm(
 ) -> Result<u64, Error> {
     let body = zbus::DynamicTuple((name, disk_size, memory, cpus));
     call(proxy.inner(), "Create", &body, work).await
+}
+
+/// `Vms.CreateBridged`: a VM on the lab network `bridge.network`; returns the policy generation
+/// that added it.
+pub async fn create_bridged_vm(
+    proxy: &VmsProxy<'_>,
+    name: &str,
+    disk_size: &str,
+    memory: &str,
+    cpus: u32,
+    bridge: &NewBridge,
+    work: Duration,
+) -> Result<u64, Error> {
+    let body = zbus::DynamicTuple((
+        name,
+        disk_size,
+        memory,
+        cpus,
+        bridge.network.as_str(),
+        bridge.address.as_str(),
+        bridge.mac.as_str(),
+        bridge.nat.as_str(),
+        &bridge.forwards,
+    ));
+    call(proxy.inner(), "CreateBridged", &body, work).await
 }
 
 /// `Vms.Install` from the installer in `iso` (opened by this app, as the user).

@@ -1,8 +1,10 @@
 //! The admin's dialog that creates a virtual machine: its name, disk size, memory and CPUs,
-//! each judged as it is typed with the contract's own rules (`machines::check_new_vm`), and an
+//! each judged as it is typed with the contract's own rules (`machines::check_new_vm`), its
+//! network (user networking, or a port on a lab network with its address, MAC, NAT address and
+//! forwarded ports: `machines::check_bridge` judges their shape, the helper the rest), and an
 //! optional installer ISO chosen with the desktop's file chooser.
 //!
-//! **Create** calls `Vms.Create`, then, with an ISO, opens the file here, as the user, and hands
+//! **Create** calls `Vms.Create` (or `Vms.CreateBridged`), then, with an ISO, opens the file here, as the user, and hands
 //! the helper only its descriptor (`Vms.Install`): the root helper never opens the user's path,
 //! so it can only boot what the user could read. Both calls allow polkit to ask for a password
 //! (`interactive`). Meanwhile a spinner says which step runs and the form cannot be changed. A
@@ -14,7 +16,7 @@ use crate::app::CALL_TIMEOUT;
 use crate::format::capitalized;
 use crate::i18n::{gettext, i18n_f};
 use crate::interactive;
-use crate::machines::{self, Field, NewVm};
+use crate::machines::{self, BridgeForm, Field, NewVm};
 use palisade_app::handover;
 use palisade_dbus::proxy::VmsProxy;
 use palisade_dbus::Error;
@@ -47,6 +49,8 @@ pub struct MachineCreate {
     memory: String,
     /// Virtual CPUs.
     cpus: String,
+    /// The lab network fields as typed.
+    bridge: BridgeForm,
     /// The installer ISO, when one was chosen.
     iso: Option<PathBuf>,
     /// The step under way, if any.
@@ -128,16 +132,32 @@ async fn create(
         Ok(proxy) => proxy,
         Err(e) => return MachineCreateCmd::Refused(e.into()),
     };
-    if let Err(e) = interactive::create_vm(
-        &proxy,
-        &new.name,
-        &new.disk_size,
-        &new.memory,
-        new.cpus,
-        CREATE_WORK,
-    )
-    .await
-    {
+    let created = match &new.bridge {
+        None => {
+            interactive::create_vm(
+                &proxy,
+                &new.name,
+                &new.disk_size,
+                &new.memory,
+                new.cpus,
+                CREATE_WORK,
+            )
+            .await
+        }
+        Some(bridge) => {
+            interactive::create_bridged_vm(
+                &proxy,
+                &new.name,
+                &new.disk_size,
+                &new.memory,
+                new.cpus,
+                bridge,
+                CREATE_WORK,
+            )
+            .await
+        }
+    };
+    if let Err(e) = created {
         return MachineCreateCmd::Refused(e);
     }
     let Some(iso) = iso else {
@@ -167,7 +187,36 @@ async fn create(
 impl MachineCreate {
     /// The form, checked.
     fn checked(&self) -> Result<NewVm, Vec<(Field, String)>> {
-        machines::check_new_vm(&self.name, &self.disk, &self.memory, &self.cpus)
+        let vm = machines::check_new_vm(&self.name, &self.disk, &self.memory, &self.cpus);
+        if !self.bridged() {
+            return vm;
+        }
+        match (vm, machines::check_bridge(&self.bridge)) {
+            (Ok(vm), Ok(bridge)) => Ok(NewVm {
+                bridge: Some(bridge),
+                ..vm
+            }),
+            (Ok(_), Err(problems)) => Err(problems),
+            (Err(mut problems), Err(more)) => {
+                problems.extend(more);
+                Err(problems)
+            }
+            (Err(problems), Ok(_)) => Err(problems),
+        }
+    }
+
+    /// Whether the VM gets a port on a lab network: one is named.
+    fn bridged(&self) -> bool {
+        !self.bridge.network.trim().is_empty()
+    }
+
+    /// Whether the user typed into `field` (an empty field is not reported until then).
+    fn typed(&self, field: Field) -> bool {
+        match field {
+            Field::Name => !self.name.trim().is_empty(),
+            Field::Address => !self.bridge.address.trim().is_empty(),
+            _ => true,
+        }
     }
 
     /// The problems of the fields the user has typed in, each named by its field.
@@ -177,13 +226,18 @@ impl MachineCreate {
         };
         problems
             .iter()
-            .filter(|(field, _)| *field != Field::Name || !self.name.trim().is_empty())
+            .filter(|(field, _)| self.typed(*field))
             .map(|(field, why)| {
                 let field = match field {
                     Field::Name => gettext("Name"),
                     Field::Disk => gettext("Disk size"),
                     Field::Memory => gettext("Memory"),
                     Field::Cpus => gettext("CPUs"),
+                    Field::Network => gettext("Lab network"),
+                    Field::Address => gettext("Address on the lab network"),
+                    Field::Mac => gettext("MAC address"),
+                    Field::Nat => gettext("NAT address"),
+                    Field::Forwards => gettext("Forwarded ports"),
                 };
                 i18n_f("{field}: {problem}", &[("field", &field), ("problem", why)])
             })
@@ -329,6 +383,57 @@ impl Component for MachineCreate {
                     },
 
                     add = &adw::PreferencesGroup {
+                        set_title: &gettext("Network"),
+                        set_description: Some(&gettext("Without a lab network the VM reaches the network through this computer (user networking). Name a lab network of the policy to give it a port on that bridge, with its own address.")),
+                        adw::EntryRow {
+                            set_title: &gettext("Lab network"),
+                            connect_changed[sender] => move |row| {
+                                sender.input(MachineCreateInput::Field(Field::Network, row.text().to_string()));
+                            },
+                        },
+                        adw::EntryRow {
+                            set_title: &gettext("Address on the lab network"),
+                            #[watch]
+                            set_visible: model.bridged(),
+                            connect_changed[sender] => move |row| {
+                                sender.input(MachineCreateInput::Field(Field::Address, row.text().to_string()));
+                            },
+                        },
+                        adw::EntryRow {
+                            set_title: &gettext("MAC address"),
+                            #[watch]
+                            set_visible: model.bridged(),
+                            connect_changed[sender] => move |row| {
+                                sender.input(MachineCreateInput::Field(Field::Mac, row.text().to_string()));
+                            },
+                        },
+                        adw::EntryRow {
+                            set_title: &gettext("NAT address"),
+                            #[watch]
+                            set_visible: model.bridged(),
+                            connect_changed[sender] => move |row| {
+                                sender.input(MachineCreateInput::Field(Field::Nat, row.text().to_string()));
+                            },
+                        },
+                        adw::EntryRow {
+                            set_title: &gettext("Forwarded ports"),
+                            #[watch]
+                            set_visible: model.bridged(),
+                            connect_changed[sender] => move |row| {
+                                sender.input(MachineCreateInput::Field(Field::Forwards, row.text().to_string()));
+                            },
+                        },
+                        gtk::Label {
+                            set_wrap: true,
+                            set_xalign: 0.0,
+                            add_css_class: "dim-label",
+                            #[watch]
+                            set_visible: model.bridged(),
+                            set_label: &gettext("The MAC address may stay empty (a stable one is chosen). With a NAT address the VM is reachable at that address of this computer and leaves from it; forwarded ports are written like tcp:2222:22, none forwards every port."),
+                        },
+                    },
+
+                    add = &adw::PreferencesGroup {
                         set_title: &gettext("Installer"),
                         set_description: Some(&gettext("An ISO image the new VM boots once to install its system onto its disk. You promote the installed version afterwards.")),
 
@@ -401,6 +506,7 @@ impl Component for MachineCreate {
             disk: "20G".to_owned(),
             memory: "2G".to_owned(),
             cpus: "2".to_owned(),
+            bridge: BridgeForm::default(),
             iso: None,
             step: None,
             error: None,
@@ -419,6 +525,11 @@ impl Component for MachineCreate {
                     Field::Disk => self.disk = text,
                     Field::Memory => self.memory = text,
                     Field::Cpus => self.cpus = text,
+                    Field::Network => self.bridge.network = text,
+                    Field::Address => self.bridge.address = text,
+                    Field::Mac => self.bridge.mac = text,
+                    Field::Nat => self.bridge.nat = text,
+                    Field::Forwards => self.bridge.forwards = text,
                 }
                 self.error = None;
             }

@@ -225,6 +225,16 @@ pub enum Field {
     Memory,
     /// Its virtual CPUs.
     Cpus,
+    /// The lab network it is bridged to.
+    Network,
+    /// Its address there.
+    Address,
+    /// Its MAC address.
+    Mac,
+    /// The host address of its NAT.
+    Nat,
+    /// Its forwarded ports.
+    Forwards,
 }
 
 /// What `Vms.Create` gets, checked.
@@ -238,6 +248,93 @@ pub struct NewVm {
     pub memory: String,
     /// Virtual CPUs.
     pub cpus: u32,
+    /// Its port on a lab network (`Vms.CreateBridged`); `None`: user-mode networking.
+    pub bridge: Option<NewBridge>,
+}
+
+/// A new VM's port on a lab network, as `Vms.CreateBridged` takes it. The words are the
+/// helper's to judge against the policy (which lab networks exist, which addresses are free),
+/// with the policy's sentences; only their shape is checked here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBridge {
+    /// The lab network (a `[[network]]` of the policy).
+    pub network: String,
+    /// The VM's IPv4 address on it.
+    pub address: String,
+    /// Its MAC address; empty: a stable one the helper picks.
+    pub mac: String,
+    /// The host address it is reachable at and leaves from; empty: none.
+    pub nat: String,
+    /// Ports of the NAT address forwarded to it; none: every port.
+    pub forwards: Vec<palisade_app::forward::Forward>,
+}
+
+/// The network part of the new-VM form as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeForm {
+    pub network: String,
+    pub address: String,
+    pub mac: String,
+    pub nat: String,
+    pub forwards: String,
+}
+
+/// The network part of the form (a lab network is named), judged for its shape: an IPv4
+/// address, a MAC address of six hex pairs, forwards as `tcp:2222:22`; forwards need a NAT
+/// address. Whether the network exists and the address is free is the helper's to say.
+pub fn check_bridge(form: &BridgeForm) -> Result<NewBridge, Vec<(Field, String)>> {
+    let mut problems = Vec::new();
+    let network = form.network.trim();
+    let address = form.address.trim();
+    if address.parse::<std::net::Ipv4Addr>().is_err() {
+        problems.push((
+            Field::Address,
+            gettext("Write the VM's IPv4 address on the lab network, like 10.77.0.10"),
+        ));
+    }
+    let mac = form.mac.trim();
+    let pairs: Vec<&str> = mac.split(':').collect();
+    if !mac.is_empty()
+        && (pairs.len() != 6
+            || pairs
+                .iter()
+                .any(|p| p.len() != 2 || !p.chars().all(|c| c.is_ascii_hexdigit())))
+    {
+        problems.push((
+            Field::Mac,
+            gettext("Write a MAC address as six pairs of hex digits, like 52:54:00:12:34:56, or leave it empty"),
+        ));
+    }
+    let nat = form.nat.trim();
+    if !nat.is_empty() && nat.parse::<std::net::Ipv4Addr>().is_err() {
+        problems.push((
+            Field::Nat,
+            gettext("Write one of this computer's IPv4 addresses, or leave it empty for no NAT"),
+        ));
+    }
+    let forwards = match palisade_app::forward::parse_forwards(&form.forwards) {
+        Ok(forwards) => forwards,
+        Err(why) => {
+            problems.push((Field::Forwards, why));
+            Vec::new()
+        }
+    };
+    if nat.is_empty() && !forwards.is_empty() {
+        problems.push((
+            Field::Forwards,
+            gettext("Forwarded ports need a NAT address"),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(NewBridge {
+        network: network.to_owned(),
+        address: address.to_owned(),
+        mac: mac.to_owned(),
+        nat: nat.to_owned(),
+        forwards,
+    })
 }
 
 /// The new-VM form as typed, judged by the contract's own rules before anything is sent: the
@@ -297,6 +394,7 @@ pub fn check_new_vm(
             disk_size: disk_size.trim().to_owned(),
             memory: memory.trim().to_owned(),
             cpus,
+            bridge: None,
         }),
         _ => Err(problems),
     }
@@ -607,5 +705,54 @@ mod tests {
         );
         assert_eq!(entries[0].label, "Logitech USB Receiver (046d:c52b)");
         assert!(usb_entries(&[], &[]).iter().all(|e| e.attached.is_none()));
+    }
+
+    #[test]
+    fn a_lab_port_is_judged_for_its_shape() {
+        let form = |address: &str, mac: &str, nat: &str, forwards: &str| BridgeForm {
+            network: " lab ".into(),
+            address: address.into(),
+            mac: mac.into(),
+            nat: nat.into(),
+            forwards: forwards.into(),
+        };
+        assert_eq!(
+            check_bridge(&form("10.77.0.20", "", "192.0.2.20", "tcp:2222:22")),
+            Ok(NewBridge {
+                network: "lab".into(),
+                address: "10.77.0.20".into(),
+                mac: String::new(),
+                nat: "192.0.2.20".into(),
+                forwards: vec![("tcp".into(), 2222, 22)],
+            })
+        );
+        let fields = |r: Result<NewBridge, Vec<(Field, String)>>| {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(check_bridge(&form("10.77.0", "", "", ""))),
+            [Field::Address]
+        );
+        assert_eq!(
+            fields(check_bridge(&form("10.77.0.20", "52:54:00:12:34", "", ""))),
+            [Field::Mac]
+        );
+        assert_eq!(
+            fields(check_bridge(&form("10.77.0.20", "", "nat", ""))),
+            [Field::Nat]
+        );
+        // Forwards without a NAT address have nowhere to arrive.
+        assert_eq!(
+            fields(check_bridge(&form("10.77.0.20", "", "", "tcp:22"))),
+            [Field::Forwards]
+        );
+        assert_eq!(
+            fields(check_bridge(&form("10.77.0.20", "", "192.0.2.20", "ssh"))),
+            [Field::Forwards]
+        );
     }
 }

@@ -271,6 +271,104 @@ fn an_admin_creates_a_vm_from_an_iso_and_manages_its_versions_and_deletion() {
     gui.assert_running();
 }
 
+/// A policy with the lab network `lab` and no VM yet.
+const LAB_NETWORK: &str = r#"
+[settings]
+accel = "tcg"
+
+[[network]]
+name = "lab"
+subnet = "10.77.0.0/24"
+address = "10.77.0.1"
+"#;
+
+#[test]
+fn an_admin_creates_a_bridged_vm_with_its_nat_in_the_dialog() {
+    let env = start();
+    apply(&env, LAB_NETWORK, &[]);
+    let generation = generation(&env);
+    let mut gui = Gui::start_as(&env, Some(ADMIN), &[]);
+    gui.click(
+        &env,
+        "push button",
+        "Create a virtual machine…",
+        SHOW_TIMEOUT,
+    );
+    gui.set_text(&env, "text", "Name", "lab1", UPDATE_TIMEOUT);
+    gui.set_text(&env, "text", "Disk size", "16M", UPDATE_TIMEOUT);
+    gui.set_text(&env, "text", "Memory", "256M", UPDATE_TIMEOUT);
+    gui.set_text(&env, "text", "CPUs", "1", UPDATE_TIMEOUT);
+    // Naming a lab network asks for the VM's address there; its shape is judged as typed.
+    gui.set_text(&env, "text", "Lab network", "lob", UPDATE_TIMEOUT);
+    gui.set_text(
+        &env,
+        "text",
+        "Address on the lab network",
+        "10.77.0",
+        UPDATE_TIMEOUT,
+    );
+    gui.wait_for(&env, "the address's problem", UPDATE_TIMEOUT, |t| {
+        shows_label_containing(t, "Address on the lab network: Write the VM's IPv4 address")
+    });
+    gui.set_text(
+        &env,
+        "text",
+        "Address on the lab network",
+        "10.77.0.20",
+        UPDATE_TIMEOUT,
+    );
+    gui.set_text(&env, "text", "NAT address", "192.0.2.20", UPDATE_TIMEOUT);
+    gui.set_text(
+        &env,
+        "text",
+        "Forwarded ports",
+        "tcp:2222:22",
+        UPDATE_TIMEOUT,
+    );
+
+    // A network the policy does not have: the helper's sentence, in the dialog; nothing made.
+    gui.click(&env, "push button", "Create", UPDATE_TIMEOUT);
+    gui.wait_for(&env, "the helper's refusal", UPDATE_TIMEOUT, |t| {
+        shows_label_containing(t, "no [[network]] named lob")
+    });
+    assert_eq!(
+        common::generation(&env),
+        generation,
+        "a refusal changed the policy"
+    );
+    assert!(!env.state_dir().join("images/lab1").exists());
+
+    // Fixed: created on the lab network, with its NAT, and listed so.
+    gui.set_text(&env, "text", "Lab network", "lab", UPDATE_TIMEOUT);
+    gui.click(&env, "push button", "Create", UPDATE_TIMEOUT);
+    let lines = [
+        "Shut down",
+        "Bridged to lab network lab, address 10.77.0.20",
+        "Reachable at 192.0.2.20 (tcp 2222 → 22)",
+    ];
+    gui.wait_for(&env, "lab1 with its network", UPDATE_TIMEOUT, |t| {
+        machine_rows(t) == ["lab1"]
+            && row_values(t, "lab1")
+                .iter()
+                .any(|v| v.lines().eq(lines.iter().copied()))
+    });
+    let listed = json_out(&env, ADMIN, &["vm", "list"]);
+    let mac = palisade_dbus::policy::lab::MacAddress::for_vm("lab1").to_string();
+    assert_eq!(
+        listed[0]["network"],
+        serde_json::json!({
+            "mode": "bridge",
+            "lab": "lab",
+            "address": "10.77.0.20",
+            "mac": mac,
+            "nat_address": "192.0.2.20",
+            "forwards": [{ "proto": "tcp", "port": 2222, "to_port": 22 }],
+        }),
+        "{listed}"
+    );
+    gui.assert_running();
+}
+
 #[test]
 fn an_operator_sees_her_machines_and_a_usb_menu_but_no_admin_controls() {
     let env = start();

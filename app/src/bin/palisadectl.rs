@@ -164,9 +164,9 @@ enum VmCommand {
             long = "forward",
             value_name = "PROTO:PORT[:TO_PORT]",
             requires = "nat",
-            value_parser = vm::parse_forward
+            value_parser = palisade_app::forward::parse_forward
         )]
-        forwards: Vec<vm::Forward>,
+        forwards: Vec<palisade_app::forward::Forward>,
     },
     /// Delete a stopped VM: its entry in the local policy (a new generation), then its disk
     /// images and every version of them. Asks first unless --yes is given.

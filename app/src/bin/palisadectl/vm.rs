@@ -9,25 +9,6 @@ use palisade_dbus::types::{RunMode, VmNetwork, VmNetworkMode};
 use palisade_dbus::Error;
 use std::process::ExitCode;
 
-/// A port forward as `--forward` gives it: the protocol word (the helper judges it), the port on
-/// the NAT address and the port on the VM.
-pub type Forward = (String, u16, u16);
-
-/// `--forward tcp:2222:22` (`tcp:8080` forwards to the same port).
-pub fn parse_forward(text: &str) -> Result<Forward, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a forward: write PROTO:PORT or PROTO:PORT:TO_PORT, like tcp:2222:22"
-        )
-    };
-    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
-    match text.split(':').collect::<Vec<_>>()[..] {
-        [proto, p] if !proto.is_empty() => Ok((proto.to_owned(), port(p)?, port(p)?)),
-        [proto, p, to] if !proto.is_empty() => Ok((proto.to_owned(), port(p)?, port(to)?)),
-        _ => Err(bad()),
-    }
-}
-
 /// The NETWORK column of `vm list`: `user`, `none`, `lab 10.77.0.10`, `lab 10.77.0.10 via
 /// 192.0.2.10`.
 pub fn network_summary(n: &VmNetwork) -> String {
@@ -353,25 +334,6 @@ mod tests {
             mac: String::new(),
             nat_address: String::new(),
             forwards: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn forwards_parse_with_and_without_a_second_port() {
-        assert_eq!(parse_forward("tcp:2222:22"), Ok(("tcp".into(), 2222, 22)));
-        assert_eq!(parse_forward("udp:53"), Ok(("udp".into(), 53, 53)));
-        // The protocol word is the helper's to judge, with the policy's sentence.
-        assert_eq!(parse_forward("icmp:1:1"), Ok(("icmp".into(), 1, 1)));
-        for bad in [
-            "",
-            "tcp",
-            ":22",
-            "tcp:x",
-            "tcp:70000",
-            "tcp:1:2:3",
-            "tcp:-1",
-        ] {
-            assert!(parse_forward(bad).is_err(), "{bad}");
         }
     }
 

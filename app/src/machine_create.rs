@@ -351,6 +351,44 @@ impl Component for MachineCreate {
                     #[watch]
                     set_sensitive: model.step.is_none(),
 
+                    // What is under way or wrong comes first: the form is taller than many
+                    // screens, and Create (in the header) says nothing about why it is off.
+                    add = &adw::PreferencesGroup {
+                        gtk::Box {
+                            set_spacing: 12,
+                            set_halign: gtk::Align::Center,
+                            #[watch]
+                            set_visible: model.step.is_some(),
+                            gtk::Spinner {
+                                #[watch]
+                                set_spinning: model.step.is_some(),
+                            },
+                            gtk::Label {
+                                #[watch]
+                                set_label: &model.progress(),
+                            },
+                        },
+                        gtk::Label {
+                            set_wrap: true,
+                            set_xalign: 0.0,
+                            set_selectable: true,
+                            add_css_class: "error",
+                            #[watch]
+                            set_visible: model.error.is_some() && model.step.is_none(),
+                            #[watch]
+                            set_label: &model.error.as_deref().map(capitalized).unwrap_or_default(),
+                        },
+                        gtk::Label {
+                            set_wrap: true,
+                            set_xalign: 0.0,
+                            add_css_class: "error",
+                            #[watch]
+                            set_visible: model.step.is_none() && !model.hint().is_empty(),
+                            #[watch]
+                            set_label: &model.hint(),
+                        },
+                    },
+
                     add = &adw::PreferencesGroup {
                         adw::EntryRow {
                             set_title: &gettext("Name"),
@@ -455,41 +493,6 @@ impl Component for MachineCreate {
                         },
                     },
 
-                    add = &adw::PreferencesGroup {
-                        gtk::Box {
-                            set_spacing: 12,
-                            set_halign: gtk::Align::Center,
-                            #[watch]
-                            set_visible: model.step.is_some(),
-                            gtk::Spinner {
-                                #[watch]
-                                set_spinning: model.step.is_some(),
-                            },
-                            gtk::Label {
-                                #[watch]
-                                set_label: &model.progress(),
-                            },
-                        },
-                        gtk::Label {
-                            set_wrap: true,
-                            set_xalign: 0.0,
-                            set_selectable: true,
-                            add_css_class: "error",
-                            #[watch]
-                            set_visible: model.error.is_some() && model.step.is_none(),
-                            #[watch]
-                            set_label: &model.error.as_deref().map(capitalized).unwrap_or_default(),
-                        },
-                        gtk::Label {
-                            set_wrap: true,
-                            set_xalign: 0.0,
-                            add_css_class: "error",
-                            #[watch]
-                            set_visible: model.step.is_none() && !model.hint().is_empty(),
-                            #[watch]
-                            set_label: &model.hint(),
-                        },
-                    },
                 },
             },
         }

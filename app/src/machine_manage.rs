@@ -258,7 +258,8 @@ impl Component for MachineManage {
         adw::Window {
             set_modal: true,
             set_default_width: 560,
-            set_default_height: 600,
+            // Room for every group without scrolling on a 900-pixel-high screen.
+            set_default_height: 780,
             #[watch]
             set_title: Some(&model.title()),
             connect_close_request[sender] => move |_| {

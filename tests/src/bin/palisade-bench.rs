@@ -92,18 +92,9 @@ fn main() -> Result<()> {
     }
     if wanted("app") {
         let env = TestEnv::start().context("starting the app rows' environment")?;
-        // The app rows drive the real app over AT-SPI; with a 1,000-rule policy the app's editor
-        // has been seen too slow for them to finish. Their failure is a row of the table, not
-        // the loss of every other section's figures.
-        match rt.block_on(app::app_rows(&env)) {
-            Ok(app_rows) => rows.extend(app_rows),
-            Err(e) => rows.push((
-                "the app's rows".into(),
-                format!("not measured: {e:#}").replace('\n', " "),
-                "-".into(),
-                "-".into(),
-            )),
-        }
+        // Each app row stands alone: a failure (the 1,000-rule editor has been too slow for the
+        // AT-SPI tool to find its buttons) is a row of the table, not the loss of the others.
+        rows.extend(rt.block_on(app::app_rows(&env)));
     }
     print_table(&rows);
     Ok(())

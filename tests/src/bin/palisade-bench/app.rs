@@ -1,5 +1,6 @@
 //! The app rows: the desktop app's start-up to its first frame, its memory after every page was
-//! opened, and the time from **Apply** to the keep-or-revert dialog with a 1,000-rule policy.
+//! opened, and the time from **Apply** to the keep-or-revert dialog with 100 and 1,000 rules.
+//! Each row is measured on its own; one that fails says why in its place.
 //!
 //! The app runs as the admin `pal-admin` on a private Xvfb with software rendering (cairo), each
 //! start with a session bus of its own, talking to the bench's helper (`palisade_tests::demo`'s
@@ -14,7 +15,7 @@
 //! Memory: the app's RSS once every page of the view switcher (as AT-SPI lists them) was opened
 //! and the window settled, next to the bare window's RSS.
 //!
-//! Apply: the editor open on a 1,000-rule VM, one rule turned off or on, then the clock runs
+//! Apply: the editor open on a 100- or 1,000-rule VM, one rule turned off or on, then the clock runs
 //! from the AT-SPI "click" of **Apply the changes** until the dialog is a window of the app on
 //! the accessibility bus (`tests/tools/bench_apply.py`, which then presses Keep). The anchor is
 //! the same change as a D-Bus `Apply` alone, from the bench.
@@ -48,9 +49,38 @@ fn program_env() -> [(&'static str, &'static OsStr); 3] {
     ]
 }
 
-pub async fn app_rows(env: &TestEnv) -> Result<Vec<Row>> {
-    let xvfb = Xvfb::start_sized(1024, 900)?;
+/// Every app row; a row that could not be measured says why in its place.
+pub async fn app_rows(env: &TestEnv) -> Vec<Row> {
+    let failed = |what: &str, e: anyhow::Error| {
+        (
+            what.to_owned(),
+            format!("not measured: {e:#}").replace('\n', " "),
+            "-".to_owned(),
+            "-".to_owned(),
+        )
+    };
+    let xvfb = match Xvfb::start_sized(1024, 900) {
+        Ok(xvfb) => xvfb,
+        Err(e) => return vec![failed("the app's rows", e)],
+    };
     let display = xvfb.display();
+    let mut rows = Vec::new();
+    match start_and_memory_rows(env, display) {
+        Ok(more) => rows.extend(more),
+        Err(e) => rows.push(failed("app start-up and memory", e)),
+    }
+    for count in [100, 1_000] {
+        let what = format!("app: Apply to the keep dialog, {count} rules");
+        match apply_row(env, display, count).await {
+            Ok(row) => rows.push(row),
+            Err(e) => rows.push(failed(&what, e)),
+        }
+    }
+    rows
+}
+
+/// Start-up to the first frame, and the memory after every page was opened.
+fn start_and_memory_rows(env: &TestEnv, display: &str) -> Result<Vec<Row>> {
     let example = std::fs::read_to_string(workspace_dir().join("data/examples/policy.toml"))?;
     apply_as_root(env, &example)?;
     let app_bin = env.bin_dir().join("palisade");
@@ -103,9 +133,14 @@ pub async fn app_rows(env: &TestEnv) -> Result<Vec<Row>> {
         format!("bare libadwaita window: {}", mib(hello_rss)),
         "-".into(),
     ));
+    Ok(rows)
+}
 
-    // Apply to the keep-or-revert dialog, 1,000 rules.
-    let doc = policy_with_rules(1_000, true);
+/// Apply to the keep-or-revert dialog with a `count`-rule policy, next to the same change as
+/// one D-Bus `Apply`.
+async fn apply_row(env: &TestEnv, display: &str, count: usize) -> Result<Row> {
+    let app_bin = env.bin_dir().join("palisade");
+    let doc = policy_with_rules(count, true);
     apply_as_root(env, &doc)?;
     let (app, _) = first_frame(env, display, &app_bin)?;
     act(env, &app, "page tab", "Firewall")?;
@@ -156,16 +191,15 @@ pub async fn app_rows(env: &TestEnv) -> Result<Vec<Row>> {
         proxy.apply(next.as_bytes(), base, 0, Client::Other).await?;
         alone.push(started.elapsed());
     }
-    rows.push((
-        format!("app: Apply to the keep dialog, 1,000 rules (median of {APPLIES})"),
+    Ok((
+        format!("app: Apply to the keep dialog, {count} rules (median of {APPLIES})"),
         ms(median(&mut applies)),
         format!(
             "the same change as one D-Bus Apply: {}",
             ms(median(&mut alone))
         ),
         "-".into(),
-    ));
-    Ok(rows)
+    ))
 }
 
 /// Applies `doc` as root, without a confirmation window.

@@ -167,21 +167,23 @@ async fn create(
         };
     };
     out.emit(MachineCreateCmd::Progress(Step::Installing));
-    let install = async {
-        // Opened as the user, off the async workers; the helper gets the descriptor only.
-        let file = tokio::task::spawn_blocking(move || {
-            handover::open_as_caller(&iso, &gettext("the installer ISO"))
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-        interactive::install_vm(&proxy, &new.name, &file, CALL_TIMEOUT).await?;
-        Ok(())
-    }
-    .await;
+    let install = install(&proxy, &new.name, iso).await;
     MachineCreateCmd::Created {
         name: new.name,
         install: Some(install),
     }
+}
+
+/// Boots VM `name`'s installer from `iso`, opened here as the user, off the async workers: the
+/// helper gets the descriptor only.
+pub async fn install(proxy: &VmsProxy<'_>, name: &str, iso: PathBuf) -> Result<(), Error> {
+    let file = tokio::task::spawn_blocking(move || {
+        handover::open_as_caller(&iso, &gettext("the installer ISO"))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    interactive::install_vm(proxy, name, &file, CALL_TIMEOUT).await?;
+    Ok(())
 }
 
 impl MachineCreate {

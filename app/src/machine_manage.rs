@@ -14,8 +14,7 @@ use crate::app::CALL_TIMEOUT;
 use crate::format::{self, capitalized};
 use crate::i18n::{gettext, i18n_f};
 use crate::interactive;
-use crate::machine_create::iso_chooser;
-use palisade_app::handover;
+use crate::machine_create::{self, iso_chooser};
 use palisade_dbus::proxy::VmsProxy;
 use palisade_dbus::types::{ImageRole, ImageVersion, RunMode, VmState};
 use palisade_dbus::Error;
@@ -442,18 +441,11 @@ impl Component for MachineManage {
                 let (connection, name) = (self.connection.clone(), self.name.clone());
                 sender.oneshot_command(async move {
                     let result = async {
-                        // Opened as the user, off the async workers; the helper gets the
-                        // descriptor only.
-                        let file = tokio::task::spawn_blocking(move || {
-                            handover::open_as_caller(&iso, &gettext("the installer ISO"))
-                        })
-                        .await
-                        .map_err(|e| Error::Internal(e.to_string()))??;
                         let proxy = VmsProxy::new(&connection).await?;
-                        interactive::install_vm(&proxy, &name, &file, CALL_TIMEOUT).await
+                        machine_create::install(&proxy, &name, iso).await
                     }
                     .await;
-                    MachineManageCmd::Installing(result.map(|_| ()))
+                    MachineManageCmd::Installing(result)
                 });
             }
             MachineManageInput::Promote => self.change(&sender, |connection, name| {

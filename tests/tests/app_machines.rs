@@ -271,17 +271,6 @@ fn an_admin_creates_a_vm_from_an_iso_and_manages_its_versions_and_deletion() {
     gui.assert_running();
 }
 
-/// A policy with the lab network `lab` and no VM yet.
-const LAB_NETWORK: &str = r#"
-[settings]
-accel = "tcg"
-
-[[network]]
-name = "lab"
-subnet = "10.77.0.0/24"
-address = "10.77.0.1"
-"#;
-
 #[test]
 fn an_admin_creates_a_bridged_vm_with_its_nat_in_the_dialog() {
     let env = start();
@@ -353,19 +342,7 @@ fn an_admin_creates_a_bridged_vm_with_its_nat_in_the_dialog() {
                 .any(|v| v.lines().eq(lines.iter().copied()))
     });
     let listed = json_out(&env, ADMIN, &["vm", "list"]);
-    let mac = palisade_dbus::policy::lab::MacAddress::for_vm("lab1").to_string();
-    assert_eq!(
-        listed[0]["network"],
-        serde_json::json!({
-            "mode": "bridge",
-            "lab": "lab",
-            "address": "10.77.0.20",
-            "mac": mac,
-            "nat_address": "192.0.2.20",
-            "forwards": [{ "proto": "tcp", "port": 2222, "to_port": 22 }],
-        }),
-        "{listed}"
-    );
+    assert_eq!(listed[0]["network"], lab1_network(), "{listed}");
     gui.assert_running();
 }
 

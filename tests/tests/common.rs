@@ -275,6 +275,31 @@ pub fn create_work(env: &TestEnv, cmdline: &str) {
     apply(env, &vm_policy(cmdline, "\"pal-alice\""), &[]);
 }
 
+/// A policy with the lab network `lab` and no VM yet.
+pub const LAB_NETWORK: &str = r#"
+[settings]
+accel = "tcg"
+
+[[network]]
+name = "lab"
+subnet = "10.77.0.0/24"
+address = "10.77.0.1"
+"#;
+
+/// The network `vm list --json` reports for `lab1` made on `lab` at 10.77.0.20, reachable at
+/// 192.0.2.20 with tcp 2222 forwarded to 22 (its MAC the stable one derived from its name).
+pub fn lab1_network() -> serde_json::Value {
+    let mac = palisade_dbus::policy::lab::MacAddress::for_vm("lab1").to_string();
+    serde_json::json!({
+        "mode": "bridge",
+        "lab": "lab",
+        "address": "10.77.0.20",
+        "mac": mac,
+        "nat_address": "192.0.2.20",
+        "forwards": [{ "proto": "tcp", "port": 2222, "to_port": 22 }],
+    })
+}
+
 pub fn images(env: &TestEnv) -> PathBuf {
     env.state_dir().join("images/work")
 }

@@ -13,33 +13,50 @@ use relm4::gtk::prelude::*;
 /// A button showing only `icon_name`, named `label` for screen readers and AT-SPI, with `label`
 /// as its tooltip too.
 pub fn icon_button(icon_name: &str, label: &str) -> gtk::Button {
-    let ui = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<interface>
-  <object class="GtkButton" id="button">
+    let [button] = icon_buttons([(icon_name, label)]);
+    button
+}
+
+/// Buttons as [`icon_button`] makes them, one per `(icon_name, label)`, from one UI description
+/// (the rule editor shows six per rule, and a list may hold a thousand rules).
+pub fn icon_buttons<const N: usize>(buttons: [(&str, &str); N]) -> [gtk::Button; N] {
+    let objects: String = buttons
+        .iter()
+        .enumerate()
+        .map(|(i, (icon, label))| {
+            format!(
+                r#"
+  <object class="GtkButton" id="button{i}">
     <property name="icon-name">{icon}</property>
     <property name="tooltip-text">{label}</property>
     <accessibility>
       <property name="label">{label}</property>
     </accessibility>
-  </object>
-</interface>"#,
-        icon = glib::markup_escape_text(icon_name),
-        label = glib::markup_escape_text(label),
-    );
-    let button = gtk::Builder::from_string(&ui)
-        .object::<gtk::Button>("button")
-        .unwrap_or_else(|| {
-            let button = gtk::Button::from_icon_name(icon_name);
-            button.set_tooltip_text(Some(label));
-            button
-        });
-    // The icon has no accessible of its own: picking the button's centre (what an assistive
-    // technology's hit test does) must find the button, not an anonymous image.
-    if let Some(icon) = button.child() {
-        icon.set_can_target(false);
-    }
-    button
+  </object>"#,
+                icon = glib::markup_escape_text(icon),
+                label = glib::markup_escape_text(label),
+            )
+        })
+        .collect();
+    let ui =
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<interface>{objects}\n</interface>");
+    let builder = gtk::Builder::from_string(&ui);
+    std::array::from_fn(|i| {
+        let (icon, label) = buttons[i];
+        let button = builder
+            .object::<gtk::Button>(&format!("button{i}"))
+            .unwrap_or_else(|| {
+                let button = gtk::Button::from_icon_name(icon);
+                button.set_tooltip_text(Some(label));
+                button
+            });
+        // The icon has no accessible of its own: picking the button's centre (what an
+        // assistive technology's hit test does) must find the button, not an anonymous image.
+        if let Some(icon) = button.child() {
+            icon.set_can_target(false);
+        }
+        button
+    })
 }
 
 /// A button showing `label`, named `accessible` for screen readers and AT-SPI (e.g. "Open

@@ -29,6 +29,7 @@
 //! and show the same bar.
 
 mod access_page;
+mod rule_lists;
 
 use crate::a11y;
 use crate::expiry;
@@ -98,9 +99,6 @@ struct Bar {
     preview: gtk::Button,
 }
 
-/// A row of an expiring rule: its subtitle's lines before and after the expiry's words.
-type Expiring = (adw::ActionRow, Vec<String>, SystemTime, Vec<String>);
-
 /// Which control of a rule list gets the keyboard focus after a change rebuilt the list, so
 /// that a keyboard user stays where they were (on the moved rule's Move button, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +138,10 @@ pub struct PolicyEditor {
     /// The accessible name of the Access page's button to focus once the page is rebuilt (the
     /// one whose dialog made the change, or Add after a removal), so a keyboard user stays put.
     access_focus: RefCell<Option<String>>,
-    /// The rule lists, rebuilt after every change.
+    /// The box of the rule lists.
     lists: gtk::Box,
+    /// The rule lists, updated in place.
+    rule_lists: RefCell<rule_lists::RuleLists>,
     /// The Firewall page's bar and the Access page's.
     bars: [Bar; 2],
     /// The Edit toggle.
@@ -152,8 +152,6 @@ pub struct PolicyEditor {
     search_entry: gtk::SearchEntry,
     /// "No rule matches", or why moving is off while searching.
     search_note: gtk::Label,
-    /// Rows of expiring rules, said again every [`TICK`].
-    expiring: RefCell<Vec<Expiring>>,
     /// The Access page, put in the window's stack.
     access_page: gtk::ScrolledWindow,
     /// Its groups, rebuilt after every change.
@@ -623,10 +621,6 @@ impl PolicyEditor {
         }
         self.render_access(sender);
 
-        while let Some(child) = self.lists.first_child() {
-            self.lists.remove(&child);
-        }
-        self.expiring.borrow_mut().clear();
         self.lists.set_visible(editing);
         self.search_entry.set_visible(editing);
         self.search_note.set_visible(false);
@@ -636,255 +630,23 @@ impl PolicyEditor {
         if !editing {
             return;
         }
-        let shown = std::cell::Cell::new(0usize);
-        let text = draft.text();
-        let target: std::cell::RefCell<Option<gtk::Widget>> = std::cell::RefCell::new(None);
-        for (vm, default) in local_vms(&text) {
-            let list = RuleList::Vm(vm.clone());
-            let group = self.list_group(
+        let shown = self.rule_lists.borrow_mut().show(
+            &rule_lists::Shown {
                 draft,
-                &list,
-                &i18n_f("Rules of {vm} (being edited)", &[("vm", &vm)]),
-                &target,
-                &shown,
-                sender,
-            );
-            let combo = adw::ComboRow::new();
-            combo.set_title(&i18n_f("Default action of {vm}", &[("vm", &vm)]));
-            combo.set_subtitle(&gettext("For traffic no rule matched"));
-            combo.set_model(Some(&gtk::StringList::new(&[
-                &crate::format::verdict(palisade_dbus::policy::Verdict::Accept),
-                &crate::format::verdict(palisade_dbus::policy::Verdict::Drop),
-                &crate::format::verdict(palisade_dbus::policy::Verdict::Reject),
-            ])));
-            combo.set_selected(
-                ACTIONS
-                    .iter()
-                    .position(|a| *a == default)
-                    .and_then(|i| u32::try_from(i).ok())
-                    .unwrap_or(1),
-            );
-            let input = sender.input_sender().clone();
-            combo.connect_selected_notify(move |c| {
-                if let Some(action) = ACTIONS.get(c.selected() as usize) {
-                    if **action != default {
-                        input.emit(PolicyEditorInput::Change(Change::Default(
-                            vm.clone(),
-                            (*action).to_owned(),
-                        )));
-                    }
-                }
-            });
-            if self.focus == Some((list.clone(), 0, Focus::Default)) {
-                target.replace(Some(combo.clone().upcast()));
-            }
-            group.add(&combo);
-            self.lists.append(&group);
-        }
-        let host = self.list_group(
-            draft,
-            &RuleList::Host,
-            &gettext("Rules for every local process (being edited)"),
-            &target,
-            &shown,
+                findings: &self.findings,
+                search: &self.search,
+                focus: self.focus.as_ref(),
+            },
             sender,
         );
-        self.lists.append(&host);
         if !self.search.is_empty() {
             self.search_note.set_visible(true);
-            self.search_note.set_label(&if shown.get() == 0 {
+            self.search_note.set_label(&if shown == 0 {
                 i18n_f("No rule matches “{text}”", &[("text", &self.search)])
             } else {
                 gettext("Clear the search to move rules: their order is that of the whole list")
             });
         }
-        if let Some(widget) = target.take() {
-            widget.grab_focus();
-        }
-    }
-
-    /// A group with `list`'s rules and their buttons.
-    fn list_group(
-        &self,
-        draft: &PolicyDocument,
-        list: &RuleList,
-        title: &str,
-        target: &std::cell::RefCell<Option<gtk::Widget>>,
-        shown: &std::cell::Cell<usize>,
-        sender: &ComponentSender<Self>,
-    ) -> adw::PreferencesGroup {
-        let wanted = |i: usize, kind: Focus, widget: &gtk::Button| {
-            if self.focus.as_ref() == Some(&(list.clone(), i, kind)) {
-                target.replace(Some(widget.clone().upcast()));
-            }
-        };
-        let group = adw::PreferencesGroup::new();
-        group.set_title(title);
-        let name = list_name(list);
-        let add = a11y::text_button(
-            &gettext("Add rule"),
-            &i18n_f("Add a rule to {list}", &[("list", &name)]),
-        );
-        add.add_css_class("flat");
-        {
-            let input = sender.input_sender().clone();
-            let list = list.clone();
-            add.connect_clicked(move |_| input.emit(PolicyEditorInput::Open(list.clone(), None)));
-        }
-        wanted(0, Focus::Add, &add);
-        let header = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        header.append(&add);
-        if let RuleList::Vm(vm) = list {
-            header.append(&self.quick_button(vm, sender));
-        }
-        group.set_header_suffix(Some(&header));
-        let rules = draft.rules_of(list).unwrap_or_default();
-        let count = rules.len();
-        let now = SystemTime::now();
-        let filtering = !self.search.is_empty();
-        for (i, fields) in rules.into_iter().enumerate() {
-            if filtering && !matches(&fields, &self.search) {
-                continue;
-            }
-            shown.set(shown.get() + 1);
-            let number = (i + 1).to_string();
-            let row = adw::ActionRow::new();
-            row.set_use_markup(false);
-            row.set_title(&format!("{number}. {}", summary(&fields)));
-            let findings = about_rule(&self.findings, list, i);
-            let mut before: Vec<String> = Vec::new();
-            if !fields.enabled {
-                before.push(gettext("turned off"));
-            }
-            let mut after: Vec<String> = Vec::new();
-            if !fields.comment.is_empty() {
-                after.push(fields.comment.clone());
-            }
-            for ((field, message), _) in &findings {
-                after.push(if field.is_empty() {
-                    message.clone()
-                } else {
-                    format!("{field}: {message}")
-                });
-            }
-            match expiry::from_policy_text(&fields.expires) {
-                Some(at) => {
-                    row.set_subtitle(&subtitle(&before, Some(at), &after, now));
-                    self.expiring
-                        .borrow_mut()
-                        .push((row.clone(), before, at, after));
-                }
-                None => row.set_subtitle(&subtitle(&before, None, &after, now)),
-            }
-            if findings.iter().any(|(_, error)| *error) {
-                row.add_css_class("error");
-            }
-            let args = [("number", number.as_str()), ("list", name.as_str())];
-            let button = |icon: &str, label: String, input: PolicyEditorInput| {
-                let b = a11y::icon_button(icon, &label);
-                b.add_css_class("flat");
-                b.set_valign(gtk::Align::Center);
-                let sender = sender.input_sender().clone();
-                b.connect_clicked(move |_| sender.emit(clone_input(&input)));
-                row.add_suffix(&b);
-                b
-            };
-            let edit = button(
-                "document-edit-symbolic",
-                i18n_f("Edit rule {number} of {list}", &args),
-                PolicyEditorInput::Open(list.clone(), Some(i)),
-            );
-            wanted(i, Focus::Edit, &edit);
-            let duplicate = button(
-                "edit-copy-symbolic",
-                i18n_f("Duplicate rule {number} of {list}", &args),
-                PolicyEditorInput::Change(Change::Duplicate(list.clone(), i)),
-            );
-            wanted(i, Focus::Duplicate, &duplicate);
-            let toggle = button(
-                if fields.enabled {
-                    "media-playback-pause-symbolic"
-                } else {
-                    "media-playback-start-symbolic"
-                },
-                if fields.enabled {
-                    i18n_f("Turn off rule {number} of {list}", &args)
-                } else {
-                    i18n_f("Turn on rule {number} of {list}", &args)
-                },
-                PolicyEditorInput::Change(Change::Enable(list.clone(), i, !fields.enabled)),
-            );
-            wanted(i, Focus::Toggle, &toggle);
-            let up = button(
-                "go-up-symbolic",
-                i18n_f("Move rule {number} of {list} up", &args),
-                PolicyEditorInput::Change(Change::Move(list.clone(), i, i.saturating_sub(1))),
-            );
-            up.set_sensitive(i > 0 && !filtering);
-            wanted(i, Focus::Up, &up);
-            let down = button(
-                "go-down-symbolic",
-                i18n_f("Move rule {number} of {list} down", &args),
-                PolicyEditorInput::Change(Change::Move(list.clone(), i, i + 1)),
-            );
-            down.set_sensitive(i + 1 < count && !filtering);
-            wanted(i, Focus::Down, &down);
-            let delete = button(
-                "user-trash-symbolic",
-                i18n_f("Delete rule {number} of {list}", &args),
-                PolicyEditorInput::Change(Change::Delete(list.clone(), i)),
-            );
-            wanted(i, Focus::Delete, &delete);
-            group.add(&row);
-        }
-        if count == 0 {
-            let row = adw::ActionRow::new();
-            row.set_title(&gettext("No rules yet"));
-            group.add(&row);
-        }
-        group
-    }
-
-    /// The Quick actions button of VM `vm`'s list. Its choices come in a dialog rather than a
-    /// popover menu: a popover is a surface of its own, which assistive technologies (and the
-    /// end-to-end tests, through them) cannot find at its place on screen in GTK 4.8.
-    fn quick_button(&self, vm: &str, sender: &ComponentSender<Self>) -> gtk::Button {
-        let button = a11y::text_button(
-            &gettext("Quick actions…"),
-            &i18n_f("Quick actions for {vm}", &[("vm", vm)]),
-        );
-        button.add_css_class("flat");
-        let input = sender.input_sender().clone();
-        let vm = vm.to_owned();
-        button.connect_clicked(move |b| {
-            let dialog = adw::MessageDialog::new(
-                b.root().and_downcast::<gtk::Window>().as_ref(),
-                Some(&i18n_f("Quick actions for {vm}", &[("vm", &vm)])),
-                Some(&gettext(
-                    "Each changes only the draft: you see it, preview it and apply it as any other edit.",
-                )),
-            );
-            dialog.add_response("cancel", &gettext("_Cancel"));
-            dialog.add_response("all", &gettext("_Allow Everything for 15 Minutes"));
-            dialog.add_response("https", &gettext("_HTTPS Only"));
-            dialog.add_response("proxy", &gettext("Only Through the _Proxy"));
-            dialog.set_close_response("cancel");
-            let (input, vm) = (input.clone(), vm.clone());
-            dialog.connect_response(None, move |_, response| {
-                let action = match response {
-                    "all" => QuickAction::AllowAll,
-                    "https" => QuickAction::HttpsOnly,
-                    "proxy" => QuickAction::Proxy {
-                        host: String::new(),
-                        port: String::new(),
-                    },
-                    _ => return,
-                };
-                input.emit(PolicyEditorInput::Quick(vm.clone(), action));
-            });
-            dialog.present();
-        });
-        button
     }
 
     /// The Access page's widget, for the window's stack.
@@ -1015,14 +777,6 @@ impl PolicyEditor {
             }
         });
         dialog.present();
-    }
-
-    /// Says again how long expiring rules have left.
-    fn tick(&self) {
-        let now = SystemTime::now();
-        for (row, before, at, after) in self.expiring.borrow().iter() {
-            row.set_subtitle(&subtitle(before, Some(*at), after, now));
-        }
     }
 
     /// Opens the rule dialog for rule `index` of `list`.
@@ -1411,13 +1165,13 @@ impl Component for PolicyEditor {
             busy: false,
             focus: None,
             access_focus: RefCell::new(None),
+            rule_lists: RefCell::new(rule_lists::RuleLists::new(lists.clone())),
             lists,
             bars,
             toggle,
             search: String::new(),
             search_entry,
             search_note,
-            expiring: RefCell::new(Vec::new()),
             access_page,
             access_groups,
         };
@@ -1586,7 +1340,7 @@ impl Component for PolicyEditor {
                 Err(e) => toast(e.sentence()),
             },
             PolicyEditorCmd::Tick => {
-                self.tick();
+                self.rule_lists.borrow().tick(SystemTime::now());
                 return;
             }
             PolicyEditorCmd::OnTopPreview(result) => match result {

@@ -22,7 +22,7 @@ use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::info_row::{InfoRow, InfoRowInit};
 use crate::managed::Managed;
 use crate::policy_editor::{PolicyEditor, PolicyEditorInput, PolicyEditorOutput};
-use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
+use crate::rule_row::{failing_names, name_of, show_rules, RuleRow, RuleRowInit, RuleRowInput};
 use crate::vm_row::{VmRow, VmRowInit, VmRowInput, VmRowOutput};
 use palisade_dbus::policy::merge::merge;
 use palisade_dbus::policy::{Parsed, Policy};
@@ -349,35 +349,56 @@ impl PolicyView {
         let of = |owner: &str| -> Vec<DnsNameState> {
             names.iter().filter(|n| n.vm == owner).cloned().collect()
         };
+        let inits: Vec<VmRowInit> = policy
+            .vms
+            .into_iter()
+            .map(|vm| {
+                let expanded = self.expanded.contains(vm.name.as_str());
+                // A VM without the forwarder has its names resolved by the helper, as the
+                // host's.
+                let names = of(if vm.dns { vm.name.as_str() } else { HOST_NAMES });
+                VmRowInit {
+                    managed_by: managed.vm(vm.name.as_str()),
+                    vm,
+                    expanded,
+                    names,
+                }
+            })
+            .collect();
         let mut vms = self.vms.guard();
-        vms.clear();
-        for vm in policy.vms {
-            let expanded = self.expanded.contains(vm.name.as_str());
-            // A VM without the forwarder has its names resolved by the helper, as the host's.
-            let names = of(if vm.dns { vm.name.as_str() } else { HOST_NAMES });
-            vms.push_back(VmRowInit {
-                managed_by: managed.vm(vm.name.as_str()),
-                vm,
-                expanded,
-                names,
-            });
+        // The same VMs are shown again in place: a policy with a thousand rules is not
+        // made again row by row for every generation (see rule_row).
+        let same = vms.len() == inits.len()
+            && inits
+                .iter()
+                .enumerate()
+                .all(|(i, init)| vms.get(i).is_some_and(|row| row.can_show(init)));
+        if same {
+            for (i, init) in inits.into_iter().enumerate() {
+                vms.send(i, VmRowInput::Show(Box::new(init)));
+            }
+        } else {
+            vms.clear();
+            for init in inits {
+                vms.push_back(init);
+            }
         }
         drop(vms);
 
         let host_names = of(HOST_NAMES);
         self.host_names_failing = failing_names(&policy.host_rules, &host_names);
-        let mut host = self.host_rules.guard();
-        host.clear();
-        for (i, rule) in policy.host_rules.into_iter().enumerate() {
-            let name = name_of(&rule, &host_names);
-            host.push_back(RuleRowInit::Rule {
+        let host: Vec<RuleRowInit> = policy
+            .host_rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| RuleRowInit::Rule {
                 position: i + 1,
+                name: name_of(&rule, &host_names),
                 rule,
-                name,
                 managed_by: managed.host_rule(i + 1),
-            });
-        }
-        drop(host);
+            })
+            .collect();
+        show_rules(&mut self.host_rules, host);
 
         let mut consoles = self.consoles.guard();
         consoles.clear();
@@ -481,7 +502,8 @@ impl PolicyView {
                 self.set_findings(&parsed.warnings);
                 // Without them the rows show the rules alone: nothing else depends on them.
                 self.show(parsed.policy, &names.unwrap_or_default(), &managed);
-                // The rows are new; their hits come with the next read.
+                // The counters read were the old generation's; the new ones come with the next
+                // read.
                 self.hits = None;
                 self.hits_refused = false;
                 self.read_hits(sender);

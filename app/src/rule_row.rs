@@ -4,6 +4,12 @@
 //! closing "anything else" row that shows a VM's default action. Each row also says how often
 //! its rule decided a packet, once the policy view has read the helper's counters. A host rule
 //! that a drop-in defines shows a lock and its file.
+//!
+//! A list of rows is shown again in place ([`show_rules`]): row `k` stays row `k`, a row whose
+//! rule is unchanged is left alone and one whose rule changed takes the new one, so that a new
+//! generation of a policy with a thousand rules does not make a thousand rows again (GTK
+//! announces every new widget on the accessibility bus). A row is made anew only where its kind,
+//! verdict or lock changed: the lock is named for screen readers when it is made.
 
 use crate::format;
 use crate::i18n::{gettext, i18n_f};
@@ -12,7 +18,7 @@ use crate::managed::{self, ManagedBy};
 use palisade_dbus::policy::{Rule, Verdict};
 use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
-use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
+use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
 use relm4::{adw, gtk};
 use std::time::SystemTime;
 
@@ -65,6 +71,8 @@ pub enum RuleRowInput {
     Hits(Option<String>),
     /// The time is now this: say again how long an expiring rule has left.
     Now(SystemTime),
+    /// Show this rule instead, of the same verdict and lock (see [`show_rules`]).
+    Set(Box<RuleRowInit>),
 }
 
 #[relm4::factory(pub)]
@@ -78,6 +86,7 @@ impl FactoryComponent for RuleRow {
     view! {
         adw::ActionRow {
             set_use_markup: false,
+            #[watch]
             set_title: &self.title,
             #[watch]
             set_subtitle: &self.subtitle(),
@@ -106,6 +115,33 @@ impl FactoryComponent for RuleRow {
     }
 
     fn init_model(init: Self::Init, _index: &DynamicIndex, _sender: FactorySender<Self>) -> Self {
+        RuleRow::from_init(init, SystemTime::now())
+    }
+
+    fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
+        match message {
+            RuleRowInput::Hits(hits) => self.hits = hits,
+            RuleRowInput::Set(init) => {
+                // The hits are those of the position: they stay until the next reading.
+                let hits = self.hits.take();
+                *self = RuleRow::from_init(*init, SystemTime::now());
+                self.hits = hits;
+            }
+            RuleRowInput::Now(now) => {
+                if let Some((rule, name)) = &self.rule {
+                    if rule.expires.is_some() {
+                        self.details =
+                            details(rule, name.as_deref(), self.managed_by.as_ref(), now);
+                        self.inactive = !rule.is_active(now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl RuleRow {
+    fn from_init(init: RuleRowInit, now: SystemTime) -> RuleRow {
         match init {
             RuleRowInit::Rule {
                 position,
@@ -113,7 +149,6 @@ impl FactoryComponent for RuleRow {
                 name,
                 managed_by,
             } => {
-                let now = SystemTime::now();
                 let name = name.as_deref().map(format::name_state);
                 let details = details(&rule, name.as_deref(), managed_by.as_ref(), now);
                 RuleRow {
@@ -143,23 +178,37 @@ impl FactoryComponent for RuleRow {
         }
     }
 
-    fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
-        match message {
-            RuleRowInput::Hits(hits) => self.hits = hits,
-            RuleRowInput::Now(now) => {
-                if let Some((rule, name)) = &self.rule {
-                    if rule.expires.is_some() {
-                        self.details =
-                            details(rule, name.as_deref(), self.managed_by.as_ref(), now);
-                        self.inactive = !rule.is_active(now);
-                    }
+    /// How the row stands to `init`: showing it already, able to show it in place (same
+    /// position, kind, verdict and lock), or not.
+    fn fit(&self, init: &RuleRowInit) -> Fit {
+        match (init, &self.rule) {
+            (
+                RuleRowInit::Rule {
+                    position,
+                    rule,
+                    name,
+                    managed_by,
+                },
+                Some((shown, shown_name)),
+            ) => {
+                if self.position != position.to_string()
+                    || shown.action != rule.action
+                    || self.managed_by != *managed_by
+                {
+                    Fit::Remake
+                } else if shown == rule && *shown_name == name.as_deref().map(format::name_state) {
+                    Fit::Same
+                } else {
+                    Fit::InPlace
                 }
             }
+            (RuleRowInit::Default(verdict), None) if self.verdict == format::verdict(*verdict) => {
+                Fit::Same
+            }
+            _ => Fit::Remake,
         }
     }
-}
 
-impl RuleRow {
     /// The details, then the hits on a line of their own.
     fn subtitle(&self) -> String {
         match &self.hits {
@@ -200,6 +249,35 @@ impl RuleRow {
     }
 }
 
+/// How a row stands to what it should show.
+enum Fit {
+    Same,
+    InPlace,
+    Remake,
+}
+
+/// Shows `inits` in `rows`, in place as far as it can (see the module's comment).
+pub fn show_rules(rows: &mut FactoryVecDeque<RuleRow>, inits: Vec<RuleRowInit>) {
+    let mut guard = rows.guard();
+    let count = inits.len();
+    for (i, init) in inits.into_iter().enumerate() {
+        match guard.get(i).map(|row| row.fit(&init)) {
+            Some(Fit::Same) => {}
+            Some(Fit::InPlace) => guard.send(i, RuleRowInput::Set(Box::new(init))),
+            Some(Fit::Remake) => {
+                guard.remove(i);
+                guard.insert(i, init);
+            }
+            None => {
+                guard.push_back(init);
+            }
+        }
+    }
+    while guard.len() > count {
+        guard.pop_back();
+    }
+}
+
 /// A rule's subtitle at `now`: its details, the state of its name, the file that defines it.
 fn details(
     rule: &Rule,
@@ -237,4 +315,103 @@ pub fn failing_names(rules: &[Rule], names: &[DnsNameState]) -> usize {
         .filter_map(|r| name_of(r, names))
         .filter(|n| !n.problem.is_empty())
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_dbus::policy::{Destination, Protocol};
+
+    fn rule(action: Verdict, comment: &str) -> Rule {
+        Rule {
+            action,
+            destination: Destination::Any,
+            protocol: Protocol::Any,
+            ports: None,
+            icmp_type: None,
+            expires: None,
+            log: false,
+            comment: comment.into(),
+            enabled: true,
+        }
+    }
+
+    fn init(position: usize, rule: Rule) -> RuleRowInit {
+        RuleRowInit::Rule {
+            position,
+            rule,
+            name: None,
+            managed_by: None,
+        }
+    }
+
+    fn fit(shown: RuleRowInit, next: RuleRowInit) -> &'static str {
+        match RuleRow::from_init(shown, SystemTime::now()).fit(&next) {
+            Fit::Same => "same",
+            Fit::InPlace => "in place",
+            Fit::Remake => "remake",
+        }
+    }
+
+    #[test]
+    fn a_row_is_left_alone_changed_in_place_or_made_anew() {
+        let accept = rule(Verdict::Accept, "mail");
+        assert_eq!(
+            fit(init(3, accept.clone()), init(3, accept.clone())),
+            "same"
+        );
+        // Another comment, or turned off: the same row says so.
+        assert_eq!(
+            fit(
+                init(3, accept.clone()),
+                init(3, rule(Verdict::Accept, "web"))
+            ),
+            "in place"
+        );
+        let off = Rule {
+            enabled: false,
+            ..accept.clone()
+        };
+        assert_eq!(fit(init(3, accept.clone()), init(3, off)), "in place");
+        // The badge's colour, the number, the lock and the kind of row are made with the row.
+        assert_eq!(
+            fit(
+                init(3, accept.clone()),
+                init(3, rule(Verdict::Drop, "mail"))
+            ),
+            "remake"
+        );
+        assert_eq!(
+            fit(init(3, accept.clone()), init(4, accept.clone())),
+            "remake"
+        );
+        let managed = RuleRowInit::Rule {
+            position: 3,
+            rule: accept.clone(),
+            name: None,
+            managed_by: Some(ManagedBy {
+                file: "50-office.toml".into(),
+                kind: palisade_dbus::types::SourceKind::Admin,
+            }),
+        };
+        assert_eq!(fit(init(3, accept.clone()), managed), "remake");
+        assert_eq!(
+            fit(init(3, accept), RuleRowInit::Default(Verdict::Drop)),
+            "remake"
+        );
+        assert_eq!(
+            fit(
+                RuleRowInit::Default(Verdict::Drop),
+                RuleRowInit::Default(Verdict::Drop)
+            ),
+            "same"
+        );
+        assert_eq!(
+            fit(
+                RuleRowInit::Default(Verdict::Drop),
+                RuleRowInit::Default(Verdict::Reject)
+            ),
+            "remake"
+        );
+    }
 }

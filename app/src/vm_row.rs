@@ -2,13 +2,15 @@
 //! (disk, memory, CPUs, network, operators, console users), then its rules in order and its
 //! default action, each with how often it decided a packet. A VM that a drop-in defines shows a
 //! lock and its file under the summary: the whole VM, rules included, comes from that file.
+//! A new generation is shown in place ([`VmRowInput::Show`]): only the rule rows whose rule
+//! changed change.
 
 use crate::format;
 use crate::hits::{self, Hits};
 use crate::i18n::{gettext, ni18n_f};
 use crate::lock;
 use crate::managed::{self, ManagedBy};
-use crate::rule_row::{failing_names, name_of, RuleRow, RuleRowInit, RuleRowInput};
+use crate::rule_row::{failing_names, name_of, show_rules, RuleRow, RuleRowInit, RuleRowInput};
 use palisade_dbus::policy::Vm;
 use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
@@ -56,6 +58,8 @@ pub enum VmRowInput {
         /// When they were read.
         now: u64,
     },
+    /// Show this VM, of the same name and lock, as a new generation has it.
+    Show(Box<VmRowInit>),
 }
 
 /// What a VM row tells the policy view.
@@ -71,6 +75,28 @@ pub enum VmRowOutput {
 }
 
 impl VmRow {
+    /// Whether the row can show `init` in place: the same VM, with the same lock (named for
+    /// screen readers when it was made).
+    pub fn can_show(&self, init: &VmRowInit) -> bool {
+        self.vm.name == init.vm.name && self.managed_by == init.managed_by
+    }
+
+    /// The rule rows' contents: the rules in order, then the default action.
+    fn rule_rows(&self) -> Vec<RuleRowInit> {
+        self.vm
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| RuleRowInit::Rule {
+                position: i + 1,
+                rule: rule.clone(),
+                name: name_of(rule, &self.names),
+                managed_by: None,
+            })
+            .chain([RuleRowInit::Default(self.vm.default_action)])
+            .collect()
+    }
+
     /// How the VM reaches the network; a bridged VM's lab network and address.
     fn network(&self) -> String {
         match &self.vm.bridge {
@@ -130,6 +156,7 @@ impl FactoryComponent for VmRow {
         adw::ExpanderRow {
             set_use_markup: false,
             set_title: self.vm.name.as_str(),
+            #[watch]
             set_subtitle: &self.summary(),
             set_expanded: self.expanded,
             add_prefix = &gtk::Image {
@@ -146,6 +173,7 @@ impl FactoryComponent for VmRow {
             add_row = &adw::ActionRow {
                 set_title: &gettext("Disk image"),
                 add_suffix = &gtk::Label {
+                    #[watch]
                     set_label: self.vm.disk.as_str(),
                     set_selectable: true,
                     add_css_class: "dim-label",
@@ -154,6 +182,7 @@ impl FactoryComponent for VmRow {
             add_row = &adw::ActionRow {
                 set_title: &gettext("Memory"),
                 add_suffix = &gtk::Label {
+                    #[watch]
                     set_label: &format::memory(self.vm.memory_mib),
                     add_css_class: "dim-label",
                 },
@@ -161,6 +190,7 @@ impl FactoryComponent for VmRow {
             add_row = &adw::ActionRow {
                 set_title: &gettext("CPUs"),
                 add_suffix = &gtk::Label {
+                    #[watch]
                     set_label: &self.vm.cpus.to_string(),
                     add_css_class: "dim-label",
                 },
@@ -168,8 +198,10 @@ impl FactoryComponent for VmRow {
             add_row = &adw::ActionRow {
                 set_title: &gettext("Network"),
                 set_use_markup: false,
+                #[watch]
                 set_subtitle: &self.reachable(),
                 add_suffix = &gtk::Label {
+                    #[watch]
                     set_label: &self.network(),
                     set_wrap: true,
                     add_css_class: "dim-label",
@@ -178,11 +210,13 @@ impl FactoryComponent for VmRow {
             add_row = &adw::ActionRow {
                 set_title: &gettext("May start and stop it"),
                 set_use_markup: false,
+                #[watch]
                 set_subtitle: &format::access(&self.vm.operators),
             },
             add_row = &adw::ActionRow {
                 set_title: &gettext("May open its console"),
                 set_use_markup: false,
+                #[watch]
                 set_subtitle: &format::access(&self.vm.console),
             },
             add_row = &adw::ActionRow {
@@ -212,24 +246,21 @@ impl FactoryComponent for VmRow {
         let widgets = view_output!();
         // The rules follow the settings inside the same expander row, in their matching order.
         let mut rules = FactoryVecDeque::builder().launch(root.clone()).detach();
-        {
-            let mut guard = rules.guard();
-            for (i, rule) in self.vm.rules.iter().enumerate() {
-                guard.push_back(RuleRowInit::Rule {
-                    position: i + 1,
-                    rule: rule.clone(),
-                    name: name_of(rule, &self.names),
-                    managed_by: None,
-                });
-            }
-            guard.push_back(RuleRowInit::Default(self.vm.default_action));
-        }
+        show_rules(&mut rules, self.rule_rows());
         self.rules = Some(rules);
         widgets
     }
 
     fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
         match message {
+            VmRowInput::Show(init) => {
+                self.vm = init.vm;
+                self.names = init.names;
+                let inits = self.rule_rows();
+                if let Some(rows) = &mut self.rules {
+                    show_rules(rows, inits);
+                }
+            }
             VmRowInput::Now(now) => {
                 if let Some(rows) = &self.rules {
                     for i in 0..rows.len() {

@@ -22,7 +22,7 @@ use palisade_dbus::policy::{
     AccountName, Destination, Family, HostName, Policy, PortRange, PortSet, Protocol, Rule,
     ShortName, Verdict, Vm, VmName,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -270,6 +270,9 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
     chains.append(&mut out.chains);
     out.chains = chains;
     lab::add_lab(policy, &mut out);
+    let mut declared = HashSet::new();
+    out.counters
+        .retain(|(name, _)| declared.insert(name.clone()));
     out
 }
 
@@ -301,9 +304,9 @@ fn counted_and_logged(tag: &RuleTag, content: &str, out: &mut Ruleset) -> (Count
     };
     let hash = fnv1a(content.bytes().chain(tag.action.to_string().into_bytes()));
     let name = format!("c_{owner}_{rule}_{hash:08x}");
-    if !out.counters.iter().any(|(n, _)| *n == name) {
-        out.counters.push((name.clone(), tag.clone()));
-    }
+    // Declared once: `compile_ruleset` drops repeats at the end (a search per rule here made
+    // compiling 10,000 rules quadratic, 0.45 s).
+    out.counters.push((name.clone(), tag.clone()));
     let limit = format!("log_{owner}");
     if !out.limits.contains(&limit) {
         out.limits.push(limit.clone());

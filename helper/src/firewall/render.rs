@@ -124,8 +124,10 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
     }
     // Counters and limits the new structure names again are declared again, which leaves them
     // (and what they counted) as they are; the others go once no rule uses them.
+    let declared: std::collections::HashSet<&str> =
+        r.counters.iter().map(|(name, _)| name.as_str()).collect();
     for counter in &existing.counters {
-        if !r.counters.iter().any(|(name, _)| name == counter) {
+        if !declared.contains(counter.as_str()) {
             let _ = writeln!(
                 s,
                 "delete counter inet {t} {}",

@@ -22,7 +22,7 @@ use crate::i18n::{gettext, i18n_f, ni18n_f};
 use crate::info_row::{InfoRow, InfoRowInit};
 use crate::managed::Managed;
 use crate::policy_editor::{PolicyEditor, PolicyEditorInput, PolicyEditorOutput};
-use crate::rule_row::{failing_names, name_of, show_rules, RuleRow, RuleRowInit, RuleRowInput};
+use crate::rule_row::{failing_names, name_of, RuleRowInit, RuleRows};
 use crate::vm_row::{VmRow, VmRowInit, VmRowInput, VmRowOutput};
 use palisade_dbus::policy::merge::merge;
 use palisade_dbus::policy::{Parsed, Policy};
@@ -63,7 +63,7 @@ pub struct PolicyView {
     /// One row per VM.
     vms: FactoryVecDeque<VmRow>,
     /// The rules for every local process.
-    host_rules: FactoryVecDeque<RuleRow>,
+    host_rules: RuleRows,
     /// How many of them name a host that is not answering.
     host_names_failing: usize,
     /// The remote consoles.
@@ -398,7 +398,7 @@ impl PolicyView {
                 managed_by: managed.host_rule(i + 1),
             })
             .collect();
-        show_rules(&mut self.host_rules, host);
+        self.host_rules.show(host);
 
         let mut consoles = self.consoles.guard();
         consoles.clear();
@@ -448,7 +448,7 @@ impl PolicyView {
     }
 
     /// Shows the counters last read on every rule row.
-    fn show_hits(&self) {
+    fn show_hits(&mut self) {
         let Some(hits) = &self.hits else {
             return;
         };
@@ -464,7 +464,7 @@ impl PolicyView {
         }
         for i in 0..self.host_rules.len() {
             let words = hits.host_rule(i + 1).map(|c| hits::text(c, now));
-            self.host_rules.send(i, RuleRowInput::Hits(words));
+            self.host_rules.set_hits(i, words);
         }
     }
 
@@ -549,7 +549,7 @@ impl PolicyView {
         self.hits = None;
         self.managed = false;
         self.vms.guard().clear();
-        self.host_rules.guard().clear();
+        self.host_rules.clear();
         self.host_names_failing = 0;
         self.consoles.guard().clear();
         self.blocklists.guard().clear();
@@ -649,9 +649,7 @@ impl Component for PolicyView {
                         PolicyViewInput::VmExpanded { name, expanded }
                     }
                 }),
-            host_rules: FactoryVecDeque::builder()
-                .launch(adw::ExpanderRow::default())
-                .detach(),
+            host_rules: RuleRows::new(adw::ExpanderRow::default()),
             host_names_failing: 0,
             consoles: FactoryVecDeque::builder()
                 .launch(adw::PreferencesGroup::default())
@@ -745,9 +743,7 @@ impl Component for PolicyView {
                 for i in 0..self.vms.len() {
                     self.vms.send(i, VmRowInput::Now(now));
                 }
-                for i in 0..self.host_rules.len() {
-                    self.host_rules.send(i, RuleRowInput::Now(now));
-                }
+                self.host_rules.now(now);
                 self.read_hits(&sender);
             }
             PolicyViewCmd::Counters { generation, result } => {

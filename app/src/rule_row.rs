@@ -5,11 +5,12 @@
 //! its rule decided a packet, once the policy view has read the helper's counters. A host rule
 //! that a drop-in defines shows a lock and its file.
 //!
-//! A list of rows is shown again in place ([`show_rules`]): row `k` stays row `k`, a row whose
-//! rule is unchanged is left alone and one whose rule changed takes the new one, so that a new
-//! generation of a policy with a thousand rules does not make a thousand rows again (GTK
-//! announces every new widget on the accessibility bus). A row is made anew only where its kind,
-//! verdict or lock changed: the lock is named for screen readers when it is made.
+//! The rows of a list ([`RuleRows`]) are plain widgets, shown again in place: row `k` stays row
+//! `k` and changes only what differs from what it shows, so that a new generation of a policy
+//! with a thousand rules does not make a thousand rows again (GTK announces every new widget on
+//! the accessibility bus). They are not relm4 factory components on purpose: each component runs
+//! its own message loop as a source of GLib's main loop, which checks every source on every turn;
+//! with a thousand rules that was the app's main cost while anything happened.
 
 use crate::format;
 use crate::i18n::{gettext, i18n_f};
@@ -18,7 +19,6 @@ use crate::managed::{self, ManagedBy};
 use palisade_dbus::policy::{Rule, Verdict};
 use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
-use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
 use relm4::{adw, gtk};
 use std::time::SystemTime;
 
@@ -41,9 +41,9 @@ pub enum RuleRowInit {
     Default(Verdict),
 }
 
-/// A read-only rule row.
-#[derive(Debug)]
-pub struct RuleRow {
+/// What a row shows, apart from its hits: compared to tell whether the row must change.
+#[derive(Debug, Clone, PartialEq)]
+struct Shown {
     /// The number in front, empty for the default row.
     position: String,
     /// The verdict badge's text.
@@ -58,90 +58,12 @@ pub struct RuleRow {
     rule: Option<(Rule, Option<String>)>,
     /// Whether the rule decides nothing now: expired or turned off (shown dimmed).
     inactive: bool,
-    /// How often the rule decided a packet, when the helper told.
-    hits: Option<String>,
     /// The drop-in that defines the rule; `None` for the local policy's (and a VM's rules).
     managed_by: Option<ManagedBy>,
 }
 
-/// Messages to a rule row.
-#[derive(Debug)]
-pub enum RuleRowInput {
-    /// How often the rule decided a packet ("12 hits, last 3 minutes ago"); `None` when unknown.
-    Hits(Option<String>),
-    /// The time is now this: say again how long an expiring rule has left.
-    Now(SystemTime),
-    /// Show this rule instead, of the same verdict and lock (see [`show_rules`]).
-    Set(Box<RuleRowInit>),
-}
-
-#[relm4::factory(pub)]
-impl FactoryComponent for RuleRow {
-    type Init = RuleRowInit;
-    type Input = RuleRowInput;
-    type Output = ();
-    type CommandOutput = ();
-    type ParentWidget = adw::ExpanderRow;
-
-    view! {
-        adw::ActionRow {
-            set_use_markup: false,
-            #[watch]
-            set_title: &self.title,
-            #[watch]
-            set_subtitle: &self.subtitle(),
-            #[watch]
-            set_sensitive: !self.inactive,
-            // Also the row's description for screen readers.
-            #[watch]
-            set_tooltip_text: Some(&self.sentence()),
-            // libadwaita puts each prefix before the previous one: badge first, number last.
-            add_prefix = &gtk::Label {
-                set_label: &self.verdict,
-                set_width_chars: 7,
-                set_xalign: 0.0,
-                add_css_class: "heading",
-                add_css_class: self.verdict_css,
-            },
-            add_prefix = &gtk::Label {
-                set_label: &self.position,
-                set_width_chars: 3,
-                set_xalign: 1.0,
-                add_css_class: "dim-label",
-                add_css_class: "numeric",
-            },
-            add_suffix = &lock::icon(self.managed_by.as_ref()),
-        }
-    }
-
-    fn init_model(init: Self::Init, _index: &DynamicIndex, _sender: FactorySender<Self>) -> Self {
-        RuleRow::from_init(init, SystemTime::now())
-    }
-
-    fn update(&mut self, message: Self::Input, _sender: FactorySender<Self>) {
-        match message {
-            RuleRowInput::Hits(hits) => self.hits = hits,
-            RuleRowInput::Set(init) => {
-                // The hits are those of the position: they stay until the next reading.
-                let hits = self.hits.take();
-                *self = RuleRow::from_init(*init, SystemTime::now());
-                self.hits = hits;
-            }
-            RuleRowInput::Now(now) => {
-                if let Some((rule, name)) = &self.rule {
-                    if rule.expires.is_some() {
-                        self.details =
-                            details(rule, name.as_deref(), self.managed_by.as_ref(), now);
-                        self.inactive = !rule.is_active(now);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl RuleRow {
-    fn from_init(init: RuleRowInit, now: SystemTime) -> RuleRow {
+impl Shown {
+    fn of(init: RuleRowInit, now: SystemTime) -> Shown {
         match init {
             RuleRowInit::Rule {
                 position,
@@ -151,19 +73,18 @@ impl RuleRow {
             } => {
                 let name = name.as_deref().map(format::name_state);
                 let details = details(&rule, name.as_deref(), managed_by.as_ref(), now);
-                RuleRow {
+                Shown {
                     position: position.to_string(),
                     verdict: format::verdict(rule.action),
                     verdict_css: format::verdict_css(rule.action),
                     title: format::destination(&rule.destination),
                     details,
                     inactive: !rule.is_active(now),
-                    hits: None,
                     rule: Some((rule, name)),
                     managed_by,
                 }
             }
-            RuleRowInit::Default(verdict) => RuleRow {
+            RuleRowInit::Default(verdict) => Shown {
                 position: String::new(),
                 verdict: format::verdict(verdict),
                 verdict_css: format::verdict_css(verdict),
@@ -171,57 +92,25 @@ impl RuleRow {
                 title: gettext("Anything else"),
                 details: gettext("The default action, always logged"),
                 inactive: false,
-                hits: None,
                 rule: None,
                 managed_by: None,
             },
         }
     }
 
-    /// How the row stands to `init`: showing it already, able to show it in place (same
-    /// position, kind, verdict and lock), or not.
-    fn fit(&self, init: &RuleRowInit) -> Fit {
-        match (init, &self.rule) {
-            (
-                RuleRowInit::Rule {
-                    position,
-                    rule,
-                    name,
-                    managed_by,
-                },
-                Some((shown, shown_name)),
-            ) => {
-                if self.position != position.to_string()
-                    || shown.action != rule.action
-                    || self.managed_by != *managed_by
-                {
-                    Fit::Remake
-                } else if shown == rule && *shown_name == name.as_deref().map(format::name_state) {
-                    Fit::Same
-                } else {
-                    Fit::InPlace
-                }
-            }
-            (RuleRowInit::Default(verdict), None) if self.verdict == format::verdict(*verdict) => {
-                Fit::Same
-            }
-            _ => Fit::Remake,
-        }
-    }
-
     /// The details, then the hits on a line of their own.
-    fn subtitle(&self) -> String {
-        match &self.hits {
-            Some(hits) if self.details.is_empty() => hits.clone(),
+    fn subtitle(&self, hits: Option<&str>) -> String {
+        match hits {
+            Some(hits) if self.details.is_empty() => hits.to_owned(),
             Some(hits) => format!("{}\n{hits}", self.details),
             None => self.details.clone(),
         }
     }
 
     /// The whole rule in one sentence, for the tooltip.
-    fn sentence(&self) -> String {
+    fn sentence(&self, hits: Option<&str>) -> String {
         if self.position.is_empty() {
-            match &self.hits {
+            match hits {
                 Some(hits) => i18n_f(
                     "{verdict}: {title}, {hits}",
                     &[
@@ -242,39 +131,200 @@ impl RuleRow {
                     ("position", &self.position),
                     ("verdict", &self.verdict),
                     ("title", &self.title),
-                    ("details", &self.subtitle()),
+                    ("details", &self.subtitle(hits)),
                 ],
             )
         }
     }
 }
 
-/// How a row stands to what it should show.
-enum Fit {
-    Same,
-    InPlace,
-    Remake,
+/// One row.
+struct RuleRow {
+    row: adw::ActionRow,
+    badge: gtk::Label,
+    number: gtk::Label,
+    lock: gtk::Image,
+    shown: Shown,
+    /// How often the rule at this position decided a packet, when the helper told.
+    hits: Option<String>,
 }
 
-/// Shows `inits` in `rows`, in place as far as it can (see the module's comment).
-pub fn show_rules(rows: &mut FactoryVecDeque<RuleRow>, inits: Vec<RuleRowInit>) {
-    let mut guard = rows.guard();
-    let count = inits.len();
-    for (i, init) in inits.into_iter().enumerate() {
-        match guard.get(i).map(|row| row.fit(&init)) {
-            Some(Fit::Same) => {}
-            Some(Fit::InPlace) => guard.send(i, RuleRowInput::Set(Box::new(init))),
-            Some(Fit::Remake) => {
-                guard.remove(i);
-                guard.insert(i, init);
+impl RuleRow {
+    fn new(shown: Shown) -> RuleRow {
+        let row = adw::ActionRow::new();
+        row.set_use_markup(false);
+        let badge = gtk::Label::new(None);
+        badge.set_width_chars(7);
+        badge.set_xalign(0.0);
+        badge.add_css_class("heading");
+        let number = gtk::Label::new(None);
+        number.set_width_chars(3);
+        number.set_xalign(1.0);
+        number.add_css_class("dim-label");
+        number.add_css_class("numeric");
+        // libadwaita puts each prefix before the previous one: badge first, number last.
+        row.add_prefix(&badge);
+        row.add_prefix(&number);
+        let lock = lock::icon(shown.managed_by.as_ref());
+        row.add_suffix(&lock);
+        let mut made = RuleRow {
+            row,
+            badge,
+            number,
+            lock,
+            shown: shown.clone(),
+            hits: None,
+        };
+        made.show_all(None);
+        made
+    }
+
+    /// Shows `self.shown`, changing only what differs from `old`, what the row showed
+    /// (`None`: nothing yet).
+    fn show_all(&mut self, old: Option<&Shown>) {
+        let next = &self.shown;
+        if old.is_none_or(|o| o.title != next.title) {
+            self.row.set_title(&next.title);
+        }
+        if old.is_none_or(|o| o.verdict != next.verdict) {
+            self.badge.set_label(&next.verdict);
+        }
+        if let Some(o) = old.filter(|o| o.verdict_css != next.verdict_css) {
+            self.badge.remove_css_class(o.verdict_css);
+        }
+        self.badge.add_css_class(next.verdict_css);
+        if old.is_none_or(|o| o.position != next.position) {
+            self.number.set_label(&next.position);
+        }
+        if old.is_none_or(|o| o.inactive != next.inactive) {
+            self.row.set_sensitive(!next.inactive);
+        }
+        if old.is_some_and(|o| o.managed_by != next.managed_by) {
+            // The lock is named for screen readers when it is made.
+            let lock = lock::icon(next.managed_by.as_ref());
+            self.row.remove(&self.lock);
+            self.row.add_suffix(&lock);
+            self.lock = lock;
+        }
+        self.text();
+    }
+
+    /// The subtitle and tooltip, which the hits are part of.
+    fn text(&self) {
+        let hits = self.hits.as_deref();
+        self.row.set_subtitle(&self.shown.subtitle(hits));
+        // Also the row's description for screen readers.
+        self.row.set_tooltip_text(Some(&self.shown.sentence(hits)));
+    }
+
+    fn set(&mut self, next: Shown) {
+        if next == self.shown {
+            return;
+        }
+        let old = std::mem::replace(&mut self.shown, next);
+        self.show_all(Some(&old));
+    }
+
+    fn set_hits(&mut self, hits: Option<String>) {
+        if hits != self.hits {
+            self.hits = hits;
+            self.text();
+        }
+    }
+
+    /// Says again how long an expiring rule has left.
+    fn now(&mut self, now: SystemTime) {
+        let Some((rule, name)) = &self.shown.rule else {
+            return;
+        };
+        if rule.expires.is_none() {
+            return;
+        }
+        let mut next = self.shown.clone();
+        next.details = details(rule, name.as_deref(), self.shown.managed_by.as_ref(), now);
+        next.inactive = !rule.is_active(now);
+        self.set(next);
+    }
+}
+
+/// The rule rows of one list, in an expander row after whatever it held before.
+pub struct RuleRows {
+    parent: adw::ExpanderRow,
+    rows: Vec<RuleRow>,
+}
+
+impl std::fmt::Debug for RuleRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleRows")
+            .field("rows", &self.rows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleRows {
+    /// Rows to be added to `parent`.
+    pub fn new(parent: adw::ExpanderRow) -> RuleRows {
+        RuleRows {
+            parent,
+            rows: Vec::new(),
+        }
+    }
+
+    /// The expander row the rows are in.
+    pub fn widget(&self) -> &adw::ExpanderRow {
+        &self.parent
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Shows `inits`, row `k` the `k`th, in place (see the module's comment).
+    pub fn show(&mut self, inits: Vec<RuleRowInit>) {
+        let now = SystemTime::now();
+        let count = inits.len();
+        while self.rows.len() > count {
+            if let Some(row) = self.rows.pop() {
+                self.parent.remove(&row.row);
             }
-            None => {
-                guard.push_back(init);
+        }
+        for (i, init) in inits.into_iter().enumerate() {
+            let shown = Shown::of(init, now);
+            match self.rows.get_mut(i) {
+                Some(row) => row.set(shown),
+                None => {
+                    let row = RuleRow::new(shown);
+                    self.parent.add_row(&row.row);
+                    self.rows.push(row);
+                }
             }
         }
     }
-    while guard.len() > count {
-        guard.pop_back();
+
+    /// Shows no rows.
+    pub fn clear(&mut self) {
+        self.show(Vec::new());
+    }
+
+    /// Row `index` says how often its rule decided a packet ("12 hits, last 3 minutes ago");
+    /// `None` when unknown.
+    pub fn set_hits(&mut self, index: usize, hits: Option<String>) {
+        if let Some(row) = self.rows.get_mut(index) {
+            row.set_hits(hits);
+        }
+    }
+
+    /// The time is now `now`: rows of expiring rules say again how long they have left.
+    pub fn now(&mut self, now: SystemTime) {
+        for row in &mut self.rows {
+            row.now(now);
+        }
     }
 }
 
@@ -336,82 +386,50 @@ mod tests {
         }
     }
 
-    fn init(position: usize, rule: Rule) -> RuleRowInit {
-        RuleRowInit::Rule {
-            position,
-            rule,
-            name: None,
-            managed_by: None,
-        }
-    }
-
-    fn fit(shown: RuleRowInit, next: RuleRowInit) -> &'static str {
-        match RuleRow::from_init(shown, SystemTime::now()).fit(&next) {
-            Fit::Same => "same",
-            Fit::InPlace => "in place",
-            Fit::Remake => "remake",
-        }
+    fn shown(position: usize, rule: Rule) -> Shown {
+        Shown::of(
+            RuleRowInit::Rule {
+                position,
+                rule,
+                name: None,
+                managed_by: None,
+            },
+            SystemTime::UNIX_EPOCH,
+        )
     }
 
     #[test]
-    fn a_row_is_left_alone_changed_in_place_or_made_anew() {
+    fn a_row_changes_only_when_what_it_shows_changes() {
         let accept = rule(Verdict::Accept, "mail");
-        assert_eq!(
-            fit(init(3, accept.clone()), init(3, accept.clone())),
-            "same"
+        assert_eq!(shown(3, accept.clone()), shown(3, accept.clone()));
+        let web = shown(3, rule(Verdict::Accept, "web"));
+        assert_ne!(shown(3, accept.clone()), web);
+        assert!(web.details.contains("web"), "{web:?}");
+        let off = shown(
+            3,
+            Rule {
+                enabled: false,
+                ..accept.clone()
+            },
         );
-        // Another comment, or turned off: the same row says so.
+        assert!(off.inactive && !shown(3, accept.clone()).inactive);
+        let drop = shown(3, rule(Verdict::Drop, "mail"));
+        assert_ne!(drop.verdict_css, shown(3, accept.clone()).verdict_css);
+        assert_eq!(shown(4, accept.clone()).position, "4");
+        let default = Shown::of(RuleRowInit::Default(Verdict::Drop), SystemTime::UNIX_EPOCH);
+        assert_eq!(default.position, "");
+        assert!(default.rule.is_none());
+    }
+
+    #[test]
+    fn the_hits_follow_the_details_and_the_sentence_names_the_rule() {
+        let row = shown(2, rule(Verdict::Accept, "mail"));
         assert_eq!(
-            fit(
-                init(3, accept.clone()),
-                init(3, rule(Verdict::Accept, "web"))
-            ),
-            "in place"
+            row.subtitle(Some("3 hits")),
+            format!("{}\n3 hits", row.details)
         );
-        let off = Rule {
-            enabled: false,
-            ..accept.clone()
-        };
-        assert_eq!(fit(init(3, accept.clone()), init(3, off)), "in place");
-        // The badge's colour, the number, the lock and the kind of row are made with the row.
-        assert_eq!(
-            fit(
-                init(3, accept.clone()),
-                init(3, rule(Verdict::Drop, "mail"))
-            ),
-            "remake"
-        );
-        assert_eq!(
-            fit(init(3, accept.clone()), init(4, accept.clone())),
-            "remake"
-        );
-        let managed = RuleRowInit::Rule {
-            position: 3,
-            rule: accept.clone(),
-            name: None,
-            managed_by: Some(ManagedBy {
-                file: "50-office.toml".into(),
-                kind: palisade_dbus::types::SourceKind::Admin,
-            }),
-        };
-        assert_eq!(fit(init(3, accept.clone()), managed), "remake");
-        assert_eq!(
-            fit(init(3, accept), RuleRowInit::Default(Verdict::Drop)),
-            "remake"
-        );
-        assert_eq!(
-            fit(
-                RuleRowInit::Default(Verdict::Drop),
-                RuleRowInit::Default(Verdict::Drop)
-            ),
-            "same"
-        );
-        assert_eq!(
-            fit(
-                RuleRowInit::Default(Verdict::Drop),
-                RuleRowInit::Default(Verdict::Reject)
-            ),
-            "remake"
-        );
+        let sentence = row.sentence(Some("3 hits"));
+        assert!(sentence.starts_with("Rule 2: "), "{sentence}");
+        assert!(sentence.ends_with("3 hits"), "{sentence}");
     }
 }

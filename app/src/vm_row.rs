@@ -10,11 +10,11 @@ use crate::hits::{self, Hits};
 use crate::i18n::{gettext, ni18n_f};
 use crate::lock;
 use crate::managed::{self, ManagedBy};
-use crate::rule_row::{failing_names, name_of, show_rules, RuleRow, RuleRowInit, RuleRowInput};
+use crate::rule_row::{failing_names, name_of, RuleRowInit, RuleRows};
 use palisade_dbus::policy::Vm;
 use palisade_dbus::types::DnsNameState;
 use relm4::adw::prelude::*;
-use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender, FactoryVecDeque};
+use relm4::factory::{DynamicIndex, FactoryComponent, FactorySender};
 use relm4::{adw, gtk};
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ pub struct VmRow {
     /// The drop-in that defines it, rules and all; `None` for the local policy's.
     managed_by: Option<ManagedBy>,
     /// The rule rows; made once the expander row exists.
-    rules: Option<FactoryVecDeque<RuleRow>>,
+    rules: Option<RuleRows>,
 }
 
 /// Messages to a VM row.
@@ -245,8 +245,8 @@ impl FactoryComponent for VmRow {
     ) -> Self::Widgets {
         let widgets = view_output!();
         // The rules follow the settings inside the same expander row, in their matching order.
-        let mut rules = FactoryVecDeque::builder().launch(root.clone()).detach();
-        show_rules(&mut rules, self.rule_rows());
+        let mut rules = RuleRows::new(root.clone());
+        rules.show(self.rule_rows());
         self.rules = Some(rules);
         widgets
     }
@@ -258,34 +258,26 @@ impl FactoryComponent for VmRow {
                 self.names = init.names;
                 let inits = self.rule_rows();
                 if let Some(rows) = &mut self.rules {
-                    show_rules(rows, inits);
+                    rows.show(inits);
                 }
             }
             VmRowInput::Now(now) => {
-                if let Some(rows) = &self.rules {
-                    for i in 0..rows.len() {
-                        rows.send(i, RuleRowInput::Now(now));
-                    }
+                if let Some(rows) = &mut self.rules {
+                    rows.now(now);
                 }
             }
             VmRowInput::Hits { hits, now } => {
-                let Some(rows) = &self.rules else {
+                let Some(rows) = &mut self.rules else {
                     return;
                 };
                 let name = self.vm.name.as_str();
                 let words =
                     |c: Option<&palisade_dbus::types::RuleCounter>| c.map(|c| hits::text(c, now));
                 for position in 1..=self.vm.rules.len() {
-                    rows.send(
-                        position - 1,
-                        RuleRowInput::Hits(words(hits.vm_rule(name, position))),
-                    );
+                    rows.set_hits(position - 1, words(hits.vm_rule(name, position)));
                 }
                 // The default row closes the list.
-                rows.send(
-                    self.vm.rules.len(),
-                    RuleRowInput::Hits(words(hits.vm_default(name))),
-                );
+                rows.set_hits(self.vm.rules.len(), words(hits.vm_default(name)));
             }
         }
     }

@@ -25,11 +25,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: palisade-screenshots [--tcg] [--out DIR]
+const USAGE: &str = "usage: palisade-screenshots [--tcg] [--out DIR] [--only SCHEME-LANG]...
 
 Writes PNGs of every page of the Palisade app, light and dark, English and Russian, to
 DIR (default: docs/screenshots in the source tree) as NAME-{light,dark}-{en,ru}.png.
---tcg runs the demo VM without KVM. Run as root: it starts the same private installation
+--only dark-ru (repeatable) takes only that set, after the light English one, whose page
+titles name the files. --tcg runs the demo VM without KVM. Run as root: it starts the same private installation
 as `make demo`, and removes it afterwards.";
 
 /// The screen: the window's default size fits, and the pictures stay under 1024 px wide.
@@ -53,6 +54,11 @@ fn main() -> Result<()> {
         None => workspace_dir().join("docs/screenshots"),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let only: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--only")
+        .map(|w| w[1].as_str())
+        .collect();
 
     let demo = Demo::start(tcg, |line| println!("{line}"))?;
     println!("The demo is up; the guest says:\n{}", demo.results);
@@ -62,6 +68,11 @@ fn main() -> Result<()> {
     // English first: its page titles name the files of every language.
     for lang in std::iter::once("en").chain(LANGUAGES) {
         for scheme in ["light", "dark"] {
+            let wanted = only.is_empty() || only.contains(&format!("{scheme}-{lang}").as_str());
+            // The first set (light English) names the files: it is always taken.
+            if !wanted && !names.is_empty() {
+                continue;
+            }
             written += shoot(&demo, &locale, lang, scheme, &out, &mut names)
                 .with_context(|| format!("the {lang} {scheme} screenshots"))?;
         }

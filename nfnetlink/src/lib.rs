@@ -44,9 +44,15 @@
 //! through the same encoder. It knows nothing of Palisade's policies or tables: callers name
 //! the table and set.
 
+mod rules;
 #[cfg(test)]
 mod tests;
 mod wire;
+
+pub use rules::{
+    ChainRef, CmpOp, CtKey, Expr, MetaKey, ObjectKind, ObjectRef, PayloadBase, Placement, RuleInfo,
+    RuleSpec, Verdict,
+};
 
 use ipnet::IpNet;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
@@ -97,7 +103,7 @@ const DUMP_ATTEMPTS: usize = 10;
 
 /// The family of a table, as in `table inet palisade` (not an address family: an `inet` table
 /// holds both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableFamily {
     Inet,
     Ip,
@@ -179,12 +185,15 @@ impl fmt::Display for SetRef {
 pub enum Key {
     V4(Ipv4Addr),
     V6(Ipv6Addr),
+    /// A packet or connection mark (nft's `mark` type), in the host's byte order as the kernel
+    /// compares it.
+    Mark(u32),
 }
 
 impl Key {
     fn len(self) -> usize {
         match self {
-            Key::V4(_) => 4,
+            Key::V4(_) | Key::Mark(_) => 4,
             Key::V6(_) => 16,
         }
     }
@@ -320,6 +329,7 @@ fn key_after(last: Key) -> Option<Key> {
     match last {
         Key::V4(a) => u32::from(a).checked_add(1).map(|n| Key::V4(n.into())),
         Key::V6(a) => u128::from(a).checked_add(1).map(|n| Key::V6(n.into())),
+        Key::Mark(m) => m.checked_add(1).map(Key::Mark),
     }
 }
 
@@ -375,6 +385,7 @@ impl KernelElement {
         match self.key {
             Key::V4(a) => put_attr(buf, NFTA_DATA_VALUE, &a.octets()),
             Key::V6(a) => put_attr(buf, NFTA_DATA_VALUE, &a.octets()),
+            Key::Mark(m) => put_attr(buf, NFTA_DATA_VALUE, &m.to_ne_bytes()),
         }
         end_nest(buf, key);
         if self.end {
@@ -672,12 +683,17 @@ enum Action {
     NewSet,
     DeleteSet,
     FlushSet,
+    AddRule,
+    DeleteRule,
+    NewObject,
+    DeleteObject,
 }
 
 #[derive(Debug)]
 struct Request {
     action: Action,
-    set: SetRef,
+    /// What the request touches, as a refusal names it ("set inet t s", "chain inet t c").
+    object: String,
 }
 
 /// One message of a batch: where it starts in the buffer, which request wrote it, and how many
@@ -897,10 +913,10 @@ impl Batch {
         end_message(&mut self.buf, start);
     }
 
-    fn push_request(&mut self, action: Action, set: &SetRef) -> usize {
+    fn push_request(&mut self, action: Action, object: &impl fmt::Display) -> usize {
         self.requests.push(Request {
             action,
-            set: set.clone(),
+            object: object.to_string(),
         });
         self.requests.len() - 1
     }
@@ -912,7 +928,18 @@ impl Batch {
         set: &SetRef,
         request: usize,
     ) -> usize {
-        let start = begin_message(&mut self.buf, nft_type(msg), flags, set.family.nfproto(), 0);
+        self.begin_family_message(msg, flags, set.family, request)
+    }
+
+    /// Starts the message of request `request` in a table of `family`.
+    fn begin_family_message(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        family: TableFamily,
+        request: usize,
+    ) -> usize {
+        let start = begin_message(&mut self.buf, nft_type(msg), flags, family.nfproto(), 0);
         self.messages.push(Message {
             start,
             request,
@@ -961,7 +988,7 @@ impl Batch {
         let Some(request) = self.requests.get(message.request) else {
             return "an unknown request".to_owned();
         };
-        let set = &request.set;
+        let set = &request.object;
         let n = match message.elements {
             1 => "1 element".to_owned(),
             n => format!("{n} elements"),
@@ -972,6 +999,10 @@ impl Batch {
             Action::NewSet => format!("create {set}"),
             Action::DeleteSet => format!("delete {set}"),
             Action::FlushSet => format!("flush {set}"),
+            Action::AddRule => format!("add a rule to {set}"),
+            Action::DeleteRule => format!("delete a rule of {set}"),
+            Action::NewObject => format!("create {set}"),
+            Action::DeleteObject => format!("delete {set}"),
         }
     }
 }
@@ -988,6 +1019,8 @@ pub struct Loaded {
 pub enum NetlinkError {
     #[error("{name:?} is not a valid nftables name: it needs 1 to 255 bytes and no NUL")]
     InvalidName { name: String },
+    #[error("a comment of {len} bytes is too long for nftables (at most 254, and no NUL)")]
+    InvalidComment { len: usize },
     #[error("the transaction has {bytes} bytes, more than one netlink message can carry ({max}); load it in chunks")]
     TooLarge { bytes: usize, max: usize },
     #[error(

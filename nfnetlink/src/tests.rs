@@ -2096,3 +2096,357 @@ fn root_lists_objects_with_what_each_counter_counted() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+const RULES_TABLE: &str = "
+table inet palisade_rltest {
+    set marks { type mark; }
+    set s4 { type ipv4_addr; flags interval; }
+    counter c1 { comment \"first\" }
+    limit l1 { rate 50/second burst 100 packets }
+    chain target { }
+    chain by_nft { }
+    chain by_netlink { }
+}
+";
+
+/// A chain's rules as nft lists them, the chain's name and the handles left out.
+fn chain_listing(chain: &str, debug: bool) -> String {
+    let mut args = vec!["list", "chain", "inet", "palisade_rltest", chain];
+    if debug {
+        args.insert(0, "--debug=netlink");
+    }
+    nft(&args)
+        .replace(chain, "CHAIN")
+        .lines()
+        // The debug listing heads each rule with its handle and the previous rule's.
+        .map(|l| match l.strip_prefix("inet palisade_rltest CHAIN ") {
+            Some(_) => "inet palisade_rltest CHAIN",
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rule_chain(name: &str) -> ChainRef {
+    ChainRef::new(TableFamily::Inet, "palisade_rltest", name).expect("valid names")
+}
+
+fn cmp(op: CmpOp, data: &[u8]) -> Expr {
+    Expr::Cmp {
+        op,
+        data: data.to_vec(),
+    }
+}
+
+/// `ip daddr 10.0.0.1 tcp dport 1000 counter name "c1" ct mark set 0xd9121c1d accept comment
+/// "hello"`, as nft writes it in an inet table.
+fn sample_rule() -> RuleSpec {
+    RuleSpec {
+        exprs: vec![
+            Expr::Meta(MetaKey::NfProto),
+            cmp(CmpOp::Eq, &[2]),
+            Expr::Payload {
+                base: PayloadBase::Network,
+                offset: 16,
+                len: 4,
+            },
+            cmp(CmpOp::Eq, &[10, 0, 0, 1]),
+            Expr::Meta(MetaKey::L4Proto),
+            cmp(CmpOp::Eq, &[6]),
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 2,
+                len: 2,
+            },
+            cmp(CmpOp::Eq, &1000u16.to_be_bytes()),
+            Expr::ObjRef {
+                kind: ObjectKind::Counter,
+                name: "c1".into(),
+            },
+            Expr::SetCtMark(0xd912_1c1d),
+            Expr::Verdict(Verdict::Accept),
+        ],
+        comment: Some("hello".into()),
+    }
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_rules_added_over_netlink_read_back_as_nfts_own() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(RULES_TABLE));
+        let nft_rules = "
+add rule inet palisade_rltest by_nft ip daddr 10.0.0.1 tcp dport 1000 counter name \"c1\" ct mark set 0xd9121c1d accept comment \"hello\"
+add rule inet palisade_rltest by_nft ct state established,related ct mark @marks accept
+add rule inet palisade_rltest by_nft ct direction reply meta skuid != 0 ip6 daddr 2001:db8::/33 udp sport 5 counter jump target
+add rule inet palisade_rltest by_nft ip daddr != @s4 udp dport 1000-2000 limit name \"l1\" log prefix \"p: \" group 27183
+add rule inet palisade_rltest by_nft ip daddr 10.1.0.0/16 drop
+add rule inet palisade_rltest by_nft return
+";
+        run("nft", &["-f", "-"], Some(nft_rules));
+        let ct_state = |bits: u32| {
+            vec![
+                Expr::Ct(CtKey::State),
+                Expr::Bitwise {
+                    mask: bits.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                },
+                cmp(CmpOp::Neq, &[0; 4]),
+            ]
+        };
+        let mut second = ct_state(6);
+        second.extend([
+            Expr::Ct(CtKey::Mark),
+            Expr::Lookup {
+                set: "marks".into(),
+                invert: false,
+            },
+            Expr::Verdict(Verdict::Accept),
+        ]);
+        let mut v6_mask = vec![0xff; 4];
+        v6_mask.extend([0x80]);
+        v6_mask.resize(16, 0);
+        let mut v6_net = vec![0x20, 0x01, 0x0d, 0xb8];
+        v6_net.resize(16, 0);
+        let third = vec![
+            Expr::Ct(CtKey::Direction),
+            cmp(CmpOp::Eq, &[1]),
+            Expr::Meta(MetaKey::SkUid),
+            cmp(CmpOp::Neq, &0u32.to_ne_bytes()),
+            Expr::Meta(MetaKey::NfProto),
+            cmp(CmpOp::Eq, &[10]),
+            Expr::Payload {
+                base: PayloadBase::Network,
+                offset: 24,
+                len: 16,
+            },
+            Expr::Bitwise {
+                mask: v6_mask,
+                xor: vec![0; 16],
+            },
+            cmp(CmpOp::Eq, &v6_net),
+            Expr::Meta(MetaKey::L4Proto),
+            cmp(CmpOp::Eq, &[17]),
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 0,
+                len: 2,
+            },
+            cmp(CmpOp::Eq, &5u16.to_be_bytes()),
+            Expr::Counter,
+            Expr::Verdict(Verdict::Jump("target".into())),
+        ];
+        let fourth = vec![
+            Expr::Meta(MetaKey::NfProto),
+            cmp(CmpOp::Eq, &[2]),
+            Expr::Payload {
+                base: PayloadBase::Network,
+                offset: 16,
+                len: 4,
+            },
+            Expr::Lookup {
+                set: "s4".into(),
+                invert: true,
+            },
+            Expr::Meta(MetaKey::L4Proto),
+            cmp(CmpOp::Eq, &[17]),
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 2,
+                len: 2,
+            },
+            cmp(CmpOp::Gte, &1000u16.to_be_bytes()),
+            cmp(CmpOp::Lte, &2000u16.to_be_bytes()),
+            Expr::ObjRef {
+                kind: ObjectKind::Limit,
+                name: "l1".into(),
+            },
+            Expr::Log {
+                group: 27183,
+                prefix: "p: ".into(),
+            },
+        ];
+        let fifth = vec![
+            Expr::Meta(MetaKey::NfProto),
+            cmp(CmpOp::Eq, &[2]),
+            Expr::Payload {
+                base: PayloadBase::Network,
+                offset: 16,
+                len: 2,
+            },
+            cmp(CmpOp::Eq, &[10, 1]),
+            Expr::Verdict(Verdict::Drop),
+        ];
+        let sixth = vec![Expr::Verdict(Verdict::Return)];
+        let chain = rule_chain("by_netlink");
+        let mut batch = Batch::new();
+        batch
+            .add_rule(&chain, Placement::Append, &sample_rule())
+            .expect("a valid rule");
+        for exprs in [second, third, fourth, fifth, sixth] {
+            batch
+                .add_rule(
+                    &chain,
+                    Placement::Append,
+                    &RuleSpec {
+                        exprs,
+                        comment: None,
+                    },
+                )
+                .expect("a valid rule");
+        }
+        let mut socket = NftSocket::open().expect("the netlink socket opens");
+        socket.send(&mut batch).expect("the kernel takes the rules");
+        assert_eq!(
+            chain_listing("by_netlink", false),
+            chain_listing("by_nft", false)
+        );
+        assert_eq!(
+            chain_listing("by_netlink", true),
+            chain_listing("by_nft", true)
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_rules_go_where_placed_and_go_by_handle() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(RULES_TABLE));
+        let chain = rule_chain("by_netlink");
+        let verdict_rule = |v: Verdict, comment: &str| RuleSpec {
+            exprs: vec![Expr::Verdict(v)],
+            comment: Some(comment.into()),
+        };
+        let mut socket = NftSocket::open().expect("the netlink socket opens");
+        let mut batch = Batch::new();
+        for name in ["one", "two", "three"] {
+            batch
+                .add_rule(
+                    &chain,
+                    Placement::Append,
+                    &verdict_rule(Verdict::Return, name),
+                )
+                .expect("a valid rule");
+        }
+        socket.send(&mut batch).expect("the kernel takes the rules");
+        let handles: Vec<u64> = socket
+            .list_rules(TableFamily::Inet, "palisade_rltest")
+            .expect("the rules are listed")
+            .into_iter()
+            .filter(|r| r.chain == "by_netlink")
+            .map(|r| r.handle)
+            .collect();
+        assert_eq!(handles.len(), 3);
+
+        // One transaction: "two" goes, a rule comes after "one", another before "three", one at
+        // the end; a new counter, and "c1" deleted (no rule uses it).
+        let mut batch = Batch::new();
+        batch.delete_rule(&chain, handles[1]);
+        batch
+            .add_rule(
+                &chain,
+                Placement::After(handles[0]),
+                &verdict_rule(Verdict::Accept, "after one"),
+            )
+            .expect("a valid rule");
+        batch
+            .add_rule(
+                &chain,
+                Placement::Before(handles[2]),
+                &verdict_rule(Verdict::Drop, "before three"),
+            )
+            .expect("a valid rule");
+        batch
+            .add_rule(
+                &chain,
+                Placement::Append,
+                &verdict_rule(Verdict::Jump("target".into()), "last"),
+            )
+            .expect("a valid rule");
+        let fresh = ObjectRef::new(
+            TableFamily::Inet,
+            "palisade_rltest",
+            ObjectKind::Counter,
+            "c2",
+        )
+        .expect("valid names");
+        batch
+            .new_counter(&fresh, Some("second"))
+            .expect("a valid comment");
+        let old = ObjectRef::new(
+            TableFamily::Inet,
+            "palisade_rltest",
+            ObjectKind::Counter,
+            "c1",
+        )
+        .expect("valid names");
+        batch.delete_object(&old);
+        socket
+            .send(&mut batch)
+            .expect("the kernel takes the change");
+        let listing = chain_listing("by_netlink", false);
+        let comments: Vec<&str> = listing
+            .lines()
+            .filter_map(|l| l.split("comment \"").nth(1))
+            .map(|c| c.trim_end_matches('"'))
+            .collect();
+        assert_eq!(
+            comments,
+            ["one", "after one", "before three", "three", "last"],
+            "{listing}"
+        );
+        let objects = nft(&["list", "counters", "table", "inet", "palisade_rltest"]);
+        assert!(
+            objects.contains("counter c2") && objects.contains("comment \"second\""),
+            "{objects}"
+        );
+        assert!(!objects.contains("counter c1"), "{objects}");
+
+        // A handle that is gone fails the whole transaction, and a counter name taken too.
+        let mut batch = Batch::new();
+        batch
+            .add_rule(
+                &chain,
+                Placement::Append,
+                &verdict_rule(Verdict::Return, "never"),
+            )
+            .expect("a valid rule");
+        batch.delete_rule(&chain, handles[1]);
+        let e = socket
+            .send(&mut batch)
+            .expect_err("a deleted handle is refused");
+        assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
+        assert!(
+            e.to_string()
+                .contains("delete a rule of chain inet palisade_rltest by_netlink"),
+            "{e}"
+        );
+        let mut batch = Batch::new();
+        batch.new_counter(&fresh, None).expect("no comment");
+        let e = socket
+            .send(&mut batch)
+            .expect_err("a taken counter name is refused");
+        assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
+        assert_eq!(chain_listing("by_netlink", false), listing);
+
+        // Marks in a `type mark` set read back as nft writes them.
+        let marks =
+            SetRef::new(TableFamily::Inet, "palisade_rltest", "marks").expect("valid names");
+        let mut batch = Batch::new();
+        batch.add_elements(&marks, [Element::single(Key::Mark(0xd912_1c1d))]);
+        socket.send(&mut batch).expect("the kernel takes the mark");
+        let set = nft(&["list", "set", "inet", "palisade_rltest", "marks"]);
+        assert!(set.contains("0xd9121c1d"), "{set}");
+
+        // Comments past what nft's user data holds are refused before anything is sent.
+        let long = verdict_rule(Verdict::Return, &"x".repeat(255));
+        assert!(matches!(
+            Batch::new().add_rule(&chain, Placement::Append, &long),
+            Err(NetlinkError::InvalidComment { len: 255 })
+        ));
+    });
+}

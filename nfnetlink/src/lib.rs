@@ -39,11 +39,18 @@
 //! and the encoding, a few hundred lines against the kernel's stable ABI, lives here with its
 //! tests.
 //!
+//! Rules and commits. [`Batch::add_rule`] and [`Batch::delete_rule`] change single rules of a
+//! chain in place (`rules`), and [`NftSocket::list_rules`] tells where each rule is. Every
+//! successful transaction records the ruleset generation it committed in a per-namespace log
+//! ([`commits`]), so a caller can tell whether anyone but this process changed the ruleset since
+//! it last knew it, without reading the ruleset.
+//!
 //! Its own crate so that more than the helper can use it: the helper's data path (imported lists)
 //! and the bench, which inserts into a small set while a big list loads, speak to the kernel
 //! through the same encoder. It knows nothing of Palisade's policies or tables: callers name
 //! the table and set.
 
+pub mod commits;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -67,13 +74,14 @@ use wire::{
     find_attr, nft_type, parse_attrs, parse_replies, put_attr, put_be32, put_be64, put_str,
     set_seq, Reply, ELEM_USERDATA_INTERVAL_OPEN, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
     NFNL_SUBSYS_NFTABLES, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_COUNTER_BYTES,
-    NFTA_COUNTER_PACKETS, NFTA_DATA_VALUE, NFTA_LIST_ELEM, NFTA_OBJ_DATA, NFTA_OBJ_NAME,
-    NFTA_OBJ_TABLE, NFTA_OBJ_TYPE, NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY,
-    NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_TABLE,
-    NFTA_SET_ELEM_TIMEOUT, NFTA_SET_ELEM_USERDATA, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN,
-    NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_TIMEOUT, NFTA_SET_USERDATA,
-    NFTA_TABLE_NAME, NFT_MSG_DELSET, NFT_MSG_DELSETELEM, NFT_MSG_GETCHAIN, NFT_MSG_GETOBJ,
-    NFT_MSG_GETSET, NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWOBJ, NFT_MSG_NEWSET,
+    NFTA_COUNTER_PACKETS, NFTA_DATA_VALUE, NFTA_GEN_ID, NFTA_LIST_ELEM, NFTA_OBJ_DATA,
+    NFTA_OBJ_NAME, NFTA_OBJ_TABLE, NFTA_OBJ_TYPE, NFTA_RULE_HANDLE, NFTA_SET_ELEM_FLAGS,
+    NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_TIMEOUT, NFTA_SET_ELEM_USERDATA, NFTA_SET_FLAGS,
+    NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME, NFTA_SET_TABLE,
+    NFTA_SET_TIMEOUT, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELSET, NFT_MSG_DELSETELEM,
+    NFT_MSG_GETCHAIN, NFT_MSG_GETGEN, NFT_MSG_GETOBJ, NFT_MSG_GETSET, NFT_MSG_GETTABLE,
+    NFT_MSG_NEWCHAIN, NFT_MSG_NEWGEN, NFT_MSG_NEWOBJ, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
     NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_OBJECT_COUNTER, NFT_SET_ANONYMOUS,
     NFT_SET_ELEM_INTERVAL_END, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NLA_HDRLEN, NLM_F_ACK,
     NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, SET_USERDATA_KEY_BIG_ENDIAN,
@@ -1019,6 +1027,8 @@ pub struct Loaded {
 pub enum NetlinkError {
     #[error("{name:?} is not a valid nftables name: it needs 1 to 255 bytes and no NUL")]
     InvalidName { name: String },
+    #[error("the kernel added {added} rules but told the handles of {told}")]
+    MissingHandles { added: usize, told: usize },
     #[error("a comment of {len} bytes is too long for nftables (at most 254, and no NUL)")]
     InvalidComment { len: usize },
     #[error("the transaction has {bytes} bytes, more than one netlink message can carry ({max}); load it in chunks")]
@@ -1081,6 +1091,11 @@ impl NetlinkError {
     }
 }
 
+/// The generation in an `NFT_MSG_NEWGEN`.
+fn parse_generation(attrs: &[u8]) -> Option<u32> {
+    parse_attrs(attrs).and_then(|a| find_attr(&a, NFTA_GEN_ID).and_then(attr_be32))
+}
+
 /// The kernel's reason: the errno's text, and the kernel's own words when it gave some.
 fn reason(errno: i32, message: Option<&str>) -> String {
     let text = io::Error::from_raw_os_error(errno).to_string();
@@ -1109,6 +1124,12 @@ pub struct NftSocket {
     send_buffer: usize,
     receive_buffer: usize,
     answer: Vec<u8>,
+    /// The network namespace the socket was opened in (its inode), for the commit log.
+    netns: u64,
+    /// Handles the kernel gave the rules of the last transaction, by message index.
+    echoed: Vec<(usize, u64)>,
+    /// The ruleset generation the last transaction committed, when the kernel told it.
+    committed: Option<u32>,
 }
 
 impl NftSocket {
@@ -1133,6 +1154,9 @@ impl NftSocket {
             send_buffer: 0,
             receive_buffer: 0,
             answer: Vec::with_capacity(ANSWER_BUFFER),
+            netns: commits::current_netns(),
+            echoed: Vec::new(),
+            committed: None,
         };
         nft.ensure_buffers(INITIAL_SEND_BUFFER, INITIAL_RECEIVE_BUFFER)?;
         Ok(nft)
@@ -1183,11 +1207,103 @@ impl NftSocket {
             .map_err(|source| NetlinkError::Buffers { bytes, source })?;
         let base = self.take_seqs(batch.message_count() + 2);
         let end = batch.seal(base);
+        self.echoed.clear();
+        self.committed = None;
         let result = self
             .transmit(&batch.buf)
             .and_then(|()| self.collect_answers(batch, base));
         batch.unseal(end);
+        if result.is_ok() {
+            // The kernel tells the generation it committed only when the batch's first message
+            // asks for an echo (rule and object messages do; element messages do not, since the
+            // kernel would echo every element). Otherwise it is read now: a later one if someone
+            // committed in between, which leaves this commit's own generation unrecorded, so
+            // the log errs towards "not only ours", never the other way.
+            if self.committed.is_none() {
+                self.committed = self.generation().ok();
+            }
+            commits::record(self.netns, self.committed);
+        }
         result
+    }
+
+    /// Sends a transaction like [`Self::send`] and returns the handles the kernel gave the
+    /// rules it added, in the order they were added to the batch.
+    pub fn send_rules(&mut self, batch: &mut Batch) -> Result<Vec<u64>, NetlinkError> {
+        self.send(batch)?;
+        let mut echoed = std::mem::take(&mut self.echoed);
+        echoed.sort_unstable();
+        let added = batch.added_rules();
+        if echoed.len() != added {
+            return Err(NetlinkError::MissingHandles {
+                added,
+                told: echoed.len(),
+            });
+        }
+        Ok(echoed.into_iter().map(|(_, handle)| handle).collect())
+    }
+
+    /// The ruleset's generation now (`NFT_MSG_GETGEN`): it grows by one with every commit of
+    /// any table in this network namespace.
+    pub fn generation(&mut self) -> Result<u32, NetlinkError> {
+        let seq = self.take_seqs(1);
+        let mut buf = Vec::with_capacity(32);
+        let start = begin_message(
+            &mut buf,
+            nft_type(NFT_MSG_GETGEN),
+            NLM_F_REQUEST | NLM_F_ACK,
+            libc::AF_UNSPEC as u8,
+            0,
+        );
+        end_message(&mut buf, start);
+        set_seq(&mut buf, start, seq);
+        self.transmit(&buf)?;
+        let mut generation = None;
+        loop {
+            for reply in self.receive(0)? {
+                match reply {
+                    Reply::Other {
+                        seq: s,
+                        msg_type,
+                        attrs,
+                        ..
+                    } if s == seq && msg_type == nft_type(NFT_MSG_NEWGEN) => {
+                        generation = parse_generation(&attrs);
+                    }
+                    Reply::Ack {
+                        seq: s,
+                        errno,
+                        message,
+                    } if s == seq => {
+                        if errno != 0 {
+                            return Err(NetlinkError::Lookup {
+                                object: "the ruleset's generation".into(),
+                                errno,
+                                reason: reason(errno, message.as_deref()),
+                            });
+                        }
+                        return generation.ok_or(NetlinkError::Malformed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Whether every commit in this network namespace since [`commits::mark`] was this
+    /// process's own (over netlink): `false` once anything else changed the ruleset, or when
+    /// nothing was marked.
+    pub fn only_own_commits(&mut self) -> Result<bool, NetlinkError> {
+        let now = self.generation()?;
+        Ok(commits::only_ours(self.netns, now))
+    }
+
+    /// Marks the ruleset as it is now as known to this process (after it wrote the ruleset
+    /// some other way, as through `nft`): [`Self::only_own_commits`] counts from here.
+    pub fn mark_known(&mut self) -> Result<(), NetlinkError> {
+        let now = self.generation()?;
+        commits::mark(self.netns, now);
+        Ok(())
     }
 
     /// Streams `elements` into transactions of at most `per_transaction` elements each (a
@@ -1486,13 +1602,22 @@ impl NftSocket {
                 Err(e) => return Err(e),
             };
             for reply in replies {
-                let Reply::Ack {
-                    seq,
-                    errno,
-                    message,
-                } = reply
-                else {
-                    continue;
+                let (seq, errno, message) = match reply {
+                    Reply::Ack {
+                        seq,
+                        errno,
+                        message,
+                    } => (seq, errno, message),
+                    Reply::Other {
+                        seq,
+                        msg_type,
+                        attrs,
+                        ..
+                    } => {
+                        self.take_echo(seq.wrapping_sub(base) as usize, msg_type, &attrs);
+                        continue;
+                    }
+                    Reply::Done { .. } => continue,
                 };
                 let offset = seq.wrapping_sub(base) as usize;
                 if offset == 0 {
@@ -1538,6 +1663,21 @@ impl NftSocket {
             });
         }
         Ok(())
+    }
+
+    /// Keeps what the kernel echoed for message `offset` of a transaction (the begin marker is 0):
+    /// the generation it committed (told when the first message asks for an echo: the kernel
+    /// reads the flag there), or an added rule's handle.
+    fn take_echo(&mut self, offset: usize, msg_type: u16, attrs: &[u8]) {
+        if msg_type == nft_type(NFT_MSG_NEWGEN) {
+            self.committed = parse_generation(attrs);
+        } else if msg_type == nft_type(NFT_MSG_NEWRULE) && offset > 0 {
+            let handle = parse_attrs(attrs)
+                .and_then(|a| find_attr(&a, NFTA_RULE_HANDLE).and_then(attr_be64));
+            if let Some(handle) = handle {
+                self.echoed.push((offset - 1, handle));
+            }
+        }
     }
 
     /// Discards answers still queued, so they cannot fill the buffer for the next transaction

@@ -283,10 +283,11 @@ impl Batch {
             }
         }
         let request = self.push_request(Action::AddRule, chain);
+        // The echo brings the new rule's handle back (`NftSocket::send_rules`).
         let flags = match placement {
-            Placement::Before(_) => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+            Placement::Before(_) => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_ECHO,
             Placement::Append | Placement::After(_) => {
-                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO
             }
         };
         let start = self.begin_family_message(NFT_MSG_NEWRULE, flags, chain.family, request);
@@ -311,9 +312,11 @@ impl Batch {
     /// Deletes the rule with this handle from `chain`; the transaction fails if there is none.
     pub fn delete_rule(&mut self, chain: &ChainRef, handle: u64) {
         let request = self.push_request(Action::DeleteRule, chain);
+        // Echoed, like every rule and object message: the first message's echo flag makes the
+        // kernel tell the generation it commits (see `NftSocket::send`).
         let start = self.begin_family_message(
             NFT_MSG_DELRULE,
-            NLM_F_REQUEST | NLM_F_ACK,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO,
             chain.family,
             request,
         );
@@ -338,7 +341,7 @@ impl Batch {
         let request = self.push_request(Action::NewObject, counter);
         let start = self.begin_family_message(
             NFT_MSG_NEWOBJ,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
             counter.family,
             request,
         );
@@ -362,7 +365,7 @@ impl Batch {
         let request = self.push_request(Action::DeleteObject, object);
         let start = self.begin_family_message(
             NFT_MSG_DELOBJ,
-            NLM_F_REQUEST | NLM_F_ACK,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO,
             object.family,
             request,
         );
@@ -370,6 +373,16 @@ impl Batch {
         put_str(&mut self.buf, NFTA_OBJ_NAME, &object.name);
         put_be32(&mut self.buf, NFTA_OBJ_TYPE, object.kind.number());
         end_message(&mut self.buf, start);
+    }
+}
+
+impl Batch {
+    /// Rules the batch adds.
+    pub(crate) fn added_rules(&self) -> usize {
+        self.requests
+            .iter()
+            .filter(|r| r.action == Action::AddRule)
+            .count()
     }
 }
 

@@ -2450,3 +2450,64 @@ fn root_rules_go_where_placed_and_go_by_handle() {
         ));
     });
 }
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_commits_are_told_and_only_own_ones_count() {
+    in_netns(|| {
+        run("nft", &["-f", "-"], Some(RULES_TABLE));
+        let mut socket = NftSocket::open().expect("the netlink socket opens");
+        assert!(!socket.only_own_commits().expect("the generation is read"));
+        socket.mark_known().expect("the generation is read");
+        assert!(socket.only_own_commits().expect("the generation is read"));
+
+        // Own transactions keep the run; the handles of added rules come back in order.
+        let chain = rule_chain("by_netlink");
+        let mut batch = Batch::new();
+        for comment in ["a", "b"] {
+            batch
+                .add_rule(
+                    &chain,
+                    Placement::Append,
+                    &RuleSpec {
+                        exprs: vec![Expr::Verdict(Verdict::Return)],
+                        comment: Some(comment.into()),
+                    },
+                )
+                .expect("a valid rule");
+        }
+        let handles = socket
+            .send_rules(&mut batch)
+            .expect("the kernel takes the rules");
+        let listed: Vec<u64> = socket
+            .list_rules(TableFamily::Inet, "palisade_rltest")
+            .expect("the rules are listed")
+            .into_iter()
+            .filter(|r| r.chain == "by_netlink")
+            .map(|r| r.handle)
+            .collect();
+        assert_eq!(handles, listed);
+        let marks =
+            SetRef::new(TableFamily::Inet, "palisade_rltest", "marks").expect("valid names");
+        let mut other_socket = NftSocket::open().expect("the netlink socket opens");
+        let mut batch = Batch::new();
+        batch.add_elements(&marks, [Element::single(Key::Mark(7))]);
+        other_socket
+            .send(&mut batch)
+            .expect("the kernel takes the mark");
+        assert!(
+            socket.only_own_commits().expect("the generation is read"),
+            "another socket of this process is still this process"
+        );
+
+        // Anyone else's commit ends it, until the ruleset is marked known again.
+        nft(&["add", "rule", "inet", "palisade_rltest", "by_nft", "return"]);
+        assert!(!socket.only_own_commits().expect("the generation is read"));
+        let mut batch = Batch::new();
+        batch.add_elements(&marks, [Element::single(Key::Mark(8))]);
+        socket.send(&mut batch).expect("the kernel takes the mark");
+        assert!(!socket.only_own_commits().expect("the generation is read"));
+        socket.mark_known().expect("the generation is read");
+        assert!(socket.only_own_commits().expect("the generation is read"));
+    });
+}

@@ -388,3 +388,9 @@ pub const NFTA_LOG_PREFIX: u16 = 2;
 /// With `NLM_F_CREATE`: fail if the object exists (same bit as `NLM_F_ACK_TLVS`, which the
 /// kernel sets only on answers).
 pub const NLM_F_EXCL: u16 = 0x200;
+/// Tell the sender what the message did (an added rule with its handle). On a batch's first
+/// message it also makes the kernel tell the generation the batch commits.
+pub const NLM_F_ECHO: u16 = 0x8;
+pub const NFT_MSG_NEWGEN: u16 = 15;
+pub const NFT_MSG_GETGEN: u16 = 16;
+pub const NFTA_GEN_ID: u16 = 1;

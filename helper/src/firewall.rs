@@ -21,10 +21,12 @@
 pub mod compile;
 pub mod conntrack;
 pub mod data;
+pub mod encode;
 pub mod facts;
 pub mod generations;
 pub mod guest;
 pub mod kernel;
+pub mod patch;
 pub mod render;
 pub mod ruleset;
 
@@ -955,6 +957,9 @@ pub struct Engine {
     lists: Arc<ListStore>,
     /// Their kernel sets.
     data: Arc<data::DataSets>,
+    /// What the table holds as last installed, for changing it in place (`patch`); `None`
+    /// until the first install, and after any failure.
+    kernel: Arc<std::sync::Mutex<Option<patch::KernelRecord>>>,
 }
 
 impl Engine {
@@ -971,6 +976,7 @@ impl Engine {
             names,
             lists,
             data: Arc::new(data::DataSets::open(store.data_sets_file())),
+            kernel: Arc::default(),
         }
     }
 
@@ -1040,7 +1046,18 @@ impl Engine {
             limits: existing.limits.clone(),
             bridge_table: existing.bridge_table,
         };
-        kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
+        let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));
+        let patched = tokio::task::spawn_blocking(move || kernel::apply_in_place(&record, &r))
+            .await
+            .unwrap_or(false);
+        if !patched {
+            if let Ok(mut record) = self.kernel.lock() {
+                *record = None;
+            }
+            kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
+            let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));
+            let _ = tokio::task::spawn_blocking(move || kernel::remember(&record, &r)).await;
+        }
         self.names.follow(policy, &ruleset);
         let (data, r) = (Arc::clone(&self.data), Arc::clone(&ruleset));
         let deleted = tokio::task::spawn_blocking(move || data.delete_unused(&r, &existing))

@@ -693,6 +693,7 @@ enum Action {
     FlushSet,
     AddRule,
     DeleteRule,
+    FlushChain,
     NewObject,
     DeleteObject,
 }
@@ -1009,6 +1010,7 @@ impl Batch {
             Action::FlushSet => format!("flush {set}"),
             Action::AddRule => format!("add a rule to {set}"),
             Action::DeleteRule => format!("delete a rule of {set}"),
+            Action::FlushChain => format!("flush {set}"),
             Action::NewObject => format!("create {set}"),
             Action::DeleteObject => format!("delete {set}"),
         }

@@ -326,6 +326,21 @@ impl Batch {
         end_message(&mut self.buf, start);
     }
 
+    /// Deletes every rule of `chain` (a rule deletion naming no rule): one walk of the chain,
+    /// where deleting its rules one by one would look each up from the start.
+    pub fn flush_chain(&mut self, chain: &ChainRef) {
+        let request = self.push_request(Action::FlushChain, chain);
+        let start = self.begin_family_message(
+            NFT_MSG_DELRULE,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO,
+            chain.family,
+            request,
+        );
+        put_str(&mut self.buf, NFTA_RULE_TABLE, &chain.table);
+        put_str(&mut self.buf, NFTA_RULE_CHAIN, &chain.chain);
+        end_message(&mut self.buf, start);
+    }
+
     /// Creates a named counter at zero with a comment, as `nft add counter` does; the
     /// transaction fails if the name is taken (so a counter is never reset by accident).
     pub fn new_counter(

@@ -2442,6 +2442,21 @@ fn root_rules_go_where_placed_and_go_by_handle() {
         let set = nft(&["list", "set", "inet", "palisade_rltest", "marks"]);
         assert!(set.contains("0xd9121c1d"), "{set}");
 
+        // A flush empties the chain, in the same transaction as rules added after it.
+        let mut batch = Batch::new();
+        batch.flush_chain(&chain);
+        batch
+            .add_rule(
+                &chain,
+                Placement::Append,
+                &verdict_rule(Verdict::Drop, "alone"),
+            )
+            .expect("a valid rule");
+        socket.send(&mut batch).expect("the kernel takes the flush");
+        let listing = chain_listing("by_netlink", false);
+        assert_eq!(listing.matches("comment").count(), 1, "{listing}");
+        assert!(listing.contains("drop comment \"alone\""), "{listing}");
+
         // Comments past what nft's user data holds are refused before anything is sent.
         let long = verdict_rule(Verdict::Return, &"x".repeat(255));
         assert!(matches!(

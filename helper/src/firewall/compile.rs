@@ -1092,4 +1092,4 @@ pub(crate) fn shorten(s: &str) -> String {
 
 mod lab;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,9 +6,13 @@
 //! payload is kept on disk (root only) and logged by path, so the failure can be reproduced
 //! exactly with `nft -f`.
 
+use super::patch::{plan, ChainChange, KernelRecord, Patch};
 use super::render::render_batch;
-use super::ruleset::Ruleset;
+use super::ruleset::{Ruleset, LIVE_MARKS, TABLE};
 use palisade_dbus::Error;
+use palisade_nfnetlink::{
+    Batch, ChainRef, Element, Key, NftSocket, ObjectKind, ObjectRef, Placement, SetRef, TableFamily,
+};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -60,6 +64,161 @@ pub async fn apply_structure(
             )))
         }
     }
+}
+
+/// Installs `ruleset` by changing the table in place (`patch`), if the record of what it holds
+/// can be trusted and the change allows it; `false` when the caller has to load it whole. Every
+/// failure here is only that: the record is dropped and nothing half-done stays (one
+/// transaction).
+pub fn apply_in_place(record: &std::sync::Mutex<Option<KernelRecord>>, ruleset: &Ruleset) -> bool {
+    let Ok(mut slot) = record.lock() else {
+        return false;
+    };
+    let Some(mut known) = slot.take() else {
+        return false;
+    };
+    let attempt = (|| -> Result<Option<KernelRecord>, String> {
+        let mut socket = NftSocket::open().map_err(|e| e.to_string())?;
+        if !socket.only_own_commits().map_err(|e| e.to_string())? {
+            return Err("the ruleset was changed by someone else since the last install".into());
+        }
+        if !known.has_handles() {
+            let listed: Vec<(String, u64)> = socket
+                .list_rules(TableFamily::Inet, TABLE)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|r| (r.chain, r.handle))
+                .collect();
+            if !known.learn_handles(&listed) {
+                return Err("the table's rules are not the ones installed".into());
+            }
+        }
+        let Some(patch) = plan(&known, ruleset) else {
+            return Ok(None);
+        };
+        if patch.is_empty() {
+            return Ok(Some(known.clone()));
+        }
+        let added = send_patch(&mut socket, &patch).map_err(|e| e.to_string())?;
+        tracing::debug!(
+            "changed the table in place: {} chains, {} rules added",
+            patch.chains.len(),
+            added.len()
+        );
+        Ok(known.patched(ruleset, &patch, &added))
+    })();
+    match attempt {
+        Ok(Some(updated)) => {
+            *slot = Some(updated);
+            true
+        }
+        Ok(None) => false,
+        Err(why) => {
+            tracing::info!("loading the whole ruleset instead of changing it in place: {why}");
+            false
+        }
+    }
+}
+
+/// Records `ruleset` as what the table holds, just loaded whole: from here on the helper's own
+/// commits keep the record true (`palisade_nfnetlink::commits`).
+pub fn remember(record: &std::sync::Mutex<Option<KernelRecord>>, ruleset: &Ruleset) {
+    let marked = NftSocket::open()
+        .map_err(|e| e.to_string())
+        .and_then(|mut s| s.mark_known().map_err(|e| e.to_string()));
+    if let Ok(mut slot) = record.lock() {
+        *slot = match marked {
+            Ok(()) => Some(KernelRecord::of(ruleset)),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the ruleset's generation, the next install loads it whole: {e}"
+                );
+                None
+            }
+        };
+    }
+}
+
+/// Sends `patch` as one transaction; returns the handles of the added rules in the patch's
+/// order. Counters come first (the rules name them), marks before the rules that set them are
+/// looked up, and what goes goes last.
+fn send_patch(
+    socket: &mut NftSocket,
+    patch: &Patch,
+) -> Result<Vec<u64>, palisade_nfnetlink::NetlinkError> {
+    let mut batch = Batch::new();
+    for (name, comment) in &patch.new_counters {
+        let counter = ObjectRef::new(TableFamily::Inet, TABLE, ObjectKind::Counter, name)?;
+        batch.new_counter(&counter, Some(comment))?;
+    }
+    // The kernel tells the added rules' handles in the order they are sent; rules placed
+    // after a kept rule are sent in reverse (each goes right after it), so their handles are
+    // turned back after.
+    let mut sent: Vec<(usize, bool)> = Vec::new();
+    for cp in &patch.chains {
+        let chain = ChainRef::new(TableFamily::Inet, TABLE, &cp.chain)?;
+        match &cp.change {
+            ChainChange::Replace(rules) => {
+                batch.flush_chain(&chain);
+                for rule in rules {
+                    batch.add_rule(&chain, Placement::Append, rule)?;
+                }
+                sent.push((rules.len(), false));
+            }
+            ChainChange::Edit(runs) => {
+                for run in runs {
+                    for handle in &run.delete {
+                        batch.delete_rule(&chain, *handle);
+                    }
+                    let after = matches!(run.placement, Placement::After(_));
+                    if after {
+                        for rule in run.add.iter().rev() {
+                            batch.add_rule(&chain, run.placement, rule)?;
+                        }
+                    } else {
+                        for rule in &run.add {
+                            batch.add_rule(&chain, run.placement, rule)?;
+                        }
+                    }
+                    sent.push((run.add.len(), after));
+                }
+            }
+        }
+    }
+    let marks = SetRef::new(TableFamily::Inet, TABLE, LIVE_MARKS)?;
+    batch.add_elements(
+        &marks,
+        patch
+            .marks_added
+            .iter()
+            .map(|m| Element::single(Key::Mark(*m))),
+    );
+    batch.delete_elements(
+        &marks,
+        patch
+            .marks_removed
+            .iter()
+            .map(|m| Element::single(Key::Mark(*m))),
+    );
+    for name in &patch.gone_counters {
+        batch.delete_object(&ObjectRef::new(
+            TableFamily::Inet,
+            TABLE,
+            ObjectKind::Counter,
+            name,
+        )?);
+    }
+    let told = socket.send_rules(&mut batch)?;
+    let mut handles = Vec::with_capacity(told.len());
+    let mut told = told.into_iter();
+    for (count, after) in sent {
+        let mut some: Vec<u64> = told.by_ref().take(count).collect();
+        if after {
+            some.reverse();
+        }
+        handles.extend(some);
+    }
+    Ok(handles)
 }
 
 /// Whether our table exists, asked over netlink: any `nft list`, even `list tables`, first reads

@@ -371,7 +371,7 @@ fn net(n: &ipnet::IpNet) -> String {
 /// One rule as nft lines: one, or two for a rule logging to nflog at a limited rate — the first
 /// logs (its limit, when exceeded, ends only that line), the second counts and decides, so a
 /// flood is counted and decided in full and logged at the limit's rate.
-fn rule_lines(rule: &RuleDef) -> Vec<String> {
+pub(crate) fn rule_lines(rule: &RuleDef) -> Vec<String> {
     match &rule.log {
         Some(LogDef::Nflog { tag, limit }) => {
             let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();

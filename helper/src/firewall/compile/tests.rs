@@ -14,7 +14,7 @@ use crate::test_support::policy;
 use palisade_dbus::policy::AccountName;
 use std::time::Duration;
 
-fn facts() -> Facts {
+pub(crate) fn facts() -> Facts {
     let work = VmName::parse("work").unwrap_or_else(|e| panic!("{e}"));
     let bank = VmName::parse("banking").unwrap_or_else(|e| panic!("{e}"));
     let mail = HostName::parse("mail.example.com").unwrap_or_else(|e| panic!("{e}"));
@@ -57,7 +57,7 @@ fn golden(name: &str, actual: &str) {
     crate::test_support::golden("src/firewall/compile/golden", name, actual);
 }
 
-const WORK: &str = r#"
+pub(crate) const WORK: &str = r#"
 [[blocklist]]
 name = "bad-nets"
 entries = ["192.0.2.0/25", "192.0.2.128/25", "2001:db8::/32"]
@@ -593,7 +593,7 @@ fn counters_follow_what_a_rule_does() {
     );
 }
 
-const LAB: &str = r#"
+pub(crate) const LAB: &str = r#"
 [[network]]
 name = "lab"
 subnet = "10.77.0.0/24"

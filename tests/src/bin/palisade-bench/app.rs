@@ -140,7 +140,7 @@ fn start_and_memory_rows(env: &TestEnv, display: &str) -> Result<Vec<Row>> {
 /// one D-Bus `Apply`.
 async fn apply_row(env: &TestEnv, display: &str, count: usize) -> Result<Row> {
     let app_bin = env.bin_dir().join("palisade");
-    let doc = policy_with_rules(count, true);
+    let doc = policy_with_rules(count, true, 443, None);
     apply_as_root(env, &doc)?;
     let (app, _) = first_frame(env, display, &app_bin)?;
     act(env, &app, "page tab", "Firewall")?;

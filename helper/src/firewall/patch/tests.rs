@@ -1,0 +1,214 @@
+//! The plan, without a kernel: what changes in place, where new rules go, when a chain is
+//! replaced whole and when the generation has to be loaded through `nft -f`.
+
+use super::*;
+use crate::firewall::compile::{compile_ruleset, Facts};
+use crate::test_support::policy;
+
+/// A VM with `ports.len()` accepting rules to 10.0.0.k, each to its port (neighbours differ,
+/// so none merge).
+fn ruleset(ports: &[u16]) -> Ruleset {
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for (k, port) in ports.iter().enumerate() {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.{k}\"\nproto = \"tcp\"\nports = {port}\n"
+        ));
+    }
+    let mut facts = Facts::default();
+    facts.vm_uids.insert(
+        palisade_dbus::policy::VmName::parse("work").unwrap_or_else(|e| panic!("{e}")),
+        990,
+    );
+    compile_ruleset(&policy(&doc), &facts)
+}
+
+/// `ports` rules, alternating so no two neighbours merge.
+fn alternating(n: usize) -> Vec<u16> {
+    (0..n).map(|i| 1000 + (i % 2) as u16).collect()
+}
+
+/// The record of `r` with made-up handles: chain c's rule k has handle 1000 * (c + 1) + k.
+fn recorded(r: &Ruleset) -> KernelRecord {
+    let mut record = KernelRecord::of(r);
+    let listed: Vec<(String, u64)> = record
+        .chains
+        .iter()
+        .enumerate()
+        .flat_map(|(c, (name, rules))| {
+            (0..rules.len()).map(move |k| (name.clone(), 1000 * (c as u64 + 1) + k as u64))
+        })
+        .collect();
+    assert!(record.learn_handles(&listed));
+    record
+}
+
+fn vm_chain(r: &Ruleset) -> usize {
+    r.chains
+        .iter()
+        .position(|c| c.name == "vm_work")
+        .unwrap_or_else(|| panic!("the VM's chain"))
+}
+
+fn only_chain(patch: &Patch) -> &ChainPatch {
+    assert_eq!(patch.chains.len(), 1, "{patch:?}");
+    &patch.chains[0]
+}
+
+fn runs(cp: &ChainPatch) -> &[Run] {
+    match &cp.change {
+        ChainChange::Edit(runs) => runs,
+        ChainChange::Replace(_) => panic!("an edit, not a replacement: {cp:?}"),
+    }
+}
+
+#[test]
+fn nothing_is_planned_before_the_handles_are_known() {
+    let r = ruleset(&alternating(4));
+    assert_eq!(plan(&KernelRecord::of(&r), &r), None);
+    assert_eq!(plan(&recorded(&r), &r), Some(Patch::default()));
+}
+
+#[test]
+fn one_changed_rule_is_deleted_and_added_in_its_place() {
+    let mut ports = alternating(40);
+    let old = ruleset(&ports);
+    let record = recorded(&old);
+    ports[20] = 9000;
+    let new = ruleset(&ports);
+    let patch = plan(&record, &new).unwrap_or_else(|| panic!("a plan"));
+    let cp = only_chain(&patch);
+    let base = 1000 * (vm_chain(&old) as u64 + 1);
+    // The VM's chain starts with its two connection-tracking rules.
+    let first_rule = 2;
+    let [run] = runs(cp) else {
+        panic!("one run: {cp:?}")
+    };
+    assert_eq!(run.delete, [base + first_rule + 20]);
+    assert_eq!(run.placement, Placement::After(base + first_rule + 19));
+    assert_eq!(run.add.len(), 1);
+    assert_eq!(
+        (patch.new_counters.len(), patch.gone_counters.len()),
+        (1, 1)
+    );
+    assert_eq!((patch.marks_added.len(), patch.marks_removed.len()), (1, 1));
+
+    // The record afterwards: the new rule's handle where the old one was, the rest kept.
+    let after = record
+        .patched(&new, &patch, &[77])
+        .unwrap_or_else(|| panic!("a record"));
+    let handles = after.handles.as_ref().unwrap_or_else(|| panic!("handles"));
+    let chain = &handles[vm_chain(&new)];
+    assert_eq!(chain[(first_rule + 20) as usize], 77);
+    assert_eq!(chain[(first_rule + 19) as usize], base + first_rule + 19);
+    assert_eq!(chain[(first_rule + 21) as usize], base + first_rule + 21);
+    assert_eq!(plan(&after, &new), Some(Patch::default()));
+    assert_eq!(
+        record.patched(&new, &patch, &[77, 78]),
+        None,
+        "one handle too many"
+    );
+}
+
+#[test]
+fn changes_far_apart_are_separate_runs() {
+    let mut ports = alternating(100);
+    let old = ruleset(&ports);
+    let record = recorded(&old);
+    ports[3] = 9000;
+    ports[90] = 9001;
+    let patch = plan(&record, &ruleset(&ports)).unwrap_or_else(|| panic!("a plan"));
+    let edits = runs(only_chain(&patch));
+    assert_eq!(edits.len(), 2, "{edits:?}");
+    assert!(edits
+        .iter()
+        .all(|r| r.delete.len() == 1 && r.add.len() == 1));
+}
+
+#[test]
+fn rules_added_at_either_end_go_there() {
+    let old = ruleset(&alternating(10));
+    let record = recorded(&old);
+    let base = 1000 * (vm_chain(&old) as u64 + 1);
+    let mut longer = alternating(10);
+    longer.push(7000);
+    let patch = plan(&record, &ruleset(&longer)).unwrap_or_else(|| panic!("a plan"));
+    let [run] = runs(only_chain(&patch)) else {
+        panic!("one run")
+    };
+    assert!(run.delete.is_empty());
+    // After the last accepting rule, before the default rules.
+    assert_eq!(run.placement, Placement::After(base + 2 + 9));
+    assert_eq!(run.add.len(), 1);
+}
+
+#[test]
+fn a_chain_mostly_changed_is_replaced_whole() {
+    let old = ruleset(&alternating(40));
+    let record = recorded(&old);
+    let other: Vec<u16> = (0..40).map(|i| 3000 + (i % 2) as u16).collect();
+    let new = ruleset(&other);
+    let patch = plan(&record, &new).unwrap_or_else(|| panic!("a plan"));
+    let cp = only_chain(&patch);
+    let ChainChange::Replace(rules) = &cp.change else {
+        panic!("a replacement: {cp:?}")
+    };
+    let lines: usize = new.chains[vm_chain(&new)]
+        .rules
+        .iter()
+        .map(|r| rule_lines(r).len())
+        .sum();
+    assert_eq!(rules.len(), lines);
+    let added: Vec<u64> = (0..lines as u64).map(|h| 50_000 + h).collect();
+    let after = record
+        .patched(&new, &patch, &added)
+        .unwrap_or_else(|| panic!("a record"));
+    assert_eq!(
+        after.handles.as_ref().map(|h| h[vm_chain(&new)].clone()),
+        Some(added)
+    );
+}
+
+#[test]
+fn other_structure_or_unencodable_rules_go_through_nft() {
+    let old = ruleset(&alternating(4));
+    let record = recorded(&old);
+    // A second VM: a new chain.
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n[[vm]]\nname = \"other\"\n");
+    doc.push_str("[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.1\"\n");
+    assert_eq!(
+        plan(&record, &compile_ruleset(&policy(&doc), &Facts::default())),
+        None
+    );
+    // A rule with a list of ports needs an anonymous set.
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for (k, port) in alternating(4).iter().enumerate() {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.{k}\"\nproto = \"tcp\"\nports = {port}\n"
+        ));
+    }
+    doc.push_str("[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.9\"\nproto = \"tcp\"\nports = [25, 465]\n");
+    let mut facts = Facts::default();
+    facts.vm_uids.insert(
+        palisade_dbus::policy::VmName::parse("work").unwrap_or_else(|e| panic!("{e}")),
+        990,
+    );
+    assert_eq!(plan(&record, &compile_ruleset(&policy(&doc), &facts)), None);
+}
+
+#[test]
+fn handles_are_learned_only_for_exactly_the_recorded_rules() {
+    let r = ruleset(&alternating(3));
+    let mut record = KernelRecord::of(&r);
+    let mut listed: Vec<(String, u64)> = record
+        .chains
+        .iter()
+        .flat_map(|(name, rules)| rules.iter().map(move |_| (name.clone(), 1)))
+        .collect();
+    listed.push(("vm_work".into(), 99));
+    assert!(!record.learn_handles(&listed), "one rule too many");
+    listed.pop();
+    listed.push(("someone_elses".into(), 99));
+    assert!(!record.learn_handles(&listed), "a chain we did not make");
+    listed.pop();
+    assert!(record.learn_handles(&listed));
+}

@@ -403,3 +403,105 @@ fn a_too_large_document_is_refused_with_the_limit_and_what_to_do() {
     }
     assert_eq!(common::generation(&env), 1);
 }
+
+/// VM `work` with `n` rules to 10.0.x.y (neighbours on different ports, so none merge), each
+/// commented `r<k>`, and at `listener` the rule to the test listener on 127.0.0.1:`port`.
+fn long_policy(n: usize, listener: usize, port: u16) -> String {
+    let mut doc = String::from(
+        "[[vm]]\nname = \"work\"\nconsole = { users = [\"pal-alice\"] }\ndefault = \"drop\"\n",
+    );
+    for k in 0..n {
+        let (destination, port) = if k == listener {
+            ("127.0.0.1".to_owned(), port)
+        } else {
+            (format!("10.0.{}.{}", k / 256, k % 256), 1000 + (k % 2) as u16)
+        };
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {port}\ncomment = \"r{k}\"\n"
+        ));
+    }
+    doc
+}
+
+/// The kernel's handle of the rule of `vm_work` commented `comment`.
+fn handle_of(env: &TestEnv, comment: &str) -> Option<u64> {
+    let out = ok(
+        env,
+        env.nft(&["-a", "list", "chain", "inet", "palisade", "vm_work"]),
+    );
+    let needle = format!("comment \"{comment}\" # handle ");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.split(&needle).nth(1)?.trim().parse().ok())
+}
+
+/// Our table as `table_normalised` gives it, with set elements in order (a set changed in
+/// place may list them in another order than one loaded whole).
+fn table_sorted(env: &TestEnv) -> serde_json::Value {
+    fn sort(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(elems)) = map.get_mut("elem") {
+                    elems.sort_by_key(|e| e.to_string());
+                }
+                map.values_mut().for_each(sort);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    let mut v = table_normalised(env);
+    sort(&mut v);
+    v
+}
+
+#[test]
+fn a_rule_changed_in_a_long_policy_is_changed_in_place_and_hand_edits_still_go() {
+    let env = start();
+    let _listener = listen(&env, &[8443, 8444]);
+    let vm_user = "palisade-vm-work";
+    apply(&env, &long_policy(2000, 1000, 8443), &[]);
+    assert!(connects(&env, vm_user, 8443));
+    assert!(!connects(&env, vm_user, 8444));
+    let far = handle_of(&env, "r5").unwrap_or_else(|| panic!("rule r5 is listed"));
+    let changed = handle_of(&env, "r1000").unwrap_or_else(|| panic!("rule r1000 is listed"));
+
+    // One rule changes: the kernel gets just that rule (the others keep their handles) and
+    // enforces it at once, for a real connection.
+    apply(&env, &long_policy(2000, 1000, 8444), &[]);
+    assert!(connects(&env, vm_user, 8444), "the changed rule is enforced");
+    assert!(!connects(&env, vm_user, 8443), "the old rule is gone");
+    assert_eq!(handle_of(&env, "r5"), Some(far), "an unchanged rule was loaded again");
+    assert_ne!(handle_of(&env, "r1000"), Some(changed));
+    let in_place = table_sorted(&env);
+
+    // The same policy loaded whole (anyone else's commit makes the helper distrust its record
+    // and go through nft -f): the table is the same, rule for rule, counter for counter.
+    ok(&env, env.nft(&["add", "table", "inet", "someone_else"]));
+    apply(&env, &long_policy(2000, 1000, 8444), &[]);
+    assert_ne!(handle_of(&env, "r5"), Some(far), "this apply loads the table whole");
+    assert_eq!(table_sorted(&env), in_place);
+    let far = handle_of(&env, "r5").unwrap_or_else(|| panic!("rule r5 is listed"));
+
+    // A rule added to our table by hand goes at the next apply, as the table's comment says,
+    // though that apply changes a single rule.
+    ok(
+        &env,
+        env.nft(&[
+            "insert", "rule", "inet", "palisade", "vm_work", "tcp", "dport", "8443", "accept",
+            "comment", "\"by hand\"",
+        ]),
+    );
+    assert!(connects(&env, vm_user, 8443), "the hand-made rule lets it through");
+    apply(&env, &long_policy(2000, 1000, 8443), &[]);
+    assert_eq!(handle_of(&env, "by hand"), None, "the hand-made rule survived an apply");
+    assert!(connects(&env, vm_user, 8443));
+    assert!(!connects(&env, vm_user, 8444));
+
+    // Then changes go in place again.
+    let far = handle_of(&env, "r5").unwrap_or(far);
+    apply(&env, &long_policy(2000, 1500, 8444), &[]);
+    assert_eq!(handle_of(&env, "r5"), Some(far));
+    assert!(connects(&env, vm_user, 8444));
+    assert!(!connects(&env, vm_user, 8443));
+}

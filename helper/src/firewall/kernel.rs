@@ -1,7 +1,11 @@
-//! The thin layer that talks to the kernel: one `nft -f -` per ruleset (the structure), and
-//! questions answered over netlink without reading any set.
+//! The thin layer that talks to the kernel: a ruleset goes in one transaction, either changed
+//! in place over netlink when only rules, named counters and marks differ from what was
+//! installed and the record of the table can be trusted (`patch`; measured with 10,000 rules,
+//! one changed: the kernel's part 8 ms, where `nft -f` of the ruleset takes 0.65 s), or whole
+//! through `nft -f -` (the structure) otherwise; and questions answered over netlink without
+//! reading any set.
 //!
-//! The transaction arrives on stdin, never on a command line, and is text rendered from the
+//! The `nft` transaction arrives on stdin, never on a command line, and is text rendered from the
 //! compiler's validated types (`render::render_batch`). When the kernel refuses it, the whole
 //! payload is kept on disk (root only) and logged by path, so the failure can be reproduced
 //! exactly with `nft -f`.

@@ -1,6 +1,8 @@
-//! The ruleset in nft's own syntax: the structure transaction the kernel receives
-//! ([`render_batch`]), and the text people read in previews, diffs, `vm show`, the guest's file
-//! and golden files ([`render_ruleset`]). Both come from the same code, so what is shown is what
+//! The ruleset in nft's own syntax: the structure transaction the kernel receives when a
+//! generation is loaded whole ([`render_batch`]; a change of rules only goes over netlink,
+//! written by `encode` as nft writes these lines and compared line by line by `patch`), and
+//! the text people read in previews, diffs, `vm show`, the guest's file and golden files
+//! ([`render_ruleset`]). Both come from the same code, so what is shown is what
 //! is loaded. Notes (`ChainDef::notes`) appear as `#` lines, which nft skips.
 //!
 //! Text rather than nft's JSON: measured with 10,000 rules that cannot be merged, `nft -j -f`

@@ -414,7 +414,10 @@ fn long_policy(n: usize, listener: usize, port: u16) -> String {
         let (destination, port) = if k == listener {
             ("127.0.0.1".to_owned(), port)
         } else {
-            (format!("10.0.{}.{}", k / 256, k % 256), 1000 + (k % 2) as u16)
+            (
+                format!("10.0.{}.{}", k / 256, k % 256),
+                1000 + (k % 2) as u16,
+            )
         };
         doc.push_str(&format!(
             "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {port}\ncomment = \"r{k}\"\n"
@@ -469,9 +472,16 @@ fn a_rule_changed_in_a_long_policy_is_changed_in_place_and_hand_edits_still_go()
     // One rule changes: the kernel gets just that rule (the others keep their handles) and
     // enforces it at once, for a real connection.
     apply(&env, &long_policy(2000, 1000, 8444), &[]);
-    assert!(connects(&env, vm_user, 8444), "the changed rule is enforced");
+    assert!(
+        connects(&env, vm_user, 8444),
+        "the changed rule is enforced"
+    );
     assert!(!connects(&env, vm_user, 8443), "the old rule is gone");
-    assert_eq!(handle_of(&env, "r5"), Some(far), "an unchanged rule was loaded again");
+    assert_eq!(
+        handle_of(&env, "r5"),
+        Some(far),
+        "an unchanged rule was loaded again"
+    );
     assert_ne!(handle_of(&env, "r1000"), Some(changed));
     let in_place = table_sorted(&env);
 
@@ -479,7 +489,11 @@ fn a_rule_changed_in_a_long_policy_is_changed_in_place_and_hand_edits_still_go()
     // and go through nft -f): the table is the same, rule for rule, counter for counter.
     ok(&env, env.nft(&["add", "table", "inet", "someone_else"]));
     apply(&env, &long_policy(2000, 1000, 8444), &[]);
-    assert_ne!(handle_of(&env, "r5"), Some(far), "this apply loads the table whole");
+    assert_ne!(
+        handle_of(&env, "r5"),
+        Some(far),
+        "this apply loads the table whole"
+    );
     assert_eq!(table_sorted(&env), in_place);
     let far = handle_of(&env, "r5").unwrap_or_else(|| panic!("rule r5 is listed"));
 
@@ -488,13 +502,29 @@ fn a_rule_changed_in_a_long_policy_is_changed_in_place_and_hand_edits_still_go()
     ok(
         &env,
         env.nft(&[
-            "insert", "rule", "inet", "palisade", "vm_work", "tcp", "dport", "8443", "accept",
-            "comment", "\"by hand\"",
+            "insert",
+            "rule",
+            "inet",
+            "palisade",
+            "vm_work",
+            "tcp",
+            "dport",
+            "8443",
+            "accept",
+            "comment",
+            "\"by hand\"",
         ]),
     );
-    assert!(connects(&env, vm_user, 8443), "the hand-made rule lets it through");
+    assert!(
+        connects(&env, vm_user, 8443),
+        "the hand-made rule lets it through"
+    );
     apply(&env, &long_policy(2000, 1000, 8443), &[]);
-    assert_eq!(handle_of(&env, "by hand"), None, "the hand-made rule survived an apply");
+    assert_eq!(
+        handle_of(&env, "by hand"),
+        None,
+        "the hand-made rule survived an apply"
+    );
     assert!(connects(&env, vm_user, 8443));
     assert!(!connects(&env, vm_user, 8444));
 

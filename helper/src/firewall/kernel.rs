@@ -144,8 +144,8 @@ pub fn remember(record: &std::sync::Mutex<Option<KernelRecord>>, ruleset: &Rules
 }
 
 /// Sends `patch` as one transaction; returns the handles of the added rules in the patch's
-/// order. Counters come first (the rules name them), marks before the rules that set them are
-/// looked up, and what goes goes last.
+/// order. New counters come first (the rules name them), then the rules, the marks, and last
+/// the counters no rule names any more; the packet path sees all of it at once.
 fn send_patch(
     socket: &mut NftSocket,
     patch: &Patch,

@@ -109,7 +109,7 @@ pub fn apply_in_place(record: &std::sync::Mutex<Option<KernelRecord>>, ruleset: 
             patch.chains.len(),
             added.len()
         );
-        Ok(known.patched(ruleset, &patch, &added))
+        Ok(known.patched(&patch, &added))
     })();
     match attempt {
         Ok(Some(updated)) => {

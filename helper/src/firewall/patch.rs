@@ -10,9 +10,11 @@
 //!   per chain a fingerprint of each kernel rule and, once known, its handle) with the new
 //!   ruleset. Rules are compared by their rendered text, so a rule is kept exactly when `nft -f`
 //!   would have loaded the same line.
-//! - Per chain the change is one run: the rules both share at the start and at the end stay,
-//!   the ones between are deleted and the new ones added where they were. Any rule of that run
-//!   that `encode` cannot write makes the whole generation go through `nft -f`.
+//! - Per chain the change is a diff of the rules' fingerprints: runs of rules deleted by handle
+//!   and new ones added where they were, the rest kept; a chain with more than a quarter of its
+//!   rules changed is flushed and filled instead (the kernel finds a rule by handle by walking
+//!   the chain). Any added rule that `encode` cannot write makes the whole generation go
+//!   through `nft -f`.
 //! - The record is trusted only while every commit since it was made was the helper's own
 //!   (`palisade_nfnetlink::commits`); the caller checks that before planning. A handle that
 //!   is gone anyway fails the whole transaction, and the caller falls back to `nft -f`.
@@ -64,6 +66,8 @@ pub struct ChainPatch {
     /// The chain's rules afterwards: the handle of each kept one, `None` for each added one
     /// (in the order the patch adds them).
     layout: Vec<Option<u64>>,
+    /// The fingerprints of the chain's rules afterwards.
+    fingerprints: Vec<u64>,
 }
 
 /// How a chain changes.
@@ -145,9 +149,11 @@ impl KernelRecord {
     }
 
     /// The record after `patch` was committed, the kernel having given the added rules
-    /// `added` (in the patch's order) as handles; `new` is the ruleset now installed.
-    pub fn patched(&self, new: &Ruleset, patch: &Patch, added: &[u64]) -> Option<Self> {
-        let mut handles = self.handles.clone()?;
+    /// `added` (in the patch's order) as handles.
+    /// Made from the patch rather than from the ruleset, which would render every rule again.
+    pub fn patched(&self, patch: &Patch, added: &[u64]) -> Option<Self> {
+        let mut record = self.clone();
+        let handles = record.handles.as_mut()?;
         let mut added = added.iter().copied();
         for cp in &patch.chains {
             let now: Option<Vec<u64>> = cp
@@ -156,12 +162,21 @@ impl KernelRecord {
                 .map(|kept| kept.or_else(|| added.next()))
                 .collect();
             *handles.get_mut(cp.index)? = now?;
+            record.chains.get_mut(cp.index)?.1 = cp.fingerprints.clone();
         }
         if added.next().is_some() {
             return None;
         }
-        let mut record = Self::of(new);
-        record.handles = Some(handles);
+        for gone in &patch.gone_counters {
+            record.counters.remove(gone);
+        }
+        record
+            .counters
+            .extend(patch.new_counters.iter().map(|(name, _)| name.clone()));
+        for mark in &patch.marks_removed {
+            record.marks.remove(mark);
+        }
+        record.marks.extend(&patch.marks_added);
         Some(record)
     }
 }
@@ -245,6 +260,7 @@ fn chain_patch(
         chain: chain.name.clone(),
         change,
         layout,
+        fingerprints: new,
     }))
 }
 

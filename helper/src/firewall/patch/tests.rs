@@ -94,16 +94,20 @@ fn one_changed_rule_is_deleted_and_added_in_its_place() {
 
     // The record afterwards: the new rule's handle where the old one was, the rest kept.
     let after = record
-        .patched(&new, &patch, &[77])
+        .patched(&patch, &[77])
         .unwrap_or_else(|| panic!("a record"));
     let handles = after.handles.as_ref().unwrap_or_else(|| panic!("handles"));
     let chain = &handles[vm_chain(&new)];
     assert_eq!(chain[(first_rule + 20) as usize], 77);
     assert_eq!(chain[(first_rule + 19) as usize], base + first_rule + 19);
     assert_eq!(chain[(first_rule + 21) as usize], base + first_rule + 21);
+    // What the record says now is what the new ruleset is.
+    let mut fresh = KernelRecord::of(&new);
+    fresh.handles = after.handles.clone();
+    assert_eq!(after, fresh);
     assert_eq!(plan(&after, &new), Some(Patch::default()));
     assert_eq!(
-        record.patched(&new, &patch, &[77, 78]),
+        record.patched(&patch, &[77, 78]),
         None,
         "one handle too many"
     );
@@ -160,7 +164,7 @@ fn a_chain_mostly_changed_is_replaced_whole() {
     assert_eq!(rules.len(), lines);
     let added: Vec<u64> = (0..lines as u64).map(|h| 50_000 + h).collect();
     let after = record
-        .patched(&new, &patch, &added)
+        .patched(&patch, &added)
         .unwrap_or_else(|| panic!("a record"));
     assert_eq!(
         after.handles.as_ref().map(|h| h[vm_chain(&new)].clone()),

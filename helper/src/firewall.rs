@@ -1054,9 +1054,13 @@ impl Engine {
             if let Ok(mut record) = self.kernel.lock() {
                 *record = None;
             }
+            let before = tokio::task::spawn_blocking(kernel::generation_before_load)
+                .await
+                .unwrap_or(None);
             kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
             let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));
-            let _ = tokio::task::spawn_blocking(move || kernel::remember(&record, &r)).await;
+            let _ =
+                tokio::task::spawn_blocking(move || kernel::remember(&record, &r, before)).await;
         }
         self.names.follow(policy, &ruleset);
         let (data, r) = (Arc::clone(&self.data), Arc::clone(&ruleset));

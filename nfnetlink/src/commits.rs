@@ -5,7 +5,9 @@
 //! batch's begin marker), and the log keeps them. So a caller that knows the ruleset as it was
 //! at generation *g* ([`mark`]) and finds the generation now to be *n* knows that nothing but
 //! this process changed it exactly when every generation after *g* up to *n* is one of its
-//! own ([`only_ours`]). That lets the helper change a few rules of its table in place, trusting
+//! own ([`only_ours`]). A ruleset written another way (one `nft -f` run) is marked known only
+//! when that run was the one commit between the generation read before it and the one after
+//! (`NftSocket::mark_known_after_one`). That lets the helper change a few rules of its table in place, trusting
 //! its record of the table, and fall back to replacing the whole table the moment anyone else
 //! (an admin with `nft`, another firewall manager) committed anything.
 //!
@@ -31,7 +33,7 @@ struct Log {
 static LOGS: Mutex<Option<HashMap<u64, Log>>> = Mutex::new(None);
 
 /// The generation after `g`, as the kernel counts (it skips 0).
-fn next(g: u32) -> u32 {
+pub fn next(g: u32) -> u32 {
     match g.wrapping_add(1) {
         0 => 1,
         n => n,
@@ -55,6 +57,13 @@ pub fn mark(netns: u64, generation: u32) {
                 pending: BTreeSet::new(),
             },
         );
+    });
+}
+
+/// Nothing is known of `netns`'s ruleset any more.
+pub fn forget(netns: u64) {
+    with_logs(|logs| {
+        logs.remove(&netns);
     });
 }
 

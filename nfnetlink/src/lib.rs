@@ -1300,12 +1300,27 @@ impl NftSocket {
         Ok(commits::only_ours(self.netns, now))
     }
 
-    /// Marks the ruleset as it is now as known to this process (after it wrote the ruleset
-    /// some other way, as through `nft`): [`Self::only_own_commits`] counts from here.
+    /// Marks the ruleset as it is now as known to this process: [`Self::only_own_commits`]
+    /// counts from here.
     pub fn mark_known(&mut self) -> Result<(), NetlinkError> {
         let now = self.generation()?;
         commits::mark(self.netns, now);
         Ok(())
+    }
+
+    /// After this process wrote the ruleset some other way (one `nft -f` run), the generation
+    /// having been `before` just before: marks the ruleset known only if exactly one commit
+    /// happened since (that run's). If more did, one may have been anyone's, so nothing is
+    /// marked and the log vouches for nothing; `false` then.
+    pub fn mark_known_after_one(&mut self, before: u32) -> Result<bool, NetlinkError> {
+        let now = self.generation()?;
+        if now == commits::next(before) {
+            commits::mark(self.netns, now);
+            Ok(true)
+        } else {
+            commits::forget(self.netns);
+            Ok(false)
+        }
     }
 
     /// Streams `elements` into transactions of at most `per_transaction` elements each (a

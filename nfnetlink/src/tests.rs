@@ -2524,5 +2524,20 @@ fn root_commits_are_told_and_only_own_ones_count() {
         assert!(!socket.only_own_commits().expect("the generation is read"));
         socket.mark_known().expect("the generation is read");
         assert!(socket.only_own_commits().expect("the generation is read"));
+
+        // A write through nft is vouched for only when it was the one commit in between.
+        let before = socket.generation().expect("the generation is read");
+        nft(&["add", "rule", "inet", "palisade_rltest", "by_nft", "return"]);
+        assert!(socket
+            .mark_known_after_one(before)
+            .expect("the generation is read"));
+        assert!(socket.only_own_commits().expect("the generation is read"));
+        let before = socket.generation().expect("the generation is read");
+        nft(&["add", "rule", "inet", "palisade_rltest", "by_nft", "return"]);
+        nft(&["add", "rule", "inet", "palisade_rltest", "by_nft", "return"]);
+        assert!(!socket
+            .mark_known_after_one(before)
+            .expect("the generation is read"));
+        assert!(!socket.only_own_commits().expect("the generation is read"));
     });
 }

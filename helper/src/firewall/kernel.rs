@@ -124,19 +124,34 @@ pub fn apply_in_place(record: &std::sync::Mutex<Option<KernelRecord>>, ruleset: 
     }
 }
 
-/// Records `ruleset` as what the table holds, just loaded whole: from here on the helper's own
-/// commits keep the record true (`palisade_nfnetlink::commits`).
-pub fn remember(record: &std::sync::Mutex<Option<KernelRecord>>, ruleset: &Ruleset) {
-    let marked = NftSocket::open()
-        .map_err(|e| e.to_string())
-        .and_then(|mut s| s.mark_known().map_err(|e| e.to_string()));
+/// The ruleset's generation now, before a load through `nft -f` ([`remember`] after it).
+pub fn generation_before_load() -> Option<u32> {
+    NftSocket::open().ok()?.generation().ok()
+}
+
+/// Records `ruleset` as what the table holds, just loaded whole by one `nft -f` run that began
+/// at generation `before`: only if that run was the one commit since (anyone else's commit in
+/// between could have changed the table), so that from here on the helper's own commits keep
+/// the record true (`palisade_nfnetlink::commits`). Otherwise the next install loads the
+/// table whole again.
+pub fn remember(
+    record: &std::sync::Mutex<Option<KernelRecord>>,
+    ruleset: &Ruleset,
+    before: Option<u32>,
+) {
+    let marked = before
+        .ok_or_else(|| "the generation before the load is unknown".to_owned())
+        .and_then(|before| {
+            NftSocket::open()
+                .map_err(|e| e.to_string())
+                .and_then(|mut s| s.mark_known_after_one(before).map_err(|e| e.to_string()))
+        });
     if let Ok(mut slot) = record.lock() {
         *slot = match marked {
-            Ok(()) => Some(KernelRecord::of(ruleset)),
+            Ok(true) => Some(KernelRecord::of(ruleset)),
+            Ok(false) => None,
             Err(e) => {
-                tracing::warn!(
-                    "cannot read the ruleset's generation, the next install loads it whole: {e}"
-                );
+                tracing::warn!("the next install loads the whole ruleset: {e}");
                 None
             }
         };

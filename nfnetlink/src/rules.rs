@@ -311,7 +311,17 @@ impl Batch {
 
     /// Deletes the rule with this handle from `chain`; the transaction fails if there is none.
     pub fn delete_rule(&mut self, chain: &ChainRef, handle: u64) {
-        let request = self.push_request(Action::DeleteRule, chain);
+        self.rule_deletion(Action::DeleteRule, chain, Some(handle));
+    }
+
+    /// Deletes every rule of `chain` (a rule deletion naming no rule): one walk of the chain,
+    /// where deleting its rules one by one would look each up from the start.
+    pub fn flush_chain(&mut self, chain: &ChainRef) {
+        self.rule_deletion(Action::FlushChain, chain, None);
+    }
+
+    fn rule_deletion(&mut self, action: Action, chain: &ChainRef, handle: Option<u64>) {
+        let request = self.push_request(action, chain);
         // Echoed, like every rule and object message: the first message's echo flag makes the
         // kernel tell the generation it commits (see `NftSocket::send`).
         let start = self.begin_family_message(
@@ -322,22 +332,9 @@ impl Batch {
         );
         put_str(&mut self.buf, NFTA_RULE_TABLE, &chain.table);
         put_str(&mut self.buf, NFTA_RULE_CHAIN, &chain.chain);
-        put_be64(&mut self.buf, NFTA_RULE_HANDLE, handle);
-        end_message(&mut self.buf, start);
-    }
-
-    /// Deletes every rule of `chain` (a rule deletion naming no rule): one walk of the chain,
-    /// where deleting its rules one by one would look each up from the start.
-    pub fn flush_chain(&mut self, chain: &ChainRef) {
-        let request = self.push_request(Action::FlushChain, chain);
-        let start = self.begin_family_message(
-            NFT_MSG_DELRULE,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO,
-            chain.family,
-            request,
-        );
-        put_str(&mut self.buf, NFTA_RULE_TABLE, &chain.table);
-        put_str(&mut self.buf, NFTA_RULE_CHAIN, &chain.chain);
+        if let Some(handle) = handle {
+            put_be64(&mut self.buf, NFTA_RULE_HANDLE, handle);
+        }
         end_message(&mut self.buf, start);
     }
 

@@ -113,7 +113,7 @@ impl KernelRecord {
             chains: ruleset
                 .chains
                 .iter()
-                .map(|c| (c.name.clone(), fingerprints(c)))
+                .map(|c| (c.name.clone(), fingerprints(c).0))
                 .collect(),
             handles: None,
             counters: ruleset.counters.iter().map(|(n, _)| n.clone()).collect(),
@@ -228,7 +228,7 @@ fn chain_patch(
     handles: &[u64],
     chain: &ChainDef,
 ) -> Option<Option<ChainPatch>> {
-    let new = fingerprints(chain);
+    let (new, lines) = fingerprints(chain);
     if old == new.as_slice() {
         return Some(None);
     }
@@ -250,10 +250,10 @@ fn chain_patch(
         })
         .sum();
     let (change, layout) = if changed * EDIT_SHARE > new.len() {
-        let all = specs(chain, |_| true)?;
+        let all = specs(chain, &lines, |_| true)?;
         (ChainChange::Replace(all), vec![None; new.len()])
     } else {
-        edits(&ops, handles, chain, new.len())?
+        edits(&ops, handles, chain, &lines, new.len())?
     };
     Some(Some(ChainPatch {
         index,
@@ -269,6 +269,7 @@ fn edits(
     ops: &[DiffOp],
     handles: &[u64],
     chain: &ChainDef,
+    lines: &[usize],
     new_len: usize,
 ) -> Option<(ChainChange, Vec<Option<u64>>)> {
     let mut layout = Vec::with_capacity(new_len);
@@ -321,7 +322,7 @@ fn edits(
         };
         runs.push((handles[old_range].to_vec(), placement, new_range));
     }
-    let mut added = specs(chain, |line| wanted[line])?.into_iter();
+    let mut added = specs(chain, lines, |line| wanted[line])?.into_iter();
     let runs = runs
         .into_iter()
         .map(|(delete, placement, new_range)| Run {
@@ -333,13 +334,16 @@ fn edits(
     Some((ChainChange::Edit(runs), layout))
 }
 
-/// The kernel rules of the lines of `chain` that `wanted` picks, in order; `None` if one
-/// cannot be encoded.
-fn specs(chain: &ChainDef, wanted: impl Fn(usize) -> bool) -> Option<Vec<RuleSpec>> {
+/// The kernel rules of the lines of `chain` that `wanted` picks, in order (`lines`: how many
+/// lines each rule has, from [`fingerprints`]); `None` if one cannot be encoded.
+fn specs(
+    chain: &ChainDef,
+    lines: &[usize],
+    wanted: impl Fn(usize) -> bool,
+) -> Option<Vec<RuleSpec>> {
     let mut out = Vec::new();
     let mut line = 0;
-    for rule in &chain.rules {
-        let lines = rule_lines(rule).len();
+    for (rule, &lines) in chain.rules.iter().zip(lines) {
         if (line..line + lines).any(&wanted) {
             for (k, spec) in kernel_rules(rule)?.into_iter().enumerate() {
                 if wanted(line + k) {
@@ -352,14 +356,17 @@ fn specs(chain: &ChainDef, wanted: impl Fn(usize) -> bool) -> Option<Vec<RuleSpe
     Some(out)
 }
 
-/// A fingerprint of each kernel rule of `chain` (one per rendered line).
-fn fingerprints(chain: &ChainDef) -> Vec<u64> {
-    chain
-        .rules
-        .iter()
-        .flat_map(rule_lines)
-        .map(|line| fingerprint(&line))
-        .collect()
+/// A fingerprint of each kernel rule of `chain` (one per rendered line), and how many lines
+/// each rule has: one rendering serves both, since rendering is most of a plan's cost.
+fn fingerprints(chain: &ChainDef) -> (Vec<u64>, Vec<usize>) {
+    let mut prints = Vec::with_capacity(chain.rules.len());
+    let mut lines = Vec::with_capacity(chain.rules.len());
+    for rule in &chain.rules {
+        let rendered = rule_lines(rule);
+        lines.push(rendered.len());
+        prints.extend(rendered.iter().map(fingerprint));
+    }
+    (prints, lines)
 }
 
 fn fingerprint(value: &impl Hash) -> u64 {

@@ -342,6 +342,15 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
             "{log}"
         );
     }
+    // Both sets changed in one transaction: the packet path went from the old list to the new
+    // one in one step.
+    assert!(
+        log.contains(
+            "updated list big in place in one transaction (2 sets touched): 102 ranges removed, \
+             2 added"
+        ),
+        "{log}"
+    );
     for untouched in &sets[1..4] {
         assert!(
             !log.contains(&format!("updated set {untouched} ")),

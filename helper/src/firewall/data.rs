@@ -14,11 +14,10 @@
 //!   partial one, and never neither.
 //! - A version that differs from the one a live group holds by at most [`MAX_IN_PLACE`] ranges
 //!   (the daily update of a FireHOL or Spamhaus list) is not reloaded: its difference, kept by
-//!   the list store, is cut at the group's slices and applied to each set it touches in one
-//!   transaction per set. An address belongs to one slice, so each address's verdict changes
-//!   once, from the old list's to the new one's: the packet path never sees an address in
-//!   neither. A group whose sets would grow past [`MAX_SHARD_RANGES`] is loaded afresh, cut
-//!   anew.
+//!   the list store, is cut at the group's slices and applied to the sets it touches in one
+//!   transaction: the packet path goes from the old list to the new one in one step, and the
+//!   record is written twice (before and after), not per set. A group whose sets would grow
+//!   past [`MAX_SHARD_RANGES`] is loaded afresh, cut anew.
 //! - Loads go in transactions of at most [`CHUNK`] elements into one small set: other writers
 //!   of the ruleset wait at most one chunk.
 //! - What each set holds is on disk (`<state>/data-sets.json`): a set is recorded as holding a
@@ -197,16 +196,26 @@ impl DataSets {
                 None => socket.insert(open()?),
             };
             let mut work = GroupWork::new(list, lists);
+            let mut in_place = Vec::new();
+            let mut fills = Vec::new();
             for (set, data) in pending {
-                let held = record.sets.get(&set.name).cloned();
-                let target = set_ref(&set.name)?;
-                if let Some(Held::Complete { hash, ranges, .. }) =
-                    held.filter(|h| h.holds(&data.list, data.family).is_some())
-                {
-                    record = self
-                        .update_in_place(socket, &target, data, &hash, ranges, &mut work, record)?;
-                    continue;
+                let held = (record.sets.get(&set.name))
+                    .filter(|h| h.holds(&data.list, data.family).is_some());
+                match held {
+                    Some(Held::Complete { hash, ranges, .. }) => in_place.push(InPlace {
+                        target: set_ref(&set.name)?,
+                        data,
+                        old: hash.clone(),
+                        ranges: *ranges,
+                    }),
+                    _ => fills.push((set, data)),
                 }
+            }
+            if !in_place.is_empty() {
+                record = self.update_in_place(socket, &in_place, &mut work, record)?;
+            }
+            for (set, data) in fills {
+                let target = set_ref(&set.name)?;
                 if existing.sets.contains(&set.name) {
                     // A fill that did not finish (the helper died): start again from empty.
                     // Naming never picks a set the kernel has unless the record vouches for
@@ -237,57 +246,67 @@ impl DataSets {
         Ok(())
     }
 
-    /// Turns the live set `target`, holding version `old` of `data`'s list in `ranges`
-    /// ranges, into the list's current version by the part of the stored difference within
-    /// its addresses, in one transaction. Returns the record after it.
-    #[allow(clippy::too_many_arguments)]
+    /// Turns the live sets of one group, each holding the version before of its list, into
+    /// the list's current version by the stored difference, cut at each set's addresses: all
+    /// of them in one transaction, so the packet path goes from the old list to the new one in
+    /// one step. Returns the record after it.
     fn update_in_place(
         &self,
         socket: &mut NftSocket,
-        target: &SetRef,
-        data: &ImportedData,
-        old: &str,
-        ranges: u64,
+        sets: &[InPlace<'_>],
         work: &mut GroupWork<'_>,
         mut record: Record,
     ) -> Result<Record, Error> {
         let began = Instant::now();
-        let stored = work.diff(old)?;
-        let previous = record.sets.insert(target.set().to_owned(), Held::Unknown);
-        self.save(record.clone())?;
+        let before = record.clone();
         let mut batch = Batch::new();
-        let (removed, added) = (
-            batch.delete_elements(target, within(&stored.ranges.removed, data)),
-            batch.add_elements(target, within(&stored.ranges.added, data)),
-        );
+        let mut after = Vec::with_capacity(sets.len());
+        for set in sets {
+            let stored = work.diff(&set.old)?;
+            let (out, into) = (
+                batch.delete_elements(&set.target, within(&stored.ranges.removed, set.data)),
+                batch.add_elements(&set.target, within(&stored.ranges.added, set.data)),
+            );
+            let held = Held::Complete {
+                list: set.data.list.clone(),
+                v6: set.data.family == Family::V6,
+                hash: hex_digits(&stored.to).to_owned(),
+                first: set.data.first,
+                last: set.data.last,
+                ranges: (set.ranges + into as u64).saturating_sub(out as u64),
+            };
+            after.push((set.target.set(), held, out, into));
+            record
+                .sets
+                .insert(set.target.set().to_owned(), Held::Unknown);
+        }
+        self.save(record.clone())?;
         if let Err(e) = socket.send(&mut batch) {
-            // The transaction did not land: the set holds what it held.
-            if let Some(previous) = previous {
-                record.sets.insert(target.set().to_owned(), previous);
-            }
-            self.save(record)?;
+            // The transaction did not land: the sets hold what they held.
+            self.save(before)?;
             return Err(kernel(e));
         }
-        record.sets.insert(
-            target.set().to_owned(),
-            Held::Complete {
-                list: data.list.clone(),
-                v6: data.family == Family::V6,
-                hash: hex_digits(&stored.to).to_owned(),
-                first: data.first,
-                last: data.last,
-                ranges: (ranges + added as u64).saturating_sub(removed as u64),
-            },
-        );
-        self.save(record.clone())?;
-        if removed + added > 0 {
-            tracing::info!(
-                "updated set {} of list {} in place: {removed} ranges removed, {added} added, in {:?}",
-                target.set(),
-                data.list.as_str(),
-                began.elapsed()
-            );
+        let (mut removed, mut added, mut touched) = (0, 0, 0);
+        for (name, held, out, into) in after {
+            record.sets.insert(name.to_owned(), held);
+            if out + into > 0 {
+                tracing::info!(
+                    "updated set {name} of list {} in place: {out} ranges removed, {into} added",
+                    work.list.as_str()
+                );
+                (removed, added, touched) = (removed + out, added + into, touched + 1);
+            }
         }
+        self.save(record.clone())?;
+        if touched == 0 {
+            return Ok(record);
+        }
+        tracing::info!(
+            "updated list {} in place in one transaction ({touched} sets touched): {removed} \
+             ranges removed, {added} added, in {:?}",
+            work.list.as_str(),
+            began.elapsed()
+        );
         Ok(record)
     }
 
@@ -342,6 +361,15 @@ impl DataSets {
             .map(|(name, _)| name)
             .collect()
     }
+}
+
+/// A live set to be brought from version `old` of its list (holding `ranges` ranges) to the
+/// current one.
+struct InPlace<'a> {
+    target: SetRef,
+    data: &'a ImportedData,
+    old: String,
+    ranges: u64,
 }
 
 /// One family of one list being brought up to date: its contents and its difference, read

@@ -13,8 +13,10 @@
 //! - Per chain the change is a diff of the rules' fingerprints: runs of rules deleted by handle
 //!   and new ones added where they were, the rest kept; a chain with more than a quarter of its
 //!   rules changed is flushed and filled instead (the kernel finds a rule by handle by walking
-//!   the chain). Any added rule that `encode` cannot write makes the whole generation go
-//!   through `nft -f`.
+//!   the chain), unless a rule it keeps is one `encode` cannot write. Any added rule that
+//!   `encode` cannot write makes the whole generation go through `nft -f`.
+//! - The version of a list a set holds is not structure: a list changed in place by the data
+//!   path keeps its sets and its rules, and the generation naming it changes nothing here.
 //! - The record is trusted only while every commit since it was made was the helper's own
 //!   (`palisade_nfnetlink::commits`); the caller checks that before planning. A handle that
 //!   is gone anyway fails the whole transaction, and the caller falls back to `nft -f`.
@@ -249,11 +251,14 @@ fn chain_patch(
             } => old_len + new_len,
         })
         .sum();
-    let (change, layout) = if changed * EDIT_SHARE > new.len() {
-        let all = specs(chain, &lines, |_| true)?;
-        (ChainChange::Replace(all), vec![None; new.len()])
-    } else {
-        edits(&ops, handles, chain, &lines, new.len())?
+    // A chain mostly changed is replaced whole, unless a rule it keeps is not encodable (a
+    // list's verdict map of slices): then only the changed rules need to be.
+    let replacement = (changed * EDIT_SHARE > new.len())
+        .then(|| specs(chain, &lines, |_| true))
+        .flatten();
+    let (change, layout) = match replacement {
+        Some(all) => (ChainChange::Replace(all), vec![None; new.len()]),
+        None => edits(&ops, handles, chain, &lines, new.len())?,
     };
     Some(Some(ChainPatch {
         index,
@@ -384,6 +389,12 @@ fn structure_of(r: &Ruleset) -> u64 {
             let mut s = s.clone();
             if s.kind == SetKind::Marks {
                 s.marks.clear();
+            }
+            // Which version of a list a set holds is the data path's business: a list changed
+            // in place keeps its sets, and the structure does not carry the version.
+            if let Some(data) = &mut s.imported {
+                data.hash.clear();
+                data.ranges = 0;
             }
             format!("{s:?}")
         })

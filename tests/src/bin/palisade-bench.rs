@@ -479,8 +479,8 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
 
     // A new version with 1 % of the networks replaced, spread over the whole list (10,000
     // out, 10,000 in): the helper parses and stores it, keeps the difference, and applies the
-    // 20,000 changed ranges to the live sets, one transaction per set. The kernel's part is
-    // what the helper logs for them.
+    // 20,000 changed ranges to the live sets in one transaction. The in-place part is what the
+    // helper logs for it.
     let changed = changed_list_text(LIST_ENTRIES - 1, 0, 100) + "127.66.0.0/24\n";
     let changed_file = env.write_file("big-changed.netset", changed)?;
     let file = std::fs::File::open(&changed_file)?;
@@ -488,7 +488,10 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
         .helper_log()
         .matches("ranges of list big into set")
         .count();
-    let in_place_before = env.helper_log().matches("of list big in place").count();
+    let in_place_before = env
+        .helper_log()
+        .matches("updated list big in place in one transaction")
+        .count();
     let t = Instant::now();
     lists
         .import("big", zbus::Fd::from(&file), "netset", false, false)
@@ -498,7 +501,7 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     let reloaded = log.matches("ranges of list big into set").count() > loads_before;
     let in_place: Vec<Duration> = log
         .lines()
-        .filter(|l| l.contains("of list big in place"))
+        .filter(|l| l.contains("updated list big in place in one transaction"))
         .skip(in_place_before)
         .filter_map(|l| parse_debug_duration(l.rsplit(" in ").next()?))
         .collect();
@@ -510,7 +513,8 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
             format!("{} (reloaded: the difference was not used)", ms(whole))
         } else {
             format!(
-                "{} in all; the kernel's part ({} transactions, one per set touched): {}",
+                "{} in all; the in-place part ({} transaction, with the record written before and \
+                 after): {}",
                 ms(whole),
                 in_place.len(),
                 ms(kernel)

@@ -216,3 +216,48 @@ fn handles_are_learned_only_for_exactly_the_recorded_rules() {
     listed.pop();
     assert!(record.learn_handles(&listed));
 }
+
+/// A host rule naming an imported list spread over several sets (a verdict map of slices,
+/// which `encode` does not write) beside `port`'s rule, with the list at version `hash`.
+fn with_list(port: u16, hash: &str) -> Ruleset {
+    use crate::firewall::compile::ImportedFacts;
+    use crate::firewall::data::sliced_sets;
+    use palisade_dbus::policy::{Family, ShortName};
+    let doc = format!(
+        "[[blocklist]]\nname = \"big\"\nimported = true\n\n[[host_rule]]\naction = \"drop\"\n\
+         blocklist = \"big\"\n\n[[host_rule]]\naction = \"drop\"\ndestination = \"192.0.2.1\"\n\
+         proto = \"tcp\"\nports = {port}\n"
+    );
+    let cuts: Vec<std::net::IpAddr> = ["10.0.0.0", "20.0.0.0"]
+        .iter()
+        .map(|c| c.parse().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let mut facts = Facts::default();
+    facts.imported.insert(
+        ShortName::parse("big").unwrap_or_else(|e| panic!("{e}")),
+        ImportedFacts {
+            hash: hash.into(),
+            ranges: 3,
+            sets_v4: sliced_sets("bl_big_v4_1", Family::V4, &cuts),
+            sets_v6: sliced_sets("bl_big_v6_1", Family::V6, &[]),
+            ..ImportedFacts::default()
+        },
+    );
+    compile_ruleset(&policy(&doc), &facts)
+}
+
+#[test]
+fn a_policy_naming_a_list_in_several_sets_is_changed_in_place() {
+    let old = with_list(7000, "aa");
+    let record = recorded(&old);
+    // An unrelated rule changed in a short chain: more than a quarter of it, but the list's
+    // verdict map cannot be written, so only the changed rule is.
+    let patch = plan(&record, &with_list(7001, "aa")).unwrap_or_else(|| panic!("a plan"));
+    let cp = only_chain(&patch);
+    assert_eq!(runs(cp).len(), 1, "{cp:?}");
+    // A new version of the list in the same sets changes nothing in the structure.
+    assert_eq!(
+        plan(&record, &with_list(7000, "bb")),
+        Some(Patch::default())
+    );
+}

@@ -40,7 +40,9 @@ pub use netns::{list_netns, Netns, NETNS_PREFIX};
 pub use nix::sys::signal::Signal;
 pub use paths::{bin_dir, workspace_dir};
 pub use polkit::POLKIT_BUS_NAME;
-pub use process::{describe, open_fds, rss_kib, run_bounded, wait_until, DEFAULT_TIMEOUT};
+pub use process::{
+    describe, open_fds, rss_kib, rss_parts_kib, run_bounded, wait_until, DEFAULT_TIMEOUT,
+};
 pub use users::{
     account, cleanup_test_users, cleanup_vm_users, ensure_test_users, uid_of, Account, ADMIN,
     ALICE, BOB, TEST_USERS, VM_USER_PREFIX,

@@ -105,6 +105,10 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
     let env = TestEnv::start().context("starting the bench environment")?;
     std::thread::sleep(Duration::from_secs(1));
     let start_rss = env.helper_pid().map(palisade_tests::rss_kib).unwrap_or(0);
+    let start_parts = env
+        .helper_pid()
+        .map(palisade_tests::rss_parts_kib)
+        .unwrap_or_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -187,12 +191,16 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
         0,
         (
             "helper idle RSS (fresh start)".into(),
-            mib(start_rss),
+            rss_with_parts(start_rss, start_parts),
             "-".into(),
             "< 15 MB".into(),
         ),
     );
     let helper_rss = env.helper_pid().map(palisade_tests::rss_kib).unwrap_or(0);
+    let helper_parts = env
+        .helper_pid()
+        .map(palisade_tests::rss_parts_kib)
+        .unwrap_or_default();
     let polkit_rss = pid_of_comm(&env, "polkitd")
         .map(palisade_tests::rss_kib)
         .unwrap_or(0);
@@ -201,7 +209,7 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
         .unwrap_or(0);
     rows.push((
         "helper idle RSS (after the 10,000-rule apply)".into(),
-        mib(helper_rss),
+        rss_with_parts(helper_rss, helper_parts),
         format!("polkitd {} / dbus-daemon {}", mib(polkit_rss), mib(bus_rss)),
         "< 15 MB".into(),
     ));
@@ -1044,6 +1052,16 @@ fn median(times: &mut [Duration]) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Resident memory with what it is made of (see [`palisade_tests::rss_parts_kib`]).
+fn rss_with_parts(total: u64, (anon, file): (u64, u64)) -> String {
+    format!(
+        "{} (heap and other anonymous {}, program and library pages {})",
+        mib(total),
+        mib(anon),
+        mib(file)
+    )
 }
 
 fn mib(kib: u64) -> String {

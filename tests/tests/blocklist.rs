@@ -230,9 +230,9 @@ fn replacing_a_list_never_lets_a_listed_address_through() {
 
     // A prober connects to the listed address in a loop while the list is replaced by a new
     // version (which still lists it): not one attempt may pass. The new version changes more
-    // ranges than a difference may (60,001 > MAX_IN_PLACE), so it is loaded into a new set and
-    // swapped in.
-    let second = write_list(&env, "second.netset", 70_000, &["198.51.100.0/24"]);
+    // ranges than an overlay may hold (110,001 > MAX_OVERLAY), so it is loaded into new sets
+    // and swapped in.
+    let second = write_list(&env, "second.netset", 120_000, &["198.51.100.0/24"]);
     // Probing goes on a moment after the swap, when the old set is deleted.
     let (attempts, passed, info) = probe_during(&env, LISTED, Duration::from_millis(500), || {
         import(&env, &second, &[])
@@ -290,10 +290,10 @@ fn kernel_ranges(env: &TestEnv, set: &str) -> usize {
 fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     let mut env = start();
     let _listener = listen_any(&env);
-    // 120,000 networks, the listed test network and two more: five kernel sets of at most
-    // 25,000 ranges. The new version drops the last 100 networks and trades 127.88.0.0/24 for
-    // 127.89.0.0/24 (the last set: 101 ranges removed, 1 added) and 10.1.0.0/24 for
-    // 10.2.0.0/24 (the first set: 1 removed, 1 added), in place; the sets between are untouched.
+    // 120,000 networks, the listed test network and two more: five kernel sets (slices) of at
+    // most 25,000 ranges. The new version drops the last 100 networks and trades
+    // 127.88.0.0/24 for 127.89.0.0/24 and 10.1.0.0/24 for 10.2.0.0/24: the slices stay as they
+    // are, and two overlay sets beside them take the difference (2 ranges added, 102 removed).
     let (gone, new) = ("127.88.0.1", "127.89.0.1");
     let first = write_list(
         &env,
@@ -307,7 +307,8 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert_eq!(sets.len(), 5, "{sets:?}");
     let ranges =
         |env: &TestEnv| -> Vec<usize> { sets.iter().map(|s| kernel_ranges(env, s)).collect() };
-    assert_eq!(ranges(&env), vec![25_000, 25_000, 25_000, 25_000, 20_003]);
+    let slices = vec![25_000, 25_000, 25_000, 25_000, 20_003];
+    assert_eq!(ranges(&env), slices);
     assert!(!connects_to(&env, gone) && connects_to(&env, new));
     let hash_before = show_hash(&env);
 
@@ -324,7 +325,7 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert!(attempts >= 2, "the prober hardly ran: {attempts} attempts");
     assert_eq!(passed, 0, "{passed} of {attempts} attempts passed");
 
-    // The same kernel sets, not reloaded, now holding the new version.
+    // The same slices, untouched and not reloaded; the overlay holds the difference.
     assert_ne!(show_hash(&env), hash_before);
     assert_eq!(
         sets_of_big(&env, false),
@@ -332,32 +333,17 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
         "the list moved to other sets"
     );
     assert_eq!(loads_logged(&env), 2, "the list was reloaded");
+    assert_eq!(ranges(&env), slices, "a slice was changed");
+    let (added, removed) = overlay_of_big(&env);
+    assert_eq!(
+        (kernel_ranges(&env, &added), kernel_ranges(&env, &removed)),
+        (2, 102)
+    );
     let log = env.helper_log();
-    for (set, change) in [
-        (&sets[0], "1 ranges removed, 1 added"),
-        (&sets[4], "101 ranges removed, 1 added"),
-    ] {
-        assert!(
-            log.contains(&format!("updated set {set} of list big in place: {change}")),
-            "{log}"
-        );
-    }
-    // Both sets changed in one transaction: the packet path went from the old list to the new
-    // one in one step.
     assert!(
-        log.contains(
-            "updated list big in place in one transaction (2 sets touched): 102 ranges removed, \
-             2 added"
-        ),
+        log.contains("updated list big in place in one transaction") && log.contains(&added),
         "{log}"
     );
-    for untouched in &sets[1..4] {
-        assert!(
-            !log.contains(&format!("updated set {untouched} ")),
-            "an untouched set was written to: {log}"
-        );
-    }
-    assert_eq!(ranges(&env), vec![25_000, 25_000, 25_000, 25_000, 19_903]);
     assert!(
         connects_to(&env, gone),
         "a range the new version dropped is still refused"
@@ -370,7 +356,11 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
 
     // The same contents once more change nothing in the kernel.
     import(&env, &second, &[]);
-    assert_eq!(ranges(&env), vec![25_000, 25_000, 25_000, 25_000, 19_903]);
+    assert_eq!(overlay_of_big(&env), (added.clone(), removed.clone()));
+    assert_eq!(
+        (kernel_ranges(&env, &added), kernel_ranges(&env, &removed)),
+        (2, 102)
+    );
     assert_eq!(loads_logged(&env), 2);
 
     // After a restart the record still vouches for the sets: the boot load leaves them alone.
@@ -378,7 +368,70 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     env.start_helper().unwrap_or_else(|e| panic!("{e:#}"));
     let _ = ok(&env, env.palisadectl(Some(ADMIN), &["status"]));
     assert_eq!(sets_of_big(&env, false), sets);
+    assert_eq!(overlay_of_big(&env), (added.clone(), removed.clone()));
     assert!(!connects_to(&env, new) && connects_to(&env, gone));
+
+    // A third version trades 127.89.0.0/24 for 127.90.0.0/24: the overlay changes by that
+    // alone (two ranges), composed with what it held; the slices are still not touched.
+    let third = write_list(
+        &env,
+        "third.netset",
+        119_900,
+        &["127.90.0.0/24", "10.2.0.0/24"],
+    );
+    import(&env, &third, &[]);
+    assert_eq!(overlay_of_big(&env), (added.clone(), removed.clone()));
+    assert_eq!(
+        (kernel_ranges(&env, &added), kernel_ranges(&env, &removed)),
+        (2, 102)
+    );
+    assert!(
+        env.helper_log()
+            .contains("2 ranges changed, the overlay now 2 ranges added and 102 removed"),
+        "{}",
+        env.helper_log()
+    );
+    assert_eq!(ranges(&env), slices);
+    assert_eq!(loads_logged(&env), 2);
+    assert!(connects_to(&env, new) && !connects_to(&env, "127.90.0.1"));
+    assert!(connects_to(&env, gone) && !connects_to(&env, LISTED));
+
+    // Back to the first version: the slices hold it alone, and the overlay sets go.
+    import(&env, &first, &[]);
+    assert!(
+        env.helper_log()
+            .contains(&format!("deleted the sets of lists no rule names: {added}")),
+        "{}",
+        env.helper_log()
+    );
+    assert_eq!(ranges(&env), slices);
+    assert_eq!(loads_logged(&env), 2);
+    assert!(!connects_to(&env, gone) && connects_to(&env, new));
+    assert!(connects_to(&env, "127.90.0.1") && !connects_to(&env, LISTED));
+}
+
+/// The overlay sets (added, removed) of the IPv4 family of list `big`, from the helper's record.
+fn overlay_of_big(env: &TestEnv) -> (String, String) {
+    let record =
+        std::fs::read(env.state_dir().join("data-sets.json")).unwrap_or_else(|e| panic!("{e}"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&record).unwrap_or_else(|e| panic!("{e}"));
+    let sets = record["sets"].as_object().cloned().unwrap_or_default();
+    let find = |added: bool| -> String {
+        let names: Vec<&String> = sets
+            .iter()
+            .filter(|(_, held)| {
+                held["state"] == "overlay"
+                    && held["list"] == "big"
+                    && held["v6"] == false
+                    && held["added"] == added
+            })
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names.len(), 1, "{record}");
+        names[0].clone()
+    };
+    (find(true), find(false))
 }
 
 #[test]
@@ -660,10 +713,10 @@ fn a_list_imported_by_url_is_refreshed_conditionally_and_bad_addresses_change_no
     let changed: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_ne!(changed["content_hash"], first["content_hash"], "{changed}");
-    // A few ranges changed: the live set is updated by the difference, not reloaded.
+    // A few ranges changed: the list is updated by the difference, not reloaded.
     assert_eq!(loads_logged(&env), loads, "the changed list was reloaded");
     assert!(
-        env.helper_log().contains("of list big in place"),
+        env.helper_log().contains("updated list big in place"),
         "the changed list was not updated: {}",
         env.helper_log()
     );

@@ -328,6 +328,96 @@ pub fn diff(old: &NetworkList, new: &NetworkList) -> RangeDiff {
     }
 }
 
+/// Ranges of `x` that are not, exactly, ranges of `y` (both sorted).
+fn minus<A: Address>(x: &[(A, A)], y: &[(A, A)]) -> Ranges<A> {
+    diff_family(y, x).1
+}
+
+/// Two sorted lists of ranges no two of which are equal, as one sorted list.
+fn union<A: Address>(x: Ranges<A>, y: Ranges<A>) -> Ranges<A> {
+    let mut out = Vec::with_capacity(x.len() + y.len());
+    let (mut x, mut y) = (x.into_iter().peekable(), y.into_iter().peekable());
+    loop {
+        let next = match (x.peek(), y.peek()) {
+            (Some(a), Some(b)) if a <= b => x.next(),
+            (Some(_), Some(_)) => y.next(),
+            (Some(_), None) => x.next(),
+            (None, _) => y.next(),
+        };
+        match next {
+            Some(r) => out.push(r),
+            None => return out,
+        }
+    }
+}
+
+/// The removed and the added ranges of one family of a difference.
+type Halves<'a, A> = (&'a [(A, A)], &'a [(A, A)]);
+
+/// [`compose`] for one family: `(removed, added)` of base → current, then of current → next.
+fn compose_family<A: Address>(
+    (base_removed, base_added): Halves<'_, A>,
+    (removed, added): Halves<'_, A>,
+) -> (Ranges<A>, Ranges<A>) {
+    // With E(v) a version's ranges: what the base lost is what it lost before and did not get
+    // back, plus what the next version drops of the ranges the base had; what was added is
+    // what was added before and stays, plus what comes new that the base did not have.
+    (
+        union(minus(base_removed, added), minus(removed, base_added)),
+        union(minus(base_added, removed), minus(added, base_removed)),
+    )
+}
+
+/// The difference from a base version to the next one, made of the difference from the base to
+/// the current version (`so_far`) and from the current version to the next (`next`), without
+/// the versions themselves: `diff(base, next)`. The halves stay merged (subsets of the base's
+/// and the next version's ranges).
+pub fn compose(so_far: &RangeDiff, next: &RangeDiff) -> RangeDiff {
+    let (removed_v4, added_v4) = compose_family(
+        (&so_far.removed.v4, &so_far.added.v4),
+        (&next.removed.v4, &next.added.v4),
+    );
+    let (removed_v6, added_v6) = compose_family(
+        (&so_far.removed.v6, &so_far.added.v6),
+        (&next.removed.v6, &next.added.v6),
+    );
+    RangeDiff {
+        removed: NetworkList {
+            v4: removed_v4,
+            v6: removed_v6,
+        },
+        added: NetworkList {
+            v4: added_v4,
+            v6: added_v6,
+        },
+    }
+}
+
+impl RangeDiff {
+    /// The part of the difference in one family.
+    pub fn family(&self, family: Family) -> RangeDiff {
+        let part = |list: &NetworkList| match family {
+            Family::V4 => NetworkList {
+                v4: list.v4.clone(),
+                v6: Vec::new(),
+            },
+            Family::V6 => NetworkList {
+                v4: Vec::new(),
+                v6: list.v6.clone(),
+            },
+        };
+        RangeDiff {
+            removed: part(&self.removed),
+            added: part(&self.added),
+        }
+    }
+
+    /// Ranges it names, both halves.
+    pub fn len(&self) -> usize {
+        self.removed.len() + self.added.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,5 +658,45 @@ mod tests {
             list.v4_within(95, u32::MAX).collect::<Vec<_>>(),
             vec![(95, 95)]
         );
+    }
+
+    /// Versions made at random from a small space (so ranges recur, vanish and come back):
+    /// composing the differences between neighbours gives the difference between the ends.
+    #[test]
+    fn composed_differences_are_the_difference_from_the_base() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let mut version = || {
+                let v4 = (0..next() % 12)
+                    .map(|_| {
+                        let a = (next() % 40) as u32 * 3;
+                        (a, a + (next() % 4) as u32)
+                    })
+                    .collect();
+                let v6 = (0..next() % 4)
+                    .map(|_| {
+                        let a = u128::from(next() % 20) << 64;
+                        (a, a + u128::from(next() % 2))
+                    })
+                    .collect();
+                NetworkList::from_ranges(v4, v6)
+            };
+            let versions: Vec<NetworkList> = (0..5).map(|_| version()).collect();
+            let mut so_far = diff(&versions[0], &versions[0]);
+            for pair in versions.windows(2) {
+                so_far = compose(&so_far, &diff(&pair[0], &pair[1]));
+            }
+            let direct = diff(&versions[0], &versions[4]);
+            assert_eq!(so_far, direct, "{versions:?}");
+            assert!(is_merged(&so_far.added.v4) && is_merged(&so_far.removed.v4));
+            assert_eq!(so_far.family(Family::V6).added.v6(), direct.added.v6());
+            assert!(so_far.family(Family::V6).added.v4().is_empty());
+        }
     }
 }

@@ -717,6 +717,29 @@ impl ReadError {
     }
 }
 
+/// Writes `ranges` to `path` in the store's difference format (atomically); returns the hash
+/// [`read_difference`] checks. For the data path, which keeps what its overlay sets hold.
+pub fn write_difference(path: &Path, ranges: &RangeDiff) -> io::Result<String> {
+    let bytes = encode_diff(ranges);
+    write_atomic(path, &bytes, 0o600)?;
+    Ok(format!("sha256:{}", hex(&Sha256::digest(&bytes))))
+}
+
+/// Reads back what [`write_difference`] wrote, if the file is whole and its hash is `hash`;
+/// the sentence says what is wrong otherwise.
+pub fn read_difference(path: &Path, hash: &str) -> Result<RangeDiff, String> {
+    read_checked(path, hash, |reader, len| {
+        let (removed, _) = decode_section(reader, len)?;
+        let (added, _) = decode_section(reader, len)?;
+        expect_end(reader)?;
+        Ok(RangeDiff { removed, added })
+    })
+    .map_err(|e| match e {
+        ReadError::Io(e) => format!("{} cannot be read: {e}", path.display()),
+        ReadError::Bad(reason) => format!("{} {reason}", path.display()),
+    })
+}
+
 /// The difference file's bytes: the removed ranges, then the added ones, each a section.
 fn encode_diff(ranges: &RangeDiff) -> Vec<u8> {
     let mut out = encode(&ranges.removed, &[]);

@@ -71,6 +71,10 @@ pub struct ImportedFacts {
     /// (`data::DataSets::name_sets`).
     pub sets_v4: Vec<ListShard>,
     pub sets_v6: Vec<ListShard>,
+    /// When those sets hold an older version (the base), the two sets that correct it to the
+    /// current one, per family (see [`ListRole`]).
+    pub overlay_v4: Option<ListOverlay>,
+    pub overlay_v6: Option<ListOverlay>,
 }
 
 impl ImportedFacts {
@@ -81,6 +85,25 @@ impl ImportedFacts {
             Family::V6 => &self.sets_v6,
         }
     }
+
+    /// The overlay of one family, if its slices hold an older version.
+    pub fn overlay(&self, family: Family) -> Option<&ListOverlay> {
+        match family {
+            Family::V4 => self.overlay_v4.as_ref(),
+            Family::V6 => self.overlay_v6.as_ref(),
+        }
+    }
+}
+
+/// The overlay sets of one family of an imported list whose slices hold version `base`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOverlay {
+    /// The version the slices hold (hex).
+    pub base: String,
+    /// The set of the current version's ranges the base lacks.
+    pub added: String,
+    /// The set of the base's ranges the current version lacks.
+    pub removed: String,
 }
 
 /// One kernel set of an imported list: the list's ranges from `first` to `last` (cut at both
@@ -118,22 +141,31 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
                 continue;
             };
             for family in [Family::V4, Family::V6] {
-                for shard in data.sets(family) {
-                    let mut set = net_set(
-                        &shard.set,
-                        match family {
-                            Family::V4 => SetKind::Ipv4Nets,
-                            Family::V6 => SetKind::Ipv6Nets,
-                        },
-                        Vec::new(),
-                    );
+                let overlay = data.overlay(family);
+                let base = overlay.map_or(&data.hash, |o| &o.base);
+                let kind = match family {
+                    Family::V4 => SetKind::Ipv4Nets,
+                    Family::V6 => SetKind::Ipv6Nets,
+                };
+                let whole = family_bounds(family);
+                let overlay_sets = overlay
+                    .into_iter()
+                    .flat_map(|o| [(&o.added, ListRole::Added), (&o.removed, ListRole::Removed)]);
+                let slices = data
+                    .sets(family)
+                    .iter()
+                    .map(|shard| (&shard.set, (shard.first, shard.last), ListRole::Slice, base));
+                let overlays = overlay_sets.map(|(name, role)| (name, whole, role, &data.hash));
+                for (name, (first, last), role, hash) in slices.chain(overlays) {
+                    let mut set = net_set(name, kind, Vec::new());
                     set.imported = Some(ImportedData {
                         list: b.name.clone(),
                         family,
-                        hash: data.hash.clone(),
+                        hash: hash.clone(),
                         ranges: data.ranges,
-                        first: shard.first,
-                        last: shard.last,
+                        first,
+                        last,
+                        role,
                     });
                     out.sets.push(set);
                 }
@@ -1015,24 +1047,49 @@ pub fn blocklist_set(name: &str, f: Family) -> String {
 /// packet is looked up in one set only (a range test costs a comparison, a lookup a search).
 /// An imported list whose sets were not chosen names the inline set, which does not exist: the
 /// kernel refuses such a ruleset rather than dropping the rule.
+///
+/// A list whose slices hold an older version has an overlay: the added set is one more
+/// alternative, and each slice's lookup is followed by "not in the removed set" (tested only
+/// for an address the slice holds). The alternatives stay disjoint: an added range is in no
+/// slice unless the removed set holds the base's range around it.
 fn blocklist_matches(name: &ShortName, facts: &Facts, f: Family) -> Vec<Vec<Match>> {
-    let shards = facts
-        .imported
-        .get(name)
-        .map(|d| d.sets(f))
-        .unwrap_or_default();
+    let data = facts.imported.get(name);
+    let shards = data.map(|d| d.sets(f)).unwrap_or_default();
+    let overlay = data.and_then(|d| d.overlay(f));
+    let in_slice = |set: &str| {
+        let mut matches = vec![Match::DaddrInSet(f, set.to_owned())];
+        if let Some(o) = overlay {
+            matches.push(Match::DaddrNotInSet(f, o.removed.clone()));
+        }
+        matches
+    };
+    let mut alternatives: Vec<Vec<Match>> = overlay
+        .map(|o| vec![Match::DaddrInSet(f, o.added.clone())])
+        .into_iter()
+        .collect();
     match shards {
-        [] => vec![vec![Match::DaddrInSet(f, blocklist_set(name.as_str(), f))]],
-        [one] => vec![vec![Match::DaddrInSet(f, one.set.clone())]],
-        many => many
-            .iter()
-            .map(|s| {
-                vec![
-                    Match::DaddrWithin(s.first, s.last),
-                    Match::DaddrInSet(f, s.set.clone()),
-                ]
-            })
-            .collect(),
+        [] => alternatives.push(vec![Match::DaddrInSet(f, blocklist_set(name.as_str(), f))]),
+        [one] => alternatives.push(in_slice(&one.set)),
+        many => alternatives.extend(many.iter().map(|s| {
+            let mut matches = vec![Match::DaddrWithin(s.first, s.last)];
+            matches.extend(in_slice(&s.set));
+            matches
+        })),
+    }
+    alternatives
+}
+
+/// The first and last address of a family.
+pub(crate) fn family_bounds(family: Family) -> (IpAddr, IpAddr) {
+    match family {
+        Family::V4 => (
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(std::net::Ipv4Addr::BROADCAST),
+        ),
+        Family::V6 => (
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::MAX)),
+        ),
     }
 }
 

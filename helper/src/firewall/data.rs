@@ -12,32 +12,39 @@
 //!   new group, filled while no rule looks at it; the structure transaction that follows swaps
 //!   the rules over in one step. So the packet path sees the old list or the new one, never a
 //!   partial one, and never neither.
-//! - A version that differs from the one a live group holds by at most [`MAX_IN_PLACE`] ranges
-//!   (the daily update of a FireHOL or Spamhaus list) is not reloaded: its difference, kept by
-//!   the list store, is cut at the group's slices and applied to the sets it touches in one
-//!   transaction: the packet path goes from the old list to the new one in one step, and the
-//!   record is written twice (before and after), not per set. A group whose sets would grow
-//!   past [`MAX_SHARD_RANGES`] is loaded afresh, cut anew.
+//! - A new version of a list whose slices hold an older one (the base) is not reloaded while
+//!   the difference between the two stays under [`MAX_OVERLAY`] ranges (the daily updates of a
+//!   FireHOL or Spamhaus list): two small *overlay* sets beside the slices hold it — the
+//!   ranges the base lacks and those it has too many (see [`ListRole`] for the lookup). A
+//!   refresh composes what the overlay holds with the store's last difference
+//!   (`ranges::compose`) and changes both overlay sets in one transaction: the packet path goes
+//!   from the old list to the new one in one step, and the kernel rebuilds two sets of the
+//!   overlay's size instead of every slice (the kernel's cost of a transaction grows with the
+//!   size of each set it touches). What an overlay holds is kept in a file beside the record,
+//!   named by the overlay's added set and checked by hash.
 //! - Loads go in transactions of at most [`CHUNK`] elements into one small set: other writers
 //!   of the ruleset wait at most one chunk.
 //! - What each set holds is on disk (`<state>/data-sets.json`): a set is recorded as holding a
 //!   version only after the kernel committed it, and as unknown before any change to it starts.
 //!   After a crash a set the record does not vouch for is never trusted: no new structure names
 //!   it, and the structure transaction deletes it. A group is used only while every one of its
-//!   sets is vouched for at the same version.
+//!   sets is vouched for at the same version, and an overlay only while both its sets are
+//!   vouched for at the same version over that group.
 //! - A generation that does not change a list does not touch its sets.
 //!
 //! Every call that writes runs under the firewall's apply lock, and blocks (netlink): callers
 //! use `spawn_blocking`.
 
-use super::compile::{blocklist_set, Facts, ImportedFacts, ListShard};
+use super::compile::{blocklist_set, Facts, ImportedFacts, ListOverlay, ListShard};
 use super::kernel::Existing;
 use super::netlink::{
     Batch, Element, ElementOp, Key, KeyType, NftSocket, SetRef, SetSpec, TableFamily,
 };
-use super::ruleset::{ImportedData, Ruleset, SetDef, TABLE};
-use crate::blocklist::ranges::{NetworkList, SHARD_RANGES};
-use crate::blocklist::store::{hex_digits, ListStore, StoredDiff, StoredList};
+use super::ruleset::{ImportedData, ListRole, Ruleset, SetDef, TABLE};
+use crate::blocklist::ranges::{compose, diff, NetworkList};
+use crate::blocklist::store::{
+    hex_digits, read_difference, write_difference, ListStore, StoredDiff, StoredList,
+};
 use palisade_dbus::policy::{Family, ShortName};
 use palisade_dbus::Error;
 use serde::{Deserialize, Serialize};
@@ -51,14 +58,12 @@ use std::time::Instant;
 /// set of [`SHARD_RANGES`] ranges, so other writers are never held longer).
 pub const CHUNK: usize = 5_000;
 
-/// Most ranges (removed plus added, both families) a new version may change to be applied to
-/// the live sets as a difference: the daily change of the lists people use fits (1 % of a
-/// million networks is 20,000 ranges out and in); `make bench` times it.
-pub const MAX_IN_PLACE: u64 = 50_000;
-
-/// Most ranges one set of a group may hold after differences; past that the list is loaded
-/// afresh into a new group, cut evenly again.
-pub const MAX_SHARD_RANGES: u64 = 2 * SHARD_RANGES as u64;
+/// Most ranges a list's two overlay sets of one family may hold together (see
+/// [`ListRole`]): past that, the list is loaded afresh into new slices. The daily change of
+/// the lists people use fits many times over (1 % of a million networks is 20,000 ranges out
+/// and in); a refresh costs the kernel its change plus rebuilding sets of this size, not the
+/// list's; `make bench` times it.
+pub const MAX_OVERLAY: u64 = 100_000;
 
 /// What one kernel set of our table holds, as far as the record knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +80,20 @@ enum Held {
         last: IpAddr,
         /// How many ranges (kernel intervals) the set holds.
         ranges: u64,
+    },
+    /// One of the two overlay sets of a group whose slices hold version `base`: with them, the
+    /// list's version `hash` (see [`ListRole`]).
+    Overlay {
+        list: ShortName,
+        v6: bool,
+        /// Which of the two: the ranges `hash` adds to the base, or those it drops.
+        added: bool,
+        base: String,
+        hash: String,
+        /// How many ranges the set holds.
+        ranges: u64,
+        /// The hash of the file holding both sets' ranges (the difference base → `hash`).
+        content: String,
     },
     /// Being filled or changed, or left so by a crash: nothing is known.
     Unknown,
@@ -132,31 +151,36 @@ impl DataSets {
         Ok(())
     }
 
-    /// Chooses the kernel sets for each family of each imported list in `facts`: the group
-    /// that holds that version already; else a live group holding the version it replaced,
-    /// when the store keeps a difference small enough to apply in place; else a new group, its
-    /// names free both in the record and among the sets the kernel's table has (`existing`),
-    /// cut where the list store says.
+    /// Chooses the kernel sets for each family of each imported list in `facts`: the slices
+    /// that hold that version already; else live slices (with their overlay, if they have one)
+    /// whose overlay can take the store's last difference; else new slices, their names free
+    /// both in the record and among the sets the kernel's table has (`existing`), cut where the
+    /// list store says.
     pub fn name_sets(&self, facts: &mut Facts, existing: &Existing) {
         let taken: BTreeSet<String> = existing.sets.iter().cloned().collect();
         let record = self.record();
         let mut chosen = BTreeSet::new();
         for (list, data) in facts.imported.iter_mut() {
             for family in [Family::V4, Family::V6] {
-                let sets = sets_for(&record, &taken, &chosen, list, family, data);
+                let (sets, overlay) = sets_for(&record, &taken, &chosen, list, family, data);
                 chosen.extend(sets.iter().map(|s| s.set.clone()));
+                chosen.extend(
+                    overlay
+                        .iter()
+                        .flat_map(|o| [o.added.clone(), o.removed.clone()]),
+                );
                 match family {
-                    Family::V4 => data.sets_v4 = sets,
-                    Family::V6 => data.sets_v6 = sets,
+                    Family::V4 => (data.sets_v4, data.overlay_v4) = (sets, overlay),
+                    Family::V6 => (data.sets_v6, data.overlay_v6) = (sets, overlay),
                 }
             }
         }
     }
 
-    /// Makes sure every set of an imported list that `ruleset` names exists and holds the
-    /// list's current version: sets that do not exist yet are filled from `lists`; sets
-    /// holding the version before are brought up to date by the stored difference.
-    /// `existing` is what the kernel's table holds.
+    /// Makes sure every set of an imported list that `ruleset` names exists and holds what it
+    /// should: slices that do not exist yet are filled from `lists`; an overlay is made or
+    /// brought up to date by the stored difference. `existing` is what the kernel's table
+    /// holds.
     pub fn ensure_loaded(
         &self,
         ruleset: &Ruleset,
@@ -178,17 +202,27 @@ impl DataSets {
         }
         let mut socket = None;
         for ((list, _), sets) in groups {
-            let pending: Vec<(&SetDef, &ImportedData)> = sets
-                .into_iter()
+            let role = |r: ListRole| sets.iter().find(|(_, d)| d.role == r).copied();
+            let overlay = role(ListRole::Added).zip(role(ListRole::Removed));
+            let fills: Vec<(&SetDef, &ImportedData)> = sets
+                .iter()
                 .filter(|(set, data)| {
-                    record
-                        .sets
-                        .get(&set.name)
-                        .and_then(|h| h.holds(&data.list, data.family))
-                        != Some(data.hash.as_str())
+                    data.role == ListRole::Slice
+                        && record
+                            .sets
+                            .get(&set.name)
+                            .and_then(|h| h.holds(&data.list, data.family))
+                            != Some(data.hash.as_str())
                 })
+                .copied()
                 .collect();
-            if pending.is_empty() {
+            let overlay = overlay.filter(|((added, data), (removed, _))| {
+                [added, removed].iter().any(|set| {
+                    !matches!(record.sets.get(&set.name),
+                        Some(Held::Overlay { hash, .. }) if *hash == data.hash)
+                })
+            });
+            if fills.is_empty() && overlay.is_none() {
                 continue;
             }
             let socket = match &mut socket {
@@ -196,24 +230,6 @@ impl DataSets {
                 None => socket.insert(open()?),
             };
             let mut work = GroupWork::new(list, lists);
-            let mut in_place = Vec::new();
-            let mut fills = Vec::new();
-            for (set, data) in pending {
-                let held = (record.sets.get(&set.name))
-                    .filter(|h| h.holds(&data.list, data.family).is_some());
-                match held {
-                    Some(Held::Complete { hash, ranges, .. }) => in_place.push(InPlace {
-                        target: set_ref(&set.name)?,
-                        data,
-                        old: hash.clone(),
-                        ranges: *ranges,
-                    }),
-                    _ => fills.push((set, data)),
-                }
-            }
-            if !in_place.is_empty() {
-                record = self.update_in_place(socket, &in_place, &mut work, record)?;
-            }
             for (set, data) in fills {
                 let target = set_ref(&set.name)?;
                 if existing.sets.contains(&set.name) {
@@ -242,43 +258,104 @@ impl DataSets {
                 self.save(record.clone())?;
             }
             work.log();
+            if let Some((added, removed)) = overlay {
+                let base = sets
+                    .iter()
+                    .find(|(_, d)| d.role == ListRole::Slice)
+                    .map(|(_, d)| d.hash.clone())
+                    .unwrap_or_default();
+                record = self.update_overlay(
+                    socket,
+                    Overlay {
+                        added: added.0,
+                        removed: removed.0,
+                        data: added.1,
+                        base,
+                    },
+                    &mut work,
+                    record,
+                )?;
+            }
         }
         Ok(())
     }
 
-    /// Turns the live sets of one group, each holding the version before of its list, into
-    /// the list's current version by the stored difference, cut at each set's addresses: all
-    /// of them in one transaction, so the packet path goes from the old list to the new one in
-    /// one step. Returns the record after it.
-    fn update_in_place(
+    /// Brings a group's overlay sets to the list's current version: made empty if they are
+    /// new, then changed by the difference between what they hold (base → the version they
+    /// were at, read back from the file kept beside the record) and what they must hold
+    /// (that composed with the store's last difference), both sets in one transaction. The
+    /// packet path goes from the old list to the new one in one step; the slices, and so most
+    /// of the list, are not touched. Returns the record after it.
+    fn update_overlay(
         &self,
         socket: &mut NftSocket,
-        sets: &[InPlace<'_>],
+        overlay: Overlay<'_>,
         work: &mut GroupWork<'_>,
         mut record: Record,
     ) -> Result<Record, Error> {
         let began = Instant::now();
-        let before = record.clone();
+        let data = overlay.data;
+        let (added_ref, removed_ref) = (
+            set_ref(&overlay.added.name)?,
+            set_ref(&overlay.removed.name)?,
+        );
+        let content_path = self.overlay_file(&overlay.added.name);
+        let held = (
+            record.sets.get(&overlay.added.name),
+            record.sets.get(&overlay.removed.name),
+        );
+        // What the sets hold now: nothing if they are new; else the kept difference, which
+        // must be the one both sets' records name.
+        let (at, so_far) = match held {
+            (None, None) => (overlay.base.clone(), None),
+            (
+                Some(Held::Overlay {
+                    base,
+                    hash,
+                    content,
+                    ..
+                }),
+                Some(Held::Overlay { content: c, .. }),
+            ) if *base == overlay.base && content == c => {
+                let so_far = read_difference(&content_path, content)
+                    .map_err(|e| unreadable(&data.list, e))?;
+                (hash.clone(), Some(so_far))
+            }
+            _ => {
+                return Err(Error::ApplyFailed(format!(
+                    "the overlay sets of list {} hold unknown contents; nothing was changed, try \
+                     again",
+                    data.list.as_str()
+                )))
+            }
+        };
+        let fresh = so_far.is_none();
+        let so_far = so_far.unwrap_or_default();
+        let step = work.diff(&at)?.ranges.family(data.family);
+        let target = compose(&so_far, &step);
+        let (to_added, to_removed) = (
+            diff(&so_far.added, &target.added),
+            diff(&so_far.removed, &target.removed),
+        );
         let mut batch = Batch::new();
-        let mut after = Vec::with_capacity(sets.len());
-        for set in sets {
-            let stored = work.diff(&set.old)?;
-            let (out, into) = (
-                batch.delete_elements(&set.target, within(&stored.ranges.removed, set.data)),
-                batch.add_elements(&set.target, within(&stored.ranges.added, set.data)),
-            );
-            let held = Held::Complete {
-                list: set.data.list.clone(),
-                v6: set.data.family == Family::V6,
-                hash: hex_digits(&stored.to).to_owned(),
-                first: set.data.first,
-                last: set.data.last,
-                ranges: (set.ranges + into as u64).saturating_sub(out as u64),
+        if fresh {
+            let spec = SetSpec {
+                key: key_type(data.family),
+                interval: true,
+                timeout: false,
+                default_timeout: None,
             };
-            after.push((set.target.set(), held, out, into));
-            record
-                .sets
-                .insert(set.target.set().to_owned(), Held::Unknown);
+            batch.new_set(&added_ref, &spec);
+            batch.new_set(&removed_ref, &spec);
+        }
+        let mut changed = 0;
+        for (set, change) in [(&added_ref, &to_added), (&removed_ref, &to_removed)] {
+            changed += batch.delete_elements(set, within(&change.removed, data));
+            changed += batch.add_elements(set, within(&change.added, data));
+        }
+        let before = record.clone();
+        for set in [&overlay.added.name, &overlay.removed.name] {
+            record.sets.insert(set.clone(), Held::Unknown);
         }
         self.save(record.clone())?;
         if let Err(e) = socket.send(&mut batch) {
@@ -286,28 +363,48 @@ impl DataSets {
             self.save(before)?;
             return Err(kernel(e));
         }
-        let (mut removed, mut added, mut touched) = (0, 0, 0);
-        for (name, held, out, into) in after {
-            record.sets.insert(name.to_owned(), held);
-            if out + into > 0 {
-                tracing::info!(
-                    "updated set {name} of list {} in place: {out} ranges removed, {into} added",
-                    work.list.as_str()
-                );
-                (removed, added, touched) = (removed + out, added + into, touched + 1);
-            }
+        let content = write_difference(&content_path, &target).map_err(|e| {
+            Error::Internal(format!("cannot keep what a list's overlay holds: {e}"))
+        })?;
+        let to = hex_digits(&work.diff(&at)?.to).to_owned();
+        for (set, added, ranges) in [
+            (&overlay.added.name, true, target.added.len()),
+            (&overlay.removed.name, false, target.removed.len()),
+        ] {
+            record.sets.insert(
+                set.clone(),
+                Held::Overlay {
+                    list: data.list.clone(),
+                    v6: data.family == Family::V6,
+                    added,
+                    base: overlay.base.clone(),
+                    hash: to.clone(),
+                    ranges: ranges as u64,
+                    content: content.clone(),
+                },
+            );
         }
         self.save(record.clone())?;
-        if touched == 0 {
-            return Ok(record);
-        }
         tracing::info!(
-            "updated list {} in place in one transaction ({touched} sets touched): {removed} \
-             ranges removed, {added} added, in {:?}",
-            work.list.as_str(),
+            "updated list {} in place in one transaction (overlay sets {} and {} over the \
+             slices of version {}): {changed} ranges changed, the overlay now {} ranges added \
+             and {} removed, in {:?}",
+            data.list.as_str(),
+            overlay.added.name,
+            overlay.removed.name,
+            overlay.base.get(..12).unwrap_or(&overlay.base),
+            target.added.len(),
+            target.removed.len(),
             began.elapsed()
         );
         Ok(record)
+    }
+
+    /// The file beside the record that keeps what the overlay whose added set is `added_set`
+    /// holds.
+    fn overlay_file(&self, added_set: &str) -> PathBuf {
+        self.path
+            .with_file_name(format!("data-overlay-{added_set}.ranges"))
     }
 
     /// Sets of imported lists that `ruleset` does not name: deleted once the structure no
@@ -339,6 +436,11 @@ impl DataSets {
         });
         match deleted {
             Ok(()) => {
+                for name in &unused {
+                    if let Some(Held::Overlay { added: true, .. }) = record.sets.get(name) {
+                        let _ = std::fs::remove_file(self.overlay_file(name));
+                    }
+                }
                 record.sets.retain(|s, _| !unused.contains(s));
                 if let Err(e) = self.save(record) {
                     tracing::warn!("{e}");
@@ -357,19 +459,19 @@ impl DataSets {
         self.record()
             .sets
             .into_iter()
-            .filter(|(_, held)| matches!(held, Held::Complete { .. }))
+            .filter(|(_, held)| matches!(held, Held::Complete { .. } | Held::Overlay { .. }))
             .map(|(name, _)| name)
             .collect()
     }
 }
 
-/// A live set to be brought from version `old` of its list (holding `ranges` ranges) to the
-/// current one.
-struct InPlace<'a> {
-    target: SetRef,
+/// The overlay sets of one family of a list, to be brought to the version `data` names over
+/// slices holding version `base`.
+struct Overlay<'a> {
+    added: &'a SetDef,
+    removed: &'a SetDef,
     data: &'a ImportedData,
-    old: String,
-    ranges: u64,
+    base: String,
 }
 
 /// One family of one list being brought up to date: its contents and its difference, read
@@ -437,15 +539,11 @@ impl<'a> GroupWork<'a> {
                 &*self.contents.insert(loaded)
             }
         };
-        let key = match data.family {
-            Family::V4 => KeyType::Ipv4Addr,
-            Family::V6 => KeyType::Ipv6Addr,
-        };
         let mut batch = Batch::new();
         batch.new_set(
             target,
             &SetSpec {
-                key,
+                key: key_type(data.family),
                 interval: true,
                 timeout: false,
                 default_timeout: None,
@@ -488,8 +586,8 @@ impl<'a> GroupWork<'a> {
     }
 }
 
-/// The kernel sets for one family of `list` at its current version (see
-/// [`DataSets::name_sets`]).
+/// The kernel sets for one family of `list` at its current version, and their overlay when
+/// the slices hold an older one (see [`DataSets::name_sets`]).
 fn sets_for(
     record: &Record,
     taken: &BTreeSet<String>,
@@ -497,22 +595,56 @@ fn sets_for(
     list: &ShortName,
     family: Family,
     data: &ImportedFacts,
-) -> Vec<ListShard> {
-    let live = |want: &str| live_group(record, taken, chosen, list, family, want);
-    if let Some((sets, _)) = live(&data.hash) {
-        return sets;
+) -> (Vec<ListShard>, Option<ListOverlay>) {
+    let live = |want: &str, stem: Option<&str>| {
+        live_group(record, taken, chosen, list, family, want, stem)
+    };
+    if let Some((sets, _)) = live(&data.hash, None) {
+        return (sets, None);
     }
-    let in_place = data.previous.as_ref().filter(|p| p.changed <= MAX_IN_PLACE);
-    if let Some(p) = in_place {
-        if let Some((sets, largest)) = live(&p.hash) {
-            if largest.saturating_add(p.added) <= MAX_SHARD_RANGES {
-                return sets;
+    let previous = data.previous.as_ref();
+    // An overlay already at this version, or at the one before with room for the difference.
+    for o in live_overlays(record, taken, chosen, list, family) {
+        let fits = previous
+            .is_some_and(|p| p.hash == o.hash && o.ranges.saturating_add(p.changed) <= MAX_OVERLAY);
+        if o.hash == data.hash || fits {
+            if let Some((sets, stem)) = live(&o.base, Some(&o.stem)) {
+                debug_assert_eq!(stem, o.stem);
+                return (
+                    sets,
+                    Some(ListOverlay {
+                        base: o.base,
+                        added: o.added,
+                        removed: o.removed,
+                    }),
+                );
+            }
+        }
+    }
+    // Slices at the version before, without an overlay yet: one is made for them.
+    if let Some(p) = previous.filter(|p| p.changed <= MAX_OVERLAY) {
+        if let Some((sets, stem)) = live(&p.hash, None) {
+            let free = |name: &str| {
+                !record.sets.contains_key(name) && !taken.contains(name) && !chosen.contains(name)
+            };
+            let names = (1u64..)
+                .map(|n| (format!("{stem}_a{n}"), format!("{stem}_r{n}")))
+                .find(|(a, r)| free(a) && free(r));
+            if let Some((added, removed)) = names {
+                return (
+                    sets,
+                    Some(ListOverlay {
+                        base: p.hash.clone(),
+                        added,
+                        removed,
+                    }),
+                );
             }
         }
     }
     let stem = blocklist_set(list.as_str(), family);
     let in_use = |stem: &str| {
-        let prefix = format!("{stem}_s");
+        let prefix = format!("{stem}_");
         record
             .sets
             .keys()
@@ -528,7 +660,72 @@ fn sets_for(
         Family::V4 => data.splits_v4.iter().copied().map(IpAddr::from).collect(),
         Family::V6 => data.splits_v6.iter().copied().map(IpAddr::from).collect(),
     };
-    sliced_sets(&stem, family, &cuts)
+    (sliced_sets(&stem, family, &cuts), None)
+}
+
+/// A live overlay pair, as the record knows it.
+struct LiveOverlay {
+    stem: String,
+    added: String,
+    removed: String,
+    base: String,
+    hash: String,
+    /// Ranges in both sets.
+    ranges: u64,
+}
+
+/// The overlay pairs of one family of `list` the record vouches for, both sets in the kernel's
+/// table and at the same versions, neither chosen yet.
+fn live_overlays(
+    record: &Record,
+    taken: &BTreeSet<String>,
+    chosen: &BTreeSet<String>,
+    list: &ShortName,
+    family: Family,
+) -> Vec<LiveOverlay> {
+    let usable = |name: &str| taken.contains(name) && !chosen.contains(name);
+    let mut out = Vec::new();
+    for (name, held) in &record.sets {
+        let Held::Overlay {
+            list: l,
+            v6,
+            added: true,
+            base,
+            hash,
+            ranges,
+            content,
+        } = held
+        else {
+            continue;
+        };
+        if l != list || *v6 != (family == Family::V6) || !usable(name) {
+            continue;
+        }
+        let Some((stem, n)) = name.rsplit_once("_a") else {
+            continue;
+        };
+        let removed = format!("{stem}_r{n}");
+        let partner = match record.sets.get(&removed) {
+            Some(Held::Overlay {
+                added: false,
+                base: b,
+                hash: h,
+                ranges: r,
+                content: c,
+                ..
+            }) if b == base && h == hash && c == content && usable(&removed) => *r,
+            _ => continue,
+        };
+        out.push(LiveOverlay {
+            stem: stem.to_owned(),
+            added: name.clone(),
+            removed,
+            base: base.clone(),
+            hash: hash.clone(),
+            ranges: ranges.saturating_add(partner),
+        });
+    }
+    out
 }
 
 /// The sets of a new group, `<stem>_s0`, `_s1`, ...: one per slice of `family`'s addresses
@@ -545,8 +742,9 @@ pub(crate) fn sliced_sets(stem: &str, family: Family, cuts: &[IpAddr]) -> Vec<Li
         .collect()
 }
 
-/// A group of live sets holding version `hash` of one family of `list` whose slices cover the
-/// family, none chosen yet, all in the kernel's table; with the most ranges one of them holds.
+/// A group of live slices holding version `hash` of one family of `list` that together cover
+/// the family, none chosen yet, all in the kernel's table (of stem `stem` when given); with
+/// its stem.
 fn live_group(
     record: &Record,
     taken: &BTreeSet<String>,
@@ -554,40 +752,34 @@ fn live_group(
     list: &ShortName,
     family: Family,
     hash: &str,
-) -> Option<(Vec<ListShard>, u64)> {
-    let mut groups: BTreeMap<&str, Vec<(ListShard, u64)>> = BTreeMap::new();
+    stem: Option<&str>,
+) -> Option<(Vec<ListShard>, String)> {
+    let mut groups: BTreeMap<&str, Vec<ListShard>> = BTreeMap::new();
     for (name, held) in &record.sets {
-        let Held::Complete {
-            first,
-            last,
-            ranges,
-            ..
-        } = held
-        else {
+        let Held::Complete { first, last, .. } = held else {
             continue;
         };
         if held.holds(list, family) != Some(hash) || !taken.contains(name) || chosen.contains(name)
         {
             continue;
         }
-        let Some((stem, _)) = name.rsplit_once("_s") else {
+        let Some((group, _)) = name.rsplit_once("_s") else {
             continue;
         };
-        let shard = ListShard {
+        if stem.is_some_and(|s| s != group) {
+            continue;
+        }
+        groups.entry(group).or_default().push(ListShard {
             set: name.clone(),
             first: *first,
             last: *last,
-        };
-        groups.entry(stem).or_default().push((shard, *ranges));
+        });
     }
-    groups.into_values().find_map(|mut sets| {
-        sets.sort_by_key(|(s, _)| s.first);
-        let spans: Vec<(IpAddr, IpAddr)> = sets.iter().map(|(s, _)| (s.first, s.last)).collect();
+    groups.into_iter().find_map(|(group, mut sets)| {
+        sets.sort_by_key(|s| s.first);
+        let spans: Vec<(IpAddr, IpAddr)> = sets.iter().map(|s| (s.first, s.last)).collect();
         let cuts: Vec<IpAddr> = spans.iter().skip(1).map(|s| s.0).collect();
-        (spans == slices(family, &cuts)).then(|| {
-            let largest = sets.iter().map(|(_, r)| *r).max().unwrap_or(0);
-            (sets.into_iter().map(|(s, _)| s).collect(), largest)
-        })
+        (spans == slices(family, &cuts)).then(|| (sets, group.to_owned()))
     })
 }
 
@@ -649,6 +841,14 @@ fn within<'l>(
                 }),
         ),
         _ => Box::new(std::iter::empty()),
+    }
+}
+
+/// The kernel's key type of a family's addresses.
+fn key_type(family: Family) -> KeyType {
+    match family {
+        Family::V4 => KeyType::Ipv4Addr,
+        Family::V6 => KeyType::Ipv6Addr,
     }
 }
 
@@ -764,18 +964,32 @@ mod tests {
         }
     }
 
+    /// The slices' names, then the overlay's added and removed sets.
     fn choose(record: &Record, taken: &[&str], data: &ImportedFacts) -> Vec<String> {
-        sets_for(
+        let (sets, overlay) = sets_for(
             record,
             &names(taken),
             &BTreeSet::new(),
             &name("fire-hol"),
             Family::V4,
             data,
-        )
-        .into_iter()
-        .map(|s| s.set)
-        .collect()
+        );
+        sets.into_iter()
+            .map(|s| s.set)
+            .chain(overlay.into_iter().flat_map(|o| [o.added, o.removed]))
+            .collect()
+    }
+
+    fn overlay(added: bool, base: &str, hash: &str, ranges: u64) -> Held {
+        Held::Overlay {
+            list: name("fire-hol"),
+            v6: false,
+            added,
+            base: base.into(),
+            hash: hash.into(),
+            ranges,
+            content: "sha256:00".into(),
+        }
     }
 
     #[test]
@@ -821,52 +1035,92 @@ mod tests {
     }
 
     #[test]
-    fn a_small_difference_is_applied_to_the_live_sets_and_a_big_one_gets_new_sets() {
+    fn a_small_difference_goes_to_an_overlay_and_a_big_one_gets_new_slices() {
         let mut record = Record::default();
         record.sets.insert(
             "bl_fire_hol_v4_1_s0".into(),
             complete("fire-hol", false, "aa", ALL, 20_000),
         );
         let taken = ["bl_fire_hol_v4_1_s0"];
-        let live = vec!["bl_fire_hol_v4_1_s0"];
+        let overlaid = vec![
+            "bl_fire_hol_v4_1_s0",
+            "bl_fire_hol_v4_1_a1",
+            "bl_fire_hol_v4_1_r1",
+        ];
         let new = vec!["bl_fire_hol_v4_2_s0"];
         assert_eq!(
             choose(
                 &record,
                 &taken,
-                &facts("bb", Some(("aa", MAX_IN_PLACE)), &[])
+                &facts("bb", Some(("aa", MAX_OVERLAY)), &[])
             ),
-            live
+            overlaid
         );
         assert_eq!(
             choose(
                 &record,
                 &taken,
-                &facts("bb", Some(("aa", MAX_IN_PLACE + 1)), &[])
+                &facts("bb", Some(("aa", MAX_OVERLAY + 1)), &[])
             ),
             new
         );
-        // A set that would grow past its bound: loaded afresh, cut anew (a difference adds
-        // half the ranges it changes here).
-        let mut bigger = record.clone();
-        let fits = MAX_SHARD_RANGES - MAX_IN_PLACE / 2;
-        bigger.sets.insert(
-            "bl_fire_hol_v4_1_s0".into(),
-            complete("fire-hol", false, "aa", ALL, fits),
-        );
-        let difference = facts("bb", Some(("aa", MAX_IN_PLACE)), &[]);
-        assert_eq!(choose(&bigger, &taken, &difference), live);
-        bigger.sets.insert(
-            "bl_fire_hol_v4_1_s0".into(),
-            complete("fire-hol", false, "aa", ALL, fits + 1),
-        );
-        assert_eq!(choose(&bigger, &taken, &difference), new);
         // A difference from a version no set holds is of no use.
         assert_eq!(
             choose(&record, &taken, &facts("bb", Some(("cc", 1)), &[])),
             new
         );
         assert_eq!(choose(&record, &taken, &facts("bb", None, &[])), new);
+
+        // The overlay live at "bb" (60,000 ranges over base "aa"): kept at "bb", and taking the
+        // next difference while the two together stay within the bound.
+        record.sets.insert(
+            "bl_fire_hol_v4_1_a1".into(),
+            overlay(true, "aa", "bb", 35_000),
+        );
+        record.sets.insert(
+            "bl_fire_hol_v4_1_r1".into(),
+            overlay(false, "aa", "bb", 25_000),
+        );
+        let taken = [
+            "bl_fire_hol_v4_1_s0",
+            "bl_fire_hol_v4_1_a1",
+            "bl_fire_hol_v4_1_r1",
+        ];
+        assert_eq!(
+            choose(&record, &taken, &facts("bb", Some(("aa", 5)), &[])),
+            overlaid
+        );
+        let room = MAX_OVERLAY - 60_000;
+        assert_eq!(
+            choose(&record, &taken, &facts("cc", Some(("bb", room)), &[])),
+            overlaid
+        );
+        assert_eq!(
+            choose(&record, &taken, &facts("cc", Some(("bb", room + 1)), &[])),
+            new
+        );
+        // Either overlay set missing from the kernel, or unknown: not used, and not reused.
+        assert_eq!(
+            choose(&record, &taken[..2], &facts("cc", Some(("bb", 5)), &[])),
+            new
+        );
+        let mut unknown = record.clone();
+        unknown
+            .sets
+            .insert("bl_fire_hol_v4_1_r1".into(), Held::Unknown);
+        assert_eq!(
+            choose(&unknown, &taken, &facts("cc", Some(("bb", 5)), &[])),
+            new
+        );
+        // Slices at the base with no usable overlay get a new one, named past the old.
+        assert_eq!(
+            choose(&unknown, &taken, &facts("dd", Some(("aa", 5)), &[])),
+            vec![
+                "bl_fire_hol_v4_1_s0",
+                "bl_fire_hol_v4_1_a2",
+                "bl_fire_hol_v4_1_r2",
+            ]
+        );
     }
 
     #[test]
@@ -952,6 +1206,7 @@ mod tests {
     fn within_cuts_a_list_at_a_sets_addresses() {
         let list = NetworkList::from_ranges(vec![(5, 20), (30, 40), (50, 60)], vec![(1, 2)]);
         let data = |first: &str, last: &str| ImportedData {
+            role: ListRole::Slice,
             list: name("x"),
             family: Family::V4,
             hash: String::new(),

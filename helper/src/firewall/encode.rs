@@ -113,12 +113,12 @@ fn encode_match(m: &Match, known: &mut Known, out: &mut Vec<Expr>) -> Option<()>
         }
         Match::Daddr(net) => address(net, Side::Destination, known, out)?,
         Match::Saddr(net) => address(net, Side::Source, known, out)?,
-        Match::DaddrInSet(f, set) => {
+        Match::DaddrInSet(f, set) | Match::DaddrNotInSet(f, set) => {
             need_family(*f, known, out);
             out.push(address_load(*f, Side::Destination));
             out.push(Expr::Lookup {
                 set: set.clone(),
-                invert: false,
+                invert: matches!(m, Match::DaddrNotInSet(..)),
             });
         }
         Match::DaddrWithin(first, last) => {

@@ -340,8 +340,17 @@ fn render_set(s: &mut String, set: &SetDef) {
             "\t\t# imported list {1} ({0} ranges in both families), version {2}",
             data.ranges, data.list, data.hash
         );
-        if !whole_family(data.first, data.last) {
-            let _ = writeln!(s, "\t\t# its addresses {}-{}", data.first, data.last);
+        match data.role {
+            ListRole::Slice if !whole_family(data.first, data.last) => {
+                let _ = writeln!(s, "\t\t# its addresses {}-{}", data.first, data.last);
+            }
+            ListRole::Slice => {}
+            ListRole::Added => {
+                let _ = writeln!(s, "\t\t# its ranges the version its slices hold lacks");
+            }
+            ListRole::Removed => {
+                let _ = writeln!(s, "\t\t# ranges of the version its slices hold it lacks");
+            }
         }
     }
     let elements: Vec<String> = match set.kind {
@@ -453,6 +462,7 @@ fn render_match(m: &Match) -> String {
         Match::DaddrAnyOf(f, nets) => format!("{} daddr {}", nft_family(*f), net_list(nets)),
         Match::DaddrNoneOf(f, nets) => format!("{} daddr != {}", nft_family(*f), net_list(nets)),
         Match::DaddrInSet(f, set) => format!("{} daddr @{set}", nft_family(*f)),
+        Match::DaddrNotInSet(f, set) => format!("{} daddr != @{set}", nft_family(*f)),
         Match::DaddrWithin(first, last) => {
             let f = if first.is_ipv4() {
                 Family::V4

@@ -189,6 +189,22 @@ pub struct ImportedData {
     /// a big list is spread over several sets, each a slice of the address space.
     pub first: std::net::IpAddr,
     pub last: std::net::IpAddr,
+    /// What the set holds of the list.
+    pub role: ListRole,
+}
+
+/// What one kernel set of an imported list holds. A list changed since its slices were loaded
+/// is the slices' version (the base) corrected by two small overlay sets, so that a refresh
+/// touches only those: an address is listed when it is in the added set, or in its slice and
+/// not in the removed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListRole {
+    /// The ranges of version `hash` within `first`..=`last`.
+    Slice,
+    /// Ranges of version `hash` that the base does not have (whole family).
+    Added,
+    /// Ranges of the base that version `hash` does not have (whole family).
+    Removed,
 }
 
 /// A chain.
@@ -417,6 +433,8 @@ pub enum Match {
     DaddrNoneOf(Family, Vec<IpNet>),
     /// Destination address in a named set.
     DaddrInSet(Family, String),
+    /// Destination address not in a named set.
+    DaddrNotInSet(Family, String),
     /// Destination address from the first to the last, inclusive (one family).
     DaddrWithin(std::net::IpAddr, std::net::IpAddr),
     /// Destination port of a TCP/UDP packet.

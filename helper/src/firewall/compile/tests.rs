@@ -271,7 +271,7 @@ fn a_host_rule_by_name_follows_its_answers_in_a_learned_set() {
 
 /// Adds to `f` the imported list `name` at version `hash`: its IPv4 ranges in the sets
 /// `bl_<name>_v4_1_s0`, `_s1`, ... cut at `v4_cuts`, its IPv6 ranges in one set.
-fn import_list(f: &mut Facts, name: &str, hash: &str, ranges: u64, v4_cuts: &[&str]) {
+pub(crate) fn import_list(f: &mut Facts, name: &str, hash: &str, ranges: u64, v4_cuts: &[&str]) {
     let cuts: Vec<IpAddr> = v4_cuts
         .iter()
         .map(|c| c.parse().unwrap_or_else(|e| panic!("{c}: {e}")))
@@ -286,6 +286,74 @@ fn import_list(f: &mut Facts, name: &str, hash: &str, ranges: u64, v4_cuts: &[&s
             sets_v6: sliced_sets(&stem(Family::V6), Family::V6, &[]),
             ..ImportedFacts::default()
         },
+    );
+}
+
+/// Gives the imported list `name` overlay sets over slices at version `00ee` in both families.
+pub(crate) fn add_overlays(f: &mut Facts, name: &str) {
+    let list = ShortName::parse(name).unwrap_or_else(|e| panic!("{e}"));
+    let Some(data) = f.imported.get_mut(&list) else {
+        panic!("{name} is not imported");
+    };
+    for family in [Family::V4, Family::V6] {
+        let stem = format!("{}_1", blocklist_set(name, family));
+        let overlay = Some(ListOverlay {
+            base: "00ee".into(),
+            added: format!("{stem}_a1"),
+            removed: format!("{stem}_r1"),
+        });
+        match family {
+            Family::V4 => data.overlay_v4 = overlay,
+            Family::V6 => data.overlay_v6 = overlay,
+        }
+    }
+}
+
+/// A list whose slices hold an older version is looked up in the added set, or in its slice
+/// and not in the removed set; the slices are declared at the base version, the overlay sets
+/// at the current one.
+#[test]
+fn a_list_with_an_overlay_is_the_added_set_or_a_slice_less_the_removed_set() {
+    let p = policy(
+        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
+         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
+    );
+    let mut f = facts();
+    import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
+    add_overlays(&mut f, "big");
+    let r = compile_ruleset(&p, &f);
+    let text = render_ruleset(&r);
+    for want in [
+        "ip daddr @bl_big_v4_1_a1 counter name \"c_host_r1_",
+        "chain host_r1_v4_s0 {\n\t\tip daddr @bl_big_v4_1_s0 ip daddr != @bl_big_v4_1_r1 counter",
+        "chain host_r1_v4_s1 {\n\t\tip daddr @bl_big_v4_1_s1 ip daddr != @bl_big_v4_1_r1 counter",
+        "ip6 daddr @bl_big_v6_1_a1 counter",
+        "ip6 daddr @bl_big_v6_1_s0 ip6 daddr != @bl_big_v6_1_r1 counter",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    // The added set's rule comes before the map of slices.
+    let added = text.find("@bl_big_v4_1_a1 counter").unwrap_or(usize::MAX);
+    let map = text.find("ip daddr vmap").unwrap_or(0);
+    assert!(added < map, "{text}");
+    let held = |set: &str| {
+        r.sets
+            .iter()
+            .find(|s| s.name == set)
+            .and_then(|s| s.imported.clone())
+            .map(|d| (d.hash, d.role))
+    };
+    assert_eq!(
+        held("bl_big_v4_1_s1"),
+        Some(("00ee".into(), ListRole::Slice))
+    );
+    assert_eq!(
+        held("bl_big_v4_1_a1"),
+        Some(("00ff".into(), ListRole::Added))
+    );
+    assert_eq!(
+        held("bl_big_v6_1_r1"),
+        Some(("00ff".into(), ListRole::Removed))
     );
 }
 
@@ -330,6 +398,9 @@ fn nft_accepts_both_renderings() {
     let mut f = facts();
     import_list(&mut f, "big", "00ff", 3, &["10.0.0.0", "172.16.0.0"]);
     crate::test_support::nft_check(&[], &render_ruleset(&compile_ruleset(&with_list, &f)));
+    // With overlays, in both families (one slice for IPv6, three for IPv4).
+    add_overlays(&mut f, "big");
+    crate::test_support::nft_check(&[], &render_ruleset(&compile_ruleset(&with_list, &f)));
     let r = compile_ruleset(&policy(WORK), &facts());
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);
@@ -369,6 +440,7 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
         marks: Vec::new(),
         consoles: Vec::new(),
         imported: Some(ImportedData {
+            role: ListRole::Slice,
             list: ShortName::parse("kept").unwrap_or_else(|e| panic!("{e}")),
             family: Family::V4,
             hash: "00".into(),

@@ -396,6 +396,34 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert!(connects_to(&env, new) && !connects_to(&env, "127.90.0.1"));
     assert!(connects_to(&env, gone) && !connects_to(&env, LISTED));
 
+    // A fourth version is the first with 127.88.0.0/24 traded for 127.91.0.0/24: the overlay
+    // shrinks to one range each way, and changing it range by range would cost more than
+    // emptying both sets and filling them again, in the same one transaction.
+    let fourth = write_list(
+        &env,
+        "fourth.netset",
+        120_000,
+        &["127.91.0.0/24", "10.1.0.0/24"],
+    );
+    import(&env, &fourth, &[]);
+    assert_eq!(overlay_of_big(&env), (added.clone(), removed.clone()));
+    assert_eq!(
+        (kernel_ranges(&env, &added), kernel_ranges(&env, &removed)),
+        (1, 1)
+    );
+    assert!(
+        env.helper_log().contains(
+            ", emptied and filled): 2 ranges changed, the overlay now 1 ranges added and 1 removed"
+        ),
+        "{}",
+        env.helper_log()
+    );
+    assert_eq!(ranges(&env), slices);
+    assert_eq!(loads_logged(&env), 2);
+    assert!(!connects_to(&env, "127.91.0.1") && connects_to(&env, gone));
+    assert!(connects_to(&env, new) && connects_to(&env, "127.90.0.1"));
+    assert!(!connects_to(&env, LISTED));
+
     // Back to the first version: the slices hold it alone, and the overlay sets go.
     import(&env, &first, &[]);
     assert!(

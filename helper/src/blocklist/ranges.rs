@@ -9,7 +9,9 @@
 //!
 //! [`diff`] walks two lists once (O(n)) and names the ranges to delete and to add so that a
 //! kernel set holding exactly the old ranges ends up holding exactly the new ones, touching
-//! nothing that stayed the same.
+//! nothing that stayed the same. [`compose`] chains two differences (base → current, current
+//! → next) into base → next without the versions themselves: the data path's overlay sets
+//! hold a difference from an older version, and a refresh only has the newest step.
 
 use palisade_dbus::policy::Family;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -371,6 +371,13 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert_eq!(overlay_of_big(&env), (added.clone(), removed.clone()));
     assert!(!connects_to(&env, new) && connects_to(&env, gone));
 
+    let overlay_file = env.state_dir().join(format!("data-overlay-{added}.ranges"));
+    assert!(
+        overlay_file.exists(),
+        "{} is missing",
+        overlay_file.display()
+    );
+
     // A third version trades 127.89.0.0/24 for 127.90.0.0/24: the overlay changes by that
     // alone (two ranges), composed with what it held; the slices are still not touched.
     let third = write_list(
@@ -436,6 +443,8 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert_eq!(loads_logged(&env), 2);
     assert!(!connects_to(&env, gone) && connects_to(&env, new));
     assert!(connects_to(&env, "127.90.0.1") && !connects_to(&env, LISTED));
+    // What the overlay held was kept beside the record while it was live; it goes with it.
+    assert!(!overlay_file.exists(), "{} is left", overlay_file.display());
 }
 
 /// The overlay sets (added, removed) of the IPv4 family of list `big`, from the helper's record.

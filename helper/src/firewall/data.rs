@@ -427,6 +427,33 @@ impl DataSets {
             .with_file_name(format!("data-overlay-{added_set}.ranges"))
     }
 
+    /// Removes the files of overlays the record no longer knows (deleted, or gone from the
+    /// kernel with a reboot), so they do not pile up beside the record.
+    fn remove_stale_overlay_files(&self, record: &Record) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(set) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("data-overlay-"))
+                .and_then(|n| n.strip_suffix(".ranges"))
+            else {
+                continue;
+            };
+            if !matches!(
+                record.sets.get(set),
+                Some(Held::Overlay { added: true, .. })
+            ) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Sets of imported lists that `ruleset` does not name: deleted once the structure no
     /// longer names them, one transaction each (a set is small). Returns their names.
     pub fn delete_unused(&self, ruleset: &Ruleset, existing: &Existing) -> Vec<String> {
@@ -444,6 +471,7 @@ impl DataSets {
             .cloned()
             .collect();
         if unused.is_empty() {
+            self.remove_stale_overlay_files(&record);
             return unused;
         }
         let deleted = open().and_then(|mut socket| {
@@ -456,12 +484,8 @@ impl DataSets {
         });
         match deleted {
             Ok(()) => {
-                for name in &unused {
-                    if let Some(Held::Overlay { added: true, .. }) = record.sets.get(name) {
-                        let _ = std::fs::remove_file(self.overlay_file(name));
-                    }
-                }
                 record.sets.retain(|s, _| !unused.contains(s));
+                self.remove_stale_overlay_files(&record);
                 if let Err(e) = self.save(record) {
                     tracing::warn!("{e}");
                 }

@@ -9,9 +9,9 @@
 //! The big-list rows run in a fresh environment: the import and load next to `nft -f` of the
 //! same list; a small insert into a timeout set, timed every ~5 ms over netlink while the helper
 //! loads the list and while `nft -f` does; and the cost of a TCP connection over loopback with
-//! no rules, with a 10,000-rule linear chain, with Palisade's rules, and with the million-entry
-//! list that the measured connections are looked up in (proven by a listed address that the same
-//! path refuses).
+//! the million-entry list that the measured connections are looked up in (proven by a listed
+//! address that the same path refuses), measured round for round beside namespaces with no
+//! rules, with connection tracking alone and with a 10,000-rule linear chain.
 //!
 //! The DNS rows run in the DNS lab (`palisade_tests::dns`): the time from the upstream's answer
 //! to the kernel's acknowledgement of its addresses (the helper records it per question), idle
@@ -43,7 +43,7 @@ use anyhow::{anyhow, Context, Result};
 use palisade_dbus::proxy::PolicyProxy;
 use palisade_dbus::types::Client;
 use palisade_nfnetlink::{Batch, Element, NftSocket, SetRef, TableFamily};
-use palisade_tests::TestEnv;
+use palisade_tests::{Netns, TestEnv};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,19 +302,6 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Connection cost without any table, then with a linear chain of 10,000 rules that every
-    // measured packet walks to the end. The helper made its table at start (the fixed console
-    // rules): it goes for these two, and the first apply below makes it again.
-    let _ = env.nft(&["delete", "table", "inet", "palisade"]);
-    let tables = env.nft(&["list", "tables"]);
-    let tables: Vec<String> = String::from_utf8_lossy(&tables.stdout)
-        .lines()
-        .filter(|l| !l.contains(PROBE_TABLE))
-        .map(str::to_owned)
-        .collect();
-    let no_rules = connection_cost(&netns)?;
-    let conntrack_only = with_conntrack_only(&env, &netns)?;
-    let linear = with_linear_chain(&env, &netns)?;
     let with_list = |port: u16| {
         format!(
             "[[blocklist]]\nname = \"big\"\nimported = true\n\n[[host_rule]]\naction = \"drop\"\n\
@@ -417,35 +404,49 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
     // The same connections with the list live: each is looked up in the million-entry set (the
     // host rule naming it sees every packet the host sends), as the refused listed address shows.
     let refused_after = !connects(&netns, LISTED)?;
-    let with_list_cost = connection_cost(&netns)?;
+    // The anchors run beside it in namespaces of their own, round for round with the measured
+    // one, so that the machine's drift over the minutes between measurements (tens of percent
+    // here) does not pass for a difference: no rules at all, connection tracking alone (one
+    // `ct state` rule), and a linear chain of 10,000 rules that every packet walks to the end.
+    let bare = Netns::create("bench-bare")?;
+    let tracked = Netns::create("bench-ct")?;
+    let linear = Netns::create("bench-linear")?;
+    load_output_chain(&env, &tracked, "  ct state established,related accept\n")?;
+    load_output_chain(&env, &linear, &linear_rules())?;
+    let paths: Vec<PathBuf> = [&bare, &tracked, &linear]
+        .iter()
+        .map(|ns| PathBuf::from(format!("/run/netns/{}", ns.name())))
+        .chain([netns.clone()])
+        .collect();
+    let costs = interleaved_costs(&paths)?;
+    let [no_rules, conntrack_only, linear_cost, with_list_cost] = costs[..] else {
+        anyhow::bail!("{} costs for 4 namespaces", costs.len());
+    };
     rows.push((
         format!(
             "per-connection cost (TCP connect + accept + close over loopback, CPU time, median \
-             of {COST_ROUNDS} rounds of {COST_CONNECTIONS}), 1M list looked up on the path"
+             of {COST_ROUNDS} rounds of {COST_CONNECTIONS}, each round beside one of every \
+             anchor), 1M list looked up on the path"
         ),
         format!(
-            "{} ({:+.1} % over no rules; {:+.1} % over Palisade's rules without the list)",
+            "{} ({:+.1} % over no rules, {:+.1} % over connection tracking alone; {:+.1} % over \
+             Palisade's rules without the list, measured before the load)",
             us(with_list_cost),
             percent(with_list_cost, no_rules),
+            percent(with_list_cost, conntrack_only),
             percent(with_list_cost, palisade_rules)
         ),
         format!(
             "no rules: {}; connection tracking alone (one `ct state` rule): {} ({:+.1} %); \
-             Palisade's rules, no list: {} ({:+.1} %); 10,000-rule linear chain: \
-             {} ({:+.1} %); listed {LISTED} connects before the load: {reachable_before}, \
-             refused after: {refused_after}{}",
+             10,000-rule linear chain: {} ({:+.1} %); Palisade's rules, no list (before the \
+             load): {}; listed {LISTED} connects before the load: {reachable_before}, refused \
+             after: {refused_after}",
             us(no_rules),
             us(conntrack_only),
             percent(conntrack_only, no_rules),
+            us(linear_cost),
+            percent(linear_cost, no_rules),
             us(palisade_rules),
-            percent(palisade_rules, no_rules),
-            us(linear),
-            percent(linear, no_rules),
-            if tables.is_empty() {
-                String::new()
-            } else {
-                format!("; tables during 'no rules': {}", tables.join(", "))
-            }
         ),
         "<= 5 % over no rules".into(),
     ));
@@ -713,6 +714,14 @@ fn in_netns<T: Send + 'static>(
 /// sending thread, in its system calls and the softirqs they end with (this kernel has no
 /// separate IRQ time accounting). The median of `COST_ROUNDS` rounds of `COST_CONNECTIONS`.
 fn connection_cost(netns: &Path) -> Result<Duration> {
+    let mut rounds = (0..COST_ROUNDS)
+        .map(|_| connection_round(netns))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(median(&mut rounds))
+}
+
+/// One round of [`connection_cost`]: CPU time per connection over `COST_CONNECTIONS`.
+fn connection_round(netns: &Path) -> Result<Duration> {
     in_netns(netns, || {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let to = listener.local_addr()?;
@@ -723,26 +732,22 @@ fn connection_cost(netns: &Path) -> Result<Duration> {
                 u32::try_from(t.tv_nsec())?,
             ))
         };
-        let mut rounds = Vec::new();
-        for _ in 0..COST_ROUNDS {
-            let started = cpu()?;
-            for _ in 0..COST_CONNECTIONS {
-                let client = TcpStream::connect(to)?;
-                let (server, _) = listener.accept()?;
-                nix::sys::socket::setsockopt(
-                    &client,
-                    nix::sys::socket::sockopt::Linger,
-                    &nix::libc::linger {
-                        l_onoff: 1,
-                        l_linger: 0,
-                    },
-                )?;
-                drop(client);
-                drop(server);
-            }
-            rounds.push(cpu()?.saturating_sub(started) / COST_CONNECTIONS);
+        let started = cpu()?;
+        for _ in 0..COST_CONNECTIONS {
+            let client = TcpStream::connect(to)?;
+            let (server, _) = listener.accept()?;
+            nix::sys::socket::setsockopt(
+                &client,
+                nix::sys::socket::sockopt::Linger,
+                &nix::libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                },
+            )?;
+            drop(client);
+            drop(server);
         }
-        Ok(median(&mut rounds))
+        Ok(cpu()?.saturating_sub(started) / COST_CONNECTIONS)
     })
 }
 
@@ -756,21 +761,8 @@ fn connects(netns: &Path, addr: Ipv4Addr) -> Result<bool> {
     })
 }
 
-/// The connection cost with connection tracking on and nothing else: one `ct state` rule, the
-/// least any stateful firewall (Palisade's included) has, separating the tracking's own cost
-/// from the rules'.
-fn with_conntrack_only(env: &TestEnv, netns: &Path) -> Result<Duration> {
-    cost_with_output_chain(
-        env,
-        netns,
-        "bench_ct",
-        "  ct state established,related accept\n",
-    )
-}
-
-/// The connection cost with a table of its own whose output chain holds 10,000 rules, one
-/// address each, none matching loopback: every packet walks all of them.
-fn with_linear_chain(env: &TestEnv, netns: &Path) -> Result<Duration> {
+/// 10,000 rules, one address each, none matching loopback: every packet walks all of them.
+fn linear_rules() -> String {
     let mut rules = String::new();
     for i in 0..10_000u32 {
         rules.push_str(&format!(
@@ -780,31 +772,38 @@ fn with_linear_chain(env: &TestEnv, netns: &Path) -> Result<Duration> {
             i & 255
         ));
     }
-    cost_with_output_chain(env, netns, "bench_linear", &rules)
+    rules
 }
 
-/// The connection cost with a table `table` of our own whose output chain holds `rules` (nft
-/// text, one per line), loaded for the measurement and deleted after it.
-fn cost_with_output_chain(
-    env: &TestEnv,
-    netns: &Path,
-    table: &str,
-    rules: &str,
-) -> Result<Duration> {
+/// Loads into `ns` a table whose output chain holds `rules` (nft text, one per line).
+fn load_output_chain(env: &TestEnv, ns: &Netns, rules: &str) -> Result<()> {
     let script = format!(
-        "table inet {table} {{\n chain output {{\n  type filter hook output priority 0; policy \
+        "table inet bench {{\n chain output {{\n  type filter hook output priority 0; policy \
          accept;\n{rules} }}\n}}\n"
     );
-    let file = env.write_file(&format!("{table}.nft"), script)?;
-    let out = env.nft(&["-f", &file.to_string_lossy()]);
+    let file = env.write_file(&format!("{}.nft", ns.name()), script)?;
+    let out = ns
+        .command(&["nft", "-f", &file.to_string_lossy()])
+        .output()?;
     anyhow::ensure!(
         out.status.success(),
-        "loading table {table}: {}",
+        "loading the anchor table in {}: {}",
+        ns.name(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let cost = connection_cost(netns);
-    let _ = env.nft(&["delete", "table", "inet", table]);
-    cost
+    Ok(())
+}
+
+/// [`connection_cost`] in each namespace, one round in each in turn, `COST_ROUNDS` times; the
+/// medians, in the order given.
+fn interleaved_costs(namespaces: &[PathBuf]) -> Result<Vec<Duration>> {
+    let mut rounds = vec![Vec::with_capacity(COST_ROUNDS); namespaces.len()];
+    for _ in 0..COST_ROUNDS {
+        for (ns, times) in namespaces.iter().zip(&mut rounds) {
+            times.push(connection_round(ns)?);
+        }
+    }
+    Ok(rounds.iter_mut().map(|t| median(t)).collect())
 }
 
 fn us(d: Duration) -> String {

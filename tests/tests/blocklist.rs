@@ -445,6 +445,31 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert!(connects_to(&env, "127.90.0.1") && !connects_to(&env, LISTED));
     // What the overlay held was kept beside the record while it was live; it goes with it.
     assert!(!overlay_file.exists(), "{} is left", overlay_file.display());
+
+    // An overlay whose kept contents are damaged is not trusted: the refresh that needs them
+    // is refused with a sentence and changes nothing in the kernel, and the next one loads
+    // the list whole into new slices.
+    import(&env, &second, &[]);
+    let (added, _) = overlay_of_big(&env);
+    let overlay_file = env.state_dir().join(format!("data-overlay-{added}.ranges"));
+    std::fs::write(&overlay_file, b"damaged").unwrap_or_else(|e| panic!("{e}"));
+    let refused = env.palisadectl(
+        Some(ADMIN),
+        &["--json", "blocklist", "import", "big", &third],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is not known") && text(&refused).contains("loads the list whole"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!connects_to(&env, new) && connects_to(&env, "127.90.0.1"));
+    import(&env, &third, &[]);
+    // IPv4 loaded whole; the IPv6 overlay, undamaged, took its (empty) difference.
+    assert_eq!(loads_logged(&env), 3, "the list was not loaded whole");
+    assert_ne!(sets_of_big(&env, false), sets);
+    assert!(connects_to(&env, new) && !connects_to(&env, "127.90.0.1"));
+    assert!(!connects_to(&env, LISTED));
 }
 
 /// The overlay sets (added, removed) of the IPv4 family of list `big`, from the helper's record.

@@ -305,9 +305,11 @@ impl DataSets {
             record.sets.get(&overlay.removed.name),
         );
         // What the sets hold now: nothing if they are new; else the kept difference, which
-        // must be the one both sets' records name.
-        let (at, so_far) = match held {
-            (None, None) => (overlay.base.clone(), None),
+        // must be the one both sets' records name. Without it the overlay is no longer trusted:
+        // the next install names new slices instead (loading the list whole), and its structure
+        // transaction drops these sets.
+        let known = match held {
+            (None, None) => Ok((overlay.base.clone(), None)),
             (
                 Some(Held::Overlay {
                     base,
@@ -317,16 +319,22 @@ impl DataSets {
                 }),
                 Some(Held::Overlay { content: c, .. }),
             ) if *base == overlay.base && content == c => {
-                let so_far = read_difference(&content_path, content)
-                    .map_err(|e| unreadable(&data.list, e))?;
-                (hash.clone(), Some(so_far))
+                read_difference(&content_path, content).map(|so_far| (hash.clone(), Some(so_far)))
             }
-            _ => {
+            _ => Err("their record does not say the same of both".to_owned()),
+        };
+        let (at, so_far) = match known {
+            Ok(known) => known,
+            Err(why) => {
+                for set in [&overlay.added.name, &overlay.removed.name] {
+                    record.sets.insert(set.clone(), Held::Unknown);
+                }
+                self.save(record)?;
                 return Err(Error::ApplyFailed(format!(
-                    "the overlay sets of list {} hold unknown contents; nothing was changed, try \
-                     again",
+                    "what the overlay sets of list {} hold is not known ({why}); nothing was \
+                     changed, and the next try loads the list whole",
                     data.list.as_str()
-                )))
+                )));
             }
         };
         let fresh = so_far.is_none();

@@ -316,18 +316,7 @@ fn diff_family<A: Address>(old: &[(A, A)], new: &[(A, A)]) -> (Ranges<A>, Ranges
 /// exactly `new`. Ranges present in both are left alone. Both halves keep the invariant: a
 /// subset of a merged list is merged.
 pub fn diff(old: &NetworkList, new: &NetworkList) -> RangeDiff {
-    let (removed_v4, added_v4) = diff_family(&old.v4, &new.v4);
-    let (removed_v6, added_v6) = diff_family(&old.v6, &new.v6);
-    RangeDiff {
-        removed: NetworkList {
-            v4: removed_v4,
-            v6: removed_v6,
-        },
-        added: NetworkList {
-            v4: added_v4,
-            v6: added_v6,
-        },
-    }
+    RangeDiff::of_families(diff_family(&old.v4, &new.v4), diff_family(&old.v6, &new.v6))
 }
 
 /// Ranges of `x` that are not, exactly, ranges of `y` (both sorted).
@@ -375,27 +364,36 @@ fn compose_family<A: Address>(
 /// the versions themselves: `diff(base, next)`. The halves stay merged (subsets of the base's
 /// and the next version's ranges).
 pub fn compose(so_far: &RangeDiff, next: &RangeDiff) -> RangeDiff {
-    let (removed_v4, added_v4) = compose_family(
-        (&so_far.removed.v4, &so_far.added.v4),
-        (&next.removed.v4, &next.added.v4),
-    );
-    let (removed_v6, added_v6) = compose_family(
-        (&so_far.removed.v6, &so_far.added.v6),
-        (&next.removed.v6, &next.added.v6),
-    );
-    RangeDiff {
-        removed: NetworkList {
-            v4: removed_v4,
-            v6: removed_v6,
-        },
-        added: NetworkList {
-            v4: added_v4,
-            v6: added_v6,
-        },
-    }
+    RangeDiff::of_families(
+        compose_family(
+            (&so_far.removed.v4, &so_far.added.v4),
+            (&next.removed.v4, &next.added.v4),
+        ),
+        compose_family(
+            (&so_far.removed.v6, &so_far.added.v6),
+            (&next.removed.v6, &next.added.v6),
+        ),
+    )
 }
 
 impl RangeDiff {
+    /// The difference made of each family's `(removed, added)` ranges.
+    fn of_families(
+        (removed_v4, added_v4): (Ranges<u32>, Ranges<u32>),
+        (removed_v6, added_v6): (Ranges<u128>, Ranges<u128>),
+    ) -> Self {
+        RangeDiff {
+            removed: NetworkList {
+                v4: removed_v4,
+                v6: removed_v6,
+            },
+            added: NetworkList {
+                v4: added_v4,
+                v6: added_v6,
+            },
+        }
+    }
+
     /// The part of the difference in one family.
     pub fn family(&self, family: Family) -> RangeDiff {
         let part = |list: &NetworkList| match family {

@@ -339,7 +339,11 @@ impl DataSets {
         };
         let fresh = so_far.is_none();
         let so_far = so_far.unwrap_or_default();
-        let step = work.diff(&at)?.ranges.family(data.family);
+        let stored = work.diff(&at)?;
+        let (step, to) = (
+            stored.ranges.family(data.family),
+            hex_digits(&stored.to).to_owned(),
+        );
         let target = compose(&so_far, &step);
         let (to_added, to_removed) = (
             diff(&so_far.added, &target.added),
@@ -389,7 +393,6 @@ impl DataSets {
         let content = write_difference(&content_path, &target).map_err(|e| {
             Error::Internal(format!("cannot keep what a list's overlay holds: {e}"))
         })?;
-        let to = hex_digits(&work.diff(&at)?.to).to_owned();
         for (set, added, ranges) in [
             (&overlay.added.name, true, target.added.len()),
             (&overlay.removed.name, false, target.removed.len()),
@@ -648,20 +651,23 @@ fn sets_for(
     family: Family,
     data: &ImportedFacts,
 ) -> (Vec<ListShard>, Option<ListOverlay>) {
-    let live = |want: &str, stem: Option<&str>| {
-        live_group(record, taken, chosen, list, family, want, stem)
+    let naming = Naming {
+        record,
+        taken,
+        chosen,
+        list,
+        family,
     };
-    if let Some((sets, _)) = live(&data.hash, None) {
+    if let Some((sets, _)) = naming.group(&data.hash, None) {
         return (sets, None);
     }
     let previous = data.previous.as_ref();
     // An overlay already at this version, or at the one before with room for the difference.
-    for o in live_overlays(record, taken, chosen, list, family) {
+    for o in naming.overlays() {
         let fits = previous
             .is_some_and(|p| p.hash == o.hash && o.ranges.saturating_add(p.changed) <= MAX_OVERLAY);
         if o.hash == data.hash || fits {
-            if let Some((sets, stem)) = live(&o.base, Some(&o.stem)) {
-                debug_assert_eq!(stem, o.stem);
+            if let Some((sets, _)) = naming.group(&o.base, Some(&o.stem)) {
                 return (
                     sets,
                     Some(ListOverlay {
@@ -675,13 +681,10 @@ fn sets_for(
     }
     // Slices at the version before, without an overlay yet: one is made for them.
     if let Some(p) = previous.filter(|p| p.changed <= MAX_OVERLAY) {
-        if let Some((sets, stem)) = live(&p.hash, None) {
-            let free = |name: &str| {
-                !record.sets.contains_key(name) && !taken.contains(name) && !chosen.contains(name)
-            };
+        if let Some((sets, stem)) = naming.group(&p.hash, None) {
             let names = (1u64..)
                 .map(|n| (format!("{stem}_a{n}"), format!("{stem}_r{n}")))
-                .find(|(a, r)| free(a) && free(r));
+                .find(|(a, r)| naming.is_free(a) && naming.is_free(r));
             if let Some((added, removed)) = names {
                 return (
                     sets,
@@ -697,11 +700,8 @@ fn sets_for(
     let stem = blocklist_set(list.as_str(), family);
     let in_use = |stem: &str| {
         let prefix = format!("{stem}_");
-        record
-            .sets
-            .keys()
-            .chain(taken)
-            .chain(chosen)
+        naming
+            .known()
             .any(|name| name == stem || name.starts_with(&prefix))
     };
     let stem = (1u64..)
@@ -715,6 +715,112 @@ fn sets_for(
     (sliced_sets(&stem, family, &cuts), None)
 }
 
+/// What naming the sets of one family of `list` goes by: the record, the sets the kernel's
+/// table has (`taken`) and those already chosen for other lists and families.
+struct Naming<'a> {
+    record: &'a Record,
+    taken: &'a BTreeSet<String>,
+    chosen: &'a BTreeSet<String>,
+    list: &'a ShortName,
+    family: Family,
+}
+
+impl Naming<'_> {
+    /// Every name the record, the kernel or an earlier choice has.
+    fn known(&self) -> impl Iterator<Item = &String> {
+        self.record.sets.keys().chain(self.taken).chain(self.chosen)
+    }
+
+    /// Whether `name` is free for a new set.
+    fn is_free(&self, name: &str) -> bool {
+        !self.record.sets.contains_key(name)
+            && !self.taken.contains(name)
+            && !self.chosen.contains(name)
+    }
+
+    /// Whether the set `name` is in the kernel's table and not chosen yet.
+    fn usable(&self, name: &str) -> bool {
+        self.taken.contains(name) && !self.chosen.contains(name)
+    }
+
+    /// A group of live slices holding version `hash` that together cover the family, all
+    /// usable (of stem `stem` when given); with its stem.
+    fn group(&self, hash: &str, stem: Option<&str>) -> Option<(Vec<ListShard>, String)> {
+        let mut groups: BTreeMap<&str, Vec<ListShard>> = BTreeMap::new();
+        for (name, held) in &self.record.sets {
+            let Held::Complete { first, last, .. } = held else {
+                continue;
+            };
+            if held.holds(self.list, self.family) != Some(hash) || !self.usable(name) {
+                continue;
+            }
+            let Some((group, _)) = name.rsplit_once("_s") else {
+                continue;
+            };
+            if stem.is_some_and(|s| s != group) {
+                continue;
+            }
+            groups.entry(group).or_default().push(ListShard {
+                set: name.clone(),
+                first: *first,
+                last: *last,
+            });
+        }
+        groups.into_iter().find_map(|(group, mut sets)| {
+            sets.sort_by_key(|s| s.first);
+            let spans: Vec<(IpAddr, IpAddr)> = sets.iter().map(|s| (s.first, s.last)).collect();
+            let cuts: Vec<IpAddr> = spans.iter().skip(1).map(|s| s.0).collect();
+            (spans == slices(self.family, &cuts)).then(|| (sets, group.to_owned()))
+        })
+    }
+
+    /// The overlay pairs the record vouches for, both sets usable and at the same versions.
+    fn overlays(&self) -> Vec<LiveOverlay> {
+        let mut out = Vec::new();
+        for (name, held) in &self.record.sets {
+            let Held::Overlay {
+                list,
+                v6,
+                added: true,
+                base,
+                hash,
+                ranges,
+                content,
+            } = held
+            else {
+                continue;
+            };
+            if list != self.list || *v6 != (self.family == Family::V6) || !self.usable(name) {
+                continue;
+            }
+            let Some((stem, n)) = name.rsplit_once("_a") else {
+                continue;
+            };
+            let removed = format!("{stem}_r{n}");
+            let partner = match self.record.sets.get(&removed) {
+                Some(Held::Overlay {
+                    added: false,
+                    base: b,
+                    hash: h,
+                    ranges: r,
+                    content: c,
+                    ..
+                }) if b == base && h == hash && c == content && self.usable(&removed) => *r,
+                _ => continue,
+            };
+            out.push(LiveOverlay {
+                stem: stem.to_owned(),
+                added: name.clone(),
+                removed,
+                base: base.clone(),
+                hash: hash.clone(),
+                ranges: ranges.saturating_add(partner),
+            });
+        }
+        out
+    }
+}
+
 /// A live overlay pair, as the record knows it.
 struct LiveOverlay {
     stem: String,
@@ -724,60 +830,6 @@ struct LiveOverlay {
     hash: String,
     /// Ranges in both sets.
     ranges: u64,
-}
-
-/// The overlay pairs of one family of `list` the record vouches for, both sets in the kernel's
-/// table and at the same versions, neither chosen yet.
-fn live_overlays(
-    record: &Record,
-    taken: &BTreeSet<String>,
-    chosen: &BTreeSet<String>,
-    list: &ShortName,
-    family: Family,
-) -> Vec<LiveOverlay> {
-    let usable = |name: &str| taken.contains(name) && !chosen.contains(name);
-    let mut out = Vec::new();
-    for (name, held) in &record.sets {
-        let Held::Overlay {
-            list: l,
-            v6,
-            added: true,
-            base,
-            hash,
-            ranges,
-            content,
-        } = held
-        else {
-            continue;
-        };
-        if l != list || *v6 != (family == Family::V6) || !usable(name) {
-            continue;
-        }
-        let Some((stem, n)) = name.rsplit_once("_a") else {
-            continue;
-        };
-        let removed = format!("{stem}_r{n}");
-        let partner = match record.sets.get(&removed) {
-            Some(Held::Overlay {
-                added: false,
-                base: b,
-                hash: h,
-                ranges: r,
-                content: c,
-                ..
-            }) if b == base && h == hash && c == content && usable(&removed) => *r,
-            _ => continue,
-        };
-        out.push(LiveOverlay {
-            stem: stem.to_owned(),
-            added: name.clone(),
-            removed,
-            base: base.clone(),
-            hash: hash.clone(),
-            ranges: ranges.saturating_add(partner),
-        });
-    }
-    out
 }
 
 /// The sets of a new group, `<stem>_s0`, `_s1`, ...: one per slice of `family`'s addresses
@@ -792,47 +844,6 @@ pub(crate) fn sliced_sets(stem: &str, family: Family, cuts: &[IpAddr]) -> Vec<Li
             last,
         })
         .collect()
-}
-
-/// A group of live slices holding version `hash` of one family of `list` that together cover
-/// the family, none chosen yet, all in the kernel's table (of stem `stem` when given); with
-/// its stem.
-fn live_group(
-    record: &Record,
-    taken: &BTreeSet<String>,
-    chosen: &BTreeSet<String>,
-    list: &ShortName,
-    family: Family,
-    hash: &str,
-    stem: Option<&str>,
-) -> Option<(Vec<ListShard>, String)> {
-    let mut groups: BTreeMap<&str, Vec<ListShard>> = BTreeMap::new();
-    for (name, held) in &record.sets {
-        let Held::Complete { first, last, .. } = held else {
-            continue;
-        };
-        if held.holds(list, family) != Some(hash) || !taken.contains(name) || chosen.contains(name)
-        {
-            continue;
-        }
-        let Some((group, _)) = name.rsplit_once("_s") else {
-            continue;
-        };
-        if stem.is_some_and(|s| s != group) {
-            continue;
-        }
-        groups.entry(group).or_default().push(ListShard {
-            set: name.clone(),
-            first: *first,
-            last: *last,
-        });
-    }
-    groups.into_iter().find_map(|(group, mut sets)| {
-        sets.sort_by_key(|s| s.first);
-        let spans: Vec<(IpAddr, IpAddr)> = sets.iter().map(|s| (s.first, s.last)).collect();
-        let cuts: Vec<IpAddr> = spans.iter().skip(1).map(|s| s.0).collect();
-        (spans == slices(family, &cuts)).then(|| (sets, group.to_owned()))
-    })
 }
 
 /// The slices of a family's addresses between `cuts` (ascending, none at the family's first

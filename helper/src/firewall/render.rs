@@ -15,6 +15,7 @@
 //! names of what the kernel already holds are checked against nft's identifier grammar before
 //! they are written ([`UnsayableName`] otherwise).
 
+use super::compile::family_bounds;
 use super::kernel::Existing;
 use super::ruleset::*;
 use palisade_dbus::policy::{Family, Verdict};
@@ -533,13 +534,7 @@ fn quoted(s: &str) -> String {
 
 /// Whether `first..=last` is a family's whole address space.
 fn whole_family(first: std::net::IpAddr, last: std::net::IpAddr) -> bool {
-    match (first, last) {
-        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
-            u32::from(a) == 0 && u32::from(b) == u32::MAX
-        }
-        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
-            u128::from(a) == 0 && u128::from(b) == u128::MAX
-        }
-        _ => false,
-    }
+    [Family::V4, Family::V6]
+        .into_iter()
+        .any(|f| family_bounds(f) == (first, last))
 }

@@ -289,6 +289,10 @@ pub(crate) fn import_list(f: &mut Facts, name: &str, hash: &str, ranges: u64, v4
     );
 }
 
+/// A policy whose host rule drops what the imported list `big` holds.
+pub(crate) const BIG_LIST: &str = "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
+                                   [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n";
+
 /// Gives the imported list `name` overlay sets over slices at version `00ee` in both families.
 pub(crate) fn add_overlays(f: &mut Facts, name: &str) {
     let list = ShortName::parse(name).unwrap_or_else(|e| panic!("{e}"));
@@ -314,10 +318,7 @@ pub(crate) fn add_overlays(f: &mut Facts, name: &str) {
 /// at the current one.
 #[test]
 fn a_list_with_an_overlay_is_the_added_set_or_a_slice_less_the_removed_set() {
-    let p = policy(
-        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
-         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
-    );
+    let p = policy(BIG_LIST);
     let mut f = facts();
     import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
     add_overlays(&mut f, "big");
@@ -361,10 +362,7 @@ fn a_list_with_an_overlay_is_the_added_set_or_a_slice_less_the_removed_set() {
 /// address; a list in one set is looked up directly.
 #[test]
 fn a_list_in_several_sets_is_looked_up_through_a_map_of_slices() {
-    let p = policy(
-        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
-         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
-    );
+    let p = policy(BIG_LIST);
     let mut f = facts();
     import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
     let text = render_ruleset(&compile_ruleset(&p, &f));

@@ -3,7 +3,7 @@
 //! the kernel's account of both (`nft --debug=netlink`, expression by expression).
 
 use super::*;
-use crate::firewall::compile::tests::{add_overlays, facts, import_list, LAB, WORK};
+use crate::firewall::compile::tests::{add_overlays, facts, import_list, BIG_LIST, LAB, WORK};
 use crate::firewall::compile::{compile_ruleset, Facts};
 use crate::firewall::render::{render_ruleset, rule_lines};
 use crate::test_support::policy;
@@ -261,11 +261,7 @@ fn root_encoded_rules_are_what_nft_loads() {
     let mut f = facts();
     import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
     add_overlays(&mut f, "big");
-    let with_list = policy(
-        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
-         [[host_rule]]\naction = \"drop\"\nblocklist = \"big\"\n",
-    );
-    compared += compare_with_nft(compile_ruleset(&with_list, &f));
+    compared += compare_with_nft(compile_ruleset(&policy(BIG_LIST), &f));
     let mut r = compile_ruleset(&policy(WORK), &facts());
     r.limits.push("log_host".into());
     r.chains

@@ -206,14 +206,7 @@ fn connection_times(netns: &Path, to: SocketAddr) -> Result<Vec<Duration>> {
             stream.write_all(b"x")?;
             let mut byte = [0u8; 1];
             stream.read_exact(&mut byte)?;
-            nix::sys::socket::setsockopt(
-                &stream,
-                nix::sys::socket::sockopt::Linger,
-                &nix::libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                },
-            )?;
+            super::reset_on_close(&stream)?;
             drop(stream);
             times.push(started.elapsed());
         }

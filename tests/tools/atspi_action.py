@@ -28,53 +28,36 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from atspi_common import MAX_DEPTH, MAX_NODES, children, find_app, shown, windows  # noqa: E402
+from atspi_common import (  # noqa: E402
+    ACTION,
+    EDITABLE_TEXT,
+    TEXT,
+    App,
+)
 from gi.repository import Atspi, GLib  # noqa: E402
 
 
-def matches(node, role, name):
-    try:
-        return node.get_role_name() == role and node.get_name() == name
-    except GLib.Error:
-        return False
-
-
-def find(node, role, name, depth, out, budget):
-    budget[0] -= 1
-    if budget[0] < 0 or depth > MAX_DEPTH:
-        return
-    if matches(node, role, name):
-        out.append(node)
-    for child in children(node):
-        find(child, role, name, depth + 1, out, budget)
-
-
-def editable(node, depth=0):
+def editable(node):
     """`node` or its first descendant that implements EditableText, or None."""
-    if depth > MAX_DEPTH:
-        return None
-    try:
-        if "EditableText" in node.get_interfaces():
-            return node
-    except GLib.Error:
-        return None
-    for child in children(node):
-        found = editable(child, depth + 1)
-        if found is not None:
-            return found
+    for candidate in node.descendants():
+        if candidate.implements(EDITABLE_TEXT):
+            return candidate
     return None
 
 
-def set_text(node, role, name, text):
+def set_text(app, node, role, name, text):
     target = editable(node)
     if target is None:
         print(f"atspi_action: the {role} named {name!r} holds no editable text", file=sys.stderr)
         return 1
-    if not Atspi.EditableText.set_text_contents(target, text):
+    (done,) = app.call(
+        target.path, EDITABLE_TEXT, "SetTextContents", GLib.Variant("(s)", (text,)), "(b)"
+    )
+    if not done:
         print(f"atspi_action: setting the text of {name!r} was refused", file=sys.stderr)
         return 1
-    count = Atspi.Text.get_character_count(target)
-    now = Atspi.Text.get_text(target, 0, count)
+    count = app.property(target.path, TEXT, "CharacterCount")
+    (now,) = app.call(target.path, TEXT, "GetText", GLib.Variant("(ii)", (0, count)), "(s)")
     if now != text:
         print(f"atspi_action: {name!r} reads {now!r} after setting {text!r}", file=sys.stderr)
         return 1
@@ -83,11 +66,25 @@ def set_text(node, role, name, text):
 
 
 def enabled(node):
-    try:
-        states = node.get_state_set()
-    except GLib.Error:
-        return False
-    return states.contains(Atspi.StateType.ENABLED) or states.contains(Atspi.StateType.SENSITIVE)
+    return node.has_state(Atspi.StateType.ENABLED) or node.has_state(Atspi.StateType.SENSITIVE)
+
+
+def do_action(app, node, role, name, action):
+    count = app.property(node.path, ACTION, "NActions")
+    names = [app.call(node.path, ACTION, "GetName", GLib.Variant("(i)", (i,)), "(s)")[0]
+             for i in range(count)]
+    if action not in names:
+        print(f"atspi_action: the {role} named {name!r} has no action {action!r} ({names})",
+              file=sys.stderr)
+        return 1
+    (done,) = app.call(
+        node.path, ACTION, "DoAction", GLib.Variant("(i)", (names.index(action),)), "(b)"
+    )
+    if not done:
+        print(f"atspi_action: {action!r} on {name!r} was refused", file=sys.stderr)
+        return 1
+    print(f"{action} {role} {name!r}")
+    return 0
 
 
 def main():
@@ -96,22 +93,23 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     wanted, role, name = sys.argv[1:4]
-    app = find_app(wanted)
+    app = App.find(wanted)
     if app is None:
         print(f"atspi_action: no application {wanted!r} on the accessibility bus", file=sys.stderr)
         return 3
-    candidates = []  # (node, window)
-    for frame in windows(app):
-        found = []
-        find(frame, role, name, 0, found, [MAX_NODES])
-        candidates.extend((node, frame) for node in found)
+    candidates = [
+        node
+        for frame in app.windows()
+        for node in frame.descendants()
+        if node.role == role and node.name == name
+    ]
     if not candidates:
         print(f"atspi_action: no {role} named {name!r}", file=sys.stderr)
         return 3
-    # An entry row's text cannot be picked (see atspi_common.shown); one that is not known to be
-    # off screen will do for typing, as the control must still be enabled.
+    # An entry row's text cannot be picked (see atspi_common.App.shown); one that is not known
+    # to be off screen will do for typing, as the control must still be enabled.
     wanted_shown = (True, None) if action == "set-text" else (True,)
-    on_screen = [node for node, frame in candidates if shown(node, frame) in wanted_shown]
+    on_screen = [node for node in candidates if app.shown(node) in wanted_shown]
     if not on_screen:
         print(f"atspi_action: the {role} named {name!r} is not on screen", file=sys.stderr)
         return 4
@@ -120,17 +118,8 @@ def main():
         print(f"atspi_action: the {role} named {name!r} is not enabled", file=sys.stderr)
         return 4
     if action == "set-text":
-        return set_text(node, role, name, sys.argv[5])
-    names = [Atspi.Action.get_action_name(node, i) for i in range(Atspi.Action.get_n_actions(node))]
-    if action not in names:
-        print(f"atspi_action: the {role} named {name!r} has no action {action!r} ({names})",
-              file=sys.stderr)
-        return 1
-    if not Atspi.Action.do_action(node, names.index(action)):
-        print(f"atspi_action: {action!r} on {name!r} was refused", file=sys.stderr)
-        return 1
-    print(f"{action} {role} {name!r}")
-    return 0
+        return set_text(app, node, role, name, sys.argv[5])
+    return do_action(app, node, role, name, action)
 
 
 if __name__ == "__main__":

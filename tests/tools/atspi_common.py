@@ -1,125 +1,332 @@
-"""What atspi_dump.py and atspi_action.py share: finding the application on the accessibility
-bus, walking its tree, and telling whether an accessible is really on screen.
+"""What the AT-SPI tools share: one application's accessibility tree, read in one snapshot over
+the AT-SPI bus, and the test of whether an accessible is really on screen.
 
-Not a program; the two tools import it from the folder they lie in. Needs Debian's python3-gi
-and gir1.2-atspi-2.0.
+The tree is read from the toolkit's cache (org.a11y.atspi.Cache.GetItems: every accessible with
+its parent, index, child count, name, role and states, in one call) instead of one accessible at a
+time through libatspi, which costs a round trip into the application per property and per child:
+some 2,000 per read of Palisade's window, seconds on a busy machine, and the tests read the window
+over and over while they wait for it to change. GTK makes an accessible only when someone first
+asks for it, so the cache lacks what nobody asked for yet: the snapshot asks each parent whose
+children it lacks for them (GetChildren, which makes them), round after round, until every
+accessible reachable from the windows has exactly its child count of children, indexed 0..n-1 —
+the same tree a walk with GetChildAtIndex finds. The on-screen test asks the application at the
+accessible's centre, two round trips per accessible asked about.
+
+Not a program; the tools import it from the folder they lie in. Needs Debian's python3-gi (Gio)
+and gir1.2-atspi-2.0 (only for the names of roles).
 """
 
 import gi
 
 gi.require_version("Atspi", "2.0")
-from gi.repository import Atspi, GLib  # noqa: E402
+from gi.repository import Atspi, Gio, GLib  # noqa: E402
 
 # Limits, so a broken tree cannot make a tool run for ever.
 MAX_DEPTH = 60
 MAX_NODES = 20000
+# One D-Bus call, at most.
+CALL_TIMEOUT_MS = 10000
+
+ACCESSIBLE = "org.a11y.atspi.Accessible"
+ACTION = "org.a11y.atspi.Action"
+COMPONENT = "org.a11y.atspi.Component"
+EDITABLE_TEXT = "org.a11y.atspi.EditableText"
+TEXT = "org.a11y.atspi.Text"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+ROOT_PATH = "/org/a11y/atspi/accessible/root"
+NULL_PATH = "/org/a11y/atspi/null"
+CACHE_PATH = "/org/a11y/atspi/cache"
+# AT-SPI's coordinate type "relative to the window".
+WINDOW_COORDS = 1
 
 
-def find_app(wanted):
-    """The application named `wanted` on the accessibility bus (the last one if several), or
-    None."""
-    desktop = Atspi.get_desktop(0)
-    app = None
-    for i in range(desktop.get_child_count()):
-        candidate = desktop.get_child_at_index(i)
-        try:
-            if candidate is not None and candidate.get_name() == wanted:
-                app = candidate
-        except GLib.Error:
-            continue
-    return app
+def accessibility_bus():
+    """A connection to the AT-SPI bus, whose address the session bus's org.a11y.Bus gives."""
+    session = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+    reply = session.call_sync(
+        "org.a11y.Bus",
+        "/org/a11y/bus",
+        "org.a11y.Bus",
+        "GetAddress",
+        None,
+        GLib.VariantType("(s)"),
+        Gio.DBusCallFlags.NONE,
+        CALL_TIMEOUT_MS,
+        None,
+    )
+    flags = (
+        Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+        | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+    )
+    return Gio.DBusConnection.new_for_address_sync(reply.unpack()[0], flags, None, None)
 
 
-def windows(app):
-    """The windows of the application `app`. Unlike `children`, an error here is the caller's
-    failure: a tool must not answer as if the application had no windows."""
-    for i in range(app.get_child_count()):
-        frame = app.get_child_at_index(i)
-        if frame is not None:
-            yield frame
+def call(bus, dest, path, interface, method, args=None, reply=None):
+    """One D-Bus call; its reply's values as a tuple. Raises GLib.Error."""
+    out = bus.call_sync(
+        dest,
+        path,
+        interface,
+        method,
+        args,
+        GLib.VariantType(reply) if reply else None,
+        Gio.DBusCallFlags.NONE,
+        CALL_TIMEOUT_MS,
+        None,
+    )
+    return out.unpack() if out is not None else ()
 
 
-def children(node):
-    """The children of `node` that can still be had; a widget may go away while we look (the
-    window is refreshing)."""
+def role_name(role):
+    """AT-SPI's name of a role number, as libatspi's get_role_name gives it ("push button")."""
     try:
-        count = node.get_child_count()
-    except GLib.Error:
-        return
-    for i in range(count):
+        return Atspi.role_get_name(Atspi.Role(role)) or f"role {role}"
+    except ValueError:
+        return f"role {role}"
+
+
+class Node:
+    """One accessible of the snapshot."""
+
+    __slots__ = (
+        "path",
+        "parent_path",
+        "index",
+        "count",
+        "interfaces",
+        "name",
+        "role",
+        "states",
+        "children",
+        "parent",
+        "surface",
+    )
+
+    def __init__(self, item):
+        me, _app, parent, index, count, interfaces, name, role, _description, states = item
+        self.path = me[1]
+        self.parent_path = parent[1]
+        self.index = index
+        self.count = count
+        self.interfaces = interfaces
+        self.name = name
+        self.role = role_name(role)
+        self.states = states
+        self.children = []
+        # Set when the snapshot reaches the node from a window: its parent there, and the
+        # surface it is drawn on (see `App.shown`).
+        self.parent = None
+        self.surface = None
+
+    def has_state(self, state):
+        bit = int(state)
+        words = self.states
+        return bit // 32 < len(words) and bool((words[bit // 32] >> (bit % 32)) & 1)
+
+    def implements(self, interface):
+        return interface in self.interfaces
+
+    def descendants(self):
+        """The node and everything below it, depth first in document order."""
+        out = []
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(reversed(node.children))
+        return out
+
+
+def is_stack_page(node):
+    return node.role == "panel" and node.name == "GtkStackPage"
+
+
+class App:
+    """One application on the accessibility bus."""
+
+    def __init__(self, bus, dest):
+        self.bus = bus
+        self.dest = dest
+        self.nodes = {}
+
+    @staticmethod
+    def find(wanted):
+        """The application named `wanted` on the accessibility bus (the last one if several), or
+        None."""
+        bus = accessibility_bus()
+        apps = call(
+            bus,
+            "org.a11y.atspi.Registry",
+            ROOT_PATH,
+            ACCESSIBLE,
+            "GetChildren",
+            None,
+            "(a(so))",
+        )[0]
+        found = None
+        for dest, path in apps:
+            try:
+                name = call(
+                    bus,
+                    dest,
+                    path,
+                    PROPERTIES,
+                    "Get",
+                    GLib.Variant("(ss)", (ACCESSIBLE, "Name")),
+                    "(v)",
+                )[0]
+            except GLib.Error:
+                continue
+            if name == wanted:
+                found = App(bus, dest)
+        return found
+
+    def call(self, path, interface, method, args=None, reply=None):
+        return call(self.bus, self.dest, path, interface, method, args, reply)
+
+    def property(self, path, interface, name):
+        return self.call(path, PROPERTIES, "Get", GLib.Variant("(ss)", (interface, name)), "(v)")[0]
+
+    def children_of(self, path):
+        """The paths of `path`'s children, asked of the application (which makes their
+        accessibles, and so puts them in its cache); none if it went away meanwhile."""
         try:
-            child = node.get_child_at_index(i)
+            listed = self.call(path, ACCESSIBLE, "GetChildren", None, "(a(so))")[0]
         except GLib.Error:
-            child = None
-        if child is not None:
-            yield child
+            return []
+        return [p for _, p in listed]
 
+    def windows(self):
+        """The application's windows, each the root of a complete snapshot of what it holds.
+        Raises RuntimeError when the tree would not hold still long enough to be read."""
+        asked = {ROOT_PATH: self.children_of(ROOT_PATH)}
+        for _ in range(MAX_DEPTH + 2):
+            items = self.call(CACHE_PATH, "org.a11y.atspi.Cache", "GetItems")[0]
+            if len(items) > MAX_NODES:
+                raise RuntimeError(f"more than {MAX_NODES} accessible objects")
+            self.nodes = {}
+            self.listed = {}
+            for item in items:
+                node = Node(item)
+                self.nodes[node.path] = node
+                self.listed.setdefault(node.parent_path, []).append(node)
+            frames, missing = self.link(asked)
+            if not missing:
+                return frames
+            for path in missing:
+                asked[path] = self.children_of(path)
+        raise RuntimeError("the accessibility tree kept changing while it was read")
 
-def same(a, b):
-    """Whether two AT-SPI references denote the same object."""
-    if a is None or b is None:
-        return False
-    if a == b:
-        return True
-    try:
-        return a.get_bus_name() == b.get_bus_name() and a.path == b.path
-    except (AttributeError, GLib.Error):
-        return False
+    def link(self, asked):
+        """Links the snapshot's nodes into the tree below the windows: the windows and their
+        nodes, and the paths whose children the snapshot lacks (to be asked for)."""
+        missing = []
+        frames = self.kids(ROOT_PATH, asked, missing) or []
+        stack = [(frame, frame, 0) for frame in frames]
+        count = 0
+        while stack:
+            node, surface, depth = stack.pop()
+            count += 1
+            if count > MAX_NODES:
+                raise RuntimeError(f"more than {MAX_NODES} accessible objects")
+            node.surface = surface
+            kids = self.kids(node.path, asked, missing) if depth < MAX_DEPTH else []
+            node.children = kids or []
+            for kid in node.children:
+                kid.parent = node
+                inner = kid if kid.name == "GtkPopover" else surface
+                stack.append((kid, inner, depth + 1))
+        return frames, missing
 
-
-def is_within(hit, node, frame):
-    """Whether `hit` is `node` or below it; stops at the window."""
-    current = hit
-    for _ in range(MAX_DEPTH):
-        if current is None:
-            return False
-        if same(current, node):
-            return True
-        if same(current, frame):
-            return False
-        current = current.get_parent()
-    return False
-
-
-def popover_of(node, frame):
-    """The GtkPopover `node` lies in (itself included), or None; stops at the window."""
-    current = node
-    for _ in range(MAX_DEPTH):
-        if current is None or same(current, frame):
+    def kids(self, path, asked, missing):
+        """The children of `path` in the snapshot, or None (with `path` added to `missing`) when
+        the snapshot lacks some. A GtkStack's pages (GtkStackPage, not widgets) are left out,
+        their widgets taking their places: GTK 4.8 makes a page's accessible only when someone
+        asks the stack for its children one by one, and until then gives the widget the stack
+        as its parent, so a tree with them would depend on who asked what before."""
+        node = self.nodes.get(path)
+        if path in asked:
+            kids = [self.nodes.get(p) for p in asked[path]]
+            complete = None not in kids
+        else:
+            kids = sorted(self.listed.get(path, []), key=lambda n: n.index)
+            if node is None:
+                complete = False
+            elif is_stack_page(node):
+                # Its widget keeps its index in the stack.
+                complete = len(kids) == node.count
+            else:
+                complete = [k.index for k in kids] == list(range(node.count))
+        if not complete:
+            missing.append(path)
             return None
+        out = []
+        for kid in kids:
+            if is_stack_page(kid):
+                inner = self.kids(kid.path, asked, missing)
+                if inner is None:
+                    return None
+                out.extend(inner)
+            else:
+                out.append(kid)
+        return out
+
+    def parent_path(self, path):
+        node = self.nodes.get(path)
+        if node is not None:
+            return node.parent_path
         try:
-            if current.get_name() == "GtkPopover":
-                return current
-            current = current.get_parent()
+            return self.property(path, ACCESSIBLE, "Parent")[1]
         except GLib.Error:
             return None
-    return None
 
-
-def shown(node, frame):
-    """Whether `node` is really on screen in the window `frame` (None when that cannot be told):
-    GTK 4.8 marks every present widget "visible", also the pages of a GtkStack that are not
-    showing, so this asks the window which accessible is at the centre of the node's extents
-    (GTK answers with gtk_widget_pick, which only finds what is drawn) and checks that it is the
-    node or one of its descendants. None when it cannot be told: the extents or the point
-    cannot be asked, or what is drawn there has no accessible."""
-    # A popover is a surface of its own: its widgets' window coordinates are the popover's, and
-    # only the popover can say what is drawn at them.
-    frame = popover_of(node, frame) or frame
-    try:
-        ext = Atspi.Component.get_extents(node, Atspi.CoordType.WINDOW)
-    except GLib.Error:
-        return None
-    if ext.width <= 0 or ext.height <= 0:
+    def is_within(self, hit, node, surface):
+        """Whether the accessible at path `hit` is `node` or below it; stops at `surface`."""
+        current = hit
+        for _ in range(MAX_DEPTH):
+            if current is None or current == NULL_PATH:
+                return False
+            if current == node.path:
+                return True
+            if current == surface.path:
+                return False
+            current = self.parent_path(current)
         return False
-    x = ext.x + ext.width // 2
-    y = ext.y + ext.height // 2
-    try:
-        hit = Atspi.Component.get_accessible_at_point(frame, x, y, Atspi.CoordType.WINDOW)
-    except GLib.Error:
-        return None
-    if hit is None:
-        # GTK found a widget there that has no accessible of its own (the GtkText inside an
-        # AdwEntryRow): nothing to compare with.
-        return None
-    return is_within(hit, node, frame)
+
+    def shown(self, node):
+        """Whether `node` is really on screen (None when that cannot be told): GTK 4.8 marks
+        every present widget "visible", also the pages of a GtkStack that are not showing, so
+        this asks the surface the node is drawn on (its window, or the GtkPopover it lies in: a
+        popover is a surface of its own, whose widgets' coordinates are the popover's) which
+        accessible is at the centre of the node's extents (GTK answers with gtk_widget_pick,
+        which only finds what is drawn) and checks that it is the node or one of its
+        descendants. None when it cannot be told: the extents or the point cannot be asked, or
+        what is drawn there has no accessible."""
+        surface = node.surface or node
+        try:
+            x, y, width, height = self.call(
+                node.path,
+                COMPONENT,
+                "GetExtents",
+                GLib.Variant("(u)", (WINDOW_COORDS,)),
+                "((iiii))",
+            )[0]
+        except GLib.Error:
+            return None
+        if width <= 0 or height <= 0:
+            return False
+        try:
+            _, hit = self.call(
+                surface.path,
+                COMPONENT,
+                "GetAccessibleAtPoint",
+                GLib.Variant("(iiu)", (x + width // 2, y + height // 2, WINDOW_COORDS)),
+                "((so))",
+            )[0]
+        except GLib.Error:
+            return None
+        if hit == NULL_PATH:
+            # GTK found a widget there that has no accessible of its own (the GtkText inside an
+            # AdwEntryRow): nothing to compare with.
+            return None
+        return self.is_within(hit, node, surface)

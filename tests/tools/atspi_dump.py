@@ -14,6 +14,8 @@ Output: {"windows": [NODE, ...]} where NODE is
 accessible is at the centre of the node's extents (GTK answers with gtk_widget_pick, which only
 finds what is drawn) and checks that it is the node or one of its descendants (see
 atspi_common.py). It is computed for labels and list items, and null for everything else.
+A GtkStack's pages (GtkStackPage objects, not widgets) are left out: their widgets are the
+stack's children (see atspi_common.py for why).
 
 Exit status: 0 with the JSON printed; 3 when no application of that name is on the bus (yet);
 1 on any other error (the reason on stderr). Needs Debian's python3-gi and gir1.2-atspi-2.0.
@@ -28,34 +30,25 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from atspi_common import MAX_DEPTH, MAX_NODES, children, find_app, shown, windows  # noqa: E402
-from gi.repository import GLib  # noqa: E402
+from atspi_common import App  # noqa: E402
 
 SHOWN_ROLES = {"label", "list item"}
 
 
-class Walker:
-    def __init__(self):
-        self.count = 0
-
-    def walk(self, node, frame, depth):
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise RuntimeError(f"more than {MAX_NODES} accessible objects")
-        try:
-            role = node.get_role_name()
-            name = node.get_name()
-        except GLib.Error as e:
-            # The widget went away while we looked (the window is refreshing).
-            return {"role": "defunct", "name": str(e), "shown": None, "children": []}
-        out = {"role": role, "name": name, "shown": None, "children": []}
-        if role in SHOWN_ROLES:
-            out["shown"] = shown(node, frame)
-        if depth >= MAX_DEPTH:
-            return out
-        for child in children(node):
-            out["children"].append(self.walk(child, frame, depth + 1))
-        return out
+def tree(app, node):
+    """`node` and everything below it as the output's NODE (iteratively: the depth is bounded
+    by the snapshot, not by Python's stack)."""
+    out = {"role": node.role, "name": node.name, "shown": None, "children": []}
+    stack = [(node, out)]
+    while stack:
+        current, written = stack.pop()
+        if current.role in SHOWN_ROLES:
+            written["shown"] = app.shown(current)
+        for child in current.children:
+            entry = {"role": child.role, "name": child.name, "shown": None, "children": []}
+            written["children"].append(entry)
+            stack.append((child, entry))
+    return out
 
 
 def main():
@@ -63,13 +56,11 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     wanted = sys.argv[1]
-    app = find_app(wanted)
+    app = App.find(wanted)
     if app is None:
         print(f"atspi_dump: no application {wanted!r} on the accessibility bus", file=sys.stderr)
         return 3
-    walker = Walker()
-    tree = [walker.walk(frame, frame, 0) for frame in windows(app)]
-    json.dump({"windows": tree}, sys.stdout)
+    json.dump({"windows": [tree(app, frame) for frame in app.windows()]}, sys.stdout)
     print()
     return 0
 

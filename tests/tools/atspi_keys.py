@@ -34,7 +34,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from atspi_common import MAX_DEPTH, MAX_NODES, children, find_app, windows  # noqa: E402
+from atspi_common import App  # noqa: E402
 from gi.repository import Atspi, GLib  # noqa: E402
 
 # How long GTK may take to move the focus and tell the accessibility bus after a key.
@@ -60,16 +60,12 @@ def focus_topmost_window(app_name):
     return xdotool("getwindowname", ids[-1]).strip()
 
 
-def topmost_frame(app, title):
-    """The accessible of the window titled `title`; else the application's last window (GTK
+def topmost_frame(frames, title):
+    """The window titled `title` of `frames` (the application's windows); else the last one (GTK
     lists a window that opened last)."""
-    frames = list(windows(app))
     for frame in frames:
-        try:
-            if frame.get_name() == title:
-                return frame
-        except GLib.Error:
-            continue
+        if frame.name == title:
+            return frame
     return frames[-1] if frames else None
 
 
@@ -79,31 +75,16 @@ def focused(frame):
     window is "active"), so only the window that has the X input focus is asked. An AdwEntryRow
     reports no focus while its text has it (its GtkText is not in the accessible tree): there
     the answer is None."""
-    budget = [MAX_NODES]
-
-    def walk(node, depth):
-        budget[0] -= 1
-        if budget[0] < 0 or depth > MAX_DEPTH:
-            return None
-        try:
-            if node.get_state_set().contains(Atspi.StateType.FOCUSED):
-                return node
-        except GLib.Error:
-            return None
-        for child in children(node):
-            found = walk(child, depth + 1)
-            if found is not None:
-                return found
+    if frame is None:
         return None
-
-    return walk(frame, 0) if frame is not None else None
+    for node in frame.descendants():
+        if node.has_state(Atspi.StateType.FOCUSED):
+            return node
+    return None
 
 
 def describe(node):
-    try:
-        return f"{node.get_role_name()} {node.get_name()!r}"
-    except GLib.Error:
-        return "(gone)"
+    return f"{node.role} {node.name!r}"
 
 
 def is_on(node, role, name):
@@ -112,12 +93,9 @@ def is_on(node, role, name):
     for _ in range(4):
         if current is None:
             return False
-        try:
-            if current.get_role_name() == role and current.get_name() == name:
-                return True
-            current = current.get_parent()
-        except GLib.Error:
-            return False
+        if current.role == role and current.name == name:
+            return True
+        current = current.parent
     return False
 
 
@@ -135,12 +113,11 @@ def main():
         return 2
     wanted, role, name, how, what = sys.argv[1:6]
     max_tabs = int(sys.argv[6]) if len(sys.argv) == 7 else 80
-    app = find_app(wanted)
+    app = App.find(wanted)
     if app is None:
         print(f"atspi_keys: no application {wanted!r} on the accessibility bus", file=sys.stderr)
         return 3
     title = focus_topmost_window(wanted)
-    frame = topmost_frame(app, title)
     if role == "-" and name == "-":
         # Where the focus is now: an entry row the previous key moved it to, which reports
         # no focus of its own (see `focused`).
@@ -149,7 +126,8 @@ def main():
         return 0
     seen = []
     for _ in range(max_tabs + 1):
-        node = focused(frame)
+        # A fresh snapshot each time: the focus moves, and a window may open or close.
+        node = focused(topmost_frame(app.windows(), title))
         if node is not None and is_on(node, role, name):
             act(how, what)
             print(f"{how} {what!r} on {role} {name!r} after {len(seen)} Tab presses")

@@ -29,6 +29,9 @@ pub const SHOW_TIMEOUT: Duration = Duration::from_secs(60);
 pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// One read of the accessibility tree.
 pub const DUMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a window's state must hold between the two reads that make [`Gui::wait_for`]
+/// accept it.
+pub const SETTLE: Duration = Duration::from_millis(300);
 /// The interpreter with Debian's `gi` (a pyenv or venv python on `PATH` may lack it).
 pub const PYTHON: &str = "/usr/bin/python3";
 
@@ -220,8 +223,12 @@ impl Gui {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", describe(&out)))
     }
 
-    /// Reads the window until `check` passes (returning that tree) or `timeout` runs out
-    /// (panicking with the last tree and the app's output). Also panics if the app dies.
+    /// Reads the window until `check` passes on two reads in a row (returning the second
+    /// tree) or `timeout` runs out (panicking with the last tree and the app's output). Also
+    /// panics if the app dies. Two reads, [`SETTLE`] apart: one read can fall between two
+    /// steps of one change of the window (rows laid out anew, the note that goes with them not
+    /// shown yet), and what the caller asserts on the tree it gets must be the window's state,
+    /// not such a moment.
     #[track_caller]
     pub fn wait_for(
         &mut self,
@@ -232,13 +239,22 @@ impl Gui {
     ) -> Value {
         let deadline = Instant::now() + timeout;
         let mut last;
+        let mut passed = false;
         loop {
             self.assert_running();
             match self.dump(env) {
-                Ok(tree) if check(&tree) => return tree,
+                Ok(tree) if check(&tree) => {
+                    if passed {
+                        return tree;
+                    }
+                    passed = true;
+                    std::thread::sleep(SETTLE);
+                    continue;
+                }
                 Ok(tree) => last = outline(&tree),
                 Err(e) => last = e,
             }
+            passed = false;
             if Instant::now() >= deadline {
                 panic!(
                     "the window did not show {what} within {timeout:?}\n--- last read of the \

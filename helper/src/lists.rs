@@ -14,7 +14,7 @@
 
 use crate::blocklist::fetch::{self, Fetched, Validators};
 use crate::blocklist::parse::{parse, Format, ParseOptions};
-use crate::blocklist::store::{ListMeta, ListSource, ListStore, StoreError};
+use crate::blocklist::store::{Current, ListMeta, ListSource, ListStore, StoreError};
 use crate::clock::unix_now;
 use crate::firewall::Firewall;
 use palisade_dbus::policy::ShortName;
@@ -26,6 +26,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// What an import is asked to do.
 #[derive(Debug)]
@@ -115,6 +116,7 @@ impl Lists {
         let (name, options) = (request.name, request.options);
         let _changing = self.changing.lock().await;
         let label = format!("file ({} bytes)", meta.len());
+        let current = self.read_current(&name);
         let (meta, parsed) = tokio::task::spawn_blocking(move || {
             let parsed = parse(std::io::BufReader::new(file), &options)?;
             let meta = ListMeta::new(
@@ -129,7 +131,7 @@ impl Lists {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         // No earlier version counts as the same: a file import always enforces what it stored.
-        self.save_and_enforce(meta, parsed, None).await
+        self.save_and_enforce(meta, parsed, None, current).await
     }
 
     /// Downloads, checks and stores a list (replacing any list of that name); it is read again
@@ -138,6 +140,7 @@ impl Lists {
     pub async fn import_url(&self, request: UrlImportRequest) -> Result<BlocklistInfo, Error> {
         let _changing = self.changing.lock().await;
         let previous = self.store.meta(&request.name).ok();
+        let current = self.read_current(&request.name);
         let (url, options) = (request.url.clone(), request.options);
         let fetched = tokio::task::spawn_blocking(move || {
             fetch::fetch(&url, &Validators::default(), &options)
@@ -165,7 +168,7 @@ impl Lists {
             unix_now(),
         );
         let before = previous.map(|m| m.content_hash);
-        self.save_and_enforce(meta, parsed, before).await
+        self.save_and_enforce(meta, parsed, before, current).await
     }
 
     /// Reads a downloaded list's address again now, conditionally: a `304 Not Modified` updates
@@ -191,6 +194,7 @@ impl Lists {
             last_modified,
         };
         let options = meta.parse_options();
+        let current = self.read_current(name);
         let fetched = {
             let url = url.clone();
             tokio::task::spawn_blocking(move || fetch::fetch(&url, &validators, &options))
@@ -218,7 +222,7 @@ impl Lists {
                     unix_now(),
                 );
                 fresh.imported_at = meta.imported_at;
-                self.save_and_enforce(fresh, parsed, Some(meta.content_hash))
+                self.save_and_enforce(fresh, parsed, Some(meta.content_hash), current)
                     .await
             }
         }
@@ -277,11 +281,13 @@ impl Lists {
         meta: ListMeta,
         parsed: crate::blocklist::parse::ParsedList,
         before: Option<String>,
+        current: JoinHandle<Option<Current>>,
     ) -> Result<BlocklistInfo, Error> {
+        let current = current.await.map_err(|e| Error::Internal(e.to_string()))?;
         let store = Arc::clone(&self.store);
         let stored = tokio::task::spawn_blocking(move || {
             store
-                .save(meta, &parsed.networks, &parsed.domains)
+                .save_over(meta, &parsed.networks, &parsed.domains, current)
                 .map_err(store_error)
         })
         .await
@@ -299,6 +305,14 @@ impl Lists {
             if changed { "changed" } else { "unchanged" }
         );
         Ok(info(&stored, in_use))
+    }
+
+    /// Starts reading the stored version of list `name`, which a save of the next one compares
+    /// with, while that one is read from its source. Called with `changing` held: nothing else
+    /// saves the list until the save that uses it.
+    fn read_current(&self, name: &ShortName) -> JoinHandle<Option<Current>> {
+        let (store, name) = (Arc::clone(&self.store), name.clone());
+        tokio::task::spawn_blocking(move || store.current(&name))
     }
 
     /// Every imported list.

@@ -226,6 +226,14 @@ pub struct StoredList {
     pub domains: Vec<String>,
 }
 
+/// The version of a list a save will replace, read beforehand (see [`ListStore::current`]).
+#[derive(Debug)]
+pub struct Current {
+    meta: ListMeta,
+    /// Its networks, or why they cannot be had (then no difference is kept).
+    networks: Result<NetworkList, StoreError>,
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -295,9 +303,32 @@ impl ListStore {
     /// difference from the version replaced is kept beside them (see the module).
     pub fn save(
         &self,
+        meta: ListMeta,
+        networks: &NetworkList,
+        domains: &[String],
+    ) -> Result<ListMeta, StoreError> {
+        let current = self.current(&meta.name);
+        self.save_over(meta, networks, domains, current)
+    }
+
+    /// The version of list `name` stored now, read whole (hash-checked), or None if there is
+    /// none. Read by the caller of [`ListStore::save_over`] while it parses the next version:
+    /// the two take about as long, and the helper has a core for each.
+    pub fn current(&self, name: &ShortName) -> Option<Current> {
+        let meta = self.meta(name).ok()?;
+        let networks = self.read_data(&meta).map(|(networks, _)| networks);
+        Some(Current { meta, networks })
+    }
+
+    /// [`ListStore::save`] with the version it replaces read beforehand by
+    /// [`ListStore::current`]; the caller holds the list's lock between the two, so that it is
+    /// still the stored one.
+    pub fn save_over(
+        &self,
         mut meta: ListMeta,
         networks: &NetworkList,
         domains: &[String],
+        current: Option<Current>,
     ) -> Result<ListMeta, StoreError> {
         let bytes = encode(networks, domains);
         meta.content_hash = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
@@ -309,11 +340,16 @@ impl ListStore {
         meta.splits_v6 = networks.split_points_v6(SHARD_RANGES);
         let data = self.data_path(&meta.name, &meta.content_hash);
         let mut keep = vec![data.clone()];
-        meta.previous = match self.meta(&meta.name) {
+        meta.previous = match current {
             // The same contents again: the difference kept still leads to them.
-            Ok(old) if old.content_hash == meta.content_hash => old.previous,
-            Ok(old) => match self.read_data(&old) {
-                Ok((before, _)) => {
+            Some(Current { meta: old, .. }) if old.content_hash == meta.content_hash => {
+                old.previous
+            }
+            Some(Current {
+                meta: old,
+                networks: before,
+            }) => match before {
+                Ok(before) => {
                     let ranges = diff(&before, networks);
                     drop(before);
                     let diff_bytes = encode_diff(&ranges);
@@ -336,7 +372,7 @@ impl ListStore {
                     None
                 }
             },
-            Err(_) => None,
+            None => None,
         };
         if let Some(p) = &meta.previous {
             keep.push(self.diff_path(&meta.name, &p.content_hash, &meta.content_hash));

@@ -9,7 +9,8 @@ over and over while they wait for it to change. GTK makes an accessible only whe
 asks for it, so the cache lacks what nobody asked for yet: the snapshot asks each parent whose
 children it lacks for them (GetChildren, which makes them), round after round, until every
 accessible reachable from the windows has exactly its child count of children, indexed 0..n-1 —
-the same tree a walk with GetChildAtIndex finds. The on-screen test asks the application at the
+the tree a walk with GetChildAtIndex finds, less GtkStack's page objects (see `App.kids`). The
+on-screen test asks the application at the
 accessible's centre, two round trips per accessible asked about.
 
 Not a program; the tools import it from the folder they lie in. Needs Debian's python3-gi (Gio)
@@ -147,7 +148,9 @@ class App:
     def __init__(self, bus, dest):
         self.bus = bus
         self.dest = dest
+        # The last snapshot: its nodes by path, and by the parent the cache names.
         self.nodes = {}
+        self.listed = {}
 
     @staticmethod
     def find(wanted):
@@ -165,20 +168,13 @@ class App:
         )[0]
         found = None
         for dest, path in apps:
+            candidate = App(bus, dest)
             try:
-                name = call(
-                    bus,
-                    dest,
-                    path,
-                    PROPERTIES,
-                    "Get",
-                    GLib.Variant("(ss)", (ACCESSIBLE, "Name")),
-                    "(v)",
-                )[0]
+                name = candidate.property(path, ACCESSIBLE, "Name")
             except GLib.Error:
                 continue
             if name == wanted:
-                found = App(bus, dest)
+                found = candidate
         return found
 
     def call(self, path, interface, method, args=None, reply=None):

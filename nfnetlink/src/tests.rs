@@ -2502,6 +2502,30 @@ fn root_commits_are_told_and_only_own_ones_count() {
             .map(|r| r.handle)
             .collect();
         assert_eq!(handles, listed);
+        // A transaction opening with a deletion, then counters made and deleted: only its first
+        // message asks for an echo, and that is enough for the kernel to tell its generation.
+        let counter = |name: &str| {
+            ObjectRef::new(
+                TableFamily::Inet,
+                "palisade_rltest",
+                ObjectKind::Counter,
+                name,
+            )
+            .expect("valid names")
+        };
+        let mut batch = Batch::new();
+        batch.delete_rule(&chain, handles[0]);
+        batch
+            .new_counter(&counter("told"), Some("made"))
+            .expect("a valid comment");
+        batch.delete_object(&counter("told"));
+        socket
+            .send(&mut batch)
+            .expect("the kernel takes the deletions");
+        assert!(
+            socket.only_own_commits().expect("the generation is read"),
+            "the commit was told and recorded as ours"
+        );
         let marks =
             SetRef::new(TableFamily::Inet, "palisade_rltest", "marks").expect("valid names");
         let mut other_socket = NftSocket::open().expect("the netlink socket opens");

@@ -998,9 +998,9 @@ impl Engine {
         policy: &Policy,
         previous: &BTreeSet<u32>,
     ) -> Result<(Installed, u32), Error> {
-        // What the kernel's table holds is asked once: the list sets are named against it and
-        // the structure transaction replaces it.
-        let existing = existing_table().await?;
+        // What the kernel's table holds is asked once, while the facts are gathered: the list
+        // sets are named against it and the structure transaction replaces it.
+        let existing = tokio::task::spawn_blocking(data::existing);
         let mut facts = facts::gather(
             policy,
             facts::Users::Create,
@@ -1009,8 +1009,16 @@ impl Engine {
             &self.lists,
         )
         .await?;
+        let existing = existing
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         self.data.name_sets(&mut facts, &existing);
         let ruleset = Arc::new(compile_ruleset(policy, &facts));
+        // The text readers are shown is written on the other core while the kernel is changed.
+        let text = {
+            let r = Arc::clone(&ruleset);
+            tokio::task::spawn_blocking(move || render::render_ruleset(&r))
+        };
         // The lab bridges exist before rules name them (rules name interfaces by name, so the
         // order is for the guests: their bridge is there when the rules are).
         let networks = policy.networks.clone();
@@ -1075,8 +1083,9 @@ impl Engine {
         }
         let gone = previous.difference(&ruleset.live_marks).copied().collect();
         let cut = conntrack::cut_connections(&gone).await;
+        let text = text.await.map_err(|e| Error::Internal(e.to_string()))?;
         let installed = Installed {
-            text: Arc::from(render::render_ruleset(&ruleset)),
+            text: Arc::from(text),
             rules: ruleset.rule_count(),
             marks: ruleset.live_marks.clone(),
             counters: ruleset.counters_and_tags().into(),

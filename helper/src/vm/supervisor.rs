@@ -140,6 +140,13 @@ impl Supervisor {
                     }
                 },
                 None => {
+                    let stopped = stop_unrecorded_processes(&vm);
+                    if stopped > 0 {
+                        tracing::warn!(
+                            "VM {name}: {stopped} process(es) of its user ran with no record (a \
+                             helper stopped while starting it); killed"
+                        );
+                    }
                     tracing::info!("VM {name} stopped while the helper was away; cleaning up");
                     self.clean_up(&vm, mode);
                 }
@@ -797,6 +804,39 @@ fn is_our_qemu(pid: u32, vm: &Vm) -> bool {
         && cmdline
             .split(|c| *c == 0)
             .any(|a| a.starts_with(wanted.as_bytes()))
+}
+
+/// Kills every process of `vm`'s user and waits (up to 2 s) until they are gone; how many there
+/// were. A helper stopped between starting QEMU and recording its pid leaves a QEMU nobody
+/// knows; the VM's user is its alone, so whatever runs as it when no QEMU is recorded is that.
+fn stop_unrecorded_processes(vm: &Vm) -> usize {
+    let Some(uid) = accounts::vm_uid(&vm.name) else {
+        return 0;
+    };
+    let of_user = || -> Vec<i32> {
+        fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                        (fs::metadata(e.path()).ok()?.uid() == uid).then_some(pid)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let found = of_user();
+    for pid in &found {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !found.is_empty() && !of_user().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    found.len()
 }
 
 fn port_is_free(port: u16) -> bool {

@@ -28,13 +28,20 @@ lint: deps
 
 # Tests that need root and a network namespace are marked #[ignore = "needs root ..."] so a plain
 # `cargo test` as a user skips them visibly; `make test` runs as root and runs them too.
+# Both test runs select the whole workspace and pick their test targets by name: cargo resolves
+# dependencies' features for the packages selected, so `--exclude palisade-tests` and
+# `-p palisade-tests` each built a dozen crates (gtk4, glib, zbus, tokio, ...) anew with other
+# features than `build` did, 3 minutes of a cold CI run; these reuse its build.
+E2E_TESTS := $(sort $(basename $(notdir $(wildcard tests/tests/*.rs))))
+UNIT_TESTS := $(sort $(basename $(notdir $(wildcard dbus/tests/*.rs nfnetlink/tests/*.rs helper/tests/*.rs app/tests/*.rs))))
+
 unit: build
-	$(CARGO) test --workspace --exclude palisade-tests --lib --bins --tests -- --include-ignored
+	$(CARGO) test --workspace --lib --bins $(addprefix --test ,$(UNIT_TESTS)) -- --include-ignored
 
 # End-to-end tests share machine-wide things (test users, per-VM users), so they run one at a time.
 e2e: build
 	@set -e; trap 'bash tests/scripts/cleanup.sh >/dev/null 2>&1 || true' EXIT; \
-	$(CARGO) test -p palisade-tests --tests -- --test-threads=1
+	$(CARGO) test --workspace $(addprefix --test ,$(E2E_TESTS)) -- --test-threads=1
 
 data: deps
 	bash tests/scripts/validate-data.sh

@@ -216,15 +216,12 @@ fn the_search_hides_rules_that_do_not_match_and_turns_moving_off() {
         },
     );
     // Move up cannot be clicked while searching (an insensitive button is not picked).
-    let tool = gui.tool(&env, "atspi_action.py");
-    let out = gui
-        .command(
-            &env,
-            &[std::path::Path::new(PYTHON).as_os_str(), tool.as_os_str()],
-        )
-        .args([APP_NAME, "push button", "Move rule 2 of work up", "click"])
-        .output()
-        .unwrap_or_else(|e| panic!("atspi_action: {e}"));
+    let out = gui.run_tool(
+        &env,
+        "atspi_action.py",
+        &[APP_NAME, "push button", "Move rule 2 of work up", "click"],
+        DUMP_TIMEOUT,
+    );
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success() && (said.contains("not enabled") || said.contains("not on screen")),

@@ -87,12 +87,14 @@ def do_action(app, node, role, name, action):
     return 0
 
 
-def main():
-    action = sys.argv[4] if len(sys.argv) >= 5 else "click"
-    if len(sys.argv) not in (4, 5, 6) or (len(sys.argv) == 6) != (action == "set-text"):
+def main(argv=None):
+    """The tool run with `argv` (its own name first; default: the command line)."""
+    argv = sys.argv if argv is None else argv
+    action = argv[4] if len(argv) >= 5 else "click"
+    if len(argv) not in (4, 5, 6) or (len(argv) == 6) != (action == "set-text"):
         print(__doc__, file=sys.stderr)
         return 2
-    wanted, role, name = sys.argv[1:4]
+    wanted, role, name = argv[1:4]
     app = App.find(wanted)
     if app is None:
         print(f"atspi_action: no application {wanted!r} on the accessibility bus", file=sys.stderr)
@@ -109,7 +111,9 @@ def main():
     # An entry row's text cannot be picked (see atspi_common.App.shown); one that is not known
     # to be off screen will do for typing, as the control must still be enabled.
     wanted_shown = (True, None) if action == "set-text" else (True,)
-    on_screen = [node for node in candidates if app.shown(node) in wanted_shown]
+    on_screen = [
+        node for node, shown in zip(candidates, app.shown_all(candidates)) if shown in wanted_shown
+    ]
     if not on_screen:
         print(f"atspi_action: the {role} named {name!r} is not on screen", file=sys.stderr)
         return 4
@@ -118,7 +122,7 @@ def main():
         print(f"atspi_action: the {role} named {name!r} is not enabled", file=sys.stderr)
         return 4
     if action == "set-text":
-        return set_text(app, node, role, name, sys.argv[5])
+        return set_text(app, node, role, name, argv[5])
     return do_action(app, node, role, name, action)
 
 

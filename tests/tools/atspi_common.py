@@ -41,8 +41,15 @@ CACHE_PATH = "/org/a11y/atspi/cache"
 WINDOW_COORDS = 1
 
 
+_bus = None
+
+
 def accessibility_bus():
-    """A connection to the AT-SPI bus, whose address the session bus's org.a11y.Bus gives."""
+    """A connection to the AT-SPI bus, whose address the session bus's org.a11y.Bus gives; made
+    once per process (atspi_serve.py answers many requests), again when it was closed."""
+    global _bus
+    if _bus is not None and not _bus.is_closed():
+        return _bus
     session = Gio.bus_get_sync(Gio.BusType.SESSION, None)
     reply = session.call_sync(
         "org.a11y.Bus",
@@ -59,12 +66,13 @@ def accessibility_bus():
         Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
         | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
     )
-    return Gio.DBusConnection.new_for_address_sync(reply.unpack()[0], flags, None, None)
+    _bus = Gio.DBusConnection.new_for_address_sync(reply.unpack()[0], flags, None, None)
+    return _bus
 
 
-def call(bus, dest, path, interface, method, args=None, reply=None):
-    """One D-Bus call; its reply's values as a tuple. Raises GLib.Error."""
-    out = bus.call_sync(
+def call_raw(bus, dest, path, interface, method, args=None, reply=None):
+    """One D-Bus call; its reply as a GLib.Variant (None when it has none). Raises GLib.Error."""
+    return bus.call_sync(
         dest,
         path,
         interface,
@@ -75,7 +83,48 @@ def call(bus, dest, path, interface, method, args=None, reply=None):
         CALL_TIMEOUT_MS,
         None,
     )
+
+
+def call(bus, dest, path, interface, method, args=None, reply=None):
+    """One D-Bus call; its reply's values as a tuple. Raises GLib.Error."""
+    out = call_raw(bus, dest, path, interface, method, args, reply)
     return out.unpack() if out is not None else ()
+
+
+def call_all(bus, dest, requests):
+    """Sends every (path, interface, method, args, reply) at once and then waits for the
+    answers: the application answers them in turn without waiting for a round trip each (the
+    on-screen test asks two questions per label, a few hundred per read of the window). Returns
+    each reply's values as a tuple, or None where the call failed."""
+    answers = [None] * len(requests)
+    pending = [len(requests)]
+
+    def answered(source, result, i):
+        try:
+            out = source.call_finish(result)
+            answers[i] = out.unpack() if out is not None else ()
+        except GLib.Error:
+            answers[i] = None
+        pending[0] -= 1
+
+    context = GLib.MainContext.default()
+    for i, (path, interface, method, args, reply) in enumerate(requests):
+        bus.call(
+            dest,
+            path,
+            interface,
+            method,
+            args,
+            GLib.VariantType(reply) if reply else None,
+            Gio.DBusCallFlags.NONE,
+            CALL_TIMEOUT_MS,
+            None,
+            answered,
+            i,
+        )
+    while pending[0]:
+        context.iteration(True)
+    return answers
 
 
 def role_name(role):
@@ -104,15 +153,20 @@ class Node:
     )
 
     def __init__(self, item):
-        me, _app, parent, index, count, interfaces, name, role, _description, states = item
-        self.path = me[1]
-        self.parent_path = parent[1]
-        self.index = index
-        self.count = count
-        self.interfaces = interfaces
-        self.name = name
-        self.role = role_name(role)
-        self.states = states
+        """`item`: one entry of the cache's GetItems, a GLib.Variant of type
+        ((so)(so)(so)iiassusau) — self, application, parent, index in parent, child count,
+        interfaces, name, role, description, states. Read field by field: unpacking the whole
+        reply took twice as long as the call itself (pygobject unpacks in Python, a wrapper per
+        value), and the tests read the window over and over."""
+        field = item.get_child_value
+        self.path = field(0).get_child_value(1).get_string()
+        self.parent_path = field(2).get_child_value(1).get_string()
+        self.index = field(3).get_int32()
+        self.count = field(4).get_int32()
+        self.interfaces = field(5).get_strv()
+        self.name = field(6).get_string()
+        self.role = role_name(field(7).get_uint32())
+        self.states = field(9).unpack()
         self.children = []
         # Set when the snapshot reaches the node from a window: its parent there, and the
         # surface it is drawn on (see `App.shown`).
@@ -197,21 +251,43 @@ class App:
         Raises RuntimeError when the tree would not hold still long enough to be read."""
         asked = {ROOT_PATH: self.children_of(ROOT_PATH)}
         for _ in range(MAX_DEPTH + 2):
-            items = self.call(CACHE_PATH, "org.a11y.atspi.Cache", "GetItems")[0]
-            if len(items) > MAX_NODES:
+            reply = call_raw(self.bus, self.dest, CACHE_PATH, "org.a11y.atspi.Cache", "GetItems")
+            items = reply.get_child_value(0)
+            if items.n_children() > MAX_NODES:
                 raise RuntimeError(f"more than {MAX_NODES} accessible objects")
             self.nodes = {}
             self.listed = {}
-            for item in items:
-                node = Node(item)
+            for i in range(items.n_children()):
+                node = Node(items.get_child_value(i))
                 self.nodes[node.path] = node
                 self.listed.setdefault(node.parent_path, []).append(node)
             frames, missing = self.link(asked)
             if not missing:
                 return frames
-            for path in missing:
-                asked[path] = self.children_of(path)
+            self.ask_below(missing, asked)
         raise RuntimeError("the accessibility tree kept changing while it was read")
+
+    def ask_below(self, paths, asked):
+        """Asks `paths` for their children, and those children for theirs, level by level down
+        to what the snapshot already holds, recording the answers in `asked`: a window that
+        just changed (a dialog opened, a page shown) lacks whole subtrees, and a snapshot per
+        level of them took seconds (a quarter second per snapshot). The questions of one level
+        are sent together (`call_all`)."""
+        frontier = list(paths)
+        for _ in range(MAX_DEPTH):
+            if not frontier or len(asked) > MAX_NODES:
+                return
+            answers = call_all(
+                self.bus,
+                self.dest,
+                [(path, ACCESSIBLE, "GetChildren", None, "(a(so))") for path in frontier],
+            )
+            below = []
+            for path, answer in zip(frontier, answers):
+                kids = [p for _, p in answer[0]] if answer is not None else []
+                asked[path] = kids
+                below.extend(k for k in kids if k not in self.nodes and k not in asked)
+            frontier = below
 
     def link(self, asked):
         """Links the snapshot's nodes into the tree below the windows: the windows and their
@@ -298,31 +374,49 @@ class App:
         which only finds what is drawn) and checks that it is the node or one of its
         descendants. None when it cannot be told: the extents or the point cannot be asked, or
         what is drawn there has no accessible."""
-        surface = node.surface or node
-        try:
-            x, y, width, height = self.call(
-                node.path,
-                COMPONENT,
-                "GetExtents",
-                GLib.Variant("(u)", (WINDOW_COORDS,)),
-                "((iiii))",
-            )[0]
-        except GLib.Error:
-            return None
-        if width <= 0 or height <= 0:
-            return False
-        try:
-            _, hit = self.call(
-                surface.path,
-                COMPONENT,
-                "GetAccessibleAtPoint",
-                GLib.Variant("(iiu)", (x + width // 2, y + height // 2, WINDOW_COORDS)),
-                "((so))",
-            )[0]
-        except GLib.Error:
-            return None
-        if hit == NULL_PATH:
-            # GTK found a widget there that has no accessible of its own (the GtkText inside an
-            # AdwEntryRow): nothing to compare with.
-            return None
-        return self.is_within(hit, node, surface)
+        return self.shown_all([node])[0]
+
+    def shown_all(self, nodes):
+        """`shown` of each of `nodes`, asked of the application all at once per question."""
+        extents = call_all(
+            self.bus,
+            self.dest,
+            [
+                (n.path, COMPONENT, "GetExtents", GLib.Variant("(u)", (WINDOW_COORDS,)), "((iiii))")
+                for n in nodes
+            ],
+        )
+        answers = [None] * len(nodes)
+        asked = []
+        for i, (node, reply) in enumerate(zip(nodes, extents)):
+            if reply is None:
+                continue
+            x, y, width, height = reply[0]
+            if width <= 0 or height <= 0:
+                answers[i] = False
+                continue
+            asked.append((i, (x + width // 2, y + height // 2)))
+        hits = call_all(
+            self.bus,
+            self.dest,
+            [
+                (
+                    (nodes[i].surface or nodes[i]).path,
+                    COMPONENT,
+                    "GetAccessibleAtPoint",
+                    GLib.Variant("(iiu)", (cx, cy, WINDOW_COORDS)),
+                    "((so))",
+                )
+                for i, (cx, cy) in asked
+            ],
+        )
+        for (i, _), reply in zip(asked, hits):
+            if reply is None:
+                continue
+            hit = reply[0][1]
+            if hit == NULL_PATH:
+                # GTK found a widget there that has no accessible of its own (the GtkText inside
+                # an AdwEntryRow): nothing to compare with.
+                continue
+            answers[i] = self.is_within(hit, nodes[i], nodes[i].surface or nodes[i])
+        return answers

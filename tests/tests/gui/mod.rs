@@ -9,14 +9,15 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use palisade_tests::{account, describe, run_bounded, wait_until, workspace_dir, TestEnv, ADMIN};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt as _;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,84 @@ pub struct Gui {
     pub dir: PathBuf,
     pub display: String,
     pub session_address: String,
+    /// The AT-SPI tools' server, started on first use (see [`ToolServer`]).
+    tools: RefCell<Option<ToolServer>>,
+}
+
+/// `atspi_serve.py`, running as the GUI's user: runs `atspi_dump.py` and `atspi_action.py` in
+/// one process, so that each of the hundreds of reads of a test does not start Python and
+/// connect to the accessibility bus anew.
+struct ToolServer {
+    child: Child,
+    requests: ChildStdin,
+    /// Its reply lines, read by a thread (so that a wait for one can time out).
+    replies: mpsc::Receiver<String>,
+}
+
+impl ToolServer {
+    fn start(gui: &Gui, env: &TestEnv) -> Result<ToolServer, String> {
+        // The tools it imports must lie beside it where the GUI's user can read them.
+        for tool in ["atspi_dump.py", "atspi_action.py"] {
+            gui.tool(env, tool);
+        }
+        let server = gui.tool(env, "atspi_serve.py");
+        let mut cmd = gui.command(env, &[Path::new(PYTHON).as_os_str(), server.as_os_str()]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&gui.dir.join("atspi-serve.log")));
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("starting atspi_serve.py: {e}"))?;
+        let (Some(requests), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("atspi_serve.py has no pipes".into());
+        };
+        let (tx, replies) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(ToolServer {
+            child,
+            requests,
+            replies,
+        })
+    }
+
+    /// Runs `tool` with `args` in the server; its output as if it had run on its own.
+    fn run(&mut self, tool: &str, args: &[&str], timeout: Duration) -> Result<Output, String> {
+        let request: Vec<&str> = std::iter::once(tool).chain(args.iter().copied()).collect();
+        let mut line = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.requests
+            .write_all(line.as_bytes())
+            .and_then(|()| self.requests.flush())
+            .map_err(|e| format!("atspi_serve.py took no request: {e}"))?;
+        let reply = self
+            .replies
+            .recv_timeout(timeout)
+            .map_err(|e| format!("atspi_serve.py gave no answer within {timeout:?}: {e}"))?;
+        let reply: Value = serde_json::from_str(&reply)
+            .map_err(|e| format!("atspi_serve.py answered {reply:?}: {e}"))?;
+        let text = |key: &str| reply[key].as_str().unwrap_or_default().as_bytes().to_vec();
+        let status = reply["status"].as_i64().unwrap_or(1);
+        Ok(Output {
+            status: std::process::ExitStatus::from_raw(
+                i32::try_from(status & 0xff).unwrap_or(1) << 8,
+            ),
+            stdout: text("stdout"),
+            stderr: text("stderr"),
+        })
+    }
+}
+
+impl Drop for ToolServer {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
 }
 
 impl Gui {
@@ -81,6 +160,7 @@ impl Gui {
             session_address: format!("unix:path={}", socket.display()),
             display: String::new(),
             dir,
+            tools: RefCell::new(None),
         };
 
         // X server: -displayfd makes it pick a free display and print its number once it
@@ -211,12 +291,33 @@ impl Gui {
         assert!(!log.contains("panicked"), "the app panicked:\n{log}");
     }
 
+    /// Runs the AT-SPI tool `tool` (`atspi_dump.py` or `atspi_action.py`) with `args` in the
+    /// GUI's [`ToolServer`], starting it if need be; one that failed or did not answer within
+    /// `timeout` is stopped, and the next call starts another.
+    pub fn run_tool(&self, env: &TestEnv, tool: &str, args: &[&str], timeout: Duration) -> Output {
+        let mut slot = self.tools.borrow_mut();
+        let server = match slot.take() {
+            Some(running) => Ok(running),
+            None => ToolServer::start(self, env),
+        };
+        let result = server.and_then(|mut server| {
+            let out = server.run(tool, args, timeout);
+            // One that failed is dropped, which stops it.
+            if out.is_ok() {
+                *slot = Some(server);
+            }
+            out
+        });
+        result.unwrap_or_else(|why| Output {
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: format!("{why}\n{}", read(&self.dir.join("atspi-serve.log"))).into_bytes(),
+        })
+    }
+
     /// What the window shows now, read once over AT-SPI.
     pub fn dump(&self, env: &TestEnv) -> Result<Value, String> {
-        let tool = self.tool(env, "atspi_dump.py");
-        let mut cmd = self.command(env, &[Path::new(PYTHON).as_os_str(), tool.as_os_str()]);
-        cmd.arg(APP_NAME);
-        let out = run_bounded(&mut cmd, DUMP_TIMEOUT);
+        let out = self.run_tool(env, "atspi_dump.py", &[APP_NAME], DUMP_TIMEOUT);
         if !out.status.success() {
             return Err(describe(&out));
         }
@@ -309,13 +410,14 @@ impl Gui {
         action: &[&str],
         timeout: Duration,
     ) {
-        let tool = self.tool(env, "atspi_action.py");
+        let args: Vec<&str> = [APP_NAME, role, name]
+            .into_iter()
+            .chain(action.iter().copied())
+            .collect();
         let deadline = Instant::now() + timeout;
         loop {
             self.assert_running();
-            let mut cmd = self.command(env, &[Path::new(PYTHON).as_os_str(), tool.as_os_str()]);
-            cmd.args([APP_NAME, role, name]).args(action);
-            let out = run_bounded(&mut cmd, DUMP_TIMEOUT);
+            let out = self.run_tool(env, "atspi_action.py", &args, DUMP_TIMEOUT);
             if out.status.success() {
                 return;
             }
@@ -367,6 +469,7 @@ impl Gui {
 
 impl Drop for Gui {
     fn drop(&mut self) {
+        self.tools.get_mut().take();
         if let Some(mut app) = self.app.take() {
             stop(&mut app);
         }

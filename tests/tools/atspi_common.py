@@ -70,19 +70,17 @@ def accessibility_bus():
     return _bus
 
 
+def call_arguments(dest, path, interface, method, args, reply):
+    """What Gio's call_sync and call take first for one call: the message, the reply's type
+    (`reply`, a type string, or None), the flags, the timeout and no cancellable."""
+    reply_type = GLib.VariantType(reply) if reply else None
+    return (dest, path, interface, method, args, reply_type, Gio.DBusCallFlags.NONE,
+            CALL_TIMEOUT_MS, None)
+
+
 def call_raw(bus, dest, path, interface, method, args=None, reply=None):
     """One D-Bus call; its reply as a GLib.Variant (None when it has none). Raises GLib.Error."""
-    return bus.call_sync(
-        dest,
-        path,
-        interface,
-        method,
-        args,
-        GLib.VariantType(reply) if reply else None,
-        Gio.DBusCallFlags.NONE,
-        CALL_TIMEOUT_MS,
-        None,
-    )
+    return bus.call_sync(*call_arguments(dest, path, interface, method, args, reply))
 
 
 def call(bus, dest, path, interface, method, args=None, reply=None):
@@ -109,19 +107,7 @@ def call_all(bus, dest, requests):
 
     context = GLib.MainContext.default()
     for i, (path, interface, method, args, reply) in enumerate(requests):
-        bus.call(
-            dest,
-            path,
-            interface,
-            method,
-            args,
-            GLib.VariantType(reply) if reply else None,
-            Gio.DBusCallFlags.NONE,
-            CALL_TIMEOUT_MS,
-            None,
-            answered,
-            i,
-        )
+        bus.call(*call_arguments(dest, path, interface, method, args, reply), answered, i)
     while pending[0]:
         context.iteration(True)
     return answers

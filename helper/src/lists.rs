@@ -13,7 +13,7 @@
 //! once. A list the live policy names cannot be removed.
 
 use crate::blocklist::fetch::{self, Fetched, Validators};
-use crate::blocklist::parse::{parse, Format, ParseOptions};
+use crate::blocklist::parse::{parse_file, Format, ParseOptions};
 use crate::blocklist::store::{Current, ListMeta, ListSource, ListStore, StoreError};
 use crate::clock::unix_now;
 use crate::firewall::Firewall;
@@ -118,7 +118,7 @@ impl Lists {
         let label = format!("file ({} bytes)", meta.len());
         let current = self.read_current(&name);
         let (meta, parsed) = tokio::task::spawn_blocking(move || {
-            let parsed = parse(std::io::BufReader::new(file), &options)?;
+            let parsed = parse_file(&file, &options)?;
             let meta = ListMeta::new(
                 name,
                 ListSource::File { label },

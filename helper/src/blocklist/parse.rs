@@ -21,6 +21,9 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::IpAddr;
 
+mod halves;
+pub use halves::parse_file;
+
 /// Longest line kept, in bytes; longer lines are read to their end and reported.
 pub const MAX_LINE: usize = 4096;
 /// Problems kept in full; the rest are only counted.
@@ -272,6 +275,13 @@ enum Entry {
 
 struct Parser<'a> {
     options: &'a ParseOptions,
+    /// Whether its line 1 is the source's first line (which may start with a byte order mark),
+    /// and whether the first lines decide if the source is a blocklist at all: both false for
+    /// the later part of a source read in parts (`halves`).
+    at_start: bool,
+    /// Entries and domain text it takes before refusing the list.
+    max_entries: u64,
+    max_domain_bytes: u64,
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
     domains: Vec<String>,
@@ -289,6 +299,9 @@ impl<'a> Parser<'a> {
     fn new(options: &'a ParseOptions) -> Self {
         Self {
             options,
+            at_start: true,
+            max_entries: MAX_ENTRIES,
+            max_domain_bytes: MAX_DOMAIN_BYTES,
             v4: Vec::new(),
             v6: Vec::new(),
             domains: Vec::new(),
@@ -331,7 +344,7 @@ impl<'a> Parser<'a> {
             self.examined += 1;
             return self.malformed(number, Malformed::NotUtf8, raw);
         };
-        let text = if number == 1 {
+        let text = if number == 1 && self.at_start {
             text.strip_prefix('\u{feff}').unwrap_or(text)
         } else {
             text
@@ -369,7 +382,7 @@ impl<'a> Parser<'a> {
                 for name in names {
                     self.count_entry()?;
                     self.domain_bytes += name.len() as u64;
-                    if self.domain_bytes > MAX_DOMAIN_BYTES {
+                    if self.domain_bytes > self.max_domain_bytes {
                         return Err(ImportError::DomainsTooLarge {
                             limit_mib: MAX_DOMAIN_BYTES >> 20,
                         });
@@ -383,7 +396,7 @@ impl<'a> Parser<'a> {
 
     fn count_entry(&mut self) -> Result<(), ImportError> {
         self.entries_read += 1;
-        if self.entries_read > MAX_ENTRIES {
+        if self.entries_read > self.max_entries {
             return Err(ImportError::TooManyEntries { limit: MAX_ENTRIES });
         }
         Ok(())
@@ -409,7 +422,7 @@ impl<'a> Parser<'a> {
         } else {
             self.problems_not_listed += 1;
         }
-        if self.examined <= SNIFF_LINES {
+        if self.at_start && self.examined <= SNIFF_LINES {
             self.malformed_sniffed += 1;
             // More than half of the first SNIFF_LINES is certain now: no need to read on.
             if self.malformed_sniffed * 2 > SNIFF_LINES {

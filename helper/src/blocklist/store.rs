@@ -626,7 +626,7 @@ impl From<io::Error> for Decode {
 }
 
 /// A reader that hashes what it reads, in the buffer's big chunks (the decoder's reads are a
-/// few bytes each: hashing each of those alone made reading a million ranges five times
+/// few bytes each: hashing each of those alone made reading a million ranges several times
 /// slower), and counts what the decoder took.
 struct HashingReader<R> {
     inner: BufReader<Hashed<R>>,
@@ -689,7 +689,7 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// Reads `n` records of `N` bytes, handing each to `each`. Read a buffer at a time: a
-    /// read per field made reading a million ranges ten times slower.
+    /// read per field made reading a million ranges several times slower.
     fn records<const N: usize>(
         &mut self,
         n: usize,

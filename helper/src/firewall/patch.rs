@@ -234,6 +234,22 @@ fn chain_patch(
     if old == new.as_slice() {
         return Some(None);
     }
+    // Each rule new to the chain is one the diff would add: when those alone pass the share, the
+    // chain is replaced without looking for the fewest edits, which on a big chain changed
+    // throughout runs to the diff's deadline only to say the same.
+    let known: HashSet<u64> = old.iter().copied().collect();
+    let unseen = new.iter().filter(|p| !known.contains(p)).count();
+    if unseen * EDIT_SHARE > new.len() {
+        if let Some(all) = specs(chain, &lines, |_| true) {
+            return Some(Some(ChainPatch {
+                index,
+                chain: chain.name.clone(),
+                change: ChainChange::Replace(all),
+                layout: vec![None; new.len()],
+                fingerprints: new,
+            }));
+        }
+    }
     let ops = similar::capture_diff_slices_deadline(
         similar::Algorithm::Myers,
         old,

@@ -1039,21 +1039,6 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        // The structure transaction leaves every complete list set alone; those no longer named
-        // go after it, once no rule looks at them.
-        let kept = self.data.kept();
-        let structure = kernel::Existing {
-            chains: existing.chains.clone(),
-            sets: existing
-                .sets
-                .iter()
-                .filter(|s| !kept.contains(*s))
-                .cloned()
-                .collect(),
-            counters: existing.counters.clone(),
-            limits: existing.limits.clone(),
-            bridge_table: existing.bridge_table,
-        };
         let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));
         let patched = tokio::task::spawn_blocking(move || kernel::apply_in_place(&record, &r))
             .await
@@ -1062,6 +1047,24 @@ impl Engine {
             if let Ok(mut record) = self.kernel.lock() {
                 *record = None;
             }
+            // The structure transaction leaves every complete list set alone; those no longer
+            // named go after it, once no rule looks at them.
+            let kept = self.data.kept();
+            let structure = kernel::Existing {
+                chains: existing.chains.clone(),
+                sets: existing
+                    .sets
+                    .iter()
+                    .filter(|s| !kept.contains(*s))
+                    .cloned()
+                    .collect(),
+                counters: Vec::new(),
+                limits: Vec::new(),
+                bridge_table: existing.bridge_table,
+            };
+            let structure = tokio::task::spawn_blocking(move || data::with_objects(structure))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
             let before = tokio::task::spawn_blocking(kernel::generation_before_load)
                 .await
                 .unwrap_or(None);

@@ -923,7 +923,8 @@ fn unreadable(list: &ShortName, e: impl std::fmt::Display) -> Error {
 const NFT_OBJECT_COUNTER: u32 = 1;
 const NFT_OBJECT_LIMIT: u32 = 4;
 
-/// What the kernel's table holds now (netlink dumps: no set element is read).
+/// What the kernel's table holds now (netlink dumps: no set element is read), but for its
+/// counters and limits ([`with_objects`]).
 pub fn existing() -> Result<Existing, Error> {
     let mut socket = open()?;
     let chains = socket
@@ -940,8 +941,26 @@ pub fn existing() -> Result<Existing, Error> {
         .filter(|s| !s.anonymous())
         .map(|s| s.name)
         .collect();
+    // A kernel without nftables' bridge family has no such table (and a lab policy then fails
+    // at its own apply, with the kernel's sentence); nothing else depends on the answer.
+    let bridge_table = socket
+        .table_exists(TableFamily::Bridge, TABLE)
+        .unwrap_or(false);
+    Ok(Existing {
+        chains,
+        sets,
+        counters: Vec::new(),
+        limits: Vec::new(),
+        bridge_table,
+    })
+}
+
+/// `existing` with the table's named counters and limits, which only a replacement of the
+/// structure needs: a change in place leaves them to the patch, and a table of 10,000 rules
+/// has as many counters to list.
+pub fn with_objects(mut existing: Existing) -> Result<Existing, Error> {
     let (mut counters, mut limits) = (Vec::new(), Vec::new());
-    for object in socket
+    for object in open()?
         .list_objects(TableFamily::Inet, TABLE)
         .map_err(kernel)?
     {
@@ -952,18 +971,9 @@ pub fn existing() -> Result<Existing, Error> {
             _ => {}
         }
     }
-    // A kernel without nftables' bridge family has no such table (and a lab policy then fails
-    // at its own apply, with the kernel's sentence); nothing else depends on the answer.
-    let bridge_table = socket
-        .table_exists(TableFamily::Bridge, TABLE)
-        .unwrap_or(false);
-    Ok(Existing {
-        chains,
-        sets,
-        counters,
-        limits,
-        bridge_table,
-    })
+    existing.counters = counters;
+    existing.limits = limits;
+    Ok(existing)
 }
 
 fn open() -> Result<NftSocket, Error> {

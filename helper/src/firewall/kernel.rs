@@ -34,9 +34,10 @@ pub struct Existing {
     pub chains: Vec<String>,
     /// Every named set of the table (anonymous sets go with their rules).
     pub sets: Vec<String>,
-    /// Every named counter of the table.
+    /// Every named counter of the table (listed only for a replacement of the structure,
+    /// `data::with_objects`; empty otherwise).
     pub counters: Vec<String>,
-    /// Every named limit of the table.
+    /// Every named limit of the table (likewise).
     pub limits: Vec<String>,
     /// Whether our `bridge` table (the lab ports' guards) exists.
     pub bridge_table: bool,

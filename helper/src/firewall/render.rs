@@ -398,6 +398,14 @@ pub(crate) fn rule_lines(rule: &RuleDef) -> Vec<String> {
     }
 }
 
+/// How many lines (kernel rules) [`rule_lines`] writes for `rule`, without writing them.
+pub(crate) fn line_count(rule: &RuleDef) -> usize {
+    match &rule.log {
+        Some(LogDef::Nflog { .. }) => 2,
+        _ => 1,
+    }
+}
+
 /// A rule's matches, counter, kernel log, mark, verdict and comment on one line.
 fn one_line(rule: &RuleDef) -> String {
     let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();

@@ -276,7 +276,7 @@ pub enum ChainPolicy {
 }
 
 /// One rule: all matches must hold, then the statements run in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleDef {
     /// Conditions.
     pub matches: Vec<Match>,
@@ -293,7 +293,7 @@ pub struct RuleDef {
 }
 
 /// A rule's counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// None.
     None,
@@ -305,7 +305,7 @@ pub enum Counter {
 }
 
 /// How a rule logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LogDef {
     /// To the kernel log with this prefix (the guest's table: nobody reads nflog there).
     Kernel(String),
@@ -419,7 +419,7 @@ fn verdict_word(word: &str) -> Option<Verdict> {
 }
 
 /// One condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Match {
     /// The packet is IPv4 / IPv6.
     Family(Family),
@@ -502,7 +502,7 @@ pub fn family_of(n: &IpNet) -> Family {
 }
 
 /// How a rule ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RuleVerdict {
     /// A policy verdict (reject jumps to `do_reject`).
     Policy(Verdict),

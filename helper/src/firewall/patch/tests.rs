@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::firewall::compile::{compile_ruleset, Facts};
+use crate::firewall::render::rule_lines;
 use crate::test_support::policy;
 
 /// A VM with `ports.len()` accepting rules to 10.0.0.k, each to its port (neighbours differ,
@@ -260,4 +261,55 @@ fn a_policy_naming_a_list_in_several_sets_is_changed_in_place() {
         plan(&record, &with_list(7000, "bb")),
         Some(Patch::default())
     );
+}
+
+#[test]
+fn a_rule_has_as_many_fingerprints_as_lines_and_kernel_rules() {
+    use crate::firewall::compile::tests::{facts, LAB, WORK};
+    use crate::firewall::encode::kernel_rules;
+    for doc in [WORK, LAB] {
+        let r = compile_ruleset(&policy(doc), &facts());
+        let mut logged = 0;
+        for chain in &r.chains {
+            let (prints, lines) = fingerprints(chain);
+            assert_eq!(lines.len(), chain.rules.len());
+            assert_eq!(prints.len(), lines.iter().sum::<usize>());
+            for (rule, &count) in chain.rules.iter().zip(&lines) {
+                assert_eq!(count, rule_lines(rule).len(), "{rule:?}");
+                if let Some(specs) = kernel_rules(rule) {
+                    assert_eq!(count, specs.len(), "{rule:?}");
+                }
+                logged += usize::from(count > 1);
+            }
+        }
+        assert!(
+            logged > 0,
+            "a logged rule (two lines) is among those checked"
+        );
+    }
+}
+
+#[test]
+fn fingerprints_differ_exactly_where_rules_do() {
+    let a = ruleset(&alternating(6));
+    let b = ruleset(&[1000, 1001, 1000, 9999, 1000, 1001]);
+    let c = vm_chain(&a);
+    let (pa, lines) = fingerprints(&a.chains[c]);
+    let (pb, _) = fingerprints(&b.chains[c]);
+    assert_eq!(pa.len(), pb.len());
+    // Per rule: whether any of its lines' fingerprints differ, and whether it differs.
+    let mut line = 0;
+    let mut differing = Vec::new();
+    let mut changed = Vec::new();
+    for (k, count) in lines.iter().enumerate() {
+        if pa[line..line + count] != pb[line..line + count] {
+            differing.push(k);
+        }
+        if a.chains[c].rules[k] != b.chains[c].rules[k] {
+            changed.push(k);
+        }
+        line += count;
+    }
+    assert_eq!(differing, changed);
+    assert!(!changed.is_empty());
 }

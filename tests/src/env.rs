@@ -259,6 +259,24 @@ impl TestEnv {
             .with_context(|| format!("starting {:?}", argv.first().map(AsRef::as_ref)))
     }
 
+    /// Python's `http.server` serving `dir` on 127.0.0.1:`port` inside the netns, as root
+    /// (started, not yet necessarily listening): the lists' downloads in tests and the bench.
+    pub fn spawn_http_server(&self, port: u16, dir: &Path) -> Result<Child> {
+        self.spawn_as(
+            None,
+            &[
+                "python3".to_owned(),
+                "-m".to_owned(),
+                "http.server".to_owned(),
+                port.to_string(),
+                "--bind".to_owned(),
+                "127.0.0.1".to_owned(),
+                "--directory".to_owned(),
+                dir.to_string_lossy().into_owned(),
+            ],
+        )
+    }
+
     /// `path` if every user can read and run it where it is; otherwise a copy in the
     /// environment's dir (made once). A checkout under a private home (CI may clone anywhere)
     /// would otherwise keep the test users from running the binaries and tools under test.

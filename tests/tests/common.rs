@@ -397,17 +397,10 @@ impl Drop for HttpServer {
 }
 
 pub fn serve(env: &TestEnv, dir: &std::path::Path) -> HttpServer {
-    let argv = [
-        "python3".to_owned(),
-        "-m".to_owned(),
-        "http.server".to_owned(),
-        HTTP_PORT.to_string(),
-        "--bind".to_owned(),
-        "127.0.0.1".to_owned(),
-        "--directory".to_owned(),
-        dir.to_string_lossy().into_owned(),
-    ];
-    let server = HttpServer(env.spawn_as(None, &argv).unwrap_or_else(|e| panic!("{e}")));
+    let server = HttpServer(
+        env.spawn_http_server(HTTP_PORT, dir)
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let probe = env.run_as(

@@ -507,31 +507,14 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
             .import("big", zbus::Fd::from(&file), "netset", false, false)
             .await?;
         let whole = t.elapsed();
-        let log = env.helper_log();
-        let new_lines = log.get(log_before..).unwrap_or_default();
-        let reloaded = new_lines.contains("ranges of list big into set");
-        let overlay: Vec<Duration> = new_lines
-            .lines()
-            .filter(|l| l.contains("updated list big in place in one transaction"))
-            .filter_map(|l| parse_debug_duration(l.rsplit(" in ").next()?))
-            .collect();
         rows.push((
             format!("replace the 1M list by {label}, until enforced"),
-            if reloaded {
-                format!("{} (reloaded: the difference was not used)", ms(whole))
-            } else {
-                format!(
-                    "{} in all; the overlay transactions ({}, one per family, with the record \
-                     written before and after): {}",
-                    ms(whole),
-                    overlay.len(),
-                    ms(overlay.iter().sum::<Duration>())
-                )
-            },
+            replaced(&env, log_before, whole),
             "loading the list whole: see the import row".into(),
             "< 300 ms".into(),
         ));
     }
+    rows.push(url_refresh_row(&env, &lists, &netns).await?);
     let peak = peak_kib(helper);
     rows.push((
         "peak RSS after the replacement (helper)".into(),
@@ -540,6 +523,82 @@ async fn blocklist_rows() -> Result<Vec<Row>> {
         "< 250 MB".into(),
     ));
     Ok(rows)
+}
+
+/// How the helper put a new version of list `big` in place, from what it logged after
+/// `log_before`: by the overlay's difference (and how long its transactions took) or reloaded.
+fn replaced(env: &TestEnv, log_before: usize, whole: Duration) -> String {
+    let log = env.helper_log();
+    let new_lines = log.get(log_before..).unwrap_or_default();
+    if new_lines.contains("ranges of list big into set") {
+        return format!("{} (reloaded: the difference was not used)", ms(whole));
+    }
+    let overlay: Vec<Duration> = new_lines
+        .lines()
+        .filter(|l| l.contains("updated list big in place in one transaction"))
+        .filter_map(|l| parse_debug_duration(l.rsplit(" in ").next()?))
+        .collect();
+    format!(
+        "{} in all; the overlay transactions ({}, one per family, with the record written \
+         before and after): {}",
+        ms(whole),
+        overlay.len(),
+        ms(overlay.iter().sum::<Duration>())
+    )
+}
+
+/// Port of the bench's HTTP server, in the helper's namespace.
+const HTTP_PORT: u16 = 8471;
+
+/// The daily update of the 1M list as it usually comes, from its URL (`Refresh`): another 1 %
+/// different, served by a local HTTP server (Python's `http.server` in the helper's namespace)
+/// and read as it downloads. The list's source is first switched to that URL with the version
+/// it holds (nothing is loaded for that: the contents are the same).
+async fn url_refresh_row(
+    env: &TestEnv,
+    lists: &palisade_dbus::proxy::BlocklistsProxy<'_>,
+    netns: &Path,
+) -> Result<Row> {
+    let version = |phase| changed_list_text(LIST_ENTRIES - 1, 0, 100, phase) + "127.66.0.0/24\n";
+    let served = env.write_file("big-served.netset", version(1))?;
+    let folder = served.parent().context("a served file's folder")?;
+    let mut server = env.spawn_http_server(HTTP_PORT, folder)?;
+    let row = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !in_netns(netns, || {
+            Ok(TcpStream::connect((Ipv4Addr::LOCALHOST, HTTP_PORT)).is_ok())
+        })? {
+            anyhow::ensure!(Instant::now() < deadline, "the HTTP server did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let url = format!("http://127.0.0.1:{HTTP_PORT}/big-served.netset");
+        lists
+            .import_url("big", &url, 0, "netset", false, false)
+            .await?;
+        // The next version, dated a minute ahead: the server answers the conditional request
+        // with it, not with 304 (its dates have whole seconds).
+        std::fs::write(&served, version(2))?;
+        std::fs::File::options()
+            .write(true)
+            .open(&served)?
+            .set_modified(std::time::SystemTime::now() + Duration::from_secs(60))?;
+        let log_before = env.helper_log().len();
+        let t = Instant::now();
+        lists.refresh("big").await?;
+        let whole = t.elapsed();
+        anyhow::Ok((
+            "refresh the 1M list from its URL, another 1 % different (40,000 ranges changed), \
+             until enforced (a local HTTP server; the download is read as it arrives)"
+                .to_owned(),
+            replaced(env, log_before, whole),
+            "the same change from a file: see the rows above".into(),
+            "< 300 ms".into(),
+        ))
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    row
 }
 
 /// A `Debug`-printed duration as the helper logs it (`412.5ms`, `3.2s`, `87µs`).

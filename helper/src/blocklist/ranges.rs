@@ -324,8 +324,13 @@ fn minus<A: Address>(x: &[(A, A)], y: &[(A, A)]) -> Ranges<A> {
     diff_family(y, x).1
 }
 
-/// Two sorted lists of ranges no two of which are equal, as one sorted list.
-fn union<A: Address>(x: Ranges<A>, y: Ranges<A>) -> Ranges<A> {
+/// Two sorted lists as one sorted list (equal items both kept, `x`'s first). When all of `y`
+/// comes after `x` (the two halves of a sorted list file), `y` is only appended.
+pub(super) fn union<T: Ord>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
+    if x.last().zip(y.first()).is_none_or(|(a, b)| a <= b) {
+        x.extend(y);
+        return x;
+    }
     let mut out = Vec::with_capacity(x.len() + y.len());
     let (mut x, mut y) = (x.into_iter().peekable(), y.into_iter().peekable());
     loop {
@@ -425,6 +430,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn sorted_lists_unite_in_order() {
+        assert_eq!(
+            union(vec![1, 4, 9], vec![2, 3, 10]),
+            vec![1, 2, 3, 4, 9, 10]
+        );
+        assert_eq!(union(vec![1, 2], vec![2, 5]), vec![1, 2, 2, 5]);
+        assert_eq!(union(vec![5, 6], vec![1, 2]), vec![1, 2, 5, 6]);
+        assert_eq!(union(Vec::new(), vec![7]), vec![7]);
+        assert_eq!(union(vec![7], Vec::new()), vec![7]);
     }
 
     #[test]

@@ -332,9 +332,9 @@ impl ListStore {
     ) -> Result<ListMeta, StoreError> {
         // The new version's bytes and hash on one core, its difference from the stored
         // version on the other (wasted only when the two are the same).
-        let (bytes, hash, difference) = {
+        let ((bytes, hash), difference) = {
             let before = current.as_ref().and_then(|c| c.networks.as_ref().ok());
-            let ((bytes, hash), difference) = on_two_cores(
+            on_two_cores(
                 || {
                     let bytes = encode(networks, domains);
                     let hash = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
@@ -347,8 +347,7 @@ impl ListStore {
                         (encode_diff(&ranges), removed as u64, added as u64)
                     })
                 },
-            )?;
-            (bytes, hash, difference)
+            )?
         };
         meta.content_hash = hash;
         meta.networks = networks.len() as u64;
@@ -865,7 +864,6 @@ pub fn read_difference(path: &Path, hash: &str) -> Result<RangeDiff, String> {
     })
 }
 
-/// The difference file's bytes: the removed ranges, then the added ones, each a section.
 /// `a` on another thread while `b` runs on this one: the two cores of a save.
 fn on_two_cores<A: Send, B>(
     a: impl FnOnce() -> A + Send,
@@ -881,6 +879,7 @@ fn on_two_cores<A: Send, B>(
     })
 }
 
+/// The difference file's bytes: the removed ranges, then the added ones, each a section.
 fn encode_diff(ranges: &RangeDiff) -> Vec<u8> {
     let mut out = encode(&ranges.removed, &[]);
     out.extend_from_slice(&encode(&ranges.added, &[]));

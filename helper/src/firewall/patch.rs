@@ -234,47 +234,34 @@ fn chain_patch(
     if old == new.as_slice() {
         return Some(None);
     }
-    // Each rule new to the chain is one the diff would add: when those alone pass the share, the
-    // chain is replaced without looking for the fewest edits, which on a big chain changed
-    // throughout runs to the diff's deadline only to say the same.
+    let diff = || {
+        similar::capture_diff_slices_deadline(
+            similar::Algorithm::Myers,
+            old,
+            &new,
+            Some(std::time::Instant::now() + DIFF_DEADLINE),
+        )
+    };
+    // Each rule new to the chain is one the diff would add: when those alone pass the share,
+    // the chain is known to be mostly changed without looking for the fewest edits, which on a
+    // big chain changed throughout may run to the diff's deadline only to say the same.
     let known: HashSet<u64> = old.iter().copied().collect();
     let unseen = new.iter().filter(|p| !known.contains(p)).count();
-    if unseen * EDIT_SHARE > new.len() {
-        if let Some(all) = specs(chain, &lines, |_| true) {
-            return Some(Some(ChainPatch {
-                index,
-                chain: chain.name.clone(),
-                change: ChainChange::Replace(all),
-                layout: vec![None; new.len()],
-                fingerprints: new,
-            }));
-        }
-    }
-    let ops = similar::capture_diff_slices_deadline(
-        similar::Algorithm::Myers,
-        old,
-        &new,
-        Some(std::time::Instant::now() + DIFF_DEADLINE),
-    );
-    let changed: usize = ops
-        .iter()
-        .map(|op| match *op {
-            DiffOp::Equal { .. } => 0,
-            DiffOp::Delete { old_len, .. } => old_len,
-            DiffOp::Insert { new_len, .. } => new_len,
-            DiffOp::Replace {
-                old_len, new_len, ..
-            } => old_len + new_len,
-        })
-        .sum();
+    let ops = (unseen * EDIT_SHARE <= new.len()).then(&diff);
+    let mostly_changed = ops
+        .as_deref()
+        .is_none_or(|ops| changed(ops) * EDIT_SHARE > new.len());
     // A chain mostly changed is replaced whole, unless a rule it keeps is not encodable (a
     // list's verdict map of slices): then only the changed rules need to be.
-    let replacement = (changed * EDIT_SHARE > new.len())
+    let replacement = mostly_changed
         .then(|| specs(chain, &lines, |_| true))
         .flatten();
     let (change, layout) = match replacement {
         Some(all) => (ChainChange::Replace(all), vec![None; new.len()]),
-        None => edits(&ops, handles, chain, &lines, new.len())?,
+        None => {
+            let ops = ops.unwrap_or_else(&diff);
+            edits(&ops, handles, chain, &lines, new.len())?
+        }
     };
     Some(Some(ChainPatch {
         index,
@@ -283,6 +270,20 @@ fn chain_patch(
         layout,
         fingerprints: new,
     }))
+}
+
+/// Rules the diff deletes and adds, together.
+fn changed(ops: &[DiffOp]) -> usize {
+    ops.iter()
+        .map(|op| match *op {
+            DiffOp::Equal { .. } => 0,
+            DiffOp::Delete { old_len, .. } => old_len,
+            DiffOp::Insert { new_len, .. } => new_len,
+            DiffOp::Replace {
+                old_len, new_len, ..
+            } => old_len + new_len,
+        })
+        .sum()
 }
 
 /// The diff's runs as edits of the chain, and its layout afterwards.

@@ -10,6 +10,7 @@
 //! together keep no more than one part would. The file is read with positioned reads from its
 //! current offset, so the caller's descriptor is shared without a seek.
 
+use super::super::ranges::union;
 use super::{ImportError, MAX_PROBLEMS, SNIFF_LINES};
 use super::{LineReader, ParseOptions, ParsedList, Parser, MAX_DOMAIN_BYTES, MAX_ENTRIES};
 use std::fs::File;
@@ -129,8 +130,8 @@ fn join<'a>(mut first: Parser<'a>, first_lines: u64, second: Parser<'a>) -> Opti
     if first.examined < SNIFF_LINES {
         return None;
     }
-    first.v4 = merge_runs(std::mem::take(&mut first.v4), second.v4);
-    first.v6 = merge_runs(std::mem::take(&mut first.v6), second.v6);
+    first.v4 = union(std::mem::take(&mut first.v4), second.v4);
+    first.v6 = union(std::mem::take(&mut first.v6), second.v6);
     first.domains.extend(second.domains);
     first.domain_bytes += second.domain_bytes;
     first.entries_read += second.entries_read;
@@ -147,29 +148,6 @@ fn join<'a>(mut first: Parser<'a>, first_lines: u64, second: Parser<'a>) -> Opti
     first.max_entries = MAX_ENTRIES;
     first.max_domain_bytes = MAX_DOMAIN_BYTES;
     Some(first)
-}
-
-/// Two sorted runs as one sorted run (a list file is usually sorted already: then the second
-/// run is only appended).
-fn merge_runs<T: Ord + Copy>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
-    if a.last().zip(b.first()).is_none_or(|(x, y)| x <= y) {
-        a.extend(b);
-        return a;
-    }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
 }
 
 /// The offset just after the first line ending at or after `from`, if a line starts there
@@ -359,15 +337,5 @@ mod tests {
         assert_eq!(parsed.lines, 4000);
         assert_eq!(parsed.entries_read, 4000);
         Ok(())
-    }
-
-    #[test]
-    fn runs_merge_in_order() {
-        assert_eq!(
-            merge_runs(vec![1, 4, 9], vec![2, 3, 10]),
-            vec![1, 2, 3, 4, 9, 10]
-        );
-        assert_eq!(merge_runs(vec![1, 2], vec![2, 5]), vec![1, 2, 2, 5]);
-        assert_eq!(merge_runs(Vec::new(), vec![7]), vec![7]);
     }
 }

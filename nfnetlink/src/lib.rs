@@ -51,11 +51,13 @@
 //! the table and set.
 
 pub mod commits;
+mod mark_maps;
 mod rules;
 #[cfg(test)]
 mod tests;
 mod wire;
 
+pub use mark_maps::{Endpoint, ListedEntry, MarkEntry};
 pub use rules::{
     ChainRef, CmpOp, CtKey, Expr, MetaKey, ObjectKind, ObjectRef, PayloadBase, Placement, RuleInfo,
     RuleSpec, Verdict,
@@ -1434,9 +1436,25 @@ impl NftSocket {
         kind: &DumpKind,
         family: TableFamily,
         table: &str,
+        parse: impl FnMut(&[u8]) -> Option<Option<T>>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        self.dump_of(kind, family, table, None, parse)
+    }
+
+    /// [`Self::dump`] of one object of the table (`within`: the attribute naming it), such as
+    /// the elements of one set.
+    fn dump_of<T>(
+        &mut self,
+        kind: &DumpKind,
+        family: TableFamily,
+        table: &str,
+        within: Option<(u16, &str)>,
         mut parse: impl FnMut(&[u8]) -> Option<Option<T>>,
     ) -> Result<Vec<T>, NetlinkError> {
         check_name(table)?;
+        if let Some((_, name)) = within {
+            check_name(name)?;
+        }
         let what = &format!("the {} of table {} {table}", kind.noun, family.word());
         let listing = |source: io::Error| NetlinkError::Listing {
             what: what.to_owned(),
@@ -1444,7 +1462,7 @@ impl NftSocket {
         };
         for _ in 0..DUMP_ATTEMPTS {
             let seq = self.take_seqs(1);
-            let mut buf = Vec::with_capacity(64 + table.len());
+            let mut buf = Vec::with_capacity(64 + table.len() + within.map_or(0, |(_, n)| n.len()));
             let start = begin_message(
                 &mut buf,
                 nft_type(kind.get),
@@ -1453,6 +1471,9 @@ impl NftSocket {
                 0,
             );
             put_str(&mut buf, kind.table_attr, table);
+            if let Some((attr, name)) = within {
+                put_str(&mut buf, attr, name);
+            }
             end_message(&mut buf, start);
             set_seq(&mut buf, start, seq);
             self.transmit(&buf).map_err(|e| match e {

@@ -940,7 +940,7 @@ fn listing_errors_are_sentences() {
 
 /// Runs `f` on a new thread moved into a new network namespace: the namespace belongs to the
 /// thread, and so do sockets it opens and programs it starts.
-fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+pub(crate) fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     std::thread::spawn(move || {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .expect("unshare(CLONE_NEWNET) needs root");
@@ -950,7 +950,7 @@ fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new(program)
         .args(args)
         .stdin(if stdin.is_some() {
@@ -976,7 +976,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-fn nft(args: &[&str]) -> String {
+pub(crate) fn nft(args: &[&str]) -> String {
     run("nft", args, None)
 }
 

@@ -1,0 +1,191 @@
+use super::*;
+use crate::tests::{in_netns, nft, run};
+use crate::TableFamily;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+fn endpoint(addr: &str, proto: u8, port: u16) -> Endpoint {
+    Endpoint {
+        addr: addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}")),
+        proto,
+        port,
+    }
+}
+
+#[test]
+fn keys_are_laid_out_as_the_kernel_compares_them() {
+    let (key, len) = endpoint("10.0.0.1", 6, 80).bytes();
+    // nft --debug=netlink shows this element as `0100000a 00000006 00005000`.
+    assert_eq!(&key[..len], &[10, 0, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0]);
+    let (key, len) = endpoint("2001:db8::1", 17, 53).bytes();
+    assert_eq!(len, 24);
+    assert_eq!(&key[16..24], &[17, 0, 0, 0, 0, 53, 0, 0]);
+    for e in [
+        endpoint("10.0.0.1", 6, 443),
+        endpoint("2001:db8::7", 17, 65535),
+    ] {
+        let (key, len) = e.bytes();
+        assert_eq!(Endpoint::from_bytes(&key[..len]), Some(e));
+    }
+    assert_eq!(Endpoint::from_bytes(&[0; 8]), None);
+}
+
+#[test]
+fn comments_are_read_from_nfts_user_data() {
+    assert_eq!(comment_of(b"\x00\x04abc\x00"), Some("abc".to_owned()));
+    // Another user data item first, then the comment.
+    assert_eq!(
+        comment_of(b"\x01\x01x\x00\x03ok\x00"),
+        Some("ok".to_owned())
+    );
+    assert_eq!(comment_of(b"\x01\x01x"), None);
+    // A length past the end is no comment, not a panic.
+    assert_eq!(comment_of(b"\x00\x09ab"), None);
+}
+
+#[test]
+fn a_long_comment_is_refused_before_anything_is_written() {
+    let mut batch = Batch::new();
+    let map = SetRef::new(TableFamily::Inet, "t", "m").unwrap_or_else(|e| panic!("{e}"));
+    let entry = MarkEntry {
+        key: endpoint("10.0.0.1", 6, 80),
+        mark: 1,
+        comment: "x".repeat(255),
+    };
+    assert!(batch.add_mark_entries(&map, [&entry]).is_err());
+    assert!(batch.is_empty());
+}
+
+const MAP_TABLE: &str = "
+table inet palisade_mmtest {
+    map m4 { type ipv4_addr . inet_proto . inet_service : mark; counter; }
+    map m6 { type ipv6_addr . inet_proto . inet_service : mark; counter; }
+    chain output {
+        type filter hook output priority filter; policy accept;
+        ct mark set ip daddr . meta l4proto . th dport map @m4 drop
+        ct mark set ip6 daddr . meta l4proto . th dport map @m6 drop
+    }
+}
+";
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_entries_are_added_counted_listed_and_replaced() {
+    in_netns(|| {
+        run("ip", &["link", "set", "lo", "up"], None);
+        run("nft", &["-f", "-"], Some(MAP_TABLE));
+        let m4 = SetRef::new(TableFamily::Inet, "palisade_mmtest", "m4")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let m6 = SetRef::new(TableFamily::Inet, "palisade_mmtest", "m6")
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Enough entries to need several messages.
+        let many: Vec<MarkEntry> = (0..5000u32)
+            .map(|i| MarkEntry {
+                key: Endpoint {
+                    addr: Ipv4Addr::from(0x0a00_0000 + i).into(),
+                    proto: 6,
+                    port: 1000,
+                },
+                mark: i + 1,
+                comment: format!("c_rule_{i}"),
+            })
+            .collect();
+        let udp = MarkEntry {
+            key: endpoint("127.0.0.9", 17, 9),
+            mark: 0xfeed,
+            comment: "hit".into(),
+        };
+        let udp6 = MarkEntry {
+            key: Endpoint {
+                addr: Ipv6Addr::LOCALHOST.into(),
+                proto: 17,
+                port: 9,
+            },
+            mark: 0xbeef,
+            comment: String::new(),
+        };
+        let mut batch = Batch::new();
+        batch
+            .add_mark_entries(&m4, many.iter().chain([&udp]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        batch
+            .add_mark_entries(&m6, [&udp6])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            batch.message_count() > 2,
+            "5,000 entries need several messages"
+        );
+        let mut socket = NftSocket::open().expect("the netlink socket opens");
+        socket.send(&mut batch).unwrap_or_else(|e| panic!("{e}"));
+        let listed = nft(&["list", "map", "inet", "palisade_mmtest", "m6"]);
+        assert!(
+            listed.contains("::1 . udp . 9 counter packets 0 bytes 0 : 0x0000beef"),
+            "{listed}"
+        );
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        for _ in 0..3 {
+            // The map's rule drops it in the output hook: the send fails, the element counts.
+            let _ = sender.send_to(b"12345678", "127.0.0.9:9");
+        }
+        let entries = socket
+            .list_mark_entries(&m4)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(entries.len(), 5001);
+        let hit = entries
+            .iter()
+            .find(|e| e.key == udp.key)
+            .expect("the UDP entry is listed");
+        assert_eq!(hit.mark, Some(0xfeed));
+        assert_eq!(hit.comment.as_deref(), Some("hit"));
+        assert_eq!(
+            hit.counted,
+            Some(Counted {
+                packets: 3,
+                bytes: 3 * 36
+            })
+        );
+        let first = entries
+            .iter()
+            .find(|e| e.key == many[0].key)
+            .expect("the first entry is listed");
+        assert_eq!(first.comment.as_deref(), Some("c_rule_0"));
+        assert_eq!(first.counted, Some(Counted::default()));
+        // A key deleted and added again with another mark in one transaction.
+        let mut batch = Batch::new();
+        batch.delete_mark_entries(&m4, [udp.key, many[1].key]);
+        let again = MarkEntry {
+            mark: 0xcafe,
+            comment: "changed".into(),
+            ..udp.clone()
+        };
+        batch
+            .add_mark_entries(&m4, [&again])
+            .unwrap_or_else(|e| panic!("{e}"));
+        socket.send(&mut batch).unwrap_or_else(|e| panic!("{e}"));
+        let entries = socket
+            .list_mark_entries(&m4)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(entries.len(), 5000);
+        let hit = entries
+            .iter()
+            .find(|e| e.key == udp.key)
+            .expect("the entry is back");
+        assert_eq!(hit.mark, Some(0xcafe));
+        assert_eq!(
+            hit.counted,
+            Some(Counted::default()),
+            "a new element counts anew"
+        );
+        assert!(!entries.iter().any(|e| e.key == many[1].key));
+        // Deleting what is not there fails the whole transaction.
+        let mut batch = Batch::new();
+        batch.delete_mark_entries(&m4, [many[1].key, many[2].key]);
+        assert!(socket.send(&mut batch).is_err());
+        assert_eq!(
+            socket.list_mark_entries(&m4).map(|e| e.len()).ok(),
+            Some(5000)
+        );
+        let missing = SetRef::new(TableFamily::Inet, "palisade_mmtest", "nothing")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(socket.list_mark_entries(&missing).ok(), Some(Vec::new()));
+    });
+}

@@ -507,6 +507,19 @@ pub fn spawn_palisadectl_piped(env: &TestEnv, user: &str, args: &[&str]) -> std:
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The counter of `vm`'s rule of `kind` (`numbered` with its first rule, or `default`).
+pub fn rule_counter(env: &TestEnv, vm: &str, kind: &str, first: u64) -> serde_json::Value {
+    let counters = json_out(env, ADMIN, &["log", "counters", "--vm", vm]);
+    counters
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|c| c["rule"]["kind"] == kind && c["rule"]["first_rule"] == first)
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no {kind} counter {first} of {vm}: {counters}"))
+}
+
 pub fn json_out(env: &TestEnv, user: &str, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);

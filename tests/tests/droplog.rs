@@ -28,19 +28,6 @@ fn policy(extra: &str) -> String {
     )
 }
 
-/// The counter of `vm`'s rule of `kind` (`numbered` with its first rule, or `default`).
-fn rule_counter(env: &TestEnv, vm: &str, kind: &str, first: u64) -> serde_json::Value {
-    let counters = json_out(env, ADMIN, &["log", "counters", "--vm", vm]);
-    counters
-        .as_array()
-        .and_then(|all| {
-            all.iter()
-                .find(|c| c["rule"]["kind"] == kind && c["rule"]["first_rule"] == first)
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no {kind} counter {first} of {vm}: {counters}"))
-}
-
 #[test]
 fn a_drop_reaches_a_follower_named_by_vm_rule_user_and_port() {
     let env = start();

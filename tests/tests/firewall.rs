@@ -404,20 +404,30 @@ fn a_too_large_document_is_refused_with_the_limit_and_what_to_do() {
     assert_eq!(common::generation(&env), 1);
 }
 
-/// VM `work` with `n` rules to 10.0.x.y (neighbours on different ports, so none merge), each
-/// commented `r<k>`, and at `listener` the rule to the test listener on 127.0.0.1:`port`.
+/// VM `work` with `n` rules to 10.0.x.y (neighbours on different port ranges, so none merge,
+/// and too many ports to be elements of a mark map: each is a kernel rule), each commented
+/// `r<k>`, and at `listener` the rule to the test listener on 127.0.0.1:`port`.
 fn long_policy(n: usize, listener: usize, port: u16) -> String {
+    rules_policy(n, listener, port, |k| {
+        format!("\"{}-{}\"", 1000 + k % 2, 1100 + k % 2)
+    })
+}
+
+/// VM `work` with `n` rules to 10.0.x.y on one port each (neighbours on different ports: a run
+/// the compiler makes a mark map), the one at `listener` to 127.0.0.1:`port`.
+fn mapped_policy(n: usize, listener: usize, port: u16) -> String {
+    rules_policy(n, listener, port, |k| (1000 + k % 2).to_string())
+}
+
+fn rules_policy(n: usize, listener: usize, port: u16, ports: impl Fn(usize) -> String) -> String {
     let mut doc = String::from(
         "[[vm]]\nname = \"work\"\nconsole = { users = [\"pal-alice\"] }\ndefault = \"drop\"\n",
     );
     for k in 0..n {
         let (destination, port) = if k == listener {
-            ("127.0.0.1".to_owned(), port)
+            ("127.0.0.1".to_owned(), port.to_string())
         } else {
-            (
-                format!("10.0.{}.{}", k / 256, k % 256),
-                1000 + (k % 2) as u16,
-            )
+            (format!("10.0.{}.{}", k / 256, k % 256), ports(k))
         };
         doc.push_str(&format!(
             "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {port}\ncomment = \"r{k}\"\n"
@@ -534,4 +544,121 @@ fn a_rule_changed_in_a_long_policy_is_changed_in_place_and_hand_edits_still_go()
     assert_eq!(handle_of(&env, "r5"), Some(far));
     assert!(connects(&env, vm_user, 8444));
     assert!(!connects(&env, vm_user, 8443));
+}
+
+/// The kernel's handle of the rule of `vm_work` holding `text`, and of the map `map`.
+fn handles(env: &TestEnv, text: &str, map: &str) -> (Option<u64>, Option<u64>) {
+    let out = ok(
+        env,
+        env.nft(&["-a", "list", "chain", "inet", "palisade", "vm_work"]),
+    );
+    let rule = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(text))
+        .find_map(|l| l.split("# handle ").nth(1)?.trim().parse().ok());
+    let out = ok(
+        env,
+        env.nft(&["-a", "list", "map", "inet", "palisade", map]),
+    );
+    let set = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.split("{ # handle ").nth(1)?.trim().parse().ok());
+    (rule, set)
+}
+
+/// The elements of a mark map of our table, and the line of the one for 127.0.0.1.
+fn map_elements(env: &TestEnv, map: &str) -> (usize, String) {
+    let out = ok(env, env.nft(&["list", "map", "inet", "palisade", map]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let local = text
+        .lines()
+        .find(|l| l.contains("127.0.0.1 . tcp"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (text.matches(" : 0x").count(), local)
+}
+
+#[test]
+fn a_long_run_of_host_rules_is_one_map_changed_element_by_element() {
+    let env = start();
+    let _listener = listen(&env, &[8443, 8444]);
+    let vm_user = "palisade-vm-work";
+    let map = "vm_work_m0_v4";
+    apply(&env, &mapped_policy(2000, 1000, 8443), &[]);
+    let (count, local) = map_elements(&env, map);
+    assert_eq!(count, 2000, "every rule is an element");
+    assert!(local.contains("comment \"c_vm_work_r1001_"), "{local}");
+    let (rule, set) = handles(&env, &format!("map @{map} accept"), map);
+    assert!(rule.is_some() && set.is_some(), "one rule looks the map up");
+
+    // An open connection whose rule changes is cut: its element's mark leaves the live marks.
+    let go = env.dir().join("go");
+    let argv = vec![
+        "python3".to_owned(),
+        netcheck(&env),
+        "session".into(),
+        "127.0.0.1".into(),
+        "8443".into(),
+        go.to_string_lossy().into_owned(),
+    ];
+    let mut session = env
+        .spawn_as(Some(vm_user), &argv)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        session.stdout.take().unwrap_or_else(|| panic!("no stdout")),
+    ));
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "one: echoed", "the allowed connection did not work");
+    assert!(!connects(&env, vm_user, 8444));
+    assert!(connects(&env, vm_user, 8443));
+    // Counted by the element, read as the rule's counter: the session and the connect.
+    let counted = rule_counter(&env, "work", "numbered", 1001);
+    assert!(counted["packets"].as_u64() >= Some(2), "{counted}");
+
+    // The rule changes: its element is replaced in place, the map and its rule stay.
+    apply(&env, &mapped_policy(2000, 1000, 8444), &[]);
+    std::fs::write(&go, b"").unwrap_or_else(|e| panic!("{e}"));
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        second.starts_with("two: cut"),
+        "the open connection survived: {second}"
+    );
+    let _ = session.wait();
+    assert!(
+        connects(&env, vm_user, 8444),
+        "the changed rule is enforced"
+    );
+    assert!(!connects(&env, vm_user, 8443), "the old rule is gone");
+    assert_eq!(
+        handles(&env, &format!("map @{map} accept"), map),
+        (rule, set),
+        "the map or its rule was loaded again"
+    );
+    let (count, local) = map_elements(&env, map);
+    assert_eq!(count, 2000);
+    assert!(local.contains(". 8444 counter packets 1 "), "{local}");
+    let counted = rule_counter(&env, "work", "numbered", 1001);
+    assert_eq!(
+        counted["packets"].as_u64(),
+        Some(1),
+        "a changed rule counts anew: {counted}"
+    );
+    let in_place = table_sorted(&env);
+
+    // Loaded whole (someone else's commit makes the helper distrust its record), the table is
+    // the same, element for element.
+    ok(&env, env.nft(&["add", "table", "inet", "someone_else"]));
+    apply(&env, &mapped_policy(2000, 1000, 8443), &[]);
+    ok(
+        &env,
+        env.nft(&["add", "table", "inet", "someone_else_again"]),
+    );
+    apply(&env, &mapped_policy(2000, 1000, 8444), &[]);
+    assert_ne!(
+        handles(&env, &format!("map @{map} accept"), map),
+        (rule, set)
+    );
+    assert_eq!(table_sorted(&env), in_place);
+    assert!(connects(&env, vm_user, 8444));
 }

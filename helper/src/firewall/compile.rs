@@ -294,6 +294,7 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
             nets: Vec::new(),
             marks: out.live_marks.iter().copied().collect(),
             consoles: Vec::new(),
+            entries: Vec::new(),
             imported: None,
             follows: None,
         },
@@ -322,24 +323,11 @@ pub(crate) fn default_rule(action: Verdict, counter: Counter, log: LogDef) -> Ru
 /// keeps counting across generations while a changed or renumbered one starts from zero; the
 /// limit is shared by the owner's rules. Both are declared in `out`.
 fn counted_and_logged(tag: &RuleTag, content: &str, out: &mut Ruleset) -> (Counter, LogDef) {
-    let owner = match &tag.owner {
-        TagOwner::Host => "host".to_owned(),
-        TagOwner::Vm(vm) => format!("vm_{vm}"),
-        TagOwner::Console => "console".to_owned(),
-    };
-    let rule = match tag.rule {
-        TagRule::Numbers { first, last } if first == last => format!("r{first}"),
-        TagRule::Numbers { first, last } => format!("r{first}-{last}"),
-        TagRule::Default => "default".to_owned(),
-        TagRule::Refused => "refused".to_owned(),
-        TagRule::Spoofed => "spoofed".to_owned(),
-    };
-    let hash = fnv1a(content.bytes().chain(tag.action.to_string().into_bytes()));
-    let name = format!("c_{owner}_{rule}_{hash:08x}");
+    let name = counter_name(tag, content);
     // Declared once: `compile_ruleset` drops repeats at the end (a search per rule here made
     // compiling 10,000 rules quadratic, 0.45 s).
     out.counters.push((name.clone(), tag.clone()));
-    let limit = format!("log_{owner}");
+    let limit = format!("log_{}", owner_word(&tag.owner));
     if !out.limits.contains(&limit) {
         out.limits.push(limit.clone());
     }
@@ -350,6 +338,28 @@ fn counted_and_logged(tag: &RuleTag, content: &str, out: &mut Ruleset) -> (Count
             limit,
         },
     )
+}
+
+/// The name of rule `tag`'s counter: after the rule and a hash of what it does (`content`).
+fn counter_name(tag: &RuleTag, content: &str) -> String {
+    let rule = match tag.rule {
+        TagRule::Numbers { first, last } if first == last => format!("r{first}"),
+        TagRule::Numbers { first, last } => format!("r{first}-{last}"),
+        TagRule::Default => "default".to_owned(),
+        TagRule::Refused => "refused".to_owned(),
+        TagRule::Spoofed => "spoofed".to_owned(),
+    };
+    let hash = fnv1a(content.bytes().chain(tag.action.to_string().into_bytes()));
+    format!("c_{}_{rule}_{hash:08x}", owner_word(&tag.owner))
+}
+
+/// An owner in counter and limit names.
+fn owner_word(owner: &TagOwner) -> String {
+    match owner {
+        TagOwner::Host => "host".to_owned(),
+        TagOwner::Vm(vm) => format!("vm_{vm}"),
+        TagOwner::Console => "console".to_owned(),
+    }
 }
 
 /// The chain a reject verdict jumps to: TCP reset for TCP, ICMP(v6) port-unreachable otherwise.
@@ -418,6 +428,7 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             nets: Vec::new(),
             marks: Vec::new(),
             consoles: endpoint_set,
+            entries: Vec::new(),
             imported: None,
             follows: None,
         });
@@ -427,6 +438,7 @@ fn console_rules(policy: &Policy, facts: &Facts, out: &mut Ruleset) -> Vec<RuleD
             nets: Vec::new(),
             marks: Vec::new(),
             consoles: allowed_set,
+            entries: Vec::new(),
             imported: None,
             follows: None,
         });
@@ -697,10 +709,70 @@ fn compile_rules(
         .map(|(i, r)| (i + 1, r))
         .collect();
     let mut compiled = Vec::new();
+    let mut run = mark_map::Run::default();
+    let mut maps = 0;
     // Neighbours that differ only in their destination network become one rule with a set of
     // networks: one lookup per packet instead of one rule each, and first-match order is kept
-    // because only adjacent rules merge.
+    // because only adjacent rules merge. Runs of single hosts and ports become a mark map.
     for group in live.chunk_by(|(_, a), (_, b)| mergeable(a, b)) {
+        let mappable = match (source, owner.vm) {
+            (Source::Policy, Some(_)) => mark_map::keys(group),
+            _ => None,
+        };
+        let joins = mappable.as_ref().is_some_and(|keys| run.admits(keys));
+        if !joins {
+            close_run(owner, &mut run, &mut maps, facts, out, &mut compiled);
+        }
+        match mappable {
+            Some(keys) => run.push(group, keys),
+            None => compiled.extend(compile_group(owner, source, group, facts, out)),
+        }
+    }
+    close_run(owner, &mut run, &mut maps, facts, out, &mut compiled);
+    compiled
+}
+
+/// Ends the run being gathered: as a mark map when it is long enough, else as rules.
+fn close_run(
+    owner: &Owner<'_>,
+    run: &mut mark_map::Run<'_>,
+    maps: &mut usize,
+    facts: &Facts,
+    out: &mut Ruleset,
+    compiled: &mut Vec<RuleDef>,
+) {
+    if let Some(short) = run.take_short() {
+        for group in short {
+            compiled.extend(compile_group(owner, Source::Policy, group, facts, out));
+        }
+        return;
+    }
+    let Some(vm) = owner.vm else {
+        return;
+    };
+    compiled.extend(run.take_maps(
+        owner,
+        *maps,
+        |group| group_mark(vm, group),
+        |tag, group| {
+            let content: String = group.iter().map(|(_, r)| rule_content(r)).collect();
+            counter_name(tag, &content)
+        },
+        out,
+    ));
+    *maps += 1;
+}
+
+/// The nft rules of one group of merged neighbours (often a single rule).
+fn compile_group(
+    owner: &Owner<'_>,
+    source: Source,
+    group: &[(usize, &Rule)],
+    facts: &Facts,
+    out: &mut Ruleset,
+) -> Vec<RuleDef> {
+    let mut compiled = Vec::new();
+    {
         let (first_number, rule) = group[0];
         let last_number = group[group.len() - 1].0;
         let numbers = if group.len() == 1 {
@@ -1025,6 +1097,7 @@ pub(crate) fn net_set(name: &str, kind: SetKind, nets: Vec<IpNet>) -> SetDef {
         nets,
         marks: Vec::new(),
         consoles: Vec::new(),
+        entries: Vec::new(),
         imported: None,
         follows: None,
     }
@@ -1148,5 +1221,6 @@ pub(crate) fn shorten(s: &str) -> String {
 }
 
 mod lab;
+mod mark_map;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -160,8 +160,9 @@ pub fn remember(
 }
 
 /// Sends `patch` as one transaction; returns the handles of the added rules in the patch's
-/// order. New counters come first (the rules name them), then the rules, the marks, and last
-/// the counters no rule names any more; the packet path sees all of it at once.
+/// order. New counters come first (the rules name them), then the rules, the marks, the mark
+/// maps' elements, and last the counters no rule names any more; the packet path sees all of it
+/// at once.
 fn send_patch(
     socket: &mut NftSocket,
     patch: &Patch,
@@ -220,6 +221,11 @@ fn send_patch(
             .iter()
             .map(|m| Element::single(Key::Mark(*m))),
     );
+    for map in &patch.maps {
+        let set = SetRef::new(TableFamily::Inet, TABLE, &map.map)?;
+        batch.delete_mark_entries(&set, map.removed.iter().copied());
+        batch.add_mark_entries(&set, &map.added)?;
+    }
     for name in &patch.gone_counters {
         batch.delete_object(&ObjectRef::new(
             TableFamily::Inet,
@@ -289,8 +295,10 @@ async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> 
     }
 }
 
-/// Every named counter of our table with what it counted: one netlink dump of the table's
-/// objects, which reads no rule and no set element.
+/// Every counter of our table with what it counted, by name: the named counters (one netlink
+/// dump of the table's objects, which reads no rule and no set element), and the counters of
+/// the mark maps' elements, summed by the counter name each element carries as its comment (a
+/// dump of each map's elements; no other set's are read).
 pub async fn counters() -> Result<std::collections::HashMap<String, super::netlink::Counted>, Error>
 {
     tokio::task::spawn_blocking(|| {
@@ -304,12 +312,33 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
         {
             objects.extend(bridge);
         }
-        Ok(objects
+        let mut counted: std::collections::HashMap<String, super::netlink::Counted> = objects
             .into_iter()
             .filter_map(|o| Some((o.name, o.counted?)))
-            .collect())
+            .collect();
+        let sets = socket
+            .list_sets(super::netlink::TableFamily::Inet, super::ruleset::TABLE)
+            .map_err(|e| e.to_string())?;
+        for map in sets.iter().filter(|s| is_mark_map(s)) {
+            let set =
+                SetRef::new(TableFamily::Inet, TABLE, &map.name).map_err(|e| e.to_string())?;
+            for entry in socket.list_mark_entries(&set).map_err(|e| e.to_string())? {
+                if let (Some(name), Some(c)) = (entry.comment, entry.counted) {
+                    let sum = counted.entry(name).or_default();
+                    sum.packets += c.packets;
+                    sum.bytes += c.bytes;
+                }
+            }
+        }
+        Ok(counted)
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
     .map_err(|e: String| Error::Internal(format!("cannot read the firewall's counters: {e}")))
+}
+
+/// A mark map as the kernel describes it: a map (flag 0x8) keyed by `address . protocol .
+/// port`, 12 or 24 bytes.
+fn is_mark_map(set: &palisade_nfnetlink::SetInfo) -> bool {
+    set.flags & 0x8 != 0 && matches!(set.key_len, 12 | 24)
 }

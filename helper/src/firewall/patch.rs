@@ -24,7 +24,7 @@
 use super::encode::kernel_rules;
 use super::render::line_count;
 use super::ruleset::*;
-use palisade_nfnetlink::{Placement, RuleSpec};
+use palisade_nfnetlink::{Endpoint, MarkEntry, Placement, RuleSpec};
 use similar::DiffOp;
 use std::collections::{BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
@@ -44,6 +44,8 @@ pub struct KernelRecord {
     counters: BTreeSet<String>,
     /// The marks in the live marks set.
     marks: BTreeSet<u32>,
+    /// Per mark map, its elements: key and a fingerprint of mark and counter, by key.
+    maps: Vec<(String, Vec<(Endpoint, u64)>)>,
 }
 
 /// What to send the kernel to turn the recorded table into the new ruleset.
@@ -56,6 +58,19 @@ pub struct Patch {
     pub marks_added: Vec<u32>,
     pub marks_removed: Vec<u32>,
     pub chains: Vec<ChainPatch>,
+    pub maps: Vec<MapPatch>,
+}
+
+/// The change to one mark map's elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapPatch {
+    pub map: String,
+    /// Keys whose elements go (deleted before the additions: a changed element is deleted and
+    /// added again, which restarts its counter as a renamed counter does).
+    pub removed: Vec<Endpoint>,
+    pub added: Vec<MarkEntry>,
+    /// The map's elements afterwards.
+    after: Vec<(Endpoint, u64)>,
 }
 
 /// The change to one chain.
@@ -104,6 +119,7 @@ impl Patch {
             && self.marks_added.is_empty()
             && self.marks_removed.is_empty()
             && self.chains.is_empty()
+            && self.maps.is_empty()
     }
 }
 
@@ -120,6 +136,9 @@ impl KernelRecord {
             handles: None,
             counters: ruleset.counters.iter().map(|(n, _)| n.clone()).collect(),
             marks: marks_of(ruleset),
+            maps: mark_maps(ruleset)
+                .map(|(name, entries)| (name.to_owned(), map_prints(entries)))
+                .collect(),
         }
     }
 
@@ -179,6 +198,10 @@ impl KernelRecord {
             record.marks.remove(mark);
         }
         record.marks.extend(&patch.marks_added);
+        for mp in &patch.maps {
+            let (_, entries) = record.maps.iter_mut().find(|(name, _)| *name == mp.map)?;
+            entries.clone_from(&mp.after);
+        }
         Some(record)
     }
 }
@@ -207,6 +230,12 @@ pub fn plan(record: &KernelRecord, new: &Ruleset) -> Option<Patch> {
     let marks = marks_of(new);
     patch.marks_added = marks.difference(&record.marks).copied().collect();
     patch.marks_removed = record.marks.difference(&marks).copied().collect();
+    for (name, entries) in mark_maps(new) {
+        let (_, old) = record.maps.iter().find(|(n, _)| n == name)?;
+        if let Some(mp) = map_patch(name, old, entries) {
+            patch.maps.push(mp);
+        }
+    }
     for (index, ((name, old), chain)) in record.chains.iter().zip(&new.chains).enumerate() {
         if *name != chain.name {
             return None;
@@ -408,6 +437,8 @@ fn structure_of(r: &Ruleset) -> u64 {
             if s.kind == SetKind::Marks {
                 s.marks.clear();
             }
+            // A mark map's elements are changed in place.
+            s.entries.clear();
             // Which version of a list a set holds is the data path's business: a list changed
             // in place keeps its sets, and the structure does not carry the version.
             if let Some(data) = &mut s.imported {
@@ -429,6 +460,63 @@ fn structure_of(r: &Ruleset) -> u64 {
         &r.limits,
         format!("{:?}", r.port_guards),
     ))
+}
+
+/// The mark maps of `r` with their elements.
+fn mark_maps(r: &Ruleset) -> impl Iterator<Item = (&str, &[MarkMapEntry])> {
+    r.sets
+        .iter()
+        .filter(|s| matches!(s.kind, SetKind::MarkMap(_)))
+        .map(|s| (s.name.as_str(), s.entries.as_slice()))
+}
+
+/// A mark map's element as the kernel takes it.
+pub fn mark_entry(e: &MarkMapEntry) -> MarkEntry {
+    MarkEntry {
+        key: Endpoint {
+            addr: e.addr,
+            proto: if e.proto == "udp" { 17 } else { 6 },
+            port: e.port,
+        },
+        mark: e.mark,
+        comment: e.counter.clone(),
+    }
+}
+
+/// Each element's key and a fingerprint of the rest, by key.
+fn map_prints(entries: &[MarkMapEntry]) -> Vec<(Endpoint, u64)> {
+    let mut prints: Vec<(Endpoint, u64)> = entries
+        .iter()
+        .map(|e| (mark_entry(e).key, fingerprint(&(e.mark, &e.counter))))
+        .collect();
+    prints.sort_unstable();
+    prints
+}
+
+/// The elements of a map that change from `old` to `entries`, `None` when none does.
+fn map_patch(name: &str, old: &[(Endpoint, u64)], entries: &[MarkMapEntry]) -> Option<MapPatch> {
+    let after = map_prints(entries);
+    if after == old {
+        return None;
+    }
+    let before: HashSet<&(Endpoint, u64)> = old.iter().collect();
+    let kept: HashSet<&(Endpoint, u64)> = after.iter().filter(|p| before.contains(p)).collect();
+    let removed = old
+        .iter()
+        .filter(|p| !kept.contains(p))
+        .map(|(key, _)| *key)
+        .collect();
+    let added = entries
+        .iter()
+        .map(mark_entry)
+        .filter(|e| !kept.contains(&(e.key, fingerprint(&(e.mark, &e.comment)))))
+        .collect();
+    Some(MapPatch {
+        map: name.to_owned(),
+        removed,
+        added,
+        after,
+    })
 }
 
 fn marks_of(r: &Ruleset) -> BTreeSet<u32> {

@@ -308,6 +308,7 @@ fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
 
 fn render_set(s: &mut String, set: &SetDef) {
     let (ty, flags) = match set.kind {
+        SetKind::MarkMap(family) => return render_mark_map(s, set, family),
         SetKind::Ipv4Nets => ("ipv4_addr", "interval"),
         SetKind::Ipv6Nets => ("ipv6_addr", "interval"),
         SetKind::Ipv4Learned => ("ipv4_addr", "timeout"),
@@ -368,6 +369,36 @@ fn render_set(s: &mut String, set: &SetDef) {
     };
     if !elements.is_empty() {
         let _ = writeln!(s, "\t\telements = {{ {} }}", elements.join(", "));
+    }
+    s.push_str("\t}\n");
+}
+
+/// A mark map: one element a line, so a preview's diff shows the rules that changed.
+fn render_mark_map(s: &mut String, map: &SetDef, family: Family) {
+    let _ = write!(
+        s,
+        "\tmap {} {{\n\t\ttype {}_addr . inet_proto . inet_service : mark\n\t\tcounter\n",
+        map.name,
+        match family {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    );
+    if !map.entries.is_empty() {
+        s.push_str("\t\telements = {");
+        for (i, e) in map.entries.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}\n\t\t\t{} . {} . {} comment {} : {:#010x}",
+                if i == 0 { "" } else { "," },
+                e.addr,
+                e.proto,
+                e.port,
+                quoted(&e.counter),
+                e.mark
+            );
+        }
+        s.push_str("\n\t\t}\n");
     }
     s.push_str("\t}\n");
 }
@@ -449,6 +480,10 @@ fn one_line(rule: &RuleDef) -> String {
         RuleVerdict::Dnat(to, Some(port)) => format!("dnat ip to {to}:{port}"),
         RuleVerdict::Snat(to) => format!("snat ip to {to}"),
         RuleVerdict::Masquerade => "masquerade".into(),
+        RuleVerdict::AcceptMarkedByMap(family, map) => format!(
+            "ct mark set {} daddr . meta l4proto . th dport map @{map} accept",
+            nft_family(*family)
+        ),
         RuleVerdict::UidMap(map) => {
             let entries: Vec<String> = map
                 .iter()

@@ -55,6 +55,9 @@ pub struct Ruleset {
     /// Named counters (the host's policy rules, default actions and console refusals): the rule
     /// each counts, by the counter's name.
     pub counters: Vec<(String, RuleTag)>,
+    /// Counters kept by the elements of mark maps (each element carries its counter's name as
+    /// its comment), with the rule each counts: no named counter object stands behind them.
+    pub element_counters: Vec<(String, RuleTag)>,
     /// Named log rate limits, one per owner of logged rules (`LOG_RATE_PER_SECOND`).
     pub limits: Vec<String>,
     /// The bridged VMs' ports and what each may send from: the `bridge` table's rules.
@@ -96,7 +99,12 @@ impl Ruleset {
             .port_guards
             .iter()
             .map(|g| (g.counter.clone(), g.tag()));
-        self.counters.iter().cloned().chain(guards).collect()
+        self.counters
+            .iter()
+            .chain(&self.element_counters)
+            .cloned()
+            .chain(guards)
+            .collect()
     }
 
     /// An empty table named `table`.
@@ -107,6 +115,7 @@ impl Ruleset {
             chains: Vec::new(),
             live_marks: BTreeSet::new(),
             counters: Vec::new(),
+            element_counters: Vec::new(),
             limits: Vec::new(),
             port_guards: Vec::new(),
         }
@@ -139,6 +148,9 @@ pub enum SetKind {
     ConsoleEndpoints(Family),
     /// Who may reach which console: `uid . address . port` (one family).
     ConsoleAllowed(Family),
+    /// A map from `address . protocol . port` to a connection mark, each element with its own
+    /// counter (one family): a run of a VM's rules that each accept one host on some ports.
+    MarkMap(Family),
 }
 
 /// A named set.
@@ -154,6 +166,8 @@ pub struct SetDef {
     pub marks: Vec<u32>,
     /// Console tuples (for the console kinds): uid (allowed sets only), address, port.
     pub consoles: Vec<(Option<u32>, std::net::IpAddr, u16)>,
+    /// Elements (for `MarkMap`), in the order of their rules.
+    pub entries: Vec<MarkMapEntry>,
     /// For a set of an imported list: which list and which version of it. Its elements are not
     /// part of the ruleset: the data path loads them over netlink before the structure that
     /// names the set is installed, and the structure transaction never touches them.
@@ -162,6 +176,19 @@ pub struct SetDef {
     /// long its addresses stay unless its answers are asked again. The DNS forwarder's
     /// refresher keeps them as the name's answers change.
     pub follows: Option<FollowedName>,
+}
+
+/// One port of a rule in a mark map: packets to `addr`, protocol `proto`, port `port` get the
+/// rule's connection mark and are accepted, and counted under `counter`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MarkMapEntry {
+    pub addr: std::net::IpAddr,
+    /// `tcp` or `udp`.
+    pub proto: &'static str,
+    pub port: u16,
+    pub mark: u32,
+    /// The name the rule's counter is read under (the element's comment).
+    pub counter: String,
 }
 
 /// A host name whose answers a learned set follows.
@@ -530,6 +557,9 @@ pub enum RuleVerdict {
     Snat(std::net::Ipv4Addr),
     /// Source NAT to the outgoing interface's address (in a `NatPostrouting` chain only).
     Masquerade,
+    /// Accept a packet whose `address . protocol . port` is in the named mark map (of this
+    /// family), marking its connection with the element's mark; any other goes on.
+    AcceptMarkedByMap(Family, String),
 }
 
 /// One entry of a [`RuleVerdict::DaddrMap`]: addresses from the first to the last jump to the

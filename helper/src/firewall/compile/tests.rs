@@ -213,8 +213,6 @@ fn adjacent_rules_differing_only_in_network_share_one_set_lookup() {
 
 #[test]
 fn rules_that_differ_otherwise_stay_separate_and_in_order() {
-    let r = compile_ruleset(&many_rules(10_000, |i| 1000 + i % 2), &facts());
-    assert_eq!(r.rule_count(), FIXED_RULES + 10_000);
     let p = policy(
         "[[vm]]\nname = \"work\"\n\
          [[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.1\"\n\
@@ -227,6 +225,133 @@ fn rules_that_differ_otherwise_stay_separate_and_in_order() {
     let two = text.find("10.0.0.2 ").unwrap_or(usize::MAX);
     let merged = text.find("{ 10.0.0.3, 10.0.0.4 }").unwrap_or(usize::MAX);
     assert!(one < two && two < merged && merged < usize::MAX, "{text}");
+}
+
+/// A policy whose VM "work" has `rules`, each `(destination, proto, ports, extra)`.
+fn vm_rules(rules: &[(&str, &str, &str, &str)]) -> Policy {
+    let mut doc = String::from("[[vm]]\nname = \"work\"\nconsole = { users = [\"alice\"] }\n");
+    for (destination, proto, ports, extra) in rules {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"{proto}\"\nports = {ports}\n{extra}\n"
+        ));
+    }
+    policy(&doc)
+}
+
+fn mark_maps(r: &Ruleset) -> Vec<&SetDef> {
+    r.sets
+        .iter()
+        .filter(|s| matches!(s.kind, SetKind::MarkMap(_)))
+        .collect()
+}
+
+#[test]
+fn a_run_of_single_hosts_and_ports_becomes_one_map_lookup() {
+    let p = many_rules(10_000, |i| 1000 + i % 2);
+    let r = compile_ruleset(&p, &facts());
+    assert_eq!(r.rule_count(), FIXED_RULES + 1);
+    let maps = mark_maps(&r);
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0].name, "vm_work_m0_v4");
+    assert_eq!(maps[0].entries.len(), 10_000);
+    let vm = &p.vms[0];
+    for (i, e) in maps[0].entries.iter().enumerate() {
+        assert_eq!(e.mark, connection_mark(&vm.name, &vm.rules[i]));
+        assert!(r.live_marks.contains(&e.mark));
+        assert_eq!(e.port, 1000 + (i % 2) as u16);
+        assert!(
+            e.counter.starts_with(&format!("c_vm_work_r{}_", i + 1)),
+            "{}",
+            e.counter
+        );
+    }
+    // The rules' counters live in the elements: no named counter but the default action's.
+    assert_eq!(r.element_counters.len(), 10_000);
+    assert_eq!(r.counters.len(), 2, "{:?}", r.counters);
+    let text = render_ruleset(&r);
+    assert!(
+        text.contains("ct mark set ip daddr . meta l4proto . th dport map @vm_work_m0_v4 accept")
+    );
+    assert!(
+        text.contains("\t\t\t10.0.0.1 . tcp . 1001 comment \"c_vm_work_r2_"),
+        "{}",
+        &text[..3000]
+    );
+}
+
+#[test]
+fn only_long_runs_of_plain_accepts_of_one_host_become_maps_and_order_is_kept() {
+    let host = |i: usize| format!("10.0.0.{i}");
+    let compiled = |rules: &[(String, &str, &str, &str)]| {
+        let rules: Vec<(&str, &str, &str, &str)> = rules
+            .iter()
+            .map(|(d, p, o, e)| (d.as_str(), *p, *o, *e))
+            .collect();
+        compile_ruleset(&vm_rules(&rules), &facts())
+    };
+    // Fifteen stay rules (they merge into one set lookup: same port); sixteen of different
+    // ports become a map.
+    let fifteen: Vec<_> = (0..15)
+        .map(|i| (host(i), "tcp", if i % 2 == 0 { "1" } else { "2" }, ""))
+        .collect();
+    assert!(mark_maps(&compiled(&fifteen)).is_empty());
+    let mut sixteen = fifteen.clone();
+    sixteen.push((host(15), "udp", "[53, 5353]", ""));
+    let r = compiled(&sixteen);
+    assert_eq!(mark_maps(&r).len(), 1);
+    assert_eq!(
+        mark_maps(&r)[0].entries.len(),
+        17,
+        "two ports, two elements"
+    );
+    // A logged rule, a port range, a network and a drop each end a run and stay rules where
+    // they are; a key already in the run starts a new one.
+    for (breaker, stays) in [
+        (
+            (host(200), "tcp", "22", "log = true"),
+            "10.0.0.200 tcp dport 22",
+        ),
+        (
+            (host(200), "tcp", "\"1000-2000\"", ""),
+            "10.0.0.200 tcp dport 1000-2000",
+        ),
+        (
+            ("10.0.1.0/24".to_owned(), "tcp", "22", ""),
+            "10.0.1.0/24 tcp dport 22",
+        ),
+        ((host(2), "tcp", "443", ""), "map @vm_work_m1_v4"),
+    ] {
+        let mut rules: Vec<_> = (0..20)
+            .map(|i| (host(i), "tcp", if i % 2 == 0 { "443" } else { "80" }, ""))
+            .collect();
+        rules.push(breaker);
+        rules.extend((40..60).map(|i| (host(i), "tcp", if i % 2 == 0 { "443" } else { "80" }, "")));
+        let r = compiled(&rules);
+        assert_eq!(mark_maps(&r).len(), 2, "{stays}");
+        let text = render_ruleset(&r);
+        let first = text.find("map @vm_work_m0_v4 accept").unwrap_or(usize::MAX);
+        let middle = text.find(stays).unwrap_or(usize::MAX);
+        let last = text
+            .rfind("map @vm_work_m1_v4 accept")
+            .unwrap_or(usize::MAX);
+        assert!(
+            first < middle && middle <= last && last < usize::MAX,
+            "{stays}: {text}"
+        );
+    }
+    // Both families: one map each, looked up by its own rule.
+    let mut both: Vec<_> = (0..10).map(|i| (host(i), "tcp", "443", "")).collect();
+    both.extend((0..10).map(|i| (format!("2001:db8::{i}"), "tcp", "443", "")));
+    let both: Vec<_> = both
+        .into_iter()
+        .enumerate()
+        .map(|(k, (d, p, _, e))| (d, p, if k % 2 == 0 { "443" } else { "80" }, e))
+        .collect();
+    let r = compiled(&both);
+    let names: Vec<&str> = mark_maps(&r).iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["vm_work_m0_v4", "vm_work_m0_v6"]);
+    assert!(render_ruleset(&r)
+        .contains("ct mark set ip6 daddr . meta l4proto . th dport map @vm_work_m0_v6 accept"));
 }
 
 #[test]
@@ -403,6 +528,30 @@ fn nft_accepts_both_renderings() {
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);
     crate::test_support::nft_check(&[], &render_ruleset(&r));
+    // Mark maps, both families.
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for i in 0..40 {
+        let host = if i % 2 == 0 {
+            format!("10.0.0.{i}")
+        } else {
+            format!("2001:db8::{i}")
+        };
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{host}\"\nproto = \"{}\"\nports = [{}, 8080]\n",
+            if i % 3 == 0 { "udp" } else { "tcp" },
+            1000 + i
+        ));
+    }
+    let r = compile_ruleset(&policy(&doc), &facts());
+    assert_eq!(
+        r.sets
+            .iter()
+            .filter(|s| matches!(s.kind, SetKind::MarkMap(_)))
+            .count(),
+        2
+    );
+    let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    crate::test_support::nft_check(&[], &batch);
 }
 
 /// The structure transaction loaded for real, then loaded again over what the first one left
@@ -437,6 +586,7 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
         nets: Vec::new(),
         marks: Vec::new(),
         consoles: Vec::new(),
+        entries: Vec::new(),
         imported: Some(ImportedData {
             role: ListRole::Slice,
             list: ShortName::parse("kept").unwrap_or_else(|e| panic!("{e}")),

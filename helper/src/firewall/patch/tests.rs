@@ -6,21 +6,40 @@ use crate::firewall::compile::{compile_ruleset, Facts};
 use crate::firewall::render::rule_lines;
 use crate::test_support::policy;
 
-/// A VM with `ports.len()` accepting rules to 10.0.0.k, each to its port (neighbours differ,
-/// so none merge).
+/// A VM with `ports.len()` accepting rules to 10.0.0.k, each to a range of 101 ports from its
+/// port (neighbours differ, so none merge; too many ports to be a mark map's elements).
 fn ruleset(ports: &[u16]) -> Ruleset {
     let mut doc = String::from("[[vm]]\nname = \"work\"\n");
     for (k, port) in ports.iter().enumerate() {
         doc.push_str(&format!(
-            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.{k}\"\nproto = \"tcp\"\nports = {port}\n"
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.{k}\"\nproto = \"tcp\"\nports = \"{port}-{}\"\n",
+            port + 100
         ));
     }
+    compile_vm_policy(&doc)
+}
+
+/// A VM with `ports.len()` accepting rules to 10.0.{k/256}.{k%256}, each to its one port: a
+/// run that is a mark map.
+fn mapped(ports: &[u16]) -> Ruleset {
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for (k, port) in ports.iter().enumerate() {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.{}.{}\"\nproto = \"tcp\"\nports = {port}\n",
+            k / 256,
+            k % 256
+        ));
+    }
+    compile_vm_policy(&doc)
+}
+
+fn compile_vm_policy(doc: &str) -> Ruleset {
     let mut facts = Facts::default();
     facts.vm_uids.insert(
         palisade_dbus::policy::VmName::parse("work").unwrap_or_else(|e| panic!("{e}")),
         990,
     );
-    compile_ruleset(&policy(&doc), &facts)
+    compile_ruleset(&policy(doc), &facts)
 }
 
 /// `ports` rules, alternating so no two neighbours merge.
@@ -312,4 +331,80 @@ fn fingerprints_differ_exactly_where_rules_do() {
     }
     assert_eq!(differing, changed);
     assert!(!changed.is_empty());
+}
+
+#[test]
+fn a_changed_rule_of_a_mark_map_is_an_element_changed() {
+    let mut ports = alternating(10_000);
+    let old = mapped(&ports);
+    let record = recorded(&old);
+    ports[4321] = 9000;
+    let new = mapped(&ports);
+    let patch = plan(&record, &new).unwrap_or_else(|| panic!("a plan"));
+    assert!(
+        patch.chains.is_empty(),
+        "no rule changes: {:?}",
+        patch.chains
+    );
+    assert!(patch.new_counters.is_empty() && patch.gone_counters.is_empty());
+    assert_eq!(patch.maps.len(), 1);
+    let mp = &patch.maps[0];
+    assert_eq!(mp.map, "vm_work_m0_v4");
+    let addr: std::net::IpAddr = "10.0.16.225".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        mp.removed,
+        [Endpoint {
+            addr,
+            proto: 6,
+            port: 1001
+        }]
+    );
+    assert_eq!(mp.added.len(), 1);
+    assert_eq!((mp.added[0].key.addr, mp.added[0].key.port), (addr, 9000));
+    assert!(mp.added[0].comment.starts_with("c_vm_work_r4322_"));
+    assert_eq!((patch.marks_added.len(), patch.marks_removed.len()), (1, 1));
+    assert_eq!(patch.marks_added[0], mp.added[0].mark);
+    // What the record says after the patch is what a record of the new ruleset says.
+    let after = record
+        .patched(&patch, &[])
+        .unwrap_or_else(|| panic!("patched"));
+    assert_eq!(plan(&after, &new), Some(Patch::default()));
+    assert_eq!(after.maps, recorded(&new).maps);
+}
+
+#[test]
+fn every_rule_of_a_mark_map_changed_is_every_element_replaced_and_no_rule() {
+    let old = mapped(&alternating(10_000));
+    let record = recorded(&old);
+    let new = mapped(
+        &vec![3000; 10_000]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p + (i % 2) as u16)
+            .collect::<Vec<_>>(),
+    );
+    let patch = plan(&record, &new).unwrap_or_else(|| panic!("a plan"));
+    assert!(patch.chains.is_empty());
+    assert_eq!(patch.maps[0].removed.len(), 10_000);
+    assert_eq!(patch.maps[0].added.len(), 10_000);
+    // A rule's comment is not in the kernel's elements: changing it changes nothing.
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for k in 0..20 {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.{k}\"\nproto = \"udp\"\nports = {}\ncomment = \"rule {k}\"\n",
+            100 + k
+        ));
+    }
+    let commented = compile_vm_policy(&doc);
+    let renamed = compile_vm_policy(&doc.replace("comment = \"rule 7\"", "comment = \"seven\""));
+    assert_eq!(
+        plan(&recorded(&commented), &renamed),
+        Some(Patch::default())
+    );
+    // A run split in two is another structure: loaded whole.
+    let split = compile_vm_policy(&doc.replace(
+        "destination = \"10.0.0.10\"\nproto = \"udp\"",
+        "destination = \"10.0.0.0/24\"\nproto = \"udp\"",
+    ));
+    assert_eq!(plan(&recorded(&commented), &split), None);
 }

@@ -1060,6 +1060,7 @@ impl Engine {
                     .collect(),
                 counters: Vec::new(),
                 limits: Vec::new(),
+                mark_maps: Vec::new(),
                 bridge_table: existing.bridge_table,
             };
             let structure = tokio::task::spawn_blocking(move || data::with_objects(structure))

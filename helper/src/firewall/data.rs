@@ -951,13 +951,14 @@ pub fn existing() -> Result<Existing, Error> {
         sets,
         counters: Vec::new(),
         limits: Vec::new(),
+        mark_maps: Vec::new(),
         bridge_table,
     })
 }
 
-/// `existing` with the table's named counters and limits, which only a replacement of the
-/// structure needs: a change in place leaves them to the patch, and a table of 10,000 rules
-/// has as many counters to list.
+/// `existing` with the table's named counters and limits and its mark maps' elements, which
+/// only a replacement of the structure needs: a change in place leaves them to the patch, and
+/// a table of 10,000 rules has as many counters to list.
 pub fn with_objects(mut existing: Existing) -> Result<Existing, Error> {
     let (mut counters, mut limits) = (Vec::new(), Vec::new());
     for object in open()?
@@ -973,6 +974,15 @@ pub fn with_objects(mut existing: Existing) -> Result<Existing, Error> {
     }
     existing.counters = counters;
     existing.limits = limits;
+    let mut socket = open()?;
+    for set in socket.list_sets(TableFamily::Inet, TABLE).map_err(kernel)? {
+        if super::kernel::is_mark_map(&set) {
+            let entries = socket
+                .list_mark_entries(&set_ref(&set.name)?)
+                .map_err(kernel)?;
+            existing.mark_maps.push((set.name, entries));
+        }
+    }
     Ok(existing)
 }
 

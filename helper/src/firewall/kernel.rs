@@ -39,6 +39,9 @@ pub struct Existing {
     pub counters: Vec<String>,
     /// Every named limit of the table (likewise).
     pub limits: Vec<String>,
+    /// Every mark map of the table with its elements (likewise): a map the new structure has
+    /// too is changed element by element, so the rules it keeps keep their counts.
+    pub mark_maps: Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>,
     /// Whether our `bridge` table (the lab ports' guards) exists.
     pub bridge_table: bool,
 }
@@ -339,6 +342,6 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
 
 /// A mark map as the kernel describes it: a map (flag 0x8) keyed by `address . protocol .
 /// port`, 12 or 24 bytes.
-fn is_mark_map(set: &palisade_nfnetlink::SetInfo) -> bool {
+pub(super) fn is_mark_map(set: &palisade_nfnetlink::SetInfo) -> bool {
     set.flags & 0x8 != 0 && matches!(set.key_len, 12 | 24)
 }

@@ -19,7 +19,7 @@ use super::compile::family_bounds;
 use super::kernel::Existing;
 use super::ruleset::*;
 use palisade_dbus::policy::{Family, Verdict};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// Renders the whole table.
@@ -115,6 +115,9 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         .filter(|s| s.imported.is_some() || matches!(s.kind, SetKind::Answers(_)))
         .map(|s| s.name.as_str())
         .collect();
+    // Mark maps the new structure has too are changed element by element (see `kept_maps`).
+    let (kept_maps, gone_elements, unchanged) = kept_maps(r, existing);
+    let kept: HashSet<&str> = kept.into_iter().chain(kept_maps).collect();
     let mut s = format!("add table inet {t}\n");
     for chain in &existing.chains {
         let _ = writeln!(s, "flush chain inet {t} {}", identifier("chain", chain)?);
@@ -141,7 +144,23 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
     for limit in existing.limits.iter().filter(|l| !r.limits.contains(l)) {
         let _ = writeln!(s, "delete limit inet {t} {}", identifier("limit", limit)?);
     }
-    render_table(&mut s, r, false);
+    for (map, keys) in &gone_elements {
+        let keys: Vec<String> = keys.iter().map(endpoint).collect();
+        let _ = writeln!(s, "delete element inet {t} {map} {{ {} }}", keys.join(", "));
+    }
+    if unchanged.is_empty() {
+        render_table(&mut s, r, false);
+    } else {
+        // Elements the kernel holds as they are stay out of the transaction, and so keep
+        // their counts.
+        let mut only_new = r.clone();
+        for set in &mut only_new.sets {
+            if let Some(same) = unchanged.get(set.name.as_str()) {
+                set.entries.retain(|e| !same.contains(&patch_entry(e)));
+            }
+        }
+        render_table(&mut s, &only_new, false);
+    }
     if !r.port_guards.is_empty() {
         // Replaced whole in the same transaction as the inet table.
         let _ = writeln!(s, "add table bridge {t}\nflush table bridge {t}");
@@ -150,6 +169,73 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         let _ = writeln!(s, "delete table bridge {t}");
     }
     Ok(s)
+}
+
+/// An element of a mark map as the kernel lists it and as the ruleset has it, compared.
+type ElementPrint = (palisade_nfnetlink::Endpoint, Option<u32>, Option<String>);
+
+fn patch_entry(e: &MarkMapEntry) -> ElementPrint {
+    let m = super::patch::mark_entry(e);
+    (m.key, Some(m.mark), Some(m.comment))
+}
+
+/// The mark maps of `r` the kernel has already (same name and family): the structure keeps
+/// them and changes their elements. Returns their names, per map the keys of the elements to
+/// delete (gone, or changed), and per map the elements the kernel holds as `r` has them.
+#[allow(clippy::type_complexity)]
+fn kept_maps<'a>(
+    r: &'a Ruleset,
+    existing: &'a Existing,
+) -> (
+    Vec<&'a str>,
+    Vec<(&'a str, Vec<palisade_nfnetlink::Endpoint>)>,
+    HashMap<&'a str, HashSet<ElementPrint>>,
+) {
+    let mut names = Vec::new();
+    let mut gone = Vec::new();
+    let mut unchanged = HashMap::new();
+    for (name, listed) in &existing.mark_maps {
+        let Some(set) = r.sets.iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        let SetKind::MarkMap(family) = set.kind else {
+            continue;
+        };
+        let same_family = listed.iter().all(|e| match family {
+            Family::V4 => e.key.addr.is_ipv4(),
+            Family::V6 => e.key.addr.is_ipv6(),
+        });
+        if !same_family {
+            continue;
+        }
+        let wanted: HashSet<ElementPrint> = set.entries.iter().map(patch_entry).collect();
+        let mut same = HashSet::new();
+        let mut delete = Vec::new();
+        for e in listed {
+            let print = (e.key, e.mark, e.comment.clone());
+            if wanted.contains(&print) {
+                same.insert(print);
+            } else {
+                delete.push(e.key);
+            }
+        }
+        names.push(name.as_str());
+        if !delete.is_empty() {
+            gone.push((name.as_str(), delete));
+        }
+        unchanged.insert(name.as_str(), same);
+    }
+    (names, gone, unchanged)
+}
+
+/// A mark map's key in nft's words.
+fn endpoint(e: &palisade_nfnetlink::Endpoint) -> String {
+    let proto = match e.proto {
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        other => other.to_string(),
+    };
+    format!("{} . {proto} . {}", e.addr, e.port)
 }
 
 /// A chain or set of our table whose name nft's syntax cannot write (nft 1.0 has no quoted

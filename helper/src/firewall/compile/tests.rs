@@ -577,6 +577,7 @@ fn the_batch_replaces_the_structure_in_place_and_keeps_imported_sets() {
             .chain(["c_gone".to_owned()])
             .collect(),
         limits: vec!["log_vm_gone".into()],
+        mark_maps: Vec::new(),
         bridge_table: false,
     };
     let mut kept = r.clone();
@@ -927,4 +928,72 @@ fn the_bridge_table_comes_and_goes_with_the_lab_in_one_transaction() {
     assert!(batch.contains("delete table bridge palisade\n"), "{batch}");
     let batch = render_batch(&plain, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!batch.contains("bridge"), "{batch}");
+}
+
+/// A mark map the kernel has already stays through a replacement of the structure: its
+/// elements that are gone or changed are deleted, the new and changed ones added, and those
+/// the kernel holds as they are left alone, counts and all.
+#[test]
+fn a_mark_map_the_kernel_has_is_changed_element_by_element_by_the_structure() {
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for k in 0..20 {
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"10.0.0.{k}\"\nproto = \"tcp\"\nports = {}\n",
+            1000 + k
+        ));
+    }
+    let r = compile_ruleset(&policy(&doc), &facts());
+    let map = r
+        .sets
+        .iter()
+        .find(|s| s.name == "vm_work_m0_v4")
+        .unwrap_or_else(|| panic!("the map"));
+    let listed = |e: &MarkMapEntry, mark: u32| {
+        let m = crate::firewall::patch::mark_entry(e);
+        palisade_nfnetlink::ListedEntry {
+            key: m.key,
+            mark: Some(mark),
+            comment: Some(m.comment),
+            counted: None,
+        }
+    };
+    let mut kernel: Vec<_> = map.entries[..19]
+        .iter()
+        .map(|e| listed(e, e.mark))
+        .collect();
+    kernel[3].mark = Some(7);
+    let mut stray = listed(&map.entries[0], 1);
+    stray.key.port = 9;
+    kernel.push(stray);
+    let existing = Existing {
+        sets: vec!["vm_work_m0_v4".into(), "live_marks".into()],
+        mark_maps: vec![("vm_work_m0_v4".into(), kernel)],
+        ..Existing::default()
+    };
+    let batch = render_batch(&r, &existing).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !batch.contains("delete set inet palisade vm_work_m0_v4"),
+        "{batch}"
+    );
+    assert!(
+        batch.contains("delete set inet palisade live_marks"),
+        "{batch}"
+    );
+    assert!(
+        batch.contains(
+            "delete element inet palisade vm_work_m0_v4 { 10.0.0.3 . tcp . 1003, 10.0.0.0 . tcp . 9 }"
+        ),
+        "{batch}"
+    );
+    let added: Vec<&str> = batch
+        .lines()
+        .filter(|l| l.contains(" . tcp . ") && l.contains(" : "))
+        .collect();
+    assert_eq!(added.len(), 2, "{batch}");
+    assert!(
+        added[0].contains("10.0.0.3 . tcp . 1003") && added[1].contains("10.0.0.19 . tcp . 1019")
+    );
+    // The preview and a first install still show and load every element.
+    let first = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.matches(" . tcp . ").count(), 20);
 }

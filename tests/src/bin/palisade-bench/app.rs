@@ -20,7 +20,7 @@
 //! the accessibility bus (`tests/tools/bench_apply.py`, which then presses Keep). The anchor is
 //! the same change as a D-Bus `Apply` alone, from the bench.
 
-use super::{median, mib, ms, policy_with_rules, Row};
+use super::{median, mib, ms, policy_with_rules, Row, Shape};
 use anyhow::{anyhow, bail, Context as _, Result};
 use palisade_dbus::proxy::PolicyProxy;
 use palisade_dbus::types::Client;
@@ -140,7 +140,7 @@ fn start_and_memory_rows(env: &TestEnv, display: &str) -> Result<Vec<Row>> {
 /// one D-Bus `Apply`.
 async fn apply_row(env: &TestEnv, display: &str, count: usize) -> Result<Row> {
     let app_bin = env.bin_dir().join("palisade");
-    let doc = policy_with_rules(count, true, 443, None);
+    let doc = policy_with_rules(count, Shape::Mergeable, 443, None);
     apply_as_root(env, &doc)?;
     let (app, _) = first_frame(env, display, &app_bin)?;
     act(env, &app, "page tab", "Firewall")?;

@@ -363,13 +363,22 @@ pub fn render_replacing(r: &Ruleset) -> String {
     )
 }
 
-/// One chain as nft would list it (for `vm show`).
+/// One chain as nft would list it (for `vm show`), then the mark maps its rules look up.
 pub fn render_chain(r: &Ruleset, name: &str) -> String {
     let mut s = String::new();
     if let Some(chain) = r.chains.iter().find(|c| c.name == name) {
         let _ = writeln!(s, "table inet {} chain {} {{", r.table, chain.name);
         render_body(&mut s, chain, "\t");
         s.push_str("}\n");
+        for rule in &chain.rules {
+            if let RuleVerdict::AcceptMarkedByMap(_, map) = &rule.verdict {
+                if let Some(set) = r.sets.iter().find(|s| &s.name == map) {
+                    let _ = writeln!(s, "table inet {} {{", r.table);
+                    render_set(&mut s, set);
+                    s.push_str("}\n");
+                }
+            }
+        }
     }
     s
 }

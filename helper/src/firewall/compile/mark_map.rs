@@ -8,8 +8,8 @@
 //! Invariants. Only neighbours form a run, and no key repeats within one, so a packet matches
 //! at most one element: the one whose rule it would have met first. The policy's order is kept.
 //! Logged rules, networks and port ranges wider than one, and anything but accept stay rules;
-//! so do runs shorter than [`MIN_RUN`] (people read rules more easily, and a few cost a packet
-//! little). An element's comment is its rule's counter name, so the counters are read from the
+//! so do runs of fewer than [`MIN_RUN`] groups (people read rules more easily, and a few cost
+//! a packet little). An element's comment is its rule's counter name, so the counters are read from the
 //! kernel's listing alone. A map's name says where its run is (the chain and the run's place),
 //! not what it holds, so a change of its rules is a change of its elements.
 
@@ -20,7 +20,10 @@ use palisade_dbus::policy::{Destination, Family, Protocol, Rule, Verdict};
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-/// Fewest rules a run needs to become a map (in more than one group).
+/// Fewest groups a run needs to become a map. A group is one kernel rule already (merged
+/// neighbours share a set of hosts), so this counts the kernel rules the map replaces: a run
+/// of a few big groups stays rules, and a change that splits a group (one host's port
+/// changed) does not turn it into a map whose every element then changes mark.
 pub(super) const MIN_RUN: usize = 16;
 /// Most ports one rule of a run may name (each is an element of the map).
 const MAX_PORTS: usize = 16;
@@ -93,11 +96,9 @@ impl<'a> Run<'a> {
         self.groups.push((group, keys));
     }
 
-    /// The run's groups, leaving it empty, when it has too few rules to be a map.
+    /// The run's groups, leaving it empty, when it has too few to be a map.
     pub(super) fn take_short(&mut self) -> Option<Vec<Group<'a>>> {
-        // One group is one rule already (its hosts in one set).
-        let rules: usize = self.groups.iter().map(|(g, _)| g.len()).sum();
-        if rules >= MIN_RUN && self.groups.len() > 1 {
+        if self.groups.len() >= MIN_RUN {
             return None;
         }
         self.taken.clear();

@@ -277,6 +277,10 @@ fn a_run_of_single_hosts_and_ports_becomes_one_map_lookup() {
         "{}",
         &text[..3000]
     );
+    // `vm show` shows the chain and the map it looks up.
+    let chain = crate::firewall::render::render_chain(&r, "vm_work");
+    assert!(chain.contains("map @vm_work_m0_v4 accept") && chain.contains("\tmap vm_work_m0_v4 {"));
+    assert_eq!(chain.matches(" . tcp . ").count(), 10_000);
 }
 
 #[test]
@@ -352,6 +356,18 @@ fn only_long_runs_of_plain_accepts_of_one_host_become_maps_and_order_is_kept() {
     assert_eq!(names, ["vm_work_m0_v4", "vm_work_m0_v6"]);
     assert!(render_ruleset(&r)
         .contains("ct mark set ip6 daddr . meta l4proto . th dport map @vm_work_m0_v6 accept"));
+}
+
+/// Neighbours merged into a few big groups stay rules, also when one of them is split by a
+/// changed port: the run counts kernel rules, not policy rules.
+#[test]
+fn a_run_of_few_big_groups_stays_rules() {
+    let split = compile_ruleset(
+        &many_rules(10_000, |i| if i == 4321 { 9000 } else { 443 }),
+        &facts(),
+    );
+    assert!(mark_maps(&split).is_empty());
+    assert_eq!(split.rule_count(), FIXED_RULES + 3);
 }
 
 #[test]

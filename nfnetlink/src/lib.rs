@@ -685,6 +685,24 @@ pub enum ElementOp {
     Delete,
 }
 
+impl ElementOp {
+    /// The request, message type and flags of an element message doing this.
+    fn request(self) -> (Action, u16, u16) {
+        match self {
+            ElementOp::Add => (
+                Action::AddElements,
+                NFT_MSG_NEWSETELEM,
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+            ),
+            ElementOp::Delete => (
+                Action::DeleteElements,
+                NFT_MSG_DELSETELEM,
+                NLM_F_REQUEST | NLM_F_ACK,
+            ),
+        }
+    }
+}
+
 /// What one call on a [`Batch`] asked for, kept to name a refused message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -815,18 +833,7 @@ impl Batch {
     where
         I: IntoIterator<Item = Element>,
     {
-        let (action, msg_type, flags) = match op {
-            ElementOp::Add => (
-                Action::AddElements,
-                NFT_MSG_NEWSETELEM,
-                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
-            ),
-            ElementOp::Delete => (
-                Action::DeleteElements,
-                NFT_MSG_DELSETELEM,
-                NLM_F_REQUEST | NLM_F_ACK,
-            ),
-        };
+        let (action, msg_type, flags) = op.request();
         let request = self.push_request(action, set);
         let mut open: Option<OpenList> = None;
         let mut taken = 0;

@@ -13,7 +13,7 @@
 //! user data format, so `nft list` shows it; a comment over 254 bytes is refused, never cut.
 
 use super::wire::*;
-use super::{Action, Batch, Counted, ElementOp, NetlinkError, NftSocket, SetRef};
+use super::{Batch, Counted, ElementOp, NetlinkError, NftSocket, SetRef};
 use std::net::IpAddr;
 
 /// `NFTA_SET_ELEM_DATA`, `NFTA_SET_ELEM_EXPR` (one expression), `NFTA_SET_ELEM_EXPRESSIONS`.
@@ -168,18 +168,7 @@ impl Batch {
     where
         W: FnOnce(&mut Vec<u8>),
     {
-        let (action, msg_type, flags) = match op {
-            ElementOp::Add => (
-                Action::AddElements,
-                NFT_MSG_NEWSETELEM,
-                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
-            ),
-            ElementOp::Delete => (
-                Action::DeleteElements,
-                NFT_MSG_DELSETELEM,
-                NLM_F_REQUEST | NLM_F_ACK,
-            ),
-        };
+        let (action, msg_type, flags) = op.request();
         let request = self.push_request(action, set);
         let mut open = None;
         let mut taken = 0;

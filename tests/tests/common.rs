@@ -526,3 +526,42 @@ pub fn json_out(env: &TestEnv, user: &str, args: &[&str]) -> serde_json::Value {
     let out = ok(env, env.palisadectl(Some(user), &all));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
+
+/// A connection held open by netcheck's `session` as `user` to 127.0.0.1:`port`: it exchanges
+/// one message at once and another when told to, and says what became of each.
+pub struct Session {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    go: PathBuf,
+}
+
+impl Session {
+    /// Opens it; the first line says whether the first message was echoed ("one: echoed").
+    pub fn open(env: &TestEnv, user: &str, port: u16) -> (Self, String) {
+        let go = env.dir().join(format!("go-{port}"));
+        let argv = vec![
+            "python3".to_owned(),
+            netcheck(env),
+            "session".into(),
+            "127.0.0.1".into(),
+            port.to_string(),
+            go.to_string_lossy().into_owned(),
+        ];
+        let mut child = env
+            .spawn_as(Some(user), &argv)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut lines =
+            BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout"))).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        (Self { child, lines, go }, first)
+    }
+
+    /// Sends the second message and ends the session: "two: echoed", or "two: cut ..." when the
+    /// connection no longer works.
+    pub fn second(mut self) -> String {
+        std::fs::write(&self.go, b"").unwrap_or_else(|e| panic!("{e}"));
+        let second = self.lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = self.child.wait();
+        second
+    }
+}

@@ -353,33 +353,16 @@ fn removing_an_allowance_cuts_an_open_connection() {
     let env = start();
     apply(&env, &work_policy(8443), &[]);
     let _listener = listen(&env, &[8443]);
-    let go = env.dir().join("go");
-    let argv = vec![
-        "python3".to_owned(),
-        netcheck(&env),
-        "session".into(),
-        "127.0.0.1".into(),
-        "8443".into(),
-        go.to_string_lossy().into_owned(),
-    ];
-    let mut session = env
-        .spawn_as(Some("palisade-vm-work"), &argv)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
-        session.stdout.take().unwrap_or_else(|| panic!("no stdout")),
-    ));
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let (session, first) = Session::open(&env, "palisade-vm-work", 8443);
     assert_eq!(first, "one: echoed", "the allowed connection did not work");
     // Same VM, same default, but the allowance is gone.
     let closed = work_policy(8443).replace("ports = 8443", "ports = 9999");
     apply(&env, &closed, &[]);
-    std::fs::write(&go, b"").unwrap_or_else(|e| panic!("{e}"));
-    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let second = session.second();
     assert!(
         second.starts_with("two: cut"),
         "the open connection survived: {second}"
     );
-    let _ = session.wait();
 }
 
 /// A document over the size limit is refused with a sentence naming the limit and what to do,
@@ -606,22 +589,7 @@ fn a_long_run_of_host_rules_is_one_map_changed_element_by_element() {
     assert!(rule.is_some() && set.is_some(), "one rule looks the map up");
 
     // An open connection whose rule changes is cut: its element's mark leaves the live marks.
-    let go = env.dir().join("go");
-    let argv = vec![
-        "python3".to_owned(),
-        netcheck(&env),
-        "session".into(),
-        "127.0.0.1".into(),
-        "8443".into(),
-        go.to_string_lossy().into_owned(),
-    ];
-    let mut session = env
-        .spawn_as(Some(vm_user), &argv)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
-        session.stdout.take().unwrap_or_else(|| panic!("no stdout")),
-    ));
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let (session, first) = Session::open(&env, vm_user, 8443);
     assert_eq!(first, "one: echoed", "the allowed connection did not work");
     assert!(!connects(&env, vm_user, 8444));
     assert!(connects(&env, vm_user, 8443));
@@ -631,13 +599,11 @@ fn a_long_run_of_host_rules_is_one_map_changed_element_by_element() {
 
     // The rule changes: its element is replaced in place, the map and its rule stay.
     apply(&env, &mapped_policy(2000, 1000, 8444), &[]);
-    std::fs::write(&go, b"").unwrap_or_else(|e| panic!("{e}"));
-    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let second = session.second();
     assert!(
         second.starts_with("two: cut"),
         "the open connection survived: {second}"
     );
-    let _ = session.wait();
     assert!(
         connects(&env, vm_user, 8444),
         "the changed rule is enforced"

@@ -299,25 +299,8 @@ fn a_drop_in_reload_keeps_an_open_connection_the_new_policy_still_allows() {
     ctl(&env, &["policy", "reload"]);
     let before = generation(&env);
     let _listener = listen(&env, &[8443]);
-    let go = env.dir().join("go");
-    let argv = vec![
-        "python3".to_owned(),
-        netcheck(&env),
-        "session".into(),
-        "127.0.0.1".into(),
-        "8443".into(),
-        go.to_string_lossy().into_owned(),
-    ];
-    let mut session = env
-        .spawn_as(Some("palisade-vm-work"), &argv)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
-        session.stdout.take().unwrap_or_else(|| panic!("no stdout")),
-    ));
-    assert_eq!(
-        lines.next().and_then(Result::ok).unwrap_or_default(),
-        "one: echoed"
-    );
+    let (session, first) = Session::open(&env, "palisade-vm-work", 8443);
+    assert_eq!(first, "one: echoed");
     // Another rule joins; the open connection is still allowed.
     let more = format!(
         "{}\n[[vm.rule]]\naction = \"accept\"\ndestination = \"127.0.0.1\"\nproto = \"tcp\"\nports = 9999\n",
@@ -329,10 +312,8 @@ fn a_drop_in_reload_keeps_an_open_connection_the_new_policy_still_allows() {
         table_raw(&env).contains("9999"),
         "the new rule is not in the table"
     );
-    std::fs::write(&go, b"").unwrap_or_else(|e| panic!("{e}"));
-    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let second = session.second();
     assert_eq!(second, "two: echoed", "the open connection did not survive");
-    let _ = session.wait();
 }
 
 /// One sample of a metrics file: name, labels, value.

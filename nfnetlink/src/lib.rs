@@ -85,8 +85,9 @@ use wire::{
     NFT_MSG_GETCHAIN, NFT_MSG_GETGEN, NFT_MSG_GETOBJ, NFT_MSG_GETSET, NFT_MSG_GETTABLE,
     NFT_MSG_NEWCHAIN, NFT_MSG_NEWGEN, NFT_MSG_NEWOBJ, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
     NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_OBJECT_COUNTER, NFT_SET_ANONYMOUS,
-    NFT_SET_ELEM_INTERVAL_END, NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NLA_HDRLEN, NLM_F_ACK,
-    NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, SET_USERDATA_KEY_BIG_ENDIAN,
+    NFT_SET_ELEM_INTERVAL_END, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT, NLA_HDRLEN,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    SET_USERDATA_KEY_BIG_ENDIAN,
 };
 
 /// Longest message this crate writes: the 16-bit length of the element list bounds it.
@@ -450,6 +451,11 @@ impl SetInfo {
     /// `flags timeout`.
     pub fn timeout(&self) -> bool {
         self.flags & NFT_SET_TIMEOUT != 0
+    }
+
+    /// A map (`map m { type ... : ... }`): its elements carry data.
+    pub fn map(&self) -> bool {
+        self.flags & NFT_SET_MAP != 0
     }
 }
 

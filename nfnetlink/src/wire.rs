@@ -68,6 +68,7 @@ pub const NFT_SET_ANONYMOUS: u32 = 0x1;
 #[cfg(test)]
 pub const NFT_SET_CONSTANT: u32 = 0x2;
 pub const NFT_SET_INTERVAL: u32 = 0x4;
+pub const NFT_SET_MAP: u32 = 0x8;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
 
 // Stateful objects (`counter`, `limit`, ...): the dump of a table's objects and their data.

@@ -772,72 +772,70 @@ fn compile_group(
     out: &mut Ruleset,
 ) -> Vec<RuleDef> {
     let mut compiled = Vec::new();
-    {
-        let (first_number, rule) = group[0];
-        let last_number = group[group.len() - 1].0;
-        let numbers = if group.len() == 1 {
-            first_number.to_string()
-        } else {
-            format!("{first_number}-{last_number}")
-        };
-        let mark = match (owner.vm, rule.action) {
-            (Some(vm), Verdict::Accept) => Some(group_mark(vm, group)),
-            _ => None,
-        };
-        if let Some(m) = mark {
-            out.live_marks.insert(m);
-        }
-        let verdict = rule_verdict(owner.vm.is_none(), rule.action);
-        let (destinations, transports) = match (owner.forwarder, &rule.destination) {
-            (Some(port), Destination::Dns) => forwarder_matches(port, rule.protocol),
-            _ if group.len() == 1 => (
-                destination_matches(owner, first_number, rule, facts, out),
-                transport_matches(rule),
-            ),
-            _ => (merged_destinations(group), transport_matches(rule)),
-        };
-        let shared_comment = group.iter().all(|(_, r)| r.comment == rule.comment);
-        let comment = if group.len() == 1 || (shared_comment && !rule.comment.is_empty()) {
-            (!rule.comment.is_empty()).then(|| shorten(&rule.comment))
-        } else {
-            Some(format!("rules {numbers}"))
-        };
-        let (counter, log) = match source {
-            Source::Policy => {
-                let tag = RuleTag {
-                    owner: owner.tag.clone(),
-                    rule: TagRule::Numbers {
-                        first: u32::try_from(first_number).unwrap_or(u32::MAX),
-                        last: u32::try_from(last_number).unwrap_or(u32::MAX),
-                    },
-                    action: rule.action,
-                };
-                let content: String = group.iter().map(|(_, r)| rule_content(r)).collect();
-                let (counter, log) = counted_and_logged(&tag, &content, out);
-                (counter, rule.log.then_some(log))
-            }
-            Source::Implicit => (Counter::Anonymous, None),
-        };
-        let template = RuleDef {
-            matches: Vec::new(),
-            counter,
-            log,
-            set_mark: mark,
-            verdict,
-            comment,
-        };
-        let (sliced, plain): (Vec<_>, Vec<_>) = destinations
-            .into_iter()
-            .partition(|d| matches!(d.first(), Some(Match::DaddrWithin(..))));
-        compiled.extend(expand(&template, &plain, &transports));
-        compiled.extend(slice_jumps(
-            &format!("{}_r{first_number}", owner.chain),
-            &template,
-            sliced,
-            &transports,
-            out,
-        ));
+    let (first_number, rule) = group[0];
+    let last_number = group[group.len() - 1].0;
+    let numbers = if group.len() == 1 {
+        first_number.to_string()
+    } else {
+        format!("{first_number}-{last_number}")
+    };
+    let mark = match (owner.vm, rule.action) {
+        (Some(vm), Verdict::Accept) => Some(group_mark(vm, group)),
+        _ => None,
+    };
+    if let Some(m) = mark {
+        out.live_marks.insert(m);
     }
+    let verdict = rule_verdict(owner.vm.is_none(), rule.action);
+    let (destinations, transports) = match (owner.forwarder, &rule.destination) {
+        (Some(port), Destination::Dns) => forwarder_matches(port, rule.protocol),
+        _ if group.len() == 1 => (
+            destination_matches(owner, first_number, rule, facts, out),
+            transport_matches(rule),
+        ),
+        _ => (merged_destinations(group), transport_matches(rule)),
+    };
+    let shared_comment = group.iter().all(|(_, r)| r.comment == rule.comment);
+    let comment = if group.len() == 1 || (shared_comment && !rule.comment.is_empty()) {
+        (!rule.comment.is_empty()).then(|| shorten(&rule.comment))
+    } else {
+        Some(format!("rules {numbers}"))
+    };
+    let (counter, log) = match source {
+        Source::Policy => {
+            let tag = RuleTag {
+                owner: owner.tag.clone(),
+                rule: TagRule::Numbers {
+                    first: u32::try_from(first_number).unwrap_or(u32::MAX),
+                    last: u32::try_from(last_number).unwrap_or(u32::MAX),
+                },
+                action: rule.action,
+            };
+            let content: String = group.iter().map(|(_, r)| rule_content(r)).collect();
+            let (counter, log) = counted_and_logged(&tag, &content, out);
+            (counter, rule.log.then_some(log))
+        }
+        Source::Implicit => (Counter::Anonymous, None),
+    };
+    let template = RuleDef {
+        matches: Vec::new(),
+        counter,
+        log,
+        set_mark: mark,
+        verdict,
+        comment,
+    };
+    let (sliced, plain): (Vec<_>, Vec<_>) = destinations
+        .into_iter()
+        .partition(|d| matches!(d.first(), Some(Match::DaddrWithin(..))));
+    compiled.extend(expand(&template, &plain, &transports));
+    compiled.extend(slice_jumps(
+        &format!("{}_r{first_number}", owner.chain),
+        &template,
+        sliced,
+        &transports,
+        out,
+    ));
     compiled
 }
 

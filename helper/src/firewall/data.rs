@@ -961,7 +961,8 @@ pub fn existing() -> Result<Existing, Error> {
 /// a table of 10,000 rules has as many counters to list.
 pub fn with_objects(mut existing: Existing) -> Result<Existing, Error> {
     let (mut counters, mut limits) = (Vec::new(), Vec::new());
-    for object in open()?
+    let mut socket = open()?;
+    for object in socket
         .list_objects(TableFamily::Inet, TABLE)
         .map_err(kernel)?
     {
@@ -974,15 +975,7 @@ pub fn with_objects(mut existing: Existing) -> Result<Existing, Error> {
     }
     existing.counters = counters;
     existing.limits = limits;
-    let mut socket = open()?;
-    for set in socket.list_sets(TableFamily::Inet, TABLE).map_err(kernel)? {
-        if super::kernel::is_mark_map(&set) {
-            let entries = socket
-                .list_mark_entries(&set_ref(&set.name)?)
-                .map_err(kernel)?;
-            existing.mark_maps.push((set.name, entries));
-        }
-    }
+    existing.mark_maps = super::kernel::mark_map_entries(&mut socket).map_err(kernel)?;
     Ok(existing)
 }
 

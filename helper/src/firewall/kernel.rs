@@ -319,13 +319,8 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
             .into_iter()
             .filter_map(|o| Some((o.name, o.counted?)))
             .collect();
-        let sets = socket
-            .list_sets(super::netlink::TableFamily::Inet, super::ruleset::TABLE)
-            .map_err(|e| e.to_string())?;
-        for map in sets.iter().filter(|s| is_mark_map(s)) {
-            let set =
-                SetRef::new(TableFamily::Inet, TABLE, &map.name).map_err(|e| e.to_string())?;
-            for entry in socket.list_mark_entries(&set).map_err(|e| e.to_string())? {
+        for (_, entries) in mark_map_entries(&mut socket).map_err(|e| e.to_string())? {
+            for entry in entries {
                 if let (Some(name), Some(c)) = (entry.comment, entry.counted) {
                     let sum = counted.entry(name).or_default();
                     sum.packets += c.packets;
@@ -340,8 +335,19 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
     .map_err(|e: String| Error::Internal(format!("cannot read the firewall's counters: {e}")))
 }
 
-/// A mark map as the kernel describes it: a map (flag 0x8) keyed by `address . protocol .
-/// port`, 12 or 24 bytes.
-pub(super) fn is_mark_map(set: &palisade_nfnetlink::SetInfo) -> bool {
-    set.flags & 0x8 != 0 && matches!(set.key_len, 12 | 24)
+/// Every mark map of our table with its elements: a dump of the table's sets (no elements),
+/// then of each mark map's elements. A mark map is a map keyed by `address . protocol . port`
+/// (12 or 24 bytes); no other set's elements are read.
+pub(super) fn mark_map_entries(
+    socket: &mut NftSocket,
+) -> Result<Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>, palisade_nfnetlink::NetlinkError> {
+    let mut maps = Vec::new();
+    for set in socket.list_sets(TableFamily::Inet, TABLE)? {
+        if set.map() && matches!(set.key_len, 12 | 24) {
+            let entries =
+                socket.list_mark_entries(&SetRef::new(TableFamily::Inet, TABLE, &set.name)?)?;
+            maps.push((set.name, entries));
+        }
+    }
+    Ok(maps)
 }

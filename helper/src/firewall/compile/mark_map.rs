@@ -9,13 +9,12 @@
 //! at most one element: the one whose rule it would have met first. The policy's order is kept.
 //! Logged rules, networks and port ranges wider than one, and anything but accept stay rules;
 //! so do runs of fewer than [`MIN_RUN`] groups (people read rules more easily, and a few cost
-//! a packet little). An element's comment is its rule's counter name, so the counters are read from the
-//! kernel's listing alone. A map's name says where its run is (the chain and the run's place),
+//! a packet little). An element's comment is its rule's counter name, so the counters are read
+//! from the kernel's listing alone. A map's name says where its run is (the chain and the run's place),
 //! not what it holds, so a change of its rules is a change of its elements.
 
 use super::{family_suffix, Owner};
 use crate::firewall::ruleset::*;
-use crate::firewall::ruleset::{RuleTag, TagRule};
 use palisade_dbus::policy::{Destination, Family, Protocol, Rule, Verdict};
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -379,15 +379,34 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
         overlay_file.display()
     );
 
+    // An address found in none of the list's sets is remembered for a second in the list's
+    // unlisted set (the packets after a connection's first skip the list's sets).
+    let unlisted = sets[0]
+        .rsplit_once("_s")
+        .map(|(stem, _)| format!("{stem}_u"))
+        .unwrap_or_default();
+    assert!(connects_to(&env, "127.90.0.1"));
+    let remembered = format!("{:?}", set_elements(&env, &unlisted));
+    assert!(remembered.contains("127.90.0.1"), "{remembered}");
+
     // A third version trades 127.89.0.0/24 for 127.90.0.0/24: the overlay changes by that
-    // alone (two ranges), composed with what it held; the slices are still not touched.
+    // alone (two ranges), composed with what it held; the slices are still not touched. A
+    // prober keeps 127.90.0.1 remembered while the import runs; the overlay's transaction
+    // empties the unlisted set, so the first connection after the import is refused.
     let third = write_list(
         &env,
         "third.netset",
         119_900,
         &["127.90.0.0/24", "10.2.0.0/24"],
     );
-    import(&env, &third, &[]);
+    let (_, _, refused) = probe_during(&env, "127.90.0.1", Duration::ZERO, || {
+        import(&env, &third, &[]);
+        !connects_to(&env, "127.90.0.1")
+    });
+    assert!(
+        refused,
+        "an address remembered as unlisted passed the version listing it"
+    );
     overlay_holds(&env, (2, 102));
     assert!(
         env.helper_log()
@@ -459,6 +478,33 @@ fn a_list_with_a_few_entries_changed_is_updated_by_its_difference() {
     assert_ne!(sets_of_big(&env, false), sets);
     assert!(connects_to(&env, new) && !connects_to(&env, "127.90.0.1"));
     assert!(!connects_to(&env, LISTED));
+
+    // A host rule accepting the list (spread over slices) lets its addresses past the host's
+    // later rules, which refuse the others.
+    apply(
+        &env,
+        r#"
+[[blocklist]]
+name = "big"
+imported = true
+
+[[host_rule]]
+action = "accept"
+blocklist = "big"
+
+[[host_rule]]
+action = "reject"
+destination = "127.0.0.0/8"
+proto = "tcp"
+ports = 8443
+"#,
+        &[],
+    );
+    assert!(
+        connects_to(&env, LISTED) && connects_to(&env, "127.90.0.1"),
+        "a listed address the host accepts was refused"
+    );
+    assert!(!connects_to(&env, UNLISTED) && !connects_to(&env, new));
 }
 
 /// The overlay sets (added, removed) of the IPv4 family of list `big`, from the helper's record.

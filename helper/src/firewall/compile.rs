@@ -169,6 +169,13 @@ pub fn compile_ruleset(policy: &Policy, facts: &Facts) -> Ruleset {
                     });
                     out.sets.push(set);
                 }
+                if let Some(first) = data.sets(family).first() {
+                    out.sets.push(net_set(
+                        &unlisted_set(&first.set),
+                        SetKind::Unlisted(family),
+                        Vec::new(),
+                    ));
+                }
             }
             continue;
         }
@@ -825,58 +832,23 @@ fn compile_group(
         verdict,
         comment,
     };
-    let (sliced, plain): (Vec<_>, Vec<_>) = destinations
-        .into_iter()
-        .partition(|d| matches!(d.first(), Some(Match::DaddrWithin(..))));
-    compiled.extend(expand(&template, &plain, &transports));
-    compiled.extend(slice_jumps(
-        &format!("{}_r{first_number}", owner.chain),
-        &template,
-        sliced,
-        &transports,
-        out,
-    ));
-    compiled
-}
-
-/// The rules for destination alternatives that each test a slice of the addresses and look
-/// the address up in that slice's set (a list spread over several sets): per family, one
-/// verdict map jumping by address to a chain (`<stem>_<family>_s<k>`) that holds the rule
-/// for that slice's set. A packet costs one map lookup and one set lookup, however many sets
-/// the list has, instead of a range test per set.
-fn slice_jumps(
-    stem: &str,
-    template: &RuleDef,
-    sliced: Vec<Vec<Match>>,
-    transports: &[Vec<Match>],
-    out: &mut Ruleset,
-) -> Vec<RuleDef> {
-    let mut maps: Vec<(Family, Vec<SliceJump>)> = Vec::new();
-    for alternative in sliced {
-        let Some(Match::DaddrWithin(first, last)) = alternative.first().cloned() else {
-            continue;
-        };
-        let family = if first.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        };
-        let entries = match maps.iter_mut().find(|(f, _)| *f == family) {
-            Some((_, entries)) => entries,
-            None => {
-                maps.push((family, Vec::new()));
-                let last = maps.len() - 1;
-                &mut maps[last].1
-            }
-        };
-        let chain = format!("{stem}_{}_s{}", family_suffix(family), entries.len());
-        let rules = expand(template, &[alternative[1..].to_vec()], transports);
-        out.chains.push(ChainDef::new(chain.clone(), None, rules));
-        entries.push((first, last, chain));
+    compiled.extend(expand(&template, &destinations, &transports));
+    if let Destination::Blocklist(name) = &rule.destination {
+        let stem = format!("{}_r{first_number}", owner.chain);
+        for sets in families(rule)
+            .into_iter()
+            .filter_map(|f| imported_sets(name, facts, f))
+        {
+            compiled.extend(list_lookup::list_rules(
+                &stem,
+                &template,
+                &sets,
+                &transports,
+                out,
+            ));
+        }
     }
-    maps.into_iter()
-        .map(|(_, entries)| RuleDef::new(Vec::new(), RuleVerdict::DaddrMap(entries)))
-        .collect()
+    compiled
 }
 
 /// How a policy rule's action ends its nft rules. In the host chain an accept only means "no
@@ -972,10 +944,7 @@ fn destination_matches(
     out: &mut Ruleset,
 ) -> Vec<Vec<Match>> {
     let pinned = pinned_family(rule.protocol);
-    let families: Vec<Family> = match pinned {
-        Some(f) => vec![f],
-        None => vec![Family::V4, Family::V6],
-    };
+    let families = families(rule);
     match &rule.destination {
         Destination::Any => vec![pinned.map(Match::Family).into_iter().collect()],
         Destination::Net(n) => vec![vec![Match::Daddr(*n)]],
@@ -1113,41 +1082,46 @@ pub fn blocklist_set(name: &str, f: Family) -> String {
     format!("bl_{}_{}", name.replace('-', "_"), family_suffix(f))
 }
 
-/// The alternatives matching one family of blocklist `name`. An imported list spread over
-/// several sets is matched by each set behind a range test of the addresses it holds, so a
-/// packet is looked up in one set only (a range test costs a comparison, a lookup a search).
-/// An imported list whose sets were not chosen names the inline set, which does not exist: the
-/// kernel refuses such a ruleset rather than dropping the rule.
-///
-/// A list whose slices hold an older version has an overlay: the added set is one more
-/// alternative, and each slice's lookup is followed by "not in the removed set" (tested only
-/// for an address the slice holds). The alternatives stay disjoint: an added range is in no
-/// slice unless the removed set holds the base's range around it.
-fn blocklist_matches(name: &ShortName, facts: &Facts, f: Family) -> Vec<Vec<Match>> {
-    let data = facts.imported.get(name);
-    let shards = data.map(|d| d.sets(f)).unwrap_or_default();
-    let overlay = data.and_then(|d| d.overlay(f));
-    let in_slice = |set: &str| {
-        let mut matches = vec![Match::DaddrInSet(f, set.to_owned())];
-        if let Some(o) = overlay {
-            matches.push(Match::DaddrNotInSet(f, o.removed.clone()));
-        }
-        matches
-    };
-    let mut alternatives: Vec<Vec<Match>> = overlay
-        .map(|o| vec![Match::DaddrInSet(f, o.added.clone())])
-        .into_iter()
-        .collect();
-    match shards {
-        [] => alternatives.push(vec![Match::DaddrInSet(f, blocklist_set(name.as_str(), f))]),
-        [one] => alternatives.push(in_slice(&one.set)),
-        many => alternatives.extend(many.iter().map(|s| {
-            let mut matches = vec![Match::DaddrWithin(s.first, s.last)];
-            matches.extend(in_slice(&s.set));
-            matches
-        })),
+/// The families a rule's packets can be of: one if its protocol pins it.
+fn families(rule: &Rule) -> Vec<Family> {
+    match pinned_family(rule.protocol) {
+        Some(f) => vec![f],
+        None => vec![Family::V4, Family::V6],
     }
-    alternatives
+}
+
+/// The alternatives matching one family of blocklist `name` when it is written in the policy:
+/// its one set. An imported list is looked up in the sets the data path chose for it
+/// ([`imported_sets`], `list_lookup`), and has no alternatives here; an imported list whose
+/// sets were not chosen names the inline set, which does not exist: the kernel refuses such a
+/// ruleset rather than dropping the rule.
+fn blocklist_matches(name: &ShortName, facts: &Facts, f: Family) -> Vec<Vec<Match>> {
+    if imported_sets(name, facts, f).is_some() {
+        return Vec::new();
+    }
+    vec![vec![Match::DaddrInSet(f, blocklist_set(name.as_str(), f))]]
+}
+
+/// The kernel sets of one family of imported list `name`, if the data path chose them.
+fn imported_sets<'f>(
+    name: &ShortName,
+    facts: &'f Facts,
+    family: Family,
+) -> Option<list_lookup::ListSets<'f>> {
+    let data = facts.imported.get(name)?;
+    let slices = data.sets(family);
+    (!slices.is_empty()).then(|| list_lookup::ListSets {
+        family,
+        slices,
+        overlay: data.overlay(family),
+    })
+}
+
+/// The set remembering the addresses found in none of the sets of the group of slices whose
+/// first set is `slice`: `<stem>_u` for slices `<stem>_s<k>` (see `list_lookup`).
+pub fn unlisted_set(slice: &str) -> String {
+    let stem = slice.rsplit_once("_s").map_or(slice, |(stem, _)| stem);
+    format!("{stem}_u")
 }
 
 /// The first and last address of a family.
@@ -1219,6 +1193,7 @@ pub(crate) fn shorten(s: &str) -> String {
 }
 
 mod lab;
+mod list_lookup;
 mod mark_map;
 #[cfg(test)]
 pub(crate) mod tests;

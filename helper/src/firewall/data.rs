@@ -35,7 +35,7 @@
 //! Every call that writes runs under the firewall's apply lock, and blocks (netlink): callers
 //! use `spawn_blocking`.
 
-use super::compile::{blocklist_set, Facts, ImportedFacts, ListOverlay, ListShard};
+use super::compile::{blocklist_set, unlisted_set, Facts, ImportedFacts, ListOverlay, ListShard};
 use super::kernel::Existing;
 use super::netlink::{
     Batch, Element, ElementOp, Key, KeyType, NftSocket, SetRef, SetSpec, TableFamily,
@@ -259,11 +259,11 @@ impl DataSets {
             }
             work.log();
             if let Some((added, removed)) = overlay {
-                let base = sets
-                    .iter()
-                    .find(|(_, d)| d.role == ListRole::Slice)
-                    .map(|(_, d)| d.hash.clone())
-                    .unwrap_or_default();
+                let slice = sets.iter().find(|(_, d)| d.role == ListRole::Slice);
+                let base = slice.map(|(_, d)| d.hash.clone()).unwrap_or_default();
+                let unlisted = slice
+                    .map(|(set, _)| unlisted_set(&set.name))
+                    .filter(|name| existing.sets.contains(name));
                 record = self.update_overlay(
                     socket,
                     Overlay {
@@ -271,6 +271,7 @@ impl DataSets {
                         removed: removed.0,
                         data: added.1,
                         base,
+                        unlisted,
                     },
                     &mut work,
                     record,
@@ -379,6 +380,10 @@ impl DataSets {
                 changed += batch.delete_elements(set, within(&change.removed, data));
                 changed += batch.add_elements(set, within(&change.added, data));
             }
+        }
+        // The addresses remembered as not in the list were judged by the old version.
+        if let Some(unlisted) = &overlay.unlisted {
+            batch.flush_set(&set_ref(unlisted)?);
         }
         let before = record.clone();
         for set in [&overlay.added.name, &overlay.removed.name] {
@@ -527,6 +532,8 @@ struct Overlay<'a> {
     removed: &'a SetDef,
     data: &'a ImportedData,
     base: String,
+    /// The group's set of addresses found in none of the list's sets, if the kernel has it.
+    unlisted: Option<String>,
 }
 
 /// One family of one list being brought up to date: its contents and its difference, read

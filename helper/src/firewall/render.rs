@@ -415,6 +415,8 @@ fn render_set(s: &mut String, set: &SetDef) {
         SetKind::ConsoleEndpoints(Family::V6) => ("ipv6_addr . inet_service", ""),
         SetKind::ConsoleAllowed(Family::V4) => ("uid . ipv4_addr . inet_service", ""),
         SetKind::ConsoleAllowed(Family::V6) => ("uid . ipv6_addr . inet_service", ""),
+        SetKind::Unlisted(Family::V4) => ("ipv4_addr", "dynamic,timeout"),
+        SetKind::Unlisted(Family::V6) => ("ipv6_addr", "dynamic,timeout"),
     };
     let _ = write!(s, "\tset {} {{\n\t\ttype {ty}\n", set.name);
     if !flags.is_empty() {
@@ -423,6 +425,15 @@ fn render_set(s: &mut String, set: &SetDef) {
     if matches!(set.kind, SetKind::Answers(_)) {
         let _ = writeln!(s, "\t\tsize {MAX_ANSWERS}");
         s.push_str("\t\t# filled by the DNS forwarder as the VM's names are answered\n");
+    }
+    if matches!(set.kind, SetKind::Unlisted(_)) {
+        let _ = writeln!(
+            s,
+            "\t\tsize {MAX_UNLISTED}\n\t\ttimeout {UNLISTED_SECONDS}s"
+        );
+        s.push_str(
+            "\t\t# addresses just looked up in the list and not in it: filled by the rules\n",
+        );
     }
     if let Some(f) = &set.follows {
         if f.timeout_seconds > 0 {
@@ -554,6 +565,7 @@ fn one_line(rule: &RuleDef) -> String {
         RuleVerdict::TcpReset => "reject with tcp reset".into(),
         RuleVerdict::IcmpxUnreachable => "reject with icmpx port-unreachable".into(),
         RuleVerdict::Jump(c) => format!("jump {c}"),
+        RuleVerdict::RememberDaddr(f, set) => format!("add @{set} {{ {} daddr }}", nft_family(*f)),
         RuleVerdict::DaddrMap(map) => {
             let family = match map.first() {
                 Some((std::net::IpAddr::V6(_), _, _)) => Family::V6,

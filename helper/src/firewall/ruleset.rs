@@ -40,6 +40,11 @@ pub const LOG_BURST: u32 = 100;
 /// Most addresses one answers set holds: a guest resolving endless names under a wildcard fills
 /// it, and then its answers are refused rather than the helper's or the kernel's memory growing.
 pub const MAX_ANSWERS: u32 = 65_536;
+/// Most addresses one family of an imported list remembers as not listed, and for how long
+/// (see `compile/list_lookup`): a full set only costs speed, and a remembered address is looked
+/// up in the list again within a second, whatever happened meanwhile.
+pub const MAX_UNLISTED: u32 = 65_536;
+pub const UNLISTED_SECONDS: u32 = 1;
 
 /// A whole table (of family `inet`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +156,10 @@ pub enum SetKind {
     /// A map from `address . protocol . port` to a connection mark, each element with its own
     /// counter (one family): a run of a VM's rules that each accept one host on some ports.
     MarkMap(Family),
+    /// Addresses recently looked up in an imported list and found in none of its sets (one
+    /// family), filled by the packet path and expiring after `UNLISTED_SECONDS`: the rules
+    /// naming the list skip its sets for them.
+    Unlisted(Family),
 }
 
 /// A named set.
@@ -560,6 +569,10 @@ pub enum RuleVerdict {
     /// Accept a packet whose `address . protocol . port` is in the named mark map (of this
     /// family), marking its connection with the element's mark; any other goes on.
     AcceptMarkedByMap(Family, String),
+    /// Add the packet's destination address to the named set of this family (`add @set {
+    /// ip daddr }`), then go on: an `Unlisted` set, from the rule that found the address in
+    /// none of its list's sets.
+    RememberDaddr(Family, String),
 }
 
 /// One entry of a [`RuleVerdict::DaddrMap`]: addresses from the first to the last jump to the

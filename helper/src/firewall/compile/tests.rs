@@ -524,6 +524,106 @@ fn a_list_in_several_sets_is_looked_up_through_a_map_of_slices() {
     assert!(text.contains("ip daddr @bl_big_v4 "), "{text}");
 }
 
+/// Every rule naming an imported list first asks whether the address was just found in none of
+/// its sets (a hash set per family, shared by the rules), and the slice's chain remembers an
+/// address no set holds; a list in one slice is looked up in place.
+#[test]
+fn an_address_no_set_of_a_list_holds_is_remembered_and_skips_the_list() {
+    let p = policy(&format!(
+        "{BIG_LIST}\n[[host_rule]]\naction = \"reject\"\nblocklist = \"big\"\nproto = \"tcp\"\nports = 25\n"
+    ));
+    let mut f = facts();
+    import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
+    let r = compile_ruleset(&p, &f);
+    let unlisted: Vec<(&str, SetKind)> = r
+        .sets
+        .iter()
+        .filter(|s| matches!(s.kind, SetKind::Unlisted(_)))
+        .map(|s| (s.name.as_str(), s.kind))
+        .collect();
+    assert_eq!(
+        unlisted,
+        [
+            ("bl_big_v4_1_u", SetKind::Unlisted(Family::V4)),
+            ("bl_big_v6_1_u", SetKind::Unlisted(Family::V6))
+        ]
+    );
+    let text = render_ruleset(&r);
+    for want in [
+        "set bl_big_v4_1_u {\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\tsize 65536\n\t\ttimeout 1s\n",
+        "\t\tip daddr != @bl_big_v4_1_u ip daddr vmap { 0.0.0.0-9.255.255.255 : jump host_r1_v4_s0, ",
+        "chain host_r1_v4_s1 {\n\t\tip daddr @bl_big_v4_1_s1 counter name \"c_host_r1_",
+        "drop\n\t\tip daddr != @bl_big_v4_1_s1 add @bl_big_v4_1_u { ip daddr }\n\t}",
+        "\t\tip daddr != @bl_big_v4_1_u ip daddr vmap { 0.0.0.0-9.255.255.255 : jump host_r2_v4_s0, ",
+        "chain host_r2_v4_s0 {\n\t\tip daddr @bl_big_v4_1_s0 tcp dport 25 counter name \"c_host_r2_",
+        "jump do_reject\n\t\tip daddr != @bl_big_v4_1_s0 add @bl_big_v4_1_u { ip daddr }\n\t}",
+        "\t\tip6 daddr != @bl_big_v6_1_u ip6 daddr @bl_big_v6_1_s0 counter name \"c_host_r1_",
+        "drop\n\t\tip6 daddr != @bl_big_v6_1_u ip6 daddr != @bl_big_v6_1_s0 add @bl_big_v6_1_u { ip6 daddr }\n",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    // Only the rules naming the list look at the set.
+    assert_eq!(text.matches("!= @bl_big_v4_1_u").count(), 2, "{text}");
+
+    // Over an overlay an address is remembered when it is in neither its slice nor the added
+    // set, or in the removed set and not the added one.
+    add_overlays(&mut f, "big");
+    let text = render_ruleset(&compile_ruleset(&p, &f));
+    for want in [
+        "\t\tip daddr != @bl_big_v4_1_u ip daddr @bl_big_v4_1_a1 counter name \"c_host_r1_",
+        "\t\tip daddr != @bl_big_v4_1_s0 ip daddr != @bl_big_v4_1_a1 add @bl_big_v4_1_u { ip daddr }\n\t\t\
+         ip daddr @bl_big_v4_1_r1 ip daddr != @bl_big_v4_1_a1 add @bl_big_v4_1_u { ip daddr }\n\t}",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    assert_eq!(unlisted_set("bl_big_v4_3_s12"), "bl_big_v4_3_u");
+}
+
+/// A host rule accepting a list spread over slices is written in place, slice by slice behind
+/// a test of the slice's addresses: a `return` in a chain a verdict map jumped to would leave
+/// only that chain, and the host's later rules would still refuse the listed address.
+#[test]
+fn a_host_accept_of_a_sliced_list_returns_from_the_host_chain() {
+    let p = policy(
+        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
+         [[host_rule]]\naction = \"accept\"\nblocklist = \"big\"\n\n\
+         [[host_rule]]\naction = \"drop\"\ndestination = \"0.0.0.0/0\"\n",
+    );
+    let mut f = facts();
+    import_list(&mut f, "big", "00ff", 3, &["10.0.0.0"]);
+    let text = render_ruleset(&compile_ruleset(&p, &f));
+    assert!(!text.contains("vmap"), "{text}");
+    let host = text
+        .split("chain host {")
+        .nth(1)
+        .and_then(|t| t.split("\n\t}").next())
+        .unwrap_or_default();
+    let lines: Vec<&str> = host
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let accepts = [
+        "ip daddr 0.0.0.0-9.255.255.255 ip daddr != @bl_big_v4_1_u ip daddr @bl_big_v4_1_s0 counter",
+        "ip daddr 0.0.0.0-9.255.255.255 ip daddr != @bl_big_v4_1_u ip daddr != @bl_big_v4_1_s0 add @bl_big_v4_1_u { ip daddr }",
+        "ip daddr 10.0.0.0-255.255.255.255 ip daddr != @bl_big_v4_1_u ip daddr @bl_big_v4_1_s1 counter",
+        "ip daddr 10.0.0.0-255.255.255.255 ip daddr != @bl_big_v4_1_u ip daddr != @bl_big_v4_1_s1 add @bl_big_v4_1_u { ip daddr }",
+    ];
+    for (line, want) in lines.iter().zip(accepts) {
+        assert!(line.starts_with(want), "{want} is not {line} in\n{host}");
+    }
+    assert!(
+        lines[0].ends_with("return") && lines[2].ends_with("return"),
+        "{host}"
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("ip daddr 0.0.0.0/0 counter") && l.ends_with("drop")),
+        "{host}"
+    );
+}
+
 /// Both renderings go through the real nft in check mode inside a throwaway network namespace.
 #[test]
 #[ignore = "needs root for nft in a network namespace: make test runs it"]
@@ -540,6 +640,12 @@ fn nft_accepts_both_renderings() {
     // With overlays, in both families (one slice for IPv6, three for IPv4).
     add_overlays(&mut f, "big");
     crate::test_support::nft_check(&[], &render_ruleset(&compile_ruleset(&with_list, &f)));
+    // A host rule accepting the list, written in place.
+    let accepting = policy(
+        "[[blocklist]]\nname = \"big\"\nimported = true\n\n\
+         [[host_rule]]\naction = \"accept\"\nblocklist = \"big\"\nlog = true\n",
+    );
+    crate::test_support::nft_check(&[], &render_ruleset(&compile_ruleset(&accepting, &f)));
     let r = compile_ruleset(&policy(WORK), &facts());
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);

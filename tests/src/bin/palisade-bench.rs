@@ -858,20 +858,10 @@ fn load_output_chain(env: &TestEnv, ns: &Netns, rules: &str) -> Result<()> {
         "table inet bench {{\n chain output {{\n  type filter hook output priority 0; policy \
          accept;\n{rules} }}\n}}\n"
     );
-    let file = env.write_file(&format!("{}.nft", ns.name()), script)?;
-    let out = ns
-        .command(&["nft", "-f", &file.to_string_lossy()])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "loading the anchor table in {}: {}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    load_table(env, ns, script.as_bytes())
 }
 
-/// Loads into `ns` a whole table, as `nft list` wrote it.
+/// Loads into `ns` a whole table (nft text).
 fn load_table(env: &TestEnv, ns: &Netns, table: &[u8]) -> Result<()> {
     let file = env.write_file(&format!("{}.nft", ns.name()), table)?;
     let out = ns
@@ -879,7 +869,7 @@ fn load_table(env: &TestEnv, ns: &Netns, table: &[u8]) -> Result<()> {
         .output()?;
     anyhow::ensure!(
         out.status.success(),
-        "loading the copied table in {}: {}",
+        "loading the anchor table in {}: {}",
         ns.name(),
         String::from_utf8_lossy(&out.stderr)
     );

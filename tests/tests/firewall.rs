@@ -387,7 +387,7 @@ fn a_too_large_document_is_refused_with_the_limit_and_what_to_do() {
     assert_eq!(common::generation(&env), 1);
 }
 
-/// VM `work` with `n` rules to 10.0.x.y (neighbours on different port ranges, so none merge,
+/// VM `work` with `n` rules to 10.x.y.1 (neighbours on different port ranges, so none merge,
 /// and too many ports to be elements of a mark map: each is a kernel rule), each commented
 /// `r<k>`, and at `listener` the rule to the test listener on 127.0.0.1:`port`.
 fn long_policy(n: usize, listener: usize, port: u16) -> String {
@@ -396,10 +396,28 @@ fn long_policy(n: usize, listener: usize, port: u16) -> String {
     })
 }
 
-/// VM `work` with `n` rules to 10.0.x.y on one port each (neighbours on different ports: a run
+/// VM `work` with `n` rules to 10.x.y.1 on one port each (neighbours on different ports: a run
 /// the compiler makes a mark map), the one at `listener` to 127.0.0.1:`port`.
 fn mapped_policy(n: usize, listener: usize, port: u16) -> String {
     rules_policy(n, listener, port, |k| (1000 + k % 2).to_string())
+}
+
+/// Like [`mapped_policy`] with a /24 network in each rule (10.x.y.0/24, and 127.0.0.0/24 for
+/// the listener's).
+fn mapped_networks_policy(n: usize, listener: usize, port: u16) -> String {
+    let doc = rules_policy(n, listener, port, |k| (1000 + k % 2).to_string());
+    doc.lines()
+        .map(|line| match line.strip_prefix("destination = \"") {
+            Some(host) => {
+                let net = host
+                    .trim_end_matches('"')
+                    .rsplit_once('.')
+                    .map_or("", |(n, _)| n);
+                format!("destination = \"{net}.0/24\"\n")
+            }
+            None => format!("{line}\n"),
+        })
+        .collect()
 }
 
 fn rules_policy(n: usize, listener: usize, port: u16, ports: impl Fn(usize) -> String) -> String {
@@ -410,7 +428,7 @@ fn rules_policy(n: usize, listener: usize, port: u16, ports: impl Fn(usize) -> S
         let (destination, port) = if k == listener {
             ("127.0.0.1".to_owned(), port.to_string())
         } else {
-            (format!("10.0.{}.{}", k / 256, k % 256), ports(k))
+            (format!("10.{}.{}.1", k / 256, k % 256), ports(k))
         };
         doc.push_str(&format!(
             "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {port}\ncomment = \"r{k}\"\n"
@@ -573,6 +591,39 @@ fn map_elements(env: &TestEnv, map: &str) -> (usize, String) {
         .trim()
         .to_owned();
     (text.matches(" : 0x").count(), local)
+}
+
+/// A run of network rules of one length is a map too, looked up by the address masked to that
+/// length: the network holding the listener lets the VM's user through on its port alone, and
+/// a change of its rule is a change of its element.
+#[test]
+fn a_long_run_of_network_rules_is_one_map_looked_up_by_the_masked_address() {
+    let env = start();
+    let _listener = listen(&env, &[8443, 8444]);
+    let vm_user = "palisade-vm-work";
+    let map = "vm_work_m0_v4";
+    apply(&env, &mapped_networks_policy(500, 250, 8443), &[]);
+    let (count, _) = map_elements(&env, map);
+    assert_eq!(count, 500, "every rule is an element");
+    let lookup =
+        format!("ct mark set ip daddr & 255.255.255.0 . meta l4proto . th dport map @{map} accept");
+    let (rule, set) = handles(&env, &lookup, map);
+    assert!(rule.is_some() && set.is_some(), "one rule looks the map up");
+    assert!(
+        connects(&env, vm_user, 8443),
+        "the listener's network is refused"
+    );
+    assert!(
+        !connects(&env, vm_user, 8444),
+        "another port of the network passes"
+    );
+    apply(&env, &mapped_networks_policy(500, 250, 8444), &[]);
+    assert!(connects(&env, vm_user, 8444) && !connects(&env, vm_user, 8443));
+    assert_eq!(
+        handles(&env, &lookup, map),
+        (rule, set),
+        "the map or its rule was loaded again"
+    );
 }
 
 #[test]

@@ -371,7 +371,7 @@ pub fn render_chain(r: &Ruleset, name: &str) -> String {
         render_body(&mut s, chain, "\t");
         s.push_str("}\n");
         for rule in &chain.rules {
-            if let RuleVerdict::AcceptMarkedByMap(_, map) = &rule.verdict {
+            if let RuleVerdict::AcceptMarkedByMap(_, map, _) = &rule.verdict {
                 if let Some(set) = r.sets.iter().find(|s| &s.name == map) {
                     let _ = writeln!(s, "table inet {} {{", r.table);
                     render_set(&mut s, set);
@@ -587,9 +587,9 @@ fn one_line(rule: &RuleDef) -> String {
         RuleVerdict::Dnat(to, Some(port)) => format!("dnat ip to {to}:{port}"),
         RuleVerdict::Snat(to) => format!("snat ip to {to}"),
         RuleVerdict::Masquerade => "masquerade".into(),
-        RuleVerdict::AcceptMarkedByMap(family, map) => format!(
-            "ct mark set {} daddr . meta l4proto . th dport map @{map} accept",
-            nft_family(*family)
+        RuleVerdict::AcceptMarkedByMap(family, map, prefix) => format!(
+            "ct mark set {} . meta l4proto . th dport map @{map} accept",
+            masked_daddr(*family, *prefix)
         ),
         RuleVerdict::UidMap(map) => {
             let entries: Vec<String> = map
@@ -651,6 +651,25 @@ fn render_match(m: &Match) -> String {
                 nft_family(*f)
             )
         }
+    }
+}
+
+/// The destination address masked to `prefix` bits, as nft writes it (no mask for a whole
+/// address).
+fn masked_daddr(family: Family, prefix: u8) -> String {
+    let mask = match family {
+        Family::V4 => ipnet::Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, prefix)
+            .ok()
+            .filter(|n| n.prefix_len() < 32)
+            .map(|n| n.netmask().to_string()),
+        Family::V6 => ipnet::Ipv6Net::new(std::net::Ipv6Addr::UNSPECIFIED, prefix)
+            .ok()
+            .filter(|n| n.prefix_len() < 128)
+            .map(|n| n.netmask().to_string()),
+    };
+    match mask {
+        Some(mask) => format!("{} daddr & {mask}", nft_family(family)),
+        None => format!("{} daddr", nft_family(family)),
     }
 }
 

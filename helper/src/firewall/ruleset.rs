@@ -567,8 +567,9 @@ pub enum RuleVerdict {
     /// Source NAT to the outgoing interface's address (in a `NatPostrouting` chain only).
     Masquerade,
     /// Accept a packet whose `address . protocol . port` is in the named mark map (of this
-    /// family), marking its connection with the element's mark; any other goes on.
-    AcceptMarkedByMap(Family, String),
+    /// family), its address masked to the prefix length given (the full length for hosts),
+    /// marking its connection with the element's mark; any other goes on.
+    AcceptMarkedByMap(Family, String, u8),
     /// Add the packet's destination address to the named set of this family (`add @set {
     /// ip daddr }`), then go on: an `Unlisted` set, from the rule that found the address in
     /// none of its list's sets.

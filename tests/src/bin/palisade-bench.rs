@@ -127,6 +127,7 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
             (10_000, Shape::Mergeable),
             (10_000, Shape::Hosts),
             (10_000, Shape::Networks),
+            (10_000, Shape::Ranges),
         ];
         for (rules, mergeable) in cases {
             let label = format!(
@@ -134,7 +135,8 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
                 match mergeable {
                     Shape::Mergeable => "",
                     Shape::Hosts => ", every neighbour different (no merging; one host and port each: a mark map)",
-                    Shape::Networks => ", every neighbour different (no merging; a network each: kernel rules)",
+                    Shape::Networks => ", every neighbour different (no merging; a /24 network and port each: a mark map)",
+                    Shape::Ranges => ", every neighbour different (no merging; one host and 100 ports each: kernel rules)",
                 }
             );
             // Every timed apply changes the live policy, so none is an apply of what is already
@@ -1087,8 +1089,12 @@ pub(crate) enum Shape {
     Mergeable,
     /// One host each, neighbours on different ports: the compiler makes them a mark map.
     Hosts,
-    /// A /24 network each, neighbours on different ports: one kernel rule each.
+    /// A /24 network each, neighbours on different ports: a mark map, looked up by the address
+    /// masked to /24.
     Networks,
+    /// One host each on a range of 100 ports, neighbours on different ranges: too many ports to
+    /// be elements of a map, one kernel rule each.
+    Ranges,
 }
 
 pub(crate) fn policy_with_rules(
@@ -1108,8 +1114,12 @@ pub(crate) fn policy_with_rules(
             Shape::Networks => format!("10.{}.{}.0/24", (i >> 8) & 255, i & 255),
             _ => format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
         };
+        let ports = match shape {
+            Shape::Ranges => format!("\"{port}-{}\"", port + 99),
+            _ => port.to_string(),
+        };
         doc.push_str(&format!(
-            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {port}\n",
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {ports}\n",
         ));
     }
     doc

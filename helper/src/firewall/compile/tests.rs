@@ -308,8 +308,9 @@ fn only_long_runs_of_plain_accepts_of_one_host_become_maps_and_order_is_kept() {
         17,
         "two ports, two elements"
     );
-    // A logged rule, a port range, a network and a drop each end a run and stay rules where
-    // they are; a key already in the run starts a new one.
+    // A logged rule, a port range, a network (of another length than the run's hosts) and a
+    // drop each end a run and stay rules where they are; a key already in the run starts a
+    // new one.
     for (breaker, stays) in [
         (
             (host(200), "tcp", "22", "log = true"),
@@ -356,6 +357,51 @@ fn only_long_runs_of_plain_accepts_of_one_host_become_maps_and_order_is_kept() {
     assert_eq!(names, ["vm_work_m0_v4", "vm_work_m0_v6"]);
     assert!(render_ruleset(&r)
         .contains("ct mark set ip6 daddr . meta l4proto . th dport map @vm_work_m0_v6 accept"));
+}
+
+/// Networks of one length per family form a run too: the map's keys are the networks, and its
+/// lookup masks the address to their length.
+#[test]
+fn a_run_of_networks_of_one_length_is_a_map_looked_up_by_the_masked_address() {
+    let mut rules: Vec<(String, &str, &str, &str)> = (0..20)
+        .map(|i| {
+            (
+                format!("10.{i}.7.0/24"),
+                "tcp",
+                if i % 2 == 0 { "443" } else { "80" },
+                "",
+            )
+        })
+        .collect();
+    rules.extend((0..20).map(|i| {
+        (
+            format!("2001:db8:{i}::/48"),
+            "udp",
+            if i % 2 == 0 { "53" } else { "853" },
+            "",
+        )
+    }));
+    // A /16 after them: another length ends the run and stays a rule.
+    rules.push(("10.99.0.0/16".into(), "tcp", "22", ""));
+    let rules: Vec<(&str, &str, &str, &str)> = rules
+        .iter()
+        .map(|(d, p, o, e)| (d.as_str(), *p, *o, *e))
+        .collect();
+    let r = compile_ruleset(&vm_rules(&rules), &facts());
+    let maps = mark_maps(&r);
+    let names: Vec<&str> = maps.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["vm_work_m0_v4", "vm_work_m0_v6"]);
+    assert_eq!(maps[0].entries[3].addr.to_string(), "10.3.7.0");
+    assert_eq!(maps[1].entries[1].addr.to_string(), "2001:db8:1::");
+    let text = render_ruleset(&r);
+    for want in [
+        "ct mark set ip daddr & 255.255.255.0 . meta l4proto . th dport map @vm_work_m0_v4 accept",
+        "ct mark set ip6 daddr & ffff:ffff:ffff:: . meta l4proto . th dport map @vm_work_m0_v6 accept",
+        "\t\t\t10.3.7.0 . tcp . 80 comment \"c_vm_work_r4_",
+        "ip daddr 10.99.0.0/16 tcp dport 22 counter name",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
 }
 
 /// Neighbours merged into a few big groups stay rules, also when one of them is split by a
@@ -650,13 +696,14 @@ fn nft_accepts_both_renderings() {
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);
     crate::test_support::nft_check(&[], &render_ruleset(&r));
-    // Mark maps, both families.
+    // Mark maps, both families, of hosts and of networks.
     let mut doc = String::from("[[vm]]\nname = \"work\"\n");
-    for i in 0..40 {
-        let host = if i % 2 == 0 {
-            format!("10.0.0.{i}")
-        } else {
-            format!("2001:db8::{i}")
+    for i in 0..80 {
+        let host = match (i < 40, i % 2) {
+            (true, 0) => format!("10.0.0.{i}"),
+            (true, _) => format!("2001:db8::{i}"),
+            (false, 0) => format!("10.1.{i}.0/24"),
+            (false, _) => format!("2001:db8:{i}::/48"),
         };
         doc.push_str(&format!(
             "[[vm.rule]]\naction = \"accept\"\ndestination = \"{host}\"\nproto = \"{}\"\nports = [{}, 8080]\n",
@@ -670,7 +717,7 @@ fn nft_accepts_both_renderings() {
             .iter()
             .filter(|s| matches!(s.kind, SetKind::MarkMap(_)))
             .count(),
-        2
+        4
     );
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);

@@ -416,6 +416,16 @@ impl DataSets {
             );
         }
         self.save(record.clone())?;
+        if let Some(unlisted) = &overlay.unlisted {
+            // A packet the old version judged while the transaction committed may have added
+            // its address after the flush; by now such a packet is done (it would otherwise
+            // pass until its element expires, within a second).
+            let mut again = Batch::new();
+            again.flush_set(&set_ref(unlisted)?);
+            if let Err(e) = socket.send(&mut again) {
+                tracing::warn!("cannot empty {unlisted} again after the overlay changed: {e}");
+            }
+        }
         tracing::info!(
             "updated list {} in place in one transaction (overlay sets {} and {} over the \
              slices of version {}{}): {changed} ranges changed, the overlay now {} ranges added \

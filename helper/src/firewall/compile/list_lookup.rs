@@ -14,9 +14,9 @@
 //!   plays no part, so one set serves every rule naming the list.
 //! - The set belongs to one group of slices (`<stem>_u`): a version loaded into new slices comes
 //!   with a new, empty set in the structure transaction that swaps the rules over; a version
-//!   applied as an overlay empties it in the overlay's own transaction (`data`). Its elements
-//!   expire after [`UNLISTED_SECONDS`], so a packet judged by the old version while that
-//!   transaction commits cannot keep its address unlisted for longer than that.
+//!   applied as an overlay empties it in the overlay's own transaction, and once more right
+//!   after it (`data`): a packet judged by the old version while that transaction commits may
+//!   add its address after the first. Its elements expire after [`UNLISTED_SECONDS`] besides.
 //! - A full set costs speed only: the address is looked up in the list's sets as before.
 //! - A host rule that accepts (returns from the host chain) is written in place, slice by slice
 //!   behind a test of the slice's addresses: a `return` in a chain a verdict map jumped to

@@ -1,6 +1,6 @@
 //! Maps from `address . protocol . port` to a connection mark, element by element: entries
 //! added and deleted inside a transaction, and a listing of every entry with what its counter
-//! counted and its comment. With one such map a long run of "this host, this port: accept and
+//! counted and its comment (of interval maps too, each entry with its last key). With one such map a long run of "this host, this port: accept and
 //! mark" rules is one rule and one lookup, and changing many of them is a change of elements,
 //! which the kernel takes in microseconds each, where a rule with its own named counter costs
 //! tens of microseconds to add and as much to delete.
@@ -20,6 +20,8 @@ use std::net::IpAddr;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_EXPR: u16 = 7;
 const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
+/// The last key of an element of an interval map (`flags interval`): its first is the key.
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFT_MSG_GETSETELEM: u16 = 13;
 /// Longest comment nft's user data can carry (one length byte, the NUL included).
 const MAX_COMMENT: usize = 254;
@@ -84,6 +86,9 @@ pub struct MarkEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedEntry {
     pub key: Endpoint,
+    /// The last key the element covers, in a map with `flags interval` (a network or a port
+    /// range); `None` in a map of exact keys.
+    pub key_end: Option<Endpoint>,
     pub mark: Option<u32>,
     pub comment: Option<String>,
     /// What its counter counted, when the map gives its elements counters.
@@ -242,6 +247,10 @@ fn parse_entries(attrs: &[u8], set: &str) -> Option<Option<Vec<ListedEntry>>> {
             find_attr(&parse_attrs(find_attr(&fields, kind)?)?, NFTA_DATA_VALUE)
         };
         let key = Endpoint::from_bytes(value(NFTA_SET_ELEM_KEY)?)?;
+        let key_end = match value(NFTA_SET_ELEM_KEY_END) {
+            Some(bytes) => Some(Endpoint::from_bytes(bytes)?),
+            None => None,
+        };
         let mark = match value(NFTA_SET_ELEM_DATA) {
             Some(bytes) => Some(u32::from_ne_bytes(bytes.try_into().ok()?)),
             None => None,
@@ -258,6 +267,7 @@ fn parse_entries(attrs: &[u8], set: &str) -> Option<Option<Vec<ListedEntry>>> {
         };
         entries.push(ListedEntry {
             key,
+            key_end,
             mark,
             comment,
             counted,

@@ -387,10 +387,23 @@ fn a_too_large_document_is_refused_with_the_limit_and_what_to_do() {
     assert_eq!(common::generation(&env), 1);
 }
 
-/// VM `work` with `n` rules to 10.x.y.1 (neighbours on different port ranges, so none merge,
-/// and too many ports to be elements of a mark map: each is a kernel rule), each commented
-/// `r<k>`, and at `listener` the rule to the test listener on 127.0.0.1:`port`.
+/// VM `work` with `n` rules dropping 10.x.y.1 (neighbours on different port ranges, so none
+/// merge, and drops are never elements of a map: each is a kernel rule), each commented
+/// `r<k>`, and at `listener` the rule accepting the test listener on 127.0.0.1:`port`.
 fn long_policy(n: usize, listener: usize, port: u16) -> String {
+    ranged_policy(n, listener, port)
+        .split_inclusive("\n[[vm.rule]]")
+        .map(|rule| match rule.contains("127.0.0.1") {
+            true => rule.to_owned(),
+            false => rule.replace("action = \"accept\"", "action = \"drop\""),
+        })
+        .collect()
+}
+
+/// VM `work` with `n` rules accepting 10.x.y.1 on a range of ports (neighbours on different
+/// ranges, so none merge: a run the compiler makes an interval map), the one at `listener` to
+/// 127.0.0.1:`port`.
+fn ranged_policy(n: usize, listener: usize, port: u16) -> String {
     rules_policy(n, listener, port, |k| {
         format!("\"{}-{}\"", 1000 + k % 2, 1100 + k % 2)
     })
@@ -624,6 +637,82 @@ fn a_long_run_of_network_rules_is_one_map_looked_up_by_the_masked_address() {
         (rule, set),
         "the map or its rule was loaded again"
     );
+}
+
+/// A run of rules on port ranges is an interval map: the listener's element lets the VM's user
+/// through on its port alone. A changed rule replaces the map whole in one transaction; the
+/// elements that stay keep their counts, the changed one counts anew and its open connection
+/// is cut.
+#[test]
+fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
+    let env = start();
+    let _listener = listen(&env, &[8443, 8444]);
+    let vm_user = "palisade-vm-work";
+    let map = "vm_work_r0_v4";
+    let lookup = format!("ct mark set ip daddr . meta l4proto . th dport map @{map} accept");
+    apply(&env, &ranged_policy(2000, 1000, 8443), &[]);
+    let (count, local) = map_elements(&env, map);
+    assert_eq!(count, 2000, "every rule is an element");
+    assert!(local.contains("comment \"c_vm_work_r1001_"), "{local}");
+    let listed = String::from_utf8_lossy(
+        &ok(&env, env.nft(&["list", "map", "inet", "palisade", map])).stdout,
+    )
+    .into_owned();
+    assert!(listed.contains("flags interval"), "{listed}");
+    assert!(listed.contains("10.0.5.1 . tcp . 1001-1101 "), "{listed}");
+    let (rule, set) = handles(&env, &lookup, map);
+    assert!(rule.is_some() && set.is_some(), "one rule looks the map up");
+    let (session, first) = Session::open(&env, vm_user, 8443);
+    assert_eq!(first, "one: echoed", "the allowed connection did not work");
+    assert!(connects(&env, vm_user, 8443));
+    assert!(!connects(&env, vm_user, 8444), "another port passes");
+    let counted = rule_counter(&env, "work", "numbered", 1001);
+    let before = counted["packets"].as_u64().unwrap_or(0);
+    assert!(before >= 2, "{counted}");
+
+    // Another rule changes: a new map, the listener's element with its count, the session on.
+    let mut other = ranged_policy(2000, 1000, 8443);
+    other = other.replacen(
+        "ports = \"1001-1101\"\ncomment = \"r5\"",
+        "ports = \"2001-2101\"\ncomment = \"r5\"",
+        1,
+    );
+    apply(&env, &other, &[]);
+    let (_, replaced) = handles(&env, &lookup, map);
+    assert_ne!(replaced, set, "the map is replaced whole");
+    let listed = String::from_utf8_lossy(
+        &ok(&env, env.nft(&["list", "map", "inet", "palisade", map])).stdout,
+    )
+    .into_owned();
+    assert!(listed.contains("10.0.5.1 . tcp . 2001-2101 "), "{listed}");
+    let counted = rule_counter(&env, "work", "numbered", 1001);
+    assert_eq!(
+        counted["packets"].as_u64(),
+        Some(before),
+        "the count stays: {counted}"
+    );
+
+    // The listener's rule changes: its open connection is cut, the new port passes, the old
+    // one does not, and the rule counts anew.
+    let changed = other.replacen("ports = 8443", "ports = 8444", 1);
+    apply(&env, &changed, &[]);
+    let second = session.second();
+    assert!(
+        second.starts_with("two: cut"),
+        "the open connection survived: {second}"
+    );
+    assert!(
+        connects(&env, vm_user, 8444),
+        "the changed rule is enforced"
+    );
+    assert!(!connects(&env, vm_user, 8443), "the old rule is gone");
+    let counted = rule_counter(&env, "work", "numbered", 1001);
+    assert_eq!(
+        counted["packets"].as_u64(),
+        Some(1),
+        "counts anew: {counted}"
+    );
+    assert_eq!(map_elements(&env, map).0, 2000);
 }
 
 #[test]

@@ -437,8 +437,10 @@ fn structure_of(r: &Ruleset) -> u64 {
             if s.kind == SetKind::Marks {
                 s.marks.clear();
             }
-            // A mark map's elements are changed in place.
-            s.entries.clear();
+            // A mark map's elements are changed in place (a range map's are structure).
+            if matches!(s.kind, SetKind::MarkMap(_)) {
+                s.entries.clear();
+            }
             // Which version of a list a set holds is the data path's business: a list changed
             // in place keeps its sets, and the structure does not carry the version.
             if let Some(data) = &mut s.imported {
@@ -474,9 +476,9 @@ fn mark_maps(r: &Ruleset) -> impl Iterator<Item = (&str, &[MarkMapEntry])> {
 pub fn mark_entry(e: &MarkMapEntry) -> MarkEntry {
     MarkEntry {
         key: Endpoint {
-            addr: e.addr,
+            addr: e.net.network(),
             proto: if e.proto == "udp" { 17 } else { 6 },
-            port: e.port,
+            port: e.ports.0,
         },
         mark: e.mark,
         comment: e.counter.clone(),

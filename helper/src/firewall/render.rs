@@ -19,13 +19,14 @@ use super::compile::family_bounds;
 use super::kernel::Existing;
 use super::ruleset::*;
 use palisade_dbus::policy::{Family, Verdict};
+use palisade_nfnetlink::Endpoint;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// Renders the whole table.
 pub fn render_ruleset(r: &Ruleset) -> String {
     let mut s = String::new();
-    render_table(&mut s, r, true);
+    render_table(&mut s, r, true, &Carried::new());
     render_port_guards(&mut s, r);
     s
 }
@@ -148,8 +149,9 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         let keys: Vec<String> = keys.iter().map(endpoint).collect();
         let _ = writeln!(s, "delete element inet {t} {map} {{ {} }}", keys.join(", "));
     }
+    let carried = carried_counts(existing);
     if unchanged.is_empty() {
-        render_table(&mut s, r, false);
+        render_table(&mut s, r, false, &carried);
     } else {
         // Elements the kernel holds as they are stay out of the transaction, and so keep
         // their counts.
@@ -159,7 +161,7 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
                 set.entries.retain(|e| !same.contains(&patch_entry(e)));
             }
         }
-        render_table(&mut s, &only_new, false);
+        render_table(&mut s, &only_new, false, &carried);
     }
     if !r.port_guards.is_empty() {
         // Replaced whole in the same transaction as the inet table.
@@ -169,6 +171,31 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         let _ = writeln!(s, "delete table bridge {t}");
     }
     Ok(s)
+}
+
+/// What each element of the kernel's interval maps counted, by its keys, mark and comment: a
+/// range map is replaced whole, and its elements that stay as they were carry their counts
+/// into the new one (what a rule counted between the listing and the transaction is lost).
+type Carried = HashMap<(Endpoint, Endpoint, u32, String), palisade_nfnetlink::Counted>;
+
+fn carried_counts(existing: &Existing) -> Carried {
+    existing
+        .mark_maps
+        .iter()
+        .flat_map(|(_, listed)| listed)
+        .filter_map(|e| Some(((e.key, e.key_end?, e.mark?, e.comment.clone()?), e.counted?)))
+        .collect()
+}
+
+/// The first and last key of an element of a range map.
+fn range_keys(e: &MarkMapEntry) -> (Endpoint, Endpoint) {
+    let first = super::patch::mark_entry(e).key;
+    let last = Endpoint {
+        addr: e.net.broadcast(),
+        port: e.ports.1,
+        ..first
+    };
+    (first, last)
 }
 
 /// An element of a mark map as the kernel lists it and as the ruleset has it, compared.
@@ -271,14 +298,14 @@ fn identifier<'a>(kind: &'static str, name: &'a str) -> Result<&'a str, Unsayabl
 
 /// The table block; the sets of imported lists only when `with_imported` (their declaration is
 /// for people: the data path creates them).
-fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
+fn render_table(s: &mut String, r: &Ruleset, with_imported: bool, carried: &Carried) {
     let _ = writeln!(s, "table inet {} {{", r.table);
     for set in r
         .sets
         .iter()
         .filter(|s| with_imported || s.imported.is_none())
     {
-        render_set(s, set);
+        render_set(s, set, carried);
     }
     for (name, tag) in &r.counters {
         let _ = writeln!(
@@ -374,7 +401,7 @@ pub fn render_chain(r: &Ruleset, name: &str) -> String {
             if let RuleVerdict::AcceptMarkedByMap(_, map, _) = &rule.verdict {
                 if let Some(set) = r.sets.iter().find(|s| &s.name == map) {
                     let _ = writeln!(s, "table inet {} {{", r.table);
-                    render_set(&mut s, set);
+                    render_set(&mut s, set, &Carried::new());
                     s.push_str("}\n");
                 }
             }
@@ -401,9 +428,10 @@ fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
     notes_at(s, chain.rules.len());
 }
 
-fn render_set(s: &mut String, set: &SetDef) {
+fn render_set(s: &mut String, set: &SetDef, carried: &Carried) {
     let (ty, flags) = match set.kind {
-        SetKind::MarkMap(family) => return render_mark_map(s, set, family),
+        SetKind::MarkMap(family) => return render_mark_map(s, set, family, None),
+        SetKind::RangeMap(family) => return render_mark_map(s, set, family, Some(carried)),
         SetKind::Ipv4Nets => ("ipv4_addr", "interval"),
         SetKind::Ipv6Nets => ("ipv6_addr", "interval"),
         SetKind::Ipv4Learned => ("ipv4_addr", "timeout"),
@@ -479,30 +507,47 @@ fn render_set(s: &mut String, set: &SetDef) {
     s.push_str("\t}\n");
 }
 
-/// A mark map: one element a line, so a preview's diff shows the rules that changed.
-fn render_mark_map(s: &mut String, map: &SetDef, family: Family) {
+/// A mark map: one element a line, so a preview's diff shows the rules that changed. A range
+/// map (`carried` given: what its elements counted before) has `flags interval`.
+fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option<&Carried>) {
     let _ = write!(
         s,
-        "\tmap {} {{\n\t\ttype {}_addr . inet_proto . inet_service : mark\n\t\tcounter\n",
+        "\tmap {} {{\n\t\ttype {}_addr . inet_proto . inet_service : mark\n{}\t\tcounter\n",
         map.name,
         match family {
             Family::V4 => "ipv4",
             Family::V6 => "ipv6",
+        },
+        if carried.is_some() {
+            "\t\tflags interval\n"
+        } else {
+            ""
         }
     );
     if !map.entries.is_empty() {
         s.push_str("\t\telements = {");
         for (i, e) in map.entries.iter().enumerate() {
+            let ports = match e.ports {
+                (first, last) if first == last => first.to_string(),
+                (first, last) => format!("{first}-{last}"),
+            };
+            // A hash map's key is the address masked to its networks' length.
+            let addr = match carried {
+                Some(_) => net(&e.net),
+                None => e.net.network().to_string(),
+            };
             let _ = write!(
                 s,
-                "{}\n\t\t\t{} . {} . {} comment {} : {:#010x}",
+                "{}\n\t\t\t{addr} . {} . {ports}",
                 if i == 0 { "" } else { "," },
-                e.addr,
                 e.proto,
-                e.port,
-                quoted(&e.counter),
-                e.mark
             );
+            let (first, last) = range_keys(e);
+            if let Some(c) = carried.and_then(|c| c.get(&(first, last, e.mark, e.counter.clone())))
+            {
+                let _ = write!(s, " counter packets {} bytes {}", c.packets, c.bytes);
+            }
+            let _ = write!(s, " comment {} : {:#010x}", quoted(&e.counter), e.mark);
         }
         s.push_str("\n\t\t}\n");
     }

@@ -189,3 +189,50 @@ fn root_entries_are_added_counted_listed_and_replaced() {
         assert_eq!(socket.list_mark_entries(&missing).ok(), Some(Vec::new()));
     });
 }
+
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_an_interval_maps_entries_are_listed_with_their_last_keys_and_counts() {
+    in_netns(|| {
+        run("ip", &["link", "set", "lo", "up"], None);
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(
+                "table inet palisade_rmtest {
+                    map r4 { type ipv4_addr . inet_proto . inet_service : mark; flags interval; counter;
+                        elements = { 127.0.0.0/24 . udp . 9-19 counter packets 7 bytes 70 comment \"range\" : 0x5,
+                                     10.0.0.1 . tcp . 443 comment \"single\" : 0x6 } }
+                    chain output { type filter hook output priority filter; policy accept;
+                        ct mark set ip daddr . meta l4proto . th dport map @r4 drop
+                    }
+                }",
+            ),
+        );
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        // Inside the network and the port range: dropped and counted; the port past it is not.
+        let _ = sender.send_to(b"12345678", "127.0.0.200:15");
+        let _ = sender.send_to(b"12345678", "127.0.0.200:20");
+        let map = SetRef::new(TableFamily::Inet, "palisade_rmtest", "r4")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut socket = NftSocket::open().expect("the netlink socket opens");
+        let mut entries = socket
+            .list_mark_entries(&map)
+            .unwrap_or_else(|e| panic!("{e}"));
+        entries.sort_by_key(|e| e.mark);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0].key, endpoint("127.0.0.0", 17, 9));
+        assert_eq!(entries[0].key_end, Some(endpoint("127.0.0.255", 17, 19)));
+        assert_eq!(entries[0].comment.as_deref(), Some("range"));
+        assert_eq!(
+            entries[0].counted,
+            Some(Counted {
+                packets: 8,
+                bytes: 70 + 36
+            }),
+            "the count it was given and the packet it dropped"
+        );
+        assert_eq!(entries[1].key, endpoint("10.0.0.1", 6, 443));
+        assert_eq!(entries[1].key_end, Some(entries[1].key));
+    });
+}

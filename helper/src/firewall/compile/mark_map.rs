@@ -1,87 +1,78 @@
-//! Runs of a VM's rules that each accept one host or network on a few TCP or UDP ports,
+//! Runs of a VM's rules that each accept one host or network on some TCP or UDP ports,
 //! compiled into one map from `address . protocol . port` to the rule's connection mark, looked
-//! up by one rule (`ct mark set ip daddr . meta l4proto . th dport map @m accept`; for networks
-//! the address masked to their prefix, `ip daddr & 255.255.255.0`), each element counting its
-//! own packets. A packet costs one lookup instead of a test per rule, and a changed rule is a
-//! changed element, not a kernel rule and a named counter deleted and made again: the kernel
-//! takes an element in microseconds, a rule with its counter in tens of them.
+//! up by one rule (`ct mark set ip daddr . meta l4proto . th dport map @m accept`), each element
+//! counting its own packets. A packet costs one lookup instead of a test per rule.
 //!
-//! Invariants. Only neighbours form a run, and no key repeats within one, so a packet matches
-//! at most one element: the one whose rule it would have met first. The policy's order is kept.
-//! The networks of one family in a run share one prefix length (the map's mask), so two of its
-//! networks are the same key or disjoint; a network of another length ends the run. The map is
-//! a hash of exact keys, never an interval map: the kernel changes an element of an interval
-//! map of concatenations in about a millisecond, of a hash in microseconds.
-//! Logged rules, port ranges wider than [`MAX_PORTS`], and anything but accept stay rules;
-//! so do runs of fewer than [`MIN_RUN`] groups (people read rules more easily, and a few cost
-//! a packet little). An element's comment is its rule's counter name, so the counters are read
-//! from the kernel's listing alone. A map's name says where its run is (the chain and the run's place),
-//! not what it holds, so a change of its rules is a change of its elements.
+//! Two kinds of map, chosen per family. A run whose rules each name at most [`MAX_PORTS`]
+//! ports, the networks of the family all of one prefix length, is a hash of exact keys (`MarkMap`; for networks the
+//! address is masked to their length, `ip daddr & 255.255.255.0`): a changed rule is a changed
+//! element, which the kernel takes in microseconds where a rule with its counter takes tens of
+//! them. Any other run (port ranges, networks of several lengths) is an interval map
+//! (`RangeMap`, `flags interval`), one element per network and port range, replaced whole with
+//! the structure when it changes: the kernel changes an element of an interval map of
+//! concatenations in about a millisecond, and loads a fresh map of 10,000 in a tenth of a
+//! second.
+//!
+//! Invariants. Only neighbours form a run, and no two keys of a run overlap (same protocol,
+//! one network within the other, ports in common), so a packet matches at most one element:
+//! the one whose rule it would have met first. The policy's order is kept. Logged rules, ICMP,
+//! rules without a network, and anything but accept stay rules; so do runs of fewer than
+//! [`MIN_RUN`] groups (people read rules more easily, and a few cost a packet little). An
+//! element's comment is its rule's counter name, so the counters are read from the kernel's
+//! listing alone. A map's name says where its run is (the chain and the run's place), not what
+//! it holds, so a change of its rules is a change of its elements.
 
 use super::{family_suffix, Owner};
 use crate::firewall::ruleset::*;
 use ipnet::IpNet;
 use palisade_dbus::policy::{Destination, Family, Protocol, Rule, Verdict};
-use std::collections::HashSet;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 /// Fewest groups a run needs to become a map. A group is one kernel rule already (merged
 /// neighbours share a set of hosts), so this counts the kernel rules the map replaces: a run
 /// of a few big groups stays rules, and a change that splits a group (one host's port
 /// changed) does not turn it into a map whose every element then changes mark.
 pub(super) const MIN_RUN: usize = 16;
-/// Most ports one rule of a run may name (each is an element of the map).
+/// Most ports one rule of a hash map's run may name (each is an element of the map).
 const MAX_PORTS: usize = 16;
+/// Most port ranges one rule may name to be part of a run (each is an element).
+const MAX_RANGES: usize = 64;
+/// Most keys of a run one key's overlap check may look at (the networks inside a wide one):
+/// past it the key counts as overlapping and ends the run, which keeps compiling a hostile
+/// policy linear; a run ended early is only more maps or rules, never a wrong one.
+const MAX_SCAN: usize = 256;
 
-/// The key of one element: destination network (its host bits cleared; a host is a full-length
-/// network), protocol, port.
-pub(super) type Key = (IpNet, &'static str, u16);
+/// The key of one element: destination network (its host bits cleared; a host is a
+/// full-length network), protocol, first and last port.
+pub(super) type Key = (IpNet, &'static str, u16, u16);
+
+/// The keys of a group of merged neighbours, and whether they can be exact keys.
+pub(super) struct Keys {
+    keys: Vec<Key>,
+    /// Each rule names at most [`MAX_PORTS`] ports.
+    exact: bool,
+}
 
 /// The keys of a group of merged neighbours (often one rule), if it can be part of a run:
-/// accepts, not logged, each of one network on at most [`MAX_PORTS`] TCP or UDP ports, the
-/// networks of a family all of one prefix length, no key twice.
-pub(super) fn keys(group: &[(usize, &Rule)]) -> Option<Vec<Key>> {
+/// accepts, not logged, each of one network on TCP or UDP, on at most [`MAX_RANGES`] port
+/// ranges (all ports if it names none), no two keys overlapping.
+pub(super) fn keys(group: &[(usize, &Rule)]) -> Option<Keys> {
     let mut keys = Vec::new();
+    let mut exact = true;
     for (_, rule) in group {
-        keys.extend(rule_keys(rule)?);
+        let of_rule = rule_keys(rule)?;
+        exact &= of_rule
+            .iter()
+            .map(|k| usize::from(k.3 - k.2) + 1)
+            .sum::<usize>()
+            <= MAX_PORTS;
+        keys.extend(of_rule);
     }
-    let distinct: HashSet<&Key> = keys.iter().collect();
-    let mut prefixes = Prefixes::default();
-    (distinct.len() == keys.len() && keys.iter().all(|k| prefixes.admit(&k.0))).then_some(keys)
-}
-
-/// The one prefix length of each family's networks in a run (or group).
-#[derive(Default, Clone, Copy)]
-struct Prefixes {
-    v4: Option<u8>,
-    v6: Option<u8>,
-}
-
-impl Prefixes {
-    fn slot(&mut self, net: &IpNet) -> &mut Option<u8> {
-        match net {
-            IpNet::V4(_) => &mut self.v4,
-            IpNet::V6(_) => &mut self.v6,
-        }
-    }
-
-    /// Whether `net` has its family's length (the first network of a family sets it).
-    fn admits(mut self, net: &IpNet) -> bool {
-        self.admit(net)
-    }
-
-    /// Like [`Self::admits`], remembering the length.
-    fn admit(&mut self, net: &IpNet) -> bool {
-        let slot = self.slot(net);
-        *slot.get_or_insert(net.prefix_len()) == net.prefix_len()
-    }
-
-    fn of(&self, family: Family) -> Option<u8> {
-        match family {
-            Family::V4 => self.v4,
-            Family::V6 => self.v6,
-        }
-    }
+    let mut taken = Taken::default();
+    keys.iter()
+        .all(|k| taken.insert(k))
+        .then_some(Keys { keys, exact })
 }
 
 fn rule_keys(rule: &Rule) -> Option<Vec<Key>> {
@@ -97,21 +88,131 @@ fn rule_keys(rule: &Rule) -> Option<Vec<Key>> {
         Protocol::Udp => "udp",
         _ => return None,
     };
-    let ranges = rule.ports.as_ref()?.ranges();
-    let count: usize = ranges
-        .iter()
-        .map(|r| usize::from(r.last() - r.first()) + 1)
-        .sum();
-    if count > MAX_PORTS {
-        return None;
-    }
-    Some(
+    let Some(ports) = &rule.ports else {
+        return Some(vec![(net, proto, 0, u16::MAX)]);
+    };
+    let ranges = ports.ranges();
+    (ranges.len() <= MAX_RANGES).then(|| {
         ranges
             .iter()
-            .flat_map(|r| r.first()..=r.last())
-            .map(|port| (net, proto, port))
-            .collect(),
-    )
+            .map(|r| (net, proto, r.first(), r.last()))
+            .collect()
+    })
+}
+
+/// What a run's keys of one family allow: a hash map while every key is exact and all
+/// networks have one prefix length.
+#[derive(Clone, Copy)]
+struct Shape {
+    prefix: Option<u8>,
+    exact: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            prefix: None,
+            exact: true,
+        }
+    }
+}
+
+/// The shape of each family's keys in a run.
+#[derive(Default, Clone, Copy)]
+struct Shapes {
+    v4: Shape,
+    v6: Shape,
+}
+
+impl Shapes {
+    /// Notes a key of `net`, `exact` if its rule's ports can be exact keys.
+    fn admit(&mut self, net: &IpNet, exact: bool) {
+        let shape = match net {
+            IpNet::V4(_) => &mut self.v4,
+            IpNet::V6(_) => &mut self.v6,
+        };
+        let len = *shape.prefix.get_or_insert(net.prefix_len());
+        shape.exact &= exact && len == net.prefix_len();
+    }
+
+    fn of(&self, family: Family) -> Shape {
+        match family {
+            Family::V4 => self.v4,
+            Family::V6 => self.v6,
+        }
+    }
+}
+
+/// The keys of a run, to find overlaps: per family and protocol, by network, the port ranges
+/// (disjoint: only keys overlapping nothing are taken).
+#[derive(Default)]
+struct Taken {
+    nets: HashMap<(bool, &'static str), Networks>,
+}
+
+#[derive(Default)]
+struct Networks {
+    /// By network (ordered by address, then prefix length): first port to last port.
+    by_net: BTreeMap<IpNet, BTreeMap<u16, u16>>,
+    /// The prefix lengths present, to find the networks containing one.
+    lengths: BTreeSet<u8>,
+}
+
+impl Taken {
+    /// Takes `key` unless it overlaps a taken one (or its check would look at too many).
+    fn insert(&mut self, key: &Key) -> bool {
+        let &(net, proto, first, last) = key;
+        let nets = self
+            .nets
+            .entry((matches!(net, IpNet::V4(_)), proto))
+            .or_default();
+        if nets.overlaps(net, first, last) {
+            return false;
+        }
+        nets.lengths.insert(net.prefix_len());
+        nets.by_net.entry(net).or_default().insert(first, last);
+        true
+    }
+
+    fn overlaps(&self, key: &Key) -> bool {
+        let &(net, proto, first, last) = key;
+        self.nets
+            .get(&(matches!(net, IpNet::V4(_)), proto))
+            .is_some_and(|nets| nets.overlaps(net, first, last))
+    }
+}
+
+impl Networks {
+    fn overlaps(&self, net: IpNet, first: u16, last: u16) -> bool {
+        let ports_meet = |ports: &BTreeMap<u16, u16>| {
+            ports
+                .range(..=last)
+                .next_back()
+                .is_some_and(|(_, &end)| end >= first)
+        };
+        // The network itself and those containing it: one per prefix length present.
+        for &len in self.lengths.range(..=net.prefix_len()) {
+            let Ok(outer) = IpNet::new(net.addr(), len) else {
+                continue;
+            };
+            if self.by_net.get(&outer.trunc()).is_some_and(ports_meet) {
+                return true;
+            }
+        }
+        // Those inside it: their keys sort after it, up to its last address.
+        let Ok(end) = IpNet::new(net.broadcast(), net.max_prefix_len()) else {
+            return true;
+        };
+        let inside = self
+            .by_net
+            .range((Bound::Excluded(net), Bound::Included(end)));
+        for (scanned, (_, ports)) in inside.enumerate() {
+            if scanned >= MAX_SCAN || ports_meet(ports) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// A group of merged neighbours: each rule with its number in the policy.
@@ -121,30 +222,29 @@ pub(super) type Group<'a> = &'a [(usize, &'a Rule)];
 #[derive(Default)]
 pub(super) struct Run<'a> {
     groups: Vec<(Group<'a>, Vec<Key>)>,
-    taken: HashSet<Key>,
-    prefixes: Prefixes,
+    taken: Taken,
+    shapes: Shapes,
 }
 
 impl<'a> Run<'a> {
-    /// Whether a group with `keys` can join without repeating a key or bringing a network of
-    /// another length.
-    pub(super) fn admits(&self, keys: &[Key]) -> bool {
-        keys.iter()
-            .all(|k| !self.taken.contains(k) && self.prefixes.admits(&k.0))
+    /// Whether a group with `keys` can join without overlapping a key of the run.
+    pub(super) fn admits(&self, keys: &Keys) -> bool {
+        !keys.keys.iter().any(|k| self.taken.overlaps(k))
     }
 
-    pub(super) fn push(&mut self, group: Group<'a>, keys: Vec<Key>) {
+    pub(super) fn push(&mut self, group: Group<'a>, keys: Keys) {
+        let Keys { keys, exact } = keys;
         for k in &keys {
-            self.prefixes.admit(&k.0);
+            self.shapes.admit(&k.0, exact);
+            self.taken.insert(k);
         }
-        self.taken.extend(keys.iter().copied());
         self.groups.push((group, keys));
     }
 
-    /// Forgets the run's keys and lengths (its groups are taken).
-    fn clear(&mut self) {
-        self.taken.clear();
-        self.prefixes = Prefixes::default();
+    /// Forgets the run's keys (its groups are taken).
+    fn clear(&mut self) -> Shapes {
+        self.taken = Taken::default();
+        std::mem::take(&mut self.shapes)
     }
 
     /// The run's groups, leaving it empty, when it has too few to be a map.
@@ -167,8 +267,7 @@ impl<'a> Run<'a> {
         counter: impl Fn(&RuleTag, Group<'_>) -> String,
         out: &mut Ruleset,
     ) -> Vec<RuleDef> {
-        let prefixes = self.prefixes;
-        self.clear();
+        let shapes = self.clear();
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (group, keys) in self.groups.drain(..) {
@@ -184,18 +283,22 @@ impl<'a> Run<'a> {
             let name = counter(&tag, group);
             let mark = mark(group);
             out.live_marks.insert(mark);
-            for (net, proto, port) in keys {
-                let addr = net.network();
-                let entry = MarkMapEntry {
-                    addr,
+            for (net, proto, first, last) in keys {
+                let entry = |ports| MarkMapEntry {
+                    net,
                     proto,
-                    port,
+                    ports,
                     mark,
                     counter: name.clone(),
                 };
-                match addr {
-                    IpAddr::V4(_) => v4.push(entry),
-                    IpAddr::V6(_) => v6.push(entry),
+                let (family, shape) = match net {
+                    IpNet::V4(_) => (&mut v4, shapes.v4),
+                    IpNet::V6(_) => (&mut v6, shapes.v6),
+                };
+                if shape.exact {
+                    family.extend((first..=last).map(|port| entry((port, port))));
+                } else {
+                    family.push(entry((first, last)));
                 }
             }
             out.element_counters.push((name, tag));
@@ -205,10 +308,16 @@ impl<'a> Run<'a> {
             if entries.is_empty() {
                 continue;
             }
-            let name = format!("{}_m{index}_{}", owner.chain, family_suffix(family));
+            let shape = shapes.of(family);
+            let (kind, letter) = if shape.exact {
+                (SetKind::MarkMap(family), 'm')
+            } else {
+                (SetKind::RangeMap(family), 'r')
+            };
+            let name = format!("{}_{letter}{index}_{}", owner.chain, family_suffix(family));
             out.sets.push(SetDef {
                 name: name.clone(),
-                kind: SetKind::MarkMap(family),
+                kind,
                 nets: Vec::new(),
                 marks: Vec::new(),
                 consoles: Vec::new(),
@@ -220,7 +329,11 @@ impl<'a> Run<'a> {
                 Family::V4 => 32,
                 Family::V6 => 128,
             };
-            let prefix = prefixes.of(family).unwrap_or(full);
+            // An interval map holds the networks themselves: the address is looked up whole.
+            let prefix = match shape.exact {
+                true => shape.prefix.unwrap_or(full),
+                false => full,
+            };
             rules.push(RuleDef::new(
                 Vec::new(),
                 RuleVerdict::AcceptMarkedByMap(family, name, prefix),

@@ -258,7 +258,7 @@ fn a_run_of_single_hosts_and_ports_becomes_one_map_lookup() {
     for (i, e) in maps[0].entries.iter().enumerate() {
         assert_eq!(e.mark, connection_mark(&vm.name, &vm.rules[i]));
         assert!(r.live_marks.contains(&e.mark));
-        assert_eq!(e.port, 1000 + (i % 2) as u16);
+        assert_eq!(e.ports.0, 1000 + (i % 2) as u16);
         assert!(
             e.counter.starts_with(&format!("c_vm_work_r{}_", i + 1)),
             "{}",
@@ -308,21 +308,12 @@ fn only_long_runs_of_plain_accepts_of_one_host_become_maps_and_order_is_kept() {
         17,
         "two ports, two elements"
     );
-    // A logged rule, a port range, a network (of another length than the run's hosts) and a
-    // drop each end a run and stay rules where they are; a key already in the run starts a
+    // A logged rule ends a run and stays a rule where it is; a key already in the run starts a
     // new one.
     for (breaker, stays) in [
         (
             (host(200), "tcp", "22", "log = true"),
             "10.0.0.200 tcp dport 22",
-        ),
-        (
-            (host(200), "tcp", "\"1000-2000\"", ""),
-            "10.0.0.200 tcp dport 1000-2000",
-        ),
-        (
-            ("10.0.1.0/24".to_owned(), "tcp", "22", ""),
-            "10.0.1.0/24 tcp dport 22",
         ),
         ((host(2), "tcp", "443", ""), "map @vm_work_m1_v4"),
     ] {
@@ -381,8 +372,8 @@ fn a_run_of_networks_of_one_length_is_a_map_looked_up_by_the_masked_address() {
             "",
         )
     }));
-    // A /16 after them: another length ends the run and stays a rule.
-    rules.push(("10.99.0.0/16".into(), "tcp", "22", ""));
+    // A logged /16 after them ends the run and stays a rule.
+    rules.push(("10.99.0.0/16".into(), "tcp", "22", "log = true"));
     let rules: Vec<(&str, &str, &str, &str)> = rules
         .iter()
         .map(|(d, p, o, e)| (d.as_str(), *p, *o, *e))
@@ -391,8 +382,8 @@ fn a_run_of_networks_of_one_length_is_a_map_looked_up_by_the_masked_address() {
     let maps = mark_maps(&r);
     let names: Vec<&str> = maps.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["vm_work_m0_v4", "vm_work_m0_v6"]);
-    assert_eq!(maps[0].entries[3].addr.to_string(), "10.3.7.0");
-    assert_eq!(maps[1].entries[1].addr.to_string(), "2001:db8:1::");
+    assert_eq!(maps[0].entries[3].net.network().to_string(), "10.3.7.0");
+    assert_eq!(maps[1].entries[1].net.network().to_string(), "2001:db8:1::");
     let text = render_ruleset(&r);
     for want in [
         "ct mark set ip daddr & 255.255.255.0 . meta l4proto . th dport map @vm_work_m0_v4 accept",
@@ -402,6 +393,69 @@ fn a_run_of_networks_of_one_length_is_a_map_looked_up_by_the_masked_address() {
     ] {
         assert!(text.contains(want), "{want} missing in\n{text}");
     }
+}
+
+fn range_maps(r: &Ruleset) -> Vec<&SetDef> {
+    r.sets
+        .iter()
+        .filter(|s| matches!(s.kind, SetKind::RangeMap(_)))
+        .collect()
+}
+
+/// A port range or a network of another length makes its family's run an interval map: one
+/// element per network and port range, the address looked up whole. Keys of a run never
+/// overlap: a network inside an earlier one on a port in common ends the run.
+#[test]
+fn a_run_with_port_ranges_or_networks_of_several_lengths_is_an_interval_map() {
+    let mut rules: Vec<(String, &str, &str, &str)> = (0..20)
+        .map(|i| {
+            let port = if i % 2 == 0 { "443" } else { "80" };
+            (format!("10.0.0.{i}"), "tcp", port, "")
+        })
+        .collect();
+    rules.push(("10.0.0.200".into(), "tcp", "\"1000-2000\"", ""));
+    rules.push(("10.1.0.0/16".into(), "udp", "53", ""));
+    // Inside the /16 on other ports: no packet matches both, so it joins.
+    rules.push(("10.1.2.0/24".into(), "udp", "[54, 60]", ""));
+    // IPv6 hosts of one length on single ports: that family's map stays a hash.
+    rules.extend((0..20).map(|i| (format!("2001:db8::{i}"), "tcp", "443", "")));
+    // Inside the /16 on its port: a packet to 10.1.2.3:53 must meet the /16's rule first, so
+    // this starts another run, of it and the hosts after it.
+    rules.push(("10.1.2.0/24".into(), "udp", "\"50-59\"", ""));
+    rules.extend((0..20).map(|i| {
+        let port = if i % 2 == 0 { "22" } else { "23" };
+        (format!("10.2.0.{i}"), "tcp", port, "")
+    }));
+    let rules: Vec<(&str, &str, &str, &str)> = rules
+        .iter()
+        .map(|(d, p, o, e)| (d.as_str(), *p, *o, *e))
+        .collect();
+    let r = compile_ruleset(&vm_rules(&rules), &facts());
+    let names =
+        |maps: Vec<&SetDef>| -> Vec<String> { maps.iter().map(|m| m.name.clone()).collect() };
+    assert_eq!(names(range_maps(&r)), ["vm_work_r0_v4", "vm_work_r1_v4"]);
+    assert_eq!(names(mark_maps(&r)), ["vm_work_m0_v6"]);
+    let first = range_maps(&r)[0];
+    assert_eq!(first.entries.len(), 20 + 1 + 1 + 2);
+    assert_eq!(range_maps(&r)[1].entries.len(), 21);
+    let text = render_ruleset(&r);
+    for want in [
+        "flags interval",
+        "\t\t\t10.0.0.200 . tcp . 1000-2000 comment \"c_vm_work_r21_",
+        "\t\t\t10.1.0.0/16 . udp . 53 comment",
+        "\t\t\t10.1.2.0/24 . udp . 60 comment",
+        "\t\t\t10.0.0.3 . tcp . 80 comment",
+        "\t\t\t10.1.2.0/24 . udp . 50-59 comment",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    let lookup = |map: &str| {
+        text.find(&format!(
+            "ct mark set ip daddr . meta l4proto . th dport map @{map} accept"
+        ))
+        .unwrap_or_else(|| panic!("{map} is looked up unmasked in\n{text}"))
+    };
+    assert!(lookup("vm_work_r0_v4") < lookup("vm_work_r1_v4"));
 }
 
 /// Neighbours merged into a few big groups stay rules, also when one of them is split by a
@@ -696,9 +750,12 @@ fn nft_accepts_both_renderings() {
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);
     crate::test_support::nft_check(&[], &render_ruleset(&r));
-    // Mark maps, both families, of hosts and of networks.
+    // Mark maps, both families, of hosts and of networks (a logged rule between them).
     let mut doc = String::from("[[vm]]\nname = \"work\"\n");
     for i in 0..80 {
+        if i == 40 {
+            doc.push_str("[[vm.rule]]\naction = \"accept\"\ndestination = \"10.9.9.9\"\nproto = \"tcp\"\nports = 1\nlog = true\n");
+        }
         let host = match (i < 40, i % 2) {
             (true, 0) => format!("10.0.0.{i}"),
             (true, _) => format!("2001:db8::{i}"),
@@ -712,14 +769,55 @@ fn nft_accepts_both_renderings() {
         ));
     }
     let r = compile_ruleset(&policy(&doc), &facts());
-    assert_eq!(
-        r.sets
-            .iter()
-            .filter(|s| matches!(s.kind, SetKind::MarkMap(_)))
-            .count(),
-        4
-    );
+    assert_eq!(mark_maps(&r).len(), 4);
     let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
+    crate::test_support::nft_check(&[], &batch);
+    // Interval maps, both families, of networks of several lengths and port ranges, with
+    // counts carried from the kernel's elements.
+    let mut doc = String::from("[[vm]]\nname = \"work\"\n");
+    for i in 0..40 {
+        let net = match i % 4 {
+            0 => format!("10.0.0.{i}"),
+            1 => format!("10.{i}.0.0/16"),
+            2 => format!("2001:db8::{i}"),
+            _ => format!("2001:db8:{i}::/48"),
+        };
+        doc.push_str(&format!(
+            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{net}\"\nproto = \"tcp\"\nports = [\"{}-{}\", 8080]\n",
+            1000 + i,
+            1100 + i
+        ));
+    }
+    let r = compile_ruleset(&policy(&doc), &facts());
+    assert_eq!(range_maps(&r).len(), 2);
+    let e = &range_maps(&r)[0].entries[2];
+    let first = crate::firewall::patch::mark_entry(e).key;
+    let listed = palisade_nfnetlink::ListedEntry {
+        key: first,
+        key_end: Some(palisade_nfnetlink::Endpoint {
+            addr: e.net.broadcast(),
+            port: e.ports.1,
+            ..first
+        }),
+        mark: Some(e.mark),
+        comment: Some(e.counter.clone()),
+        counted: Some(palisade_nfnetlink::Counted {
+            packets: 41,
+            bytes: 4100,
+        }),
+    };
+    let existing = Existing {
+        mark_maps: vec![("vm_work_r0_v4".into(), vec![listed])],
+        ..Existing::default()
+    };
+    let batch = render_batch(&r, &existing).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        batch.contains(&format!(
+            "{} . tcp . {}-{} counter packets 41 bytes 4100 comment",
+            e.net, e.ports.0, e.ports.1
+        )),
+        "{batch}"
+    );
     crate::test_support::nft_check(&[], &batch);
 }
 
@@ -1121,6 +1219,7 @@ fn a_mark_map_the_kernel_has_is_changed_element_by_element_by_the_structure() {
         let m = crate::firewall::patch::mark_entry(e);
         palisade_nfnetlink::ListedEntry {
             key: m.key,
+            key_end: None,
             mark: Some(mark),
             comment: Some(m.comment),
             counted: None,

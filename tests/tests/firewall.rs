@@ -387,15 +387,19 @@ fn a_too_large_document_is_refused_with_the_limit_and_what_to_do() {
     assert_eq!(common::generation(&env), 1);
 }
 
-/// VM `work` with `n` rules dropping 10.x.y.1 (neighbours on different port ranges, so none
-/// merge, and drops are never elements of a map: each is a kernel rule), each commented
-/// `r<k>`, and at `listener` the rule accepting the test listener on 127.0.0.1:`port`.
+/// VM `work` with `n` rules dropping ICMP to 10.x.y.1 (neighbours on different ICMP types,
+/// so none merge, and ICMP rules are never elements of a map or set: each is a kernel rule),
+/// each commented `r<k>`, and at `listener` the rule accepting the test listener on
+/// 127.0.0.1:`port`.
 fn long_policy(n: usize, listener: usize, port: u16) -> String {
-    ranged_policy(n, listener, port)
+    rules_policy(n, listener, port, |k| (k % 2).to_string())
         .split_inclusive("\n[[vm.rule]]")
         .map(|rule| match rule.contains("127.0.0.1") {
             true => rule.to_owned(),
-            false => rule.replace("action = \"accept\"", "action = \"drop\""),
+            false => rule
+                .replace("action = \"accept\"", "action = \"drop\"")
+                .replace("proto = \"tcp\"", "proto = \"icmp\"")
+                .replace("ports = ", "icmp_type = "),
         })
         .collect()
 }
@@ -713,6 +717,85 @@ fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
         "counts anew: {counted}"
     );
     assert_eq!(map_elements(&env, map).0, 2000);
+}
+
+/// `n` host rules rejecting 10.x.y.1 on port ranges (neighbours on different ranges: a run
+/// the compiler makes one rule set), the one at `listener` rejecting 127.0.0.1:`port`.
+fn host_rejects_policy(n: usize, listener: usize, port: u16) -> String {
+    (0..n)
+        .map(|k| {
+            let (destination, ports) = match k == listener {
+                true => ("127.0.0.1".to_owned(), port.to_string()),
+                false => (
+                    format!("10.{}.{}.1", k / 256, k % 256),
+                    format!("\"{}-{}\"", 1000 + k % 2, 1100 + k % 2),
+                ),
+            };
+            format!(
+                "[[host_rule]]\naction = \"reject\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {ports}\ncomment = \"r{k}\"\n"
+            )
+        })
+        .collect()
+}
+
+/// What the host rule numbered `first` counted, as `log counters` says.
+fn host_counter(env: &TestEnv, first: u64) -> Option<u64> {
+    json_out(env, ADMIN, &["log", "counters"])
+        .as_array()?
+        .iter()
+        .find(|c| c["rule"]["owner"] == "host" && c["rule"]["first_rule"] == first)?["packets"]
+        .as_u64()
+}
+
+/// A run of the host's rejects is one rule set: the listener's element refuses a local user's
+/// connection on its port alone and counts it; a changed rule replaces the set whole.
+#[test]
+fn a_long_run_of_host_rejects_is_one_rule_set_looked_up_with_its_verdict() {
+    let env = start();
+    let _listener = listen(&env, &[8443, 8444]);
+    let set = "host_s0_v4";
+    apply(&env, &host_rejects_policy(2000, 1000, 8443), &[]);
+    let listed = String::from_utf8_lossy(
+        &ok(&env, env.nft(&["list", "set", "inet", "palisade", set])).stdout,
+    )
+    .into_owned();
+    assert_eq!(
+        listed.matches("comment \"c_host_r").count(),
+        2000,
+        "{listed}"
+    );
+    assert!(
+        listed.contains("127.0.0.1 . tcp . 8443 counter packets 0 "),
+        "{listed}"
+    );
+    let lookup = format!("ip daddr . meta l4proto . th dport @{set} jump do_reject");
+    let chain = String::from_utf8_lossy(
+        &ok(
+            &env,
+            env.nft(&["list", "chain", "inet", "palisade", "host"]),
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(chain.contains(&lookup), "{chain}");
+    assert!(
+        !connects(&env, ADMIN, 8443),
+        "the listed endpoint is reached"
+    );
+    assert!(connects(&env, ADMIN, 8444), "another port is refused");
+    assert_eq!(host_counter(&env, 1001), Some(1), "the refusal is counted");
+
+    apply(&env, &host_rejects_policy(2000, 1000, 8444), &[]);
+    assert!(connects(&env, ADMIN, 8443), "the old rule stays");
+    assert!(
+        !connects(&env, ADMIN, 8444),
+        "the changed rule is not enforced"
+    );
+    assert_eq!(
+        host_counter(&env, 1001),
+        Some(1),
+        "the changed rule counts anew"
+    );
 }
 
 #[test]

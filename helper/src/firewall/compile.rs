@@ -720,11 +720,11 @@ fn compile_rules(
     let mut maps = 0;
     // Neighbours that differ only in their destination network become one rule with a set of
     // networks: one lookup per packet instead of one rule each, and first-match order is kept
-    // because only adjacent rules merge. Runs of single hosts and ports become a mark map.
+    // because only adjacent rules merge. Runs of rules on networks and ports become one map or set.
     for group in live.chunk_by(|(_, a), (_, b)| mergeable(a, b)) {
-        let mappable = match (source, owner.vm) {
-            (Source::Policy, Some(_)) => mark_map::keys(group),
-            _ => None,
+        let mappable = match source {
+            Source::Policy => mark_map::keys(group),
+            Source::Implicit => None,
         };
         let joins = mappable.as_ref().is_some_and(|keys| run.admits(keys));
         if !joins {
@@ -754,13 +754,10 @@ fn close_run(
         }
         return;
     }
-    let Some(vm) = owner.vm else {
-        return;
-    };
     compiled.extend(run.take_maps(
         owner,
         *maps,
-        |group| group_mark(vm, group),
+        |group| owner.vm.map_or(0, |vm| group_mark(vm, group)),
         |tag, group| {
             let content: String = group.iter().map(|(_, r)| rule_content(r)).collect();
             counter_name(tag, &content)

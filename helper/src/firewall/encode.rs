@@ -195,6 +195,7 @@ fn encode_match(m: &Match, known: &mut Known, out: &mut Vec<Expr>) -> Option<()>
         | Match::OifNameNot(_)
         | Match::CtDnat
         | Match::ConsoleEndpoint(..)
+        | Match::EndpointInSet(..)
         | Match::ConsoleNotAllowed(..) => return None,
     }
     Some(())

@@ -300,7 +300,7 @@ async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> 
 
 /// Every counter of our table with what it counted, by name: the named counters (one netlink
 /// dump of the table's objects, which reads no rule and no set element), and the counters of
-/// the mark maps' elements, summed by the counter name each element carries as its comment (a
+/// the mark maps' and rule sets' elements, summed by the counter name each element carries as its comment (a
 /// dump of each map's elements; no other set's are read).
 pub async fn counters() -> Result<std::collections::HashMap<String, super::netlink::Counted>, Error>
 {
@@ -335,15 +335,20 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
     .map_err(|e: String| Error::Internal(format!("cannot read the firewall's counters: {e}")))
 }
 
-/// Every mark map of our table with its elements: a dump of the table's sets (no elements),
-/// then of each mark map's elements. A mark map is a map keyed by `address . protocol . port`
-/// (12 or 24 bytes); no other set's elements are read.
+/// nft's type number of `ipv4_addr . inet_proto . inet_service` and of its IPv6 twin: a
+/// concatenation packs its types' numbers six bits each (`ipv4_addr` 7, `ipv6_addr` 8,
+/// `inet_proto` 12, `inet_service` 13).
+const ENDPOINT_TYPES: [u32; 2] = [(7 << 12) | (12 << 6) | 13, (8 << 12) | (12 << 6) | 13];
+
+/// Every mark map and rule set of our table with its elements: a dump of the table's sets (no
+/// elements), then of each one's elements. They are the sets keyed by `address . protocol .
+/// port`; no other set's elements are read.
 pub(super) fn mark_map_entries(
     socket: &mut NftSocket,
 ) -> Result<Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>, palisade_nfnetlink::NetlinkError> {
     let mut maps = Vec::new();
     for set in socket.list_sets(TableFamily::Inet, TABLE)? {
-        if set.map() && matches!(set.key_len, 12 | 24) {
+        if ENDPOINT_TYPES.contains(&set.key_type) && matches!(set.key_len, 12 | 24) {
             let entries =
                 socket.list_mark_entries(&SetRef::new(TableFamily::Inet, TABLE, &set.name)?)?;
             maps.push((set.name, entries));

@@ -173,8 +173,8 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
     Ok(s)
 }
 
-/// What each element of the kernel's interval maps counted, by its keys, mark and comment: a
-/// range map is replaced whole, and its elements that stay as they were carry their counts
+/// What each element of the kernel's interval maps and sets counted, by its keys, mark and
+/// comment: a range map or rule set is replaced whole, and its elements that stay as they were carry their counts
 /// into the new one (what a rule counted between the listing and the transaction is lost).
 type Carried = HashMap<(Endpoint, Endpoint, u32, String), palisade_nfnetlink::Counted>;
 
@@ -183,7 +183,11 @@ fn carried_counts(existing: &Existing) -> Carried {
         .mark_maps
         .iter()
         .flat_map(|(_, listed)| listed)
-        .filter_map(|e| Some(((e.key, e.key_end?, e.mark?, e.comment.clone()?), e.counted?)))
+        // A rule set's elements map to nothing: as its entries' unused mark, 0.
+        .filter_map(|e| {
+            let mark = e.mark.unwrap_or(0);
+            Some(((e.key, e.key_end?, mark, e.comment.clone()?), e.counted?))
+        })
         .collect()
 }
 
@@ -390,7 +394,8 @@ pub fn render_replacing(r: &Ruleset) -> String {
     )
 }
 
-/// One chain as nft would list it (for `vm show`), then the mark maps its rules look up.
+/// One chain as nft would list it (for `vm show`), then the mark maps and rule sets its rules
+/// look up.
 pub fn render_chain(r: &Ruleset, name: &str) -> String {
     let mut s = String::new();
     if let Some(chain) = r.chains.iter().find(|c| c.name == name) {
@@ -398,7 +403,12 @@ pub fn render_chain(r: &Ruleset, name: &str) -> String {
         render_body(&mut s, chain, "\t");
         s.push_str("}\n");
         for rule in &chain.rules {
-            if let RuleVerdict::AcceptMarkedByMap(_, map, _) = &rule.verdict {
+            let looked_up = match (&rule.verdict, rule.matches.as_slice()) {
+                (RuleVerdict::AcceptMarkedByMap(_, map, _), _) => Some(map),
+                (_, [Match::EndpointInSet(_, set)]) => Some(set),
+                _ => None,
+            };
+            if let Some(map) = looked_up {
                 if let Some(set) = r.sets.iter().find(|s| &s.name == map) {
                     let _ = writeln!(s, "table inet {} {{", r.table);
                     render_set(&mut s, set, &Carried::new());
@@ -431,7 +441,9 @@ fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
 fn render_set(s: &mut String, set: &SetDef, carried: &Carried) {
     let (ty, flags) = match set.kind {
         SetKind::MarkMap(family) => return render_mark_map(s, set, family, None),
-        SetKind::RangeMap(family) => return render_mark_map(s, set, family, Some(carried)),
+        SetKind::RangeMap(family) | SetKind::RuleSet(family) => {
+            return render_mark_map(s, set, family, Some(carried))
+        }
         SetKind::Ipv4Nets => ("ipv4_addr", "interval"),
         SetKind::Ipv6Nets => ("ipv6_addr", "interval"),
         SetKind::Ipv4Learned => ("ipv4_addr", "timeout"),
@@ -508,16 +520,20 @@ fn render_set(s: &mut String, set: &SetDef, carried: &Carried) {
 }
 
 /// A mark map: one element a line, so a preview's diff shows the rules that changed. A range
-/// map (`carried` given: what its elements counted before) has `flags interval`.
+/// map or rule set (`carried` given: what its elements counted before) has `flags interval`;
+/// a rule set maps to nothing.
 fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option<&Carried>) {
+    let is_map = !matches!(map.kind, SetKind::RuleSet(_));
     let _ = write!(
         s,
-        "\tmap {} {{\n\t\ttype {}_addr . inet_proto . inet_service : mark\n{}\t\tcounter\n",
+        "\t{} {} {{\n\t\ttype {}_addr . inet_proto . inet_service{}\n{}\t\tcounter\n",
+        if is_map { "map" } else { "set" },
         map.name,
         match family {
             Family::V4 => "ipv4",
             Family::V6 => "ipv6",
         },
+        if is_map { " : mark" } else { "" },
         if carried.is_some() {
             "\t\tflags interval\n"
         } else {
@@ -547,7 +563,10 @@ fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option
             {
                 let _ = write!(s, " counter packets {} bytes {}", c.packets, c.bytes);
             }
-            let _ = write!(s, " comment {} : {:#010x}", quoted(&e.counter), e.mark);
+            let _ = write!(s, " comment {}", quoted(&e.counter));
+            if is_map {
+                let _ = write!(s, " : {:#010x}", e.mark);
+            }
         }
         s.push_str("\n\t\t}\n");
     }
@@ -659,6 +678,9 @@ fn render_match(m: &Match) -> String {
         Match::DaddrNoneOf(f, nets) => format!("{} daddr != {}", nft_family(*f), net_list(nets)),
         Match::DaddrInSet(f, set) => format!("{} daddr @{set}", nft_family(*f)),
         Match::DaddrNotInSet(f, set) => format!("{} daddr != @{set}", nft_family(*f)),
+        Match::EndpointInSet(f, set) => {
+            format!("{} daddr . meta l4proto . th dport @{set}", nft_family(*f))
+        }
         Match::DaddrWithin(first, last) => {
             let f = if first.is_ipv4() {
                 Family::V4

@@ -162,6 +162,11 @@ pub enum SetKind {
     /// and loads a new map of 10,000 in about a tenth of a second. Each element's count is
     /// carried into its successor.
     RangeMap(Family),
+    /// A set of `network . protocol . port range` with `flags interval`, each element with its
+    /// own counter (one family): a run of rules of one verdict other than a VM's accept (drops,
+    /// rejects, the host's accepts), looked up by one rule with that verdict. Replaced whole
+    /// with the structure, like a `RangeMap`; its elements' `mark` is unused.
+    RuleSet(Family),
     /// Addresses recently looked up in an imported list and found in none of its sets (one
     /// family), filled by the packet path and expiring after `UNLISTED_SECONDS`: the rules
     /// naming the list skip its sets for them.
@@ -181,7 +186,7 @@ pub struct SetDef {
     pub marks: Vec<u32>,
     /// Console tuples (for the console kinds): uid (allowed sets only), address, port.
     pub consoles: Vec<(Option<u32>, std::net::IpAddr, u16)>,
-    /// Elements (for `MarkMap` and `RangeMap`), in the order of their rules.
+    /// Elements (for `MarkMap`, `RangeMap` and `RuleSet`), in the order of their rules.
     pub entries: Vec<MarkMapEntry>,
     /// For a set of an imported list: which list and which version of it. Its elements are not
     /// part of the ruleset: the data path loads them over netlink before the structure that
@@ -196,7 +201,7 @@ pub struct SetDef {
 /// One element of a mark map: packets to `net`, protocol `proto`, a port in `ports` get the
 /// rule's connection mark and are accepted, and counted under `counter`. In a `MarkMap` the
 /// ports are one port and `net` has the map's prefix length; in a `RangeMap` any network and
-/// range.
+/// range. An element of a `RuleSet` is the same without a mark.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MarkMapEntry {
     /// The destination network, its host bits cleared (a host is a full-length network).
@@ -481,6 +486,8 @@ pub enum Match {
     DaddrInSet(Family, String),
     /// Destination address not in a named set.
     DaddrNotInSet(Family, String),
+    /// `daddr . l4proto . th dport` in a named `RuleSet`.
+    EndpointInSet(Family, String),
     /// Destination address from the first to the last, inclusive (one family).
     DaddrWithin(std::net::IpAddr, std::net::IpAddr),
     /// Destination port of a TCP/UDP packet.

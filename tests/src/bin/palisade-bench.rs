@@ -128,6 +128,7 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
             (10_000, Shape::Hosts),
             (10_000, Shape::Networks),
             (10_000, Shape::Ranges),
+            (10_000, Shape::Drops),
         ];
         for (rules, mergeable) in cases {
             let label = format!(
@@ -136,7 +137,8 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
                     Shape::Mergeable => "",
                     Shape::Hosts => ", every neighbour different (no merging; one host and port each: a mark map)",
                     Shape::Networks => ", every neighbour different (no merging; a /24 network and port each: a mark map)",
-                    Shape::Ranges => ", every neighbour different (no merging; one host and 100 ports each: kernel rules)",
+                    Shape::Ranges => ", every neighbour different (no merging; one host and 100 ports each: an interval map)",
+                    Shape::Drops => ", every neighbour different (no merging; drops of one host and 100 ports each: kernel rules)",
                 }
             );
             // Every timed apply changes the live policy, so none is an apply of what is already
@@ -1077,11 +1079,6 @@ async fn viewer_connect_time(
     Ok(Some(median(&mut times)))
 }
 
-/// `n` accepting rules to distinct addresses. Mergeable rules share port 443, so the compiler
-/// folds them into one set lookup; otherwise ports alternate and every rule stays a rule.
-/// A policy of `n` accepting rules for one VM, to addresses 10.x.y.z in turn: all to port
-/// `port` when `mergeable` (neighbours then share one rule), else alternately to `port` and
-/// `port + 1` (no two neighbours alike). `changed` gives one rule another port.
 /// What the rules of [`policy_with_rules`] look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
@@ -1092,11 +1089,16 @@ pub(crate) enum Shape {
     /// A /24 network each, neighbours on different ports: a mark map, looked up by the address
     /// masked to /24.
     Networks,
-    /// One host each on a range of 100 ports, neighbours on different ranges: too many ports to
-    /// be elements of a map, one kernel rule each.
+    /// One host each on a range of 100 ports, neighbours on different ranges: too many ports
+    /// for a hash map's elements, an interval map, replaced whole when a rule changes.
     Ranges,
+    /// Like `Ranges`, dropping: drops are never a map's elements, one kernel rule each.
+    Drops,
 }
 
+/// A policy of `n` rules for one VM, to addresses 10.x.y.z (or networks) in turn: all to port
+/// `port` for [`Shape::Mergeable`] (neighbours then share one rule), else alternately to
+/// `port` and `port + 1` (no two neighbours alike). `changed` gives one rule another port.
 pub(crate) fn policy_with_rules(
     n: usize,
     shape: Shape,
@@ -1115,11 +1117,15 @@ pub(crate) fn policy_with_rules(
             _ => format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
         };
         let ports = match shape {
-            Shape::Ranges => format!("\"{port}-{}\"", port + 99),
+            Shape::Ranges | Shape::Drops => format!("\"{port}-{}\"", port + 99),
             _ => port.to_string(),
         };
+        let action = match shape {
+            Shape::Drops => "drop",
+            _ => "accept",
+        };
         doc.push_str(&format!(
-            "[[vm.rule]]\naction = \"accept\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {ports}\n",
+            "[[vm.rule]]\naction = \"{action}\"\ndestination = \"{destination}\"\nproto = \"tcp\"\nports = {ports}\n",
         ));
     }
     doc

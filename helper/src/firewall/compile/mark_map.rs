@@ -1,26 +1,28 @@
-//! Runs of a VM's rules that each accept one host or network on some TCP or UDP ports,
-//! compiled into one map from `address . protocol . port` to the rule's connection mark, looked
-//! up by one rule (`ct mark set ip daddr . meta l4proto . th dport map @m accept`), each element
-//! counting its own packets. A packet costs one lookup instead of a test per rule.
+//! Runs of neighbouring rules that each name one host or network on some TCP or UDP ports,
+//! compiled into one lookup per family: a packet costs one lookup instead of a test per rule,
+//! and each element counts its own packets under its rule's counter name.
 //!
-//! Two kinds of map, chosen per family. A run whose rules each name at most [`MAX_PORTS`]
-//! ports, the networks of the family all of one prefix length, is a hash of exact keys (`MarkMap`; for networks the
-//! address is masked to their length, `ip daddr & 255.255.255.0`): a changed rule is a changed
-//! element, which the kernel takes in microseconds where a rule with its counter takes tens of
-//! them. Any other run (port ranges, networks of several lengths) is an interval map
-//! (`RangeMap`, `flags interval`), one element per network and port range, replaced whole with
-//! the structure when it changes: the kernel changes an element of an interval map of
-//! concatenations in about a millisecond, and loads a fresh map of 10,000 in a tenth of a
-//! second.
+//! A run of a VM's accepts is a map from `address . protocol . port` to the rule's connection
+//! mark (`ct mark set ip daddr . meta l4proto . th dport map @m accept`). Where every rule names
+//! at most [`MAX_PORTS`] ports and the family's networks share one prefix length it is a hash
+//! of exact keys (`MarkMap`; networks looked up by the address masked to their length,
+//! `ip daddr & 255.255.255.0`), changed element by element: the kernel takes an element in
+//! microseconds where a rule with its counter takes tens of them. Otherwise (port ranges,
+//! networks of several lengths) it is an interval map (`RangeMap`). A run of anything else —
+//! drops, rejects, the host's accepts (a `return`) — is an interval set (`RuleSet`) looked up
+//! by one rule with the run's verdict (`ip daddr . meta l4proto . th dport @s drop`). Interval
+//! maps and sets are replaced whole with the structure when they change: the kernel changes an
+//! element of an interval set of concatenations in about a millisecond, and loads a fresh one
+//! of 10,000 in a tenth of a second.
 //!
-//! Invariants. Only neighbours form a run, and no two keys of a run overlap (same protocol,
-//! one network within the other, ports in common), so a packet matches at most one element:
-//! the one whose rule it would have met first. The policy's order is kept. Logged rules, ICMP,
-//! rules without a network, and anything but accept stay rules; so do runs of fewer than
+//! Invariants. Only neighbours form a run, they all do the same, and no two keys of a run
+//! overlap (same protocol, one network within the other, ports in common), so a packet matches
+//! at most one element: the one whose rule it would have met first. The policy's order is kept.
+//! Logged rules, ICMP and rules without a network stay rules; so do runs of fewer than
 //! [`MIN_RUN`] groups (people read rules more easily, and a few cost a packet little). An
 //! element's comment is its rule's counter name, so the counters are read from the kernel's
-//! listing alone. A map's name says where its run is (the chain and the run's place), not what
-//! it holds, so a change of its rules is a change of its elements.
+//! listing alone. A name says where its run is (the chain and the run's place), not what it
+//! holds, so a change of its rules is a change of its elements.
 
 use super::{family_suffix, Owner};
 use crate::firewall::ruleset::*;
@@ -50,12 +52,14 @@ pub(super) type Key = (IpNet, &'static str, u16, u16);
 /// The keys of a group of merged neighbours, and whether they can be exact keys.
 pub(super) struct Keys {
     keys: Vec<Key>,
+    /// What the group's rules do.
+    action: Verdict,
     /// Each rule names at most [`MAX_PORTS`] ports.
     exact: bool,
 }
 
-/// The keys of a group of merged neighbours (often one rule), if it can be part of a run:
-/// accepts, not logged, each of one network on TCP or UDP, on at most [`MAX_RANGES`] port
+/// The keys of a group of merged neighbours (often one rule), if it can be part of a run: not
+/// logged, each of one network on TCP or UDP, on at most [`MAX_RANGES`] port
 /// ranges (all ports if it names none), no two keys overlapping.
 pub(super) fn keys(group: &[(usize, &Rule)]) -> Option<Keys> {
     let mut keys = Vec::new();
@@ -69,14 +73,18 @@ pub(super) fn keys(group: &[(usize, &Rule)]) -> Option<Keys> {
             <= MAX_PORTS;
         keys.extend(of_rule);
     }
+    let action = group.first()?.1.action;
     let mut taken = Taken::default();
-    keys.iter()
-        .all(|k| taken.insert(k))
-        .then_some(Keys { keys, exact })
+    (group.iter().all(|(_, r)| r.action == action) && keys.iter().all(|k| taken.insert(k)))
+        .then_some(Keys {
+            keys,
+            action,
+            exact,
+        })
 }
 
 fn rule_keys(rule: &Rule) -> Option<Vec<Key>> {
-    if rule.action != Verdict::Accept || rule.log || rule.icmp_type.is_some() {
+    if rule.log || rule.icmp_type.is_some() {
         return None;
     }
     let Destination::Net(net) = rule.destination else {
@@ -224,16 +232,25 @@ pub(super) struct Run<'a> {
     groups: Vec<(Group<'a>, Vec<Key>)>,
     taken: Taken,
     shapes: Shapes,
+    /// What every rule of the run does.
+    action: Option<Verdict>,
 }
 
 impl<'a> Run<'a> {
-    /// Whether a group with `keys` can join without overlapping a key of the run.
+    /// Whether a group with `keys` can join: it does what the run does, and overlaps no key of
+    /// it.
     pub(super) fn admits(&self, keys: &Keys) -> bool {
-        !keys.keys.iter().any(|k| self.taken.overlaps(k))
+        self.action.is_none_or(|a| a == keys.action)
+            && !keys.keys.iter().any(|k| self.taken.overlaps(k))
     }
 
     pub(super) fn push(&mut self, group: Group<'a>, keys: Keys) {
-        let Keys { keys, exact } = keys;
+        let Keys {
+            keys,
+            action,
+            exact,
+        } = keys;
+        self.action = Some(action);
         for k in &keys {
             self.shapes.admit(&k.0, exact);
             self.taken.insert(k);
@@ -242,9 +259,10 @@ impl<'a> Run<'a> {
     }
 
     /// Forgets the run's keys (its groups are taken).
-    fn clear(&mut self) -> Shapes {
+    fn clear(&mut self) -> (Shapes, Verdict) {
         self.taken = Taken::default();
-        std::mem::take(&mut self.shapes)
+        let action = self.action.take().unwrap_or(Verdict::Accept);
+        (std::mem::take(&mut self.shapes), action)
     }
 
     /// The run's groups, leaving it empty, when it has too few to be a map.
@@ -256,9 +274,10 @@ impl<'a> Run<'a> {
         Some(self.groups.drain(..).map(|(g, _)| g).collect())
     }
 
-    /// The run as maps (one per family) and the rules looking them up, leaving it empty.
-    /// `index` tells this run from the chain's others; `mark` and `counter` give a group's
-    /// connection mark and counter name.
+    /// The run as maps or sets (one per family) and the rules looking them up, leaving it
+    /// empty: a VM's accepts are mark maps, anything else rule sets looked up by a rule with
+    /// the run's verdict. `index` tells this run from the chain's others; `mark` and `counter`
+    /// give a group's connection mark (asked for a VM's accepts only) and counter name.
     pub(super) fn take_maps(
         &mut self,
         owner: &Owner<'_>,
@@ -267,7 +286,8 @@ impl<'a> Run<'a> {
         counter: impl Fn(&RuleTag, Group<'_>) -> String,
         out: &mut Ruleset,
     ) -> Vec<RuleDef> {
-        let shapes = self.clear();
+        let (shapes, action) = self.clear();
+        let marked = owner.vm.is_some() && action == Verdict::Accept;
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (group, keys) in self.groups.drain(..) {
@@ -278,11 +298,13 @@ impl<'a> Run<'a> {
                     first: number(group[0].0),
                     last: number(group[group.len() - 1].0),
                 },
-                action: Verdict::Accept,
+                action,
             };
             let name = counter(&tag, group);
-            let mark = mark(group);
-            out.live_marks.insert(mark);
+            let mark = if marked { mark(group) } else { 0 };
+            if marked {
+                out.live_marks.insert(mark);
+            }
             for (net, proto, first, last) in keys {
                 let entry = |ports| MarkMapEntry {
                     net,
@@ -295,7 +317,7 @@ impl<'a> Run<'a> {
                     IpNet::V4(_) => (&mut v4, shapes.v4),
                     IpNet::V6(_) => (&mut v6, shapes.v6),
                 };
-                if shape.exact {
+                if shape.exact && marked {
                     family.extend((first..=last).map(|port| entry((port, port))));
                 } else {
                     family.push(entry((first, last)));
@@ -309,10 +331,10 @@ impl<'a> Run<'a> {
                 continue;
             }
             let shape = shapes.of(family);
-            let (kind, letter) = if shape.exact {
-                (SetKind::MarkMap(family), 'm')
-            } else {
-                (SetKind::RangeMap(family), 'r')
+            let (kind, letter) = match (marked, shape.exact) {
+                (true, true) => (SetKind::MarkMap(family), 'm'),
+                (true, false) => (SetKind::RangeMap(family), 'r'),
+                (false, _) => (SetKind::RuleSet(family), 's'),
             };
             let name = format!("{}_{letter}{index}_{}", owner.chain, family_suffix(family));
             out.sets.push(SetDef {
@@ -334,10 +356,16 @@ impl<'a> Run<'a> {
                 true => shape.prefix.unwrap_or(full),
                 false => full,
             };
-            rules.push(RuleDef::new(
-                Vec::new(),
-                RuleVerdict::AcceptMarkedByMap(family, name, prefix),
-            ));
+            rules.push(match marked {
+                true => RuleDef::new(
+                    Vec::new(),
+                    RuleVerdict::AcceptMarkedByMap(family, name, prefix),
+                ),
+                false => RuleDef::new(
+                    vec![Match::EndpointInSet(family, name)],
+                    super::rule_verdict(owner.vm.is_none(), action),
+                ),
+            });
         }
         rules
     }

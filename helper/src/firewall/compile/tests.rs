@@ -458,6 +458,75 @@ fn a_run_with_port_ranges_or_networks_of_several_lengths_is_an_interval_map() {
     assert!(lookup("vm_work_r0_v4") < lookup("vm_work_r1_v4"));
 }
 
+fn rule_sets(r: &Ruleset) -> Vec<&SetDef> {
+    r.sets
+        .iter()
+        .filter(|s| matches!(s.kind, SetKind::RuleSet(_)))
+        .collect()
+}
+
+/// Runs of drops, of rejects and of the host's accepts are rule sets, each element counting,
+/// looked up by one rule with the run's verdict; a change of action ends a run. Only a VM's
+/// accepts mark connections.
+#[test]
+fn runs_of_drops_rejects_and_host_accepts_are_rule_sets_looked_up_with_their_verdict() {
+    let rules = |owner: &str, action: &str, base: usize| -> String {
+        (0..20)
+            .map(|i| {
+                format!(
+                    "[[{owner}]]\naction = \"{action}\"\ndestination = \"10.{base}.0.{i}\"\nproto = \"tcp\"\nports = {}\n",
+                    if i % 2 == 0 { "\"1000-1100\"" } else { "22" }
+                )
+            })
+            .collect()
+    };
+    let doc = format!(
+        "{}{}[[vm]]\nname = \"work\"\n{}{}{}",
+        rules("host_rule", "accept", 1),
+        rules("host_rule", "drop", 2),
+        rules("vm.rule", "drop", 3),
+        rules("vm.rule", "reject", 4),
+        rules("vm.rule", "accept", 5),
+    );
+    let r = compile_ruleset(&policy(&doc), &facts());
+    let names =
+        |sets: Vec<&SetDef>| -> Vec<String> { sets.iter().map(|s| s.name.clone()).collect() };
+    assert_eq!(
+        names(rule_sets(&r)),
+        ["host_s0_v4", "host_s1_v4", "vm_work_s0_v4", "vm_work_s1_v4"]
+    );
+    assert_eq!(names(range_maps(&r)), ["vm_work_r2_v4"]);
+    for set in rule_sets(&r) {
+        assert_eq!(set.entries.len(), 20, "{}", set.name);
+        assert!(set.entries.iter().all(|e| !r.live_marks.contains(&e.mark)));
+    }
+    let text = render_ruleset(&r);
+    for want in [
+        "ip daddr . meta l4proto . th dport @host_s0_v4 return",
+        "ip daddr . meta l4proto . th dport @host_s1_v4 drop",
+        "ip daddr . meta l4proto . th dport @vm_work_s0_v4 drop",
+        "ip daddr . meta l4proto . th dport @vm_work_s1_v4 jump do_reject",
+        "map @vm_work_r2_v4 accept",
+        "\tset vm_work_s1_v4 {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\tflags interval\n\t\tcounter\n",
+        "\t\t\t10.4.0.2 . tcp . 1000-1100 comment \"c_vm_work_r23_",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    let at = |s: &str| text.find(s).unwrap_or(usize::MAX);
+    assert!(at("@vm_work_s0_v4 drop") < at("@vm_work_s1_v4 jump"));
+    assert!(at("@vm_work_s1_v4 jump") < at("@vm_work_r2_v4 accept"));
+    // The host's counters and tags say what the rules do.
+    let tags: Vec<Verdict> = r
+        .element_counters
+        .iter()
+        .filter(|(_, t)| t.owner == TagOwner::Host)
+        .map(|(_, t)| t.action)
+        .collect();
+    assert_eq!(tags.len(), 40);
+    assert!(tags[..20].iter().all(|a| *a == Verdict::Accept));
+    assert!(tags[20..].iter().all(|a| *a == Verdict::Drop));
+}
+
 /// Neighbours merged into a few big groups stay rules, also when one of them is split by a
 /// changed port: the run counts kernel rules, not policy rules.
 #[test]
@@ -818,6 +887,32 @@ fn nft_accepts_both_renderings() {
         )),
         "{batch}"
     );
+    crate::test_support::nft_check(&[], &batch);
+    // Rule sets: drops and rejects of a VM, the host's accepts, both families.
+    let mut doc = String::new();
+    for (owner, action) in [
+        ("host_rule", "accept"),
+        ("vm.rule", "drop"),
+        ("vm.rule", "reject"),
+    ] {
+        if owner == "vm.rule" && !doc.contains("[[vm]]") {
+            doc.push_str("[[vm]]\nname = \"work\"\n");
+        }
+        for i in 0..40 {
+            let net = match i % 2 {
+                0 => format!("10.{i}.0.0/16"),
+                _ => format!("2001:db8::{i}"),
+            };
+            doc.push_str(&format!(
+                "[[{owner}]]\naction = \"{action}\"\ndestination = \"{net}\"\nproto = \"udp\"\nports = [\"{}-{}\", 53]\n",
+                1000 + i,
+                1100 + i
+            ));
+        }
+    }
+    let r = compile_ruleset(&policy(&doc), &facts());
+    assert_eq!(rule_sets(&r).len(), 6);
+    let batch = render_batch(&r, &Existing::default()).unwrap_or_else(|e| panic!("{e}"));
     crate::test_support::nft_check(&[], &batch);
 }
 

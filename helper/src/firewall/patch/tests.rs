@@ -6,14 +6,14 @@ use crate::firewall::compile::{compile_ruleset, Facts};
 use crate::firewall::render::rule_lines;
 use crate::test_support::policy;
 
-/// A VM with `ports.len()` dropping rules to 10.0.0.k, each to a range of 101 ports from its
-/// port (neighbours differ, so none merge; drops are never a mark map's elements).
+/// A VM with `ports.len()` rules dropping ICMP of type `port % 256` to 10.0.0.k (neighbours
+/// differ, so none merge; ICMP rules are never a map's or set's elements: kernel rules).
 fn ruleset(ports: &[u16]) -> Ruleset {
     let mut doc = String::from("[[vm]]\nname = \"work\"\n");
     for (k, port) in ports.iter().enumerate() {
         doc.push_str(&format!(
-            "[[vm.rule]]\naction = \"drop\"\ndestination = \"10.0.0.{k}\"\nproto = \"tcp\"\nports = \"{port}-{}\"\n",
-            port + 100
+            "[[vm.rule]]\naction = \"drop\"\ndestination = \"10.0.0.{k}\"\nproto = \"icmp\"\nicmp_type = {}\n",
+            port % 256
         ));
     }
     compile_vm_policy(&doc)

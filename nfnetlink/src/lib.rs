@@ -57,7 +57,7 @@ mod rules;
 mod tests;
 mod wire;
 
-pub use mark_maps::{Endpoint, ListedEntry, MarkEntry};
+pub use mark_maps::{Endpoint, ListedEntry, MarkEntry, RangeEntry};
 pub use rules::{
     ChainRef, CmpOp, CtKey, Expr, MetaKey, ObjectKind, ObjectRef, PayloadBase, Placement, RuleInfo,
     RuleSpec, Verdict,
@@ -1048,6 +1048,8 @@ pub enum NetlinkError {
     MissingHandles { added: usize, told: usize },
     #[error("a comment of {len} bytes is too long for nftables (at most 254, and no NUL)")]
     InvalidComment { len: usize },
+    #[error("an element's first and last key are of different address families")]
+    MixedFamilies,
     #[error("the transaction has {bytes} bytes, more than one netlink message can carry ({max}); load it in chunks")]
     TooLarge { bytes: usize, max: usize },
     #[error(

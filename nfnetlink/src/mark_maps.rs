@@ -25,6 +25,24 @@ const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFT_MSG_GETSETELEM: u16 = 13;
 /// Longest comment nft's user data can carry (one length byte, the NUL included).
 const MAX_COMMENT: usize = 254;
+/// `NFTA_SET_*` attributes and flags an interval set of endpoints needs besides the common ones.
+const NFTA_SET_DATA_TYPE: u16 = 6;
+const NFTA_SET_DATA_LEN: u16 = 7;
+const NFTA_SET_DESC: u16 = 9;
+const NFTA_SET_DESC_CONCAT: u16 = 2;
+const NFTA_SET_FIELD_LEN: u16 = 1;
+const NFTA_SET_EXPR: u16 = 17;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFT_SET_CONCAT: u32 = 0x80;
+/// nft's type numbers: `mark`, and the concatenations `ipv4_addr . inet_proto . inet_service`
+/// and `ipv6_addr . inet_proto . inet_service` (six bits per field: 7 or 8, 12, 13).
+const TYPE_MARK: u32 = 19;
+const TYPE_ENDPOINT_V4: u32 = (7 << 12) | (12 << 6) | 13;
+const TYPE_ENDPOINT_V6: u32 = (8 << 12) | (12 << 6) | 13;
+/// nft's set user data: the key's byte order "none" (a concatenation), the data's "host" (a
+/// mark). Without it nft would print a map's marks byte-swapped.
+const ENDPOINT_MAP_USERDATA: [u8; 12] = [0, 4, 0, 0, 0, 0, 1, 4, 1, 0, 0, 0];
+const ENDPOINT_SET_USERDATA: [u8; 6] = [0, 4, 0, 0, 0, 0];
 
 /// The key of one entry: destination address, IP protocol number, destination port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,7 +113,131 @@ pub struct ListedEntry {
     pub counted: Option<Counted>,
 }
 
+/// One element of an interval set or map of endpoints: the networks, protocols and ports from
+/// `first` to `last` (each field a range of its own), the mark it maps to (in a map), its
+/// comment, and what its counter starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeEntry {
+    pub first: Endpoint,
+    pub last: Endpoint,
+    pub mark: Option<u32>,
+    pub comment: String,
+    pub counted: Option<Counted>,
+}
+
 impl Batch {
+    /// Creates an interval set of `address . protocol . port` (`flags interval`, a counter on
+    /// every element), mapping to a mark when `map`: what `nft` makes of `set s { type
+    /// ipv4_addr . inet_proto . inet_service [: mark]; flags interval; counter; }`.
+    pub fn new_endpoint_set(&mut self, set: &SetRef, v6: bool, map: bool) {
+        let request = self.push_request(super::Action::NewSet, set);
+        let start = self.begin_request_message(
+            super::NFT_MSG_NEWSET,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+            set,
+            request,
+        );
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        let buf = &mut self.buf;
+        put_str(buf, NFTA_SET_TABLE, set.table());
+        put_str(buf, NFTA_SET_NAME, set.set());
+        let mut flags = NFT_SET_INTERVAL | NFT_SET_CONCAT;
+        if map {
+            flags |= NFT_SET_MAP;
+        }
+        put_be32(buf, NFTA_SET_FLAGS, flags);
+        let (key_type, address_len) = match v6 {
+            false => (TYPE_ENDPOINT_V4, 4),
+            true => (TYPE_ENDPOINT_V6, 16),
+        };
+        put_be32(buf, NFTA_SET_KEY_TYPE, key_type);
+        // Each field padded to 32 bits, as the kernel lays out registers.
+        put_be32(buf, NFTA_SET_KEY_LEN, address_len + 8);
+        if map {
+            put_be32(buf, NFTA_SET_DATA_TYPE, TYPE_MARK);
+            put_be32(buf, NFTA_SET_DATA_LEN, 4);
+        }
+        put_be32(buf, NFTA_SET_ID, id);
+        let desc = begin_nest(buf, NFTA_SET_DESC);
+        let concat = begin_nest(buf, NFTA_SET_DESC_CONCAT);
+        for field in [address_len, 1, 2] {
+            let elem = begin_nest(buf, NFTA_LIST_ELEM);
+            put_be32(buf, NFTA_SET_FIELD_LEN, field);
+            end_nest(buf, elem);
+        }
+        end_nest(buf, concat);
+        end_nest(buf, desc);
+        let udata: &[u8] = match map {
+            true => &ENDPOINT_MAP_USERDATA,
+            false => &ENDPOINT_SET_USERDATA,
+        };
+        put_attr(buf, NFTA_SET_USERDATA, udata);
+        let expr = begin_nest(buf, NFTA_SET_EXPR);
+        put_str(buf, NFTA_EXPR_NAME, "counter");
+        let data = begin_nest(buf, NFTA_EXPR_DATA);
+        end_nest(buf, data);
+        end_nest(buf, expr);
+        end_message(buf, start);
+    }
+
+    /// Adds elements to an interval set or map of endpoints, each with its counter starting
+    /// from what it carries. A comment over 254 bytes or holding a NUL, or a first and last of
+    /// different families, is refused before anything is written.
+    pub fn add_range_entries<'a>(
+        &mut self,
+        set: &SetRef,
+        entries: impl IntoIterator<Item = &'a RangeEntry>,
+    ) -> Result<usize, NetlinkError> {
+        let entries: Vec<&RangeEntry> = entries.into_iter().collect();
+        if let Some(bad) = entries
+            .iter()
+            .find(|e| e.comment.len() > MAX_COMMENT || e.comment.contains('\0'))
+        {
+            return Err(NetlinkError::InvalidComment {
+                len: bad.comment.len(),
+            });
+        }
+        if entries
+            .iter()
+            .any(|e| e.first.addr.is_ipv4() != e.last.addr.is_ipv4())
+        {
+            return Err(NetlinkError::MixedFamilies);
+        }
+        Ok(self.push_encoded(
+            ElementOp::Add,
+            set,
+            entries.into_iter().map(|e| {
+                let (first, len) = e.first.bytes();
+                let (last, _) = e.last.bytes();
+                move |buf: &mut Vec<u8>| {
+                    let element = begin_nest(buf, NFTA_LIST_ELEM);
+                    let nest = begin_nest(buf, NFTA_SET_ELEM_KEY);
+                    put_attr(buf, NFTA_DATA_VALUE, &first[..len]);
+                    end_nest(buf, nest);
+                    let nest = begin_nest(buf, NFTA_SET_ELEM_KEY_END);
+                    put_attr(buf, NFTA_DATA_VALUE, &last[..len]);
+                    end_nest(buf, nest);
+                    if let Some(mark) = e.mark {
+                        let nest = begin_nest(buf, NFTA_SET_ELEM_DATA);
+                        put_attr(buf, NFTA_DATA_VALUE, &mark.to_ne_bytes());
+                        end_nest(buf, nest);
+                    }
+                    put_comment(buf, &e.comment);
+                    let counted = e.counted.unwrap_or_default();
+                    let expr = begin_nest(buf, NFTA_SET_ELEM_EXPR);
+                    put_str(buf, NFTA_EXPR_NAME, "counter");
+                    let data = begin_nest(buf, NFTA_EXPR_DATA);
+                    put_be64(buf, NFTA_COUNTER_BYTES, counted.bytes);
+                    put_be64(buf, NFTA_COUNTER_PACKETS, counted.packets);
+                    end_nest(buf, data);
+                    end_nest(buf, expr);
+                    end_nest(buf, element);
+                }
+            }),
+        ))
+    }
+
     /// Adds entries to a map of marks. A comment over 254 bytes or holding a NUL is refused
     /// before anything is written.
     pub fn add_mark_entries<'a>(
@@ -125,15 +267,7 @@ impl Batch {
                     let nest = begin_nest(buf, NFTA_SET_ELEM_DATA);
                     put_attr(buf, NFTA_DATA_VALUE, &e.mark.to_ne_bytes());
                     end_nest(buf, nest);
-                    if !e.comment.is_empty() {
-                        let mut udata = Vec::with_capacity(e.comment.len() + 3);
-                        udata.push(UDATA_COMMENT);
-                        // At most MAX_COMMENT bytes (checked above): the length fits one byte.
-                        udata.push((e.comment.len() + 1) as u8);
-                        udata.extend_from_slice(e.comment.as_bytes());
-                        udata.push(0);
-                        put_attr(buf, NFTA_SET_ELEM_USERDATA, &udata);
-                    }
+                    put_comment(buf, &e.comment);
                     end_nest(buf, element);
                 }
             }),
@@ -274,6 +408,20 @@ fn parse_entries(attrs: &[u8], set: &str) -> Option<Option<Vec<ListedEntry>>> {
         });
     }
     Some(Some(entries))
+}
+
+/// An element's comment in nft's user data format, if it has one. At most [`MAX_COMMENT`]
+/// bytes (checked by the callers): the length fits one byte.
+fn put_comment(buf: &mut Vec<u8>, comment: &str) {
+    if comment.is_empty() {
+        return;
+    }
+    let mut udata = Vec::with_capacity(comment.len() + 3);
+    udata.push(UDATA_COMMENT);
+    udata.push((comment.len() + 1) as u8);
+    udata.extend_from_slice(comment.as_bytes());
+    udata.push(0);
+    put_attr(buf, NFTA_SET_ELEM_USERDATA, &udata);
 }
 
 /// A counter expression's packets and bytes; `None` for any other expression.

@@ -236,3 +236,137 @@ fn root_an_interval_maps_entries_are_listed_with_their_last_keys_and_counts() {
         assert_eq!(entries[1].key_end, Some(entries[1].key));
     });
 }
+
+/// Interval sets and maps of endpoints made and filled over netlink are what nft makes of their
+/// text: `nft list` shows them so, counts carried in start from there, and packets are looked
+/// up and counted per element.
+#[test]
+#[ignore = "needs root and a network namespace"]
+fn root_interval_endpoint_sets_made_over_netlink_are_what_nft_makes() {
+    in_netns(|| {
+        run("ip", &["link", "set", "lo", "up"], None);
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(
+                "table inet palisade_nltest {
+                    chain output { type filter hook output priority filter; policy accept; }
+                }",
+            ),
+        );
+        let map = SetRef::new(TableFamily::Inet, "palisade_nltest", "r4")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let set = SetRef::new(TableFamily::Inet, "palisade_nltest", "s6")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ranged = RangeEntry {
+            first: endpoint("127.0.0.0", 17, 9),
+            last: endpoint("127.0.0.255", 17, 19),
+            mark: Some(0x5),
+            comment: "range".into(),
+            counted: Some(Counted {
+                packets: 7,
+                bytes: 70,
+            }),
+        };
+        let single = RangeEntry {
+            first: endpoint("10.0.0.1", 6, 443),
+            last: endpoint("10.0.0.1", 6, 443),
+            mark: Some(0x6),
+            comment: "single".into(),
+            counted: None,
+        };
+        let v6 = RangeEntry {
+            first: endpoint("2001:db8::", 6, 1000),
+            last: endpoint("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 6, 1099),
+            mark: None,
+            comment: "net6".into(),
+            counted: None,
+        };
+        // Many elements, over several messages.
+        let many: Vec<RangeEntry> = (0..3000u32)
+            .map(|i| RangeEntry {
+                first: Endpoint {
+                    addr: Ipv4Addr::from(0x0b00_0000 + (i << 8)).into(),
+                    proto: 6,
+                    port: 1000,
+                },
+                last: Endpoint {
+                    addr: Ipv4Addr::from(0x0b00_0000 + (i << 8) + 255).into(),
+                    proto: 6,
+                    port: 1099,
+                },
+                mark: Some(i + 100),
+                comment: format!("c_rule_{i}"),
+                counted: None,
+            })
+            .collect();
+        let mut batch = Batch::new();
+        batch.new_endpoint_set(&map, false, true);
+        batch.new_endpoint_set(&set, true, false);
+        batch
+            .add_range_entries(&map, many.iter().chain([&ranged, &single]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        batch
+            .add_range_entries(&set, [&v6])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            batch.message_count() > 4,
+            "3,000 elements need several messages"
+        );
+        let mut socket = NftSocket::open().expect("the netlink socket opens");
+        socket.send(&mut batch).unwrap_or_else(|e| panic!("{e}"));
+        run(
+            "nft",
+            &[
+                "add rule inet palisade_nltest output ct mark set ip daddr . meta l4proto . th dport map @r4 drop",
+            ],
+            None,
+        );
+        let listed = nft(&["list", "map", "inet", "palisade_nltest", "r4"]);
+        for want in [
+            "type ipv4_addr . inet_proto . inet_service : mark",
+            "flags interval",
+            "counter",
+            "127.0.0.0/24 . udp . 9-19 counter packets 7 bytes 70 comment \"range\" : 0x00000005",
+            "10.0.0.1 . tcp . 443 counter packets 0 bytes 0 comment \"single\" : 0x00000006",
+            "11.0.5.0/24 . tcp . 1000-1099 counter packets 0 bytes 0 comment \"c_rule_5\" : 0x00000069",
+        ] {
+            assert!(listed.contains(want), "{want} missing in {listed}");
+        }
+        let listed = nft(&["list", "set", "inet", "palisade_nltest", "s6"]);
+        assert!(
+            listed.contains("type ipv6_addr . inet_proto . inet_service")
+                && listed.contains(
+                    "2001:db8::/32 . tcp . 1000-1099 counter packets 0 bytes 0 comment \"net6\""
+                ),
+            "{listed}"
+        );
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        let _ = sender.send_to(b"12345678", "127.0.0.200:15");
+        let _ = sender.send_to(b"12345678", "127.0.0.200:20");
+        let entries = socket
+            .list_mark_entries(&map)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(entries.len(), 3002);
+        let hit = entries
+            .iter()
+            .find(|e| e.comment.as_deref() == Some("range"))
+            .expect("the range is listed");
+        assert_eq!((hit.key, hit.key_end), (ranged.first, Some(ranged.last)));
+        assert_eq!(
+            hit.counted,
+            Some(Counted {
+                packets: 8,
+                bytes: 70 + 36
+            })
+        );
+        // Refused before anything is written.
+        let mixed = RangeEntry {
+            last: endpoint("::1", 6, 443),
+            ..single.clone()
+        };
+        let mut batch = Batch::new();
+        assert!(batch.add_range_entries(&map, [&mixed]).is_err());
+        assert!(batch.is_empty());
+    });
+}

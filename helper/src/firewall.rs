@@ -27,6 +27,7 @@ pub mod generations;
 pub mod guest;
 pub mod kernel;
 pub mod patch;
+pub mod range_sets;
 pub mod render;
 pub mod ruleset;
 
@@ -1039,6 +1040,12 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
+        // The interval maps and sets of rule runs the kernel lacks are made and filled before
+        // anything names them.
+        let (r, names) = (Arc::clone(&ruleset), existing.sets.clone());
+        let made = tokio::task::spawn_blocking(move || range_sets::ensure(&r, &names))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));
         let patched = tokio::task::spawn_blocking(move || kernel::apply_in_place(&record, &r))
             .await
@@ -1069,7 +1076,10 @@ impl Engine {
             let before = tokio::task::spawn_blocking(kernel::generation_before_load)
                 .await
                 .unwrap_or(None);
-            kernel::apply_structure(&ruleset, &structure, &self.refused).await?;
+            if let Err(e) = kernel::apply_structure(&ruleset, &structure, &self.refused).await {
+                let _ = tokio::task::spawn_blocking(move || range_sets::discard(&made)).await;
+                return Err(e);
+            }
             let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));
             let _ =
                 tokio::task::spawn_blocking(move || kernel::remember(&record, &r, before)).await;

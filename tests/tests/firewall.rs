@@ -652,19 +652,20 @@ fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
     let env = start();
     let _listener = listen(&env, &[8443, 8444]);
     let vm_user = "palisade-vm-work";
-    let map = "vm_work_r0_v4";
-    let lookup = format!("ct mark set ip daddr . meta l4proto . th dport map @{map} accept");
+    let place = "vm_work_r0_v4";
     apply(&env, &ranged_policy(2000, 1000, 8443), &[]);
-    let (count, local) = map_elements(&env, map);
+    let map = looked_up(&env, "vm_work", place);
+    let lookup = format!("ct mark set ip daddr . meta l4proto . th dport map @{map} accept");
+    let (count, local) = map_elements(&env, &map);
     assert_eq!(count, 2000, "every rule is an element");
     assert!(local.contains("comment \"c_vm_work_r1001_"), "{local}");
     let listed = String::from_utf8_lossy(
-        &ok(&env, env.nft(&["list", "map", "inet", "palisade", map])).stdout,
+        &ok(&env, env.nft(&["list", "map", "inet", "palisade", &map])).stdout,
     )
     .into_owned();
     assert!(listed.contains("flags interval"), "{listed}");
     assert!(listed.contains("10.0.5.1 . tcp . 1001-1101 "), "{listed}");
-    let (rule, set) = handles(&env, &lookup, map);
+    let (rule, set) = handles(&env, &lookup, &map);
     assert!(rule.is_some() && set.is_some(), "one rule looks the map up");
     let (session, first) = Session::open(&env, vm_user, 8443);
     assert_eq!(first, "one: echoed", "the allowed connection did not work");
@@ -674,18 +675,44 @@ fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
     let before = counted["packets"].as_u64().unwrap_or(0);
     assert!(before >= 2, "{counted}");
 
-    // Another rule changes: a new map, the listener's element with its count, the session on.
-    let mut other = ranged_policy(2000, 1000, 8443);
-    other = other.replacen(
+    // A change elsewhere in the policy leaves the map as it is: not made or filled again.
+    let logged = format!(
+        "{}[[vm.rule]]\naction = \"accept\"\ndestination = \"192.0.2.1\"\nproto = \"tcp\"\nports = 1\nlog = true\n",
+        ranged_policy(2000, 1000, 8443)
+    );
+    apply(&env, &logged, &[]);
+    assert_eq!(looked_up(&env, "vm_work", place), map);
+    assert_eq!(
+        handles(&env, &lookup, &map).1,
+        set,
+        "the map was made again"
+    );
+
+    // Another rule of the run changes: a new map in its place, the old one gone, the
+    // listener's element with its count, the session on.
+    let other = ranged_policy(2000, 1000, 8443).replacen(
         "ports = \"1001-1101\"\ncomment = \"r5\"",
         "ports = \"2001-2101\"\ncomment = \"r5\"",
         1,
     );
     apply(&env, &other, &[]);
-    let (_, replaced) = handles(&env, &lookup, map);
-    assert_ne!(replaced, set, "the map is replaced whole");
+    let replaced = looked_up(&env, "vm_work", place);
+    assert_ne!(replaced, map, "the map is replaced whole");
+    let table = String::from_utf8_lossy(
+        &ok(&env, env.nft(&["-t", "list", "table", "inet", "palisade"])).stdout,
+    )
+    .into_owned();
+    assert_eq!(
+        table.matches(&format!("map {place}_")).count(),
+        1,
+        "{table}"
+    );
     let listed = String::from_utf8_lossy(
-        &ok(&env, env.nft(&["list", "map", "inet", "palisade", map])).stdout,
+        &ok(
+            &env,
+            env.nft(&["list", "map", "inet", "palisade", &replaced]),
+        )
+        .stdout,
     )
     .into_owned();
     assert!(listed.contains("10.0.5.1 . tcp . 2001-2101 "), "{listed}");
@@ -716,7 +743,25 @@ fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
         Some(1),
         "counts anew: {counted}"
     );
-    assert_eq!(map_elements(&env, map).0, 2000);
+    assert_eq!(
+        map_elements(&env, &looked_up(&env, "vm_work", place)).0,
+        2000
+    );
+}
+
+/// The name of the interval map or set at `place` (its name less the fingerprint of its
+/// elements) that a rule of `chain` looks up.
+fn looked_up(env: &TestEnv, chain: &str, place: &str) -> String {
+    let out = ok(env, env.nft(&["list", "chain", "inet", "palisade", chain]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find_map(|word| {
+            let name = word.strip_prefix('@')?;
+            name.strip_prefix(place)?
+                .starts_with('_')
+                .then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no rule of {chain} looks up {place}_…: {text}"))
 }
 
 /// `n` host rules rejecting 10.x.y.1 on port ranges (neighbours on different ranges: a run
@@ -753,10 +798,10 @@ fn host_counter(env: &TestEnv, first: u64) -> Option<u64> {
 fn a_long_run_of_host_rejects_is_one_rule_set_looked_up_with_its_verdict() {
     let env = start();
     let _listener = listen(&env, &[8443, 8444]);
-    let set = "host_s0_v4";
     apply(&env, &host_rejects_policy(2000, 1000, 8443), &[]);
+    let set = looked_up(&env, "host", "host_s0_v4");
     let listed = String::from_utf8_lossy(
-        &ok(&env, env.nft(&["list", "set", "inet", "palisade", set])).stdout,
+        &ok(&env, env.nft(&["list", "set", "inet", "palisade", &set])).stdout,
     )
     .into_owned();
     assert_eq!(

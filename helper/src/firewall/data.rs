@@ -992,7 +992,8 @@ pub fn with_objects(mut existing: Existing) -> Result<Existing, Error> {
     }
     existing.counters = counters;
     existing.limits = limits;
-    existing.mark_maps = super::kernel::mark_map_entries(&mut socket).map_err(kernel)?;
+    // The hash maps the structure keeps; interval ones are replaced whole (`range_sets`).
+    existing.mark_maps = super::kernel::mark_map_entries(&mut socket, false).map_err(kernel)?;
     Ok(existing)
 }
 

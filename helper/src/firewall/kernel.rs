@@ -319,7 +319,7 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
             .into_iter()
             .filter_map(|o| Some((o.name, o.counted?)))
             .collect();
-        for (_, entries) in mark_map_entries(&mut socket).map_err(|e| e.to_string())? {
+        for (_, entries) in mark_map_entries(&mut socket, true).map_err(|e| e.to_string())? {
             for entry in entries {
                 if let (Some(name), Some(c)) = (entry.comment, entry.counted) {
                     let sum = counted.entry(name).or_default();
@@ -340,15 +340,19 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
 /// `inet_proto` 12, `inet_service` 13).
 const ENDPOINT_TYPES: [u32; 2] = [(7 << 12) | (12 << 6) | 13, (8 << 12) | (12 << 6) | 13];
 
-/// Every mark map and rule set of our table with its elements: a dump of the table's sets (no
-/// elements), then of each one's elements. They are the sets keyed by `address . protocol .
-/// port`; no other set's elements are read.
+/// Every mark map and rule set of our table with its elements (only the hash maps unless
+/// `interval_too`): a dump of the table's sets (no elements), then of each one's elements.
+/// They are the sets keyed by `address . protocol . port`; no other set's elements are read.
 pub(super) fn mark_map_entries(
     socket: &mut NftSocket,
+    interval_too: bool,
 ) -> Result<Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>, palisade_nfnetlink::NetlinkError> {
     let mut maps = Vec::new();
     for set in socket.list_sets(TableFamily::Inet, TABLE)? {
-        if ENDPOINT_TYPES.contains(&set.key_type) && matches!(set.key_len, 12 | 24) {
+        if ENDPOINT_TYPES.contains(&set.key_type)
+            && matches!(set.key_len, 12 | 24)
+            && (interval_too || !set.interval())
+        {
             let entries =
                 socket.list_mark_entries(&SetRef::new(TableFamily::Inet, TABLE, &set.name)?)?;
             maps.push((set.name, entries));

@@ -437,10 +437,9 @@ fn structure_of(r: &Ruleset) -> u64 {
             if s.kind == SetKind::Marks {
                 s.marks.clear();
             }
-            // A mark map's elements are changed in place (a range map's are structure).
-            if matches!(s.kind, SetKind::MarkMap(_)) {
-                s.entries.clear();
-            }
+            // A mark map's elements are changed in place; an interval map's or set's name
+            // carries a fingerprint of them.
+            s.entries.clear();
             // Which version of a list a set holds is the data path's business: a list changed
             // in place keeps its sets, and the structure does not carry the version.
             if let Some(data) = &mut s.imported {

@@ -19,14 +19,13 @@ use super::compile::family_bounds;
 use super::kernel::Existing;
 use super::ruleset::*;
 use palisade_dbus::policy::{Family, Verdict};
-use palisade_nfnetlink::Endpoint;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// Renders the whole table.
 pub fn render_ruleset(r: &Ruleset) -> String {
     let mut s = String::new();
-    render_table(&mut s, r, true, &Carried::new());
+    render_table(&mut s, r, true);
     render_port_guards(&mut s, r);
     s
 }
@@ -108,12 +107,13 @@ fn render_port_guards(s: &mut String, r: &Ruleset) {
 /// One `nft -f` run is one transaction: it lands whole or not at all. No other table is named.
 pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, UnsayableName> {
     let t = r.table;
-    // Sets that hold data the structure does not carry: imported lists (never declared here) and
-    // the forwarder's answers (declared, which leaves an existing one and its elements alone).
+    // Sets that hold data the structure does not carry: imported lists and interval maps and
+    // sets of rules (made over netlink, never declared here) and the forwarder's answers
+    // (declared, which leaves an existing one and its elements alone).
     let kept: HashSet<&str> = r
         .sets
         .iter()
-        .filter(|s| s.imported.is_some() || matches!(s.kind, SetKind::Answers(_)))
+        .filter(|s| loaded_apart(s) || matches!(s.kind, SetKind::Answers(_)))
         .map(|s| s.name.as_str())
         .collect();
     // Mark maps the new structure has too are changed element by element (see `kept_maps`).
@@ -149,9 +149,8 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         let keys: Vec<String> = keys.iter().map(endpoint).collect();
         let _ = writeln!(s, "delete element inet {t} {map} {{ {} }}", keys.join(", "));
     }
-    let carried = carried_counts(existing);
     if unchanged.is_empty() {
-        render_table(&mut s, r, false, &carried);
+        render_table(&mut s, r, false);
     } else {
         // Elements the kernel holds as they are stay out of the transaction, and so keep
         // their counts.
@@ -161,7 +160,7 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
                 set.entries.retain(|e| !same.contains(&patch_entry(e)));
             }
         }
-        render_table(&mut s, &only_new, false, &carried);
+        render_table(&mut s, &only_new, false);
     }
     if !r.port_guards.is_empty() {
         // Replaced whole in the same transaction as the inet table.
@@ -171,35 +170,6 @@ pub fn render_batch(r: &Ruleset, existing: &Existing) -> Result<String, Unsayabl
         let _ = writeln!(s, "delete table bridge {t}");
     }
     Ok(s)
-}
-
-/// What each element of the kernel's interval maps and sets counted, by its keys, mark and
-/// comment: a range map or rule set is replaced whole, and its elements that stay as they were carry their counts
-/// into the new one (what a rule counted between the listing and the transaction is lost).
-type Carried = HashMap<(Endpoint, Endpoint, u32, String), palisade_nfnetlink::Counted>;
-
-fn carried_counts(existing: &Existing) -> Carried {
-    existing
-        .mark_maps
-        .iter()
-        .flat_map(|(_, listed)| listed)
-        // A rule set's elements map to nothing: as its entries' unused mark, 0.
-        .filter_map(|e| {
-            let mark = e.mark.unwrap_or(0);
-            Some(((e.key, e.key_end?, mark, e.comment.clone()?), e.counted?))
-        })
-        .collect()
-}
-
-/// The first and last key of an element of a range map.
-fn range_keys(e: &MarkMapEntry) -> (Endpoint, Endpoint) {
-    let first = super::patch::mark_entry(e).key;
-    let last = Endpoint {
-        addr: e.net.broadcast(),
-        port: e.ports.1,
-        ..first
-    };
-    (first, last)
 }
 
 /// An element of a mark map as the kernel lists it and as the ruleset has it, compared.
@@ -300,16 +270,18 @@ fn identifier<'a>(kind: &'static str, name: &'a str) -> Result<&'a str, Unsayabl
     }
 }
 
-/// The table block; the sets of imported lists only when `with_imported` (their declaration is
-/// for people: the data path creates them).
-fn render_table(s: &mut String, r: &Ruleset, with_imported: bool, carried: &Carried) {
+/// Whether a set is made and filled apart from the structure, over netlink, before the
+/// structure naming it is installed: an imported list's, or an interval map or set of rules.
+fn loaded_apart(set: &SetDef) -> bool {
+    set.imported.is_some() || matches!(set.kind, SetKind::RangeMap(_) | SetKind::RuleSet(_))
+}
+
+/// The table block; the sets made apart from it (`loaded_apart`) only when `with_imported`
+/// (their declaration is for people).
+fn render_table(s: &mut String, r: &Ruleset, with_imported: bool) {
     let _ = writeln!(s, "table inet {} {{", r.table);
-    for set in r
-        .sets
-        .iter()
-        .filter(|s| with_imported || s.imported.is_none())
-    {
-        render_set(s, set, carried);
+    for set in r.sets.iter().filter(|s| with_imported || !loaded_apart(s)) {
+        render_set(s, set);
     }
     for (name, tag) in &r.counters {
         let _ = writeln!(
@@ -411,7 +383,7 @@ pub fn render_chain(r: &Ruleset, name: &str) -> String {
             if let Some(map) = looked_up {
                 if let Some(set) = r.sets.iter().find(|s| &s.name == map) {
                     let _ = writeln!(s, "table inet {} {{", r.table);
-                    render_set(&mut s, set, &Carried::new());
+                    render_set(&mut s, set);
                     s.push_str("}\n");
                 }
             }
@@ -438,11 +410,10 @@ fn render_body(s: &mut String, chain: &ChainDef, indent: &str) {
     notes_at(s, chain.rules.len());
 }
 
-fn render_set(s: &mut String, set: &SetDef, carried: &Carried) {
+fn render_set(s: &mut String, set: &SetDef) {
     let (ty, flags) = match set.kind {
-        SetKind::MarkMap(family) => return render_mark_map(s, set, family, None),
-        SetKind::RangeMap(family) | SetKind::RuleSet(family) => {
-            return render_mark_map(s, set, family, Some(carried))
+        SetKind::MarkMap(family) | SetKind::RangeMap(family) | SetKind::RuleSet(family) => {
+            return render_mark_map(s, set, family)
         }
         SetKind::Ipv4Nets => ("ipv4_addr", "interval"),
         SetKind::Ipv6Nets => ("ipv6_addr", "interval"),
@@ -520,10 +491,10 @@ fn render_set(s: &mut String, set: &SetDef, carried: &Carried) {
 }
 
 /// A mark map: one element a line, so a preview's diff shows the rules that changed. A range
-/// map or rule set (`carried` given: what its elements counted before) has `flags interval`;
-/// a rule set maps to nothing.
-fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option<&Carried>) {
+/// map or rule set has `flags interval`; a rule set maps to nothing.
+fn render_mark_map(s: &mut String, map: &SetDef, family: Family) {
     let is_map = !matches!(map.kind, SetKind::RuleSet(_));
+    let interval = !matches!(map.kind, SetKind::MarkMap(_));
     let _ = write!(
         s,
         "\t{} {} {{\n\t\ttype {}_addr . inet_proto . inet_service{}\n{}\t\tcounter\n",
@@ -534,11 +505,7 @@ fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option
             Family::V6 => "ipv6",
         },
         if is_map { " : mark" } else { "" },
-        if carried.is_some() {
-            "\t\tflags interval\n"
-        } else {
-            ""
-        }
+        if interval { "\t\tflags interval\n" } else { "" }
     );
     if !map.entries.is_empty() {
         s.push_str("\t\telements = {");
@@ -548,9 +515,9 @@ fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option
                 (first, last) => format!("{first}-{last}"),
             };
             // A hash map's key is the address masked to its networks' length.
-            let addr = match carried {
-                Some(_) => net(&e.net),
-                None => e.net.network().to_string(),
+            let addr = match interval {
+                true => net(&e.net),
+                false => e.net.network().to_string(),
             };
             let _ = write!(
                 s,
@@ -558,11 +525,6 @@ fn render_mark_map(s: &mut String, map: &SetDef, family: Family, carried: Option
                 if i == 0 { "" } else { "," },
                 e.proto,
             );
-            let (first, last) = range_keys(e);
-            if let Some(c) = carried.and_then(|c| c.get(&(first, last, e.mark, e.counter.clone())))
-            {
-                let _ = write!(s, " counter packets {} bytes {}", c.packets, c.bytes);
-            }
             let _ = write!(s, " comment {}", quoted(&e.counter));
             if is_map {
                 let _ = write!(s, " : {:#010x}", e.mark);

@@ -157,15 +157,15 @@ pub enum SetKind {
     /// counter (one family): a run of a VM's rules that each accept one host on some ports.
     MarkMap(Family),
     /// Like `MarkMap`, with `flags interval`: each element a network, a protocol and a range of
-    /// ports. Replaced whole with the structure whenever one of its elements changes: the
-    /// kernel changes an element of an interval map of concatenations in about a millisecond,
-    /// and loads a new map of 10,000 in about a tenth of a second. Each element's count is
-    /// carried into its successor.
+    /// ports. Never changed in place (the kernel changes an element of an interval map of
+    /// concatenations in about a millisecond): its name carries a fingerprint of its elements,
+    /// and it is made and filled over netlink before the structure naming it is installed,
+    /// each element's count carried from its predecessor (`range_sets`).
     RangeMap(Family),
     /// A set of `network . protocol . port range` with `flags interval`, each element with its
     /// own counter (one family): a run of rules of one verdict other than a VM's accept (drops,
-    /// rejects, the host's accepts), looked up by one rule with that verdict. Replaced whole
-    /// with the structure, like a `RangeMap`; its elements' `mark` is unused.
+    /// rejects, the host's accepts), looked up by one rule with that verdict. Made like a
+    /// `RangeMap`; its elements' `mark` is unused.
     RuleSet(Family),
     /// Addresses recently looked up in an imported list and found in none of its sets (one
     /// family), filled by the packet path and expiring after `UNLISTED_SECONDS`: the rules

@@ -11,9 +11,10 @@
 //! networks of several lengths) it is an interval map (`RangeMap`). A run of anything else —
 //! drops, rejects, the host's accepts (a `return`) — is an interval set (`RuleSet`) looked up
 //! by one rule with the run's verdict (`ip daddr . meta l4proto . th dport @s drop`). Interval
-//! maps and sets are replaced whole with the structure when they change: the kernel changes an
-//! element of an interval set of concatenations in about a millisecond, and loads a fresh one
-//! of 10,000 in a tenth of a second.
+//! maps and sets are never changed in place (the kernel changes an element of an interval set
+//! of concatenations in about a millisecond, and loads a fresh one of 10,000 in a tenth of a
+//! second): each is made and filled over netlink (`firewall::range_sets`) before the structure
+//! that names it replaces its predecessor.
 //!
 //! Invariants. Only neighbours form a run, they all do the same, and no two keys of a run
 //! overlap (same protocol, one network within the other, ports in common), so a packet matches
@@ -21,8 +22,9 @@
 //! Logged rules, ICMP and rules without a network stay rules; so do runs of fewer than
 //! [`MIN_RUN`] groups (people read rules more easily, and a few cost a packet little). An
 //! element's comment is its rule's counter name, so the counters are read from the kernel's
-//! listing alone. A name says where its run is (the chain and the run's place), not what it
-//! holds, so a change of its rules is a change of its elements.
+//! listing alone. A hash map's name says where its run is (the chain and the run's place), not
+//! what it holds, so a change of its rules is a change of its elements; an interval map's or
+//! set's name adds a fingerprint of its elements, so a set the kernel has is the one wanted.
 
 use super::{family_suffix, Owner};
 use crate::firewall::ruleset::*;
@@ -336,7 +338,12 @@ impl<'a> Run<'a> {
                 (true, false) => (SetKind::RangeMap(family), 'r'),
                 (false, _) => (SetKind::RuleSet(family), 's'),
             };
-            let name = format!("{}_{letter}{index}_{}", owner.chain, family_suffix(family));
+            let mut name = format!("{}_{letter}{index}_{}", owner.chain, family_suffix(family));
+            if !matches!(kind, SetKind::MarkMap(_)) {
+                // Filled over netlink before the structure names it, and never changed in
+                // place: its name says what it holds, so a set the kernel has is the one wanted.
+                name = format!("{name}_{:016x}", content_print(&entries));
+            }
             out.sets.push(SetDef {
                 name: name.clone(),
                 kind,
@@ -369,4 +376,26 @@ impl<'a> Run<'a> {
         }
         rules
     }
+}
+
+/// A fingerprint of an interval map's or set's elements (64-bit FNV-1a, stable across
+/// builds): two contents alike in it are taken for the same.
+fn content_print(entries: &[MarkMapEntry]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for e in entries {
+        eat(e.net.to_string().as_bytes());
+        eat(e.proto.as_bytes());
+        eat(&e.ports.0.to_be_bytes());
+        eat(&e.ports.1.to_be_bytes());
+        eat(&e.mark.to_be_bytes());
+        eat(e.counter.as_bytes());
+        eat(b"\0");
+    }
+    h
 }

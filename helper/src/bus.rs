@@ -66,10 +66,10 @@ impl PolicyIface {
         &self,
         #[zbus(header)] header: Header<'_>,
         name: String,
-        document: Vec<u8>,
+        document: &[u8],
     ) -> Result<CandidateReport, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        self.firewall.check(&name, document).await
+        self.firewall.check(&name, document.to_vec()).await
     }
 
     /// Applies the drop-ins on disk, if they changed what is live.
@@ -86,27 +86,27 @@ impl PolicyIface {
     async fn validate(
         &self,
         #[zbus(header)] header: Header<'_>,
-        document: Vec<u8>,
+        document: &[u8],
     ) -> Result<Vec<Finding>, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        self.firewall.validate(document).await
+        self.firewall.validate(document.to_vec()).await
     }
 
     /// The ruleset a document compiles to and its diff against the live one.
     async fn preview(
         &self,
         #[zbus(header)] header: Header<'_>,
-        document: Vec<u8>,
+        document: &[u8],
     ) -> Result<Preview, Error> {
         self.authority.check(&header, Action::PolicyRead).await?;
-        self.firewall.preview(document).await
+        self.firewall.preview(document.to_vec()).await
     }
 
     /// Applies a document atomically if `base_generation` is still live.
     async fn apply(
         &self,
         #[zbus(header)] header: Header<'_>,
-        document: Vec<u8>,
+        document: &[u8],
         base_generation: u64,
         confirm_seconds: u32,
         client: &str,
@@ -118,7 +118,7 @@ impl PolicyIface {
             source: parse_client(client)?.source(),
         };
         self.firewall
-            .apply(document, base_generation, confirm_seconds, origin)
+            .apply(document.to_vec(), base_generation, confirm_seconds, origin)
             .await
     }
 

@@ -138,7 +138,7 @@ fn rules_and_vm_rows() -> Result<Vec<(String, String, String, String)>> {
                     Shape::Hosts => ", every neighbour different (no merging; one host and port each: a mark map)",
                     Shape::Networks => ", every neighbour different (no merging; a /24 network and port each: a mark map)",
                     Shape::Ranges => ", every neighbour different (no merging; one host and 100 ports each: an interval map)",
-                    Shape::Drops => ", every neighbour different (no merging; drops of one host and 100 ports each: kernel rules)",
+                    Shape::Drops => ", every neighbour different (no merging; drops of one host and 100 ports each: a rule set)",
                 }
             );
             // Every timed apply changes the live policy, so none is an apply of what is already
@@ -1092,7 +1092,7 @@ pub(crate) enum Shape {
     /// One host each on a range of 100 ports, neighbours on different ranges: too many ports
     /// for a hash map's elements, an interval map, replaced whole when a rule changes.
     Ranges,
-    /// Like `Ranges`, dropping: drops are never a map's elements, one kernel rule each.
+    /// Like `Ranges`, dropping: an interval set of the rules looked up by one dropping rule.
     Drops,
 }
 

@@ -727,16 +727,7 @@ fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
     // one does not, and the rule counts anew.
     let changed = other.replacen("ports = 8443", "ports = 8444", 1);
     apply(&env, &changed, &[]);
-    let second = session.second();
-    assert!(
-        second.starts_with("two: cut"),
-        "the open connection survived: {second}"
-    );
-    assert!(
-        connects(&env, vm_user, 8444),
-        "the changed rule is enforced"
-    );
-    assert!(!connects(&env, vm_user, 8443), "the old rule is gone");
+    listener_rule_moved(&env, vm_user, session);
     let counted = rule_counter(&env, "work", "numbered", 1001);
     assert_eq!(
         counted["packets"].as_u64(),
@@ -747,6 +738,18 @@ fn a_long_run_of_port_range_rules_is_one_interval_map_replaced_whole() {
         map_elements(&env, &looked_up(&env, "vm_work", place)).0,
         2000
     );
+}
+
+/// After the listener's rule moved from port 8443 to 8444: the session opened under the old
+/// rule is cut, the new port passes, the old one does not.
+fn listener_rule_moved(env: &TestEnv, vm_user: &str, session: Session) {
+    let second = session.second();
+    assert!(
+        second.starts_with("two: cut"),
+        "the open connection survived: {second}"
+    );
+    assert!(connects(env, vm_user, 8444), "the changed rule is enforced");
+    assert!(!connects(env, vm_user, 8443), "the old rule is gone");
 }
 
 /// The name of the interval map or set at `place` (its name less the fingerprint of its
@@ -867,16 +870,7 @@ fn a_long_run_of_host_rules_is_one_map_changed_element_by_element() {
 
     // The rule changes: its element is replaced in place, the map and its rule stay.
     apply(&env, &mapped_policy(2000, 1000, 8444), &[]);
-    let second = session.second();
-    assert!(
-        second.starts_with("two: cut"),
-        "the open connection survived: {second}"
-    );
-    assert!(
-        connects(&env, vm_user, 8444),
-        "the changed rule is enforced"
-    );
-    assert!(!connects(&env, vm_user, 8443), "the old rule is gone");
+    listener_rule_moved(&env, vm_user, session);
     assert_eq!(
         handles(&env, &format!("map @{map} accept"), map),
         (rule, set),

@@ -76,13 +76,16 @@ pub(super) fn keys(group: &[(usize, &Rule)]) -> Option<Keys> {
         keys.extend(of_rule);
     }
     let action = group.first()?.1.action;
-    let mut taken = Taken::default();
-    (group.iter().all(|(_, r)| r.action == action) && keys.iter().all(|k| taken.insert(k)))
-        .then_some(Keys {
-            keys,
-            action,
-            exact,
-        })
+    // One key overlaps nothing: most groups are one rule on one port or range.
+    let disjoint = keys.len() < 2 || {
+        let mut taken = Taken::default();
+        keys.iter().all(|k| taken.insert(k))
+    };
+    (group.iter().all(|(_, r)| r.action == action) && disjoint).then_some(Keys {
+        keys,
+        action,
+        exact,
+    })
 }
 
 fn rule_keys(rule: &Rule) -> Option<Vec<Key>> {

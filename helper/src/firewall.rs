@@ -1002,6 +1002,9 @@ impl Engine {
         // What the kernel's table holds is asked once, while the facts are gathered: the list
         // sets are named against it and the structure transaction replaces it.
         let existing = tokio::task::spawn_blocking(data::existing);
+        // What the interval sets of rule runs counted, for their successors: read on the other
+        // core while the ruleset is compiled.
+        let counts = tokio::task::spawn_blocking(range_sets::counts);
         let mut facts = facts::gather(
             policy,
             facts::Users::Create,
@@ -1042,8 +1045,17 @@ impl Engine {
         .map_err(|e| Error::Internal(e.to_string()))??;
         // The interval maps and sets of rule runs the kernel lacks are made and filled before
         // anything names them.
+        // Counts are worth keeping, not worth failing an apply for.
+        let counts = match counts.await {
+            Ok(Ok(counts)) => counts,
+            Ok(Err(e)) => {
+                tracing::warn!("the rule sets' counts start anew: {e}");
+                range_sets::Counts::new()
+            }
+            Err(e) => return Err(Error::Internal(e.to_string())),
+        };
         let (r, names) = (Arc::clone(&ruleset), existing.sets.clone());
-        let made = tokio::task::spawn_blocking(move || range_sets::ensure(&r, &names))
+        let made = tokio::task::spawn_blocking(move || range_sets::ensure(&r, &names, &counts))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         let (record, r) = (Arc::clone(&self.kernel), Arc::clone(&ruleset));

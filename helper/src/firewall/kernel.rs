@@ -340,6 +340,13 @@ pub async fn counters() -> Result<std::collections::HashMap<String, super::netli
 /// `inet_proto` 12, `inet_service` 13).
 const ENDPOINT_TYPES: [u32; 2] = [(7 << 12) | (12 << 6) | 13, (8 << 12) | (12 << 6) | 13];
 
+/// Every interval map and rule set of our table with its elements.
+pub(super) fn interval_set_entries(
+    socket: &mut NftSocket,
+) -> Result<Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>, palisade_nfnetlink::NetlinkError> {
+    endpoint_sets(socket, |set| set.interval())
+}
+
 /// Every mark map and rule set of our table with its elements (only the hash maps unless
 /// `interval_too`): a dump of the table's sets (no elements), then of each one's elements.
 /// They are the sets keyed by `address . protocol . port`; no other set's elements are read.
@@ -347,12 +354,18 @@ pub(super) fn mark_map_entries(
     socket: &mut NftSocket,
     interval_too: bool,
 ) -> Result<Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>, palisade_nfnetlink::NetlinkError> {
+    endpoint_sets(socket, |set| interval_too || !set.interval())
+}
+
+/// The sets of our table keyed by `address . protocol . port` that `which` picks, with their
+/// elements.
+fn endpoint_sets(
+    socket: &mut NftSocket,
+    which: impl Fn(&palisade_nfnetlink::SetInfo) -> bool,
+) -> Result<Vec<(String, Vec<palisade_nfnetlink::ListedEntry>)>, palisade_nfnetlink::NetlinkError> {
     let mut maps = Vec::new();
     for set in socket.list_sets(TableFamily::Inet, TABLE)? {
-        if ENDPOINT_TYPES.contains(&set.key_type)
-            && matches!(set.key_len, 12 | 24)
-            && (interval_too || !set.interval())
-        {
+        if ENDPOINT_TYPES.contains(&set.key_type) && matches!(set.key_len, 12 | 24) && which(&set) {
             let entries =
                 socket.list_mark_entries(&SetRef::new(TableFamily::Inet, TABLE, &set.name)?)?;
             maps.push((set.name, entries));

@@ -9,8 +9,8 @@
 //! set or the new one, never a half-filled one. A set made here that no structure took (its
 //! load failed) is deleted again; one left by a crash is deleted by the next structure load,
 //! like every set no ruleset names. Counts are carried by element (keys, mark and counter name
-//! alike) from the sets of the same run place; what a rule counted between the listing and the
-//! structure's transaction is lost.
+//! alike) from the sets of the same run place, listed while the ruleset is compiled; what a
+//! rule counted between the listing and the structure's transaction is lost.
 
 use super::netlink::{Batch, Counted, Endpoint, NftSocket, RangeEntry, SetRef, TableFamily};
 use super::ruleset::{MarkMapEntry, Ruleset, SetDef, SetKind, TABLE};
@@ -19,11 +19,44 @@ use palisade_dbus::Error;
 use std::collections::HashMap;
 
 /// An element as its keys, mark (0 in a rule set) and counter name, to find it again.
-type ElementKey = (Endpoint, Endpoint, u32, String);
+pub type ElementKey = (Endpoint, Endpoint, u32, String);
+
+/// What the elements of the kernel's interval maps and sets counted, by run place (a set's name
+/// less its fingerprint), then by element.
+pub type Counts = HashMap<String, HashMap<ElementKey, Counted>>;
+
+/// Lists what the elements of the kernel's interval maps and sets counted: one dump of the
+/// table's sets, then of each such set's elements. Read while the ruleset is compiled, on the
+/// other core; what a rule counts between this and the structure's transaction is lost.
+pub fn counts() -> Result<Counts, Error> {
+    let mut socket = NftSocket::open().map_err(|e| failed(&e))?;
+    let mut counts: Counts = HashMap::new();
+    for (name, entries) in
+        super::kernel::interval_set_entries(&mut socket).map_err(|e| failed(&e))?
+    {
+        let Some((place, _)) = name.rsplit_once('_') else {
+            continue;
+        };
+        let of_place = counts.entry(place.to_owned()).or_default();
+        for e in entries {
+            let (Some(last), Some(comment), Some(counted)) = (e.key_end, e.comment, e.counted)
+            else {
+                continue;
+            };
+            of_place.insert((e.key, last, e.mark.unwrap_or(0), comment), counted);
+        }
+    }
+    Ok(counts)
+}
 
 /// Makes and fills each interval map and set of `ruleset` the kernel does not have (`existing`
-/// names the table's sets); returns the names of those it made.
-pub fn ensure(ruleset: &Ruleset, existing: &[String]) -> Result<Vec<String>, Error> {
+/// names the table's sets), each element's counter starting from what the same element at the
+/// same run place counted (`counts`); returns the names of those it made.
+pub fn ensure(
+    ruleset: &Ruleset,
+    existing: &[String],
+    counts: &Counts,
+) -> Result<Vec<String>, Error> {
     let missing: Vec<&SetDef> = ruleset
         .sets
         .iter()
@@ -35,8 +68,13 @@ pub fn ensure(ruleset: &Ruleset, existing: &[String]) -> Result<Vec<String>, Err
     }
     let mut socket = NftSocket::open().map_err(|e| failed(&e))?;
     let mut batch = Batch::new();
+    let none = HashMap::new();
     for set in &missing {
-        let carried = predecessors_counts(&mut socket, &set.name, existing)?;
+        let carried = set
+            .name
+            .rsplit_once('_')
+            .and_then(|(place, _)| counts.get(place))
+            .unwrap_or(&none);
         let (v6, map) = match set.kind {
             SetKind::RangeMap(f) => (f == Family::V6, true),
             SetKind::RuleSet(f) => (f == Family::V6, false),
@@ -103,35 +141,6 @@ pub fn range_entry(e: &MarkMapEntry, map: bool) -> RangeEntry {
 
 fn key_of(e: &RangeEntry) -> ElementKey {
     (e.first, e.last, e.mark.unwrap_or(0), e.comment.clone())
-}
-
-/// What the elements of the kernel's sets of the same run place as `name` (its name less the
-/// fingerprint) counted.
-fn predecessors_counts(
-    socket: &mut NftSocket,
-    name: &str,
-    existing: &[String],
-) -> Result<HashMap<ElementKey, Counted>, Error> {
-    let Some((place, _)) = name.rsplit_once('_') else {
-        return Ok(HashMap::new());
-    };
-    let mut counts = HashMap::new();
-    for old in existing
-        .iter()
-        .filter(|o| o.rsplit_once('_').is_some_and(|(p, _)| p == place))
-    {
-        for e in socket
-            .list_mark_entries(&set_ref(old)?)
-            .map_err(|e| failed(&e))?
-        {
-            let (Some(last), Some(comment), Some(counted)) = (e.key_end, e.comment, e.counted)
-            else {
-                continue;
-            };
-            counts.insert((e.key, last, e.mark.unwrap_or(0), comment), counted);
-        }
-    }
-    Ok(counts)
 }
 
 fn set_ref(name: &str) -> Result<SetRef, Error> {

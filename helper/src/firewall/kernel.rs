@@ -300,8 +300,8 @@ async fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> 
 
 /// Every counter of our table with what it counted, by name: the named counters (one netlink
 /// dump of the table's objects, which reads no rule and no set element), and the counters of
-/// the mark maps' and rule sets' elements, summed by the counter name each element carries as its comment (a
-/// dump of each map's elements; no other set's are read).
+/// the mark maps' and rule sets' elements, summed by the counter name each element carries as
+/// its comment (a dump of each one's elements; no other set's are read).
 pub async fn counters() -> Result<std::collections::HashMap<String, super::netlink::Counted>, Error>
 {
     tokio::task::spawn_blocking(|| {

@@ -121,11 +121,7 @@ pub fn discard(names: &[String]) {
 /// The element the kernel stores for `e`: from its network's first address and first port to
 /// its last address and last port.
 pub fn range_entry(e: &MarkMapEntry, map: bool) -> RangeEntry {
-    let first = Endpoint {
-        addr: e.net.network(),
-        proto: if e.proto == "udp" { 17 } else { 6 },
-        port: e.ports.0,
-    };
+    let first = super::patch::mark_entry(e).key;
     RangeEntry {
         first,
         last: Endpoint {

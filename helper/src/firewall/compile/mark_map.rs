@@ -174,17 +174,22 @@ struct Networks {
 impl Taken {
     /// Takes `key` unless it overlaps a taken one (or its check would look at too many).
     fn insert(&mut self, key: &Key) -> bool {
+        let fits = !self.overlaps(key);
+        if fits {
+            self.add(key);
+        }
+        fits
+    }
+
+    /// Takes `key`, known to overlap no taken one.
+    fn add(&mut self, key: &Key) {
         let &(net, proto, first, last) = key;
         let nets = self
             .nets
             .entry((matches!(net, IpNet::V4(_)), proto))
             .or_default();
-        if nets.overlaps(net, first, last) {
-            return false;
-        }
         nets.lengths.insert(net.prefix_len());
         nets.by_net.entry(net).or_default().insert(first, last);
-        true
     }
 
     fn overlaps(&self, key: &Key) -> bool {
@@ -256,9 +261,10 @@ impl<'a> Run<'a> {
             exact,
         } = keys;
         self.action = Some(action);
+        // `admits` found no overlap, and `keys` found none among the group's own.
         for k in &keys {
             self.shapes.admit(&k.0, exact);
-            self.taken.insert(k);
+            self.taken.add(k);
         }
         self.groups.push((group, keys));
     }
